@@ -1,0 +1,187 @@
+//! The dhctl advisory lock: one session-level lock per database that serialises migrate,
+//! rollback and partition changes, so any number of runners (Kubernetes replicas, cron, a DBA)
+//! may start at once.
+//!
+//! Waiting is never unbounded (golang-migrate#269). A first `pg_try_advisory_lock` takes the
+//! free lock at once. When it is busy, dhctl blocks in `pg_advisory_lock` under a short
+//! `statement_timeout`, re-entered until `--lock-wait` runs out: it wakes the moment the holder
+//! releases (polling would wake up to a poll interval late, which 8 racing init containers pay
+//! 7 times), and a waiter never keeps a snapshot open longer than that timeout, so it cannot
+//! deadlock a `CREATE INDEX CONCURRENTLY` run by the holder (flyway#1654).
+
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::Client;
+
+use crate::error::{Error, Result};
+
+/// The advisory lock key: the ASCII bytes of "dhctl_mg" as a big-endian i64. Advisory locks are
+/// per database, so runners against different databases never contend. Documented in
+/// docs/operations.md; change it and old and new binaries stop excluding each other.
+pub const LOCK_KEY: i64 = i64::from_be_bytes(*b"dhctl_mg");
+
+/// How long one blocking attempt may wait before it is re-entered (see the module comment).
+const ATTEMPT_TIMEOUT: Duration = Duration::from_millis(1000);
+
+/// The session holding the lock, as `pg_stat_activity` shows it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Holder {
+    pub pid: i32,
+    pub application_name: Option<String>,
+    /// When the holder's session connected (dhctl takes the lock right after connecting).
+    pub since: Option<DateTime<Utc>>,
+    pub client_addr: Option<String>,
+}
+
+impl std::fmt::Display for Holder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "pid {}", self.pid)?;
+        match self.application_name.as_deref() {
+            Some(name) if !name.is_empty() => write!(f, " (application_name '{name}')")?,
+            _ => write!(f, " (no application_name)")?,
+        }
+        if let Some(addr) = &self.client_addr {
+            write!(f, " from {addr}")?;
+        }
+        if let Some(since) = self.since {
+            write!(
+                f,
+                ", connected since {}",
+                since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Proof that this session holds the lock. Release it with [`LockGuard::release`]; if the
+/// process dies instead, the server frees it when the session ends.
+#[must_use = "the lock is held until released or the session ends"]
+pub struct LockGuard {
+    _private: (),
+}
+
+impl LockGuard {
+    /// Releases every session-level advisory lock of this session. `unlock_all` rather than
+    /// `unlock(key)`: an attempt cancelled by its statement_timeout just after the grant can
+    /// leave the lock held twice (re-entrant), and one unlock would then keep it.
+    pub async fn release(self, client: &Client) -> Result<()> {
+        client
+            .batch_execute("SELECT pg_advisory_unlock_all()")
+            .await
+            .map_err(|e| Error::sql("releasing the dhctl advisory lock", &e))
+    }
+}
+
+/// Takes the lock, waiting at most `wait`. Exit 3 (`Error::LockBusy`) names the holder.
+pub async fn acquire(client: &Client, wait: Duration) -> Result<LockGuard> {
+    let got: bool = client
+        .query_one("SELECT pg_try_advisory_lock($1)", &[&LOCK_KEY])
+        .await
+        .map_err(|e| Error::sql("taking the dhctl advisory lock", &e))?
+        .get(0);
+    if got {
+        return Ok(LockGuard { _private: () });
+    }
+    let started = Instant::now();
+    let holder = holder(client).await?;
+    tracing::info!(holder = ?holder, "waiting for the dhctl advisory lock");
+    let outcome = wait_blocking(client, started, wait).await;
+    // Back to the role's default whether or not we got it; the session goes on to run DDL.
+    client
+        .batch_execute("RESET statement_timeout")
+        .await
+        .map_err(|e| Error::sql("resetting statement_timeout", &e))?;
+    match outcome? {
+        true => Ok(LockGuard { _private: () }),
+        false => {
+            // Name whoever holds it now, which may not be who held it when we started waiting.
+            let holder = crate::db::lock::holder(client).await?.or(holder);
+            Err(Error::LockBusy {
+                waited: started.elapsed(),
+                holder,
+            })
+        }
+    }
+}
+
+async fn wait_blocking(client: &Client, started: Instant, wait: Duration) -> Result<bool> {
+    loop {
+        let Some(remaining) = wait.checked_sub(started.elapsed()).filter(|r| !r.is_zero()) else {
+            return Ok(false);
+        };
+        let attempt = remaining.min(ATTEMPT_TIMEOUT);
+        client
+            .batch_execute(&format!(
+                "SET statement_timeout = {}",
+                attempt.as_millis().max(1)
+            ))
+            .await
+            .map_err(|e| Error::sql("setting statement_timeout", &e))?;
+        match client
+            .execute("SELECT pg_advisory_lock($1)", &[&LOCK_KEY])
+            .await
+        {
+            Ok(_) => return Ok(true),
+            Err(e) if e.code() == Some(&SqlState::QUERY_CANCELED) => continue,
+            Err(e) => return Err(Error::sql("waiting for the dhctl advisory lock", &e)),
+        }
+    }
+}
+
+/// The session that holds the dhctl lock in this database, if any.
+pub async fn holder(client: &Client) -> Result<Option<Holder>> {
+    let classid = (LOCK_KEY >> 32) as u32;
+    let objid = (LOCK_KEY & 0xffff_ffff) as u32;
+    // A bigint key is stored as classid = high half, objid = low half, objsubid = 1
+    // (docs: "pg_locks", advisory locks).
+    let row = client
+        .query_opt(
+            "SELECT l.pid, a.application_name, a.backend_start, host(a.client_addr) \
+             FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid \
+             WHERE l.locktype = 'advisory' AND l.granted \
+               AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+               AND l.classid = $1::int8::oid AND l.objid = $2::int8::oid AND l.objsubid = 1 \
+             LIMIT 1",
+            &[&(classid as i64), &(objid as i64)],
+        )
+        .await
+        .map_err(|e| Error::sql("looking up the holder of the dhctl advisory lock", &e))?;
+    Ok(row.map(|r| Holder {
+        pid: r.get(0),
+        application_name: r.get(1),
+        since: r.get(2),
+        client_addr: r.get(3),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lock_key_is_the_documented_constant() {
+        assert_eq!(LOCK_KEY, 0x6468_6374_6c5f_6d67);
+    }
+
+    #[test]
+    fn holder_display_names_pid_and_application() {
+        let h = Holder {
+            pid: 42,
+            application_name: Some("dhctl".into()),
+            since: Some(
+                DateTime::parse_from_rfc3339("2026-11-26T02:00:00Z")
+                    .unwrap()
+                    .into(),
+            ),
+            client_addr: None,
+        };
+        assert_eq!(
+            h.to_string(),
+            "pid 42 (application_name 'dhctl'), connected since 2026-11-26T02:00:00Z"
+        );
+    }
+}

@@ -1,0 +1,289 @@
+//! Everything about dhctl's own database session: connecting (TLS, `--wait`, creating a missing
+//! database), session settings, the advisory lock, lock_timeout retries and identifier quoting.
+
+pub mod ident;
+pub mod lock;
+pub mod retry;
+pub mod tls;
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{CancelToken, Client, NoTls};
+
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+use crate::config::{describe, wants_tls, DbConfig};
+use crate::error::{describe_driver_error, Error, Result};
+
+/// The oldest server dhctl supports: 14 brings `DETACH PARTITION … CONCURRENTLY` and
+/// `client_connection_check_interval`, both of which dhctl relies on.
+pub const MIN_SERVER_VERSION: i32 = 140000;
+
+/// How often a backend whose client vanished (kill -9, a pod evicted) checks the socket while it
+/// runs a long statement, so it aborts and frees the advisory lock instead of holding it to the
+/// statement's end. PostgreSQL 14+, user-settable (docs: runtime-config-connection).
+const CLIENT_CONNECTION_CHECK_INTERVAL: &str = "1s";
+
+/// Whether `connect` may create the database when it does not exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CreateDatabase {
+    IfMissing,
+    Never,
+}
+
+/// An open dhctl session.
+pub struct Session {
+    pub client: Client,
+    pub server_version: i32,
+}
+
+/// The cancel token of the session in flight, so that Ctrl-C can cancel its running statement
+/// before the process exits (otherwise the backend would go on running it, holding its locks).
+static IN_FLIGHT: Mutex<Option<(CancelToken, Option<tls::TlsSettings>)>> = Mutex::new(None);
+
+/// Cancels the statement running on the registered session, if any. Called on SIGINT/SIGTERM.
+pub async fn cancel_in_flight() {
+    let entry = IN_FLIGHT.lock().ok().and_then(|mut g| g.take());
+    let Some((token, tls)) = entry else { return };
+    let outcome = if let Some(settings) = tls {
+        match tls::make_connector(&settings) {
+            Ok(connector) => token.cancel_query(connector).await,
+            Err(_) => return,
+        }
+    } else {
+        token.cancel_query(NoTls).await
+    };
+    if let Err(e) = outcome {
+        tracing::debug!(error = %e, "cancel request failed");
+    }
+}
+
+/// Connects to the configured database, applying dhctl's session settings.
+///
+/// Retries what can heal (refused, reset, the server starting up) until `cfg.wait` runs out;
+/// fails at once on bad credentials or a bad URL. Creates the database on SQLSTATE 3D000 when
+/// `create` allows.
+pub async fn connect(cfg: &DbConfig, create: CreateDatabase) -> Result<Session> {
+    let started = Instant::now();
+    let deadline = cfg.wait.map(|w| started + w);
+    let mut delay = Duration::from_millis(100);
+    let mut created = false;
+    // Built once, before any attempt: a broken CA file is a usage error, not a network one.
+    let tls = if wants_tls(&cfg.pg) {
+        Some(tls::make_connector(&cfg.tls)?)
+    } else {
+        None
+    };
+    loop {
+        match open(&cfg.pg, tls.as_ref(), &cfg.tls).await {
+            Ok(session) => {
+                check_server_version(&session)?;
+                return Ok(session);
+            }
+            Err(err) => {
+                let code = err.as_db_error().map(|d| d.code().clone());
+                if code.as_ref() == Some(&SqlState::INVALID_CATALOG_NAME) && !created {
+                    if create == CreateDatabase::Never {
+                        return Err(Error::Connect {
+                            message: format!(
+                                "database \"{}\" does not exist on {}",
+                                cfg.dbname(),
+                                cfg.display_target()
+                            ),
+                            hint: Some(
+                                "create it, or run `dhctl migrate` without --no-create-database"
+                                    .into(),
+                            ),
+                        });
+                    }
+                    create_database(cfg, tls.as_ref()).await?;
+                    created = true;
+                    continue;
+                }
+                let healable = is_healable(&err);
+                let now = Instant::now();
+                match deadline {
+                    Some(deadline) if healable && now < deadline => {
+                        tracing::info!(target = %cfg.display_target(), error = %describe_driver_error(&err), "database not reachable yet; retrying");
+                        let sleep = delay.min(deadline - now);
+                        tokio::time::sleep(sleep).await;
+                        delay = (delay * 2).min(Duration::from_secs(1));
+                    }
+                    _ => {
+                        return Err(connect_error(
+                            cfg,
+                            &err,
+                            started.elapsed(),
+                            cfg.wait.is_some(),
+                        ))
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One connection attempt plus session setup.
+async fn open(
+    pg: &tokio_postgres::Config,
+    tls: Option<&MakeRustlsConnect>,
+    settings: &tls::TlsSettings,
+) -> std::result::Result<Session, tokio_postgres::Error> {
+    let client = match tls {
+        Some(connector) => {
+            let (client, connection) = pg.connect(connector.clone()).await?;
+            tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::debug!(error = %e, "connection ended");
+                }
+            });
+            client
+        }
+        None => {
+            let (client, connection) = pg.connect(NoTls).await?;
+            tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::debug!(error = %e, "connection ended");
+                }
+            });
+            client
+        }
+    };
+    if let Ok(mut slot) = IN_FLIGHT.lock() {
+        *slot = Some((client.cancel_token(), tls.map(|_| settings.clone())));
+    }
+    // One round trip: the server version, and the dead-client check where the server has it
+    // (current_setting(…, true) is NULL on servers that lack the parameter).
+    let row = client
+        .query_one(
+            "SELECT current_setting('server_version_num')::int4, \
+                    CASE WHEN current_setting('client_connection_check_interval', true) IS NOT NULL \
+                         THEN set_config('client_connection_check_interval', $1, false) END",
+            &[&CLIENT_CONNECTION_CHECK_INTERVAL],
+        )
+        .await?;
+    let server_version: i32 = row.get(0);
+    Ok(Session {
+        client,
+        server_version,
+    })
+}
+
+/// Errors that a later attempt may not see: the server is down, starting, restarting or full.
+fn is_healable(err: &tokio_postgres::Error) -> bool {
+    if let Some(db) = err.as_db_error() {
+        return matches!(
+            *db.code(),
+            SqlState::CANNOT_CONNECT_NOW
+                | SqlState::TOO_MANY_CONNECTIONS
+                | SqlState::ADMIN_SHUTDOWN
+        );
+    }
+    let mut source = std::error::Error::source(err);
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            return !matches!(
+                io.kind(),
+                std::io::ErrorKind::InvalidInput | std::io::ErrorKind::InvalidData
+            );
+        }
+        source = s.source();
+    }
+    // Connection closed during startup (server restarting) or a timeout.
+    err.is_closed() || err.to_string().contains("timed out")
+}
+
+fn connect_error(
+    cfg: &DbConfig,
+    err: &tokio_postgres::Error,
+    waited: Duration,
+    waiting: bool,
+) -> Error {
+    let target = cfg.display_target();
+    if let Some(db) = err.as_db_error() {
+        let hint = match *db.code() {
+            SqlState::INVALID_PASSWORD | SqlState::INVALID_AUTHORIZATION_SPECIFICATION => {
+                Some("check the user and password in DATABASE_URL".to_string())
+            }
+            SqlState::INSUFFICIENT_PRIVILEGE => {
+                Some("the role lacks CONNECT on this database".to_string())
+            }
+            _ => None,
+        };
+        return Error::Connect {
+            message: format!(
+                "cannot connect to {target}: {} (SQLSTATE {})",
+                db.message(),
+                db.code().code()
+            ),
+            hint,
+        };
+    }
+    let waited_note = if waiting {
+        format!(" after waiting {:.1}s", waited.as_secs_f64())
+    } else {
+        String::new()
+    };
+    Error::Connect {
+        message: format!(
+            "cannot connect to {target}{waited_note}: {}",
+            describe_driver_error(err)
+        ),
+        hint: Some(if waiting {
+            "is the server running and reachable? raise --wait if it is still starting".into()
+        } else {
+            "is the server running and reachable? --wait 60s retries while it starts".into()
+        }),
+    }
+}
+
+/// Creates the configured database through the maintenance database `postgres`.
+async fn create_database(cfg: &DbConfig, tls: Option<&MakeRustlsConnect>) -> Result<()> {
+    let dbname = cfg.dbname().to_string();
+    let mut maintenance = cfg.pg.clone();
+    maintenance.dbname("postgres");
+    let session = open(&maintenance, tls, &cfg.tls)
+        .await
+        .map_err(|e| connect_error(cfg, &e, Duration::ZERO, false))?;
+    let sql = format!("CREATE DATABASE {}", ident::quote_ident(&dbname));
+    match session.client.batch_execute(&sql).await {
+        Ok(()) => {
+            tracing::info!(database = %dbname, "created database");
+            Ok(())
+        }
+        // Another runner created it first: that is what we wanted.
+        Err(e) if matches!(e.code(), Some(c) if *c == SqlState::DUPLICATE_DATABASE || *c == SqlState::UNIQUE_VIOLATION) => {
+            Ok(())
+        }
+        Err(e) => Err(Error::Connect {
+            message: format!(
+                "database \"{dbname}\" does not exist on {} and could not be created: {}",
+                describe(&maintenance),
+                e.as_db_error()
+                    .map(|d| d.message().to_string())
+                    .unwrap_or_else(|| describe_driver_error(&e))
+            ),
+            hint: Some(
+                "create it as a role with CREATEDB, or give DATABASE_URL an existing database"
+                    .into(),
+            ),
+        }),
+    }
+}
+
+/// Refuses servers older than [`MIN_SERVER_VERSION`].
+pub fn check_server_version(session: &Session) -> Result<()> {
+    if session.server_version < MIN_SERVER_VERSION {
+        return Err(Error::Connect {
+            message: format!(
+                "PostgreSQL {}.{} is not supported; dhctl needs 14 or newer",
+                session.server_version / 10000,
+                session.server_version % 10000 / 100
+            ),
+            hint: Some("upgrade the server (DETACH PARTITION … CONCURRENTLY needs 14)".into()),
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,99 @@
+//! Bounded, jittered retries of DDL that gave up waiting for a table lock (SQLSTATE 55P03).
+//!
+//! Every DDL transaction runs under `lock_timeout`, so it never queues in front of the gateway's
+//! traffic for longer than that; when it times out it is rolled back and tried again after a
+//! random pause, a bounded number of times, then dhctl gives up with exit 2.
+
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::time::Duration;
+
+use tokio_postgres::error::SqlState;
+
+/// The first pause; it doubles per attempt up to [`MAX_PAUSE`].
+const BASE_PAUSE: Duration = Duration::from_millis(200);
+const MAX_PAUSE: Duration = Duration::from_secs(5);
+
+/// The retry budget for one transaction.
+#[derive(Debug)]
+pub struct Backoff {
+    attempt: u32,
+    retries: u32,
+}
+
+impl Backoff {
+    pub fn new(retries: u32) -> Backoff {
+        Backoff {
+            attempt: 0,
+            retries,
+        }
+    }
+
+    /// How many attempts have been made so far (1 after the first failure).
+    pub fn attempts(&self) -> u32 {
+        self.attempt + 1
+    }
+
+    /// Sleeps before the next attempt and returns true, or returns false when the budget is spent.
+    pub async fn pause(&mut self) -> bool {
+        if self.attempt >= self.retries {
+            return false;
+        }
+        let pause = pause_for(self.attempt, random_unit());
+        self.attempt += 1;
+        tracing::info!(
+            attempt = self.attempt,
+            pause_ms = pause.as_millis() as u64,
+            "lock_timeout hit; retrying"
+        );
+        tokio::time::sleep(pause).await;
+        true
+    }
+}
+
+/// "Full jitter" (AWS Architecture Blog, "Exponential Backoff And Jitter"): a uniform pause in
+/// [ceiling/2, ceiling], so racing runners spread out but never retry instantly.
+pub fn pause_for(attempt: u32, unit: f64) -> Duration {
+    let ceiling = BASE_PAUSE
+        .saturating_mul(1u32 << attempt.min(16))
+        .min(MAX_PAUSE);
+    ceiling.mul_f64(0.5 + 0.5 * unit.clamp(0.0, 1.0))
+}
+
+/// A random number in [0, 1) from the process's randomly keyed SipHash: no RNG dependency.
+fn random_unit() -> f64 {
+    let mut hasher = RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos(),
+    );
+    (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// True for a statement that gave up waiting for a lock (lock_timeout).
+pub fn is_lock_timeout(err: &tokio_postgres::Error) -> bool {
+    err.code() == Some(&SqlState::LOCK_NOT_AVAILABLE)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pauses_grow_and_are_capped() {
+        assert_eq!(pause_for(0, 1.0), Duration::from_millis(200));
+        assert_eq!(pause_for(0, 0.0), Duration::from_millis(100));
+        assert_eq!(pause_for(2, 1.0), Duration::from_millis(800));
+        assert_eq!(pause_for(30, 1.0), MAX_PAUSE);
+    }
+
+    #[test]
+    fn random_units_are_in_range() {
+        for _ in 0..100 {
+            let u = random_unit();
+            assert!((0.0..1.0).contains(&u));
+        }
+    }
+}

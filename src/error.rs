@@ -1,0 +1,209 @@
+//! The one error type of the library and the single place that maps an error to an exit code.
+//!
+//! Exit codes are a contract (DESIGN.md, "Exit codes"): 0 ok, 1 a check failed, 2 error,
+//! 3 the advisory lock stayed busy for `--lock-wait`, 4 drift, 130 interrupted. A check that fails
+//! (pending migrations under `status --exit-code`, a failed `verify` check) is not an error: it is
+//! reported as data and main turns it into exit 1.
+
+use std::path::PathBuf;
+
+use crate::db::lock::Holder;
+
+/// Everything that can go wrong in dhctl. Messages are lower-case, name the object and say what
+/// to do; the `hint` is printed on its own line where one helps.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Bad flags, values or names given by the user.
+    #[error("{message}")]
+    Usage {
+        message: String,
+        hint: Option<String>,
+    },
+
+    /// A migration or policy file that cannot be used; reported before any connection is made.
+    #[error("{}", format_file_problems(.problems))]
+    Catalog { problems: Vec<FileProblem> },
+
+    /// The server could not be reached or refused us.
+    #[error("{message}")]
+    Connect {
+        message: String,
+        hint: Option<String>,
+    },
+
+    /// A statement failed. `context` says what dhctl was doing ("applying migration …").
+    #[error("{context}: {detail}")]
+    Sql { context: String, detail: SqlDetail },
+
+    /// Another runner held the advisory lock for the whole `--lock-wait`.
+    #[error("{}", lock_busy_message(.waited, .holder))]
+    LockBusy {
+        waited: std::time::Duration,
+        holder: Option<Holder>,
+    },
+
+    /// An applied migration was modified or its file is missing.
+    #[error("{message}")]
+    Drift { message: String },
+
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+
+    /// SIGINT or SIGTERM arrived; in-flight work was cancelled and rolled back.
+    #[error("interrupted; the statement in flight was cancelled and its transaction rolled back")]
+    Interrupted,
+
+    /// Several independent units failed (e.g. partition maintenance of several tables).
+    #[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))]
+    Many(Vec<Error>),
+}
+
+/// What the server said about a failed statement, with the place in the file when known.
+#[derive(Debug, Clone)]
+pub struct SqlDetail {
+    pub sqlstate: String,
+    pub message: String,
+    /// `file:line` when the statement came from a migration file.
+    pub location: Option<String>,
+    pub hint: Option<String>,
+}
+
+impl std::fmt::Display for SqlDetail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(location) = &self.location {
+            write!(f, "{location}: ")?;
+        }
+        write!(f, "{} (SQLSTATE {})", self.message, self.sqlstate)
+    }
+}
+
+/// One problem with one file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileProblem {
+    pub file: String,
+    pub problem: String,
+}
+
+fn format_file_problems(problems: &[FileProblem]) -> String {
+    problems
+        .iter()
+        .map(|p| format!("{}: {}", p.file, p.problem))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn lock_busy_message(waited: &std::time::Duration, holder: &Option<Holder>) -> String {
+    let who = match holder {
+        Some(h) => format!(" by {h}"),
+        None => String::new(),
+    };
+    format!(
+        "the dhctl advisory lock is held{who}; gave up after waiting {:.1}s",
+        waited.as_secs_f64()
+    )
+}
+
+impl Error {
+    /// The process exit code for this error (DESIGN.md, "Exit codes").
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::LockBusy { .. } => 3,
+            Error::Drift { .. } => 4,
+            Error::Interrupted => 130,
+            Error::Many(errors) => errors.iter().map(Error::exit_code).max().unwrap_or(2),
+            Error::Usage { .. }
+            | Error::Catalog { .. }
+            | Error::Connect { .. }
+            | Error::Sql { .. }
+            | Error::Io { .. } => 2,
+        }
+    }
+
+    /// A line of advice printed after the error, where one helps.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Error::Usage { hint, .. } | Error::Connect { hint, .. } => hint.clone(),
+            Error::Sql { detail, .. } => detail.hint.clone(),
+            Error::LockBusy { .. } => Some(
+                "another dhctl (or a session holding its lock) is working on this database; \
+                 retry later, raise --lock-wait, or end that session with pg_terminate_backend(pid)"
+                    .into(),
+            ),
+            Error::Drift { .. } => Some(
+                "restore the file as it was applied, or run `dhctl status` to see every difference"
+                    .into(),
+            ),
+            Error::Catalog { .. } => Some(
+                "migration files are named YYYYMMDDHHMMSS_description.sql (description [a-z0-9_]+); \
+                 `dhctl new NAME` writes one"
+                    .into(),
+            ),
+            _ => None,
+        }
+    }
+
+    pub fn usage(message: impl Into<String>) -> Error {
+        Error::Usage {
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    pub fn usage_hint(message: impl Into<String>, hint: impl Into<String>) -> Error {
+        Error::Usage {
+            message: message.into(),
+            hint: Some(hint.into()),
+        }
+    }
+
+    /// Wraps a statement error with what dhctl was doing.
+    pub fn sql(context: impl Into<String>, err: &tokio_postgres::Error) -> Error {
+        Error::Sql {
+            context: context.into(),
+            detail: SqlDetail::from_pg(err, None),
+        }
+    }
+}
+
+impl SqlDetail {
+    /// Extracts SQLSTATE and message from a driver error; `location` names the file and line.
+    pub fn from_pg(err: &tokio_postgres::Error, location: Option<String>) -> SqlDetail {
+        match err.as_db_error() {
+            Some(db) => SqlDetail {
+                sqlstate: db.code().code().to_string(),
+                message: db.message().to_string(),
+                location,
+                hint: db.hint().map(str::to_string),
+            },
+            None => SqlDetail {
+                // 08006 connection_failure: the connection broke (terminated backend, network).
+                sqlstate: "08006".into(),
+                message: describe_driver_error(err),
+                location,
+                hint: None,
+            },
+        }
+    }
+}
+
+/// A driver error without a server message: the connection was closed or broke.
+pub fn describe_driver_error(err: &tokio_postgres::Error) -> String {
+    if err.is_closed() {
+        return "the connection to the server was closed (the backend was terminated or the \
+                server went away)"
+            .into();
+    }
+    let mut text = err.to_string();
+    let mut source = std::error::Error::source(err);
+    while let Some(s) = source {
+        text = format!("{text}: {s}");
+        source = s.source();
+    }
+    text
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

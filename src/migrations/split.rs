@@ -1,0 +1,173 @@
+//! Splits a section into statements for `transaction:false` migrations: PostgreSQL runs a
+//! multi-statement simple query as one implicit transaction, in which CREATE INDEX CONCURRENTLY
+//! fails (SQLSTATE 25001), so each statement must be sent on its own.
+//!
+//! Knows what can hide a `;`: quoted strings ('…', E'…' with backslash escapes), quoted
+//! identifiers, dollar quotes ($$…$$, $tag$…$tag$), line comments and nested block comments.
+
+/// A statement and its byte offset within the section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Statement<'a> {
+    pub offset: usize,
+    pub sql: &'a str,
+}
+
+pub fn split(sql: &str) -> Vec<Statement<'_>> {
+    let bytes = sql.as_bytes();
+    let mut statements = Vec::new();
+    let mut start = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\'' => {
+                let escapes = i > 0
+                    && matches!(bytes[i - 1], b'E' | b'e')
+                    && (i < 2 || !is_ident_byte(bytes[i - 2]));
+                i = skip_quoted(bytes, i, b'\'', escapes);
+            }
+            b'"' => i = skip_quoted(bytes, i, b'"', false),
+            b'-' if bytes.get(i + 1) == Some(&b'-') => {
+                i = sql[i..].find('\n').map_or(bytes.len(), |n| i + n + 1);
+            }
+            b'/' if bytes.get(i + 1) == Some(&b'*') => i = skip_block_comment(bytes, i),
+            b'$' if i == 0 || !is_ident_byte(bytes[i - 1]) => match dollar_tag(&sql[i..]) {
+                Some(tag) => {
+                    let body = i + tag.len();
+                    i = sql[body..]
+                        .find(tag)
+                        .map_or(bytes.len(), |n| body + n + tag.len());
+                }
+                None => i += 1,
+            },
+            b';' => {
+                push(&mut statements, sql, start, i);
+                i += 1;
+                start = i;
+            }
+            _ => i += 1,
+        }
+    }
+    push(&mut statements, sql, start, bytes.len());
+    statements
+}
+
+fn push<'a>(statements: &mut Vec<Statement<'a>>, sql: &'a str, start: usize, end: usize) {
+    let text = &sql[start..end];
+    let trimmed_start = text.len() - text.trim_start().len();
+    let body = text.trim();
+    let has_code = body
+        .lines()
+        .map(str::trim)
+        .any(|l| !l.is_empty() && !l.starts_with("--"));
+    if has_code {
+        statements.push(Statement {
+            offset: start + trimmed_start,
+            sql: body,
+        });
+    }
+}
+
+fn is_ident_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_'
+}
+
+/// Index just past the closing quote; a doubled quote is an escaped one.
+fn skip_quoted(bytes: &[u8], open: usize, quote: u8, backslash_escapes: bool) -> usize {
+    let mut i = open + 1;
+    while i < bytes.len() {
+        if backslash_escapes && bytes[i] == b'\\' {
+            i += 2;
+            continue;
+        }
+        if bytes[i] == quote {
+            if bytes.get(i + 1) == Some(&quote) {
+                i += 2;
+                continue;
+            }
+            return i + 1;
+        }
+        i += 1;
+    }
+    bytes.len()
+}
+
+fn skip_block_comment(bytes: &[u8], open: usize) -> usize {
+    let mut depth = 0;
+    let mut i = open;
+    while i + 1 < bytes.len() {
+        if bytes[i] == b'/' && bytes[i + 1] == b'*' {
+            depth += 1;
+            i += 2;
+        } else if bytes[i] == b'*' && bytes[i + 1] == b'/' {
+            depth -= 1;
+            i += 2;
+            if depth == 0 {
+                return i;
+            }
+        } else {
+            i += 1;
+        }
+    }
+    bytes.len()
+}
+
+/// `$$` or `$tag$` at the start of `text` (a tag is an identifier without `$`).
+fn dollar_tag(text: &str) -> Option<&str> {
+    let rest = &text[1..];
+    let end = rest.find('$')?;
+    let tag = &rest[..end];
+    let valid = tag.is_empty()
+        || (!tag.as_bytes()[0].is_ascii_digit()
+            && tag.bytes().all(|b| is_ident_byte(b) || b >= 0x80));
+    valid.then(|| &text[..end + 2])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn texts(sql: &str) -> Vec<&str> {
+        split(sql).into_iter().map(|s| s.sql).collect()
+    }
+
+    #[test]
+    fn splits_on_top_level_semicolons() {
+        assert_eq!(texts("SELECT 1; SELECT 2;\n"), vec!["SELECT 1", "SELECT 2"]);
+    }
+
+    #[test]
+    fn semicolons_inside_quotes_comments_and_dollar_quotes_stay() {
+        let sql = "SELECT ';'; SELECT \"a;b\"; -- x; y\nSELECT $$;$$; SELECT $f$ $$ ; $f$; /* ; /* ; */ */ SELECT E'\\';'; SELECT 'it''s;'";
+        assert_eq!(
+            texts(sql),
+            vec![
+                "SELECT ';'",
+                "SELECT \"a;b\"",
+                "-- x; y\nSELECT $$;$$",
+                "SELECT $f$ $$ ; $f$",
+                "/* ; /* ; */ */ SELECT E'\\';'",
+                "SELECT 'it''s;'"
+            ]
+        );
+    }
+
+    #[test]
+    fn comment_only_pieces_are_not_statements() {
+        assert_eq!(texts("-- only a comment\n;\n  ;"), Vec::<&str>::new());
+    }
+
+    #[test]
+    fn offsets_point_at_the_statement() {
+        let sql = "SELECT 1;\n  CREATE INDEX CONCURRENTLY i ON t (x);";
+        let s = split(sql);
+        assert_eq!(&sql[s[1].offset..s[1].offset + 6], "CREATE");
+    }
+
+    #[test]
+    fn positional_parameters_are_not_dollar_quotes() {
+        assert_eq!(
+            texts("PREPARE p AS SELECT $1; SELECT 2"),
+            vec!["PREPARE p AS SELECT $1", "SELECT 2"]
+        );
+    }
+}

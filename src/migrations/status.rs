@@ -1,0 +1,210 @@
+//! The pure core of `status`: catalog × history → one entry per migration. No I/O, no clock.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::catalog::Catalog;
+use super::history::HistoryRow;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    /// In the history and the file is as it was applied.
+    Applied,
+    /// A file not yet applied.
+    Pending,
+    /// Applied, but the file's up section (or name) changed since.
+    Modified,
+    /// Applied, but no file has its version any more.
+    Missing,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Applied => "applied",
+            State::Pending => "pending",
+            State::Modified => "modified",
+            State::Missing => "missing",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Entry {
+    pub version: i64,
+    pub name: String,
+    /// The file, when one exists.
+    pub file: Option<String>,
+    pub state: State,
+    /// When it was applied (RFC 3339), for applied, modified and missing entries.
+    pub applied_at: Option<DateTime<Utc>>,
+}
+
+/// One entry per version found in either the catalog or the history, in version order.
+pub fn diff(catalog: &Catalog, history: &[HistoryRow]) -> Vec<Entry> {
+    let mut entries: Vec<Entry> = Vec::with_capacity(catalog.migrations.len().max(history.len()));
+    for m in &catalog.migrations {
+        let applied = history.iter().find(|h| h.version == m.version);
+        let state = match applied {
+            None => State::Pending,
+            Some(h) if h.name == m.name && h.checksum == m.checksum.to_string() => State::Applied,
+            Some(_) => State::Modified,
+        };
+        entries.push(Entry {
+            version: m.version,
+            name: m.name.clone(),
+            file: Some(m.file.clone()),
+            state,
+            applied_at: applied.and_then(HistoryRow::applied_at),
+        });
+    }
+    for h in history {
+        if catalog.get(h.version).is_none() {
+            entries.push(Entry {
+                version: h.version,
+                name: h.name.clone(),
+                file: None,
+                state: State::Missing,
+                applied_at: h.applied_at(),
+            });
+        }
+    }
+    entries.sort_by_key(|e| e.version);
+    entries
+}
+
+/// Counts by state, for summaries and exit codes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    pub applied: usize,
+    pub pending: usize,
+    pub modified: usize,
+    pub missing: usize,
+}
+
+impl Counts {
+    pub fn of(entries: &[Entry]) -> Counts {
+        let mut c = Counts::default();
+        for e in entries {
+            match e.state {
+                State::Applied => c.applied += 1,
+                State::Pending => c.pending += 1,
+                State::Modified => c.modified += 1,
+                State::Missing => c.missing += 1,
+            }
+        }
+        c
+    }
+
+    pub fn drift(&self) -> bool {
+        self.modified + self.missing > 0
+    }
+}
+
+/// The drift message naming every modified or missing migration, if any.
+pub fn drift_message(entries: &[Entry]) -> Option<String> {
+    let lines: Vec<String> = entries
+        .iter()
+        .filter_map(|e| match e.state {
+            State::Modified => Some(format!(
+                "migration {} was modified after it was applied",
+                e.file.as_deref().unwrap_or(&e.name)
+            )),
+            State::Missing => Some(format!(
+                "migration {}_{} was applied but its file is missing",
+                e.version, e.name
+            )),
+            _ => None,
+        })
+        .collect();
+    (!lines.is_empty()).then(|| lines.join("\n"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::migrations::catalog::parse_files;
+
+    fn catalog(files: &[(&str, &str)]) -> Catalog {
+        parse_files(
+            files
+                .iter()
+                .map(|(n, t)| (n.to_string(), t.as_bytes().to_vec()))
+                .collect(),
+        )
+        .unwrap()
+    }
+
+    fn row(c: &Catalog, version: i64) -> HistoryRow {
+        let m = c.get(version).unwrap();
+        HistoryRow {
+            version,
+            name: m.name.clone(),
+            applied_on: "2026-01-02T03:04:05.123456789Z".into(),
+            checksum: m.checksum.to_string(),
+        }
+    }
+
+    #[test]
+    fn states_cover_every_case() {
+        let c = catalog(&[
+            ("20240101000001_a.sql", "SELECT 1;"),
+            ("20240101000002_b.sql", "SELECT 2;"),
+            ("20240101000003_c.sql", "SELECT 3;"),
+        ]);
+        let mut modified = row(&c, 20240101000002);
+        modified.checksum = "1".into();
+        let missing = HistoryRow {
+            version: 20230101000000,
+            name: "gone".into(),
+            applied_on: "bad".into(),
+            checksum: "9".into(),
+        };
+        let entries = diff(&c, &[row(&c, 20240101000001), modified, missing]);
+        let states: Vec<_> = entries.iter().map(|e| (e.version, e.state)).collect();
+        assert_eq!(
+            states,
+            vec![
+                (20230101000000, State::Missing),
+                (20240101000001, State::Applied),
+                (20240101000002, State::Modified),
+                (20240101000003, State::Pending),
+            ]
+        );
+        assert!(entries[1].applied_at.is_some());
+        assert!(
+            entries[0].applied_at.is_none(),
+            "unparsable applied_on is shown as unknown"
+        );
+        let counts = Counts::of(&entries);
+        assert_eq!(
+            counts,
+            Counts {
+                applied: 1,
+                pending: 1,
+                modified: 1,
+                missing: 1
+            }
+        );
+        let message = drift_message(&entries).unwrap();
+        assert!(message.contains("20240101000002_b.sql was modified"));
+        assert!(message.contains("20230101000000_gone was applied but its file is missing"));
+    }
+
+    #[test]
+    fn a_renamed_file_with_the_same_sql_is_modified() {
+        let c = catalog(&[("20240101000001_a.sql", "SELECT 1;")]);
+        let mut r = row(&c, 20240101000001);
+        r.name = "old_name".into();
+        assert_eq!(diff(&c, &[r])[0].state, State::Modified);
+    }
+
+    #[test]
+    fn no_history_means_everything_pending() {
+        let c = catalog(&[("20240101000001_a.sql", "SELECT 1;")]);
+        let entries = diff(&c, &[]);
+        assert_eq!(entries[0].state, State::Pending);
+        assert!(drift_message(&entries).is_none());
+    }
+}

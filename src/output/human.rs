@@ -1,0 +1,136 @@
+//! Human renderings of each report: comfy-table tables and one-line summaries.
+
+use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, ContentArrangement, Table};
+
+use crate::migrations::migrate::MigrateReport;
+use crate::migrations::new::NewReport;
+use crate::migrations::rollback::RollbackReport;
+use crate::migrations::StatusReport;
+
+fn table(header: &[&str]) -> Table {
+    let mut t = Table::new();
+    t.load_style(UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Dynamic);
+    if std::env::var_os("NO_COLOR").is_some() {
+        t.force_no_tty();
+    }
+    t.set_header(header.iter().map(|h| Cell::new(h)));
+    t
+}
+
+fn millis(ms: Option<f64>) -> String {
+    ms.map(|m| format!("{m:.1} ms")).unwrap_or_default()
+}
+
+pub fn migrate(r: &MigrateReport) -> String {
+    let mut out = String::new();
+    if r.steps.is_empty() {
+        return format!(
+            "{}: up to date ({} migrations applied)\n",
+            r.database, r.already_applied
+        );
+    }
+    let mut t = table(&["version", "migration", "transaction", "time"]);
+    for s in &r.steps {
+        t.add_row(vec![
+            Cell::new(s.version),
+            Cell::new(&s.file),
+            Cell::new(match s.transaction {
+                crate::migrations::catalog::Transaction::Wrapped => "yes",
+                crate::migrations::catalog::Transaction::None => "no",
+            }),
+            Cell::new(millis(s.duration_ms)).set_alignment(CellAlignment::Right),
+        ]);
+    }
+    out.push_str(&format!("{t}\n"));
+    if r.dry_run {
+        out.push_str(&format!(
+            "dry run: {} migration(s) would be applied to {}; nothing was changed\n",
+            r.steps.len(),
+            r.database
+        ));
+        for s in r.steps.iter().filter(|s| s.sql.is_some()) {
+            out.push_str(&format!(
+                "\n-- {}\n{}\n",
+                s.file,
+                s.sql.as_deref().unwrap_or_default().trim_end()
+            ));
+        }
+    } else {
+        out.push_str(&format!(
+            "applied {} migration(s) to {} in {:.1} ms\n",
+            r.steps.len(),
+            r.database,
+            r.duration_ms
+        ));
+    }
+    out
+}
+
+pub fn status(r: &StatusReport) -> String {
+    let mut t = table(&["version", "name", "state", "applied at"]);
+    for e in &r.migrations {
+        t.add_row(vec![
+            Cell::new(e.version),
+            Cell::new(&e.name),
+            Cell::new(e.state.as_str()),
+            Cell::new(
+                e.applied_at
+                    .map(|a| a.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                    .unwrap_or_default(),
+            ),
+        ]);
+    }
+    let c = r.counts;
+    let mut summary = format!(
+        "{}: {} applied, {} pending",
+        r.database, c.applied, c.pending
+    );
+    if c.modified > 0 {
+        summary.push_str(&format!(", {} modified", c.modified));
+    }
+    if c.missing > 0 {
+        summary.push_str(&format!(", {} missing", c.missing));
+    }
+    format!("{t}\n{summary}\n")
+}
+
+pub fn rollback(r: &RollbackReport) -> String {
+    if r.rolled_back.is_empty() {
+        return format!("{}: nothing to roll back\n", r.database);
+    }
+    let mut t = table(&["version", "migration", "time"]);
+    for s in &r.rolled_back {
+        t.add_row(vec![
+            Cell::new(s.version),
+            Cell::new(&s.file),
+            Cell::new(millis(s.duration_ms)).set_alignment(CellAlignment::Right),
+        ]);
+    }
+    let mut out = format!("{t}\n");
+    if r.dry_run {
+        out.push_str(&format!(
+            "dry run: {} migration(s) would be rolled back on {}; nothing was changed\n",
+            r.rolled_back.len(),
+            r.database
+        ));
+        for s in r.rolled_back.iter().filter(|s| s.sql.is_some()) {
+            out.push_str(&format!(
+                "\n-- {} (down)\n{}\n",
+                s.file,
+                s.sql.as_deref().unwrap_or_default().trim_end()
+            ));
+        }
+    } else {
+        out.push_str(&format!(
+            "rolled back {} migration(s) on {}\n",
+            r.rolled_back.len(),
+            r.database
+        ));
+    }
+    out
+}
+
+pub fn new(r: &NewReport) -> String {
+    format!("created {}\n", r.path.display())
+}

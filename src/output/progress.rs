@@ -1,0 +1,101 @@
+//! Progress on stderr: an indicatif bar when stderr is a terminal, plain lines otherwise (CI logs,
+//! Kubernetes), nothing with `--format json` unless verbose.
+
+use std::io::{IsTerminal, Write};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::migrations::Progress;
+
+pub enum Reporter {
+    Bar(Mutex<Option<ProgressBar>>),
+    Lines,
+    Quiet,
+}
+
+impl Reporter {
+    /// A bar on a terminal, lines elsewhere; `quiet` for JSON output.
+    pub fn for_stderr(quiet: bool) -> Reporter {
+        if quiet {
+            Reporter::Quiet
+        } else if std::io::stderr().is_terminal() {
+            Reporter::Bar(Mutex::new(None))
+        } else {
+            Reporter::Lines
+        }
+    }
+}
+
+fn line(text: &str) {
+    let _ = writeln!(std::io::stderr().lock(), "{text}");
+}
+
+impl Progress for Reporter {
+    fn planned(&self, total: usize) {
+        if let Reporter::Bar(slot) = self {
+            let bar = ProgressBar::new(total as u64);
+            bar.set_style(
+                ProgressStyle::with_template("{spinner} [{bar:30}] {pos}/{len} {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> "),
+            );
+            bar.enable_steady_tick(Duration::from_millis(120));
+            if let Ok(mut s) = slot.lock() {
+                *s = Some(bar);
+            }
+        }
+    }
+
+    fn started(&self, what: &str) {
+        match self {
+            Reporter::Bar(slot) => {
+                if let Some(bar) = slot.lock().ok().and_then(|s| s.clone()) {
+                    bar.set_message(what.to_string());
+                }
+            }
+            Reporter::Lines => line(&format!("applying {what}")),
+            Reporter::Quiet => {}
+        }
+    }
+
+    fn finished(&self, what: &str, took: Duration) {
+        match self {
+            Reporter::Bar(slot) => {
+                if let Some(bar) = slot.lock().ok().and_then(|s| s.clone()) {
+                    bar.println(format!(
+                        "  done {what} ({:.1} ms)",
+                        took.as_secs_f64() * 1000.0
+                    ));
+                    bar.inc(1);
+                }
+            }
+            Reporter::Lines => line(&format!(
+                "  done {what} ({:.1} ms)",
+                took.as_secs_f64() * 1000.0
+            )),
+            Reporter::Quiet => {}
+        }
+    }
+
+    fn retrying(&self, what: &str, attempt: u32, reason: &str) {
+        let text = format!("  {what}: {reason} on attempt {attempt}; retrying");
+        match self {
+            Reporter::Bar(slot) => match slot.lock().ok().and_then(|s| s.clone()) {
+                Some(bar) => bar.println(text),
+                None => line(&text),
+            },
+            Reporter::Lines => line(&text),
+            Reporter::Quiet => {}
+        }
+    }
+
+    fn done(&self) {
+        if let Reporter::Bar(slot) = self {
+            if let Some(bar) = slot.lock().ok().and_then(|mut s| s.take()) {
+                bar.finish_and_clear();
+            }
+        }
+    }
+}
