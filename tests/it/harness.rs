@@ -1,0 +1,282 @@
+//! The test harness: a fresh database per test (dropped when the test passes, kept for
+//! inspection when it fails), and a builder that runs the real binary like a user would.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+pub const DEFAULT_SERVER: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+/// The server the tests use (DHCTL_TEST_DATABASE_URL), pointing at its maintenance database.
+pub fn server_url() -> String {
+    std::env::var("DHCTL_TEST_DATABASE_URL").unwrap_or_else(|_| DEFAULT_SERVER.to_string())
+}
+
+/// `url` with its database name replaced.
+pub fn with_dbname(url: &str, dbname: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, format!("?{q}")),
+        None => (url, String::new()),
+    };
+    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
+    let base = match base[scheme_end..].find('/') {
+        Some(slash) => &base[..scheme_end + slash],
+        None => base,
+    };
+    format!("{base}/{dbname}{query}")
+}
+
+/// A blocking admin connection to `url`; panics with instructions when the server is down.
+pub fn connect(url: &str) -> postgres::Client {
+    postgres::Client::connect(url, postgres::NoTls).unwrap_or_else(|e| {
+        panic!(
+            "PostgreSQL is not reachable at {url}: {e}\n\
+             start it (`pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start`) \
+             or point DHCTL_TEST_DATABASE_URL at a server where this role may CREATE DATABASE"
+        )
+    })
+}
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// A database of the test's own.
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+}
+
+impl TestDb {
+    /// Creates a fresh, empty database.
+    pub fn new(label: &str) -> TestDb {
+        let db = TestDb::unique(label);
+        let mut admin = connect(&server_url());
+        admin
+            .batch_execute(&format!("CREATE DATABASE \"{}\"", db.name))
+            .expect("create the test database");
+        db
+    }
+
+    /// A unique name whose database does not exist (for tests of database creation).
+    pub fn unique(label: &str) -> TestDb {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let name = format!("dhctl_t_{label}_{}_{n}", std::process::id());
+        let url = with_dbname(&server_url(), &name);
+        TestDb { name, url }
+    }
+
+    pub fn client(&self) -> postgres::Client {
+        connect(&self.url)
+    }
+
+    /// Runs statements; panics on error.
+    pub fn exec(&self, sql: &str) {
+        self.client()
+            .batch_execute(sql)
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+
+    /// The first column of every row, as text.
+    pub fn column(&self, sql: &str) -> Vec<String> {
+        self.client()
+            .simple_query(sql)
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+            .into_iter()
+            .filter_map(|m| match m {
+                postgres::SimpleQueryMessage::Row(r) => {
+                    Some(r.get(0).unwrap_or("NULL").to_string())
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// A single value, as text.
+    pub fn value(&self, sql: &str) -> String {
+        self.column(sql)
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| panic!("{sql}: no row"))
+    }
+
+    pub fn exists(&self) -> bool {
+        let mut admin = connect(&server_url());
+        admin
+            .query_opt(
+                "SELECT 1 FROM pg_database WHERE datname = $1",
+                &[&self.name],
+            )
+            .unwrap()
+            .is_some()
+    }
+
+    /// The tables in schema public, sorted.
+    pub fn tables(&self) -> Vec<String> {
+        self.column("SELECT relname FROM pg_class WHERE relnamespace = 'public'::regnamespace AND relkind IN ('r','p') ORDER BY 1")
+    }
+
+    /// The versions in refinery's history, in order.
+    pub fn history(&self) -> Vec<i64> {
+        self.column("SELECT version FROM refinery_schema_history ORDER BY version")
+            .into_iter()
+            .map(|v| v.parse().unwrap())
+            .collect()
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("kept database {} for inspection", self.name);
+            return;
+        }
+        if let Ok(mut admin) = postgres::Client::connect(&server_url(), postgres::NoTls) {
+            let _ = admin.batch_execute(&format!(
+                "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+                self.name
+            ));
+        }
+    }
+}
+
+/// What a finished dhctl run left behind.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+    pub took: Duration,
+}
+
+impl Run {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not JSON ({e}):\n{}\nstderr:\n{}",
+                self.stdout, self.stderr
+            )
+        })
+    }
+
+    /// Panics with the output unless the exit code is `code`.
+    #[track_caller]
+    pub fn expect_code(&self, code: i32) -> &Run {
+        assert_eq!(
+            self.code, code,
+            "exit code\nstdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+}
+
+/// The dhctl binary under test.
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_dhctl"))
+}
+
+/// `dhctl` against `url`, as a user would type it: a clean environment (no DHCTL_* or RUST_LOG
+/// from the caller), run in an empty folder (no stray .env).
+pub struct Dhctl {
+    command: Command,
+    _cwd: tempfile::TempDir,
+}
+
+pub fn dhctl(url: &str) -> Dhctl {
+    let cwd = tempfile::tempdir().unwrap();
+    let mut command = Command::new(bin());
+    for (key, _) in std::env::vars() {
+        if key.starts_with("DHCTL_")
+            || key == "DATABASE_URL"
+            || key == "RUST_LOG"
+            || key.starts_with("PG")
+        {
+            command.env_remove(key);
+        }
+    }
+    command
+        .env("DATABASE_URL", url)
+        .env("NO_COLOR", "1")
+        .current_dir(cwd.path())
+        .stdin(Stdio::null());
+    Dhctl { command, _cwd: cwd }
+}
+
+impl Dhctl {
+    pub fn args<I, S>(mut self, args: I) -> Dhctl
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        self.command.args(args);
+        self
+    }
+
+    pub fn env(mut self, key: &str, value: impl AsRef<std::ffi::OsStr>) -> Dhctl {
+        self.command.env(key, value);
+        self
+    }
+
+    pub fn migrations_dir(self, dir: &Path) -> Dhctl {
+        self.env("DHCTL_MIGRATIONS_DIR", dir)
+    }
+
+    pub fn run(mut self) -> Run {
+        let started = Instant::now();
+        let out = self.command.output().expect("run dhctl");
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            took: started.elapsed(),
+        }
+    }
+
+    /// Starts it without waiting.
+    pub fn spawn(mut self) -> std::process::Child {
+        self.command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn dhctl")
+    }
+}
+
+/// A folder holding a copy of the shipped sql/ plus `extra` files (name, contents).
+pub fn migrations_with(extra: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("sql");
+    for entry in std::fs::read_dir(shipped).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
+    }
+    for (name, text) in extra {
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    dir
+}
+
+/// Polls `check` every 20 ms until it holds or `limit` passes.
+pub fn wait_until(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    check()
+}
+
+/// The seven tables the five shipped migrations create (partitions aside).
+pub const GATEWAY_TABLES: [&str; 7] = [
+    "api_keys",
+    "audit_logs",
+    "rate_limits",
+    "request_logs",
+    "webhook_deliveries",
+    "webhook_events",
+    "webhooks",
+];
