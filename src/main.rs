@@ -136,7 +136,7 @@ async fn run(cli: &Cli) -> Result<i32> {
                 create,
                 show_sql: global.verbose,
             };
-            let progress = Reporter::for_stderr(format == Format::Json);
+            let progress = Reporter::for_stderr(format == Format::Json, "applying");
             let mut locked = Locked::open(&cfg, create).await?;
             let result = migrate::run(&mut locked, &cfg, &catalog, &options, &progress).await;
             let report = locked.finish(result).await?;
@@ -156,7 +156,7 @@ async fn run(cli: &Cli) -> Result<i32> {
             } else {
                 Mode::Apply
             };
-            let progress = Reporter::for_stderr(format == Format::Json);
+            let progress = Reporter::for_stderr(format == Format::Json, "rolling back");
             let mut locked = Locked::open(&cfg, CreateDatabase::Never).await?;
             let result = rollback::run(
                 &mut locked,
