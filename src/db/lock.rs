@@ -87,8 +87,7 @@ pub async fn acquire(client: &Client, wait: Duration) -> Result<LockGuard> {
         return Ok(LockGuard { _private: () });
     }
     let started = Instant::now();
-    let holder = holder(client).await?;
-    tracing::info!(holder = ?holder, "waiting for the dhctl advisory lock");
+    tracing::info!("the dhctl advisory lock is busy; waiting up to {:?}", wait);
     let outcome = wait_blocking(client, started, wait).await;
     // Back to the role's default whether or not we got it; the session goes on to run DDL.
     client
@@ -97,14 +96,12 @@ pub async fn acquire(client: &Client, wait: Duration) -> Result<LockGuard> {
         .map_err(|e| Error::sql("resetting statement_timeout", &e))?;
     match outcome? {
         true => Ok(LockGuard { _private: () }),
-        false => {
-            // Name whoever holds it now, which may not be who held it when we started waiting.
-            let holder = crate::db::lock::holder(client).await?.or(holder);
-            Err(Error::LockBusy {
-                waited: started.elapsed(),
-                holder,
-            })
-        }
+        // The holder is looked up only now, for the message: a runner that gets the lock after
+        // a short wait (the common case of racing init containers) pays nothing for it.
+        false => Err(Error::LockBusy {
+            waited: started.elapsed(),
+            holder: holder(client).await?,
+        }),
     }
 }
 
