@@ -36,8 +36,9 @@ pub struct Cli {
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
     /// PostgreSQL connection string, URL (postgres://user:pass@host:5432/db?sslmode=require) or
-    /// key=value (host=… dbname=…). sslmode is disable, prefer (default) or require. The password
-    /// is never printed.
+    /// key=value (host=… dbname=…). sslmode as libpq: disable, prefer (default), require (both
+    /// encrypt without verifying), verify-ca, verify-full; sslrootcert=FILE names the CA. The
+    /// password is never printed.
     #[arg(long, global = true, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
 
@@ -53,8 +54,9 @@ pub struct GlobalArgs {
     #[arg(long, global = true, env = "DHCTL_PARTITIONS_DIR", value_name = "DIR")]
     pub partitions_dir: Option<PathBuf>,
 
-    /// PEM file of the CA(s) that sign the server's certificate (sslmode=require or prefer).
-    /// Without it the Mozilla root set compiled into dhctl is used.
+    /// PEM file of the CA(s) that sign the server's certificate. With sslmode prefer or require
+    /// it turns chain verification on (as libpq's root.crt does); verify-ca and verify-full use
+    /// it, or without it the Mozilla roots compiled into dhctl.
     #[arg(long, global = true, env = "DHCTL_SSL_ROOT_CERT", value_name = "FILE")]
     pub ssl_root_cert: Option<PathBuf>,
 

@@ -740,3 +740,25 @@ fn new_writes_a_timestamped_file_with_both_markers() {
     bad.expect_code(2);
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
 }
+
+#[test]
+fn every_subcommand_documents_itself_without_showing_the_password() {
+    for args in [
+        vec!["--help"],
+        vec!["migrate", "--help"],
+        vec!["rollback", "--help"],
+        vec!["status", "--help"],
+        vec!["verify", "--help"],
+        vec!["new", "--help"],
+        vec!["partition", "create", "--help"],
+        vec!["partition", "prune", "--help"],
+        vec!["partition", "status", "--help"],
+    ] {
+        let run = dhctl("postgres://u:sup3rsecret@127.0.0.1:1/x").args(&args).run();
+        run.expect_code(0);
+        assert!(run.stdout.contains("Usage:"), "{args:?}");
+        assert!(!run.stdout.contains("sup3rsecret"), "{args:?} shows the password");
+    }
+    let usage = dhctl("postgres://x@127.0.0.1:1/x").args(["migrate", "--bogus"]).run();
+    usage.expect_code(2);
+}
