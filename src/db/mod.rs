@@ -226,11 +226,20 @@ fn connect_error(
     } else {
         String::new()
     };
+    let detail = describe_driver_error(err);
+    if detail.contains("TLS") || detail.contains("certificate") {
+        return Error::Connect {
+            message: format!("cannot connect to {target}: {detail}"),
+            hint: Some(
+                "the server's certificate must chain to the CA given with --ssl-root-cert (or sslrootcert=) and, \
+                 with sslmode=verify-full, name the host; sslmode=verify-ca skips the name check, \
+                 sslmode=disable turns TLS off"
+                    .into(),
+            ),
+        };
+    }
     Error::Connect {
-        message: format!(
-            "cannot connect to {target}{waited_note}: {}",
-            describe_driver_error(err)
-        ),
+        message: format!("cannot connect to {target}{waited_note}: {detail}"),
         hint: Some(if waiting {
             "is the server running and reachable? raise --wait if it is still starting".into()
         } else {
