@@ -4,4 +4,5 @@
 mod cluster;
 mod harness;
 mod migrate;
+mod privilege;
 mod tls;
