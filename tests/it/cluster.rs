@@ -15,22 +15,51 @@ pub fn pg_bin() -> PathBuf {
         return PathBuf::from(dir);
     }
     let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .expect("no DHCTL_TEST_PG_BIN and no /usr/lib/postgresql: install PostgreSQL server binaries")
+        .expect(
+            "no DHCTL_TEST_PG_BIN and no /usr/lib/postgresql: install PostgreSQL server binaries",
+        )
         .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
         .filter(|p| p.join("initdb").exists())
         .collect();
-    found.sort_by_key(|p| p.parent().unwrap().file_name().unwrap().to_string_lossy().parse::<u32>().unwrap_or(0));
-    found.pop().expect("no PostgreSQL server binaries under /usr/lib/postgresql")
+    found.sort_by_key(|p| {
+        p.parent()
+            .unwrap()
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .parse::<u32>()
+            .unwrap_or(0)
+    });
+    found
+        .pop()
+        .expect("no PostgreSQL server binaries under /usr/lib/postgresql")
 }
 
 /// Runs a command as the postgres OS user, panicking with its output on failure.
 fn as_postgres(program: &Path, args: &[&str]) {
-    let out = Command::new("runuser").arg("-u").arg("postgres").arg("--").arg(program).args(args).output().expect("runuser");
-    assert!(out.status.success(), "{} {args:?}: {}{}", program.display(), String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("runuser")
+        .arg("-u")
+        .arg("postgres")
+        .arg("--")
+        .arg(program)
+        .args(args)
+        .output()
+        .expect("runuser");
+    assert!(
+        out.status.success(),
+        "{} {args:?}: {}{}",
+        program.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 pub struct Cluster {
@@ -41,11 +70,26 @@ pub struct Cluster {
 impl Cluster {
     /// Starts a cluster with extra `postgresql.conf` lines and the given pg_hba.conf.
     pub fn start(conf: &str, hba: &str, files: &[(&str, &[u8])]) -> Cluster {
-        let dir = tempfile::Builder::new().prefix("dhctl-cluster").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("dhctl-cluster")
+            .tempdir()
+            .unwrap();
         let path = dir.path();
         chown_postgres(path);
         let data = path.join("db");
-        as_postgres(&pg_bin().join("initdb"), &["-D", data.to_str().unwrap(), "-U", "postgres", "-A", "trust", "-E", "UTF8"]);
+        as_postgres(
+            &pg_bin().join("initdb"),
+            &[
+                "-D",
+                data.to_str().unwrap(),
+                "-U",
+                "postgres",
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+            ],
+        );
         for (name, bytes) in files {
             let file = data.join(name);
             std::fs::write(&file, bytes).unwrap();
@@ -53,7 +97,10 @@ impl Cluster {
             set_mode(&file, 0o600);
         }
         let port = free_port();
-        let mut config = std::fs::OpenOptions::new().append(true).open(data.join("postgresql.conf")).unwrap();
+        let mut config = std::fs::OpenOptions::new()
+            .append(true)
+            .open(data.join("postgresql.conf"))
+            .unwrap();
         std::io::Write::write_all(
             &mut config,
             format!("\nport = {port}\nunix_socket_directories = '{}'\nlisten_addresses = '127.0.0.1,127.0.0.2'\n{conf}\n", path.display()).as_bytes(),
@@ -61,14 +108,31 @@ impl Cluster {
         .unwrap();
         std::fs::write(data.join("pg_hba.conf"), hba).unwrap();
         let log = path.join("server.log");
-        as_postgres(&pg_bin().join("pg_ctl"), &["-D", data.to_str().unwrap(), "-l", log.to_str().unwrap(), "-w", "-t", "60", "start"]);
+        as_postgres(
+            &pg_bin().join("pg_ctl"),
+            &[
+                "-D",
+                data.to_str().unwrap(),
+                "-l",
+                log.to_str().unwrap(),
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ],
+        );
         Cluster { dir, port }
     }
 
     /// A blocking admin connection over the unix socket (which pg_hba trusts).
     pub fn admin(&self) -> postgres::Client {
-        let config = format!("host={} port={} user=postgres dbname=postgres", self.dir.path().display(), self.port);
-        postgres::Client::connect(&config, postgres::NoTls).expect("admin connection over the unix socket")
+        let config = format!(
+            "host={} port={} user=postgres dbname=postgres",
+            self.dir.path().display(),
+            self.port
+        );
+        postgres::Client::connect(&config, postgres::NoTls)
+            .expect("admin connection over the unix socket")
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
@@ -88,7 +152,11 @@ impl Drop for Cluster {
 }
 
 fn chown_postgres(path: &Path) {
-    let status = Command::new("chown").arg("postgres").arg(path).status().unwrap();
+    let status = Command::new("chown")
+        .arg("postgres")
+        .arg(path)
+        .status()
+        .unwrap();
     assert!(status.success());
 }
 
@@ -107,21 +175,86 @@ impl Certs {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         let run = |args: &[&str]| {
-            let out = Command::new("openssl").args(args).current_dir(d).output().expect("openssl (Debian package openssl)");
-            assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(d)
+                .output()
+                .expect("openssl (Debian package openssl)");
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         };
-        std::fs::write(d.join("ca.ext"), "basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n").unwrap();
+        std::fs::write(
+            d.join("ca.ext"),
+            "basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n",
+        )
+        .unwrap();
         std::fs::write(
             d.join("server.ext"),
             "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
         )
         .unwrap();
         for ca in ["ca", "other_ca"] {
-            run(&["req", "-new", "-newkey", "rsa:2048", "-nodes", "-subj", &format!("/CN=dhctl test {ca}"), "-keyout", &format!("{ca}.key"), "-out", &format!("{ca}.csr")]);
-            run(&["x509", "-req", "-in", &format!("{ca}.csr"), "-signkey", &format!("{ca}.key"), "-days", "2", "-extfile", "ca.ext", "-out", &format!("{ca}.crt")]);
+            run(&[
+                "req",
+                "-new",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-subj",
+                &format!("/CN=dhctl test {ca}"),
+                "-keyout",
+                &format!("{ca}.key"),
+                "-out",
+                &format!("{ca}.csr"),
+            ]);
+            run(&[
+                "x509",
+                "-req",
+                "-in",
+                &format!("{ca}.csr"),
+                "-signkey",
+                &format!("{ca}.key"),
+                "-days",
+                "2",
+                "-extfile",
+                "ca.ext",
+                "-out",
+                &format!("{ca}.crt"),
+            ]);
         }
-        run(&["req", "-new", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-keyout", "server.key", "-out", "server.csr"]);
-        run(&["x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-days", "2", "-extfile", "server.ext", "-out", "server.crt"]);
+        run(&[
+            "req",
+            "-new",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+        ]);
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+            "-out",
+            "server.crt",
+        ]);
         Certs { dir }
     }
 

@@ -292,7 +292,9 @@ impl Role {
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let name = format!("dhctl_r_{label}_{}_{n}", std::process::id());
         connect(&server_url())
-            .batch_execute(&format!("CREATE ROLE \"{name}\" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE {attributes}"))
+            .batch_execute(&format!(
+                "CREATE ROLE \"{name}\" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE {attributes}"
+            ))
             .expect("create role");
         Role { name }
     }
@@ -301,7 +303,10 @@ impl Role {
     pub fn url_for(&self, db: &TestDb) -> String {
         let url = db.url.clone();
         let scheme_end = url.find("://").map(|i| i + 3).unwrap_or(0);
-        let at = url[scheme_end..].find('@').map(|i| scheme_end + i + 1).unwrap_or(scheme_end);
+        let at = url[scheme_end..]
+            .find('@')
+            .map(|i| scheme_end + i + 1)
+            .unwrap_or(scheme_end);
         format!("{}{}@{}", &url[..scheme_end], self.name, &url[at..])
     }
 }
@@ -319,7 +324,10 @@ impl TestDb {
     pub fn owned_by(label: &str, role: &Role) -> TestDb {
         let db = TestDb::unique(label);
         connect(&server_url())
-            .batch_execute(&format!("CREATE DATABASE \"{}\" OWNER \"{}\"", db.name, role.name))
+            .batch_execute(&format!(
+                "CREATE DATABASE \"{}\" OWNER \"{}\"",
+                db.name, role.name
+            ))
             .expect("create the test database");
         db
     }

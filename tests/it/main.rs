@@ -4,5 +4,6 @@
 mod cluster;
 mod harness;
 mod migrate;
+mod pooler;
 mod privilege;
 mod tls;
