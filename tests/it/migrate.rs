@@ -754,11 +754,18 @@ fn every_subcommand_documents_itself_without_showing_the_password() {
         vec!["partition", "prune", "--help"],
         vec!["partition", "status", "--help"],
     ] {
-        let run = dhctl("postgres://u:sup3rsecret@127.0.0.1:1/x").args(&args).run();
+        let run = dhctl("postgres://u:sup3rsecret@127.0.0.1:1/x")
+            .args(&args)
+            .run();
         run.expect_code(0);
         assert!(run.stdout.contains("Usage:"), "{args:?}");
-        assert!(!run.stdout.contains("sup3rsecret"), "{args:?} shows the password");
+        assert!(
+            !run.stdout.contains("sup3rsecret"),
+            "{args:?} shows the password"
+        );
     }
-    let usage = dhctl("postgres://x@127.0.0.1:1/x").args(["migrate", "--bogus"]).run();
+    let usage = dhctl("postgres://x@127.0.0.1:1/x")
+        .args(["migrate", "--bogus"])
+        .run();
     usage.expect_code(2);
 }
