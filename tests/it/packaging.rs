@@ -394,3 +394,61 @@ fn the_image_ships_every_binary_of_the_crate() {
         "the Dockerfile's OCI version label should default to the crate version: {version}"
     );
 }
+
+/// Every `[…/dhctl, args…]` list in a parsed YAML tree: container commands, compose commands.
+fn dhctl_command_lines(node: &Yaml, out: &mut Vec<Vec<String>>) {
+    match node {
+        Yaml::Array(items) => {
+            let words: Option<Vec<String>> = items
+                .iter()
+                .map(|i| i.as_str().map(str::to_string))
+                .collect();
+            match words {
+                Some(words)
+                    if words
+                        .first()
+                        .is_some_and(|w| w == "dhctl" || w.ends_with("/dhctl")) =>
+                {
+                    out.push(words)
+                }
+                _ => items.iter().for_each(|i| dhctl_command_lines(i, out)),
+            }
+        }
+        Yaml::Hash(map) => map.values().for_each(|v| dhctl_command_lines(v, out)),
+        _ => {}
+    }
+}
+
+#[test]
+fn every_dhctl_command_in_compose_and_the_docs_is_one_dhctl_accepts() {
+    let mut sources: Vec<(String, String)> = ["docker-compose.yml", "docker-compose.override.yml"]
+        .iter()
+        .map(|f| (f.to_string(), read(&root().join(f))))
+        .collect();
+    for path in markdown_files() {
+        let name = path.strip_prefix(root()).unwrap().display().to_string();
+        for example in yaml_examples(&name, &read(&path)) {
+            sources.push((example.origin, example.text));
+        }
+    }
+    let mut lines = Vec::new();
+    for (origin, text) in &sources {
+        let docs = YamlLoader::load_from_str(text).unwrap_or_else(|e| panic!("{origin}: {e}"));
+        let before = lines.len();
+        docs.iter().for_each(|d| dhctl_command_lines(d, &mut lines));
+        for line in &mut lines[before..] {
+            line.insert(0, origin.clone());
+        }
+    }
+    // The compose file's migrate and the docs' init container and two CronJobs at least.
+    assert!(lines.len() >= 4, "too few dhctl commands found: {lines:?}");
+    for line in &lines {
+        let (origin, argv) = line.split_first().unwrap();
+        if let Err(e) = <dhctl::cli::Cli as clap::Parser>::try_parse_from(argv) {
+            panic!(
+                "{origin}: `{}` is not a valid dhctl command:\n{e}",
+                argv.join(" ")
+            );
+        }
+    }
+}
