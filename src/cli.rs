@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-/// dhctl: schema migrations and partition maintenance for the DataHub API gateway's PostgreSQL.
+/// Schema migrations and partition maintenance for the DataHub API gateway's PostgreSQL.
 ///
 /// Migrations are timestamp-ordered SQL files (compiled into the binary from sql/, or read from
 /// --migrations-dir) applied through refinery under one advisory lock. Partition policies for the
@@ -144,6 +144,32 @@ pub enum Command {
     /// Create upcoming partitions, prune old ones, or show them (request_logs, webhook_deliveries).
     #[command(subcommand)]
     Partition(PartitionCommand),
+
+    /// Print a shell completion script on stdout. Needs no database.
+    ///
+    /// Example: dhctl completions bash > /etc/bash_completion.d/dhctl
+    Completions(CompletionsArgs),
+
+    /// Print dhctl's man page (roff) on stdout, or write one page per command to --dir.
+    /// Needs no database.
+    ///
+    /// Example: dhctl man | man -l -
+    Man(ManArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write dhctl.1 and a page per subcommand (dhctl-migrate.1, dhctl-partition-create.1, …)
+    /// into this folder instead of printing dhctl.1, for packagers.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -11,7 +11,7 @@ use dhctl::db::CreateDatabase;
 use dhctl::migrations::migrate::{self, Mode};
 use dhctl::migrations::rollback::{self, Target};
 use dhctl::migrations::{catalog, new, status_report, Locked, Source};
-use dhctl::output::{self, human, progress::Reporter};
+use dhctl::output::{self, human, manual, progress::Reporter};
 use dhctl::{Error, Result};
 
 fn main() {
@@ -170,6 +170,17 @@ async fn run(cli: &Cli) -> Result<i32> {
             .await;
             let report = locked.finish(result).await?;
             output::emit(format, &report, human::rollback);
+            Ok(0)
+        }
+        Command::Completions(args) => {
+            output::write_stdout_bytes(&manual::completions(args.shell));
+            Ok(0)
+        }
+        Command::Man(args) => {
+            match &args.dir {
+                Some(dir) => output::emit(format, &manual::write_man_pages(dir)?, manual::human),
+                None => output::write_stdout_bytes(&manual::man_page()),
+            }
             Ok(0)
         }
         Command::Verify(_) | Command::Partition(_) => Err(Error::usage(

@@ -4,6 +4,7 @@
 mod cluster;
 mod harness;
 mod migrate;
+mod packaging;
 mod pooler;
 mod privilege;
 mod tls;
