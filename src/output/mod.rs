@@ -2,6 +2,7 @@
 //! progress and errors to stderr. A closed stdout (`dhctl status | head -1`) is not an error.
 
 pub mod human;
+pub mod partitions;
 pub mod progress;
 
 use std::io::Write;
@@ -57,6 +58,18 @@ pub fn error(format: Format, err: &Error) {
             "{}\n",
             serde_json::to_string_pretty(&doc).unwrap_or_default()
         ));
+    }
+}
+
+/// Errors of a run whose report (on stdout) already says what failed: `error: …` lines on
+/// stderr only, so stdout stays one document.
+pub fn failures(errors: &[Error]) {
+    let mut stderr = std::io::stderr().lock();
+    for err in errors {
+        let _ = writeln!(stderr, "error: {err}");
+        if let Some(hint) = err.hint() {
+            let _ = writeln!(stderr, "hint: {hint}");
+        }
     }
 }
 
