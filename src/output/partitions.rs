@@ -110,7 +110,7 @@ pub fn status(r: &Inspection) -> String {
         if let Some(c) = &t.coverage {
             let until = c
                 .covered_until
-                .map(|u| sql_timestamp(u))
+                .map(sql_timestamp)
                 .unwrap_or_else(|| "nothing (no partition holds now)".into());
             out.push_str(&format!(
                 "runway: {} {}(s) after the current one; rows can be written until {until}\n",

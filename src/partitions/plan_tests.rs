@@ -37,6 +37,7 @@ fn part(name: &str, from: &str, to: &str) -> Existing {
     }
 }
 
+/// `name from to` of each create action.
 fn created(actions: &[Action]) -> Vec<String> {
     actions
         .iter()
@@ -52,7 +53,14 @@ fn created(actions: &[Action]) -> Vec<String> {
 #[test]
 fn create_wants_the_current_period_and_the_next_ahead() {
     // (interval, now, ahead, existing, wanted "name from to")
-    let cases: Vec<(Interval, &str, u32, Vec<Existing>, Vec<&str>)> = vec![
+    type Case = (
+        Interval,
+        &'static str,
+        u32,
+        Vec<Existing>,
+        Vec<&'static str>,
+    );
+    let cases: Vec<Case> = vec![
         // A table with no partitions at all.
         (
             Interval::Month,
