@@ -119,6 +119,7 @@ async fn create(
             };
             failed(
                 format!("creating partition {name} of {}", target.table),
+                target,
                 &e,
                 attempts,
                 hint,
@@ -147,11 +148,14 @@ async fn detach(
         match client.batch_execute(&sql).await {
             Ok(()) => return Ok(backoff.attempts()),
             Err(e) if is_lock_timeout(&e) => {
-                progress.retrying(name, backoff.attempts(), "lock_timeout");
                 let attempts = backoff.attempts();
-                if !backoff.pause().await {
-                    return Err(failed(context(), &e, attempts, None));
+                if attempts > retries {
+                    let hint = "if the detach was left pending, the next `dhctl partition prune` \
+                                finishes it; retry later, or raise --lock-timeout / --lock-retries";
+                    return Err(failed(context(), target, &e, attempts, Some(hint.into())));
                 }
+                progress.retrying(name, attempts, "lock_timeout");
+                backoff.pause().await;
                 match pending(client, target, name).await? {
                     Some(true) => {
                         let more = finalize(client, target, name, retries, progress).await?;
@@ -161,7 +165,7 @@ async fn detach(
                     None => return Ok(attempts),
                 }
             }
-            Err(e) => return Err(failed(context(), &e, backoff.attempts(), None)),
+            Err(e) => return Err(failed(context(), target, &e, backoff.attempts(), None)),
         }
     }
 }
@@ -199,6 +203,7 @@ async fn finalize(
                     "finishing the pending detach of {name} from {}",
                     target.table
                 ),
+                target,
                 &e,
                 attempts,
                 None,
@@ -220,10 +225,12 @@ async fn drop(
         .map_err(|(e, attempts)| {
             failed(
                 format!("dropping detached partition {name} of {}", target.table),
+                target,
                 &e,
                 attempts,
                 Some(format!(
-                    "{name} is detached and kept; drop it by hand or run prune again"
+                    "{name} is detached (no longer a partition); drop it by hand with DROP TABLE once \
+                     nothing uses it"
                 )),
             )
         })
@@ -243,18 +250,21 @@ async fn retry(
             Ok(()) => return Ok(backoff.attempts()),
             Err(e) if is_lock_timeout(&e) => {
                 let attempts = backoff.attempts();
-                progress.retrying(what, attempts, "lock_timeout");
-                if !backoff.pause().await {
+                if attempts > retries {
                     return Err((e, attempts));
                 }
+                progress.retrying(what, attempts, "lock_timeout");
+                backoff.pause().await;
             }
             Err(e) => return Err((e, backoff.attempts())),
         }
     }
 }
 
+/// A statement error with what dhctl was doing; a lock timeout says how to find the blocker.
 fn failed(
     context: String,
+    target: &Target<'_>,
     e: &tokio_postgres::Error,
     attempts: u32,
     hint: Option<String>,
@@ -265,12 +275,12 @@ fn failed(
             "{} (gave up after {attempts} attempts; another session holds a conflicting lock)",
             detail.message
         );
-        detail.hint = Some(
+        detail.hint = Some(format!(
             "find the blocker with SELECT pid, mode, query FROM pg_locks JOIN pg_stat_activity \
-             USING (pid) WHERE relation = '<table>'::regclass; retry later, or raise \
-             --lock-timeout / --lock-retries"
-                .into(),
-        );
+             USING (pid) WHERE relation = '{}'::regclass; retry later, or raise \
+             --lock-timeout / --lock-retries",
+            target.qualified(target.table).replace('\'', "''")
+        ));
     }
     if hint.is_some() {
         detail.hint = hint;
