@@ -128,3 +128,19 @@ fn bad_policies_and_arguments_exit_2_and_change_nothing() {
     );
     assert_eq!(everything(&db), before);
 }
+
+#[test]
+fn a_table_with_a_default_partition_is_refused_by_name() {
+    let db = migrated("pdefault");
+    db.exec("CREATE TABLE request_logs_default PARTITION OF request_logs DEFAULT");
+    let before = everything(&db);
+    for command in ["create", "prune"] {
+        let run = dhctl(&db.url)
+            .args(["partition", command, "--now", NOW])
+            .run();
+        run.expect_code(2);
+        assert!(run.stderr.contains("request_logs_default"), "{}", run.stderr);
+        assert!(run.stderr.contains("request_logs.toml"), "{}", run.stderr);
+    }
+    assert_eq!(everything(&db), before);
+}
