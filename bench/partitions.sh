@@ -53,8 +53,8 @@ for table_days in "big 4997" "small 2"; do
                   '$1_' || to_char(d, 'YYYY_MM_DD'), '$1',
                   to_char(d, 'YYYY-MM-DD') || ' 00:00:00+00',
                   to_char(d + 1, 'YYYY-MM-DD') || ' 00:00:00+00')
-    FROM generate_series((now() AT TIME ZONE 'UTC')::date - $2,
-                         (now() AT TIME ZONE 'UTC')::date + 2, '1 day') AS g(d)" \
+    FROM generate_series(-$2, 2) AS g(i),
+         LATERAL (SELECT (now() AT TIME ZONE 'UTC')::date + i AS d) AS day" \
   | awk 'NR % 500 == 1 { print "BEGIN;" } { print } NR % 500 == 0 { print "COMMIT;" } END { if (NR % 500) print "COMMIT;" }' \
   | psql -X -q -v ON_ERROR_STOP=1 "$DATABASE_URL"
 done

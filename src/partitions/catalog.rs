@@ -3,10 +3,14 @@
 //! pending. Bounds come from `pg_get_expr(relpartbound)`, cast back to timestamptz by the
 //! server in the same session settings that printed them; names are never parsed.
 //!
-//! One query answers for every policy (and reads the server's clock), so the cron no-op costs a
-//! single round trip after connecting.
+//! Two queries: the parents (one row per policy, with the server's clock), then their
+//! partitions. Deparsing a bound costs the server ~10 µs, so the cron no-op of `create` asks only
+//! for the partitions it expects by name and checks their bounds (PostgreSQL forbids overlapping
+//! partitions, so when those cover every wanted period nothing else can be in the way); anything
+//! else reads them all.
 
 use chrono::{DateTime, Utc};
+use tokio_postgres::types::Oid;
 use tokio_postgres::Client;
 
 use super::plan::Existing;
@@ -18,12 +22,13 @@ use crate::error::{Error, FileProblem, Result};
 pub struct Parent {
     pub table: String,
     pub schema: String,
+    pub oid: Oid,
     pub partitions: Vec<Existing>,
     /// A DEFAULT partition, which dhctl refuses to work around (docs/partitions.md).
     pub default_partition: Option<String>,
 }
 
-/// The catalog as one query saw it.
+/// The catalog as the queries saw it.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
     /// The server's clock (`now()`), the default "now" of every command.
@@ -32,110 +37,141 @@ pub struct Snapshot {
     pub tables: Vec<std::result::Result<Parent, FileProblem>>,
 }
 
-/// The partitioned tables of `policies`, their partitions and bounds.
-///
-/// The CASE guards keep the bound cast away from tables that are not range-partitioned on one
-/// timestamptz column, so such a table is reported as a problem instead of failing the query.
-const QUERY: &str = "\
-WITH wanted AS (
-    SELECT w.name, w.ord, to_regclass(quote_ident(w.name)) AS oid
-    FROM unnest($1::text[]) WITH ORDINALITY AS w(name, ord)
-), parents AS (
-    SELECT w.name, w.ord, c.oid, n.nspname::text AS schema, c.relkind::text AS relkind,
-           pt.partstrat::text AS strategy, pt.partnatts::int4 AS key_columns,
-           a.attname::text AS key_column, format_type(a.atttypid, a.atttypmod) AS key_type,
-           (pt.partstrat = 'r' AND pt.partnatts = 1
-               AND a.atttypid = 'timestamptz'::regtype) AS usable
-    FROM wanted w
-    LEFT JOIN pg_class c ON c.oid = w.oid
-    LEFT JOIN pg_namespace n ON n.oid = c.relnamespace
-    LEFT JOIN pg_partitioned_table pt ON pt.partrelid = c.oid
-    LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = pt.partattrs[0]
-)
-SELECT p.name, p.schema, p.relkind, p.strategy, p.key_columns, p.key_column, p.key_type,
-       ch.relname::text, i.inhdetachpending, b.bound = 'DEFAULT',
-       CASE WHEN lo.v IS NOT NULL AND isfinite(lo.v) THEN lo.v END,
-       CASE WHEN hi.v IS NOT NULL AND isfinite(hi.v) THEN hi.v END,
-       now()
-FROM parents p
-LEFT JOIN pg_inherits i ON p.usable AND i.inhparent = p.oid
-LEFT JOIN pg_class ch ON ch.oid = i.inhrelid
-LEFT JOIN LATERAL (SELECT pg_get_expr(ch.relpartbound, ch.oid) AS bound) b ON true
-LEFT JOIN LATERAL (SELECT regexp_match(b.bound, '^FOR VALUES FROM \\((.+)\\) TO \\((.+)\\)$') AS m) r ON true
-LEFT JOIN LATERAL (SELECT CASE WHEN r.m[1] <> 'MINVALUE' THEN btrim(r.m[1], '''')::timestamptz END AS v) lo ON true
-LEFT JOIN LATERAL (SELECT CASE WHEN r.m[2] <> 'MAXVALUE' THEN btrim(r.m[2], '''')::timestamptz END AS v) hi ON true
-ORDER BY p.ord, lo.v NULLS FIRST, ch.relname";
+/// Which partitions to read.
+#[derive(Debug, Clone, Copy)]
+pub enum Partitions<'a> {
+    All,
+    /// Only these names (the create no-op check).
+    Named(&'a [String]),
+}
 
-/// Reads every policy's table in one round trip.
+/// One row per policy: how its table is partitioned, and now().
+const PARENTS: &str = "\
+SELECT w.name, n.nspname::text, c.relkind::text, pt.partstrat::text, pt.partnatts::int4,
+       a.attname::text, format_type(a.atttypid, a.atttypmod), c.oid,
+       CASE WHEN pt.partdefid <> 0 THEN pt.partdefid::regclass::text END, now()
+FROM unnest($1::text[]) WITH ORDINALITY AS w(name, ord)
+LEFT JOIN pg_class c ON c.oid = to_regclass(quote_ident(w.name))
+LEFT JOIN pg_namespace n ON n.oid = c.relnamespace
+LEFT JOIN pg_partitioned_table pt ON pt.partrelid = c.oid
+LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = pt.partattrs[0]
+ORDER BY w.ord";
+
+/// The partitions of the given parents (all, or only those named). MATERIALIZED keeps the
+/// planner from inlining the deparse into each use of the bound (it did: four calls per row).
+/// pg_get_expr(…, 0): bounds are constants, with no Vars to resolve (docs: "System Information
+/// Functions"). The default partition is left out here; the parents query names it.
+const CHILDREN: &str = "\
+WITH kids AS MATERIALIZED (
+    SELECT i.inhparent AS parent, ch.relname::text AS name, i.inhdetachpending AS pending,
+           pg_get_expr(ch.relpartbound, 0) AS bound
+    FROM pg_inherits i
+    JOIN pg_class ch ON ch.oid = i.inhrelid
+    WHERE i.inhparent = ANY($1::oid[]) AND ($2::text[] IS NULL OR ch.relname = ANY($2::text[]))
+), parsed AS MATERIALIZED (
+    SELECT k.parent, k.name, k.pending,
+           regexp_match(k.bound, '^FOR VALUES FROM \\((.+)\\) TO \\((.+)\\)$') AS m
+    FROM kids k WHERE k.bound <> 'DEFAULT'
+), bounds AS MATERIALIZED (
+    SELECT p.parent, p.name, p.pending,
+           CASE WHEN p.m[1] <> 'MINVALUE' THEN btrim(p.m[1], '''')::timestamptz END AS lo,
+           CASE WHEN p.m[2] <> 'MAXVALUE' THEN btrim(p.m[2], '''')::timestamptz END AS hi
+    FROM parsed p
+)
+SELECT parent, name, pending,
+       CASE WHEN isfinite(lo) THEN lo END, CASE WHEN isfinite(hi) THEN hi END
+FROM bounds";
+
+/// Reads every policy's table and all its partitions.
 pub async fn read(client: &Client, policies: &[Policy]) -> Result<Snapshot> {
+    let snapshot = parents(client, policies).await?;
+    partitions(client, snapshot, Partitions::All).await
+}
+
+/// Reads how each policy's table is partitioned (no partitions yet) and the server's clock.
+pub async fn parents(client: &Client, policies: &[Policy]) -> Result<Snapshot> {
     let names: Vec<&str> = policies.iter().map(|p| p.table.as_str()).collect();
     let rows = client
-        .query(QUERY, &[&names])
+        .query(PARENTS, &[&names])
         .await
-        .map_err(|e| Error::sql("reading the partitions from the catalog", &e))?;
-    let mut server_now = None;
-    let mut tables = Vec::with_capacity(policies.len());
-    for policy in policies {
-        let mine: Vec<_> = rows
-            .iter()
-            .filter(|r| r.get::<_, &str>(0) == policy.table)
-            .collect();
-        let Some(first) = mine.first() else {
-            continue;
-        };
-        server_now = Some(first.get::<_, DateTime<Utc>>(12));
-        let shape = Shape {
-            schema: first.get(1),
-            relkind: first.get(2),
-            strategy: first.get(3),
-            key_columns: first.get(4),
-            key_column: first.get(5),
-            key_type: first.get(6),
-        };
-        if let Err(problem) = shape.check(policy) {
-            tables.push(Err(FileProblem {
-                file: policy.file.clone(),
-                problem,
-            }));
-            continue;
-        }
-        let mut parent = Parent {
-            table: policy.table.clone(),
-            schema: shape.schema.unwrap_or_default(),
-            partitions: Vec::new(),
-            default_partition: None,
-        };
-        for row in &mine {
-            let Some(name) = row.get::<_, Option<String>>(7) else {
-                continue;
-            };
-            if row.get::<_, Option<bool>>(9) == Some(true) {
-                parent.default_partition = Some(name);
-                continue;
-            }
-            parent.partitions.push(Existing {
-                name,
-                from: row.get(10),
-                to: row.get(11),
-                detach_pending: row.get::<_, Option<bool>>(8).unwrap_or(false),
-            });
-        }
-        tables.push(Ok(parent));
-    }
-    let server_now = match server_now {
-        Some(now) => now,
+        .map_err(|e| Error::sql("reading the partitioned tables from the catalog", &e))?;
+    let server_now = match rows.first() {
+        Some(row) => row.get(9),
         None => client
             .query_one("SELECT now()", &[])
             .await
             .map_err(|e| Error::sql("reading the server's clock", &e))?
             .get(0),
     };
+    let tables = policies
+        .iter()
+        .zip(&rows)
+        .map(|(policy, row)| {
+            let shape = Shape {
+                relkind: row.get(2),
+                strategy: row.get(3),
+                key_columns: row.get(4),
+                key_column: row.get(5),
+                key_type: row.get(6),
+            };
+            shape.check(policy).map_err(|problem| FileProblem {
+                file: policy.file.clone(),
+                problem,
+            })?;
+            Ok(Parent {
+                table: policy.table.clone(),
+                schema: row.get(1),
+                oid: row.get(7),
+                partitions: Vec::new(),
+                default_partition: row.get(8),
+            })
+        })
+        .collect();
     Ok(Snapshot { server_now, tables })
+}
+
+/// Adds the partitions (all, or the named ones) of every usable parent, sorted by lower bound.
+pub async fn partitions(
+    client: &Client,
+    mut snapshot: Snapshot,
+    which: Partitions<'_>,
+) -> Result<Snapshot> {
+    let oids: Vec<Oid> = snapshot
+        .tables
+        .iter()
+        .filter_map(|t| t.as_ref().ok().map(|p| p.oid))
+        .collect();
+    if oids.is_empty() {
+        return Ok(snapshot);
+    }
+    let names: Option<&[String]> = match which {
+        Partitions::All => None,
+        Partitions::Named(names) => Some(names),
+    };
+    let rows = client
+        .query(CHILDREN, &[&oids, &names])
+        .await
+        .map_err(|e| Error::sql("reading the partitions from the catalog", &e))?;
+    for parent in snapshot.tables.iter_mut().filter_map(|t| t.as_mut().ok()) {
+        parent.partitions = rows
+            .iter()
+            .filter(|r| r.get::<_, Oid>(0) == parent.oid)
+            .map(|r| Existing {
+                name: r.get(1),
+                detach_pending: r.get(2),
+                from: r.get(3),
+                to: r.get(4),
+            })
+            .collect();
+        parent
+            .partitions
+            .sort_by(|a, b| (a.from, &a.name).cmp(&(b.from, &b.name)));
+    }
+    Ok(snapshot)
 }
 
 /// The parent's partitioning as the catalog describes it.
 struct Shape {
-    schema: Option<String>,
     relkind: Option<String>,
     strategy: Option<String>,
     key_columns: Option<i32>,

@@ -12,6 +12,7 @@ pub mod period;
 pub mod plan;
 pub mod policy;
 mod status;
+mod tables;
 
 use std::time::Instant;
 
@@ -29,7 +30,8 @@ use crate::db::{connect, CreateDatabase};
 use crate::error::{Error, Result};
 use crate::migrations::migrate::{ms, Mode};
 use crate::migrations::{Locked, Progress};
-use catalog::{Parent, Snapshot};
+use catalog::Partitions;
+use tables::{expected_names, plan_create, plan_prune, TablePlan};
 
 /// Parses a `--now` value (RFC 3339). Limited to 1970–9000 so names keep four-digit years.
 pub fn parse_now(flag: &str, text: &str) -> Result<DateTime<Utc>> {
@@ -130,10 +132,10 @@ pub struct Outcome {
     pub failures: Vec<Error>,
 }
 
-/// `dhctl partition create`. The steady state (cron, nothing to do) costs one catalog query and
-/// takes no lock: a complete set cannot become incomplete through another runner (only a human
-/// dropping partitions by hand could), so "nothing to do" read without the lock is true. When
-/// there is work, the plan is made again after taking the lock (sqitch#579).
+/// `dhctl partition create`. The steady state (cron, nothing to do) costs two small catalog
+/// queries and takes no lock: a complete set cannot become incomplete through another runner
+/// (only a human dropping partitions by hand could), so "nothing to do" read without the lock
+/// is true. When there is work, the plan is made again after taking the lock (sqitch#579).
 pub async fn create(
     cfg: &DbConfig,
     policies: &[Policy],
@@ -142,8 +144,26 @@ pub async fn create(
 ) -> Result<Outcome> {
     let started = Instant::now();
     let session = connect(cfg, CreateDatabase::Never).await?;
-    let snapshot = catalog::read(&session.client, policies).await?;
-    let now = options.now.unwrap_or(snapshot.server_now);
+    let shapes = catalog::parents(&session.client, policies).await?;
+    let now = options.now.unwrap_or(shapes.server_now);
+    // The steady state: the partitions the plan wants, by name, already hold exactly the wanted
+    // bounds. Only they are read (see catalog), however many partitions the tables have.
+    let expected = expected_names(policies, &shapes, now, options.ahead);
+    let named = catalog::partitions(
+        &session.client,
+        shapes.clone(),
+        Partitions::Named(&expected),
+    );
+    if let Ok(plans) = plan_create(policies, &named.await?, now, options.ahead) {
+        if plans.iter().all(|(_, _, a)| a.is_empty()) {
+            let report = planned_report(cfg, now, options.mode, plans, started);
+            return Ok(Outcome {
+                report,
+                failures: Vec::new(),
+            });
+        }
+    }
+    let snapshot = catalog::partitions(&session.client, shapes, Partitions::All).await?;
     let plans = plan_create(policies, &snapshot, now, options.ahead)?;
     if options.mode == Mode::DryRun || plans.iter().all(|(_, _, a)| a.is_empty()) {
         let report = planned_report(cfg, now, options.mode, plans, started);
@@ -207,108 +227,6 @@ pub async fn prune(
     }
     .await;
     locked.finish(result).await
-}
-
-type TablePlan<'p> = (&'p Policy, Parent, Vec<Action>);
-
-/// The tables of a snapshot, or every problem at once (exit 2, nothing changed).
-fn parents(policies: &[Policy], snapshot: &Snapshot) -> Result<Vec<(usize, Parent)>> {
-    let mut problems = Vec::new();
-    let mut found = Vec::new();
-    for (i, table) in snapshot.tables.iter().enumerate() {
-        match table {
-            Ok(parent) => match &parent.default_partition {
-                Some(default) => problems.push(crate::error::FileProblem {
-                    file: policies[i].file.clone(),
-                    problem: format!(
-                        "key `table`: {} has a DEFAULT partition ({default}); every ATTACH would \
-                         scan it and DETACH CONCURRENTLY refuses to run; move its rows into \
-                         proper partitions and drop it (docs/partitions.md)",
-                        parent.table
-                    ),
-                }),
-                None => found.push((i, parent.clone())),
-            },
-            Err(problem) => problems.push(problem.clone()),
-        }
-    }
-    if !problems.is_empty() {
-        return Err(policy::problems_error(problems));
-    }
-    Ok(found)
-}
-
-fn plan_create<'p>(
-    policies: &'p [Policy],
-    snapshot: &Snapshot,
-    now: DateTime<Utc>,
-    ahead: Option<u32>,
-) -> Result<Vec<TablePlan<'p>>> {
-    let mut plans = Vec::new();
-    let mut conflicts = Vec::new();
-    for (i, parent) in parents(policies, snapshot)? {
-        let policy = &policies[i];
-        match plan::create(
-            policy,
-            &parent.partitions,
-            now,
-            ahead.unwrap_or(policy.premake),
-        ) {
-            Ok(actions) => plans.push((policy, parent, actions)),
-            Err(e) => conflicts.push(e),
-        }
-    }
-    refuse_conflicts(conflicts)?;
-    Ok(plans)
-}
-
-fn plan_prune<'p>(
-    policies: &'p [Policy],
-    snapshot: &Snapshot,
-    now: DateTime<Utc>,
-    options: &PruneOptions,
-) -> Result<Vec<TablePlan<'p>>> {
-    let mut plans = Vec::new();
-    let mut conflicts = Vec::new();
-    for (i, parent) in parents(policies, snapshot)? {
-        let policy = &policies[i];
-        // A table without a retention keeps everything; pending detaches are still finished.
-        let Some(retention) = options.retention.or(policy.retention) else {
-            let pending: Vec<_> = parent
-                .partitions
-                .iter()
-                .filter(|p| p.detach_pending)
-                .cloned()
-                .collect();
-            let far = Retention::parse("100 years").expect("a valid retention");
-            match plan::prune(policy, &pending, now, far, RetentionMode::Detach) {
-                Ok(actions) => plans.push((policy, parent, actions)),
-                Err(e) => conflicts.push(e),
-            }
-            continue;
-        };
-        let mode = options.keep.unwrap_or(policy.retention_mode);
-        match plan::prune(policy, &parent.partitions, now, retention, mode) {
-            Ok(actions) => plans.push((policy, parent, actions)),
-            Err(e) => conflicts.push(e),
-        }
-    }
-    refuse_conflicts(conflicts)?;
-    Ok(plans)
-}
-
-fn refuse_conflicts(conflicts: Vec<plan::PlanError>) -> Result<()> {
-    match conflicts.len() {
-        0 => Ok(()),
-        _ => Err(Error::usage_hint(
-            conflicts
-                .iter()
-                .map(|c| c.message.as_str())
-                .collect::<Vec<_>>()
-                .join("\n"),
-            conflicts[0].hint.clone(),
-        )),
-    }
 }
 
 fn planned_report(

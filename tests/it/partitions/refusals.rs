@@ -139,7 +139,11 @@ fn a_table_with_a_default_partition_is_refused_by_name() {
             .args(["partition", command, "--now", NOW])
             .run();
         run.expect_code(2);
-        assert!(run.stderr.contains("request_logs_default"), "{}", run.stderr);
+        assert!(
+            run.stderr.contains("request_logs_default"),
+            "{}",
+            run.stderr
+        );
         assert!(run.stderr.contains("request_logs.toml"), "{}", run.stderr);
     }
     assert_eq!(everything(&db), before);
