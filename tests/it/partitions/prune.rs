@@ -198,3 +198,37 @@ fn prune_finishes_a_detach_an_earlier_run_left_pending() {
     assert_eq!(run.json()["tables"][0]["steps"][0]["action"], "finalize");
     assert!(!db.tables().contains(&"request_logs_2024_01".to_string()));
 }
+
+#[test]
+fn a_table_that_cannot_be_pruned_does_not_stop_the_others() {
+    let db = spread("pisolate");
+    let before = names(&db, "request_logs");
+    let mut blocker = db.client();
+    let mut tx = blocker.transaction().unwrap();
+    tx.batch_execute("LOCK TABLE request_logs IN SHARE MODE")
+        .unwrap();
+    let run = dhctl(&db.url)
+        .args([
+            "partition",
+            "prune",
+            "--now",
+            "2028-11-15T00:00:00Z",
+            "--lock-timeout",
+            "200ms",
+            "--lock-retries",
+            "1",
+            "--format",
+            "json",
+        ])
+        .run();
+    tx.rollback().unwrap();
+    run.expect_code(2);
+    let doc = run.json();
+    assert!(doc["tables"][0]["error"]
+        .as_str()
+        .unwrap()
+        .contains("request_logs_2024_01"));
+    assert_eq!(doc["tables"][1]["error"], serde_json::Value::Null);
+    assert_eq!(names(&db, "request_logs"), before);
+    assert_eq!(names(&db, "webhook_deliveries"), ["2028_11", "2028_12"]);
+}
