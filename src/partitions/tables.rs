@@ -125,16 +125,18 @@ pub(super) fn plan_prune<'p>(
     Ok(plans)
 }
 
+/// Plans that cannot be carried out, as one error; no table was touched yet.
 fn refuse_conflicts(conflicts: Vec<plan::PlanError>) -> Result<()> {
-    match conflicts.len() {
-        0 => Ok(()),
-        _ => Err(Error::usage_hint(
+    match conflicts.first() {
+        None => Ok(()),
+        Some(first) => Err(Error::usage_hint(
             conflicts
                 .iter()
                 .map(|c| c.message.as_str())
+                .chain(["no partition was created, detached or dropped"])
                 .collect::<Vec<_>>()
                 .join("\n"),
-            conflicts[0].hint.clone(),
+            first.hint.clone(),
         )),
     }
 }
