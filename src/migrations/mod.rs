@@ -42,6 +42,12 @@ pub struct Locked {
 impl Locked {
     pub async fn open(cfg: &DbConfig, create: CreateDatabase) -> Result<Locked> {
         let session = connect(cfg, create).await?;
+        Locked::lock(session, cfg).await
+    }
+
+    /// Takes the lock on a session already open (partition commands first look, without the
+    /// lock, whether there is anything to do at all).
+    pub async fn lock(session: Session, cfg: &DbConfig) -> Result<Locked> {
         let guard = lock::acquire(&session.client, session.backend_pid, cfg.lock_wait).await?;
         // Every DDL statement from here on gives up after lock_timeout instead of queueing in
         // front of the gateway's traffic (and everything queued behind it); see db::retry.

@@ -3,6 +3,7 @@
 
 pub mod human;
 pub mod manual;
+pub mod partitions;
 pub mod progress;
 
 use std::io::Write;
@@ -65,6 +66,18 @@ pub fn error(format: Format, err: &Error) {
             "{}\n",
             serde_json::to_string_pretty(&doc).unwrap_or_default()
         ));
+    }
+}
+
+/// Errors of a run whose report (on stdout) already says what failed: `error: …` lines on
+/// stderr only, so stdout stays one document.
+pub fn failures(errors: &[Error]) {
+    let mut stderr = std::io::stderr().lock();
+    for err in errors {
+        let _ = writeln!(stderr, "error: {err}");
+        if let Some(hint) = err.hint() {
+            let _ = writeln!(stderr, "hint: {hint}");
+        }
     }
 }
 

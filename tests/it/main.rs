@@ -5,6 +5,7 @@ mod cluster;
 mod harness;
 mod migrate;
 mod packaging;
+mod partitions;
 mod pooler;
 mod privilege;
 mod tls;
