@@ -32,6 +32,38 @@ fn an_owner_without_superuser_or_createdb_can_migrate_roll_back_and_check_status
 }
 
 #[test]
+fn an_owner_without_superuser_or_createdb_can_maintain_partitions() {
+    let role = Role::new("partowner", "");
+    let db = TestDb::owned_by("partowner", &role);
+    let url = role.url_for(&db);
+    dhctl(&url)
+        .args(["migrate", "--now", "2026-11-15T10:00:00Z"])
+        .run()
+        .expect_code(0);
+    assert_eq!(
+        db.value("SELECT count(*) FROM pg_inherits WHERE inhparent = 'request_logs'::regclass"),
+        "5"
+    );
+    dhctl(&url)
+        .args(["partition", "create", "--now", "2027-03-01T00:00:00Z"])
+        .run()
+        .expect_code(0);
+    dhctl(&url)
+        .args(["partition", "prune", "--now", "2028-12-15T00:00:00Z"])
+        .run()
+        .expect_code(0);
+    dhctl(&url)
+        .args(["partition", "status", "--format", "json"])
+        .run()
+        .expect_code(0);
+    assert_eq!(
+        db.value("SELECT count(*) FROM pg_class WHERE relname = 'request_logs_2024_01'"),
+        "0",
+        "prune dropped what retention allows"
+    );
+}
+
+#[test]
 fn a_role_without_createdb_gets_a_clear_error_for_a_missing_database() {
     let role = Role::new("nocreate", "");
     let db = TestDb::unique("nocreate");
