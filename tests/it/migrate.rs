@@ -23,6 +23,19 @@ fn migrated(label: &str) -> TestDb {
     db
 }
 
+/// Starts `dhctl migrate` with [`SLEEPY`] pending and returns once its backend sleeps:
+/// the migrations folder, the running dhctl and its backend's pid.
+fn migrate_until_asleep(db: &TestDb) -> (tempfile::TempDir, std::process::Child, i32) {
+    db.exec("CREATE TABLE sleep_flag()");
+    let dir = migrations_with(&[SLEEPY]);
+    let child = dhctl(&db.url)
+        .migrations_dir(dir.path())
+        .args(["migrate", "--no-partitions"])
+        .spawn();
+    let backend = sleeping_backend(db);
+    (dir, child, backend)
+}
+
 /// Waits until a dhctl backend is running pg_sleep in `db`, returning its pid.
 fn sleeping_backend(db: &TestDb) -> i32 {
     let mut pid = None;
@@ -190,13 +203,7 @@ fn a_failing_migration_names_file_and_line_and_leaves_nothing_behind() {
 #[test]
 fn kill_9_mid_migration_leaves_no_partial_migration_and_no_stale_lock() {
     let db = migrated("kill9");
-    db.exec("CREATE TABLE sleep_flag()");
-    let dir = migrations_with(&[SLEEPY]);
-    let mut child = dhctl(&db.url)
-        .migrations_dir(dir.path())
-        .args(["migrate", "--no-partitions"])
-        .spawn();
-    let backend = sleeping_backend(&db);
+    let (dir, mut child, backend) = migrate_until_asleep(&db);
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     // client_connection_check_interval makes the orphaned backend notice within about a second.
@@ -226,13 +233,7 @@ fn kill_9_mid_migration_leaves_no_partial_migration_and_no_stale_lock() {
 #[test]
 fn a_terminated_backend_is_a_clear_error_and_the_next_run_completes() {
     let db = migrated("terminate");
-    db.exec("CREATE TABLE sleep_flag()");
-    let dir = migrations_with(&[SLEEPY]);
-    let child = dhctl(&db.url)
-        .migrations_dir(dir.path())
-        .args(["migrate", "--no-partitions"])
-        .spawn();
-    let backend = sleeping_backend(&db);
+    let (dir, child, backend) = migrate_until_asleep(&db);
     db.exec(&format!("SELECT pg_terminate_backend({backend})"));
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -252,13 +253,7 @@ fn a_terminated_backend_is_a_clear_error_and_the_next_run_completes() {
 #[test]
 fn sigint_cancels_the_running_migration_releases_the_lock_and_exits_130() {
     let db = migrated("sigint");
-    db.exec("CREATE TABLE sleep_flag()");
-    let dir = migrations_with(&[SLEEPY]);
-    let child = dhctl(&db.url)
-        .migrations_dir(dir.path())
-        .args(["migrate", "--no-partitions"])
-        .spawn();
-    let backend = sleeping_backend(&db);
+    let (dir, child, backend) = migrate_until_asleep(&db);
     let signalled = Instant::now();
     std::process::Command::new("kill")
         .args(["-INT", &child.id().to_string()])
