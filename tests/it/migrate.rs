@@ -253,7 +253,7 @@ fn a_terminated_backend_is_a_clear_error_and_the_next_run_completes() {
 #[test]
 fn sigint_cancels_the_running_migration_releases_the_lock_and_exits_130() {
     let db = migrated("sigint");
-    let (dir, child, backend) = migrate_until_asleep(&db);
+    let (_dir, child, backend) = migrate_until_asleep(&db);
     let signalled = Instant::now();
     std::process::Command::new("kill")
         .args(["-INT", &child.id().to_string()])
