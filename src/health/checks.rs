@@ -1,0 +1,442 @@
+//! Readiness: PostgreSQL (through the pool), Redis (PING) and, optionally, pending migrations,
+//! each bounded by the check timeout, run at most once at a time (single flight).
+//!
+//! Probes never run checks themselves. The first probe that finds no fresh result starts one
+//! check in a task of its own; every probe arriving while it runs waits for that same result,
+//! and probes within `ready_cache` of its end reuse it. So N concurrent probes cost one
+//! `SELECT 1` and one `PING`, and a probe flood cannot become a query flood. The check runs in
+//! its own task so that a probe that hangs up cannot cancel it for the others.
+
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
+use serde::Serialize;
+use tokio::sync::watch;
+
+use super::config::HealthConfig;
+use super::logging::Scrubber;
+use crate::config::describe;
+use crate::db::tls::make_connector;
+use crate::error::{describe_driver_error, Result};
+use crate::migrations::{catalog, history, status, Catalog};
+
+/// One check's verdict, as `/health/ready` reports it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    pub status: Verdict,
+    /// Wall time of the check, in milliseconds (microsecond resolution).
+    pub latency_ms: f64,
+    /// Why it failed, scrubbed of secrets.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Pending migrations (the migrations check only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pending: Option<usize>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Ok,
+    Error,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Checks {
+    pub database: Check,
+    pub redis: Check,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub migrations: Option<Check>,
+}
+
+/// `/health/ready`'s body.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub status: Verdict,
+    pub checks: Checks,
+}
+
+/// A finished readiness check, its JSON serialised once for every probe that shares it.
+#[derive(Debug)]
+pub struct Outcome {
+    pub ok: bool,
+    pub body: Bytes,
+}
+
+impl Outcome {
+    fn of(report: &Report) -> Outcome {
+        Outcome {
+            ok: report.status == Verdict::Ok,
+            body: Bytes::from(serde_json::to_vec(report).unwrap_or_default()),
+        }
+    }
+
+    /// The check task died without a result (it cannot panic by design; this is the net).
+    fn lost() -> Outcome {
+        Outcome {
+            ok: false,
+            body: Bytes::from_static(br#"{"status":"error","checks":{}}"#),
+        }
+    }
+}
+
+/// The last readiness verdict as `/health` reads it, without I/O.
+const UNKNOWN: u8 = 0;
+const OK: u8 = 1;
+const FAILED: u8 = 2;
+
+/// The dependencies and the single-flight state in front of them.
+pub struct Readiness {
+    deps: Dependencies,
+    cache: Duration,
+    state: Mutex<Flight>,
+    last_verdict: AtomicU8,
+}
+
+#[derive(Default)]
+struct Flight {
+    last: Option<(Instant, Arc<Outcome>)>,
+    running: Option<watch::Receiver<Option<Arc<Outcome>>>>,
+}
+
+impl Readiness {
+    /// Builds the pool and the Redis client; connects nothing yet (see [`Readiness::warm_up`]).
+    pub fn new(config: &HealthConfig, scrubber: Scrubber) -> Result<Arc<Readiness>> {
+        Ok(Arc::new(Readiness {
+            deps: Dependencies::new(config, scrubber)?,
+            cache: config.ready_cache,
+            state: Mutex::new(Flight::default()),
+            last_verdict: AtomicU8::new(UNKNOWN),
+        }))
+    }
+
+    /// Opens `DATABASE_POOL_MIN` connections and runs a first check, in the background, so the
+    /// first probe finds a warm pool and a broken dependency is logged at start.
+    pub fn warm_up(self: &Arc<Self>) {
+        let me = Arc::clone(self);
+        tokio::spawn(async move {
+            // Held until all are open, or the pool would hand the first one out again.
+            let mut held = Vec::with_capacity(me.deps.pool_min);
+            for _ in 0..me.deps.pool_min {
+                match me.deps.pool.get().await {
+                    Ok(conn) => held.push(conn),
+                    Err(_) => break, // the check below reports why
+                }
+            }
+            drop(held);
+            me.probe().await;
+        });
+    }
+
+    /// False only when the last finished check failed: `/health`'s "degraded".
+    pub fn degraded(&self) -> bool {
+        self.last_verdict.load(Ordering::Relaxed) == FAILED
+    }
+
+    /// The readiness verdict for one probe: a fresh cached one, the one in flight, or a new one.
+    pub async fn probe(self: &Arc<Self>) -> Arc<Outcome> {
+        let mut receiver = {
+            let mut flight = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((at, outcome)) = &flight.last {
+                if at.elapsed() < self.cache {
+                    return Arc::clone(outcome);
+                }
+            }
+            match &flight.running {
+                // A closed channel means the task died; start another rather than wait forever.
+                Some(rx) if rx.has_changed().is_ok() => rx.clone(),
+                _ => {
+                    let (tx, rx) = watch::channel(None);
+                    flight.running = Some(rx.clone());
+                    let me = Arc::clone(self);
+                    tokio::spawn(async move {
+                        let outcome = Arc::new(me.run_checks().await);
+                        {
+                            let mut flight = me.state.lock().unwrap_or_else(|p| p.into_inner());
+                            flight.last = Some((Instant::now(), Arc::clone(&outcome)));
+                            flight.running = None;
+                        }
+                        let _ = tx.send(Some(outcome));
+                    });
+                    rx
+                }
+            }
+        };
+        let shared = receiver.wait_for(Option::is_some).await;
+        match shared.ok().and_then(|v| v.as_ref().map(Arc::clone)) {
+            Some(outcome) => outcome,
+            None => Arc::new(Outcome::lost()),
+        }
+    }
+
+    /// Runs every check concurrently and logs each failure (and each recovery) once.
+    async fn run_checks(&self) -> Outcome {
+        let (database, redis) = tokio::join!(self.deps.check_database(), self.deps.check_redis());
+        let (database, migrations) = database;
+        let ok = [Some(&database), Some(&redis), migrations.as_ref()]
+            .into_iter()
+            .flatten()
+            .all(|c| c.status == Verdict::Ok);
+        for (name, check, target) in [
+            ("database", Some(&database), self.deps.pg_target.as_str()),
+            ("redis", Some(&redis), self.deps.redis_target.as_str()),
+            (
+                "migrations",
+                migrations.as_ref(),
+                self.deps.pg_target.as_str(),
+            ),
+        ] {
+            if let Some(Check {
+                status: Verdict::Error,
+                error,
+                latency_ms,
+                ..
+            }) = check
+            {
+                tracing::warn!(
+                    check = name,
+                    target,
+                    latency_ms,
+                    error = error.as_deref().unwrap_or(""),
+                    "readiness check failed"
+                );
+            }
+        }
+        let previous = self
+            .last_verdict
+            .swap(if ok { OK } else { FAILED }, Ordering::Relaxed);
+        if ok && previous == FAILED {
+            tracing::info!("readiness recovered: every check passes again");
+        }
+        Outcome::of(&Report {
+            status: if ok { Verdict::Ok } else { Verdict::Error },
+            checks: Checks {
+                database,
+                redis,
+                migrations,
+            },
+        })
+    }
+
+    /// Closes the pool's connections (shutdown).
+    pub fn close(&self) {
+        self.deps.pool.close();
+    }
+}
+
+/// PostgreSQL and Redis, as the checks see them.
+struct Dependencies {
+    pool: Pool,
+    pool_min: usize,
+    pg_target: String,
+    redis: redis::Client,
+    redis_config: redis::AsyncConnectionConfig,
+    /// One multiplexed connection, reused across checks and replaced after any failure (the
+    /// reconnect: a check after Redis comes back opens a new one).
+    redis_conn: tokio::sync::Mutex<Option<redis::aio::MultiplexedConnection>>,
+    redis_target: String,
+    catalog: Option<Catalog>,
+    timeout: Duration,
+    scrubber: Scrubber,
+}
+
+impl Dependencies {
+    fn new(config: &HealthConfig, scrubber: Scrubber) -> Result<Dependencies> {
+        let db = &config.database;
+        let manager = Manager::from_config(
+            db.pg.clone(),
+            make_connector(&db.tls)?,
+            // Fast: no query on checkout. A broken connection is noticed by the check itself,
+            // which then discards it (see `Discard`), so "verified" would only double the load.
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(db.pool_max)
+            .wait_timeout(Some(db.wait_timeout))
+            .create_timeout(db.pg.get_connect_timeout().copied())
+            .runtime(Runtime::Tokio1)
+            .build()
+            .map_err(|e| crate::Error::usage(format!("cannot build the connection pool: {e}")))?;
+        let redis = redis::Client::open(config.redis.info.clone())
+            .map_err(|_| crate::Error::usage("REDIS_URL: unsupported Redis connection settings"))?;
+        let redis_config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(config.check_timeout))
+            .set_response_timeout(Some(config.check_timeout));
+        let catalog = match &config.require_migrated {
+            Some(source) => Some(catalog::load(source)?),
+            None => None,
+        };
+        Ok(Dependencies {
+            pool,
+            pool_min: db.pool_min,
+            pg_target: describe(&db.pg),
+            redis,
+            redis_config,
+            redis_conn: tokio::sync::Mutex::new(None),
+            redis_target: config.redis.describe(),
+            catalog,
+            timeout: config.check_timeout,
+            scrubber,
+        })
+    }
+
+    /// `SELECT 1` on a pooled connection, then (when required) the migrations check on the same
+    /// connection, all within one timeout.
+    async fn check_database(&self) -> (Check, Option<Check>) {
+        let started = Instant::now();
+        let mut migrations_took = Duration::ZERO;
+        let work = async {
+            let mut conn = Discard(Some(self.pool.get().await.map_err(|e| pool_error(&e))?));
+            let client = conn.0.as_ref().ok_or("no connection")?;
+            client
+                .simple_query("SELECT 1")
+                .await
+                .map_err(|e| describe_driver_error(&e))?;
+            let db_took = started.elapsed();
+            let pending = match &self.catalog {
+                None => None,
+                Some(catalog) => {
+                    let t = Instant::now();
+                    let history = history::read(&***client).await.map_err(|e| e.to_string());
+                    migrations_took = t.elapsed();
+                    Some(history.map(|h| {
+                        let entries = status::diff(catalog, h.as_deref().unwrap_or_default());
+                        status::Counts::of(&entries).pending
+                    }))
+                }
+            };
+            conn.keep();
+            Ok::<_, String>((db_took, pending))
+        };
+        let outcome = tokio::time::timeout(self.timeout, work).await;
+        let took = started.elapsed();
+        match outcome {
+            Ok(Ok((db_took, pending))) => {
+                let migrations = pending.map(|p| self.migrations_check(p, migrations_took));
+                (Check::ok(db_took), migrations)
+            }
+            Ok(Err(reason)) => {
+                let failed = self.failed(took, reason);
+                let migrations = self.catalog.as_ref().map(|_| failed.clone());
+                (failed, migrations)
+            }
+            Err(_) => {
+                let failed = self.timed_out(took);
+                let migrations = self.catalog.as_ref().map(|_| failed.clone());
+                (failed, migrations)
+            }
+        }
+    }
+
+    fn migrations_check(&self, pending: Result<usize, String>, took: Duration) -> Check {
+        match pending {
+            Ok(0) => Check {
+                pending: Some(0),
+                ..Check::ok(took)
+            },
+            Ok(n) => Check {
+                pending: Some(n),
+                ..self.failed(
+                    took,
+                    format!("{n} migration(s) pending; run `dhctl migrate`"),
+                )
+            },
+            Err(reason) => self.failed(took, reason),
+        }
+    }
+
+    /// PING on the shared connection, opening it first when there is none.
+    async fn check_redis(&self) -> Check {
+        let started = Instant::now();
+        let mut slot = self.redis_conn.lock().await;
+        let work = async {
+            if slot.is_none() {
+                let conn = self
+                    .redis
+                    .get_multiplexed_async_connection_with_config(&self.redis_config)
+                    .await?;
+                *slot = Some(conn);
+            }
+            match slot.as_mut() {
+                Some(conn) => redis::cmd("PING").query_async::<String>(conn).await,
+                None => Ok(String::new()),
+            }
+        };
+        let outcome = tokio::time::timeout(self.timeout, work).await;
+        let took = started.elapsed();
+        match outcome {
+            Ok(Ok(_pong)) => Check::ok(took),
+            Ok(Err(e)) => {
+                *slot = None;
+                self.failed(took, format!("redis: {e}"))
+            }
+            Err(_) => {
+                *slot = None;
+                self.timed_out(took)
+            }
+        }
+    }
+
+    fn failed(&self, took: Duration, reason: String) -> Check {
+        Check {
+            status: Verdict::Error,
+            latency_ms: millis(took),
+            error: Some(self.scrubber.scrub(&reason)),
+            pending: None,
+        }
+    }
+
+    fn timed_out(&self, took: Duration) -> Check {
+        let limit = self.timeout.as_millis();
+        self.failed(took, format!("no answer within {limit} ms"))
+    }
+}
+
+impl Check {
+    fn ok(took: Duration) -> Check {
+        Check {
+            status: Verdict::Ok,
+            latency_ms: millis(took),
+            error: None,
+            pending: None,
+        }
+    }
+}
+
+fn millis(d: Duration) -> f64 {
+    (d.as_micros() as f64) / 1000.0
+}
+
+fn pool_error(err: &deadpool_postgres::PoolError) -> String {
+    use deadpool_postgres::PoolError;
+    match err {
+        PoolError::Backend(e) => describe_driver_error(e),
+        PoolError::Timeout(_) => "no pooled connection became free in time".into(),
+        PoolError::Closed => "the pool is closed (shutting down)".into(),
+        other => other.to_string(),
+    }
+}
+
+/// A pooled connection that is thrown away unless the check succeeded with it. A connection
+/// whose check failed or timed out may be stuck (a server that stopped answering mid-query);
+/// returning it to the pool would make every later check wait on it too.
+struct Discard(Option<Object>);
+
+impl Discard {
+    fn keep(&mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for Discard {
+    fn drop(&mut self) {
+        if let Some(conn) = self.0.take() {
+            drop(Object::take(conn));
+        }
+    }
+}
