@@ -2,4 +2,5 @@
 //! database on the server at DHCTL_TEST_DATABASE_URL and drives the real `dhctl` binary.
 
 mod harness;
+mod health;
 mod migrate;
