@@ -2,7 +2,8 @@
 //! as a small hyper 1 server, sharing dhctl's connection-string parsing and TLS.
 //!
 //! - `config`: settings from the environment;
-//! - `checks`: PostgreSQL, Redis and migrations checks behind one single-flight readiness state;
+//! - `checks`: the single-flight readiness state and `/health/ready`'s report;
+//! - `dependencies`: the PostgreSQL pool, the Redis connection and the checks on each;
 //! - `routes`: the routes, status codes, JSON shapes and common headers;
 //! - `server`: `serve(listener, config, shutdown)`, limits and graceful shutdown;
 //! - `logging`: JSON log lines with every configured secret scrubbed;
@@ -12,6 +13,7 @@
 
 pub mod checks;
 pub mod config;
+pub mod dependencies;
 pub mod logging;
 pub mod probe;
 pub mod routes;
