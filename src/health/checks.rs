@@ -16,7 +16,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use super::config::HealthConfig;
-use super::dependencies::Dependencies;
+use super::dependencies::{Dependencies, NOT_CHECKED};
 use super::logging::Scrubber;
 use crate::error::Result;
 
@@ -128,7 +128,7 @@ impl Readiness {
         });
     }
 
-    /// False only when the last finished check failed: `/health`'s "degraded".
+    /// True when the last finished check failed: `/health`'s "degraded". No I/O.
     pub fn degraded(&self) -> bool {
         self.last_verdict.load(Ordering::Relaxed) == FAILED
     }
@@ -193,6 +193,9 @@ impl Readiness {
                 ..
             }) = check
             {
+                if error.as_deref() == Some(NOT_CHECKED) {
+                    continue; // its cause, the database check, is logged already
+                }
                 tracing::warn!(
                     check = name,
                     target,

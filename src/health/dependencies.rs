@@ -14,6 +14,9 @@ use crate::db::tls::make_connector;
 use crate::error::{describe_driver_error, Result};
 use crate::migrations::{catalog, history, status, Catalog};
 
+/// The migrations check's error when the database check failed first.
+pub const NOT_CHECKED: &str = "not checked: the database check failed";
+
 /// PostgreSQL and Redis, as the checks see them.
 pub struct Dependencies {
     pub pool: Pool,
@@ -107,17 +110,20 @@ impl Dependencies {
                 let migrations = pending.map(|p| self.migrations_check(p, migrations_took));
                 (Check::ok(db_took), migrations)
             }
-            Ok(Err(reason)) => {
-                let failed = self.failed(took, reason);
-                let migrations = self.catalog.as_ref().map(|_| failed.clone());
-                (failed, migrations)
-            }
-            Err(_) => {
-                let failed = self.timed_out(took);
-                let migrations = self.catalog.as_ref().map(|_| failed.clone());
-                (failed, migrations)
-            }
+            Ok(Err(reason)) => (self.failed(took, reason), self.not_checked()),
+            Err(_) => (self.timed_out(took), self.not_checked()),
         }
+    }
+
+    /// The migrations check when the database could not be asked: failed, without a second
+    /// log line for the same cause (see `Readiness::run_checks`).
+    fn not_checked(&self) -> Option<Check> {
+        self.catalog.as_ref().map(|_| Check {
+            status: Verdict::Error,
+            latency_ms: 0.0,
+            error: Some(NOT_CHECKED.into()),
+            pending: None,
+        })
     }
 
     fn migrations_check(&self, pending: Result<usize, String>, took: Duration) -> Check {
