@@ -2,7 +2,11 @@
 # dhctl-health against its ceiling, a bare hyper "hello world" (bench/hello), with the same wrk
 # settings, on 127.0.0.1 only. Prints a Markdown table for docs/performance.md.
 #
-#   bench/health.sh [DURATION [CONNECTIONS]]      defaults: 10s, 50
+#   bench/health.sh [DURATION [CONNECTIONS [ROUNDS]]]      defaults: 10s, 50, 3
+#
+# The machine is shared, so the three targets are measured in rounds (hello, live, ready, one
+# after the other) and each round's ratios are taken against that round's ceiling; the table
+# shows the medians over the rounds.
 #
 # Needs: wrk (apt-get install -y wrk), psql, PostgreSQL at DHCTL_TEST_DATABASE_URL (default
 # postgres://postgres@127.0.0.1:5432/postgres; the role may CREATE DATABASE) and Redis at
@@ -12,6 +16,7 @@ cd "$(dirname "$0")/.."
 
 DURATION=${1:-10s}
 CONNECTIONS=${2:-50}
+ROUNDS=${3:-3}
 THREADS=1 # two cores: one for wrk, the rest for the server under test
 PG_URL=${DHCTL_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 REDIS_URL=${DHCTL_TEST_REDIS_URL:-redis://127.0.0.1:6379}
@@ -59,22 +64,27 @@ psql_admin "DROP DATABASE IF EXISTS $BENCH_DB WITH (FORCE)"
 psql_admin "CREATE DATABASE $BENCH_DB"
 BENCH_URL="${PG_URL%/*}/$BENCH_DB"
 
-# The ceiling.
+# Both servers run for the whole benchmark; only the one under wrk is busy.
 PORT=$HELLO_PORT target/bench/release/hello & PIDS+=($!)
-wait_port "$HELLO_PORT"
-read -r HELLO_RPS HELLO_P99 _ < <(run_wrk "http://127.0.0.1:$HELLO_PORT/health/live")
-kill "${PIDS[-1]}"
-
-# dhctl-health, defaults as deployed.
 env -i PATH="$PATH" HOST=127.0.0.1 PORT=$HEALTH_PORT DATABASE_URL="$BENCH_URL" \
   REDIS_URL="$REDIS_URL" RUST_LOG=warn target/release/dhctl-health 2>/tmp/dhctl-health-bench.log &
 HEALTH_PID=$!; PIDS+=($HEALTH_PID)
+wait_port "$HELLO_PORT"
 wait_port "$HEALTH_PORT"
-read -r LIVE_RPS LIVE_P99 LIVE_BAD < <(run_wrk "http://127.0.0.1:$HEALTH_PORT/health/live")
+sleep 1
+
+ROWS=$(mktemp)
 BEFORE=$(statements)
-START=$(date +%s.%N)
-read -r READY_RPS READY_P99 READY_BAD < <(run_wrk "http://127.0.0.1:$HEALTH_PORT/health/ready")
-END=$(date +%s.%N)
+READY_SECS=0
+for round in $(seq "$ROUNDS"); do
+  echo "round $round/$ROUNDS (load $(cut -d' ' -f1 /proc/loadavg))…" >&2
+  read -r hr hp _ < <(run_wrk "http://127.0.0.1:$HELLO_PORT/health/live")
+  read -r lr lp lb < <(run_wrk "http://127.0.0.1:$HEALTH_PORT/health/live")
+  start=$(date +%s.%N)
+  read -r rr rp rb < <(run_wrk "http://127.0.0.1:$HEALTH_PORT/health/ready")
+  READY_SECS=$(awk -v t="$READY_SECS" -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { print t + e - s }')
+  echo "$hr $hp $lr $lp $lb $rr $rp $rb" >>"$ROWS"
+done
 RSS_PEAK_KB=$(awk '/VmHWM/ { print $2 }' "/proc/$HEALTH_PID/status")
 RSS_NOW_KB=$(awk '/VmRSS/ { print $2 }' "/proc/$HEALTH_PID/status")
 kill -TERM "$HEALTH_PID"; wait "$HEALTH_PID" || true
@@ -82,17 +92,22 @@ sleep 1 # backends flush their counters as they exit
 AFTER=$(statements)
 psql_admin "DROP DATABASE IF EXISTS $BENCH_DB WITH (FORCE)"
 
-awk -v b="$BEFORE" -v a="$AFTER" -v s="$START" -v e="$END" \
-  -v hr="$HELLO_RPS" -v hp="$HELLO_P99" -v lr="$LIVE_RPS" -v lp="$LIVE_P99" -v lb="$LIVE_BAD" \
-  -v rr="$READY_RPS" -v rp="$READY_P99" -v rb="$READY_BAD" -v peak="$RSS_PEAK_KB" -v now="$RSS_NOW_KB" \
-  -v d="$DURATION" -v c="$CONNECTIONS" -v t="$THREADS" 'BEGIN {
-  secs = e - s
-  printf "wrk -t%s -c%s -d%s --latency (after a 2 s warm-up), 127.0.0.1\n\n", t, c, d
-  print "| target | requests/s | p99 | vs ceiling | non-2xx |"
-  print "|---|---:|---:|---:|---:|"
-  printf "| hyper hello world (ceiling) | %d | %.2f ms | 100%% | 0 |\n", hr, hp
-  printf "| dhctl-health /health/live | %d | %.2f ms | %.0f%% | %s |\n", lr, lp, 100 * lr / hr, lb
-  printf "| dhctl-health /health/ready (PG + Redis up) | %d | %.2f ms | %.0f%% | %s |\n", rr, rp, 100 * rr / hr, rb
-  printf "\nPostgreSQL statements during the /health/ready run: %d in %.1f s = %.2f/s (for %d requests/s)\n", a - b, secs, (a - b) / secs, rr
-  printf "dhctl-health resident memory: peak %.1f MiB, %.1f MiB after the runs\n", peak / 1024, now / 1024
-}'
+median() { sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+col() { awk -v c="$1" '{ print $c }' "$ROWS" | median; }
+ratio() { awk -v c="$1" '{ print 100 * $c / $1 }' "$ROWS" | median; }
+
+echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency, 2 s warm-up each, 127.0.0.1, $ROUNDS rounds; medians"
+echo
+echo "| target | requests/s | p99 | vs ceiling (per-round ratio) | non-2xx |"
+echo "|---|---:|---:|---:|---:|"
+printf "| hyper hello world (ceiling) | %.0f | %.2f ms | 100%% | 0 |\n" "$(col 1)" "$(col 2)"
+printf "| dhctl-health /health/live | %.0f | %.2f ms | %.0f%% | %s |\n" "$(col 3)" "$(col 4)" "$(ratio 3)" "$(col 5)"
+printf "| dhctl-health /health/ready (PG + Redis up) | %.0f | %.2f ms | %.0f%% | %s |\n" "$(col 6)" "$(col 7)" "$(ratio 6)" "$(col 8)"
+echo
+echo "every round (hello rps, p99 ms; live rps, p99 ms, non-2xx; ready rps, p99 ms, non-2xx):"
+sed 's/^/    /' "$ROWS"
+awk -v b="$BEFORE" -v a="$AFTER" -v s="$READY_SECS" 'BEGIN {
+  printf "\nPostgreSQL statements while /health/ready was under load: %d in %.1f s = %.2f/s\n", a - b, s, (a - b) / s }'
+awk -v peak="$RSS_PEAK_KB" -v now="$RSS_NOW_KB" 'BEGIN {
+  printf "dhctl-health resident memory: peak %.1f MiB, %.1f MiB after the runs\n", peak / 1024, now / 1024 }'
+rm -f "$ROWS"
