@@ -171,6 +171,15 @@ fn sigterm_lets_a_slow_request_finish_and_exits_zero() {
 }
 
 #[test]
+fn sigint_exits_zero_too() {
+    let db = TestDb::new("health_sigint");
+    let mut server = start(&[("DATABASE_URL", &db.url)]);
+    assert_eq!(server.get("/health/live").status, 200);
+    server.signal("INT");
+    assert_eq!(server.wait_exit(Duration::from_secs(5)), Some(0));
+}
+
+#[test]
 fn passwords_never_appear_in_responses_or_log_lines() {
     const DB_PW: &str = "Db-pw-7f3a9c";
     const REDIS_PW: &str = "Redis-pw-c41e8d";
