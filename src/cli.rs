@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-/// dhctl: schema migrations and partition maintenance for the DataHub API gateway's PostgreSQL.
+/// Schema migrations and partition maintenance for the DataHub API gateway's PostgreSQL.
 ///
 /// Migrations are timestamp-ordered SQL files (compiled into the binary from sql/, or read from
 /// --migrations-dir) applied through refinery under one advisory lock. Partition policies for the
@@ -36,8 +36,9 @@ pub struct Cli {
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
     /// PostgreSQL connection string, URL (postgres://user:pass@host:5432/db?sslmode=require) or
-    /// key=value (host=… dbname=…). sslmode is disable, prefer (default) or require. The password
-    /// is never printed.
+    /// key=value (host=… dbname=…). sslmode as libpq: disable, prefer (default), require (both
+    /// encrypt without verifying), verify-ca, verify-full; sslrootcert=FILE names the CA. The
+    /// password is never printed.
     #[arg(long, global = true, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
 
@@ -53,8 +54,9 @@ pub struct GlobalArgs {
     #[arg(long, global = true, env = "DHCTL_PARTITIONS_DIR", value_name = "DIR")]
     pub partitions_dir: Option<PathBuf>,
 
-    /// PEM file of the CA(s) that sign the server's certificate (sslmode=require or prefer).
-    /// Without it the Mozilla root set compiled into dhctl is used.
+    /// PEM file of the CA(s) that sign the server's certificate. With sslmode prefer or require
+    /// it turns chain verification on (as libpq's root.crt does); verify-ca and verify-full use
+    /// it, or without it the Mozilla roots compiled into dhctl.
     #[arg(long, global = true, env = "DHCTL_SSL_ROOT_CERT", value_name = "FILE")]
     pub ssl_root_cert: Option<PathBuf>,
 
@@ -142,6 +144,32 @@ pub enum Command {
     /// Create upcoming partitions, prune old ones, or show them (request_logs, webhook_deliveries).
     #[command(subcommand)]
     Partition(PartitionCommand),
+
+    /// Print a shell completion script on stdout. Needs no database.
+    ///
+    /// Example: dhctl completions bash > /etc/bash_completion.d/dhctl
+    Completions(CompletionsArgs),
+
+    /// Print dhctl's man page (roff) on stdout, or write one page per command to --dir.
+    /// Needs no database.
+    ///
+    /// Example: dhctl man | man -l -
+    Man(ManArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write dhctl.1 and a page per subcommand (dhctl-migrate.1, dhctl-partition-create.1, …)
+    /// into this folder instead of printing dhctl.1, for packagers.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -89,12 +89,6 @@ pub fn parse_database_url(url: &str) -> Result<(tokio_postgres::Config, TlsSetti
     if pg.get_connect_timeout().is_none() {
         pg.connect_timeout(DEFAULT_CONNECT_TIMEOUT);
     }
-    // Session time zone UTC: partition bounds and times we print are never read in a local zone.
-    let options = match pg.get_options() {
-        Some(existing) => format!("{existing} -c TimeZone=UTC"),
-        None => "-c TimeZone=UTC".to_string(),
-    };
-    pg.options(&options);
     if tls.verify != Verify::Nothing {
         pg.ssl_mode(SslMode::Require);
     }

@@ -53,6 +53,10 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// Statements of one session reached different backends (a transaction-pooling proxy).
+    #[error("consecutive statements reached different backends: a transaction-pooling proxy sits in front of PostgreSQL, and dhctl needs one session (its advisory lock, lock_timeout and prepared statements live in it); nothing was changed")]
+    Pooled,
+
     /// SIGINT or SIGTERM arrived; in-flight work was cancelled and rolled back.
     #[error("interrupted; the statement in flight was cancelled and its transaction rolled back")]
     Interrupted,
@@ -119,7 +123,8 @@ impl Error {
             | Error::Catalog { .. }
             | Error::Connect { .. }
             | Error::Sql { .. }
-            | Error::Io { .. } => 2,
+            | Error::Io { .. }
+            | Error::Pooled => 2,
         }
     }
 
@@ -135,6 +140,11 @@ impl Error {
             ),
             Error::Drift { .. } => Some(
                 "restore the file as it was applied, or run `dhctl status` to see every difference"
+                    .into(),
+            ),
+            Error::Pooled => Some(
+                "point dhctl at PostgreSQL directly, or at a PgBouncer pool with pool_mode=session; \
+                 the gateway itself may keep using transaction pooling"
                     .into(),
             ),
             Error::Catalog { .. } => Some(

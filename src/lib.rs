@@ -9,6 +9,7 @@ pub mod error;
 pub mod health;
 pub mod migrations;
 pub mod output;
+pub mod partitions;
 
 /// sql/ and partitions/ as compiled into the binary (see build.rs).
 pub mod embedded {

@@ -5,13 +5,14 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
-use dhctl::cli::{Cli, Command, Format, GlobalArgs};
+use dhctl::cli::{Cli, Command, Format, GlobalArgs, PartitionCommand};
 use dhctl::config::DbConfig;
 use dhctl::db::CreateDatabase;
 use dhctl::migrations::migrate::{self, Mode};
 use dhctl::migrations::rollback::{self, Target};
 use dhctl::migrations::{catalog, new, status_report, Locked, Source};
-use dhctl::output::{self, human, progress::Reporter};
+use dhctl::output::{self, human, manual, progress::Reporter};
+use dhctl::partitions::{self, policy, CreateOptions, PruneOptions, Retention, RetentionMode};
 use dhctl::{Error, Result};
 
 fn main() {
@@ -136,12 +137,40 @@ async fn run(cli: &Cli) -> Result<i32> {
                 create,
                 show_sql: global.verbose,
             };
-            let progress = Reporter::for_stderr(format == Format::Json);
+            // Policies are validated before anything changes; a dry run does not touch them.
+            let policies = if args.no_partitions || args.dry_run {
+                None
+            } else {
+                Some(policy::load(&policy_source(global))?)
+            };
+            let now = parse_now(args.now.as_deref())?;
+            let progress = Reporter::for_stderr(format == Format::Json, "applying");
             let mut locked = Locked::open(&cfg, create).await?;
-            let result = migrate::run(&mut locked, &cfg, &catalog, &options, &progress).await;
+            let mut failures = Vec::new();
+            let result = match migrate::run(&mut locked, &cfg, &catalog, &options, &progress).await
+            {
+                Ok(mut report) => match &policies {
+                    Some(policies) => {
+                        let options = CreateOptions {
+                            now,
+                            ahead: None,
+                            mode: Mode::Apply,
+                        };
+                        partitions::ensure(&locked, &cfg, policies, &options, &progress)
+                            .await
+                            .map(|outcome| {
+                                report.partitions = Some(outcome.report);
+                                failures = outcome.failures;
+                                report
+                            })
+                    }
+                    None => Ok(report),
+                },
+                Err(e) => Err(e),
+            };
             let report = locked.finish(result).await?;
             output::emit(format, &report, human::migrate);
-            Ok(0)
+            Ok(exit_after(failures))
         }
         Command::Rollback(args) => {
             let catalog = catalog::load(&migration_source(global))?;
@@ -156,7 +185,7 @@ async fn run(cli: &Cli) -> Result<i32> {
             } else {
                 Mode::Apply
             };
-            let progress = Reporter::for_stderr(format == Format::Json);
+            let progress = Reporter::for_stderr(format == Format::Json, "rolling back");
             let mut locked = Locked::open(&cfg, CreateDatabase::Never).await?;
             let result = rollback::run(
                 &mut locked,
@@ -172,8 +201,98 @@ async fn run(cli: &Cli) -> Result<i32> {
             output::emit(format, &report, human::rollback);
             Ok(0)
         }
-        Command::Verify(_) | Command::Partition(_) => Err(Error::usage(
+        Command::Completions(args) => {
+            output::write_stdout_bytes(&manual::completions(args.shell));
+            Ok(0)
+        }
+        Command::Man(args) => {
+            match &args.dir {
+                Some(dir) => output::emit(format, &manual::write_man_pages(dir)?, manual::human),
+                None => output::write_stdout_bytes(&manual::man_page()),
+            }
+            Ok(0)
+        }
+        Command::Partition(command) => partition(global, command).await,
+        Command::Verify(_) => Err(Error::usage(
             "this command is being built; see the open issues",
         )),
+    }
+}
+
+fn policy_source(global: &GlobalArgs) -> policy::Source {
+    match &global.partitions_dir {
+        Some(dir) => policy::Source::Dir(dir.clone()),
+        None => policy::Source::Embedded,
+    }
+}
+
+fn parse_now(text: Option<&str>) -> Result<Option<chrono::DateTime<chrono::Utc>>> {
+    text.map(|t| partitions::parse_now("--now", t)).transpose()
+}
+
+/// 0, or the exit code of the failures a report already described (printed on stderr).
+fn exit_after(failures: Vec<Error>) -> i32 {
+    if failures.is_empty() {
+        return 0;
+    }
+    output::failures(&failures);
+    Error::Many(failures).exit_code()
+}
+
+/// `dhctl partition create | prune | status`. Every input is checked before connecting.
+async fn partition(global: &GlobalArgs, command: &PartitionCommand) -> Result<i32> {
+    let format = global.format;
+    let progress = Reporter::for_stderr(format == Format::Json, "creating");
+    let mode = |dry_run: bool| if dry_run { Mode::DryRun } else { Mode::Apply };
+    match command {
+        PartitionCommand::Create(args) => {
+            let policies =
+                policy::select(policy::load(&policy_source(global))?, args.table.as_deref())?;
+            let now = parse_now(args.now.as_deref())?;
+            if let Some(ahead) = args.ahead {
+                partitions::check_ahead(ahead)?;
+            }
+            let cfg = DbConfig::from_args(global)?;
+            let options = CreateOptions {
+                now,
+                ahead: args.ahead,
+                mode: mode(args.dry_run),
+            };
+            let outcome = partitions::create(&cfg, &policies, &options, &progress).await?;
+            output::emit(format, &outcome.report, output::partitions::run);
+            Ok(exit_after(outcome.failures))
+        }
+        PartitionCommand::Prune(args) => {
+            let policies =
+                policy::select(policy::load(&policy_source(global))?, args.table.as_deref())?;
+            let now = parse_now(args.now.as_deref())?;
+            let retention = match &args.retention {
+                Some(text) => Some(
+                    Retention::parse(text)
+                        .map_err(|e| Error::usage(format!("--retention: {e}")))?,
+                ),
+                None => None,
+            };
+            let cfg = DbConfig::from_args(global)?;
+            let options = PruneOptions {
+                now,
+                retention,
+                keep: args.keep_table.then_some(RetentionMode::Detach),
+                mode: mode(args.dry_run),
+            };
+            let outcome = partitions::prune(&cfg, &policies, &options, &progress).await?;
+            output::emit(format, &outcome.report, output::partitions::run);
+            Ok(exit_after(outcome.failures))
+        }
+        PartitionCommand::Status(args) => {
+            let policies =
+                policy::select(policy::load(&policy_source(global))?, args.table.as_deref())?;
+            let now = parse_now(args.now.as_deref())?;
+            let cfg = DbConfig::from_args(global)?;
+            let session = dhctl::db::connect(&cfg, CreateDatabase::Never).await?;
+            let inspection = partitions::inspect(&session.client, &policies, now).await?;
+            output::emit(format, &inspection, output::partitions::status);
+            Ok(0)
+        }
     }
 }

@@ -61,54 +61,87 @@ impl std::fmt::Display for Holder {
 /// process dies instead, the server frees it when the session ends.
 #[must_use = "the lock is held until released or the session ends"]
 pub struct LockGuard {
-    _private: (),
+    /// The backend that holds the lock.
+    backend_pid: i32,
 }
 
 impl LockGuard {
     /// Releases every session-level advisory lock of this session. `unlock_all` rather than
     /// `unlock(key)`: an attempt cancelled by its statement_timeout just after the grant can
     /// leave the lock held twice (re-entrant), and one unlock would then keep it.
+    ///
+    /// Should the release reach another backend than the holder (a transaction-pooling proxy
+    /// that mixed up an idle pool after the checks in `acquire`), the holder is terminated, so
+    /// the lock never outlives the run in a pooled connection.
     pub async fn release(self, client: &Client) -> Result<()> {
-        client
-            .batch_execute("SELECT pg_advisory_unlock_all()")
+        let row = client
+            .query_one(
+                "SELECT CASE WHEN pg_backend_pid() = $1 THEN pg_advisory_unlock_all() IS NULL END",
+                &[&self.backend_pid],
+            )
             .await
-            .map_err(|e| Error::sql("releasing the dhctl advisory lock", &e))
+            .map_err(|e| Error::sql("releasing the dhctl advisory lock", &e))?;
+        if row.get::<_, Option<bool>>(0).is_none() {
+            tracing::warn!(
+                pid = self.backend_pid,
+                "lock holder unreachable through a pooling proxy; terminating it"
+            );
+            client
+                .execute("SELECT pg_terminate_backend($1)", &[&self.backend_pid])
+                .await
+                .map_err(|e| {
+                    Error::sql("ending the backend that held the dhctl advisory lock", &e)
+                })?;
+        }
+        Ok(())
     }
 }
 
-/// Takes the lock, waiting at most `wait`. Exit 3 (`Error::LockBusy`) names the holder.
-pub async fn acquire(client: &Client, wait: Duration) -> Result<LockGuard> {
-    let got: bool = client
-        .query_one("SELECT pg_try_advisory_lock($1)", &[&LOCK_KEY])
+/// Takes the lock on backend `backend_pid`, waiting at most `wait`. Exit 3
+/// (`Error::LockBusy`) names the holder.
+///
+/// Every attempt runs only if the statement reached `backend_pid` (a CASE guarantees the order),
+/// so behind a transaction-pooling proxy no lock is ever taken on a backend dhctl cannot reach
+/// again: the attempt returns NULL and dhctl refuses (`Error::Pooled`).
+pub async fn acquire(client: &Client, backend_pid: i32, wait: Duration) -> Result<LockGuard> {
+    let got: Option<bool> = client
+        .query_one(
+            "SELECT CASE WHEN pg_backend_pid() = $2 THEN pg_try_advisory_lock($1) END",
+            &[&LOCK_KEY, &backend_pid],
+        )
         .await
         .map_err(|e| Error::sql("taking the dhctl advisory lock", &e))?
         .get(0);
-    if got {
-        return Ok(LockGuard { _private: () });
+    match got {
+        Some(true) => return Ok(LockGuard { backend_pid }),
+        Some(false) => {}
+        None => return Err(Error::Pooled),
     }
     let started = Instant::now();
-    let holder = holder(client).await?;
-    tracing::info!(holder = ?holder, "waiting for the dhctl advisory lock");
-    let outcome = wait_blocking(client, started, wait).await;
+    tracing::info!("the dhctl advisory lock is busy; waiting up to {:?}", wait);
+    let outcome = wait_blocking(client, backend_pid, started, wait).await;
     // Back to the role's default whether or not we got it; the session goes on to run DDL.
     client
         .batch_execute("RESET statement_timeout")
         .await
         .map_err(|e| Error::sql("resetting statement_timeout", &e))?;
     match outcome? {
-        true => Ok(LockGuard { _private: () }),
-        false => {
-            // Name whoever holds it now, which may not be who held it when we started waiting.
-            let holder = crate::db::lock::holder(client).await?.or(holder);
-            Err(Error::LockBusy {
-                waited: started.elapsed(),
-                holder,
-            })
-        }
+        true => Ok(LockGuard { backend_pid }),
+        // The holder is looked up only now, for the message: a runner that gets the lock after
+        // a short wait (the common case of racing init containers) pays nothing for it.
+        false => Err(Error::LockBusy {
+            waited: started.elapsed(),
+            holder: holder(client).await?,
+        }),
     }
 }
 
-async fn wait_blocking(client: &Client, started: Instant, wait: Duration) -> Result<bool> {
+async fn wait_blocking(
+    client: &Client,
+    backend_pid: i32,
+    started: Instant,
+    wait: Duration,
+) -> Result<bool> {
     loop {
         let Some(remaining) = wait.checked_sub(started.elapsed()).filter(|r| !r.is_zero()) else {
             return Ok(false);
@@ -121,10 +154,14 @@ async fn wait_blocking(client: &Client, started: Instant, wait: Duration) -> Res
             ))
             .await
             .map_err(|e| Error::sql("setting statement_timeout", &e))?;
-        match client
-            .execute("SELECT pg_advisory_lock($1)", &[&LOCK_KEY])
-            .await
-        {
+        let attempt = client
+            .query_one(
+                "SELECT CASE WHEN pg_backend_pid() = $2 THEN pg_advisory_lock($1) IS NULL END",
+                &[&LOCK_KEY, &backend_pid],
+            )
+            .await;
+        match attempt {
+            Ok(row) if row.get::<_, Option<bool>>(0).is_none() => return Err(Error::Pooled),
             Ok(_) => return Ok(true),
             Err(e) if e.code() == Some(&SqlState::QUERY_CANCELED) => continue,
             Err(e) => return Err(Error::sql("waiting for the dhctl advisory lock", &e)),

@@ -37,6 +37,9 @@ pub enum CreateDatabase {
 pub struct Session {
     pub client: Client,
     pub server_version: i32,
+    /// The backend this session talks to. Behind a transaction-pooling proxy later statements
+    /// may reach another one; the lock code compares against this to find out.
+    pub backend_pid: i32,
 }
 
 /// The cancel token of the session in flight, so that Ctrl-C can cancel its running statement
@@ -102,6 +105,15 @@ pub async fn connect(cfg: &DbConfig, create: CreateDatabase) -> Result<Session> 
                     created = true;
                     continue;
                 }
+                // A statement prepared in one round trip and missing (or left over from another
+                // client) in the next: the connection goes through a transaction-pooling proxy
+                // that does not track prepared statements (PgBouncer before 1.21).
+                if matches!(
+                    code,
+                    Some(SqlState::INVALID_SQL_STATEMENT_NAME | SqlState::DUPLICATE_PSTATEMENT)
+                ) {
+                    return Err(Error::Pooled);
+                }
                 let healable = is_healable(&err);
                 let now = Instant::now();
                 match deadline {
@@ -154,20 +166,24 @@ async fn open(
     if let Ok(mut slot) = IN_FLIGHT.lock() {
         *slot = Some((client.cancel_token(), tls.map(|_| settings.clone())));
     }
-    // One round trip: the server version, and the dead-client check where the server has it
-    // (current_setting(…, true) is NULL on servers that lack the parameter).
+    // One round trip: the server version, the backend, the session time zone (set here rather
+    // than as a startup `options` parameter, which PgBouncer rejects), and the dead-client check
+    // where the server has it (current_setting(…, true) is NULL on servers that lack it).
     let row = client
         .query_one(
-            "SELECT current_setting('server_version_num')::int4, \
+            "SELECT current_setting('server_version_num')::int4, pg_backend_pid(), \
+                    set_config('TimeZone', 'UTC', false), \
                     CASE WHEN current_setting('client_connection_check_interval', true) IS NOT NULL \
                          THEN set_config('client_connection_check_interval', $1, false) END",
             &[&CLIENT_CONNECTION_CHECK_INTERVAL],
         )
         .await?;
     let server_version: i32 = row.get(0);
+    let backend_pid: i32 = row.get(1);
     Ok(Session {
         client,
         server_version,
+        backend_pid,
     })
 }
 
@@ -226,11 +242,20 @@ fn connect_error(
     } else {
         String::new()
     };
+    let detail = describe_driver_error(err);
+    if detail.contains("TLS") || detail.contains("certificate") {
+        return Error::Connect {
+            message: format!("cannot connect to {target}: {detail}"),
+            hint: Some(
+                "the server's certificate must chain to the CA given with --ssl-root-cert (or sslrootcert=) and, \
+                 with sslmode=verify-full, name the host; sslmode=verify-ca skips the name check, \
+                 sslmode=disable turns TLS off"
+                    .into(),
+            ),
+        };
+    }
     Error::Connect {
-        message: format!(
-            "cannot connect to {target}{waited_note}: {}",
-            describe_driver_error(err)
-        ),
+        message: format!("cannot connect to {target}{waited_note}: {detail}"),
         hint: Some(if waiting {
             "is the server running and reachable? raise --wait if it is still starting".into()
         } else {

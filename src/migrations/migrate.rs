@@ -57,6 +57,9 @@ pub struct MigrateReport {
     /// Applied by this run, or planned in a dry run.
     pub steps: Vec<Step>,
     pub duration_ms: f64,
+    /// The partitions ensured after migrating (absent with --no-partitions or --dry-run).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub partitions: Option<crate::partitions::RunReport>,
 }
 
 /// Runs `dhctl migrate` up to and excluding partitions (the caller ensures those under the same
@@ -81,6 +84,7 @@ pub async fn run(
         already_applied: history.len(),
         steps: Vec::with_capacity(plan.len()),
         duration_ms: 0.0,
+        partitions: None,
     };
     if options.mode == Mode::DryRun {
         report.steps = plan

@@ -42,15 +42,35 @@ pub struct Locked {
 impl Locked {
     pub async fn open(cfg: &DbConfig, create: CreateDatabase) -> Result<Locked> {
         let session = connect(cfg, create).await?;
-        let guard = lock::acquire(&session.client, cfg.lock_wait).await?;
+        Locked::lock(session, cfg).await
+    }
+
+    /// Takes the lock on a session already open (partition commands first look, without the
+    /// lock, whether there is anything to do at all).
+    pub async fn lock(session: Session, cfg: &DbConfig) -> Result<Locked> {
+        let guard = lock::acquire(&session.client, session.backend_pid, cfg.lock_wait).await?;
         // Every DDL statement from here on gives up after lock_timeout instead of queueing in
         // front of the gateway's traffic (and everything queued behind it); see db::retry.
-        let ms = cfg.lock_timeout.as_millis().max(1);
-        session
+        // The same statement checks that it still reaches the backend holding the lock.
+        let ms = cfg.lock_timeout.as_millis().max(1).to_string();
+        let pid: i32 = session
             .client
-            .batch_execute(&format!("SET lock_timeout = {ms}"))
+            .query_one(
+                "SELECT pg_backend_pid() FROM (SELECT set_config('lock_timeout', $1, false)) s",
+                &[&ms],
+            )
             .await
-            .map_err(|e| Error::sql("setting lock_timeout", &e))?;
+            .map_err(|e| Error::sql("setting lock_timeout", &e))?
+            .get(0);
+        if pid != session.backend_pid {
+            // The lock sits on a pooled backend we cannot reach again: end that backend so the
+            // lock does not outlive this run (same role, so no extra privilege is needed).
+            let _ = session
+                .client
+                .execute("SELECT pg_terminate_backend($1)", &[&session.backend_pid])
+                .await;
+            return Err(Error::Pooled);
+        }
         Ok(Locked { session, guard })
     }
 

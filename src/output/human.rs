@@ -7,7 +7,7 @@ use crate::migrations::new::NewReport;
 use crate::migrations::rollback::RollbackReport;
 use crate::migrations::StatusReport;
 
-fn table(header: &[&str]) -> Table {
+pub(crate) fn table(header: &[&str]) -> Table {
     let mut t = Table::new();
     t.load_style(UTF8_FULL_CONDENSED)
         .set_content_arrangement(ContentArrangement::Dynamic);
@@ -23,6 +23,14 @@ fn millis(ms: Option<f64>) -> String {
 }
 
 pub fn migrate(r: &MigrateReport) -> String {
+    let mut out = migrations_part(r);
+    if let Some(partitions) = &r.partitions {
+        out.push_str(&super::partitions::ensured(partitions));
+    }
+    out
+}
+
+fn migrations_part(r: &MigrateReport) -> String {
     let mut out = String::new();
     if r.steps.is_empty() {
         return format!(

@@ -11,19 +11,20 @@ use crate::migrations::Progress;
 
 pub enum Reporter {
     Bar(Mutex<Option<ProgressBar>>),
-    Lines,
+    /// Plain lines, starting with the verb ("applying", "rolling back").
+    Lines(&'static str),
     Quiet,
 }
 
 impl Reporter {
     /// A bar on a terminal, lines elsewhere; `quiet` for JSON output.
-    pub fn for_stderr(quiet: bool) -> Reporter {
+    pub fn for_stderr(quiet: bool, verb: &'static str) -> Reporter {
         if quiet {
             Reporter::Quiet
         } else if std::io::stderr().is_terminal() {
             Reporter::Bar(Mutex::new(None))
         } else {
-            Reporter::Lines
+            Reporter::Lines(verb)
         }
     }
 }
@@ -55,7 +56,7 @@ impl Progress for Reporter {
                     bar.set_message(what.to_string());
                 }
             }
-            Reporter::Lines => line(&format!("applying {what}")),
+            Reporter::Lines(verb) => line(&format!("{verb} {what}")),
             Reporter::Quiet => {}
         }
     }
@@ -71,7 +72,7 @@ impl Progress for Reporter {
                     bar.inc(1);
                 }
             }
-            Reporter::Lines => line(&format!(
+            Reporter::Lines(_) => line(&format!(
                 "  done {what} ({:.1} ms)",
                 took.as_secs_f64() * 1000.0
             )),
@@ -86,7 +87,7 @@ impl Progress for Reporter {
                 Some(bar) => bar.println(text),
                 None => line(&text),
             },
-            Reporter::Lines => line(&text),
+            Reporter::Lines(_) => line(&text),
             Reporter::Quiet => {}
         }
     }

@@ -280,3 +280,55 @@ pub const GATEWAY_TABLES: [&str; 7] = [
     "webhook_events",
     "webhooks",
 ];
+
+/// A login role that is neither superuser nor CREATEDB, dropped (after its databases) on drop.
+/// Declare it before the `TestDb`s it owns so that they are dropped first.
+pub struct Role {
+    pub name: String,
+}
+
+impl Role {
+    pub fn new(label: &str, attributes: &str) -> Role {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let name = format!("dhctl_r_{label}_{}_{n}", std::process::id());
+        connect(&server_url())
+            .batch_execute(&format!(
+                "CREATE ROLE \"{name}\" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE {attributes}"
+            ))
+            .expect("create role");
+        Role { name }
+    }
+
+    /// `url` connecting as this role instead (the test server trusts local connections).
+    pub fn url_for(&self, db: &TestDb) -> String {
+        let url = db.url.clone();
+        let scheme_end = url.find("://").map(|i| i + 3).unwrap_or(0);
+        let at = url[scheme_end..]
+            .find('@')
+            .map(|i| scheme_end + i + 1)
+            .unwrap_or(scheme_end);
+        format!("{}{}@{}", &url[..scheme_end], self.name, &url[at..])
+    }
+}
+
+impl Drop for Role {
+    fn drop(&mut self) {
+        if let Ok(mut admin) = postgres::Client::connect(&server_url(), postgres::NoTls) {
+            let _ = admin.batch_execute(&format!("DROP ROLE IF EXISTS \"{}\"", self.name));
+        }
+    }
+}
+
+impl TestDb {
+    /// A fresh database owned by `role`.
+    pub fn owned_by(label: &str, role: &Role) -> TestDb {
+        let db = TestDb::unique(label);
+        connect(&server_url())
+            .batch_execute(&format!(
+                "CREATE DATABASE \"{}\" OWNER \"{}\"",
+                db.name, role.name
+            ))
+            .expect("create the test database");
+        db
+    }
+}

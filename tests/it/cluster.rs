@@ -1,0 +1,268 @@
+//! Throwaway PostgreSQL clusters for tests that need a server configured differently from the
+//! shared one (TLS on or off, other pg_hba rules): initdb into a temporary folder, run as the
+//! `postgres` OS user (the server refuses root) on a free port, stopped and removed on drop.
+//!
+//! Binaries: DHCTL_TEST_PG_BIN (scripts/pg-matrix sets it to the major under test), else the
+//! newest /usr/lib/postgresql/*/bin.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub fn pg_bin() -> PathBuf {
+    if let Ok(dir) = std::env::var("DHCTL_TEST_PG_BIN") {
+        return PathBuf::from(dir);
+    }
+    let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .expect(
+            "no DHCTL_TEST_PG_BIN and no /usr/lib/postgresql: install PostgreSQL server binaries",
+        )
+        .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+        .filter(|p| p.join("initdb").exists())
+        .collect();
+    found.sort_by_key(|p| {
+        p.parent()
+            .unwrap()
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .parse::<u32>()
+            .unwrap_or(0)
+    });
+    found
+        .pop()
+        .expect("no PostgreSQL server binaries under /usr/lib/postgresql")
+}
+
+/// Runs a command as the postgres OS user, panicking with its output on failure.
+fn as_postgres(program: &Path, args: &[&str]) {
+    let out = Command::new("runuser")
+        .arg("-u")
+        .arg("postgres")
+        .arg("--")
+        .arg(program)
+        .args(args)
+        .output()
+        .expect("runuser");
+    assert!(
+        out.status.success(),
+        "{} {args:?}: {}{}",
+        program.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+}
+
+impl Cluster {
+    /// Starts a cluster with extra `postgresql.conf` lines and the given pg_hba.conf.
+    pub fn start(conf: &str, hba: &str, files: &[(&str, &[u8])]) -> Cluster {
+        let dir = tempfile::Builder::new()
+            .prefix("dhctl-cluster")
+            .tempdir()
+            .unwrap();
+        let path = dir.path();
+        chown_postgres(path);
+        let data = path.join("db");
+        as_postgres(
+            &pg_bin().join("initdb"),
+            &[
+                "-D",
+                data.to_str().unwrap(),
+                "-U",
+                "postgres",
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+            ],
+        );
+        for (name, bytes) in files {
+            let file = data.join(name);
+            std::fs::write(&file, bytes).unwrap();
+            chown_postgres(&file);
+            set_mode(&file, 0o600);
+        }
+        let port = free_port();
+        let mut config = std::fs::OpenOptions::new()
+            .append(true)
+            .open(data.join("postgresql.conf"))
+            .unwrap();
+        std::io::Write::write_all(
+            &mut config,
+            format!("\nport = {port}\nunix_socket_directories = '{}'\nlisten_addresses = '127.0.0.1,127.0.0.2'\n{conf}\n", path.display()).as_bytes(),
+        )
+        .unwrap();
+        std::fs::write(data.join("pg_hba.conf"), hba).unwrap();
+        let log = path.join("server.log");
+        as_postgres(
+            &pg_bin().join("pg_ctl"),
+            &[
+                "-D",
+                data.to_str().unwrap(),
+                "-l",
+                log.to_str().unwrap(),
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ],
+        );
+        Cluster { dir, port }
+    }
+
+    /// A blocking admin connection over the unix socket (which pg_hba trusts).
+    pub fn admin(&self) -> postgres::Client {
+        let config = format!(
+            "host={} port={} user=postgres dbname=postgres",
+            self.dir.path().display(),
+            self.port
+        );
+        postgres::Client::connect(&config, postgres::NoTls)
+            .expect("admin connection over the unix socket")
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let data = self.dir.path().join("db");
+        let _ = Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(pg_bin().join("pg_ctl"))
+            .args(["-D", data.to_str().unwrap(), "-m", "immediate", "stop"])
+            .output();
+    }
+}
+
+fn chown_postgres(path: &Path) {
+    let status = Command::new("chown")
+        .arg("postgres")
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+fn set_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// A CA and a server certificate for localhost, 127.0.0.1 (not 127.0.0.2), made with openssl.
+pub struct Certs {
+    pub dir: tempfile::TempDir,
+}
+
+impl Certs {
+    pub fn make() -> Certs {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let run = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(d)
+                .output()
+                .expect("openssl (Debian package openssl)");
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        std::fs::write(
+            d.join("ca.ext"),
+            "basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n",
+        )
+        .unwrap();
+        std::fs::write(
+            d.join("server.ext"),
+            "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
+        )
+        .unwrap();
+        for ca in ["ca", "other_ca"] {
+            run(&[
+                "req",
+                "-new",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-subj",
+                &format!("/CN=dhctl test {ca}"),
+                "-keyout",
+                &format!("{ca}.key"),
+                "-out",
+                &format!("{ca}.csr"),
+            ]);
+            run(&[
+                "x509",
+                "-req",
+                "-in",
+                &format!("{ca}.csr"),
+                "-signkey",
+                &format!("{ca}.key"),
+                "-days",
+                "2",
+                "-extfile",
+                "ca.ext",
+                "-out",
+                &format!("{ca}.crt"),
+            ]);
+        }
+        run(&[
+            "req",
+            "-new",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+        ]);
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+            "-out",
+            "server.crt",
+        ]);
+        Certs { dir }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn read(&self, name: &str) -> Vec<u8> {
+        std::fs::read(self.path(name)).unwrap()
+    }
+}

@@ -1,0 +1,65 @@
+//! partition create, prune and status (and migrate's partition step), end to end against real
+//! PostgreSQL: bounds read back from the catalog, lock safety under contention, pending detaches,
+//! concurrent runners and refusals that leave the database unchanged. Shared helpers here.
+
+mod create;
+mod prune;
+mod refusals;
+
+use crate::harness::*;
+
+pub const NOW: &str = "2026-11-15T10:00:00Z";
+
+/// `name FROM .. TO ..` of every partition of `table`, bounds printed in UTC whatever the
+/// database's TimeZone is.
+pub fn bounds(db: &TestDb, table: &str) -> Vec<String> {
+    let mut c = db.client();
+    c.batch_execute("SET TimeZone = 'UTC'").unwrap();
+    c.query(
+        "SELECT c.relname || ' ' || pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits i \
+         JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = $1::text::regclass ORDER BY 1",
+        &[&table],
+    )
+    .unwrap()
+    .iter()
+    .map(|r| r.get(0))
+    .collect()
+}
+
+pub fn month(table: &str, name: &str, from: &str, to: &str) -> String {
+    format!("{table}_{name} FOR VALUES FROM ('{from} 00:00:00+00') TO ('{to} 00:00:00+00')")
+}
+
+/// The expected partitions of `table` after `create --now 2026-11-15T10:00:00Z`.
+pub fn four_months(table: &str) -> Vec<String> {
+    vec![
+        month(table, "2024_01", "2024-01-01", "2024-02-01"),
+        month(table, "2026_11", "2026-11-01", "2026-12-01"),
+        month(table, "2026_12", "2026-12-01", "2027-01-01"),
+        month(table, "2027_01", "2027-01-01", "2027-02-01"),
+        month(table, "2027_02", "2027-02-01", "2027-03-01"),
+    ]
+}
+
+/// Every relation in public with its partition bound: "did anything change?" in one value.
+pub fn everything(db: &TestDb) -> Vec<String> {
+    db.column(
+        "SELECT relname || ' ' || relkind::text || ' ' || coalesce(pg_get_expr(relpartbound, oid), '') \
+         FROM pg_class WHERE relnamespace = 'public'::regnamespace ORDER BY 1",
+    )
+}
+
+pub fn migrated(label: &str) -> TestDb {
+    let db = TestDb::new(label);
+    dhctl(&db.url)
+        .args(["migrate", "--no-partitions"])
+        .run()
+        .expect_code(0);
+    db
+}
+
+pub fn create(db: &TestDb, now: &str) -> Run {
+    dhctl(&db.url)
+        .args(["partition", "create", "--now", now])
+        .run()
+}

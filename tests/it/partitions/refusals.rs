@@ -1,0 +1,150 @@
+//! Bad policies and arguments: exit 2, a message naming the file and key, nothing changed.
+
+use super::*;
+use crate::harness::*;
+
+fn policy_dir(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text) in files {
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    dir
+}
+
+const GOOD: &str =
+    "table = \"request_logs\"\ncolumn = \"created_at\"\ninterval = \"month\"\npremake = 3\n";
+
+#[test]
+fn bad_policies_and_arguments_exit_2_and_change_nothing() {
+    let db = migrated("pbad");
+    db.exec(
+        "CREATE TABLE naive (id int, created_at timestamp) PARTITION BY RANGE (created_at); \
+         CREATE TABLE by_list (id int, created_at timestamptz) PARTITION BY LIST (created_at);",
+    );
+    let before = everything(&db);
+    let policy = |file: &str, text: String, wanted: &str| {
+        (
+            vec![(file.to_string(), text)],
+            Vec::<String>::new(),
+            wanted.to_string(),
+        )
+    };
+    let cases = vec![
+        policy(
+            "request_logs.toml",
+            format!("{GOOD}colour = \"red\"\n"),
+            "key `colour`",
+        ),
+        policy(
+            "request_logs.toml",
+            GOOD.replace("month", "fortnight"),
+            "key `interval`",
+        ),
+        policy(
+            "request_logs.toml",
+            GOOD.replace("premake = 3", "premake = 5000"),
+            "key `premake`",
+        ),
+        policy(
+            "request_logs.toml",
+            GOOD.replace("\"created_at\"", "\"Created At\""),
+            "key `column`",
+        ),
+        policy(
+            "api_keys.toml",
+            GOOD.replace("request_logs", "api_keys"),
+            "api_keys is not a partitioned table",
+        ),
+        policy(
+            "naive.toml",
+            GOOD.replace("request_logs", "naive"),
+            "timestamp without time zone",
+        ),
+        policy(
+            "by_list.toml",
+            GOOD.replace("request_logs", "by_list"),
+            "partitioned by list",
+        ),
+        policy(
+            "request_logs.toml",
+            GOOD.replace("created_at", "id"),
+            "partitioned on `created_at`, not `id`",
+        ),
+        policy(
+            "nope.toml",
+            GOOD.replace("request_logs", "nope"),
+            "table nope does not exist",
+        ),
+        (
+            vec![],
+            vec!["--ahead".into(), "100000".into()],
+            "--ahead 100000".into(),
+        ),
+        (
+            vec![],
+            vec!["--table".into(), "audit_logs".into()],
+            "--table audit_logs".into(),
+        ),
+        (
+            vec![],
+            vec!["--now".into(), "tomorrow".into()],
+            "--now `tomorrow`".into(),
+        ),
+    ];
+    for (files, extra, wanted) in cases {
+        let files: Vec<(&str, &str)> = files
+            .iter()
+            .map(|(n, t)| (n.as_str(), t.as_str()))
+            .collect();
+        let dir = policy_dir(&files);
+        let mut cmd = dhctl(&db.url).args(["partition", "create"]).args(&extra);
+        if !files.is_empty() {
+            cmd = cmd.env("DHCTL_PARTITIONS_DIR", dir.path());
+        }
+        let run = cmd.run();
+        run.expect_code(2);
+        assert!(
+            run.stderr.contains(&wanted),
+            "{wanted:?} not in {}",
+            run.stderr
+        );
+        if let Some((file, _)) = files.first() {
+            assert!(
+                run.stderr.contains(file),
+                "{file} not named in {}",
+                run.stderr
+            );
+        }
+        assert_eq!(everything(&db), before, "{wanted}");
+    }
+    let bad_retention = dhctl(&db.url)
+        .args(["partition", "prune", "--retention", "13 fortnights"])
+        .run();
+    bad_retention.expect_code(2);
+    assert!(
+        bad_retention.stderr.contains("--retention"),
+        "{}",
+        bad_retention.stderr
+    );
+    assert_eq!(everything(&db), before);
+}
+
+#[test]
+fn a_table_with_a_default_partition_is_refused_by_name() {
+    let db = migrated("pdefault");
+    db.exec("CREATE TABLE request_logs_default PARTITION OF request_logs DEFAULT");
+    let before = everything(&db);
+    for command in ["create", "prune"] {
+        let run = dhctl(&db.url)
+            .args(["partition", command, "--now", NOW])
+            .run();
+        run.expect_code(2);
+        assert!(
+            run.stderr.contains("request_logs_default"),
+            "{}",
+            run.stderr
+        );
+        assert!(run.stderr.contains("request_logs.toml"), "{}", run.stderr);
+    }
+    assert_eq!(everything(&db), before);
+}
