@@ -108,6 +108,53 @@ fn ready_returns_to_200_when_redis_comes_back() {
     assert_eq!(server.get("/health").json()["status"], "ok");
 }
 
+#[test]
+fn ready_returns_to_200_when_postgres_comes_back() {
+    let db = TestDb::new("ready_pg_back");
+    let (upstream, url_at) = authority(&db.url);
+    let upstream = std::net::ToSocketAddrs::to_socket_addrs(&upstream)
+        .unwrap()
+        .next()
+        .unwrap();
+    let port = closed_port();
+    let proxy = Proxy::start(port, upstream);
+    let url = url_at(&format!("127.0.0.1:{port}"));
+    let server = start_with(&[("DATABASE_URL", url)]);
+    assert_eq!(server.get("/health/ready").status, 200);
+
+    // Every pooled connection breaks at once, as in a server restart or failover.
+    proxy.stop();
+    let down = wait_until(Duration::from_secs(5), || {
+        server.get("/health/ready").status == 503
+    });
+    assert!(down, "ready stayed 200 with PostgreSQL gone");
+
+    let _proxy = Proxy::start(port, upstream);
+    let back = wait_until(Duration::from_secs(10), || {
+        server.get("/health/ready").status == 200
+    });
+    assert!(
+        back,
+        "ready did not return to 200: broken connections were reused"
+    );
+    assert_eq!(server.get("/health").json()["status"], "ok");
+}
+
+/// The `host:port` of a postgres:// URL (DHCTL_TEST_DATABASE_URL may name any server), and a
+/// function that puts another one in its place.
+fn authority(url: &str) -> (String, impl Fn(&str) -> String + '_) {
+    let start = url.find("://").map(|i| i + 3).unwrap_or(0);
+    let end = url[start..].find('/').map_or(url.len(), |i| start + i);
+    let start = url[start..end].rfind('@').map_or(start, |i| start + i + 1);
+    let mut hostport = url[start..end].to_string();
+    if !hostport.contains(':') {
+        hostport.push_str(":5432");
+    }
+    (hostport, move |other: &str| {
+        format!("{}{other}{}", &url[..start], &url[end..])
+    })
+}
+
 /// Fires `n` probes at once from `n` threads; returns their status codes.
 fn burst(server: &Health, n: usize) -> Vec<u16> {
     let gate = Arc::new(Barrier::new(n));
