@@ -6,6 +6,7 @@ pub mod cli;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod health;
 pub mod migrations;
 pub mod output;
 pub mod partitions;

@@ -3,6 +3,7 @@
 
 mod cluster;
 mod harness;
+mod health;
 mod migrate;
 mod packaging;
 mod partitions;

@@ -1,0 +1,78 @@
+//! The `dhctl-health` binary: read the environment, bind `HOST:PORT`, serve until SIGTERM or
+//! SIGINT, exit 0 after draining (2 on a configuration or bind error). With `--check-url URL`
+//! it is instead a one-shot probe for container HEALTHCHECKs: exit 0 on a 200, 1 otherwise.
+
+use std::time::Duration;
+
+use clap::Parser;
+
+use dhctl::health::logging::{self, Scrubber};
+use dhctl::health::{probe, serve, signal, HealthConfig};
+
+/// Health endpoints of the DataHub API gateway (configured through the environment; see
+/// docs/health.md).
+#[derive(Parser)]
+#[command(name = "dhctl-health", version)]
+struct Args {
+    /// Probe mode: GET this http:// URL and exit 0 if it answers 200, else 1.
+    #[arg(long, value_name = "URL")]
+    check_url: Option<String>,
+    /// Probe mode: give up after this many milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 3000)]
+    timeout_ms: u64,
+}
+
+fn main() {
+    let args = Args::parse();
+    if let Some(url) = args.check_url {
+        let code = match probe::check(&url, Duration::from_millis(args.timeout_ms.max(1))) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("unhealthy: {e}");
+                1
+            }
+        };
+        std::process::exit(code);
+    }
+    let env_problem = match dotenvy::dotenv() {
+        Err(e) if !e.not_found() => Some(format!(".env: {e}")),
+        _ => None,
+    };
+    let config = HealthConfig::from_env();
+    let secrets = config
+        .as_ref()
+        .map(HealthConfig::secrets)
+        .unwrap_or_default();
+    logging::init(Scrubber::new(&secrets));
+    let config = match (env_problem, config) {
+        (None, Ok(config)) => config,
+        (Some(problem), _) => fail(&problem, None),
+        (None, Err(e)) => fail(&e.to_string(), e.hint()),
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => fail(&format!("cannot start the async runtime: {e}"), None),
+    };
+    let outcome = runtime.block_on(async {
+        let addr = (config.host.clone(), config.port);
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| format!("cannot listen on {}:{}: {e}", config.host, config.port))?;
+        serve(listener, config, signal())
+            .await
+            .map_err(|e| e.to_string())
+    });
+    match outcome {
+        Ok(()) => std::process::exit(0),
+        Err(message) => fail(&message, None),
+    }
+}
+
+/// Logs the error as a JSON line and exits 2 (DESIGN.md: configuration and setup errors).
+fn fail(message: &str, hint: Option<String>) -> ! {
+    tracing::error!(hint = hint.as_deref().unwrap_or(""), "{message}");
+    std::process::exit(2);
+}

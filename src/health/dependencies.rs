@@ -1,0 +1,235 @@
+//! What readiness checks: a deadpool-postgres pool (built from dhctl's parsed
+//! config and rustls connector) and one reconnecting Redis connection. Each check is bounded
+//! by the check timeout; a connection involved in a failure is thrown away, never reused.
+
+use std::time::{Duration, Instant};
+
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
+
+use super::checks::{Check, Verdict};
+use super::config::HealthConfig;
+use super::logging::Scrubber;
+use crate::config::describe;
+use crate::db::tls::make_connector;
+use crate::error::{describe_driver_error, Result};
+use crate::migrations::{catalog, history, status, Catalog};
+
+/// The migrations check's error when the database check failed first.
+pub const NOT_CHECKED: &str = "not checked: the database check failed";
+
+/// PostgreSQL and Redis, as the checks see them.
+pub struct Dependencies {
+    pub pool: Pool,
+    pub pool_min: usize,
+    pub pg_target: String,
+    redis: redis::Client,
+    redis_config: redis::AsyncConnectionConfig,
+    /// One multiplexed connection, reused across checks and replaced after any failure (the
+    /// reconnect: a check after Redis comes back opens a new one).
+    redis_conn: tokio::sync::Mutex<Option<redis::aio::MultiplexedConnection>>,
+    pub redis_target: String,
+    catalog: Option<Catalog>,
+    timeout: Duration,
+    scrubber: Scrubber,
+}
+
+impl Dependencies {
+    pub fn new(config: &HealthConfig, scrubber: Scrubber) -> Result<Dependencies> {
+        let db = &config.database;
+        let manager = Manager::from_config(
+            db.pg.clone(),
+            make_connector(&db.tls)?,
+            // Fast: no query on checkout. A broken connection is noticed by the check itself,
+            // which then discards it (see `Discard`), so "verified" would only double the load.
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(db.pool_max)
+            .wait_timeout(Some(db.wait_timeout))
+            .create_timeout(db.pg.get_connect_timeout().copied())
+            .runtime(Runtime::Tokio1)
+            .build()
+            .map_err(|e| crate::Error::usage(format!("cannot build the connection pool: {e}")))?;
+        let redis = redis::Client::open(config.redis.info.clone())
+            .map_err(|_| crate::Error::usage("REDIS_URL: unsupported Redis connection settings"))?;
+        let redis_config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(config.check_timeout))
+            .set_response_timeout(Some(config.check_timeout));
+        let catalog = match &config.require_migrated {
+            Some(source) => Some(catalog::load(source)?),
+            None => None,
+        };
+        Ok(Dependencies {
+            pool,
+            pool_min: db.pool_min,
+            pg_target: describe(&db.pg),
+            redis,
+            redis_config,
+            redis_conn: tokio::sync::Mutex::new(None),
+            redis_target: config.redis.describe(),
+            catalog,
+            timeout: config.check_timeout,
+            scrubber,
+        })
+    }
+
+    /// `SELECT 1` on a pooled connection, then (when required) the migrations check on the same
+    /// connection, all within one timeout.
+    pub async fn check_database(&self) -> (Check, Option<Check>) {
+        let started = Instant::now();
+        let mut migrations_took = Duration::ZERO;
+        let work = async {
+            let mut conn = Discard(Some(self.pool.get().await.map_err(|e| pool_error(&e))?));
+            let client = conn.0.as_ref().ok_or("no connection")?;
+            client
+                .simple_query("SELECT 1")
+                .await
+                .map_err(|e| describe_driver_error(&e))?;
+            let db_took = started.elapsed();
+            let pending = match &self.catalog {
+                None => None,
+                Some(catalog) => {
+                    let t = Instant::now();
+                    let history = history::read(&***client).await.map_err(|e| e.to_string());
+                    migrations_took = t.elapsed();
+                    Some(history.map(|h| {
+                        let entries = status::diff(catalog, h.as_deref().unwrap_or_default());
+                        status::Counts::of(&entries).pending
+                    }))
+                }
+            };
+            conn.keep();
+            Ok::<_, String>((db_took, pending))
+        };
+        let outcome = tokio::time::timeout(self.timeout, work).await;
+        let took = started.elapsed();
+        match outcome {
+            Ok(Ok((db_took, pending))) => {
+                let migrations = pending.map(|p| self.migrations_check(p, migrations_took));
+                (Check::ok(db_took), migrations)
+            }
+            Ok(Err(reason)) => (self.failed(took, reason), self.not_checked()),
+            Err(_) => (self.timed_out(took), self.not_checked()),
+        }
+    }
+
+    /// The migrations check when the database could not be asked: failed, without a second
+    /// log line for the same cause (see `Readiness::run_checks`).
+    fn not_checked(&self) -> Option<Check> {
+        self.catalog.as_ref().map(|_| Check {
+            status: Verdict::Error,
+            latency_ms: 0.0,
+            error: Some(NOT_CHECKED.into()),
+            pending: None,
+        })
+    }
+
+    fn migrations_check(&self, pending: Result<usize, String>, took: Duration) -> Check {
+        match pending {
+            Ok(0) => Check {
+                pending: Some(0),
+                ..Check::ok(took)
+            },
+            Ok(n) => Check {
+                pending: Some(n),
+                ..self.failed(
+                    took,
+                    format!("{n} migration(s) pending; run `dhctl migrate`"),
+                )
+            },
+            Err(reason) => self.failed(took, reason),
+        }
+    }
+
+    /// PING on the shared connection, opening it first when there is none.
+    pub async fn check_redis(&self) -> Check {
+        let started = Instant::now();
+        let mut slot = self.redis_conn.lock().await;
+        let work = async {
+            if slot.is_none() {
+                let conn = self
+                    .redis
+                    .get_multiplexed_async_connection_with_config(&self.redis_config)
+                    .await?;
+                *slot = Some(conn);
+            }
+            match slot.as_mut() {
+                Some(conn) => redis::cmd("PING").query_async::<String>(conn).await,
+                None => Ok(String::new()),
+            }
+        };
+        let outcome = tokio::time::timeout(self.timeout, work).await;
+        let took = started.elapsed();
+        match outcome {
+            Ok(Ok(_pong)) => Check::ok(took),
+            Ok(Err(e)) => {
+                *slot = None;
+                self.failed(took, format!("redis: {e}"))
+            }
+            Err(_) => {
+                *slot = None;
+                self.timed_out(took)
+            }
+        }
+    }
+
+    fn failed(&self, took: Duration, reason: String) -> Check {
+        Check {
+            status: Verdict::Error,
+            latency_ms: millis(took),
+            error: Some(self.scrubber.scrub(&reason)),
+            pending: None,
+        }
+    }
+
+    fn timed_out(&self, took: Duration) -> Check {
+        let limit = self.timeout.as_millis();
+        self.failed(took, format!("no answer within {limit} ms"))
+    }
+}
+
+impl Check {
+    pub(super) fn ok(took: Duration) -> Check {
+        Check {
+            status: Verdict::Ok,
+            latency_ms: millis(took),
+            error: None,
+            pending: None,
+        }
+    }
+}
+
+fn millis(d: Duration) -> f64 {
+    (d.as_micros() as f64) / 1000.0
+}
+
+fn pool_error(err: &deadpool_postgres::PoolError) -> String {
+    use deadpool_postgres::PoolError;
+    match err {
+        PoolError::Backend(e) => describe_driver_error(e),
+        PoolError::Timeout(_) => "no pooled connection became free in time".into(),
+        PoolError::Closed => "the pool is closed (shutting down)".into(),
+        other => other.to_string(),
+    }
+}
+
+/// A pooled connection that is thrown away unless the check succeeded with it. A connection
+/// whose check failed or timed out may be stuck (a server that stopped answering mid-query);
+/// returning it to the pool would make every later check wait on it too.
+struct Discard(Option<Object>);
+
+impl Discard {
+    fn keep(&mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for Discard {
+    fn drop(&mut self) {
+        if let Some(conn) = self.0.take() {
+            drop(Object::take(conn));
+        }
+    }
+}

@@ -1,0 +1,23 @@
+//! `dhctl-health`: the gateway's health endpoints (`/health`, `/health/ready`, `/health/live`)
+//! as a small hyper 1 server, sharing dhctl's connection-string parsing and TLS.
+//!
+//! - `config`: settings from the environment;
+//! - `checks`: the single-flight readiness state and `/health/ready`'s report;
+//! - `dependencies`: the PostgreSQL pool, the Redis connection and the checks on each;
+//! - `routes`: the routes, status codes, JSON shapes and common headers;
+//! - `server`: `serve(listener, config, shutdown)`, limits and graceful shutdown;
+//! - `logging`: JSON log lines with every configured secret scrubbed;
+//! - `probe`: `--check-url`, a self-contained HTTP GET for container HEALTHCHECKs.
+//!
+//! Contract: DESIGN.md, "dhctl-health"; operator guide: docs/health.md.
+
+pub mod checks;
+pub mod config;
+pub mod dependencies;
+pub mod logging;
+pub mod probe;
+pub mod routes;
+pub mod server;
+
+pub use config::HealthConfig;
+pub use server::{serve, signal};
