@@ -76,3 +76,34 @@ fn a_role_without_createdb_gets_a_clear_error_for_a_missing_database() {
     );
     assert!(!db.exists());
 }
+
+#[test]
+fn dhctl_health_works_as_a_role_that_may_only_connect() {
+    let role = Role::new("probe", "");
+    let db = migrated_as_postgres("probe");
+    let url = role.url_for(&db);
+    let health = crate::health::support::start(&[("DATABASE_URL", &url)]);
+    let ready = health.get("/health/ready");
+    assert_eq!(ready.status, 200, "{}", ready.body);
+    // The migrations check reads refinery_schema_history: a probe role needs SELECT on it.
+    drop(health);
+    db.exec(&format!(
+        "GRANT SELECT ON refinery_schema_history TO \"{}\"",
+        role.name
+    ));
+    let strict = crate::health::support::start(&[
+        ("DATABASE_URL", &url),
+        ("DHCTL_READY_REQUIRE_MIGRATED", "true"),
+    ]);
+    let ready = strict.get("/health/ready");
+    assert_eq!(ready.status, 200, "{}", ready.body);
+}
+
+fn migrated_as_postgres(label: &str) -> TestDb {
+    let db = TestDb::new(label);
+    dhctl(&db.url)
+        .args(["migrate", "--no-partitions"])
+        .run()
+        .expect_code(0);
+    db
+}

@@ -148,3 +148,31 @@ fn require_against_a_server_without_tls_fails_clearly() {
         .run()
         .expect_code(1);
 }
+
+#[test]
+fn dhctl_health_checks_readiness_over_tls() {
+    let certs = Certs::make();
+    let cluster = tls_cluster(&certs);
+    let url = format!(
+        "postgres://postgres:tls-secret-pw@localhost:{}/postgres?sslmode=require",
+        cluster.port
+    );
+    let ca = certs.path("ca.crt");
+    let health = crate::health::support::start(&[
+        ("DATABASE_URL", &url),
+        ("DHCTL_SSL_ROOT_CERT", ca.to_str().unwrap()),
+    ]);
+    let ready = health.get("/health/ready");
+    assert_eq!(ready.status, 200, "{}", ready.body);
+    assert_eq!(ready.json()["checks"]["database"]["status"], "ok");
+    drop(health);
+    let other_ca = certs.path("other_ca.crt");
+    let wrong = crate::health::support::start(&[
+        ("DATABASE_URL", &url),
+        ("DHCTL_SSL_ROOT_CERT", other_ca.to_str().unwrap()),
+    ]);
+    let ready = wrong.get("/health/ready");
+    assert_eq!(ready.status, 503, "{}", ready.body);
+    assert_eq!(ready.json()["checks"]["database"]["status"], "error");
+    assert!(wrong.logs().iter().all(|l| !l.contains("tls-secret-pw")));
+}

@@ -4,4 +4,4 @@
 mod readiness;
 mod robustness;
 mod routes;
-mod support;
+pub mod support;
