@@ -8,6 +8,7 @@ pub mod db;
 pub mod error;
 pub mod migrations;
 pub mod output;
+pub mod verify;
 
 /// sql/ and partitions/ as compiled into the binary (see build.rs).
 pub mod embedded {

@@ -12,7 +12,7 @@ use dhctl::migrations::migrate::{self, Mode};
 use dhctl::migrations::rollback::{self, Target};
 use dhctl::migrations::{catalog, new, status_report, Locked, Source};
 use dhctl::output::{self, human, progress::Reporter};
-use dhctl::{Error, Result};
+use dhctl::{verify, Error, Result};
 
 fn main() {
     let env_problem = match dotenvy::dotenv() {
@@ -172,7 +172,16 @@ async fn run(cli: &Cli) -> Result<i32> {
             output::emit(format, &report, human::rollback);
             Ok(0)
         }
-        Command::Verify(_) | Command::Partition(_) => Err(Error::usage(
+        Command::Verify(args) => {
+            let options =
+                verify::Options::parse(args.now.as_deref(), args.expect_fingerprint.as_deref())?;
+            let catalog = catalog::load(&migration_source(global))?;
+            let cfg = DbConfig::from_args(global)?;
+            let report = verify::run(&cfg, &catalog, &options).await?;
+            output::emit(format, &report, output::verify::human);
+            Ok(report.exit_code())
+        }
+        Command::Partition(_) => Err(Error::usage(
             "this command is being built; see the open issues",
         )),
     }

@@ -4,6 +4,8 @@
 //!
 //! Knows what can hide a `;`: quoted strings ('…', E'…' with backslash escapes), quoted
 //! identifiers, dollar quotes ($$…$$, $tag$…$tag$), line comments and nested block comments.
+//! [`words`] uses the same knowledge to list a statement's bare words (keywords and unquoted
+//! names), which is how `verify` recognises what a statement is.
 
 /// A statement and its byte offset within the section.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,6 +51,62 @@ pub fn split(sql: &str) -> Vec<Statement<'_>> {
     }
     push(&mut statements, sql, start, bytes.len());
     statements
+}
+
+/// A bare word of a statement (letters, digits, `_`, starting with a letter or `_`) and its byte
+/// offset: everything outside quotes, dollar quotes and comments that a keyword could be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Word<'a> {
+    pub offset: usize,
+    pub text: &'a str,
+}
+
+pub fn words(sql: &str) -> Vec<Word<'_>> {
+    let bytes = sql.as_bytes();
+    let mut found = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\'' => {
+                let escapes = i > 0
+                    && matches!(bytes[i - 1], b'E' | b'e')
+                    && (i < 2 || !is_ident_byte(bytes[i - 2]));
+                i = skip_quoted(bytes, i, b'\'', escapes);
+            }
+            b'"' => i = skip_quoted(bytes, i, b'"', false),
+            b'-' if bytes.get(i + 1) == Some(&b'-') => {
+                i = sql[i..].find('\n').map_or(bytes.len(), |n| i + n + 1);
+            }
+            b'/' if bytes.get(i + 1) == Some(&b'*') => i = skip_block_comment(bytes, i),
+            b'$' if i == 0 || !is_ident_byte(bytes[i - 1]) => match dollar_tag(&sql[i..]) {
+                Some(tag) => {
+                    let body = i + tag.len();
+                    i = sql[body..]
+                        .find(tag)
+                        .map_or(bytes.len(), |n| body + n + tag.len());
+                }
+                None => i += 1,
+            },
+            b if b.is_ascii_alphabetic() || b == b'_' => {
+                let start = i;
+                while i < bytes.len() && (is_ident_byte(bytes[i]) || bytes[i] == b'$') {
+                    i += 1;
+                }
+                found.push(Word {
+                    offset: start,
+                    text: &sql[start..i],
+                });
+            }
+            b if is_ident_byte(b) => {
+                // A number (or the rest of one): not a word.
+                while i < bytes.len() && is_ident_byte(bytes[i]) {
+                    i += 1;
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    found
 }
 
 fn push<'a>(statements: &mut Vec<Statement<'a>>, sql: &'a str, start: usize, end: usize) {
@@ -161,6 +219,15 @@ mod tests {
         let sql = "SELECT 1;\n  CREATE INDEX CONCURRENTLY i ON t (x);";
         let s = split(sql);
         assert_eq!(&sql[s[1].offset..s[1].offset + 6], "CREATE");
+    }
+
+    #[test]
+    fn words_skip_quotes_comments_and_dollar_quotes() {
+        let sql = "-- COMMIT\nCREATE /* x */ INDEX \"CONCURRENTLY\" ON t ('a b') ; DO $$ COMMIT $$; x1 1y";
+        let found: Vec<&str> = words(sql).iter().map(|w| w.text).collect();
+        assert_eq!(found, vec!["CREATE", "INDEX", "ON", "t", "DO", "x1"]);
+        let create = words(sql)[0];
+        assert_eq!(&sql[create.offset..create.offset + 6], "CREATE");
     }
 
     #[test]

@@ -7,7 +7,7 @@ use crate::migrations::new::NewReport;
 use crate::migrations::rollback::RollbackReport;
 use crate::migrations::StatusReport;
 
-fn table(header: &[&str]) -> Table {
+pub(crate) fn table(header: &[&str]) -> Table {
     let mut t = Table::new();
     t.load_style(UTF8_FULL_CONDENSED)
         .set_content_arrangement(ContentArrangement::Dynamic);

@@ -3,6 +3,7 @@
 
 pub mod human;
 pub mod progress;
+pub mod verify;
 
 use std::io::Write;
 

@@ -1,0 +1,462 @@
+//! `dhctl verify`: is this database exactly what the migrations say? A list of checks, each
+//! reported pass or fail with details, over facts gathered once: the history diff, the live
+//! schema's snapshot and the snapshot of what the applied migrations produce (rebuilt in a
+//! scratch schema, see [`scratch`]). Takes no lock and changes nothing.
+//!
+//! Adding a check: a [`Kind`] variant (its name and the exit code its failure means), a place in
+//! [`CHECKS`], and an arm in [`run_check`]; the arm may read `ctx` or query through
+//! `ctx.session.client`.
+
+pub mod compare;
+pub mod scratch;
+pub mod snapshot;
+
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use tokio_postgres::Client;
+
+use crate::config::DbConfig;
+use crate::db::{connect, CreateDatabase, Session};
+use crate::error::{Error, Result};
+use crate::migrations::history::{self, HistoryRow};
+use crate::migrations::status::{self, Counts, Entry, State};
+use crate::migrations::{Catalog, Migration};
+
+use scratch::{Build, Schemas};
+use snapshot::Snapshot;
+
+/// One check of verify.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// Every applied migration's file exists and is unchanged.
+    History,
+    /// No migration waits to be applied.
+    Pending,
+    /// The live schema equals what the applied migrations produce.
+    Schema,
+    /// The schema's fingerprint (and, with --expect-fingerprint, that it is the expected one).
+    Fingerprint,
+}
+
+/// The checks, in the order they are reported.
+pub const CHECKS: &[Kind] = &[
+    Kind::History,
+    Kind::Pending,
+    Kind::Schema,
+    Kind::Fingerprint,
+];
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::History => "history",
+            Kind::Pending => "pending",
+            Kind::Schema => "schema",
+            Kind::Fingerprint => "fingerprint",
+        }
+    }
+
+    /// The exit code a failure of this check means (DESIGN.md, "Exit codes"): drift in the
+    /// history is 4, every other failed check 1.
+    pub fn failure_code(self) -> i32 {
+        match self {
+            Kind::History => 4,
+            _ => 1,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Pass,
+    Fail,
+    /// Could not be judged because an earlier check failed; the details say which.
+    Skipped,
+}
+
+/// One check's result.
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    pub name: Kind,
+    pub status: Outcome,
+    /// One line: what was found.
+    pub summary: String,
+    /// One line per problem, each naming its object.
+    pub details: Vec<String>,
+    /// What verify adapted or left out on the way (never a problem by itself).
+    pub notes: Vec<String>,
+}
+
+impl Check {
+    fn new(name: Kind, status: Outcome, summary: impl Into<String>) -> Check {
+        Check {
+            name,
+            status,
+            summary: summary.into(),
+            details: Vec::new(),
+            notes: Vec::new(),
+        }
+    }
+}
+
+/// What `dhctl verify` reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct VerifyReport {
+    pub database: String,
+    /// The schema that was verified (where the history table lives).
+    pub schema: String,
+    /// True when every check passed.
+    pub passed: bool,
+    /// sha256 of the live schema's normalised snapshot, `sha256:<hex>`.
+    pub fingerprint: String,
+    pub checks: Vec<Check>,
+    pub duration_ms: f64,
+}
+
+impl VerifyReport {
+    /// 0 when every check passed, else the highest failure code (4 history drift, 1 other).
+    pub fn exit_code(&self) -> i32 {
+        self.checks
+            .iter()
+            .filter(|c| c.status == Outcome::Fail)
+            .map(|c| c.name.failure_code())
+            .max()
+            .unwrap_or(0)
+    }
+}
+
+/// What the user asked for besides the database.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// "Now" for time-dependent checks (partitions); the server's clock when absent.
+    pub now: Option<DateTime<Utc>>,
+    /// Fail the fingerprint check unless the live schema has this fingerprint.
+    pub expect_fingerprint: Option<String>,
+}
+
+impl Options {
+    /// Validates the raw flags: `--now` must be RFC 3339, `--expect-fingerprint` sha256 hex.
+    pub fn parse(now: Option<&str>, expect_fingerprint: Option<&str>) -> Result<Options> {
+        let now = now
+            .map(|text| {
+                DateTime::parse_from_rfc3339(text.trim())
+                    .map(|t| t.with_timezone(&Utc))
+                    .map_err(|e| {
+                        Error::usage_hint(
+                            format!("--now `{text}` is not an RFC 3339 time: {e}"),
+                            "write e.g. --now 2026-12-01T00:00:00Z",
+                        )
+                    })
+            })
+            .transpose()?;
+        let expect_fingerprint = expect_fingerprint
+            .map(|text| {
+                let hex = text.trim().to_ascii_lowercase();
+                let hex = hex.strip_prefix("sha256:").unwrap_or(&hex).to_string();
+                if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    Ok(format!("sha256:{hex}"))
+                } else {
+                    Err(Error::usage_hint(
+                        format!("--expect-fingerprint `{text}` is not a sha256 fingerprint"),
+                        "pass what `dhctl verify` prints, e.g. sha256:3f2a… (64 hex digits)",
+                    ))
+                }
+            })
+            .transpose()?;
+        Ok(Options {
+            now,
+            expect_fingerprint,
+        })
+    }
+}
+
+/// Everything the checks judge, gathered in a few round trips before any check runs.
+pub struct Context<'a> {
+    pub session: &'a Session,
+    pub catalog: &'a Catalog,
+    pub options: &'a Options,
+    pub schemas: Schemas,
+    /// False when the database has no history table yet.
+    pub history_table: bool,
+    /// The status diff: one entry per migration in the catalog or the history.
+    pub entries: Vec<Entry>,
+    pub live: Snapshot,
+    /// What the applied migrations produce; None when the history has drifted (the applied SQL
+    /// is then unknown).
+    pub expected: Option<Snapshot>,
+    /// What the scratch build adapted or left out.
+    pub build_notes: Vec<String>,
+    pub applied: usize,
+}
+
+/// Runs `dhctl verify`.
+pub async fn run(cfg: &DbConfig, catalog: &Catalog, options: &Options) -> Result<VerifyReport> {
+    let started = Instant::now();
+    let session = connect(cfg, CreateDatabase::Never).await?;
+    let ctx = gather(cfg, &session, catalog, options).await?;
+    let mut checks = Vec::with_capacity(CHECKS.len());
+    for &kind in CHECKS {
+        checks.push(run_check(kind, &ctx).await?);
+    }
+    Ok(VerifyReport {
+        database: cfg.display_target(),
+        schema: ctx.schemas.live.clone(),
+        passed: checks.iter().all(|c| c.status == Outcome::Pass),
+        fingerprint: ctx.live.fingerprint(),
+        checks,
+        duration_ms: crate::migrations::migrate::ms(started.elapsed()),
+    })
+}
+
+async fn gather<'a>(
+    cfg: &DbConfig,
+    session: &'a Session,
+    catalog: &'a Catalog,
+    options: &'a Options,
+) -> Result<Context<'a>> {
+    let client = &session.client;
+    // Pipelined: both are sent before either answer is awaited.
+    let (history, schemas) =
+        futures_util::future::join(history::read(client), schemas(client)).await;
+    let (history, schemas) = (history?, schemas?);
+    let history_table = history.is_some();
+    let history: Vec<HistoryRow> = history.unwrap_or_default();
+    let entries = status::diff(catalog, &history);
+    let drift = Counts::of(&entries).drift();
+    let applied: Vec<&Migration> = entries
+        .iter()
+        .filter(|e| e.state == State::Applied)
+        .filter_map(|e| catalog.get(e.version))
+        .collect();
+    let build: Option<Build> = if drift {
+        None
+    } else {
+        Some(scratch::plan(&applied)?)
+    };
+    let snapshots = scratch::snapshots(client, &schemas, build.as_ref(), cfg.lock_timeout).await?;
+    Ok(Context {
+        session,
+        catalog,
+        options,
+        schemas,
+        history_table,
+        entries,
+        live: snapshots.live,
+        expected: snapshots.expected,
+        build_notes: build.map(|b| b.notes).unwrap_or_default(),
+        applied: applied.len(),
+    })
+}
+
+/// The schema to verify: the history table's, or the first on search_path before one exists
+/// (where `migrate` would put it); and the schemas of installed extensions.
+async fn schemas(client: &Client) -> Result<Schemas> {
+    let row = client
+        .query_one(
+            "SELECT coalesce((SELECT n.nspname FROM pg_class c \
+                              JOIN pg_namespace n ON n.oid = c.relnamespace \
+                              WHERE c.oid = to_regclass($1)), current_schema())::text, \
+                    ARRAY(SELECT DISTINCT n.nspname::text FROM pg_extension e \
+                          JOIN pg_namespace n ON n.oid = e.extnamespace \
+                          WHERE n.nspname <> 'pg_catalog' ORDER BY 1)",
+            &[&history::TABLE],
+        )
+        .await
+        .map_err(|e| Error::sql("finding the schema to verify", &e))?;
+    let live: Option<String> = row.get(0);
+    let live = live.ok_or_else(|| {
+        Error::usage_hint(
+            "there is no schema to verify: no refinery_schema_history table, and no schema on \
+             search_path exists",
+            "run `dhctl migrate`, or set the role's search_path to the gateway's schema",
+        )
+    })?;
+    Ok(Schemas {
+        live,
+        extensions: row.get(1),
+    })
+}
+
+/// Runs one check over the gathered facts.
+pub async fn run_check(kind: Kind, ctx: &Context<'_>) -> Result<Check> {
+    Ok(match kind {
+        Kind::History => history_check(ctx),
+        Kind::Pending => pending_check(ctx),
+        Kind::Schema => schema_check(ctx),
+        Kind::Fingerprint => fingerprint_check(ctx),
+    })
+}
+
+fn history_check(ctx: &Context<'_>) -> Check {
+    let counts = Counts::of(&ctx.entries);
+    if !counts.drift() {
+        let summary = if ctx.history_table {
+            format!(
+                "{} applied migration(s), each file unchanged",
+                counts.applied
+            )
+        } else {
+            "no migration applied yet (no refinery_schema_history table)".to_string()
+        };
+        return Check::new(Kind::History, Outcome::Pass, summary);
+    }
+    let mut check = Check::new(
+        Kind::History,
+        Outcome::Fail,
+        format!(
+            "{} modified and {} missing of {} applied migration(s)",
+            counts.modified,
+            counts.missing,
+            counts.applied + counts.modified + counts.missing
+        ),
+    );
+    check.details = status::drift_message(&ctx.entries)
+        .map(|m| m.lines().map(str::to_string).collect())
+        .unwrap_or_default();
+    check
+}
+
+fn pending_check(ctx: &Context<'_>) -> Check {
+    let pending: Vec<&Entry> = ctx
+        .entries
+        .iter()
+        .filter(|e| e.state == State::Pending)
+        .collect();
+    if pending.is_empty() {
+        return Check::new(Kind::Pending, Outcome::Pass, "no migration pending");
+    }
+    let mut check = Check::new(
+        Kind::Pending,
+        Outcome::Fail,
+        format!(
+            "{} migration(s) not applied; run `dhctl migrate`",
+            pending.len()
+        ),
+    );
+    check.details = pending
+        .iter()
+        .map(|e| format!("{}: pending", e.file.as_deref().unwrap_or(&e.name)))
+        .collect();
+    check
+}
+
+fn schema_check(ctx: &Context<'_>) -> Check {
+    let Some(expected) = &ctx.expected else {
+        return Check::new(
+            Kind::Schema,
+            Outcome::Skipped,
+            "not compared: the history check failed, so the SQL that was applied is unknown",
+        );
+    };
+    let differences = compare::differences(expected, &ctx.live);
+    let mut check = if differences.is_empty() {
+        Check::new(
+            Kind::Schema,
+            Outcome::Pass,
+            format!(
+                "schema {} matches the {} applied migration(s): {} table(s), {} object(s)",
+                ctx.schemas.live,
+                ctx.applied,
+                ctx.live.table_count(),
+                ctx.live.objects.len()
+            ),
+        )
+    } else {
+        let mut check = Check::new(
+            Kind::Schema,
+            Outcome::Fail,
+            format!(
+                "{} difference(s) between schema {} and what the {} applied migration(s) produce",
+                differences.len(),
+                ctx.schemas.live,
+                ctx.applied
+            ),
+        );
+        check.details = differences.iter().map(ToString::to_string).collect();
+        check
+    };
+    check.notes = ctx.build_notes.clone();
+    check
+}
+
+fn fingerprint_check(ctx: &Context<'_>) -> Check {
+    let actual = ctx.live.fingerprint();
+    match &ctx.options.expect_fingerprint {
+        Some(expected) if *expected != actual => {
+            let mut check = Check::new(
+                Kind::Fingerprint,
+                Outcome::Fail,
+                format!("{actual}, not the expected {expected}"),
+            );
+            check.details = vec![format!(
+                "schema {} differs from the one fingerprinted as {expected}; run `dhctl verify` \
+                 on both databases and compare",
+                ctx.schemas.live
+            )];
+            check
+        }
+        Some(_) => Check::new(
+            Kind::Fingerprint,
+            Outcome::Pass,
+            format!("{actual} (as expected)"),
+        ),
+        None => Check::new(Kind::Fingerprint, Outcome::Pass, actual),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_validate_their_flags() {
+        let ok = Options::parse(Some("2026-12-01T00:00:00Z"), Some(&"A".repeat(64))).unwrap();
+        assert_eq!(
+            ok.expect_fingerprint,
+            Some(format!("sha256:{}", "a".repeat(64)))
+        );
+        assert!(ok.now.is_some());
+        assert_eq!(
+            Options::parse(Some("tomorrow"), None)
+                .unwrap_err()
+                .exit_code(),
+            2
+        );
+        assert_eq!(
+            Options::parse(None, Some("sha256:xyz"))
+                .unwrap_err()
+                .exit_code(),
+            2
+        );
+    }
+
+    #[test]
+    fn history_drift_outranks_other_failures() {
+        let check = |name, status| Check::new(name, status, "");
+        let report = |checks| VerifyReport {
+            database: String::new(),
+            schema: String::new(),
+            passed: false,
+            fingerprint: String::new(),
+            checks,
+            duration_ms: 0.0,
+        };
+        let failed = report(vec![
+            check(Kind::History, Outcome::Fail),
+            check(Kind::Pending, Outcome::Fail),
+            check(Kind::Schema, Outcome::Skipped),
+        ]);
+        assert_eq!(failed.exit_code(), 4);
+        let pending = report(vec![
+            check(Kind::History, Outcome::Pass),
+            check(Kind::Pending, Outcome::Fail),
+        ]);
+        assert_eq!(pending.exit_code(), 1);
+        let fine = report(vec![check(Kind::History, Outcome::Pass)]);
+        assert_eq!(fine.exit_code(), 0);
+    }
+}
