@@ -311,7 +311,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             ));
         }
     };
-    if !seconds.is_finite() || seconds < 0.0 || seconds > 7.0 * 86400.0 {
+    if !seconds.is_finite() || !(0.0..=7.0 * 86400.0).contains(&seconds) {
         return Err(format!("`{text}` is out of range (0 to 7 days)"));
     }
     Ok(Duration::from_secs_f64(seconds))
