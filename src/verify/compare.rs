@@ -158,7 +158,9 @@ mod tests {
             vec!["column api_keys.name: NOT NULL dropped"]
         );
         assert_eq!(
-            changed(|r| r.remove(4)),
+            changed(|r| {
+                r.remove(4);
+            }),
             vec!["column api_keys.is_active: default dropped (the migrations have `true`)"]
         );
     }
