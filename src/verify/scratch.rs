@@ -29,8 +29,12 @@ use crate::migrations::Migration;
 #[derive(Debug, Clone)]
 pub struct Statement<'c> {
     pub migration: &'c Migration,
-    /// Byte offset of the statement within the up section, for error locations.
+    /// Byte offset of the statement's text (with any comments before it) within the up
+    /// section: the server's error positions count from there.
     pub offset: usize,
+    /// Byte offset of its first word within the up section: where an error without a
+    /// position is reported.
+    pub start: usize,
     pub sql: String,
 }
 
@@ -91,10 +95,8 @@ pub fn plan<'c>(applied: &[&'c Migration]) -> Result<Build<'c>> {
         for statement in split::split(&m.up.sql) {
             let words = split::words(statement.sql);
             // From the first word, not the statement's start: comments may precede it.
-            let location = || {
-                let start = statement.offset + words.first().map_or(0, |w| w.offset);
-                m.location(&m.up, m.up.sql[..start].chars().count() + 1)
-            };
+            let start = statement.offset + words.first().map_or(0, |w| w.offset);
+            let location = || m.location(&m.up, m.up.sql[..start].chars().count() + 1);
             let head = || {
                 let n = words.len().min(2);
                 words[..n]
@@ -138,6 +140,7 @@ pub fn plan<'c>(applied: &[&'c Migration]) -> Result<Build<'c>> {
             build.statements.push(Statement {
                 migration: m,
                 offset: statement.offset,
+                start,
                 sql,
             });
         }
@@ -295,8 +298,10 @@ fn part_error(part: &Part<'_, '_>, err: &tokio_postgres::Error) -> Error {
         Some(ErrorPosition::Original(p)) => Some(*p as usize),
         _ => None,
     });
-    let before = m.up.sql[..statement.offset].chars().count();
-    let location = m.location(&m.up, before + position.unwrap_or(1));
+    let location = match position {
+        Some(p) => m.location(&m.up, m.up.sql[..statement.offset].chars().count() + p),
+        None => m.location(&m.up, m.up.sql[..statement.start].chars().count() + 1),
+    };
     let mut detail = SqlDetail::from_pg(err, Some(location));
     let advice = if is_lock_timeout(err) {
         "the statement names an object outside the scratch schema that another session holds \

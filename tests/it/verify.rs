@@ -233,6 +233,33 @@ fn a_concurrent_index_migration_is_rebuilt_without_concurrently_and_says_so() {
 }
 
 #[test]
+fn a_migration_that_cannot_be_rebuilt_is_an_error_naming_its_line() {
+    let db = TestDb::new("vqualified");
+    let dir = migrations_with(&[(
+        "20240101000006_qualified.sql",
+        "-- migrate:up\n-- Schema-qualified: it lands in public, not in the scratch schema.\n\
+         CREATE TABLE public.qualified (id int);\n",
+    )]);
+    dhctl(&db.url)
+        .args(["migrate", "--no-partitions"])
+        .migrations_dir(dir.path())
+        .run()
+        .expect_code(0);
+    let run = dhctl(&db.url)
+        .args(["verify"])
+        .migrations_dir(dir.path())
+        .run();
+    run.expect_code(2);
+    assert!(
+        run.stderr
+            .contains("20240101000006_qualified.sql:3: relation \"qualified\" already exists"),
+        "{}",
+        run.stderr
+    );
+    assert!(scratch_schemas(&db).is_empty());
+}
+
+#[test]
 fn verify_takes_no_lock_and_runs_while_a_migration_holds_the_dhctl_lock() {
     let db = migrated("vnolock");
     let mut holder = db.client();
