@@ -213,14 +213,8 @@ pub async fn snapshots(
     // The build locks only objects it creates, unless a migration names a live object
     // explicitly; lock_timeout bounds how long it could queue behind the gateway's traffic.
     let ms = lock_timeout.as_millis().max(1);
-    let mut messages: Vec<(Part, String)> = vec![(
-        Part::Live,
-        format!(
-            "BEGIN; SET LOCAL lock_timeout = {ms}; SET LOCAL search_path = {}; {}",
-            schemas.path(&schemas.live),
-            snapshot::QUERY
-        ),
-    )];
+    let mut messages: Vec<(Part, String)> =
+        vec![(Part::Setup, format!("BEGIN; SET LOCAL lock_timeout = {ms}"))];
     if let Some(build) = build {
         let scratch = scratch_name();
         let path = schemas.path(&scratch);
@@ -242,6 +236,16 @@ pub async fn snapshots(
             format!("SET LOCAL search_path = {path}; {}", snapshot::QUERY),
         ));
     }
+    // The live schema last: the catalog functions may take ACCESS SHARE locks on live tables
+    // (PostgreSQL 16+), held until the ROLLBACK right after, not for the whole build.
+    messages.push((
+        Part::Live,
+        format!(
+            "SET LOCAL search_path = {}; {}",
+            schemas.path(&schemas.live),
+            snapshot::QUERY
+        ),
+    ));
     messages.push((Part::Rollback, "ROLLBACK".into()));
 
     let answers = join_all(messages.iter().map(|(_, sql)| client.simple_query(sql))).await;
@@ -288,7 +292,10 @@ fn part_error(part: &Part<'_, '_>, err: &tokio_postgres::Error) -> Error {
     let Part::Step(statement) = part else {
         let what = match part {
             Part::Live => "reading the live schema from the catalog",
-            Part::Setup => "creating the scratch schema (the role needs CREATE on the database)",
+            Part::Setup => {
+                "preparing the scratch schema (the role needs CREATE on the database, and a \
+                 primary: a standby is read-only)"
+            }
             _ => "reading the scratch schema from the catalog",
         };
         return Error::sql(what, err);
