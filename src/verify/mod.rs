@@ -4,10 +4,12 @@
 //! scratch schema, see [`scratch`]). Takes no lock and changes nothing.
 //!
 //! Adding a check: a [`Kind`] variant (its name and the exit code its failure means), a place in
-//! [`CHECKS`], and an arm in [`run_check`]; the arm may read `ctx` or query through
-//! `ctx.session.client`.
+//! [`CHECKS`], and an arm in `checks::run` with its function; the function may read the
+//! [`Context`] or query through `ctx.session.client`.
 
+mod checks;
 pub mod compare;
+pub mod replay;
 pub mod scratch;
 pub mod snapshot;
 
@@ -24,7 +26,8 @@ use crate::migrations::history::{self, HistoryRow};
 use crate::migrations::status::{self, Counts, Entry, State};
 use crate::migrations::{Catalog, Migration};
 
-use scratch::{Build, Schemas};
+use replay::Build;
+use scratch::Schemas;
 use snapshot::Snapshot;
 
 /// One check of verify.
@@ -89,18 +92,6 @@ pub struct Check {
     pub details: Vec<String>,
     /// What verify adapted or left out on the way (never a problem by itself).
     pub notes: Vec<String>,
-}
-
-impl Check {
-    fn new(name: Kind, status: Outcome, summary: impl Into<String>) -> Check {
-        Check {
-            name,
-            status,
-            summary: summary.into(),
-            details: Vec::new(),
-            notes: Vec::new(),
-        }
-    }
 }
 
 /// What `dhctl verify` reports.
@@ -200,7 +191,7 @@ pub async fn run(cfg: &DbConfig, catalog: &Catalog, options: &Options) -> Result
     let ctx = gather(cfg, &session, catalog, options).await?;
     let mut checks = Vec::with_capacity(CHECKS.len());
     for &kind in CHECKS {
-        checks.push(run_check(kind, &ctx).await?);
+        checks.push(checks::run(kind, &ctx).await?);
     }
     Ok(VerifyReport {
         database: cfg.display_target(),
@@ -235,7 +226,7 @@ async fn gather<'a>(
     let build: Option<Build> = if drift {
         None
     } else {
-        Some(scratch::plan(&applied)?)
+        Some(replay::plan(&applied)?)
     };
     let snapshots = scratch::snapshots(client, &schemas, build.as_ref(), cfg.lock_timeout).await?;
     Ok(Context {
@@ -279,133 +270,6 @@ async fn schemas(client: &Client) -> Result<Schemas> {
         live,
         extensions: row.get(1),
     })
-}
-
-/// Runs one check over the gathered facts.
-pub async fn run_check(kind: Kind, ctx: &Context<'_>) -> Result<Check> {
-    Ok(match kind {
-        Kind::History => history_check(ctx),
-        Kind::Pending => pending_check(ctx),
-        Kind::Schema => schema_check(ctx),
-        Kind::Fingerprint => fingerprint_check(ctx),
-    })
-}
-
-fn history_check(ctx: &Context<'_>) -> Check {
-    let counts = Counts::of(&ctx.entries);
-    if !counts.drift() {
-        let summary = if ctx.history_table {
-            format!(
-                "{} applied migration(s), each file unchanged",
-                counts.applied
-            )
-        } else {
-            "no migration applied yet (no refinery_schema_history table)".to_string()
-        };
-        return Check::new(Kind::History, Outcome::Pass, summary);
-    }
-    let mut check = Check::new(
-        Kind::History,
-        Outcome::Fail,
-        format!(
-            "{} modified and {} missing of {} applied migration(s)",
-            counts.modified,
-            counts.missing,
-            counts.applied + counts.modified + counts.missing
-        ),
-    );
-    check.details = status::drift_message(&ctx.entries)
-        .map(|m| m.lines().map(str::to_string).collect())
-        .unwrap_or_default();
-    check
-}
-
-fn pending_check(ctx: &Context<'_>) -> Check {
-    let pending: Vec<&Entry> = ctx
-        .entries
-        .iter()
-        .filter(|e| e.state == State::Pending)
-        .collect();
-    if pending.is_empty() {
-        return Check::new(Kind::Pending, Outcome::Pass, "no migration pending");
-    }
-    let mut check = Check::new(
-        Kind::Pending,
-        Outcome::Fail,
-        format!(
-            "{} migration(s) not applied; run `dhctl migrate`",
-            pending.len()
-        ),
-    );
-    check.details = pending
-        .iter()
-        .map(|e| format!("{}: pending", e.file.as_deref().unwrap_or(&e.name)))
-        .collect();
-    check
-}
-
-fn schema_check(ctx: &Context<'_>) -> Check {
-    let Some(expected) = &ctx.expected else {
-        return Check::new(
-            Kind::Schema,
-            Outcome::Skipped,
-            "not compared: the history check failed, so the SQL that was applied is unknown",
-        );
-    };
-    let differences = compare::differences(expected, &ctx.live);
-    let mut check = if differences.is_empty() {
-        Check::new(
-            Kind::Schema,
-            Outcome::Pass,
-            format!(
-                "schema {} matches the {} applied migration(s): {} table(s), {} object(s)",
-                ctx.schemas.live,
-                ctx.applied,
-                ctx.live.table_count(),
-                ctx.live.objects.len()
-            ),
-        )
-    } else {
-        let mut check = Check::new(
-            Kind::Schema,
-            Outcome::Fail,
-            format!(
-                "{} difference(s) between schema {} and what the {} applied migration(s) produce",
-                differences.len(),
-                ctx.schemas.live,
-                ctx.applied
-            ),
-        );
-        check.details = differences.iter().map(ToString::to_string).collect();
-        check
-    };
-    check.notes = ctx.build_notes.clone();
-    check
-}
-
-fn fingerprint_check(ctx: &Context<'_>) -> Check {
-    let actual = ctx.live.fingerprint();
-    match &ctx.options.expect_fingerprint {
-        Some(expected) if *expected != actual => {
-            let mut check = Check::new(
-                Kind::Fingerprint,
-                Outcome::Fail,
-                format!("{actual}, not the expected {expected}"),
-            );
-            check.details = vec![format!(
-                "schema {} differs from the one fingerprinted as {expected}; run `dhctl verify` \
-                 on both databases and compare",
-                ctx.schemas.live
-            )];
-            check
-        }
-        Some(_) => Check::new(
-            Kind::Fingerprint,
-            Outcome::Pass,
-            format!("{actual} (as expected)"),
-        ),
-        None => Check::new(Kind::Fingerprint, Outcome::Pass, actual),
-    }
 }
 
 #[cfg(test)]

@@ -18,148 +18,11 @@ use futures_util::future::join_all;
 use tokio_postgres::error::ErrorPosition;
 use tokio_postgres::{Client, SimpleQueryMessage};
 
+use super::replay::{Build, Statement};
 use super::snapshot::{self, Snapshot};
 use crate::db::ident::quote_ident;
 use crate::db::retry::is_lock_timeout;
 use crate::error::{Error, Result, SqlDetail};
-use crate::migrations::split::{self, Word};
-use crate::migrations::Migration;
-
-/// One statement of an applied migration, as the scratch build runs it.
-#[derive(Debug, Clone)]
-pub struct Statement<'c> {
-    pub migration: &'c Migration,
-    /// Byte offset of the statement's text (with any comments before it) within the up
-    /// section: the server's error positions count from there.
-    pub offset: usize,
-    /// Byte offset of its first word within the up section: where an error without a
-    /// position is reported.
-    pub start: usize,
-    pub sql: String,
-}
-
-/// The statements to replay, and what was adapted on the way (reported, never silent).
-#[derive(Debug, Clone, Default)]
-pub struct Build<'c> {
-    pub statements: Vec<Statement<'c>>,
-    pub notes: Vec<String>,
-}
-
-/// What the scratch build does with one statement.
-#[derive(Debug, PartialEq, Eq)]
-enum Treatment {
-    Run,
-    /// `CONCURRENTLY` cannot run in a transaction; without it the same catalog object results.
-    WithoutConcurrently,
-    /// Acts outside the schema (cluster, database, extensions) or is maintenance.
-    Skip(&'static str),
-    /// Would end the scratch transaction (and let what follows run against the live schema).
-    Refuse,
-}
-
-fn classify(words: &[Word<'_>]) -> Treatment {
-    let upper = |i: usize| -> String {
-        words
-            .get(i)
-            .map(|w| w.text.to_ascii_uppercase())
-            .unwrap_or_default()
-    };
-    let (first, second) = (upper(0), upper(1));
-    let has = |word: &str| words.iter().any(|w| w.text.eq_ignore_ascii_case(word));
-    match (first.as_str(), second.as_str()) {
-        ("BEGIN" | "START" | "COMMIT" | "END" | "ABORT", _) => Treatment::Refuse,
-        ("PREPARE", "TRANSACTION") => Treatment::Refuse,
-        // ROLLBACK TO SAVEPOINT stays inside the transaction; a plain ROLLBACK ends it.
-        ("ROLLBACK", _) if !has("TO") => Treatment::Refuse,
-        ("VACUUM" | "CLUSTER" | "REINDEX" | "CHECKPOINT" | "ANALYZE" | "ANALYSE", _) => {
-            Treatment::Skip("maintenance, it changes no schema object")
-        }
-        (
-            "CREATE" | "ALTER" | "DROP",
-            "DATABASE" | "TABLESPACE" | "ROLE" | "USER" | "GROUP" | "SYSTEM",
-        ) => Treatment::Skip("it acts on the cluster or the database, not on the schema"),
-        ("CREATE" | "ALTER" | "DROP", "EXTENSION") => Treatment::Skip(
-            "extensions are database-wide; the ones installed serve the scratch build",
-        ),
-        ("CREATE" | "ALTER" | "DROP", _) if has("CONCURRENTLY") => Treatment::WithoutConcurrently,
-        _ => Treatment::Run,
-    }
-}
-
-/// The statements of the applied migrations, in order, adapted for a transaction. Refuses a
-/// migration that controls transactions itself: its COMMIT would make the scratch schema
-/// permanent, and its ROLLBACK would let the following statements run against the live schema.
-pub fn plan<'c>(applied: &[&'c Migration]) -> Result<Build<'c>> {
-    let mut build = Build::default();
-    for &m in applied {
-        for statement in split::split(&m.up.sql) {
-            let words = split::words(statement.sql);
-            // From the first word, not the statement's start: comments may precede it.
-            let start = statement.offset + words.first().map_or(0, |w| w.offset);
-            let location = || m.location(&m.up, m.up.sql[..start].chars().count() + 1);
-            let head = || {
-                let n = words.len().min(2);
-                words[..n]
-                    .iter()
-                    .map(|w| w.text)
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            };
-            let sql = match classify(&words) {
-                Treatment::Run => statement.sql.to_string(),
-                Treatment::WithoutConcurrently => {
-                    build.notes.push(format!(
-                        "{}: built without CONCURRENTLY (it cannot run inside the scratch \
-                         transaction; the object it makes is the same)",
-                        location()
-                    ));
-                    blank_concurrently(statement.sql, &words)
-                }
-                Treatment::Skip(why) => {
-                    build.notes.push(format!(
-                        "{}: {} not replayed in the scratch schema: {why}",
-                        location(),
-                        head()
-                    ));
-                    continue;
-                }
-                Treatment::Refuse => {
-                    return Err(Error::usage_hint(
-                        format!(
-                            "{}: `{}` controls the transaction; verify replays migrations inside \
-                             one transaction that it rolls back, so it cannot rebuild this one",
-                            location(),
-                            head()
-                        ),
-                        "transactions are dhctl's business: drop transaction control from \
-                         migrations, and mark statements that must run outside a transaction \
-                         with `-- migrate:up transaction:false`",
-                    ));
-                }
-            };
-            build.statements.push(Statement {
-                migration: m,
-                offset: statement.offset,
-                start,
-                sql,
-            });
-        }
-    }
-    Ok(build)
-}
-
-/// The statement with each bare CONCURRENTLY replaced by as many spaces, so that the server's
-/// error positions still point at the right place in the file.
-fn blank_concurrently(sql: &str, words: &[Word<'_>]) -> String {
-    let mut out = sql.to_string();
-    for w in words
-        .iter()
-        .filter(|w| w.text.eq_ignore_ascii_case("CONCURRENTLY"))
-    {
-        out.replace_range(w.offset..w.offset + w.text.len(), &" ".repeat(w.text.len()));
-    }
-    out
-}
 
 /// The schemas a snapshot or build runs with.
 #[derive(Debug, Clone)]
@@ -344,78 +207,24 @@ fn scratch_name() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::migrations::catalog::parse_files;
-
-    fn build_of(up: &str) -> Result<(Vec<String>, Vec<String>)> {
-        let catalog = parse_files(vec![(
-            "20240101000001_a.sql".into(),
-            format!("-- migrate:up transaction:false\n{up}").into_bytes(),
-        )])
-        .unwrap();
-        let applied: Vec<&Migration> = catalog.migrations.iter().collect();
-        let build = plan(&applied)?;
-        let sql = build.statements.iter().map(|s| s.sql.clone()).collect();
-        Ok((sql, build.notes))
-    }
-
-    #[test]
-    fn concurrently_is_blanked_in_place_and_reported() {
-        let (sql, notes) =
-            build_of("CREATE INDEX CONCURRENTLY idx ON t (a);\nDROP INDEX concurrently old;")
-                .unwrap();
-        assert_eq!(
-            sql,
-            vec![
-                "CREATE INDEX              idx ON t (a)",
-                "DROP INDEX              old"
-            ]
-        );
-        assert_eq!(notes.len(), 2);
-        assert!(
-            notes[0].starts_with("20240101000001_a.sql:2: built without CONCURRENTLY"),
-            "{notes:?}"
-        );
-    }
-
-    #[test]
-    fn statements_outside_the_schema_are_skipped_and_reported() {
-        let (sql, notes) =
-            build_of("CREATE EXTENSION IF NOT EXISTS pgcrypto;\nVACUUM t;\nSELECT 1;").unwrap();
-        assert_eq!(sql, vec!["SELECT 1"]);
-        assert!(
-            notes[0].contains("CREATE EXTENSION not replayed"),
-            "{notes:?}"
-        );
-        assert!(notes[1].contains(":3: VACUUM t not replayed"), "{notes:?}");
-    }
-
-    #[test]
-    fn transaction_control_is_refused_with_its_line() {
-        for up in ["SELECT 1;\nCOMMIT;", "SELECT 1;\n-- x\nrollback;", "END;"] {
-            let err = build_of(up).unwrap_err();
-            assert_eq!(err.exit_code(), 2);
-            assert!(
-                err.to_string().contains("controls the transaction"),
-                "{err}"
-            );
-        }
-        let err = build_of("SELECT 1;\n-- why\nCOMMIT;").unwrap_err();
-        assert!(
-            err.to_string().starts_with("20240101000001_a.sql:4:"),
-            "{err}"
-        );
-        assert!(build_of("SAVEPOINT s; ROLLBACK TO SAVEPOINT s;").is_ok());
-        assert!(
-            build_of("DO $$ BEGIN COMMIT; END $$;").is_ok(),
-            "words in dollar quotes are not statements (the server refuses COMMIT in a DO \
-             block inside a transaction block anyway)"
-        );
-    }
 
     #[test]
     fn scratch_names_are_fresh() {
         let (a, b) = (scratch_name(), scratch_name());
         assert!(a.starts_with("dhctl_verify_") && a.len() == 29, "{a}");
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn search_paths_put_their_schema_first_and_quote_every_name() {
+        let schemas = Schemas {
+            live: "public".into(),
+            extensions: vec!["public".into(), "ext\"s".into()],
+        };
+        assert_eq!(schemas.path("public"), "\"public\", \"ext\"\"s\"");
+        assert_eq!(
+            schemas.path("dhctl_verify_1"),
+            "\"dhctl_verify_1\", \"public\", \"ext\"\"s\""
+        );
     }
 }
