@@ -143,7 +143,7 @@ fn rows_to_snapshot(messages: Vec<SimpleQueryMessage>) -> Result<Snapshot> {
         match m {
             SimpleQueryMessage::Row(row) => Some(
                 (0..5)
-                    .map(|i| row.get(i).map(str::to_string))
+                    .map(|i| row.try_get(i).ok().flatten().map(str::to_string))
                     .collect::<Vec<_>>(),
             ),
             _ => None,
