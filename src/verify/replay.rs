@@ -34,7 +34,8 @@ enum Treatment {
     WithoutConcurrently,
     /// Acts outside the schema (cluster, database, extensions) or is maintenance.
     Skip(&'static str),
-    /// Would end the scratch transaction (and let what follows run against the live schema).
+    /// Would throw work away (ROLLBACK) or end the scratch transaction in a way that changes
+    /// what the migration did; what followed would run against the live schema.
     Refuse,
 }
 
@@ -48,9 +49,13 @@ fn classify(words: &[Word<'_>]) -> Treatment {
     let (first, second) = (upper(0), upper(1));
     let has = |word: &str| words.iter().any(|w| w.text.eq_ignore_ascii_case(word));
     match (first.as_str(), second.as_str()) {
-        ("BEGIN" | "START" | "COMMIT" | "END" | "ABORT", _) => Treatment::Refuse,
-        ("PREPARE", "TRANSACTION") => Treatment::Refuse,
-        // ROLLBACK TO SAVEPOINT stays inside the transaction; a plain ROLLBACK ends it.
+        // A transaction:false migration may group statements in BEGIN … COMMIT; inside the
+        // scratch transaction they run all the same, and the schema they leave is the same.
+        ("BEGIN" | "START" | "COMMIT" | "END", _) => Treatment::Skip(
+            "the scratch build is one transaction already; the statements around it still run",
+        ),
+        // Discarding work changes what the migration did; ROLLBACK TO SAVEPOINT stays inside.
+        ("ABORT", _) | ("PREPARE", "TRANSACTION") => Treatment::Refuse,
         ("ROLLBACK", _) if !has("TO") => Treatment::Refuse,
         ("VACUUM" | "CLUSTER" | "REINDEX" | "CHECKPOINT" | "ANALYZE" | "ANALYSE", _) => {
             Treatment::Skip("maintenance, it changes no schema object")
@@ -67,9 +72,9 @@ fn classify(words: &[Word<'_>]) -> Treatment {
     }
 }
 
-/// The statements of the applied migrations, in order, adapted for a transaction. Refuses a
-/// migration that controls transactions itself: its COMMIT would make the scratch schema
-/// permanent, and its ROLLBACK would let the following statements run against the live schema.
+/// The statements of the applied migrations, in order, adapted for a transaction. BEGIN and
+/// COMMIT are left out (a COMMIT would make the scratch schema permanent); a migration that
+/// rolls back its own work is refused, since what it did cannot be replayed faithfully.
 pub fn plan<'c>(applied: &[&'c Migration]) -> Result<Build<'c>> {
     let mut build = Build::default();
     for &m in applied {
@@ -107,13 +112,14 @@ pub fn plan<'c>(applied: &[&'c Migration]) -> Result<Build<'c>> {
                 Treatment::Refuse => {
                     return Err(Error::usage_hint(
                         format!(
-                            "{}: `{}` controls the transaction; verify replays migrations inside \
-                             one transaction that it rolls back, so it cannot rebuild this one",
+                            "{}: `{}` throws the migration's work away; verify replays migrations \
+                             inside one transaction of its own, so it cannot rebuild this one \
+                             faithfully",
                             location(),
                             head()
                         ),
-                        "transactions are dhctl's business: drop transaction control from \
-                         migrations, and mark statements that must run outside a transaction \
+                        "transactions are dhctl's business: write the migration without \
+                         ROLLBACK, and mark statements that must run outside a transaction \
                          with `-- migrate:up transaction:false`",
                     ));
                 }
@@ -191,25 +197,37 @@ mod tests {
     }
 
     #[test]
-    fn transaction_control_is_refused_with_its_line() {
-        for up in ["SELECT 1;\nCOMMIT;", "SELECT 1;\n-- x\nrollback;", "END;"] {
+    fn begin_and_commit_are_left_out_and_rollback_is_refused_with_its_line() {
+        let (sql, notes) = build_of("BEGIN;\nCREATE TABLE t (a int);\nCOMMIT;").unwrap();
+        assert_eq!(sql, vec!["CREATE TABLE t (a int)"]);
+        assert_eq!(notes.len(), 2, "{notes:?}");
+        assert!(notes[1].starts_with("20240101000001_a.sql:4: COMMIT not replayed"));
+        for up in [
+            "SELECT 1;\nROLLBACK;",
+            "SELECT 1;\n-- x\nabort;",
+            "PREPARE TRANSACTION 'x';",
+        ] {
             let err = build_of(up).unwrap_err();
             assert_eq!(err.exit_code(), 2);
             assert!(
-                err.to_string().contains("controls the transaction"),
+                err.to_string().contains("throws the migration's work away"),
                 "{err}"
             );
         }
-        let err = build_of("SELECT 1;\n-- why\nCOMMIT;").unwrap_err();
+        let err = build_of("SELECT 1;\n-- why\nROLLBACK;").unwrap_err();
         assert!(
             err.to_string().starts_with("20240101000001_a.sql:4:"),
             "{err}"
         );
         assert!(build_of("SAVEPOINT s; ROLLBACK TO SAVEPOINT s;").is_ok());
-        assert!(
-            build_of("DO $$ BEGIN COMMIT; END $$;").is_ok(),
-            "words in dollar quotes are not statements (the server refuses COMMIT in a DO \
-             block inside a transaction block anyway)"
+        let (sql, notes) =
+            build_of("CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; END;")
+                .unwrap();
+        assert_eq!(
+            sql.len(),
+            1,
+            "a SQL-standard body is one statement: {sql:?}"
         );
+        assert!(notes.is_empty());
     }
 }
