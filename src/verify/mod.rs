@@ -104,6 +104,9 @@ pub struct VerifyReport {
     pub passed: bool,
     /// sha256 of the live schema's normalised snapshot, `sha256:<hex>`.
     pub fingerprint: String,
+    /// Where the schema check rebuilt the migrations (`temporary` or `schema`); absent when it
+    /// did not rebuild them.
+    pub scratch: Option<replay::Scratch>,
     pub checks: Vec<Check>,
     pub duration_ms: f64,
 }
@@ -179,8 +182,9 @@ pub struct Context<'a> {
     /// What the applied migrations produce; None when the history has drifted (the applied SQL
     /// is then unknown).
     pub expected: Option<Snapshot>,
-    /// What the scratch build adapted or left out.
+    /// What the scratch build adapted or left out, and where it ran.
     pub build_notes: Vec<String>,
+    pub scratch: Option<replay::Scratch>,
     pub applied: usize,
 }
 
@@ -198,6 +202,7 @@ pub async fn run(cfg: &DbConfig, catalog: &Catalog, options: &Options) -> Result
         schema: ctx.schemas.live.clone(),
         passed: checks.iter().all(|c| c.status == Outcome::Pass),
         fingerprint: ctx.live.fingerprint(),
+        scratch: ctx.scratch,
         checks,
         duration_ms: crate::migrations::migrate::ms(started.elapsed()),
     })
@@ -226,7 +231,11 @@ async fn gather<'a>(
     let build: Option<Build> = if drift {
         None
     } else {
-        Some(replay::plan(&applied)?)
+        let mut build = replay::plan(&applied)?;
+        if !schemas.temporary_allowed {
+            build.scratch = replay::Scratch::Schema;
+        }
+        Some(build)
     };
     let snapshots = scratch::snapshots(client, &schemas, build.as_ref(), cfg.lock_timeout).await?;
     Ok(Context {
@@ -238,13 +247,15 @@ async fn gather<'a>(
         entries,
         live: snapshots.live,
         expected: snapshots.expected,
+        scratch: build.as_ref().map(|b| b.scratch),
         build_notes: build.map(|b| b.notes).unwrap_or_default(),
         applied: applied.len(),
     })
 }
 
 /// The schema to verify: the history table's, or the first on search_path before one exists
-/// (where `migrate` would put it); and the schemas of installed extensions.
+/// (where `migrate` would put it); the schemas of installed extensions; and whether the role
+/// may use a temporary schema (hardened databases revoke TEMP from PUBLIC).
 async fn schemas(client: &Client) -> Result<Schemas> {
     let row = client
         .query_one(
@@ -253,7 +264,8 @@ async fn schemas(client: &Client) -> Result<Schemas> {
                               WHERE c.oid = to_regclass($1)), current_schema())::text, \
                     ARRAY(SELECT DISTINCT n.nspname::text FROM pg_extension e \
                           JOIN pg_namespace n ON n.oid = e.extnamespace \
-                          WHERE n.nspname <> 'pg_catalog' ORDER BY 1)",
+                          WHERE n.nspname <> 'pg_catalog' ORDER BY 1), \
+                    has_database_privilege(current_database(), 'TEMP')",
             &[&history::TABLE],
         )
         .await
@@ -269,6 +281,7 @@ async fn schemas(client: &Client) -> Result<Schemas> {
     Ok(Schemas {
         live,
         extensions: row.get(1),
+        temporary_allowed: row.get(2),
     })
 }
 
@@ -306,6 +319,7 @@ mod tests {
             schema: String::new(),
             passed: false,
             fingerprint: String::new(),
+            scratch: None,
             checks,
             duration_ms: 0.0,
         };

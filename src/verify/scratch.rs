@@ -1,7 +1,8 @@
 //! Rebuilding what the applied migrations produce, without a second database or any privilege
 //! beyond CREATE on the database (which its owner has): inside one transaction, `CREATE SCHEMA
-//! dhctl_verify_<random>`, put it first on `search_path` so the migrations' unqualified DDL lands
-//! there, replay every applied up section, snapshot it, and ROLLBACK. Nothing is ever committed,
+//! dhctl_verify_<random>` (or, when every statement allows, the session's temporary schema: see
+//! [`Scratch`]), put it first on `search_path` so the migrations' unqualified DDL lands there,
+//! replay every applied up section, snapshot it, and ROLLBACK. Nothing is ever committed,
 //! so a verify killed at any point leaves nothing behind: the server rolls the transaction back
 //! when the session ends (and `client_connection_check_interval`, set by `db::connect`, makes a
 //! backend notice a vanished client even while it waits for a lock).
@@ -22,7 +23,7 @@ use futures_util::future::maybe_done;
 use tokio_postgres::error::ErrorPosition;
 use tokio_postgres::{Client, SimpleQueryMessage};
 
-use super::replay::{Build, Statement};
+use super::replay::{Build, Scratch, Statement};
 use super::snapshot::{self, Snapshot};
 use crate::db::ident::quote_ident;
 use crate::db::retry::is_lock_timeout;
@@ -36,6 +37,8 @@ pub struct Schemas {
     /// Schemas holding installed extensions, so extension types and functions resolve the same
     /// way on both sides.
     pub extensions: Vec<String>,
+    /// The role may create temporary tables here (TEMP privilege on the database).
+    pub temporary_allowed: bool,
 }
 
 impl Schemas {
@@ -83,12 +86,19 @@ pub async fn snapshots(
     let mut messages: Vec<(Part, String)> =
         vec![(Part::Setup, format!("BEGIN; SET LOCAL lock_timeout = {ms}"))];
     if let Some(build) = build {
-        let scratch = scratch_name();
-        let path = schemas.path(&scratch);
-        messages.push((
-            Part::Setup,
-            format!("CREATE SCHEMA {}", quote_ident(&scratch)),
-        ));
+        let path = match build.scratch {
+            // `pg_temp` first on search_path: unqualified CREATEs land in the session's
+            // temporary schema (created on first use, within this transaction).
+            Scratch::Temporary => schemas.path("pg_temp"),
+            Scratch::Schema => {
+                let scratch = scratch_name();
+                messages.push((
+                    Part::Setup,
+                    format!("CREATE SCHEMA {}", quote_ident(&scratch)),
+                ));
+                schemas.path(&scratch)
+            }
+        };
         let mut previous: Option<i64> = None;
         for statement in &build.statements {
             // Again before each migration: one that changed search_path changes only itself.
@@ -105,10 +115,12 @@ pub async fn snapshots(
     }
     // The live schema last: the catalog functions may take ACCESS SHARE locks on live tables
     // (PostgreSQL 16+), held until the ROLLBACK right after, not for the whole build.
+    // pg_temp named last: unnamed, the session's temporary schema is searched first, and the
+    // temporary scratch copies would shadow the live tables (printing them schema-qualified).
     messages.push((
         Part::Live,
         format!(
-            "SET LOCAL search_path = {}; {}",
+            "SET LOCAL search_path = {}, pg_temp; {}",
             schemas.path(&schemas.live),
             snapshot::QUERY
         ),
@@ -239,6 +251,7 @@ mod tests {
         let schemas = Schemas {
             live: "public".into(),
             extensions: vec!["public".into(), "ext\"s".into()],
+            temporary_allowed: true,
         };
         assert_eq!(schemas.path("public"), "\"public\", \"ext\"\"s\"");
         assert_eq!(

@@ -56,6 +56,10 @@ fn a_fresh_database_passes_with_the_same_fingerprint_as_another() {
     let (code, report) = verify_json(&a.url);
     assert_eq!(code, 0, "{report:#}");
     assert_eq!(report["passed"], true);
+    assert_eq!(
+        report["scratch"], "temporary",
+        "plain tables and indexes rebuild in the session's temporary schema"
+    );
     let names: Vec<&str> = report["checks"]
         .as_array()
         .unwrap()
@@ -260,6 +264,44 @@ fn a_migration_that_cannot_be_rebuilt_is_an_error_naming_its_line() {
 }
 
 #[test]
+fn functions_and_triggers_are_rebuilt_in_a_scratch_schema_and_compared() {
+    let db = TestDb::new("vtrigger");
+    let dir = migrations_with(&[(
+        "20240101000006_touch_updated_at.sql",
+        "-- migrate:up\n\
+         CREATE FUNCTION touch_updated_at() RETURNS trigger LANGUAGE plpgsql AS $$\n\
+         BEGIN NEW.updated_at := now(); RETURN NEW; END $$;\n\
+         CREATE TRIGGER api_keys_touch BEFORE UPDATE ON api_keys\n\
+             FOR EACH ROW EXECUTE FUNCTION touch_updated_at();\n",
+    )]);
+    dhctl(&db.url)
+        .args(["migrate", "--no-partitions"])
+        .migrations_dir(dir.path())
+        .run()
+        .expect_code(0);
+    let verify = || {
+        dhctl(&db.url)
+            .args(["verify", "--format", "json"])
+            .migrations_dir(dir.path())
+            .run()
+    };
+    let run = verify();
+    run.expect_code(0);
+    let before = run.json();
+    assert_eq!(before["scratch"], "schema");
+    db.exec("DROP TRIGGER api_keys_touch ON api_keys");
+    let run = verify();
+    run.expect_code(1);
+    let after = run.json();
+    assert_eq!(
+        details(check(&after, "schema")),
+        vec!["trigger api_keys_touch on api_keys: missing in the database"]
+    );
+    assert_ne!(before["fingerprint"], after["fingerprint"]);
+    assert!(scratch_schemas(&db).is_empty());
+}
+
+#[test]
 fn verify_takes_no_lock_and_runs_while_a_migration_holds_the_dhctl_lock() {
     let db = migrated("vnolock");
     let mut holder = db.client();
@@ -327,9 +369,14 @@ fn a_database_owner_without_privileges_verifies_and_a_killed_verify_leaves_nothi
         )),
         "f"
     );
+    // The function makes verify rebuild in a real scratch schema (dhctl_verify_…), not in
+    // the temporary one: that is the schema that must not survive.
     let dir = migrations_with(&[(
         "20240101000006_wait_for_the_test.sql",
-        &format!("-- migrate:up\nSELECT pg_advisory_xact_lock({WAIT_KEY});\n"),
+        &format!(
+            "-- migrate:up\nCREATE FUNCTION answer() RETURNS int LANGUAGE sql AS 'SELECT 42';\n\
+             SELECT pg_advisory_xact_lock({WAIT_KEY});\n"
+        ),
     )]);
     dhctl(&url)
         .args(["migrate", "--no-partitions", "--no-create-database"])
@@ -345,6 +392,7 @@ fn a_database_owner_without_privileges_verifies_and_a_killed_verify_leaves_nothi
         .migrations_dir(dir.path())
         .run();
     run.expect_code(0);
+    assert_eq!(run.json()["scratch"], "schema");
     assert!(scratch_schemas(&db).is_empty());
 
     let mut holder = db.client();
@@ -397,6 +445,27 @@ fn a_database_owner_without_privileges_verifies_and_a_killed_verify_leaves_nothi
     after.expect_code(0);
     assert!(scratch_schemas(&db).is_empty());
     // The database goes first: a role that owns one cannot be dropped.
+    drop(db);
+    drop(owner);
+}
+
+#[test]
+fn a_role_without_the_temp_privilege_rebuilds_in_a_scratch_schema() {
+    let db = TestDb::new("vnotemp");
+    let owner = Owner::of(&db);
+    let url = owner.url(&db);
+    dhctl(&url)
+        .args(["migrate", "--no-partitions", "--no-create-database"])
+        .run()
+        .expect_code(0);
+    db.exec(&format!(
+        "REVOKE TEMPORARY ON DATABASE \"{}\" FROM PUBLIC, \"{}\"",
+        db.name, owner.name
+    ));
+    let run = dhctl(&url).args(["verify", "--format", "json"]).run();
+    run.expect_code(0);
+    assert_eq!(run.json()["scratch"], "schema");
+    assert!(scratch_schemas(&db).is_empty());
     drop(db);
     drop(owner);
 }
