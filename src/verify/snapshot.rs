@@ -26,6 +26,7 @@ pub enum ObjectKind {
     Constraint,
     Index,
     Trigger,
+    Policy,
     View,
     MaterializedView,
     Sequence,
@@ -42,6 +43,7 @@ impl ObjectKind {
             ObjectKind::Constraint => "constraint",
             ObjectKind::Index => "index",
             ObjectKind::Trigger => "trigger",
+            ObjectKind::Policy => "policy",
             ObjectKind::View => "view",
             ObjectKind::MaterializedView => "materialized view",
             ObjectKind::Sequence => "sequence",
@@ -58,6 +60,7 @@ impl ObjectKind {
             Constraint,
             Index,
             Trigger,
+            Policy,
             View,
             MaterializedView,
             Sequence,
@@ -72,7 +75,11 @@ impl ObjectKind {
     pub fn is_part_of_table(self) -> bool {
         matches!(
             self,
-            ObjectKind::Column | ObjectKind::Constraint | ObjectKind::Index | ObjectKind::Trigger
+            ObjectKind::Column
+                | ObjectKind::Constraint
+                | ObjectKind::Index
+                | ObjectKind::Trigger
+                | ObjectKind::Policy
         )
     }
 }
@@ -92,7 +99,10 @@ impl fmt::Display for ObjectKey {
         let kind = self.kind.as_str();
         match self.kind {
             ObjectKind::Column => write!(f, "column {}.{}", self.table, self.name),
-            ObjectKind::Constraint | ObjectKind::Index | ObjectKind::Trigger => {
+            ObjectKind::Constraint
+            | ObjectKind::Index
+            | ObjectKind::Trigger
+            | ObjectKind::Policy => {
                 write!(f, "{kind} {} on {}", self.name, self.table)
             }
             ObjectKind::Function | ObjectKind::Type => write!(f, "{kind} {}", self.name),

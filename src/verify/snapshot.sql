@@ -13,7 +13,7 @@ ext AS (
     SELECT classid, objid FROM pg_depend WHERE deptype = 'e'
 ),
 rel AS (
-    SELECT c.oid, c.relname, c.relkind, c.relpersistence
+    SELECT c.oid, c.relname, c.relkind, c.relpersistence, c.relrowsecurity, c.relforcerowsecurity
     FROM pg_class c JOIN ns ON c.relnamespace = ns.oid
     WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')
       AND NOT c.relispartition
@@ -25,7 +25,8 @@ SELECT 'table' AS kind, t.relname AS tbl, '' AS name, x.attr, x.value
 FROM tbl t CROSS JOIN LATERAL (VALUES
     ('kind', CASE t.relkind WHEN 'p' THEN 'partitioned table' WHEN 'f' THEN 'foreign table' ELSE 'table' END),
     ('partition key', pg_get_partkeydef(t.oid)),
-    ('unlogged', CASE t.relpersistence WHEN 'u' THEN 'yes' END)
+    ('unlogged', CASE t.relpersistence WHEN 'u' THEN 'yes' END),
+    ('row level security', CASE WHEN t.relforcerowsecurity THEN 'forced' WHEN t.relrowsecurity THEN 'enabled' END)
 ) x(attr, value)
 UNION ALL
 SELECT 'column', t.relname, a.attname, x.attr, x.value
@@ -65,6 +66,17 @@ UNION ALL
 SELECT 'trigger', t.relname, tg.tgname, 'definition', pg_get_triggerdef(tg.oid, true)
 FROM tbl t JOIN pg_trigger tg ON tg.tgrelid = t.oid
 WHERE NOT tg.tgisinternal AND tg.tgparentid = 0
+UNION ALL
+SELECT 'policy', t.relname, pol.polname, 'definition',
+    'AS ' || CASE WHEN pol.polpermissive THEN 'PERMISSIVE' ELSE 'RESTRICTIVE' END
+    || ' FOR ' || CASE pol.polcmd WHEN 'r' THEN 'SELECT' WHEN 'a' THEN 'INSERT' WHEN 'w' THEN 'UPDATE'
+                                  WHEN 'd' THEN 'DELETE' ELSE 'ALL' END
+    || ' TO ' || (SELECT string_agg(r.name, ', ' ORDER BY r.name)
+                  FROM (SELECT CASE WHEN u.role = 0 THEN 'public' ELSE quote_ident(pg_get_userbyid(u.role)) END AS name
+                        FROM unnest(pol.polroles) AS u(role)) r)
+    || coalesce(' USING (' || pg_get_expr(pol.polqual, pol.polrelid) || ')', '')
+    || coalesce(' WITH CHECK (' || pg_get_expr(pol.polwithcheck, pol.polrelid) || ')', '')
+FROM tbl t JOIN pg_policy pol ON pol.polrelid = t.oid
 UNION ALL
 SELECT CASE v.relkind WHEN 'v' THEN 'view' ELSE 'materialized view' END, v.relname, '', 'definition', pg_get_viewdef(v.oid, true)
 FROM rel v WHERE v.relkind IN ('v', 'm')

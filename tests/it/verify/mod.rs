@@ -209,3 +209,36 @@ fn verify_takes_no_lock_and_runs_while_a_migration_holds_the_dhctl_lock() {
     let run = dhctl(&db.url).args(["verify", "--lock-wait", "0s"]).run();
     run.expect_code(0);
 }
+
+#[test]
+fn row_level_security_and_its_policies_are_compared() {
+    let db = TestDb::new("vrls");
+    let dir = migrations_with(&[(
+        "20240101000006_api_keys_rls.sql",
+        "-- migrate:up\nALTER TABLE api_keys ENABLE ROW LEVEL SECURITY;\n\
+         CREATE POLICY own_keys ON api_keys FOR SELECT TO PUBLIC\n    \
+         USING (created_by = current_user);\n",
+    )]);
+    dhctl(&db.url)
+        .args(["migrate", "--no-partitions"])
+        .migrations_dir(dir.path())
+        .run()
+        .expect_code(0);
+    let verify = || {
+        dhctl(&db.url)
+            .args(["verify", "--format", "json"])
+            .migrations_dir(dir.path())
+            .run()
+    };
+    verify().expect_code(0);
+    db.exec("ALTER TABLE api_keys DISABLE ROW LEVEL SECURITY; DROP POLICY own_keys ON api_keys");
+    let run = verify();
+    run.expect_code(1);
+    assert_eq!(
+        details(check(&run.json(), "schema")),
+        vec![
+            "table api_keys: row level security dropped (the migrations have `enabled`)",
+            "policy own_keys on api_keys: missing in the database",
+        ]
+    );
+}
