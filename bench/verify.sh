@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Times `dhctl verify` next to `dhctl status` on a freshly migrated gateway database, in one
-# hyperfine run (same machine, same moment), and prints the ratio verify/status.
+# hyperfine run (same machine, same moment), and prints the ratio verify/status (medians, which
+# a shared machine's stragglers move less than means, and means).
 #
 #   bench/verify.sh                 # server from DHCTL_BENCH_SERVER, default postgres@127.0.0.1:5432
 #   RUNS=200 bench/verify.sh
@@ -34,8 +35,9 @@ hyperfine --shell=none --warmup 10 --runs "$runs" \
     --command-name verify "$bin verify"
 
 jq -r '
+  def ms: . * 1000 | . * 100 | round / 100;
   (.results | map({(.command): .}) | add) as $r
-  | "status  mean \($r.status.mean * 1000 | . * 100 | round / 100) ms (σ \($r.status.stddev * 1000 | . * 100 | round / 100))",
-    "verify  mean \($r.verify.mean * 1000 | . * 100 | round / 100) ms (σ \($r.verify.stddev * 1000 | . * 100 | round / 100))",
-    "ratio verify/status: \($r.verify.mean / $r.status.mean | . * 100 | round / 100)"
+  | "status  median \($r.status.median | ms) ms, mean \($r.status.mean | ms) ms (σ \($r.status.stddev | ms))",
+    "verify  median \($r.verify.median | ms) ms, mean \($r.verify.mean | ms) ms (σ \($r.verify.stddev | ms))",
+    "ratio verify/status: \($r.verify.median / $r.status.median | . * 100 | round / 100) (medians), \($r.verify.mean / $r.status.mean | . * 100 | round / 100) (means)"
 ' "$out/result.json"
