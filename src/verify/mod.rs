@@ -255,7 +255,8 @@ async fn gather<'a>(
 
 /// The schema to verify: the history table's, or the first on search_path before one exists
 /// (where `migrate` would put it); the schemas of installed extensions; and whether the role
-/// may use a temporary schema (hardened databases revoke TEMP from PUBLIC).
+/// may use a temporary schema (hardened databases revoke TEMP from PUBLIC). Refuses a read-only
+/// session up front, rather than at the first CREATE of the rebuild.
 async fn schemas(client: &Client) -> Result<Schemas> {
     let row = client
         .query_one(
@@ -265,7 +266,8 @@ async fn schemas(client: &Client) -> Result<Schemas> {
                     ARRAY(SELECT DISTINCT n.nspname::text FROM pg_extension e \
                           JOIN pg_namespace n ON n.oid = e.extnamespace \
                           WHERE n.nspname <> 'pg_catalog' ORDER BY 1), \
-                    has_database_privilege(current_database(), 'TEMP')",
+                    has_database_privilege(current_database(), 'TEMP'), \
+                    current_setting('transaction_read_only') = 'on'",
             &[&history::TABLE],
         )
         .await
@@ -278,6 +280,14 @@ async fn schemas(client: &Client) -> Result<Schemas> {
             "run `dhctl migrate`, or set the role's search_path to the gateway's schema",
         )
     })?;
+    if row.get::<_, bool>(3) {
+        return Err(Error::usage_hint(
+            "the session is read-only (a standby, or default_transaction_read_only = on); verify \
+             rebuilds the migrations in a scratch schema, which needs a writable primary",
+            "run verify against the primary: it changes nothing there either (everything it \
+             builds is rolled back)",
+        ));
+    }
     Ok(Schemas {
         live,
         extensions: row.get(1),

@@ -204,7 +204,11 @@ fn part_error(part: &Part<'_, '_>, err: &tokio_postgres::Error) -> Error {
         None => m.location(&m.up, m.up.sql[..statement.start].chars().count() + 1),
     };
     let mut detail = SqlDetail::from_pg(err, Some(location));
-    let advice = if is_lock_timeout(err) {
+    let read_only = err.code() == Some(&tokio_postgres::error::SqlState::READ_ONLY_SQL_TRANSACTION);
+    let advice = if read_only {
+        "the session is read-only (a standby, or default_transaction_read_only): run verify \
+         against the primary; it changes nothing there either"
+    } else if is_lock_timeout(err) {
         "the statement names an object outside the scratch schema that another session holds \
          locked; retry, or raise --lock-timeout"
     } else {

@@ -242,3 +242,20 @@ fn row_level_security_and_its_policies_are_compared() {
         ]
     );
 }
+
+#[test]
+fn a_read_only_session_is_refused_before_anything_runs() {
+    let db = migrated("vreadonly");
+    let separator = if db.url.contains('?') { '&' } else { '?' };
+    let url = format!(
+        "{}{separator}options=-c%20default_transaction_read_only%3Don",
+        db.url
+    );
+    let run = dhctl(&url).args(["verify"]).run();
+    run.expect_code(2);
+    assert!(
+        run.stderr.contains("the session is read-only"),
+        "{}",
+        run.stderr
+    );
+}
