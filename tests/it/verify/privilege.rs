@@ -150,6 +150,13 @@ fn a_role_without_the_temp_privilege_rebuilds_in_a_scratch_schema() {
         .args(["migrate", "--no-partitions", "--no-create-database"])
         .run()
         .expect_code(0);
+    let run = dhctl(&url).args(["verify", "--format", "json"]).run();
+    run.expect_code(0);
+    assert_eq!(
+        run.json()["scratch"],
+        "temporary",
+        "an owner may use its database's temporary schema"
+    );
     db.exec(&format!(
         "REVOKE TEMPORARY ON DATABASE \"{}\" FROM PUBLIC, \"{}\"",
         db.name, owner.name
