@@ -129,7 +129,10 @@ pub enum Command {
     /// Check that the live database is what the migrations say (history, pending, schema,
     /// partitions) and print a fingerprint of its schema. Takes no lock, changes nothing.
     ///
-    /// Exit 0 when every check passes, 1 when one fails, 4 on history drift.
+    /// The schema check replays the applied migrations in a scratch schema inside a transaction
+    /// that is rolled back: no second database and no privilege beyond owning the database.
+    ///
+    /// Exit 0 when every check passes, 1 when one fails, 4 on history drift, 2 on error.
     ///
     /// Example: dhctl verify --format json
     Verify(VerifyArgs),
@@ -222,6 +225,11 @@ pub struct VerifyArgs {
     /// Take "now" for the partition checks from this RFC 3339 time instead of the server's clock.
     #[arg(long, value_name = "TIMESTAMP")]
     pub now: Option<String>,
+
+    /// Also fail (exit 1) unless the schema's fingerprint is this one (as printed by verify on
+    /// the environment to compare with), e.g. sha256:3f2a….
+    #[arg(long, env = "DHCTL_EXPECT_FINGERPRINT", value_name = "FINGERPRINT")]
+    pub expect_fingerprint: Option<String>,
 }
 
 #[derive(Debug, Args)]

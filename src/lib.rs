@@ -10,6 +10,7 @@ pub mod health;
 pub mod migrations;
 pub mod output;
 pub mod partitions;
+pub mod verify;
 
 /// sql/ and partitions/ as compiled into the binary (see build.rs).
 pub mod embedded {

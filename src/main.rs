@@ -13,7 +13,7 @@ use dhctl::migrations::rollback::{self, Target};
 use dhctl::migrations::{catalog, new, status_report, Locked, Source};
 use dhctl::output::{self, human, manual, progress::Reporter};
 use dhctl::partitions::{self, policy, CreateOptions, PruneOptions, Retention, RetentionMode};
-use dhctl::{Error, Result};
+use dhctl::{verify, Error, Result};
 
 fn main() {
     let env_problem = match dotenvy::dotenv() {
@@ -213,9 +213,16 @@ async fn run(cli: &Cli) -> Result<i32> {
             Ok(0)
         }
         Command::Partition(command) => partition(global, command).await,
-        Command::Verify(_) => Err(Error::usage(
-            "this command is being built; see the open issues",
-        )),
+        Command::Verify(args) => {
+            let options =
+                verify::Options::parse(args.now.as_deref(), args.expect_fingerprint.as_deref())?;
+            let catalog = catalog::load(&migration_source(global))?;
+            let cfg = DbConfig::from_args(global)?;
+            let policies = policy::load(&policy_source(global))?;
+            let report = verify::run(&cfg, &catalog, &policies, &options).await?;
+            output::emit(format, &report, output::verify::human);
+            Ok(report.exit_code())
+        }
     }
 }
 

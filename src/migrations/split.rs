@@ -4,6 +4,9 @@
 //!
 //! Knows what can hide a `;`: quoted strings ('…', E'…' with backslash escapes), quoted
 //! identifiers, dollar quotes ($$…$$, $tag$…$tag$), line comments and nested block comments.
+//! A SQL-standard function body (`BEGIN ATOMIC … END;`) is kept whole. [`words`] uses the same
+//! knowledge to list a statement's bare words (keywords and unquoted names), which is how
+//! `verify` recognises what a statement is.
 
 /// A statement and its byte offset within the section.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -13,9 +16,65 @@ pub struct Statement<'a> {
 }
 
 pub fn split(sql: &str) -> Vec<Statement<'_>> {
-    let bytes = sql.as_bytes();
     let mut statements = Vec::new();
     let mut start = 0;
+    // Inside a SQL-standard function body (`BEGIN ATOMIC … END`, PostgreSQL 14+) a `;` ends a
+    // body statement, not the CREATE: count BEGIN ATOMIC and CASE up, END down, as psql does.
+    let mut atomic_depth = 0usize;
+    let mut previous_word: Option<&str> = None;
+    for token in scan(sql) {
+        match token {
+            Token::Word(w) => {
+                let upper = w.text.to_ascii_uppercase();
+                match upper.as_str() {
+                    "ATOMIC" if previous_word.is_some_and(|p| p.eq_ignore_ascii_case("BEGIN")) => {
+                        atomic_depth += 1;
+                    }
+                    "CASE" if atomic_depth > 0 => atomic_depth += 1,
+                    "END" if atomic_depth > 0 => atomic_depth -= 1,
+                    _ => {}
+                }
+                previous_word = Some(w.text);
+            }
+            Token::Semicolon(at) if atomic_depth == 0 => {
+                push(&mut statements, sql, start, at);
+                start = at + 1;
+            }
+            Token::Semicolon(_) => {}
+        }
+    }
+    push(&mut statements, sql, start, sql.len());
+    statements
+}
+
+/// A bare word of a statement (letters, digits, `_`, starting with a letter or `_`) and its byte
+/// offset: everything outside quotes, dollar quotes and comments that a keyword could be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Word<'a> {
+    pub offset: usize,
+    pub text: &'a str,
+}
+
+/// The bare words of `sql`, in order.
+pub fn words(sql: &str) -> Vec<Word<'_>> {
+    scan(sql)
+        .into_iter()
+        .filter_map(|t| match t {
+            Token::Word(w) => Some(w),
+            Token::Semicolon(_) => None,
+        })
+        .collect()
+}
+
+/// What matters for splitting and recognising statements: bare words and top-level `;`.
+enum Token<'a> {
+    Word(Word<'a>),
+    Semicolon(usize),
+}
+
+fn scan(sql: &str) -> Vec<Token<'_>> {
+    let bytes = sql.as_bytes();
+    let mut tokens = Vec::new();
     let mut i = 0;
     while i < bytes.len() {
         match bytes[i] {
@@ -40,15 +99,29 @@ pub fn split(sql: &str) -> Vec<Statement<'_>> {
                 None => i += 1,
             },
             b';' => {
-                push(&mut statements, sql, start, i);
+                tokens.push(Token::Semicolon(i));
                 i += 1;
-                start = i;
+            }
+            b if b.is_ascii_alphabetic() || b == b'_' => {
+                let start = i;
+                while i < bytes.len() && (is_ident_byte(bytes[i]) || bytes[i] == b'$') {
+                    i += 1;
+                }
+                tokens.push(Token::Word(Word {
+                    offset: start,
+                    text: &sql[start..i],
+                }));
+            }
+            b if is_ident_byte(b) => {
+                // A number (or the rest of one): not a word.
+                while i < bytes.len() && is_ident_byte(bytes[i]) {
+                    i += 1;
+                }
             }
             _ => i += 1,
         }
     }
-    push(&mut statements, sql, start, bytes.len());
-    statements
+    tokens
 }
 
 fn push<'a>(statements: &mut Vec<Statement<'a>>, sql: &'a str, start: usize, end: usize) {
@@ -161,6 +234,24 @@ mod tests {
         let sql = "SELECT 1;\n  CREATE INDEX CONCURRENTLY i ON t (x);";
         let s = split(sql);
         assert_eq!(&sql[s[1].offset..s[1].offset + 6], "CREATE");
+    }
+
+    #[test]
+    fn sql_standard_function_bodies_stay_whole() {
+        let sql = "CREATE FUNCTION f(x int) RETURNS int LANGUAGE sql\nBEGIN ATOMIC\n  SELECT CASE WHEN x > 0 THEN 1 ELSE 0 END;\n  SELECT 2;\nEND;\nSELECT 3;";
+        let found = texts(sql);
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(found[0].ends_with("SELECT 2;\nEND"), "{found:?}");
+        assert_eq!(found[1], "SELECT 3");
+    }
+
+    #[test]
+    fn words_skip_quotes_comments_and_dollar_quotes() {
+        let sql = "-- COMMIT\nCREATE /* x */ INDEX \"CONCURRENTLY\" ON t ('a b') ; DO $$ COMMIT $$; x1 1y";
+        let found: Vec<&str> = words(sql).iter().map(|w| w.text).collect();
+        assert_eq!(found, vec!["CREATE", "INDEX", "ON", "t", "DO", "x1"]);
+        let create = words(sql)[0];
+        assert_eq!(&sql[create.offset..create.offset + 6], "CREATE");
     }
 
     #[test]

@@ -5,6 +5,7 @@ pub mod human;
 pub mod manual;
 pub mod partitions;
 pub mod progress;
+pub mod verify;
 
 use std::io::Write;
 

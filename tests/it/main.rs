@@ -10,3 +10,4 @@ mod partitions;
 mod pooler;
 mod privilege;
 mod tls;
+mod verify;

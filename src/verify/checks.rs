@@ -1,0 +1,216 @@
+//! The checks themselves: each turns the gathered [`Context`] into a pass, fail or skip with
+//! details that name objects. One function per [`Kind`]; `run` dispatches.
+
+use super::{compare, Check, Context, Kind, Outcome};
+use crate::error::Result;
+use crate::migrations::status::{self, Counts, Entry, State};
+use crate::partitions::inspect;
+
+impl Check {
+    pub(super) fn new(name: Kind, status: Outcome, summary: impl Into<String>) -> Check {
+        Check {
+            name,
+            status,
+            summary: summary.into(),
+            details: Vec::new(),
+            notes: Vec::new(),
+        }
+    }
+}
+
+/// Runs one check over the gathered facts.
+pub async fn run(kind: Kind, ctx: &Context<'_>) -> Result<Check> {
+    Ok(match kind {
+        Kind::History => history_check(ctx),
+        Kind::Pending => pending_check(ctx),
+        Kind::Schema => schema_check(ctx),
+        Kind::Partitions => partitions_check(ctx).await?,
+        Kind::Fingerprint => fingerprint_check(ctx),
+    })
+}
+
+fn history_check(ctx: &Context<'_>) -> Check {
+    let counts = Counts::of(&ctx.entries);
+    if !counts.drift() {
+        let summary = if ctx.history_table {
+            format!(
+                "{} applied migration(s), each file unchanged",
+                counts.applied
+            )
+        } else {
+            "no migration applied yet (no refinery_schema_history table)".to_string()
+        };
+        return Check::new(Kind::History, Outcome::Pass, summary);
+    }
+    let mut check = Check::new(
+        Kind::History,
+        Outcome::Fail,
+        format!(
+            "{} modified and {} missing of {} applied migration(s)",
+            counts.modified,
+            counts.missing,
+            counts.applied + counts.modified + counts.missing
+        ),
+    );
+    check.details = status::drift_message(&ctx.entries)
+        .map(|m| m.lines().map(str::to_string).collect())
+        .unwrap_or_default();
+    check
+}
+
+fn pending_check(ctx: &Context<'_>) -> Check {
+    let pending: Vec<&Entry> = ctx
+        .entries
+        .iter()
+        .filter(|e| e.state == State::Pending)
+        .collect();
+    if pending.is_empty() {
+        return Check::new(Kind::Pending, Outcome::Pass, "no migration pending");
+    }
+    let mut check = Check::new(
+        Kind::Pending,
+        Outcome::Fail,
+        format!(
+            "{} migration(s) not applied; run `dhctl migrate`",
+            pending.len()
+        ),
+    );
+    check.details = pending
+        .iter()
+        .map(|e| format!("{}: pending", e.file.as_deref().unwrap_or(&e.name)))
+        .collect();
+    check
+}
+
+fn schema_check(ctx: &Context<'_>) -> Check {
+    let Some(expected) = &ctx.expected else {
+        return Check::new(
+            Kind::Schema,
+            Outcome::Skipped,
+            "not compared: the history check failed, so the SQL that was applied is unknown",
+        );
+    };
+    let differences = compare::differences(expected, &ctx.live);
+    let mut check = if differences.is_empty() {
+        Check::new(
+            Kind::Schema,
+            Outcome::Pass,
+            format!(
+                "schema {} matches the {} applied migration(s): {} table(s), {} object(s)",
+                ctx.schemas.live,
+                ctx.applied,
+                ctx.live.table_count(),
+                ctx.live.objects.len()
+            ),
+        )
+    } else {
+        let mut check = Check::new(
+            Kind::Schema,
+            Outcome::Fail,
+            format!(
+                "{} difference(s) between schema {} and what the {} applied migration(s) produce",
+                differences.len(),
+                ctx.schemas.live,
+                ctx.applied
+            ),
+        );
+        check.details = differences.iter().map(ToString::to_string).collect();
+        check
+    };
+    check.notes = ctx.build_notes.clone();
+    check
+}
+
+fn fingerprint_check(ctx: &Context<'_>) -> Check {
+    let actual = ctx.live.fingerprint();
+    match &ctx.options.expect_fingerprint {
+        Some(expected) if *expected != actual => {
+            let mut check = Check::new(
+                Kind::Fingerprint,
+                Outcome::Fail,
+                format!("{actual}, not the expected {expected}"),
+            );
+            check.details = vec![format!(
+                "schema {} differs from the one fingerprinted as {expected}; run `dhctl verify` \
+                 on both databases and compare",
+                ctx.schemas.live
+            )];
+            check
+        }
+        Some(_) => Check::new(
+            Kind::Fingerprint,
+            Outcome::Pass,
+            format!("{actual} (as expected)"),
+        ),
+        None => Check::new(Kind::Fingerprint, Outcome::Pass, actual),
+    }
+}
+
+/// Coverage of every policy's table, from `partitions::inspect` (read after the scratch
+/// transaction's ROLLBACK, so it sees the live database).
+async fn partitions_check(ctx: &Context<'_>) -> Result<Check> {
+    if ctx.policies.is_empty() {
+        return Ok(Check::new(
+            Kind::Partitions,
+            Outcome::Pass,
+            "no partition policy",
+        ));
+    }
+    let inspection = inspect(&ctx.session.client, ctx.policies, ctx.options.now).await?;
+    let mut details = Vec::new();
+    let mut runways = Vec::new();
+    for table in &inspection.tables {
+        let name = &table.table;
+        details.extend(table.problems.iter().map(|p| format!("{name}: {p}")));
+        let Some(coverage) = &table.coverage else {
+            if table.problems.is_empty() {
+                details.push(format!(
+                    "{name}: cannot be read as {} describes it",
+                    table.policy
+                ));
+            }
+            continue;
+        };
+        for gap in &coverage.gaps {
+            details.push(format!(
+                "{name}: no partition for {} to {} (within the premake horizon, {}); run `dhctl partition create`",
+                stamp(gap.from),
+                stamp(gap.to),
+                stamp(coverage.horizon)
+            ));
+        }
+        details.extend(
+            coverage
+                .odd
+                .iter()
+                .map(|o| format!("{name}: partition {}: {}", o.name, o.problem)),
+        );
+        if coverage.runway < 1 {
+            let until = coverage
+                .covered_until
+                .map(|t| format!("rows dated from {} on have no partition", stamp(t)))
+                .unwrap_or_else(|| "the current period has no partition".to_string());
+            details.push(format!(
+                "{name}: runway {} period(s) ahead of {}; {until}; run `dhctl partition create`",
+                coverage.runway,
+                stamp(inspection.now)
+            ));
+        }
+        runways.push(format!("{name} {} ahead", coverage.runway));
+    }
+    let (status, summary) = if details.is_empty() {
+        (Outcome::Pass, format!("runway: {}", runways.join(", ")))
+    } else {
+        (
+            Outcome::Fail,
+            format!("{} problem(s) with partition coverage", details.len()),
+        )
+    };
+    let mut check = Check::new(Kind::Partitions, status, summary);
+    check.details = details;
+    Ok(check)
+}
+
+fn stamp(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}

@@ -1,0 +1,114 @@
+-- The shape of the schema named by current_schema(), one row per attribute of an object:
+-- (kind, table, name, attribute, value). Run with search_path set to that schema (plus extension
+-- schemas), so that format_type, pg_get_expr, pg_get_constraintdef, pg_get_indexdef(…, true) and
+-- friends print its own objects unqualified: the live schema and the scratch schema then print
+-- the same text for the same definition, with no string surgery on schema names.
+-- Left out: refinery's history table, extension members, and partitions (children of
+-- partitioned tables; they are the partition check's business), with everything on them.
+SELECT kind, tbl, name, attr, value FROM (
+WITH ns AS (
+    SELECT oid FROM pg_namespace WHERE nspname = current_schema()
+),
+ext AS (
+    SELECT classid, objid FROM pg_depend WHERE deptype = 'e'
+),
+rel AS (
+    SELECT c.oid, c.relname, c.relkind, c.relpersistence, c.relrowsecurity, c.relforcerowsecurity
+    FROM pg_class c JOIN ns ON c.relnamespace = ns.oid
+    WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')
+      AND NOT c.relispartition
+      AND c.relname <> 'refinery_schema_history'
+      AND NOT EXISTS (SELECT 1 FROM ext WHERE ext.classid = 'pg_class'::regclass AND ext.objid = c.oid)
+),
+tbl AS (SELECT * FROM rel WHERE relkind IN ('r', 'p', 'f'))
+SELECT 'table' AS kind, t.relname AS tbl, '' AS name, x.attr, x.value
+FROM tbl t CROSS JOIN LATERAL (VALUES
+    ('kind', CASE t.relkind WHEN 'p' THEN 'partitioned table' WHEN 'f' THEN 'foreign table' ELSE 'table' END),
+    ('partition key', pg_get_partkeydef(t.oid)),
+    ('unlogged', CASE t.relpersistence WHEN 'u' THEN 'yes' END),
+    ('row level security', CASE WHEN t.relforcerowsecurity THEN 'forced' WHEN t.relrowsecurity THEN 'enabled' END)
+) x(attr, value)
+UNION ALL
+SELECT 'column', t.relname, a.attname, x.attr, x.value
+FROM tbl t
+JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum > 0 AND NOT a.attisdropped
+LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+CROSS JOIN LATERAL (VALUES
+    ('type', format_type(a.atttypid, a.atttypmod)),
+    ('default', pg_get_expr(d.adbin, d.adrelid)),
+    ('not null', CASE WHEN a.attnotnull THEN 'yes' ELSE 'no' END),
+    ('identity', CASE a.attidentity WHEN 'a' THEN 'always' WHEN 'd' THEN 'by default' END),
+    ('generated', CASE a.attgenerated WHEN 's' THEN 'stored' WHEN 'v' THEN 'virtual' END),
+    ('collation', CASE WHEN a.attcollation <> 0 AND a.attcollation <> (SELECT typcollation FROM pg_type WHERE oid = a.atttypid) THEN a.attcollation::regcollation::text END)
+) x(attr, value)
+UNION ALL
+SELECT 'constraint', t.relname, con.conname, 'definition', pg_get_constraintdef(con.oid)
+FROM tbl t JOIN pg_constraint con ON con.conrelid = t.oid
+-- NOT NULL is compared as a column attribute (PostgreSQL 18 also lists it as a constraint).
+WHERE con.contype <> 'n'
+UNION ALL
+SELECT 'index', t.relname, ic.relname, x.attr, x.value
+FROM tbl t
+JOIN pg_index i ON i.indrelid = t.oid
+JOIN pg_class ic ON ic.oid = i.indexrelid
+CROSS JOIN LATERAL (SELECT pg_get_indexdef(i.indexrelid, 0, true) AS def) g
+CROSS JOIN LATERAL (VALUES
+    -- From USING on: the index and table names before it are already the row's key.
+    ('definition', CASE WHEN i.indisunique THEN 'UNIQUE ' ELSE '' END || substr(g.def, strpos(g.def, ' USING ') + 1)),
+    ('invalid', CASE WHEN NOT i.indisvalid THEN 'yes' END)
+) x(attr, value)
+-- Indexes that back a primary key, unique or exclusion constraint come and go with it.
+WHERE NOT EXISTS (
+    SELECT 1 FROM pg_constraint k
+    WHERE k.conindid = i.indexrelid AND k.conrelid = i.indrelid AND k.contype IN ('p', 'u', 'x')
+)
+UNION ALL
+SELECT 'trigger', t.relname, tg.tgname, 'definition', pg_get_triggerdef(tg.oid, true)
+FROM tbl t JOIN pg_trigger tg ON tg.tgrelid = t.oid
+WHERE NOT tg.tgisinternal AND tg.tgparentid = 0
+UNION ALL
+SELECT 'policy', t.relname, pol.polname, 'definition',
+    'AS ' || CASE WHEN pol.polpermissive THEN 'PERMISSIVE' ELSE 'RESTRICTIVE' END
+    || ' FOR ' || CASE pol.polcmd WHEN 'r' THEN 'SELECT' WHEN 'a' THEN 'INSERT' WHEN 'w' THEN 'UPDATE'
+                                  WHEN 'd' THEN 'DELETE' ELSE 'ALL' END
+    || ' TO ' || (SELECT string_agg(r.name, ', ' ORDER BY r.name)
+                  FROM (SELECT CASE WHEN u.role = 0 THEN 'public' ELSE quote_ident(pg_get_userbyid(u.role)) END AS name
+                        FROM unnest(pol.polroles) AS u(role)) r)
+    || coalesce(' USING (' || pg_get_expr(pol.polqual, pol.polrelid) || ')', '')
+    || coalesce(' WITH CHECK (' || pg_get_expr(pol.polwithcheck, pol.polrelid) || ')', '')
+FROM tbl t JOIN pg_policy pol ON pol.polrelid = t.oid
+UNION ALL
+SELECT CASE v.relkind WHEN 'v' THEN 'view' ELSE 'materialized view' END, v.relname, '', 'definition', pg_get_viewdef(v.oid, true)
+FROM rel v WHERE v.relkind IN ('v', 'm')
+UNION ALL
+SELECT 'sequence', s.relname, '', x.attr, x.value
+FROM rel s JOIN pg_sequence q ON q.seqrelid = s.oid
+CROSS JOIN LATERAL (VALUES
+    ('type', format_type(q.seqtypid, NULL)),
+    ('increment', q.seqincrement::text),
+    ('cycle', CASE WHEN q.seqcycle THEN 'yes' ELSE 'no' END)
+) x(attr, value)
+WHERE s.relkind = 'S'
+UNION ALL
+SELECT 'function', '', p.oid::regprocedure::text, x.attr, x.value
+FROM pg_proc p JOIN ns ON p.pronamespace = ns.oid
+CROSS JOIN LATERAL (VALUES
+    ('returns', pg_get_function_result(p.oid)),
+    ('language', (SELECT lanname FROM pg_language WHERE oid = p.prolang)::text),
+    ('body', CASE WHEN p.prosqlbody IS NOT NULL THEN pg_get_function_sqlbody(p.oid) ELSE p.prosrc END),
+    ('volatility', p.provolatile::text),
+    ('security definer', CASE WHEN p.prosecdef THEN 'yes' ELSE 'no' END)
+) x(attr, value)
+WHERE NOT EXISTS (SELECT 1 FROM ext WHERE ext.classid = 'pg_proc'::regclass AND ext.objid = p.oid)
+UNION ALL
+SELECT 'type', '', ty.typname, x.attr, x.value
+FROM pg_type ty JOIN ns ON ty.typnamespace = ns.oid
+CROSS JOIN LATERAL (VALUES
+    ('enum labels', (SELECT string_agg(quote_literal(e.enumlabel), ', ' ORDER BY e.enumsortorder) FROM pg_enum e WHERE e.enumtypid = ty.oid)),
+    ('base type', CASE WHEN ty.typtype = 'd' THEN format_type(ty.typbasetype, ty.typtypmod) END),
+    ('domain constraints', (SELECT string_agg(pg_get_constraintdef(dc.oid), ' ' ORDER BY dc.conname) FROM pg_constraint dc WHERE dc.contypid = ty.oid))
+) x(attr, value)
+WHERE ty.typtype IN ('e', 'd')
+  AND NOT EXISTS (SELECT 1 FROM ext WHERE ext.classid = 'pg_type'::regclass AND ext.objid = ty.oid)
+) AS shape
+WHERE value IS NOT NULL

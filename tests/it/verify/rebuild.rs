@@ -1,0 +1,148 @@
+//! How verify rebuilds the applied migrations: CONCURRENTLY left out and said so, a temporary or
+//! a real scratch schema depending on what the migrations contain, extensions resolved, and a
+//! migration that cannot be rebuilt reported with its line.
+
+use super::*;
+
+#[test]
+fn a_concurrent_index_migration_is_rebuilt_without_concurrently_and_says_so() {
+    let db = TestDb::new("vcic");
+    let dir = migrations_with(&[(
+        "20240101000006_index_webhooks_url.sql",
+        "-- migrate:up transaction:false\nCREATE INDEX CONCURRENTLY idx_webhooks_url ON webhooks (url);\n\
+         -- migrate:down\nDROP INDEX idx_webhooks_url;\n",
+    )]);
+    dhctl(&db.url)
+        .args(["migrate"])
+        .migrations_dir(dir.path())
+        .run()
+        .expect_code(0);
+    let run = dhctl(&db.url)
+        .args(["verify", "--format", "json"])
+        .migrations_dir(dir.path())
+        .run();
+    run.expect_code(0);
+    let report = run.json();
+    let notes = check(&report, "schema")["notes"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert!(notes[0]
+        .as_str()
+        .unwrap()
+        .starts_with("20240101000006_index_webhooks_url.sql:2: built without CONCURRENTLY"));
+    db.exec("DROP INDEX idx_webhooks_url");
+    let run = dhctl(&db.url)
+        .args(["verify", "--format", "json"])
+        .migrations_dir(dir.path())
+        .run();
+    run.expect_code(1);
+    assert_eq!(
+        details(check(&run.json(), "schema")),
+        vec!["index idx_webhooks_url on webhooks: missing in the database"]
+    );
+}
+
+#[test]
+fn a_migration_that_cannot_be_rebuilt_is_an_error_naming_its_line() {
+    let db = TestDb::new("vqualified");
+    let dir = migrations_with(&[(
+        "20240101000006_qualified.sql",
+        "-- migrate:up\n-- Schema-qualified: it lands in public, not in the scratch schema.\n\
+         CREATE TABLE public.qualified (id int);\n",
+    )]);
+    dhctl(&db.url)
+        .args(["migrate"])
+        .migrations_dir(dir.path())
+        .run()
+        .expect_code(0);
+    let run = dhctl(&db.url)
+        .args(["verify"])
+        .migrations_dir(dir.path())
+        .run();
+    run.expect_code(2);
+    assert!(
+        run.stderr
+            .contains("20240101000006_qualified.sql:3: relation \"qualified\" already exists"),
+        "{}",
+        run.stderr
+    );
+    assert!(scratch_schemas(&db).is_empty());
+}
+
+#[test]
+fn functions_and_triggers_are_rebuilt_in_a_scratch_schema_and_compared() {
+    let db = TestDb::new("vtrigger");
+    let dir = migrations_with(&[(
+        "20240101000006_touch_updated_at.sql",
+        "-- migrate:up\n\
+         CREATE FUNCTION touch_updated_at() RETURNS trigger LANGUAGE plpgsql AS $$\n\
+         BEGIN NEW.updated_at := now(); RETURN NEW; END $$;\n\
+         CREATE TRIGGER api_keys_touch BEFORE UPDATE ON api_keys\n\
+             FOR EACH ROW EXECUTE FUNCTION touch_updated_at();\n",
+    )]);
+    dhctl(&db.url)
+        .args(["migrate"])
+        .migrations_dir(dir.path())
+        .run()
+        .expect_code(0);
+    let verify = || {
+        dhctl(&db.url)
+            .args(["verify", "--format", "json"])
+            .migrations_dir(dir.path())
+            .run()
+    };
+    let run = verify();
+    run.expect_code(0);
+    let before = run.json();
+    assert_eq!(before["scratch"], "schema");
+    db.exec("DROP TRIGGER api_keys_touch ON api_keys");
+    let run = verify();
+    run.expect_code(1);
+    let after = run.json();
+    assert_eq!(
+        details(check(&after, "schema")),
+        vec!["trigger api_keys_touch on api_keys: missing in the database"]
+    );
+    assert_ne!(before["fingerprint"], after["fingerprint"]);
+    assert!(scratch_schemas(&db).is_empty());
+}
+
+#[test]
+fn extension_types_and_functions_resolve_in_the_rebuild() {
+    let db = TestDb::new("vext");
+    let dir = migrations_with(&[(
+        "20240101000006_contacts.sql",
+        "-- migrate:up\nCREATE EXTENSION IF NOT EXISTS citext;\n\
+         CREATE EXTENSION IF NOT EXISTS pgcrypto;\n\
+         CREATE TABLE contacts (\n    email citext PRIMARY KEY,\n    \
+         token bytea NOT NULL DEFAULT gen_random_bytes(16)\n);\n",
+    )]);
+    dhctl(&db.url)
+        .args(["migrate"])
+        .migrations_dir(dir.path())
+        .run()
+        .expect_code(0);
+    let verify = || {
+        dhctl(&db.url)
+            .args(["verify", "--format", "json"])
+            .migrations_dir(dir.path())
+            .run()
+    };
+    let run = verify();
+    run.expect_code(0);
+    let notes = check(&run.json(), "schema")["notes"].clone();
+    assert_eq!(notes.as_array().unwrap().len(), 2, "{notes}");
+    assert!(notes[0]
+        .as_str()
+        .unwrap()
+        .contains("CREATE EXTENSION not replayed"));
+    db.exec("ALTER TABLE contacts ALTER COLUMN email TYPE text");
+    let run = verify();
+    run.expect_code(1);
+    assert_eq!(
+        details(check(&run.json(), "schema")),
+        vec!["column contacts.email: type changed: migrations `citext`, database `text`"]
+    );
+}
