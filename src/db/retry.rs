@@ -72,6 +72,28 @@ fn random_unit() -> f64 {
     (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64
 }
 
+/// Runs one simple-query string, retrying it after lock timeouts within the budget; `on_retry`
+/// hears of each retry with the number of the attempt that failed. Returns the attempts made, or
+/// the final error with them.
+pub async fn batch_execute(
+    client: &tokio_postgres::Client,
+    sql: &str,
+    retries: u32,
+    on_retry: &dyn Fn(u32),
+) -> Result<u32, (tokio_postgres::Error, u32)> {
+    let mut backoff = Backoff::new(retries);
+    loop {
+        match client.batch_execute(sql).await {
+            Ok(()) => return Ok(backoff.attempts()),
+            Err(e) if is_lock_timeout(&e) && backoff.attempts() <= retries => {
+                on_retry(backoff.attempts());
+                backoff.pause().await;
+            }
+            Err(e) => return Err((e, backoff.attempts())),
+        }
+    }
+}
+
 /// True for a statement that gave up waiting for a lock (lock_timeout).
 pub fn is_lock_timeout(err: &tokio_postgres::Error) -> bool {
     err.code() == Some(&SqlState::LOCK_NOT_AVAILABLE)

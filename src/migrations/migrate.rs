@@ -14,7 +14,7 @@ use super::history::{self, HistoryRow};
 use super::status::{self, State};
 use super::{split, Locked, Progress};
 use crate::config::DbConfig;
-use crate::db::retry::{is_lock_timeout, Backoff};
+use crate::db::retry::{self, is_lock_timeout, Backoff};
 use crate::db::CreateDatabase;
 use crate::error::{Error, Result, SqlDetail};
 
@@ -202,24 +202,14 @@ async fn apply_unwrapped(
     let client = &locked.session.client;
     let mut attempts = 1;
     for statement in split::split(&m.up.sql) {
-        let mut backoff = Backoff::new(cfg.lock_retries);
-        loop {
-            match client.batch_execute(statement.sql).await {
-                Ok(()) => break,
-                Err(e) if is_lock_timeout(&e) => {
-                    progress.retrying(&m.file, backoff.attempts(), "lock_timeout");
-                    if !backoff.pause().await {
-                        let chars = m.up.sql[..statement.offset].chars().count();
-                        return Err(migration_error(m, Some(&e), "", chars, backoff.attempts()));
-                    }
-                }
-                Err(e) => {
-                    let chars = m.up.sql[..statement.offset].chars().count();
-                    return Err(migration_error(m, Some(&e), "", chars, backoff.attempts()));
-                }
+        let on_retry = |attempt| progress.retrying(&m.file, attempt, "lock_timeout");
+        match retry::batch_execute(client, statement.sql, cfg.lock_retries, &on_retry).await {
+            Ok(made) => attempts = attempts.max(made),
+            Err((e, made)) => {
+                let chars = m.up.sql[..statement.offset].chars().count();
+                return Err(migration_error(m, Some(&e), "", chars, made));
             }
         }
-        attempts = attempts.max(backoff.attempts());
     }
     history::insert(client, m.version, &m.name, m.checksum).await?;
     Ok(attempts)

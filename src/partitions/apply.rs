@@ -244,21 +244,10 @@ async fn retry(
     progress: &dyn Progress,
     what: &str,
 ) -> Result<u32, (tokio_postgres::Error, u32)> {
-    let mut backoff = Backoff::new(retries);
-    loop {
-        match client.batch_execute(sql).await {
-            Ok(()) => return Ok(backoff.attempts()),
-            Err(e) if is_lock_timeout(&e) => {
-                let attempts = backoff.attempts();
-                if attempts > retries {
-                    return Err((e, attempts));
-                }
-                progress.retrying(what, attempts, "lock_timeout");
-                backoff.pause().await;
-            }
-            Err(e) => return Err((e, backoff.attempts())),
-        }
-    }
+    crate::db::retry::batch_execute(client, sql, retries, &|attempt| {
+        progress.retrying(what, attempt, "lock_timeout")
+    })
+    .await
 }
 
 /// A statement error with what dhctl was doing; a lock timeout says how to find the blocker.
