@@ -764,3 +764,38 @@ fn every_subcommand_documents_itself_without_showing_the_password() {
         .run();
     usage.expect_code(2);
 }
+
+#[test]
+fn wait_keeps_retrying_until_the_server_appears() {
+    use crate::health::support::{closed_port, Proxy};
+    let db = TestDb::new("waitheal");
+    let server: postgres::Config = db.url.parse().unwrap();
+    let host = match server.get_hosts().first() {
+        Some(postgres::config::Host::Tcp(h)) => h.clone(),
+        _ => "127.0.0.1".into(),
+    };
+    let server_port = server.get_ports().first().copied().unwrap_or(5432);
+    let upstream: std::net::SocketAddr = format!("{host}:{server_port}").parse().unwrap();
+    // The database is reached through a port where nothing listens yet.
+    let port = closed_port();
+    let url = db.url.replacen(
+        &format!("{host}:{server_port}"),
+        &format!("127.0.0.1:{port}"),
+        1,
+    );
+    let started = Instant::now();
+    let child = dhctl(&url)
+        .args(["migrate", "--no-partitions", "--wait", "30s"])
+        .spawn();
+    std::thread::sleep(Duration::from_millis(1500));
+    let _proxy = Proxy::start(port, upstream);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(started.elapsed() >= Duration::from_millis(1500));
+    assert_eq!(db.history().len(), 5);
+}
