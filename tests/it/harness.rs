@@ -332,3 +332,17 @@ impl TestDb {
         db
     }
 }
+
+/// Starts `n` copies of one dhctl command at once and asserts that every one exits 0.
+pub fn race(n: usize, command: impl Fn() -> Dhctl) {
+    let children: Vec<_> = (0..n).map(|_| command().spawn()).collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "a racing runner failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

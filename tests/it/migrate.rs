@@ -117,20 +117,9 @@ fn migrate_creates_the_gateway_schema_and_a_second_run_changes_nothing() {
 
 #[test]
 fn eight_runners_at_once_apply_every_migration_exactly_once() {
-    for round in 0..5 {
+    for _round in 0..5 {
         let db = TestDb::new("race");
-        let children: Vec<_> = (0..8)
-            .map(|_| dhctl(&db.url).args(["migrate", "--no-partitions"]).spawn())
-            .collect();
-        for child in children {
-            let out = child.wait_with_output().unwrap();
-            assert_eq!(
-                out.status.code(),
-                Some(0),
-                "round {round}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
+        race(8, || dhctl(&db.url).args(["migrate", "--no-partitions"]));
         assert_eq!(
             db.history(),
             vec![
@@ -151,18 +140,7 @@ fn eight_runners_at_once_apply_every_migration_exactly_once() {
 #[test]
 fn eight_runners_race_to_create_a_missing_database() {
     let db = TestDb::unique("race_create");
-    let children: Vec<_> = (0..8)
-        .map(|_| dhctl(&db.url).args(["migrate", "--no-partitions"]).spawn())
-        .collect();
-    for child in children {
-        let out = child.wait_with_output().unwrap();
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    race(8, || dhctl(&db.url).args(["migrate", "--no-partitions"]));
     assert_eq!(db.history().len(), 5);
 }
 

@@ -234,22 +234,9 @@ fn create_gives_up_behind_a_share_lock_without_blocking_the_gateway() {
 #[test]
 fn eight_concurrent_creates_all_succeed_with_one_set_of_partitions() {
     let db = migrated("pconc");
-    let children: Vec<_> = (0..8)
-        .map(|_| {
-            dhctl(&db.url)
-                .args(["partition", "create", "--now", NOW])
-                .spawn()
-        })
-        .collect();
-    for child in children {
-        let out = child.wait_with_output().unwrap();
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    race(8, || {
+        dhctl(&db.url).args(["partition", "create", "--now", NOW])
+    });
     for table in ["request_logs", "webhook_deliveries"] {
         assert_eq!(bounds(&db, table), four_months(table));
     }
