@@ -10,7 +10,7 @@ use dhctl::config::DbConfig;
 use dhctl::db::CreateDatabase;
 use dhctl::migrations::migrate::{self, Mode};
 use dhctl::migrations::rollback::{self, Target};
-use dhctl::migrations::{catalog, new, status_report, Locked, Source};
+use dhctl::migrations::{catalog, new, status_report, Source};
 use dhctl::output::{self, human, manual, progress::Reporter};
 use dhctl::partitions::{self, policy, CreateOptions, PruneOptions, Retention, RetentionMode};
 use dhctl::{verify, Error, Result};
@@ -144,31 +144,12 @@ async fn run(cli: &Cli) -> Result<i32> {
                 Some(policy::load(&policy_source(global))?)
             };
             let now = parse_now(args.now.as_deref())?;
+            let partitions = policies
+                .as_deref()
+                .map(|policies| migrate::Partitions { policies, now });
             let progress = Reporter::for_stderr(format == Format::Json, "applying");
-            let mut locked = Locked::open(&cfg, create).await?;
-            let mut failures = Vec::new();
-            let result = match migrate::run(&mut locked, &cfg, &catalog, &options, &progress).await
-            {
-                Ok(mut report) => match &policies {
-                    Some(policies) => {
-                        let options = CreateOptions {
-                            now,
-                            ahead: None,
-                            mode: Mode::Apply,
-                        };
-                        partitions::ensure(&locked, &cfg, policies, &options, &progress)
-                            .await
-                            .map(|outcome| {
-                                report.partitions = Some(outcome.report);
-                                failures = outcome.failures;
-                                report
-                            })
-                    }
-                    None => Ok(report),
-                },
-                Err(e) => Err(e),
-            };
-            let report = locked.finish(result).await?;
+            let (report, failures) =
+                migrate::command(&cfg, &catalog, &options, partitions.as_ref(), &progress).await?;
             output::emit(format, &report, human::migrate);
             Ok(exit_after(failures))
         }
@@ -186,18 +167,8 @@ async fn run(cli: &Cli) -> Result<i32> {
                 Mode::Apply
             };
             let progress = Reporter::for_stderr(format == Format::Json, "rolling back");
-            let mut locked = Locked::open(&cfg, CreateDatabase::Never).await?;
-            let result = rollback::run(
-                &mut locked,
-                &cfg,
-                &catalog,
-                target,
-                mode,
-                global.verbose,
-                &progress,
-            )
-            .await;
-            let report = locked.finish(result).await?;
+            let report =
+                rollback::command(&cfg, &catalog, target, mode, global.verbose, &progress).await?;
             output::emit(format, &report, human::rollback);
             Ok(0)
         }

@@ -62,6 +62,46 @@ pub struct MigrateReport {
     pub partitions: Option<crate::partitions::RunReport>,
 }
 
+/// `dhctl migrate` from start to end: connect (creating the database when `options.create`
+/// allows), take the lock, apply the pending migrations, then, when `partitions` is given, create
+/// what the policies want under the same lock, so the gateway can write today's rows at once.
+/// Returns the report and the partition failures it already describes (one table failing does
+/// not undo the migrations or stop the other tables).
+pub async fn command(
+    cfg: &DbConfig,
+    catalog: &Catalog,
+    options: &Options,
+    partitions: Option<&Partitions<'_>>,
+    progress: &dyn Progress,
+) -> Result<(MigrateReport, Vec<Error>)> {
+    let mut locked = Locked::open(cfg, options.create).await?;
+    let mut failures = Vec::new();
+    let mut result = run(&mut locked, cfg, catalog, options, progress).await;
+    if let (Ok(report), Some(wanted)) = (&mut result, partitions) {
+        let create = crate::partitions::CreateOptions {
+            now: wanted.now,
+            ahead: None,
+            mode: Mode::Apply,
+        };
+        match crate::partitions::ensure(&locked, cfg, wanted.policies, &create, progress).await {
+            Ok(outcome) => {
+                report.partitions = Some(outcome.report);
+                failures = outcome.failures;
+            }
+            Err(e) => result = Err(e),
+        }
+    }
+    let report = locked.finish(result).await?;
+    Ok((report, failures))
+}
+
+/// The partitions `migrate` ensures after migrating.
+pub struct Partitions<'a> {
+    pub policies: &'a [crate::partitions::Policy],
+    /// "Now" for the partition plan; None for the server's clock.
+    pub now: Option<chrono::DateTime<chrono::Utc>>,
+}
+
 /// Runs `dhctl migrate` up to and excluding partitions (the caller ensures those under the same
 /// lock, through [`Locked`]).
 pub async fn run(

@@ -40,6 +40,21 @@ pub struct RollbackReport {
     pub duration_ms: f64,
 }
 
+/// `dhctl rollback` from start to end: connect (never creating the database), take the lock,
+/// undo, release.
+pub async fn command(
+    cfg: &DbConfig,
+    catalog: &Catalog,
+    target: Target,
+    mode: Mode,
+    show_sql: bool,
+    progress: &dyn Progress,
+) -> Result<RollbackReport> {
+    let mut locked = Locked::open(cfg, crate::db::CreateDatabase::Never).await?;
+    let result = run(&mut locked, cfg, catalog, target, mode, show_sql, progress).await;
+    locked.finish(result).await
+}
+
 pub async fn run(
     locked: &mut Locked,
     cfg: &DbConfig,
