@@ -42,6 +42,10 @@ pub enum Error {
         holder: Option<Holder>,
     },
 
+    /// The database does not exist (and dhctl was not to create it).
+    #[error("database \"{name}\" does not exist on {target}")]
+    MissingDatabase { name: String, target: String },
+
     /// An applied migration was modified or its file is missing.
     #[error("{message}")]
     Drift { message: String },
@@ -124,6 +128,7 @@ impl Error {
             | Error::Connect { .. }
             | Error::Sql { .. }
             | Error::Io { .. }
+            | Error::MissingDatabase { .. }
             | Error::Pooled => 2,
         }
     }
@@ -140,6 +145,10 @@ impl Error {
             ),
             Error::Drift { .. } => Some(
                 "restore the file as it was applied, or run `dhctl status` to see every difference"
+                    .into(),
+            ),
+            Error::MissingDatabase { .. } => Some(
+                "create it, or run `dhctl migrate` (without --no-create-database), which creates it"
                     .into(),
             ),
             Error::Pooled => Some(

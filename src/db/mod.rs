@@ -40,6 +40,8 @@ pub struct Session {
     /// The backend this session talks to. Behind a transaction-pooling proxy later statements
     /// may reach another one; the lock code compares against this to find out.
     pub backend_pid: i32,
+    /// True when `connect` created the database for this session.
+    pub created_database: bool,
 }
 
 /// The cancel token of the session in flight, so that Ctrl-C can cancel its running statement
@@ -81,24 +83,18 @@ pub async fn connect(cfg: &DbConfig, create: CreateDatabase) -> Result<Session> 
     };
     loop {
         match open(&cfg.pg, tls.as_ref(), &cfg.tls).await {
-            Ok(session) => {
+            Ok(mut session) => {
                 check_server_version(&session)?;
+                session.created_database = created;
                 return Ok(session);
             }
             Err(err) => {
                 let code = err.as_db_error().map(|d| d.code().clone());
                 if code.as_ref() == Some(&SqlState::INVALID_CATALOG_NAME) && !created {
                     if create == CreateDatabase::Never {
-                        return Err(Error::Connect {
-                            message: format!(
-                                "database \"{}\" does not exist on {}",
-                                cfg.dbname(),
-                                cfg.display_target()
-                            ),
-                            hint: Some(
-                                "create it, or run `dhctl migrate` without --no-create-database"
-                                    .into(),
-                            ),
+                        return Err(Error::MissingDatabase {
+                            name: cfg.dbname().to_string(),
+                            target: cfg.display_target(),
                         });
                     }
                     create_database(cfg, tls.as_ref()).await?;
@@ -184,6 +180,7 @@ async fn open(
         client,
         server_version,
         backend_pid,
+        created_database: false,
     })
 }
 

@@ -52,6 +52,9 @@ pub struct Step {
 pub struct MigrateReport {
     pub database: String,
     pub dry_run: bool,
+    /// The database did not exist: migrate created it, or (dry run) would create it.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub creates_database: bool,
     /// Applied before this run.
     pub already_applied: usize,
     /// Applied by this run, or planned in a dry run.
@@ -74,7 +77,14 @@ pub async fn command(
     partitions: Option<&Partitions<'_>>,
     progress: &dyn Progress,
 ) -> Result<(MigrateReport, Vec<Error>)> {
-    let mut locked = Locked::open(cfg, options.create).await?;
+    let mut locked = match Locked::open(cfg, options.create).await {
+        // A dry run against a database that does not exist yet: migrate would create it and
+        // apply everything, which is the plan to show.
+        Err(Error::MissingDatabase { .. }) if options.mode == Mode::DryRun => {
+            return Ok((plan_for_new_database(cfg, catalog, options)?, Vec::new()));
+        }
+        other => other?,
+    };
     let mut failures = Vec::new();
     let mut result = run(&mut locked, cfg, catalog, options, progress).await;
     if let (Ok(report), Some(wanted)) = (&mut result, partitions) {
@@ -93,6 +103,27 @@ pub async fn command(
     }
     let report = locked.finish(result).await?;
     Ok((report, failures))
+}
+
+fn plan_for_new_database(
+    cfg: &DbConfig,
+    catalog: &Catalog,
+    options: &Options,
+) -> Result<MigrateReport> {
+    let started = Instant::now();
+    let steps = plan(catalog, &[], options.to)?
+        .into_iter()
+        .map(|m| step(m, None, None, options.show_sql))
+        .collect();
+    Ok(MigrateReport {
+        database: cfg.display_target(),
+        dry_run: true,
+        creates_database: true,
+        already_applied: 0,
+        steps,
+        duration_ms: ms(started.elapsed()),
+        partitions: None,
+    })
 }
 
 /// The partitions `migrate` ensures after migrating.
@@ -121,6 +152,7 @@ pub async fn run(
     let mut report = MigrateReport {
         database: cfg.display_target(),
         dry_run: options.mode == Mode::DryRun,
+        creates_database: locked.session.created_database,
         already_applied: history.len(),
         steps: Vec::with_capacity(plan.len()),
         duration_ms: 0.0,

@@ -32,11 +32,21 @@ pub fn migrate(r: &MigrateReport) -> String {
 
 fn migrations_part(r: &MigrateReport) -> String {
     let mut out = String::new();
+    if r.creates_database {
+        out.push_str(&match r.dry_run {
+            true => format!(
+                "{}: the database does not exist; migrate would create it\n",
+                r.database
+            ),
+            false => format!("{}: created the database\n", r.database),
+        });
+    }
     if r.steps.is_empty() {
-        return format!(
-            "{}: up to date ({} migrations applied)\n",
-            r.database, r.already_applied
-        );
+        return out
+            + &format!(
+                "{}: up to date ({} migrations applied)\n",
+                r.database, r.already_applied
+            );
     }
     let mut t = table(&["version", "migration", "transaction", "time"]);
     for s in &r.steps {

@@ -681,12 +681,25 @@ fn migrate_creates_a_missing_database_unless_told_not_to() {
         refused.stderr
     );
     assert!(!db.exists());
-    dhctl(&db.url)
-        .args(["migrate", "--no-partitions"])
-        .run()
-        .expect_code(0);
+    // A dry run shows what migrate would do to a database that does not exist yet.
+    let dry = dhctl(&db.url)
+        .args(["migrate", "--dry-run", "--format", "json"])
+        .run();
+    dry.expect_code(0);
+    assert_eq!(dry.json()["creates_database"], true);
+    assert_eq!(dry.json()["steps"].as_array().unwrap().len(), 5);
+    assert!(!db.exists(), "the dry run created the database");
+    let run = dhctl(&db.url)
+        .args(["migrate", "--no-partitions", "--format", "json"])
+        .run();
+    run.expect_code(0);
+    assert_eq!(run.json()["creates_database"], true);
     assert!(db.exists());
     assert_eq!(db.history().len(), 5);
+    let again = dhctl(&db.url)
+        .args(["migrate", "--no-partitions", "--format", "json"])
+        .run();
+    assert!(again.json().get("creates_database").is_none());
 }
 
 #[test]
