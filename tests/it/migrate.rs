@@ -74,6 +74,58 @@ fn migrate_creates_the_gateway_schema_and_a_second_run_changes_nothing() {
         );
     }
     assert_eq!(db.history().len(), 5);
+    // The seed's columns, in order, with their types and nullability.
+    let columns = |table: &str| {
+        db.column(&format!(
+            "SELECT column_name || ' ' || data_type || CASE WHEN is_nullable = 'NO' THEN ' not null' ELSE '' END \
+             FROM information_schema.columns WHERE table_schema = 'public' AND table_name = '{table}' ORDER BY ordinal_position"
+        ))
+        .join(", ")
+    };
+    assert_eq!(
+        columns("api_keys"),
+        "id uuid not null, name character varying not null, key_hash character varying not null, \
+         key_prefix character varying not null, scopes ARRAY not null, rate_limit_tier character varying, \
+         is_active boolean, expires_at timestamp with time zone, last_used_at timestamp with time zone, \
+         created_at timestamp with time zone, updated_at timestamp with time zone, created_by character varying, metadata jsonb"
+    );
+    assert_eq!(
+        columns("request_logs"),
+        "id uuid not null, api_key_id uuid, request_id character varying not null, method character varying not null, \
+         path character varying not null, query_params jsonb, request_headers jsonb, request_body jsonb, \
+         response_status integer, response_headers jsonb, response_body jsonb, response_time_ms integer, \
+         ip_address inet, user_agent character varying, created_at timestamp with time zone not null"
+    );
+    assert_eq!(
+        columns("webhooks"),
+        "id uuid not null, api_key_id uuid, url character varying not null, secret character varying not null, \
+         events ARRAY not null, is_active boolean, description character varying, \
+         created_at timestamp with time zone, updated_at timestamp with time zone"
+    );
+    assert_eq!(
+        columns("webhook_events"),
+        "id uuid not null, name character varying not null, description character varying, payload_schema jsonb, \
+         created_at timestamp with time zone"
+    );
+    assert_eq!(
+        columns("webhook_deliveries"),
+        "id uuid not null, webhook_id uuid not null, event_type character varying not null, payload jsonb not null, \
+         response_status integer, response_body text, response_time_ms integer, attempt_count integer, \
+         next_retry_at timestamp with time zone, status character varying, error_message text, \
+         created_at timestamp with time zone not null, delivered_at timestamp with time zone"
+    );
+    assert_eq!(
+        columns("rate_limits"),
+        "id uuid not null, api_key_id uuid, endpoint_pattern character varying, requests_per_minute integer, \
+         requests_per_hour integer, requests_per_day integer, created_at timestamp with time zone, \
+         updated_at timestamp with time zone"
+    );
+    assert_eq!(
+        columns("audit_logs"),
+        "id uuid not null, api_key_id uuid, action character varying not null, resource_type character varying not null, \
+         resource_id character varying, old_values jsonb, new_values jsonb, ip_address inet, \
+         user_agent character varying, created_at timestamp with time zone"
+    );
     // The seed's indexes and constraints, and the partitioning.
     let indexes =
         db.column("SELECT indexname FROM pg_indexes WHERE schemaname = 'public' ORDER BY 1");
