@@ -219,6 +219,18 @@ impl Dhctl {
         self
     }
 
+    /// Writes a `.env` file into the folder dhctl runs in.
+    pub fn dotenv(self, contents: &str) -> Dhctl {
+        std::fs::write(self._cwd.path().join(".env"), contents).unwrap();
+        self
+    }
+
+    /// Runs without DATABASE_URL in the environment (so it may come from a .env file).
+    pub fn without_database_url(mut self) -> Dhctl {
+        self.command.env_remove("DATABASE_URL");
+        self
+    }
+
     pub fn migrations_dir(self, dir: &Path) -> Dhctl {
         self.env("DHCTL_MIGRATIONS_DIR", dir)
     }

@@ -842,3 +842,39 @@ fn wait_keeps_retrying_until_the_server_appears() {
     assert!(started.elapsed() >= Duration::from_millis(1500));
     assert_eq!(db.history().len(), 5);
 }
+
+#[test]
+fn a_dotenv_file_configures_dhctl_and_the_environment_wins_over_it() {
+    let db = migrated("dotenv");
+    // From .env alone.
+    let from_file = dhctl("unused")
+        .without_database_url()
+        .dotenv(&format!(
+            "# comment\nDATABASE_URL={}\nDHCTL_FORMAT=json\n",
+            db.url
+        ))
+        .args(["status", "--exit-code"])
+        .run();
+    from_file.expect_code(0);
+    assert_eq!(from_file.json()["counts"]["applied"], 5);
+    // A real variable wins over the file.
+    let env_wins = dhctl(&db.url)
+        .dotenv("DATABASE_URL=postgres://nobody@127.0.0.1:1/nowhere\n")
+        .args(["status", "--exit-code"])
+        .run();
+    env_wins.expect_code(0);
+    // A malformed file is an error naming it, before anything connects.
+    let broken = dhctl(&db.url)
+        .dotenv("DATABASE_URL='unterminated\n")
+        .args(["status"])
+        .run();
+    broken.expect_code(2);
+    assert!(broken.stderr.contains(".env"), "{}", broken.stderr);
+    // No database at all: a clear usage error.
+    let none = dhctl("unused")
+        .without_database_url()
+        .args(["status"])
+        .run();
+    none.expect_code(2);
+    assert!(none.stderr.contains("DATABASE_URL"), "{}", none.stderr);
+}
