@@ -72,19 +72,20 @@ fn random_unit() -> f64 {
     (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64
 }
 
-/// Runs one simple-query string, retrying it after lock timeouts within the budget; `on_retry`
-/// hears of each retry with the number of the attempt that failed. Returns the attempts made, or
-/// the final error with them.
-pub async fn batch_execute(
-    client: &tokio_postgres::Client,
-    sql: &str,
+/// Runs `attempt` until it succeeds, fails with anything but a lock timeout, or the budget of
+/// `retries` is spent, pausing with [`Backoff`] in between. `on_retry` hears of each retry that
+/// will happen, with the number of the attempt that failed. Returns the value and the attempts
+/// made, or the last error and the attempts made.
+pub async fn retrying<T, E>(
     retries: u32,
+    is_lock_timeout: impl Fn(&E) -> bool,
     on_retry: &dyn Fn(u32),
-) -> Result<u32, (tokio_postgres::Error, u32)> {
+    mut attempt: impl AsyncFnMut() -> Result<T, E>,
+) -> Result<(T, u32), (E, u32)> {
     let mut backoff = Backoff::new(retries);
     loop {
-        match client.batch_execute(sql).await {
-            Ok(()) => return Ok(backoff.attempts()),
+        match attempt().await {
+            Ok(value) => return Ok((value, backoff.attempts())),
             Err(e) if is_lock_timeout(&e) && backoff.attempts() <= retries => {
                 on_retry(backoff.attempts());
                 backoff.pause().await;
@@ -92,6 +93,20 @@ pub async fn batch_execute(
             Err(e) => return Err((e, backoff.attempts())),
         }
     }
+}
+
+/// [`retrying`] one simple-query string.
+pub async fn batch_execute(
+    client: &tokio_postgres::Client,
+    sql: &str,
+    retries: u32,
+    on_retry: &dyn Fn(u32),
+) -> Result<u32, (tokio_postgres::Error, u32)> {
+    retrying(retries, is_lock_timeout, on_retry, async || {
+        client.batch_execute(sql).await
+    })
+    .await
+    .map(|((), attempts)| attempts)
 }
 
 /// True for a statement that gave up waiting for a lock (lock_timeout).
@@ -109,6 +124,55 @@ mod tests {
         assert_eq!(pause_for(0, 0.0), Duration::from_millis(100));
         assert_eq!(pause_for(2, 1.0), Duration::from_millis(800));
         assert_eq!(pause_for(30, 1.0), MAX_PAUSE);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retrying_stops_at_the_budget_and_announces_only_retries_that_happen() {
+        let announced = std::cell::RefCell::new(Vec::new());
+        let on_retry = |attempt| announced.borrow_mut().push(attempt);
+        let mut calls = 0;
+        let outcome: Result<((), u32), (&str, u32)> = retrying(
+            2,
+            |e: &&str| *e == "timeout",
+            &on_retry,
+            async || {
+                calls += 1;
+                Err("timeout")
+            },
+        )
+        .await;
+        assert_eq!(outcome, Err(("timeout", 3)));
+        assert_eq!(calls, 3);
+        assert_eq!(*announced.borrow(), vec![1, 2]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retrying_gives_up_at_once_on_other_errors_and_counts_successes() {
+        let never = |_: u32| panic!("no retry expected");
+        let failed: Result<((), u32), (&str, u32)> = retrying(
+            5,
+            |e: &&str| *e == "timeout",
+            &never,
+            async || Err("syntax"),
+        )
+        .await;
+        assert_eq!(failed, Err(("syntax", 1)));
+        let mut calls = 0;
+        let ok = retrying(
+            5,
+            |e: &&str| *e == "timeout",
+            &|_| {},
+            async || {
+                calls += 1;
+                if calls < 3 {
+                    Err("timeout")
+                } else {
+                    Ok(calls)
+                }
+            },
+        )
+        .await;
+        assert_eq!(ok, Ok((3, 3)));
     }
 
     #[test]

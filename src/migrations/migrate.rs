@@ -14,7 +14,7 @@ use super::history::{self, HistoryRow};
 use super::status::{self, State};
 use super::{split, Locked, Progress};
 use crate::config::DbConfig;
-use crate::db::retry::{self, is_lock_timeout, Backoff};
+use crate::db::retry::{self, is_lock_timeout};
 use crate::db::CreateDatabase;
 use crate::error::{Error, Result, SqlDetail};
 
@@ -237,31 +237,26 @@ async fn apply_wrapped(
     m: &Migration,
     progress: &dyn Progress,
 ) -> Result<u32> {
-    let mut backoff = Backoff::new(cfg.lock_retries);
-    loop {
-        let runner = refinery::Runner::new(all)
+    let on_retry = |attempt| progress.retrying(&m.file, attempt, "lock_timeout");
+    let lock_timeout = |err: &refinery::Error| find_pg_error(err).is_some_and(is_lock_timeout);
+    let outcome = retry::retrying(cfg.lock_retries, lock_timeout, &on_retry, async || {
+        refinery::Runner::new(all)
             .set_target(refinery::Target::Version(m.version))
             .set_abort_divergent(true)
-            .set_abort_missing(true);
-        match runner.run_async(&mut locked.session.client).await {
-            Ok(_) => return Ok(backoff.attempts()),
-            Err(err) => {
-                let pg = find_pg_error(&err);
-                if pg.is_some_and(is_lock_timeout) {
-                    progress.retrying(&m.file, backoff.attempts(), "lock_timeout");
-                    if backoff.pause().await {
-                        continue;
-                    }
-                }
-                return Err(migration_error(
-                    m,
-                    pg,
-                    &err.to_string(),
-                    0,
-                    backoff.attempts(),
-                ));
-            }
-        }
+            .set_abort_missing(true)
+            .run_async(&mut locked.session.client)
+            .await
+    })
+    .await;
+    match outcome {
+        Ok((_, attempts)) => Ok(attempts),
+        Err((err, attempts)) => Err(migration_error(
+            m,
+            find_pg_error(&err),
+            &err.to_string(),
+            0,
+            attempts,
+        )),
     }
 }
 

@@ -11,7 +11,7 @@ use super::history::{self, HistoryRow};
 use super::migrate::{ms, Mode};
 use super::{split, Locked, Progress};
 use crate::config::DbConfig;
-use crate::db::retry::{is_lock_timeout, Backoff};
+use crate::db::retry::{self, is_lock_timeout};
 use crate::error::{Error, Result, SqlDetail};
 
 /// Which applied migrations to undo.
@@ -162,33 +162,30 @@ async fn undo(
     progress: &dyn Progress,
 ) -> Result<()> {
     let down = m.down.as_ref().expect("checked");
-    let mut backoff = Backoff::new(cfg.lock_retries);
-    loop {
-        let outcome = match down.transaction {
+    let on_retry = |attempt| progress.retrying(&m.file, attempt, "lock_timeout");
+    let lock_timeout = |(e, _): &Failure| is_lock_timeout(e);
+    let outcome = retry::retrying(
+        cfg.lock_retries,
+        lock_timeout,
+        &on_retry,
+        async || match down.transaction {
             Transaction::Wrapped => undo_wrapped(locked, m).await,
             Transaction::None => undo_unwrapped(locked, m).await,
-        };
-        match outcome {
-            Ok(()) => return Ok(()),
-            Err((e, offset)) => {
-                if is_lock_timeout(&e) {
-                    progress.retrying(&m.file, backoff.attempts(), "lock_timeout");
-                    if backoff.pause().await {
-                        continue;
-                    }
-                }
-                let position = e.as_db_error().and_then(|d| match d.position() {
-                    Some(tokio_postgres::error::ErrorPosition::Original(p)) => Some(*p as usize),
-                    _ => None,
-                });
-                let location = Some(m.location(down, offset + position.unwrap_or(1)));
-                return Err(Error::Sql {
-                    context: format!("rolling back {} failed", m.file),
-                    detail: SqlDetail::from_pg(&e, location),
-                });
-            }
-        }
-    }
+        },
+    )
+    .await;
+    let Err(((e, offset), _)) = outcome else {
+        return Ok(());
+    };
+    let position = e.as_db_error().and_then(|d| match d.position() {
+        Some(tokio_postgres::error::ErrorPosition::Original(p)) => Some(*p as usize),
+        _ => None,
+    });
+    let location = Some(m.location(down, offset + position.unwrap_or(1)));
+    Err(Error::Sql {
+        context: format!("rolling back {} failed", m.file),
+        detail: SqlDetail::from_pg(&e, location),
+    })
 }
 
 type Failure = (tokio_postgres::Error, usize);

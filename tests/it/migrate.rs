@@ -878,3 +878,31 @@ fn a_dotenv_file_configures_dhctl_and_the_environment_wins_over_it() {
     none.expect_code(2);
     assert!(none.stderr.contains("DATABASE_URL"), "{}", none.stderr);
 }
+
+#[test]
+fn rollback_retries_a_conflicting_lock_then_gives_up_leaving_everything_applied() {
+    let db = migrated("rollbacklock");
+    let mut reader = db.client();
+    let mut tx = reader.transaction().unwrap();
+    tx.query("SELECT count(*) FROM audit_logs", &[]).unwrap();
+    let run = dhctl(&db.url)
+        .args(["rollback", "--lock-timeout", "200ms", "--lock-retries", "1"])
+        .run();
+    run.expect_code(2);
+    assert!(
+        run.stderr
+            .contains("rolling back 20240101000005_create_rate_limits_audit_logs.sql failed")
+            && run.stderr.contains("55P03"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        db.history().len(),
+        5,
+        "the down section's transaction was rolled back"
+    );
+    assert!(db.tables().contains(&"rate_limits".to_string()));
+    tx.rollback().unwrap();
+    dhctl(&db.url).args(["rollback"]).run().expect_code(0);
+    assert_eq!(db.history().len(), 4);
+}
