@@ -209,6 +209,15 @@ impl SqlDetail {
     }
 }
 
+/// Where in the query the server placed an error: a 1-based character position, when the server
+/// reported one for the statement as sent (not for an internally generated query).
+pub fn error_position(err: &tokio_postgres::Error) -> Option<usize> {
+    match err.as_db_error()?.position()? {
+        tokio_postgres::error::ErrorPosition::Original(p) => Some(*p as usize),
+        tokio_postgres::error::ErrorPosition::Internal { .. } => None,
+    }
+}
+
 /// A driver error without a server message: the connection was closed or broke.
 pub fn describe_driver_error(err: &tokio_postgres::Error) -> String {
     if err.is_closed() {

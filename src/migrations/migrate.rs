@@ -316,11 +316,8 @@ fn migration_error(
             },
         };
     };
-    let position = pg.as_db_error().and_then(|d| match d.position() {
-        Some(tokio_postgres::error::ErrorPosition::Original(p)) => Some(*p as usize),
-        _ => None,
-    });
-    let location = Some(m.location(&m.up, offset_chars + position.unwrap_or(1)));
+    let position = crate::error::error_position(pg).unwrap_or(1);
+    let location = Some(m.location(&m.up, offset_chars + position));
     let mut detail = SqlDetail::from_pg(pg, location);
     if is_lock_timeout(pg) {
         detail.message = format!(

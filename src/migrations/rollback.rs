@@ -177,11 +177,8 @@ async fn undo(
     let Err(((e, offset), _)) = outcome else {
         return Ok(());
     };
-    let position = e.as_db_error().and_then(|d| match d.position() {
-        Some(tokio_postgres::error::ErrorPosition::Original(p)) => Some(*p as usize),
-        _ => None,
-    });
-    let location = Some(m.location(down, offset + position.unwrap_or(1)));
+    let position = crate::error::error_position(&e).unwrap_or(1);
+    let location = Some(m.location(down, offset + position));
     Err(Error::Sql {
         context: format!("rolling back {} failed", m.file),
         detail: SqlDetail::from_pg(&e, location),

@@ -20,7 +20,6 @@ use std::task::Poll;
 use std::time::Duration;
 
 use futures_util::future::maybe_done;
-use tokio_postgres::error::ErrorPosition;
 use tokio_postgres::{Client, SimpleQueryMessage};
 
 use super::replay::{Build, Scratch, Statement};
@@ -195,11 +194,7 @@ fn part_error(part: &Part<'_, '_>, err: &tokio_postgres::Error) -> Error {
         return Error::sql(what, err);
     };
     let m = statement.migration;
-    let position = err.as_db_error().and_then(|d| match d.position() {
-        Some(ErrorPosition::Original(p)) => Some(*p as usize),
-        _ => None,
-    });
-    let location = match position {
+    let location = match crate::error::error_position(err) {
         Some(p) => m.location(&m.up, m.up.sql[..statement.offset].chars().count() + p),
         None => m.location(&m.up, m.up.sql[..statement.start].chars().count() + 1),
     };
