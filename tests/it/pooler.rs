@@ -107,6 +107,7 @@ impl Drop for Bouncer {
 }
 
 #[test]
+#[ignore = "needs pgbouncer (apt-get install pgbouncer); .ci/run installs it and runs the ignored tests"]
 fn transaction_pooling_is_detected_and_refused_before_anything_changes() {
     let db = TestDb::new("txpool");
     let bouncer = Bouncer::start("transaction");
@@ -137,6 +138,7 @@ fn transaction_pooling_is_detected_and_refused_before_anything_changes() {
 }
 
 #[test]
+#[ignore = "needs pgbouncer (apt-get install pgbouncer); .ci/run installs it and runs the ignored tests"]
 fn session_pooling_works() {
     let db = TestDb::new("sesspool");
     let bouncer = Bouncer::start("session");

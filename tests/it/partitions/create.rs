@@ -192,7 +192,8 @@ fn create_gives_up_behind_a_share_lock_without_blocking_the_gateway() {
     let mut slowest = Duration::ZERO;
     let mut probes = 0;
     let started = std::time::Instant::now();
-    while started.elapsed() < Duration::from_secs(1) {
+    let mut child = child;
+    while child.try_wait().unwrap().is_none() && started.elapsed() < Duration::from_secs(30) {
         let t = std::time::Instant::now();
         gateway
             .batch_execute(
@@ -218,9 +219,13 @@ fn create_gives_up_behind_a_share_lock_without_blocking_the_gateway() {
         stderr.contains("request_logs_2026_11") && stderr.contains("3 attempts"),
         "{stderr}"
     );
+    // dhctl retried for at least three lock_timeouts; the gateway waited behind one lock request
+    // at most, never behind the whole retry loop (a ratio of the run's own time, not a bound in
+    // milliseconds, so a loaded machine cannot fail it).
+    let ran = started.elapsed();
     assert!(
-        probes > 5 && slowest < Duration::from_millis(200 + 1500),
-        "{probes} probes, slowest {slowest:?}"
+        probes > 3 && ran >= Duration::from_millis(3 * 200) && slowest < ran / 2,
+        "{probes} probes, slowest {slowest:?} of the {ran:?} dhctl retried"
     );
     // The locked table got nothing, not even a stray standalone child; the other got its set.
     assert_eq!(bounds(&db, "request_logs").len(), 1);
