@@ -55,7 +55,8 @@ pub struct MigrateReport {
     /// The database did not exist: migrate created it, or (dry run) would create it.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub creates_database: bool,
-    /// Applied before this run.
+    /// Applied before this run (docs/json.md: `applied_before`).
+    #[serde(rename = "applied_before")]
     pub already_applied: usize,
     /// Applied by this run, or planned in a dry run.
     pub steps: Vec<Step>,
