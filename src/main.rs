@@ -74,6 +74,7 @@ fn init_logging(verbose: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
+        .fmt_fields(output::escape::LogFields)
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false)

@@ -77,6 +77,49 @@ pub fn text(value: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// The field formatter of dhctl's log lines on stderr. tracing-subscriber's own prints field
+/// values raw (a database name, a host); this one escapes each as a [`field`] and, like the
+/// default, leaves out the `log.*` fields of records bridged from the `log` crate.
+pub struct LogFields;
+
+impl<'w> tracing_subscriber::fmt::FormatFields<'w> for LogFields {
+    fn format_fields<R: tracing_subscriber::field::RecordFields>(
+        &self,
+        mut writer: tracing_subscriber::fmt::format::Writer<'w>,
+        fields: R,
+    ) -> std::fmt::Result {
+        let mut visitor = LogVisitor {
+            writer: &mut writer,
+            first: true,
+            result: Ok(()),
+        };
+        fields.record(&mut visitor);
+        visitor.result
+    }
+}
+
+struct LogVisitor<'a, 'w> {
+    writer: &'a mut tracing_subscriber::fmt::format::Writer<'w>,
+    first: bool,
+    result: std::fmt::Result,
+}
+
+impl tracing::field::Visit for LogVisitor<'_, '_> {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        if self.result.is_err() || field.name().starts_with("log.") {
+            return;
+        }
+        let separator = if self.first { "" } else { " " };
+        self.first = false;
+        let text = format!("{value:?}");
+        let text = self::field(&text);
+        self.result = match field.name() {
+            "message" => write!(self.writer, "{separator}{text}"),
+            name => write!(self.writer, "{separator}{name}={text}"),
+        };
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -415,3 +415,23 @@ fn every_json_field_is_in_the_vocabulary() {
     );
     assert!(!seen.contains("already_applied") && !seen.contains("rolled_back"));
 }
+
+#[test]
+fn log_lines_escape_a_hostile_database_name() {
+    let name = format!("dhctl_t_esc_{}{TITLE}", std::process::id());
+    let url = with_dbname(&server_url(), "DBNAME").replace(
+        "DBNAME",
+        &format!("dhctl_t_esc_{}%1b]0;pwned%07", std::process::id()),
+    );
+    let run = dhctl(&url).args(["migrate", "-v", "--no-partitions"]).run();
+    let mut admin = connect(&server_url());
+    let created = admin
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
+        .unwrap()
+        .is_some();
+    let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"));
+    run.expect_code(0);
+    assert!(created, "migrate creates the database it was given");
+    assert!(run.stderr.contains("\\x1b]0;pwned"), "{}", run.stderr);
+    assert_no_raw_controls(&run, "migrate -v");
+}
