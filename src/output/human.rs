@@ -178,3 +178,33 @@ pub fn rollback(r: &RollbackReport) -> String {
 pub fn new(r: &NewReport) -> String {
     format!("created {}\n", r.path.display())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_terminal_without_a_believable_width_gets_unwrapped_tables() {
+        for width in [None, Some(0), Some(1), Some(19)] {
+            assert!(
+                matches!(arrangement(width), ContentArrangement::Disabled),
+                "{width:?}"
+            );
+        }
+        for width in [Some(20), Some(80), Some(u16::MAX)] {
+            assert!(
+                matches!(arrangement(width), ContentArrangement::Dynamic),
+                "{width:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn cells_escape_what_they_hold() {
+        let mut t = table(&["name"]);
+        t.add_row(vec![cell("a\x1b[2J\nforged row")]);
+        let shown = t.to_string();
+        assert!(shown.contains("a\\x1b[2J\\nforged row"), "{shown}");
+        assert!(!shown.contains('\x1b'));
+    }
+}
