@@ -332,12 +332,15 @@ fn tables_stay_readable_on_a_terminal_that_reports_zero_columns() {
     );
 }
 
-/// Every object key anywhere in `value`.
+/// Every object key anywhere in `value`, with the JSON type of its value (one name, one type).
 fn keys(value: &serde_json::Value, out: &mut BTreeSet<String>) {
     match value {
         serde_json::Value::Object(map) => {
             for (k, v) in map {
                 out.insert(k.clone());
+                if k == "partitions" {
+                    assert!(v.is_array(), "`partitions` is a list everywhere: {v}");
+                }
                 keys(v, out);
             }
         }
@@ -399,7 +402,14 @@ fn every_json_field_is_in_the_vocabulary() {
 
     let mut seen = BTreeSet::new();
     documents.iter().for_each(|d| keys(d, &mut seen));
-    for wanted in ["applied_before", "steps", "database", "sqlstate", "counts"] {
+    for wanted in [
+        "applied_before",
+        "steps",
+        "database",
+        "sqlstate",
+        "counts",
+        "partition_create",
+    ] {
         assert!(
             seen.contains(wanted),
             "no document carried {wanted}: {seen:?}"

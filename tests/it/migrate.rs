@@ -751,7 +751,7 @@ fn migrate_creates_a_missing_database_unless_told_not_to() {
     let again = dhctl(&db.url)
         .args(["migrate", "--no-partitions", "--format", "json"])
         .run();
-    assert!(again.json().get("creates_database").is_none());
+    assert_eq!(again.json()["creates_database"], false);
 }
 
 #[test]
