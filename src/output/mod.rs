@@ -113,8 +113,81 @@ pub fn usage_error(err: &clap::Error) -> ! {
         | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => err.exit(),
         _ => {
             let rendered = err.render().to_string();
-            let _ = write!(std::io::stderr().lock(), "{}", escape::text(&rendered));
+            let variable = variable_behind(err);
+            let hint = variable.as_ref().map(|v| {
+                format!("the value came from {v} (the environment or .env): fix or unset it")
+            });
+            let mut stderr = std::io::stderr().lock();
+            let _ = write!(stderr, "{}", escape::text(&rendered));
+            if let Some(hint) = &hint {
+                let _ = writeln!(stderr, "hint: {}", escape::text(hint));
+            }
+            drop(stderr);
+            if json_requested() {
+                let message = rendered.lines().next().unwrap_or_default();
+                let doc = serde_json::json!({
+                    "error": {
+                        "exit_code": err.exit_code(),
+                        "message": message.strip_prefix("error: ").unwrap_or(message),
+                        "hint": hint,
+                        "sqlstate": null,
+                        "holder": null,
+                    }
+                });
+                write_stdout(&format!(
+                    "{}\n",
+                    serde_json::to_string_pretty(&doc).unwrap_or_default()
+                ));
+            }
             std::process::exit(err.exit_code())
         }
+    }
+}
+
+/// The environment variable a refused value came from, when it was not on the command line: a
+/// user reading "invalid value for --lock-wait" would otherwise search the command for a flag
+/// they never typed.
+fn variable_behind(err: &clap::Error) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue};
+    let Some(ContextValue::String(arg)) = err.get(ContextKind::InvalidArg) else {
+        return None;
+    };
+    let long = arg.split_whitespace().next()?.strip_prefix("--")?;
+    let typed = std::env::args_os().any(|a| {
+        let a = a.to_string_lossy();
+        a == format!("--{long}") || a.starts_with(&format!("--{long}="))
+    });
+    if typed {
+        return None;
+    }
+    fn find(cmd: &clap::Command, long: &str) -> Option<String> {
+        cmd.get_arguments()
+            .find(|a| a.get_long() == Some(long))
+            .and_then(|a| a.get_env())
+            .map(|e| e.to_string_lossy().into_owned())
+            .or_else(|| cmd.get_subcommands().find_map(|sub| find(sub, long)))
+    }
+    use clap::CommandFactory;
+    let variable = find(&crate::cli::Cli::command(), long)?;
+    std::env::var_os(&variable).map(|_| variable)
+}
+
+/// Whether the refused command line asked for JSON (`--format json`, or DHCTL_FORMAT=json
+/// without a --format), so its error is a JSON document on stdout like every other error.
+fn json_requested() -> bool {
+    let args: Vec<String> = std::env::args_os()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let mut typed = None;
+    for (i, arg) in args.iter().enumerate() {
+        if let Some(value) = arg.strip_prefix("--format=") {
+            typed = Some(value.to_string());
+        } else if arg == "--format" {
+            typed = args.get(i + 1).cloned();
+        }
+    }
+    match typed {
+        Some(value) => value == "json",
+        None => std::env::var("DHCTL_FORMAT").is_ok_and(|v| v == "json"),
     }
 }

@@ -209,6 +209,29 @@ fn durations_take_days_and_compound_forms_and_a_bad_one_names_the_flag() {
     );
     let help = dhctl(&db.url).args(["migrate", "--help"]).run();
     assert!(help.stdout.contains("1m30s"), "--help says which forms");
+    // From the environment: the hint names the variable, since no flag was typed.
+    let from_env = dhctl(&db.url)
+        .args(["migrate"])
+        .env("DHCTL_LOCK_WAIT", "5x")
+        .run();
+    from_env.expect_code(2);
+    assert!(
+        from_env
+            .stderr
+            .contains("hint: the value came from DHCTL_LOCK_WAIT"),
+        "{}",
+        from_env.stderr
+    );
+    // With --format json a refused command line is an error document too.
+    let json = dhctl(&db.url)
+        .args(["migrate", "--format", "json", "--wait", "soon"])
+        .run();
+    json.expect_code(2);
+    assert_eq!(json.json()["error"]["exit_code"], 2);
+    assert!(json.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("--wait"));
 }
 
 #[test]
