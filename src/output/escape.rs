@@ -77,6 +77,28 @@ pub fn text(value: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// A serialized JSON document with the controls JSON itself leaves raw (DEL, C1, the bidi
+/// controls) written as `\uXXXX` escapes: the same value for a parser, harmless in a terminal
+/// that shows the document. They can only occur inside strings (JSON's syntax is ASCII), where
+/// `\uXXXX` is always a valid escape.
+pub fn json(document: String) -> String {
+    // C0 controls inside strings are escaped by JSON itself; outside them they are the
+    // document's own line breaks and indentation.
+    let raw = |c: char| c > '\u{1f}' && is_unsafe(c);
+    if !document.chars().any(raw) {
+        return document;
+    }
+    let mut out = String::with_capacity(document.len() + 16);
+    for c in document.chars() {
+        if raw(c) {
+            let _ = write!(out, "\\u{:04x}", c as u32);
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// The field formatter of dhctl's log lines on stderr. tracing-subscriber's own prints field
 /// values raw (a database name, a host); this one escapes each as a [`field`] and, like the
 /// default, leaves out the `log.*` fields of records bridged from the `log` crate.
@@ -137,6 +159,17 @@ mod tests {
         assert_eq!(field("del\x7f c1\u{9b}"), "del\\x7f c1\\x9b");
         assert_eq!(field("evil\u{202e}gpj.exe"), "evil\\u{202e}gpj.exe");
         assert_eq!(text("\u{2066}a\u{2069}"), "\\u{2066}a\\u{2069}");
+    }
+
+    #[test]
+    fn json_documents_keep_their_values_and_lose_raw_controls() {
+        let value = serde_json::json!({"name": "a\u{7f}\u{9b}\u{202e}b\x1b"});
+        let shown = json(serde_json::to_string_pretty(&value).unwrap());
+        assert!(!shown.chars().any(|c| c != '\n' && is_unsafe(c)), "{shown}");
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&shown).unwrap(),
+            value
+        );
     }
 
     #[test]

@@ -21,7 +21,7 @@ use crate::error::Error;
 pub fn emit<T: Serialize>(format: Format, value: &T, human: impl FnOnce(&T) -> String) {
     let text = match format {
         Format::Json => match serde_json::to_string_pretty(value) {
-            Ok(json) => json + "\n",
+            Ok(json) => escape::json(json) + "\n",
             Err(e) => {
                 eprintln!("error: cannot encode the result as JSON: {e}");
                 return;
@@ -75,7 +75,7 @@ pub fn error(format: Format, err: &Error) {
         });
         write_stdout(&format!(
             "{}\n",
-            serde_json::to_string_pretty(&doc).unwrap_or_default()
+            escape::json(serde_json::to_string_pretty(&doc).unwrap_or_default())
         ));
     }
 }
@@ -136,7 +136,7 @@ pub fn usage_error(err: &clap::Error) -> ! {
                 });
                 write_stdout(&format!(
                     "{}\n",
-                    serde_json::to_string_pretty(&doc).unwrap_or_default()
+                    escape::json(serde_json::to_string_pretty(&doc).unwrap_or_default())
                 ));
             }
             std::process::exit(err.exit_code())

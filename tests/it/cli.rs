@@ -84,6 +84,7 @@ fn control_characters_from_history_rows_partitions_files_and_arguments_are_escap
 
     // JSON keeps the exact value (escaped by JSON's own rules).
     let json = dhctl(&db.url).args(["status", "--format", "json"]).run();
+    assert_no_raw_controls(&json, "status --format json");
     assert_eq!(
         json.json()["migrations"][0]["name"],
         format!("x{TITLE}\u{202e}gpj")
