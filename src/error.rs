@@ -261,6 +261,15 @@ pub fn sqlstate_hint(sqlstate: &str) -> Option<&'static str> {
              for dhctl's role (ALTER ROLE ... SET statement_timeout = '10min') or run the \
              long step at a quieter time"
         }
+        // duplicate_table / undefined_table, mostly met by migration authors.
+        "42P07" => {
+            "an object of that name already exists (made by hand, by another tool, or by an \
+             earlier migration): rename it in the migration, or drop the stray object"
+        }
+        "42P01" => {
+            "the statement names a table that does not exist here: check its name and schema, \
+             and that the migration creating it has a lower version"
+        }
         // deadlock_detected: the server rolled back this side.
         "40P01" => "another session took the same locks in the opposite order; run dhctl again",
         // disk_full, out_of_memory, too_many_connections
@@ -271,3 +280,34 @@ pub fn sqlstate_hint(sqlstate: &str) -> Option<&'static str> {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statements_the_server_gave_no_hint_for_get_one_by_sqlstate() {
+        let err = |sqlstate: &str, hint: Option<&str>| Error::Sql {
+            context: "applying migration 20240101000001_create_api_keys".into(),
+            detail: SqlDetail {
+                sqlstate: sqlstate.into(),
+                message: "m".into(),
+                location: None,
+                hint: hint.map(str::to_string),
+            },
+        };
+        let permission = err("42501", None).hint().unwrap();
+        assert!(
+            permission.contains("GRANT CREATE ON SCHEMA"),
+            "{permission}"
+        );
+        let read_only = err("25006", None).hint().unwrap();
+        assert!(read_only.contains("standby"), "{read_only}");
+        // The server's own hint wins; unknown codes get none rather than a guess.
+        assert_eq!(
+            err("42501", Some("server")).hint().as_deref(),
+            Some("server")
+        );
+        assert_eq!(err("XX000", None).hint(), None);
+    }
+}
