@@ -37,7 +37,8 @@ pub struct Cli {
 /// `--help` of `new` or `man` lists no connection flag it would ignore.
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
-    /// Output format: human tables on a terminal, or one JSON document on stdout.
+    /// Output format: human tables on a terminal, or one JSON document on stdout (its fields are
+    /// defined in docs/json.md).
     #[arg(long, global = true, env = "DHCTL_FORMAT", hide_env_values = true, value_enum, default_value_t = Format::Human)]
     pub format: Format,
 
