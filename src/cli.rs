@@ -535,6 +535,33 @@ mod tests {
     }
 
     #[test]
+    fn no_text_makes_the_duration_parser_panic() {
+        let pieces = [
+            "",
+            "1",
+            ".",
+            "5",
+            "ms",
+            "s",
+            "m",
+            "d",
+            " ",
+            "é",
+            "x",
+            "99999999999999999999",
+            "-",
+            "\u{0}",
+        ];
+        for a in pieces {
+            for b in pieces {
+                for c in pieces {
+                    let _ = parse_duration(&format!("{a}{b}{c}"));
+                }
+            }
+        }
+    }
+
+    #[test]
     fn lock_defaults_match_the_flags() {
         use clap::{Command, FromArgMatches};
         let matches = LockArgs::augment_args(Command::new("t"))

@@ -424,6 +424,11 @@ fn every_json_field_is_in_the_vocabulary() {
     assert_eq!(error.json()["error"]["sqlstate"], "22012");
     documents.push(error.json());
 
+    // Every document of a command that connects names its database, partition status included.
+    for (i, document) in documents.iter().enumerate().take(10) {
+        assert!(document["database"].is_string(), "document {i}: {document}");
+    }
+
     let mut seen = BTreeSet::new();
     documents.iter().for_each(|d| keys(d, &mut seen));
     for wanted in [
