@@ -64,8 +64,8 @@ for t in big small; do
 done
 echo "partitions: big $(psql -X -At "$DATABASE_URL" -c "select count(*) from pg_inherits where inhparent = 'big'::regclass"), small $(psql -X -At "$DATABASE_URL" -c "select count(*) from pg_inherits where inhparent = 'small'::regclass")"
 hyperfine -N --warmup 5 --runs "$runs" --export-json "$out/many.json" --export-markdown "$out/many.md" \
-  -n "no-op, 5 partitions" "$dhctl --partitions-dir $out/policies-small partition create" \
-  -n "no-op, 5,000 partitions" "$dhctl --partitions-dir $out/policies-big partition create"
+  -n "no-op, 5 partitions" "$dhctl partition create --partitions-dir $out/policies-small" \
+  -n "no-op, 5,000 partitions" "$dhctl partition create --partitions-dir $out/policies-big"
 
 # --- 3. creating 3 months for both tables ---------------------------------------------------
 fresh $create

@@ -32,62 +32,111 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Options every subcommand accepts.
+/// Options every subcommand accepts (`--format`, `--verbose`). What only some commands use
+/// lives in the groups below, flattened into exactly those commands (as sqlx-cli does), so
+/// `--help` of `new` or `man` lists no connection flag it would ignore.
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
+    /// Output format: human tables on a terminal, or one JSON document on stdout (its fields are
+    /// defined in docs/json.md).
+    #[arg(long, global = true, env = "DHCTL_FORMAT", hide_env_values = true, value_enum, default_value_t = Format::Human)]
+    pub format: Format,
+
+    /// More detail: the SQL of a dry run, debug logs on stderr.
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+}
+
+/// How to reach the database: every command that connects.
+#[derive(Debug, Clone, Args)]
+pub struct ConnectArgs {
     /// PostgreSQL connection string, URL (postgres://user:pass@host:5432/db?sslmode=require) or
     /// key=value (host=… dbname=…). sslmode as libpq: disable, prefer (default), require (both
     /// encrypt without verifying), verify-ca, verify-full; sslrootcert=FILE names the CA. The
     /// password is never printed.
-    #[arg(long, global = true, env = "DATABASE_URL", hide_env_values = true)]
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
-
-    /// Output format: human tables on a terminal, or one JSON document on stdout.
-    #[arg(long, global = true, env = "DHCTL_FORMAT", value_enum, default_value_t = Format::Human)]
-    pub format: Format,
-
-    /// Read migrations from this folder instead of the set compiled into the binary.
-    #[arg(long, global = true, env = "DHCTL_MIGRATIONS_DIR", value_name = "DIR")]
-    pub migrations_dir: Option<PathBuf>,
-
-    /// Read partition policies from this folder instead of the set compiled into the binary.
-    #[arg(long, global = true, env = "DHCTL_PARTITIONS_DIR", value_name = "DIR")]
-    pub partitions_dir: Option<PathBuf>,
 
     /// PEM file of the CA(s) that sign the server's certificate. With sslmode prefer or require
     /// it turns chain verification on (as libpq's root.crt does); verify-ca and verify-full use
     /// it, or without it the Mozilla roots compiled into dhctl.
-    #[arg(long, global = true, env = "DHCTL_SSL_ROOT_CERT", value_name = "FILE")]
+    #[arg(
+        long,
+        env = "DHCTL_SSL_ROOT_CERT",
+        hide_env_values = true,
+        value_name = "FILE"
+    )]
     pub ssl_root_cert: Option<PathBuf>,
 
     /// Keep retrying a connection that can heal (refused, reset, server starting up) for this
-    /// long, e.g. 60s. Bad credentials or a bad URL fail at once. Default: no retry.
-    #[arg(long, global = true, env = "DHCTL_WAIT", value_name = "DURATION", value_parser = parse_duration)]
+    /// long. Bad credentials or a bad URL fail at once. Default: no retry.
+    /// DURATION: 500ms, 30s, 2m, 1m30s, 1h, 1d (a bare number is seconds; at most 7 days).
+    #[arg(long, env = "DHCTL_WAIT", hide_env_values = true, value_name = "DURATION", value_parser = parse_duration)]
     pub wait: Option<Duration>,
+}
 
+/// The dhctl advisory lock and DDL lock_timeout: the commands that change the schema.
+#[derive(Debug, Clone, Args)]
+pub struct LockArgs {
     /// How long to wait for the dhctl advisory lock held by another runner before exiting 3.
-    #[arg(long, global = true, env = "DHCTL_LOCK_WAIT", value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    /// DURATION as for --wait.
+    #[arg(long, env = "DHCTL_LOCK_WAIT", hide_env_values = true, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
     pub lock_wait: Duration,
 
     /// lock_timeout for every DDL transaction: how long a statement may queue behind the
-    /// gateway's traffic for a table lock before it gives up and is retried.
-    #[arg(long, global = true, env = "DHCTL_LOCK_TIMEOUT", value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
+    /// gateway's traffic for a table lock before it gives up and is retried. DURATION as for
+    /// --wait.
+    #[arg(long, env = "DHCTL_LOCK_TIMEOUT", hide_env_values = true, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
     pub lock_timeout: Duration,
 
     /// How many times a DDL transaction that hit lock_timeout (SQLSTATE 55P03) is retried, with
     /// jittered exponential backoff, before dhctl gives up with exit 2.
     #[arg(
         long,
-        global = true,
         env = "DHCTL_LOCK_RETRIES",
+        hide_env_values = true,
         value_name = "N",
         default_value_t = 5
     )]
     pub lock_retries: u32,
+}
 
-    /// More detail: the SQL of a dry run, debug logs on stderr.
-    #[arg(short, long, global = true)]
-    pub verbose: bool,
+impl Default for LockArgs {
+    /// The defaults of the flags above, for commands that take no lock (a unit test keeps the
+    /// two in step).
+    fn default() -> LockArgs {
+        LockArgs {
+            lock_wait: Duration::from_secs(60),
+            lock_timeout: Duration::from_secs(2),
+            lock_retries: 5,
+        }
+    }
+}
+
+/// Where migrations come from: the commands that read them.
+#[derive(Debug, Clone, Args)]
+pub struct MigrationsDirArg {
+    /// Read migrations from this folder instead of the set compiled into the binary.
+    #[arg(
+        long,
+        env = "DHCTL_MIGRATIONS_DIR",
+        hide_env_values = true,
+        value_name = "DIR"
+    )]
+    pub migrations_dir: Option<PathBuf>,
+}
+
+/// Where partition policies come from: the commands that read them.
+#[derive(Debug, Clone, Args)]
+pub struct PartitionsDirArg {
+    /// Read partition policies from this folder instead of the set compiled into the binary.
+    #[arg(
+        long,
+        env = "DHCTL_PARTITIONS_DIR",
+        hide_env_values = true,
+        value_name = "DIR"
+    )]
+    pub partitions_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -177,6 +226,15 @@ pub struct ManArgs {
 
 #[derive(Debug, Args)]
 pub struct MigrateArgs {
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    #[command(flatten)]
+    pub locks: LockArgs,
+    #[command(flatten)]
+    pub migrations: MigrationsDirArg,
+    #[command(flatten)]
+    pub partitions: PartitionsDirArg,
+
     /// Stop after applying this version (14 digits, YYYYMMDDHHMMSS).
     #[arg(long, value_name = "VERSION")]
     pub to: Option<i64>,
@@ -186,11 +244,11 @@ pub struct MigrateArgs {
     pub dry_run: bool,
 
     /// Do not create the partitions the policies want after migrating.
-    #[arg(long, env = "DHCTL_NO_PARTITIONS")]
+    #[arg(long, env = "DHCTL_NO_PARTITIONS", hide_env_values = true)]
     pub no_partitions: bool,
 
     /// Fail (exit 2) instead of creating the database when it does not exist.
-    #[arg(long, env = "DHCTL_NO_CREATE_DATABASE")]
+    #[arg(long, env = "DHCTL_NO_CREATE_DATABASE", hide_env_values = true)]
     pub no_create_database: bool,
 
     /// Take "now" for partition creation from this RFC 3339 time instead of the server's clock.
@@ -200,6 +258,13 @@ pub struct MigrateArgs {
 
 #[derive(Debug, Args)]
 pub struct RollbackArgs {
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    #[command(flatten)]
+    pub locks: LockArgs,
+    #[command(flatten)]
+    pub migrations: MigrationsDirArg,
+
     /// Undo this many of the most recently applied migrations.
     #[arg(long, value_name = "N", conflicts_with = "to")]
     pub steps: Option<u32>,
@@ -215,6 +280,11 @@ pub struct RollbackArgs {
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    #[command(flatten)]
+    pub migrations: MigrationsDirArg,
+
     /// Exit 1 when migrations are pending and 4 on drift (modified or missing), for CI.
     #[arg(long)]
     pub exit_code: bool,
@@ -222,18 +292,37 @@ pub struct StatusArgs {
 
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    #[command(flatten)]
+    pub migrations: MigrationsDirArg,
+    #[command(flatten)]
+    pub partitions: PartitionsDirArg,
+    /// lock_timeout while verify rebuilds the schema: how long a statement naming a live
+    /// object may queue behind the gateway's traffic. DURATION as for --wait.
+    #[arg(long, env = "DHCTL_LOCK_TIMEOUT", hide_env_values = true, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
+    pub lock_timeout: Duration,
+
     /// Take "now" for the partition checks from this RFC 3339 time instead of the server's clock.
     #[arg(long, value_name = "TIMESTAMP")]
     pub now: Option<String>,
 
     /// Also fail (exit 1) unless the schema's fingerprint is this one (as printed by verify on
     /// the environment to compare with), e.g. sha256:3f2a….
-    #[arg(long, env = "DHCTL_EXPECT_FINGERPRINT", value_name = "FINGERPRINT")]
+    #[arg(
+        long,
+        env = "DHCTL_EXPECT_FINGERPRINT",
+        hide_env_values = true,
+        value_name = "FINGERPRINT"
+    )]
     pub expect_fingerprint: Option<String>,
 }
 
 #[derive(Debug, Args)]
 pub struct NewArgs {
+    #[command(flatten)]
+    pub migrations: MigrationsDirArg,
+
     /// What the migration does, e.g. add_api_keys_label ([a-z0-9_]+).
     pub name: String,
 }
@@ -267,6 +356,13 @@ pub enum PartitionCommand {
 
 #[derive(Debug, Args)]
 pub struct PartitionCreateArgs {
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    #[command(flatten)]
+    pub locks: LockArgs,
+    #[command(flatten)]
+    pub partitions: PartitionsDirArg,
+
     /// How many periods after the current one to keep created (default: the policy's premake).
     #[arg(long, value_name = "N")]
     pub ahead: Option<u32>,
@@ -286,6 +382,13 @@ pub struct PartitionCreateArgs {
 
 #[derive(Debug, Args)]
 pub struct PartitionPruneArgs {
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    #[command(flatten)]
+    pub locks: LockArgs,
+    #[command(flatten)]
+    pub partitions: PartitionsDirArg,
+
     /// Override the policy's retention, e.g. "13 months", "90 days".
     #[arg(long, value_name = "DURATION")]
     pub retention: Option<String>,
@@ -309,6 +412,11 @@ pub struct PartitionPruneArgs {
 
 #[derive(Debug, Args)]
 pub struct PartitionStatusArgs {
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    #[command(flatten)]
+    pub partitions: PartitionsDirArg,
+
     /// Only this table (default: every policy).
     #[arg(long, value_name = "TABLE")]
     pub table: Option<String>,
@@ -318,28 +426,66 @@ pub struct PartitionStatusArgs {
     pub now: Option<String>,
 }
 
-/// Parses "500ms", "2s", "1m", "1h" or a bare number of seconds.
+/// What a duration may be, for error messages and `--help`.
+const DURATION_FORMS: &str =
+    "a number with a unit (ms, s, m, h, d), several in a row (1m30s, 1h 15m), or a bare number of seconds; e.g. 500ms, 30s, 1m30s, 2h, 1d";
+
+/// The longest duration any flag takes: a wait beyond a week is a typo, not a plan.
+const MAX_DURATION_SECS: f64 = 7.0 * 86400.0;
+
+/// Parses a duration as systemd and Go write them: `500ms`, `2s`, `1m30s`, `1h 15m`, `1d`,
+/// `1.5s`, or a bare number of seconds (`60`). Written by hand: the forms are few, and no crate
+/// in the tree parses them (humantime would, but rejects `1.5s`, which dhctl always took).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration; write e.g. 500ms, 2s, 1m or 1h"))?;
-    let seconds = match unit.trim() {
-        "" | "s" | "sec" | "secs" => value,
-        "ms" => value / 1000.0,
-        "m" | "min" | "mins" => value * 60.0,
-        "h" => value * 3600.0,
-        other => {
-            return Err(format!(
-                "unknown unit `{other}` in `{text}`; use ms, s, m or h"
-            ));
+    let trimmed = text.trim();
+    if trimmed.is_empty() {
+        return Err(format!("empty duration; write {DURATION_FORMS}"));
+    }
+    if let Ok(seconds) = trimmed.parse::<f64>() {
+        if trimmed.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+            return within_range(trimmed, seconds);
         }
-    };
-    if !seconds.is_finite() || !(0.0..=7.0 * 86400.0).contains(&seconds) {
+    }
+    let mut rest = trimmed;
+    let mut total = 0.0;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(rest.len());
+        let (number, after) = rest.split_at(digits);
+        let value: f64 = number
+            .parse()
+            .map_err(|_| format!("`{trimmed}` is not a duration; write {DURATION_FORMS}"))?;
+        let after = after.trim_start();
+        let unit_len = after
+            .find(|c: char| !c.is_ascii_alphabetic())
+            .unwrap_or(after.len());
+        let (unit, after) = after.split_at(unit_len);
+        let scale = match unit {
+            "ms" => 0.001,
+            "s" | "sec" | "secs" | "second" | "seconds" => 1.0,
+            "m" | "min" | "mins" | "minute" | "minutes" => 60.0,
+            "h" | "hr" | "hrs" | "hour" | "hours" => 3600.0,
+            "d" | "day" | "days" => 86400.0,
+            "" => {
+                return Err(format!(
+                    "`{trimmed}`: `{number}` needs a unit when more than one part is given; write {DURATION_FORMS}"
+                ))
+            }
+            other => {
+                return Err(format!(
+                    "unknown unit `{other}` in `{trimmed}`; write {DURATION_FORMS}"
+                ))
+            }
+        };
+        total += value * scale;
+        rest = after.trim_start();
+    }
+    within_range(trimmed, total)
+}
+
+fn within_range(text: &str, seconds: f64) -> Result<Duration, String> {
+    if !seconds.is_finite() || !(0.0..=MAX_DURATION_SECS).contains(&seconds) {
         return Err(format!("`{text}` is out of range (0 to 7 days)"));
     }
     Ok(Duration::from_secs_f64(seconds))
@@ -357,8 +503,75 @@ mod tests {
         assert_eq!(parse_duration("1m").unwrap(), Duration::from_secs(60));
         assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
         assert!(parse_duration("soon").is_err());
-        assert!(parse_duration("5d").is_err());
         assert!(parse_duration("-1s").is_err());
+    }
+
+    #[test]
+    fn durations_take_days_and_compound_forms() {
+        assert_eq!(parse_duration("1d").unwrap(), Duration::from_secs(86400));
+        assert_eq!(parse_duration("1m30s").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("1h 15m").unwrap(), Duration::from_secs(4500));
+        assert_eq!(
+            parse_duration("2s500ms").unwrap(),
+            Duration::from_millis(2500)
+        );
+        assert_eq!(parse_duration(" 3 min ").unwrap(), Duration::from_secs(180));
+        for bad in [
+            "",
+            "1m30",
+            "1x",
+            "m",
+            "1..5s",
+            "8d",
+            "1d1s1d1d1d1d1d1d",
+            "1e3s",
+        ] {
+            let err = parse_duration(bad).unwrap_err();
+            assert!(
+                err.contains("e.g. 500ms") || err.contains("out of range"),
+                "{bad}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn no_text_makes_the_duration_parser_panic() {
+        let pieces = [
+            "",
+            "1",
+            ".",
+            "5",
+            "ms",
+            "s",
+            "m",
+            "d",
+            " ",
+            "é",
+            "x",
+            "99999999999999999999",
+            "-",
+            "\u{0}",
+        ];
+        for a in pieces {
+            for b in pieces {
+                for c in pieces {
+                    let _ = parse_duration(&format!("{a}{b}{c}"));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn lock_defaults_match_the_flags() {
+        use clap::{Command, FromArgMatches};
+        let matches = LockArgs::augment_args(Command::new("t"))
+            .try_get_matches_from(["t"])
+            .unwrap();
+        let parsed = LockArgs::from_arg_matches(&matches).unwrap();
+        let default = LockArgs::default();
+        assert_eq!(parsed.lock_wait, default.lock_wait);
+        assert_eq!(parsed.lock_timeout, default.lock_timeout);
+        assert_eq!(parsed.lock_retries, default.lock_retries);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use tokio_postgres::config::{Host, SslMode};
 
-use crate::cli::GlobalArgs;
+use crate::cli::{ConnectArgs, LockArgs};
 use crate::db::tls::{TlsSettings, Verify};
 use crate::error::{Error, Result};
 
@@ -30,7 +30,8 @@ pub struct DbConfig {
 }
 
 impl DbConfig {
-    pub fn from_args(args: &GlobalArgs) -> Result<DbConfig> {
+    /// `locks` is `LockArgs::default()` for commands that take no lock.
+    pub fn from_args(args: &ConnectArgs, locks: &LockArgs) -> Result<DbConfig> {
         let url = args.database_url.as_deref().ok_or_else(|| {
             Error::usage_hint(
                 "no database given",
@@ -49,9 +50,9 @@ impl DbConfig {
             pg,
             tls,
             wait: args.wait,
-            lock_wait: args.lock_wait,
-            lock_timeout: args.lock_timeout,
-            lock_retries: args.lock_retries,
+            lock_wait: locks.lock_wait,
+            lock_timeout: locks.lock_timeout,
+            lock_retries: locks.lock_retries,
         })
     }
 

@@ -137,7 +137,10 @@ impl Error {
     pub fn hint(&self) -> Option<String> {
         match self {
             Error::Usage { hint, .. } | Error::Connect { hint, .. } => hint.clone(),
-            Error::Sql { detail, .. } => detail.hint.clone(),
+            Error::Sql { detail, .. } => detail
+                .hint
+                .clone()
+                .or_else(|| sqlstate_hint(&detail.sqlstate).map(str::to_string)),
             Error::LockBusy { .. } => Some(
                 "another dhctl (or a session holding its lock) is working on this database; \
                  retry later, raise --lock-wait, or end that session with pg_terminate_backend(pid)"
@@ -234,4 +237,77 @@ pub fn describe_driver_error(err: &tokio_postgres::Error) -> String {
     text
 }
 
+/// Advice for a failed statement the server gave no hint for, by SQLSTATE
+/// (https://www.postgresql.org/docs/current/errcodes-appendix.html): the causes an operator meets
+/// when pointing dhctl at a database set up by someone else.
+pub fn sqlstate_hint(sqlstate: &str) -> Option<&'static str> {
+    Some(match sqlstate {
+        // insufficient_privilege: the message names the object ("permission denied for schema
+        // public", "must be owner of table api_keys").
+        "42501" => {
+            "the role lacks a privilege this step needs (the message names the object): run dhctl \
+             as the owner of the database and its schema, or have the owner GRANT CREATE ON SCHEMA \
+             (and ALTER ... OWNER TO the role for existing tables)"
+        }
+        // read_only_sql_transaction
+        "25006" => {
+            "the session is read-only: connected to a standby (point DATABASE_URL at the primary, \
+             or add target_session_attrs=read-write to a multi-host URL), or \
+             default_transaction_read_only is on for this role or database"
+        }
+        // query_canceled without Ctrl-C: the server's statement_timeout.
+        "57014" => {
+            "a statement_timeout set on the role or database cancelled the statement: raise it \
+             for dhctl's role (ALTER ROLE ... SET statement_timeout = '10min') or run the \
+             long step at a quieter time"
+        }
+        // duplicate_table / undefined_table, mostly met by migration authors.
+        "42P07" => {
+            "an object of that name already exists (made by hand, by another tool, or by an \
+             earlier migration): rename it in the migration, or drop the stray object"
+        }
+        "42P01" => {
+            "the statement names a table that does not exist here: check its name and schema, \
+             and that the migration creating it has a lower version"
+        }
+        // deadlock_detected: the server rolled back this side.
+        "40P01" => "another session took the same locks in the opposite order; run dhctl again",
+        // disk_full, out_of_memory, too_many_connections
+        "53100" => "the server's disk is full: free space on the server, then run dhctl again",
+        "53300" => "the server has no free connection slot: retry, or raise max_connections",
+        _ => return None,
+    })
+}
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statements_the_server_gave_no_hint_for_get_one_by_sqlstate() {
+        let err = |sqlstate: &str, hint: Option<&str>| Error::Sql {
+            context: "applying migration 20240101000001_create_api_keys".into(),
+            detail: SqlDetail {
+                sqlstate: sqlstate.into(),
+                message: "m".into(),
+                location: None,
+                hint: hint.map(str::to_string),
+            },
+        };
+        let permission = err("42501", None).hint().unwrap();
+        assert!(
+            permission.contains("GRANT CREATE ON SCHEMA"),
+            "{permission}"
+        );
+        let read_only = err("25006", None).hint().unwrap();
+        assert!(read_only.contains("standby"), "{read_only}");
+        // The server's own hint wins; unknown codes get none rather than a guess.
+        assert_eq!(
+            err("42501", Some("server")).hint().as_deref(),
+            Some("server")
+        );
+        assert_eq!(err("XX000", None).hint(), None);
+    }
+}

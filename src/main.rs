@@ -5,7 +5,10 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
-use dhctl::cli::{Cli, Command, Format, GlobalArgs, PartitionCommand};
+use dhctl::cli::{
+    Cli, Command, ConnectArgs, Format, LockArgs, MigrationsDirArg, PartitionCommand,
+    PartitionsDirArg,
+};
 use dhctl::config::DbConfig;
 use dhctl::db::CreateDatabase;
 use dhctl::migrations::migrate::{self, Mode};
@@ -16,6 +19,10 @@ use dhctl::partitions::{self, policy, CreateOptions, PruneOptions, Retention, Re
 use dhctl::{verify, Error, Result};
 
 fn main() {
+    // An empty DHCTL_* variable means "not set" (as an empty shell assignment usually does), not
+    // a value that then fails to parse; before and after .env, so an empty real variable lets
+    // the file's line apply and an empty line in the file is ignored too.
+    drop_empty_variables();
     let env_problem = match dotenvy::dotenv() {
         Err(e) if !e.not_found() => Some(Error::usage_hint(
             format!(".env: {e}"),
@@ -23,7 +30,11 @@ fn main() {
         )),
         _ => None,
     };
-    let cli = Cli::parse();
+    drop_empty_variables();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => output::usage_error(&e),
+    };
     let format = cli.global.format;
     init_logging(cli.global.verbose);
     let outcome = match env_problem {
@@ -46,11 +57,24 @@ fn main() {
     std::process::exit(code);
 }
 
+/// Removes every empty `DHCTL_*` variable from this process's environment. Runs first in main,
+/// before any thread exists.
+fn drop_empty_variables() {
+    let empty: Vec<_> = std::env::vars_os()
+        .filter(|(key, value)| key.to_string_lossy().starts_with("DHCTL_") && value.is_empty())
+        .map(|(key, _)| key)
+        .collect();
+    for key in empty {
+        std::env::remove_var(key);
+    }
+}
+
 fn init_logging(verbose: bool) {
     let default = if verbose { "dhctl=debug,info" } else { "warn" };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
+        .fmt_fields(output::escape::LogFields)
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false)
@@ -87,11 +111,23 @@ async fn run_until_signal(cli: Cli) -> Result<i32> {
     }
 }
 
-fn migration_source(global: &GlobalArgs) -> Source {
-    match &global.migrations_dir {
+fn migration_source(arg: &MigrationsDirArg) -> Source {
+    match &arg.migrations_dir {
         Some(dir) => Source::Dir(dir.clone()),
         None => Source::Embedded,
     }
+}
+
+fn policy_source(arg: &PartitionsDirArg) -> policy::Source {
+    match &arg.partitions_dir {
+        Some(dir) => policy::Source::Dir(dir.clone()),
+        None => policy::Source::Embedded,
+    }
+}
+
+/// The connection of a command that takes no lock.
+fn unlocked(connect: &ConnectArgs) -> Result<DbConfig> {
+    DbConfig::from_args(connect, &LockArgs::default())
 }
 
 async fn run(cli: &Cli) -> Result<i32> {
@@ -99,7 +135,8 @@ async fn run(cli: &Cli) -> Result<i32> {
     let format = global.format;
     match &cli.command {
         Command::New(args) => {
-            let dir = global
+            let dir = args
+                .migrations
                 .migrations_dir
                 .clone()
                 .unwrap_or_else(|| PathBuf::from("sql"));
@@ -108,8 +145,8 @@ async fn run(cli: &Cli) -> Result<i32> {
             Ok(0)
         }
         Command::Status(args) => {
-            let catalog = catalog::load(&migration_source(global))?;
-            let cfg = DbConfig::from_args(global)?;
+            let catalog = catalog::load(&migration_source(&args.migrations))?;
+            let cfg = unlocked(&args.connect)?;
             let report = status_report(&cfg, &catalog).await?;
             output::emit(format, &report, human::status);
             Ok(if args.exit_code {
@@ -119,8 +156,8 @@ async fn run(cli: &Cli) -> Result<i32> {
             })
         }
         Command::Migrate(args) => {
-            let catalog = catalog::load(&migration_source(global))?;
-            let cfg = DbConfig::from_args(global)?;
+            let catalog = catalog::load(&migration_source(&args.migrations))?;
+            let cfg = DbConfig::from_args(&args.connect, &args.locks)?;
             let mode = if args.dry_run {
                 Mode::DryRun
             } else {
@@ -141,7 +178,7 @@ async fn run(cli: &Cli) -> Result<i32> {
             let policies = if args.no_partitions || args.dry_run {
                 None
             } else {
-                Some(policy::load(&policy_source(global))?)
+                Some(policy::load(&policy_source(&args.partitions))?)
             };
             let now = parse_now(args.now.as_deref())?;
             let partitions = policies
@@ -154,8 +191,8 @@ async fn run(cli: &Cli) -> Result<i32> {
             Ok(exit_after(failures))
         }
         Command::Rollback(args) => {
-            let catalog = catalog::load(&migration_source(global))?;
-            let cfg = DbConfig::from_args(global)?;
+            let catalog = catalog::load(&migration_source(&args.migrations))?;
+            let cfg = DbConfig::from_args(&args.connect, &args.locks)?;
             let target = match (args.steps, args.to) {
                 (_, Some(to)) => Target::To(to),
                 (Some(n), None) => Target::Steps(n),
@@ -183,24 +220,21 @@ async fn run(cli: &Cli) -> Result<i32> {
             }
             Ok(0)
         }
-        Command::Partition(command) => partition(global, command).await,
+        Command::Partition(command) => partition(format, command).await,
         Command::Verify(args) => {
             let options =
                 verify::Options::parse(args.now.as_deref(), args.expect_fingerprint.as_deref())?;
-            let catalog = catalog::load(&migration_source(global))?;
-            let cfg = DbConfig::from_args(global)?;
-            let policies = policy::load(&policy_source(global))?;
+            let catalog = catalog::load(&migration_source(&args.migrations))?;
+            let locks = LockArgs {
+                lock_timeout: args.lock_timeout,
+                ..LockArgs::default()
+            };
+            let cfg = DbConfig::from_args(&args.connect, &locks)?;
+            let policies = policy::load(&policy_source(&args.partitions))?;
             let report = verify::run(&cfg, &catalog, &policies, &options).await?;
             output::emit(format, &report, output::verify::human);
             Ok(report.exit_code())
         }
-    }
-}
-
-fn policy_source(global: &GlobalArgs) -> policy::Source {
-    match &global.partitions_dir {
-        Some(dir) => policy::Source::Dir(dir.clone()),
-        None => policy::Source::Embedded,
     }
 }
 
@@ -218,19 +252,20 @@ fn exit_after(failures: Vec<Error>) -> i32 {
 }
 
 /// `dhctl partition create | prune | status`. Every input is checked before connecting.
-async fn partition(global: &GlobalArgs, command: &PartitionCommand) -> Result<i32> {
-    let format = global.format;
+async fn partition(format: Format, command: &PartitionCommand) -> Result<i32> {
     let progress = Reporter::for_stderr(format == Format::Json, "creating");
     let mode = |dry_run: bool| if dry_run { Mode::DryRun } else { Mode::Apply };
     match command {
         PartitionCommand::Create(args) => {
-            let policies =
-                policy::select(policy::load(&policy_source(global))?, args.table.as_deref())?;
+            let policies = policy::select(
+                policy::load(&policy_source(&args.partitions))?,
+                args.table.as_deref(),
+            )?;
             let now = parse_now(args.now.as_deref())?;
             if let Some(ahead) = args.ahead {
                 partitions::check_ahead(ahead)?;
             }
-            let cfg = DbConfig::from_args(global)?;
+            let cfg = DbConfig::from_args(&args.connect, &args.locks)?;
             let options = CreateOptions {
                 now,
                 ahead: args.ahead,
@@ -241,8 +276,10 @@ async fn partition(global: &GlobalArgs, command: &PartitionCommand) -> Result<i3
             Ok(exit_after(outcome.failures))
         }
         PartitionCommand::Prune(args) => {
-            let policies =
-                policy::select(policy::load(&policy_source(global))?, args.table.as_deref())?;
+            let policies = policy::select(
+                policy::load(&policy_source(&args.partitions))?,
+                args.table.as_deref(),
+            )?;
             let now = parse_now(args.now.as_deref())?;
             let retention = match &args.retention {
                 Some(text) => Some(
@@ -251,7 +288,7 @@ async fn partition(global: &GlobalArgs, command: &PartitionCommand) -> Result<i3
                 ),
                 None => None,
             };
-            let cfg = DbConfig::from_args(global)?;
+            let cfg = DbConfig::from_args(&args.connect, &args.locks)?;
             let options = PruneOptions {
                 now,
                 retention,
@@ -263,13 +300,19 @@ async fn partition(global: &GlobalArgs, command: &PartitionCommand) -> Result<i3
             Ok(exit_after(outcome.failures))
         }
         PartitionCommand::Status(args) => {
-            let policies =
-                policy::select(policy::load(&policy_source(global))?, args.table.as_deref())?;
+            let policies = policy::select(
+                policy::load(&policy_source(&args.partitions))?,
+                args.table.as_deref(),
+            )?;
             let now = parse_now(args.now.as_deref())?;
-            let cfg = DbConfig::from_args(global)?;
+            let cfg = unlocked(&args.connect)?;
             let session = dhctl::db::connect(&cfg, CreateDatabase::Never).await?;
             let inspection = partitions::inspect(&session.client, &policies, now).await?;
-            output::emit(format, &inspection, output::partitions::status);
+            let located = output::WithDatabase {
+                database: cfg.display_target(),
+                report: &inspection,
+            };
+            output::emit(format, &located, |l| output::partitions::status(l.report));
             Ok(0)
         }
     }

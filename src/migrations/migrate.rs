@@ -53,15 +53,16 @@ pub struct MigrateReport {
     pub database: String,
     pub dry_run: bool,
     /// The database did not exist: migrate created it, or (dry run) would create it.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub creates_database: bool,
-    /// Applied before this run.
+    /// Applied before this run (docs/json.md: `applied_before`).
+    #[serde(rename = "applied_before")]
     pub already_applied: usize,
     /// Applied by this run, or planned in a dry run.
     pub steps: Vec<Step>,
     pub duration_ms: f64,
-    /// The partitions ensured after migrating (absent with --no-partitions or --dry-run).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// The partitions ensured after migrating (null with --no-partitions or --dry-run); named
+    /// apart from partition status's list of partitions (docs/json.md).
+    #[serde(rename = "partition_create")]
     pub partitions: Option<crate::partitions::RunReport>,
 }
 

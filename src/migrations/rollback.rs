@@ -36,6 +36,8 @@ pub struct RolledBack {
 pub struct RollbackReport {
     pub database: String,
     pub dry_run: bool,
+    /// What this run undid, or would undo (docs/json.md: `steps`, as migrate's).
+    #[serde(rename = "steps")]
     pub rolled_back: Vec<RolledBack>,
     pub duration_ms: f64,
 }

@@ -2,20 +2,46 @@
 
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, ContentArrangement, Table};
 
+use super::escape;
 use crate::migrations::migrate::MigrateReport;
 use crate::migrations::new::NewReport;
 use crate::migrations::rollback::RollbackReport;
 use crate::migrations::StatusReport;
 
+/// Narrower than this, a terminal's reported width is not believed: a pty that reports 0 columns
+/// (some CI runners, `stty cols 0`, a serial console) would make comfy-table squeeze every
+/// column to one character, which is worse than not wrapping at all.
+const MIN_TABLE_WIDTH: u16 = 20;
+
+/// How a table fits the terminal: wrapped to a width that makes sense, else not wrapped.
+pub(crate) fn arrangement(terminal_width: Option<u16>) -> ContentArrangement {
+    match terminal_width {
+        Some(width) if width >= MIN_TABLE_WIDTH => ContentArrangement::Dynamic,
+        _ => ContentArrangement::Disabled,
+    }
+}
+
 pub(crate) fn table(header: &[&str]) -> Table {
     let mut t = Table::new();
-    t.load_style(UTF8_FULL_CONDENSED)
-        .set_content_arrangement(ContentArrangement::Dynamic);
+    t.load_style(UTF8_FULL_CONDENSED);
     if std::env::var_os("NO_COLOR").is_some() {
         t.force_no_tty();
     }
+    let fit = arrangement(t.width());
+    t.set_content_arrangement(fit);
     t.set_header(header.iter().map(Cell::new));
     t
+}
+
+/// A table cell holding one value (a name, a file, a version): control characters escaped,
+/// newlines included, so a value can neither drive the terminal nor forge a row.
+pub(crate) fn cell(value: impl std::fmt::Display) -> Cell {
+    Cell::new(escape::field(&value.to_string()))
+}
+
+/// A table cell whose lines are meant (verify's details): control characters but `\n` escaped.
+pub(crate) fn lines_cell(value: &str) -> Cell {
+    Cell::new(escape::text(value))
 }
 
 fn millis(ms: Option<f64>) -> String {
@@ -48,16 +74,16 @@ fn migrations_part(r: &MigrateReport) -> String {
                 r.database, r.already_applied
             );
     }
-    let mut t = table(&["version", "migration", "transaction", "time"]);
+    let mut t = table(&["version", "name", "transaction", "duration"]);
     for s in &r.steps {
         t.add_row(vec![
-            Cell::new(s.version),
-            Cell::new(&s.file),
-            Cell::new(match s.transaction {
-                crate::migrations::catalog::Transaction::Wrapped => "yes",
-                crate::migrations::catalog::Transaction::None => "no",
+            cell(s.version),
+            cell(&s.name),
+            cell(match s.transaction {
+                crate::migrations::catalog::Transaction::Wrapped => "wrapped",
+                crate::migrations::catalog::Transaction::None => "none",
             }),
-            Cell::new(millis(s.duration_ms)).set_alignment(CellAlignment::Right),
+            cell(millis(s.duration_ms)).set_alignment(CellAlignment::Right),
         ]);
     }
     out.push_str(&format!("{t}\n"));
@@ -89,10 +115,10 @@ pub fn status(r: &StatusReport) -> String {
     let mut t = table(&["version", "name", "state", "applied at"]);
     for e in &r.migrations {
         t.add_row(vec![
-            Cell::new(e.version),
-            Cell::new(&e.name),
-            Cell::new(e.state.as_str()),
-            Cell::new(
+            cell(e.version),
+            cell(&e.name),
+            cell(e.state.as_str()),
+            cell(
                 e.applied_at
                     .map(|a| a.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
                     .unwrap_or_default(),
@@ -117,12 +143,12 @@ pub fn rollback(r: &RollbackReport) -> String {
     if r.rolled_back.is_empty() {
         return format!("{}: nothing to roll back\n", r.database);
     }
-    let mut t = table(&["version", "migration", "time"]);
+    let mut t = table(&["version", "name", "duration"]);
     for s in &r.rolled_back {
         t.add_row(vec![
-            Cell::new(s.version),
-            Cell::new(&s.file),
-            Cell::new(millis(s.duration_ms)).set_alignment(CellAlignment::Right),
+            cell(s.version),
+            cell(&s.name),
+            cell(millis(s.duration_ms)).set_alignment(CellAlignment::Right),
         ]);
     }
     let mut out = format!("{t}\n");
@@ -151,4 +177,34 @@ pub fn rollback(r: &RollbackReport) -> String {
 
 pub fn new(r: &NewReport) -> String {
     format!("created {}\n", r.path.display())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_terminal_without_a_believable_width_gets_unwrapped_tables() {
+        for width in [None, Some(0), Some(1), Some(19)] {
+            assert!(
+                matches!(arrangement(width), ContentArrangement::Disabled),
+                "{width:?}"
+            );
+        }
+        for width in [Some(20), Some(80), Some(u16::MAX)] {
+            assert!(
+                matches!(arrangement(width), ContentArrangement::Dynamic),
+                "{width:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn cells_escape_what_they_hold() {
+        let mut t = table(&["name"]);
+        t.add_row(vec![cell("a\x1b[2J\nforged row")]);
+        let shown = t.to_string();
+        assert!(shown.contains("a\\x1b[2J\\nforged row"), "{shown}");
+        assert!(!shown.contains('\x1b'));
+    }
 }

@@ -1,13 +1,12 @@
 //! Human renderings of the partition reports. `create` and `prune` print one line per partition
 //! changed and nothing at all when nothing changed, so a daily cron job mails nothing.
 
-use chrono::{DateTime, Utc};
-use comfy_table::Cell;
-
-use super::human::table;
+use super::escape;
+use super::human::{cell, table};
 use crate::partitions::period::sql_timestamp;
 use crate::partitions::plan::Then;
 use crate::partitions::{Action, Inspection, RunReport};
+use chrono::{DateTime, Utc};
 
 fn bound(b: Option<DateTime<Utc>>, edge: &str) -> String {
     b.map(sql_timestamp).unwrap_or_else(|| edge.to_string())
@@ -22,7 +21,7 @@ fn describe(action: &Action, planned: bool) -> String {
     let (verb, rest) = match action {
         Action::Create { name, from, to } => (
             if planned { "would create" } else { "created" },
-            format!("{name} {}", span(Some(*from), Some(*to))),
+            format!("{} {}", escape::field(name), span(Some(*from), Some(*to))),
         ),
         Action::Detach {
             name,
@@ -36,7 +35,7 @@ fn describe(action: &Action, planned: bool) -> String {
                 (false, Then::Drop) => "detached and dropped",
                 (false, Then::Keep) => "detached (table kept)",
             },
-            format!("{name} {}", span(*from, Some(*to))),
+            format!("{} {}", escape::field(name), span(*from, Some(*to))),
         ),
         Action::Finalize {
             name,
@@ -50,7 +49,7 @@ fn describe(action: &Action, planned: bool) -> String {
                 (false, Then::Drop) => "finished the pending detach of, and dropped,",
                 (false, Then::Keep) => "finished the pending detach of",
             },
-            format!("{name} {}", span(*from, *to)),
+            format!("{} {}", escape::field(name), span(*from, *to)),
         ),
     };
     format!("{verb} {rest}")
@@ -122,7 +121,7 @@ pub fn status(r: &Inspection) -> String {
             }
         }
         if !t.partitions.is_empty() {
-            let mut grid = table(&["partition", "from", "to", "note"]);
+            let mut grid = table(&["name", "from", "to", "notes"]);
             for p in &t.partitions {
                 let mut notes = Vec::new();
                 if p.detach_pending {
@@ -140,10 +139,10 @@ pub fn status(r: &Inspection) -> String {
                     notes.push("past retention".into());
                 }
                 grid.add_row(vec![
-                    Cell::new(&p.name),
-                    Cell::new(bound(p.from, "MINVALUE")),
-                    Cell::new(bound(p.to, "MAXVALUE")),
-                    Cell::new(notes.join("; ")),
+                    cell(&p.name),
+                    cell(bound(p.from, "MINVALUE")),
+                    cell(bound(p.to, "MAXVALUE")),
+                    cell(notes.join("; ")),
                 ]);
             }
             out.push_str(&format!("{grid}\n"));

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
+use super::escape;
 use crate::migrations::Progress;
 
 pub enum Reporter {
@@ -30,7 +31,7 @@ impl Reporter {
 }
 
 fn line(text: &str) {
-    let _ = writeln!(std::io::stderr().lock(), "{text}");
+    let _ = writeln!(std::io::stderr().lock(), "{}", escape::text(text));
 }
 
 impl Progress for Reporter {
@@ -50,6 +51,8 @@ impl Progress for Reporter {
     }
 
     fn started(&self, what: &str) {
+        // A migration file or partition name: one line, escaped (also what the bar shows).
+        let what = escape::field(what);
         match self {
             Reporter::Bar(slot) => {
                 if let Some(bar) = slot.lock().ok().and_then(|s| s.clone()) {
@@ -62,6 +65,7 @@ impl Progress for Reporter {
     }
 
     fn finished(&self, what: &str, took: Duration) {
+        let what = escape::field(what);
         match self {
             Reporter::Bar(slot) => {
                 if let Some(bar) = slot.lock().ok().and_then(|s| s.clone()) {
@@ -81,7 +85,11 @@ impl Progress for Reporter {
     }
 
     fn retrying(&self, what: &str, attempt: u32, reason: &str) {
-        let text = format!("  {what}: {reason} on attempt {attempt}; retrying");
+        let text = format!(
+            "  {}: {} on attempt {attempt}; retrying",
+            escape::field(what),
+            escape::text(reason)
+        );
         match self {
             Reporter::Bar(slot) => match slot.lock().ok().and_then(|s| s.clone()) {
                 Some(bar) => bar.println(text),

@@ -1,13 +1,11 @@
 //! The human rendering of `dhctl verify`: one table row per check, its problems and notes under
 //! its summary (the fingerprint is the fingerprint row's), then a verdict line.
 
-use comfy_table::Cell;
-
-use super::human::table;
+use super::human::{cell, lines_cell, table};
 use crate::verify::{Outcome, VerifyReport};
 
 pub fn human(r: &VerifyReport) -> String {
-    let mut t = table(&["check", "result", "details"]);
+    let mut t = table(&["name", "status", "summary"]);
     for c in &r.checks {
         let result = match c.status {
             Outcome::Pass => "pass",
@@ -22,9 +20,9 @@ pub fn human(r: &VerifyReport) -> String {
             details.push_str(&format!("\nnote: {note}"));
         }
         t.add_row(vec![
-            Cell::new(c.name.as_str()),
-            Cell::new(result),
-            Cell::new(details),
+            cell(c.name.as_str()),
+            cell(result),
+            lines_cell(&details),
         ]);
     }
     let failed = r

@@ -13,7 +13,7 @@ fn migrate_makes_four_months_on_utc_bounds_and_a_second_run_does_nothing() {
         .args(["migrate", "--now", NOW, "--format", "json"])
         .run();
     run.expect_code(0);
-    let created = &run.json()["partitions"]["tables"];
+    let created = &run.json()["partition_create"]["tables"];
     assert_eq!(
         created[0]["steps"].as_array().unwrap().len(),
         4,
@@ -26,7 +26,7 @@ fn migrate_makes_four_months_on_utc_bounds_and_a_second_run_does_nothing() {
         .args(["migrate", "--now", NOW, "--format", "json"])
         .run();
     again.expect_code(0);
-    assert!(again.json()["partitions"]["tables"]
+    assert!(again.json()["partition_create"]["tables"]
         .as_array()
         .unwrap()
         .iter()

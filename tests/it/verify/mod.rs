@@ -281,7 +281,7 @@ fn verify_takes_no_lock_and_runs_while_a_migration_holds_the_dhctl_lock() {
     holder
         .execute("SELECT pg_advisory_lock($1)", &[&key])
         .unwrap();
-    let run = dhctl(&db.url).args(["verify", "--lock-wait", "0s"]).run();
+    let run = dhctl(&db.url).args(["verify"]).run();
     run.expect_code(0);
 }
 
