@@ -48,6 +48,13 @@ pub struct Limits {
     /// head within this (idle keep-alive connections included) is closed, so slow or idle
     /// clients cannot hold connection slots for long.
     pub header_read_timeout: Duration,
+    /// `HEALTH_WRITE_TIMEOUT_MS` (5000): a response write that moves no byte for this long
+    /// fails and closes the connection, so a client that never reads its answers cannot hold
+    /// a slot (the header read timeout only bounds the client's sending).
+    pub write_timeout: Duration,
+    /// `HEALTH_MAX_REQUESTS_PER_CONNECTION` (1000, nginx's `keepalive_requests`): the answer to
+    /// the last one says `Connection: close`, so pipelining cannot keep a connection forever.
+    pub max_requests_per_connection: usize,
     /// `HEALTH_DRAIN_TIMEOUT_MS` (10000): after SIGTERM, how long in-flight requests may take.
     pub drain_timeout: Duration,
 }
@@ -58,6 +65,8 @@ impl Default for Limits {
             max_connections: 1024,
             max_header_bytes: 8192,
             header_read_timeout: Duration::from_secs(5),
+            write_timeout: Duration::from_secs(5),
+            max_requests_per_connection: 1000,
             drain_timeout: Duration::from_secs(10),
         }
     }
@@ -129,6 +138,14 @@ impl HealthConfig {
                 .clamp(1024, 1 << 20),
             header_read_timeout: millis(&get, "HEALTH_HEADER_READ_TIMEOUT_MS", 5000)?
                 .max(Duration::from_millis(100)),
+            write_timeout: millis(&get, "HEALTH_WRITE_TIMEOUT_MS", 5000)?
+                .max(Duration::from_millis(100)),
+            max_requests_per_connection: number(
+                &get,
+                "HEALTH_MAX_REQUESTS_PER_CONNECTION",
+                1000usize,
+            )?
+            .max(1),
             drain_timeout: millis(&get, "HEALTH_DRAIN_TIMEOUT_MS", 10_000)?,
         };
         Ok(HealthConfig {

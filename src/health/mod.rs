@@ -5,6 +5,7 @@
 //! - `checks`: the single-flight readiness state and `/health/ready`'s report;
 //! - `dependencies`: the PostgreSQL pool, the Redis connection and the checks on each;
 //! - `routes`: the routes, status codes, JSON shapes and common headers;
+//! - `deadline`: the write stall deadline every connection's socket is wrapped in;
 //! - `server`: `serve(listener, config, shutdown)`, limits and graceful shutdown;
 //! - `logging`: JSON log lines with every configured secret scrubbed;
 //! - `probe`: `--check-url`, a self-contained HTTP GET for container HEALTHCHECKs.
@@ -13,6 +14,7 @@
 
 pub mod checks;
 pub mod config;
+pub mod deadline;
 pub mod dependencies;
 pub mod logging;
 pub mod probe;

@@ -4,4 +4,5 @@
 mod readiness;
 mod robustness;
 mod routes;
+mod slow_readers;
 pub mod support;

@@ -182,6 +182,24 @@ pub fn http(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]
     raw(addr, head.as_bytes())
 }
 
+/// One GET on a fresh connection that may fail: None when the server does not answer with a
+/// complete response within `limit` (for waits on "eventually answers").
+pub fn try_get(addr: SocketAddr, path: &str, limit: Duration) -> Option<Reply> {
+    let started = Instant::now();
+    let mut stream = TcpStream::connect_timeout(&addr, limit).ok()?;
+    stream.set_read_timeout(Some(limit)).ok()?;
+    stream.set_write_timeout(Some(limit)).ok()?;
+    let head = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(head.as_bytes()).ok()?;
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    let text = String::from_utf8_lossy(&answer);
+    if !text.starts_with("HTTP/1.1 ") || !text.contains("\r\n\r\n") {
+        return None;
+    }
+    Some(parse(&answer, started.elapsed()))
+}
+
 /// Sends `bytes` as they are and parses the answer.
 pub fn raw(addr: SocketAddr, bytes: &[u8]) -> Reply {
     let started = Instant::now();
