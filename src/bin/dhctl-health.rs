@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use dhctl::health::logging::{self, Scrubber};
+use dhctl::health::logging;
 use dhctl::health::{probe, serve, signal, HealthConfig};
 
 /// Health endpoints of the DataHub API gateway (configured through the environment; see
@@ -39,11 +39,7 @@ fn main() {
         _ => None,
     };
     let config = HealthConfig::from_env();
-    let secrets = config
-        .as_ref()
-        .map(HealthConfig::secrets)
-        .unwrap_or_default();
-    logging::init(Scrubber::new(&secrets));
+    logging::init();
     let config = match (env_problem, config) {
         (None, Ok(config)) => config,
         (Some(problem), _) => fail(&problem, None),
@@ -73,6 +69,7 @@ fn main() {
 
 /// Logs the error as a JSON line and exits 2 (DESIGN.md: configuration and setup errors).
 fn fail(message: &str, hint: Option<String>) -> ! {
-    tracing::error!(hint = hint.as_deref().unwrap_or(""), "{message}");
+    // An absent hint is an absent key, not `"hint":""` (issue 11, item 15).
+    tracing::error!(hint = hint.as_deref(), "{message}");
     std::process::exit(2);
 }

@@ -159,19 +159,6 @@ impl HealthConfig {
             limits,
         })
     }
-
-    /// The passwords this configuration holds; the log writer and the response bodies scrub them.
-    pub fn secrets(&self) -> Vec<String> {
-        let mut secrets = Vec::new();
-        if let Some(pw) = self.database.pg.get_password() {
-            secrets.push(String::from_utf8_lossy(pw).into_owned());
-        }
-        if let Some(pw) = self.redis.password() {
-            secrets.push(pw.to_string());
-        }
-        secrets.retain(|s| !s.is_empty());
-        secrets
-    }
 }
 
 fn database(
@@ -297,14 +284,14 @@ mod tests {
     }
 
     #[test]
-    fn passwords_are_collected_for_scrubbing_but_never_described() {
+    fn passwords_are_never_described() {
         let c = config(&[
             ("DATABASE_URL", "postgres://u:db-secret@h/db"),
-            ("REDIS_URL", "redis://127.0.0.1:6380/2"),
+            ("REDIS_URL", "redis://:url-secret@127.0.0.1:6380/2"),
             ("REDIS_PASSWORD", "redis-secret"),
         ])
         .unwrap();
-        assert_eq!(c.secrets(), vec!["db-secret", "redis-secret"]);
+        assert_eq!(c.redis.password(), Some("redis-secret"));
         assert_eq!(c.redis.describe(), "127.0.0.1:6380/2");
     }
 

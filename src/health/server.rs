@@ -26,7 +26,6 @@ use tokio::sync::Semaphore;
 use super::checks::Readiness;
 use super::config::HealthConfig;
 use super::deadline::WriteDeadline;
-use super::logging::Scrubber;
 use super::routes::{handle, App};
 use crate::error::Result;
 
@@ -43,8 +42,7 @@ pub async fn serve(
     config: HealthConfig,
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
-    let scrubber = Scrubber::new(&config.secrets());
-    let readiness = Readiness::new(&config, scrubber)?;
+    let readiness = Readiness::new(&config)?;
     let app = Arc::new(App {
         readiness: Arc::clone(&readiness),
     });
@@ -62,6 +60,8 @@ pub async fn serve(
 
     tracing::info!(
         addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+        // Built from the parsed settings (user, host, port, database), never from the URL
+        // text, so no password can be in it whatever the URL looked like.
         database = %describe_target(&config),
         redis = %config.redis.describe(),
         check_timeout_ms = config.check_timeout.as_millis() as u64,

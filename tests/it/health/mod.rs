@@ -1,6 +1,7 @@
 //! `dhctl-health` end to end: the real binary on port 0 against real PostgreSQL and Redis
 //! (and a private redis-server where Redis must go away and come back).
 
+mod disclosure;
 mod readiness;
 mod robustness;
 mod routes;
