@@ -89,6 +89,9 @@ pub struct DatabaseSettings {
 #[derive(Clone)]
 pub struct RedisSettings {
     pub info: ConnectionInfo,
+    /// `REDIS_TLS_CA_FILE`, read and checked at start: the CA (PEM) that `rediss://` verifies
+    /// the server's certificate against instead of the Mozilla roots compiled in.
+    pub tls_ca: Option<Vec<u8>>,
 }
 
 impl RedisSettings {
@@ -213,7 +216,8 @@ fn redis(get: &impl Fn(&str) -> Option<String>) -> Result<RedisSettings> {
             // The crate's parse error is generic; ours names the variable, never the value.
             Error::usage_hint(
                 "REDIS_URL is not a valid Redis URL",
-                "use redis://[:password@]host:6379[/db], or REDIS_HOST, REDIS_PORT and REDIS_PASSWORD",
+                "use redis://[:password@]host:6379[/db] (rediss:// for TLS), or REDIS_HOST, \
+                 REDIS_PORT and REDIS_PASSWORD",
             )
         })?,
         None => {
@@ -231,7 +235,57 @@ fn redis(get: &impl Fn(&str) -> Option<String>) -> Result<RedisSettings> {
         }
         None => info,
     };
-    Ok(RedisSettings { info })
+    let tls_ca = redis_tls(&info, get("REDIS_TLS_CA_FILE"))?;
+    Ok(RedisSettings { info, tls_ca })
+}
+
+/// The TLS rules for Redis, the same as for PostgreSQL under `verify-full`: `rediss://` always
+/// verifies the certificate and host name, against `REDIS_TLS_CA_FILE` when set, else the
+/// Mozilla roots compiled in (which managed services' certificates chain to). Nothing
+/// downgrades in silence: a CA file with a plain `redis://` target is refused rather than
+/// ignored, and the redis crate's `#insecure` (no verification at all) is refused.
+fn redis_tls(info: &ConnectionInfo, ca_file: Option<String>) -> Result<Option<Vec<u8>>> {
+    let insecure = match info.addr() {
+        ConnectionAddr::TcpTls { insecure, .. } => *insecure,
+        _ => {
+            return match ca_file {
+                None => Ok(None),
+                Some(_) => Err(Error::usage_hint(
+                    "REDIS_TLS_CA_FILE is set but the Redis connection is not TLS",
+                    "use REDIS_URL=rediss://host:port (TLS), or unset REDIS_TLS_CA_FILE",
+                )),
+            };
+        }
+    };
+    if insecure {
+        return Err(Error::usage_hint(
+            "REDIS_URL asks for TLS without certificate verification (#insecure), which \
+             dhctl-health does not do",
+            "remove #insecure; for a private CA, set REDIS_TLS_CA_FILE to its certificate (PEM)",
+        ));
+    }
+    let Some(path) = ca_file else {
+        return Ok(None);
+    };
+    let pem = std::fs::read(&path)
+        .map_err(|e| Error::usage(format!("REDIS_TLS_CA_FILE: cannot read {path}: {e}")))?;
+    let mut reader = std::io::BufReader::new(pem.as_slice());
+    let mut certs = 0;
+    for cert in rustls_pemfile::certs(&mut reader) {
+        cert.map_err(|e| {
+            Error::usage(format!(
+                "REDIS_TLS_CA_FILE: {path} is not a PEM certificate file: {e}"
+            ))
+        })?;
+        certs += 1;
+    }
+    if certs == 0 {
+        return Err(Error::usage(format!(
+            "REDIS_TLS_CA_FILE: no PEM certificate found in {path} \
+             (expected -----BEGIN CERTIFICATE-----)"
+        )));
+    }
+    Ok(Some(pem))
 }
 
 fn number<T: FromStr>(get: &impl Fn(&str) -> Option<String>, key: &str, default: T) -> Result<T> {

@@ -48,8 +48,18 @@ impl Dependencies {
             .runtime(Runtime::Tokio1)
             .build()
             .map_err(|e| crate::Error::usage(format!("cannot build the connection pool: {e}")))?;
-        let redis = redis::Client::open(config.redis.info.clone())
-            .map_err(|_| crate::Error::usage("REDIS_URL: unsupported Redis connection settings"))?;
+        let info = config.redis.info.clone();
+        let redis = match &config.redis.tls_ca {
+            None => redis::Client::open(info),
+            Some(ca) => redis::Client::build_with_tls(
+                info,
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(ca.clone()),
+                },
+            ),
+        }
+        .map_err(|_| crate::Error::usage("REDIS_URL: unsupported Redis connection settings"))?;
         let redis_config = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(Some(config.check_timeout))
             .set_response_timeout(Some(config.check_timeout));
@@ -228,7 +238,14 @@ fn redis_failure(err: &redis::RedisError) -> Failure {
     {
         Reason::AuthenticationFailed
     } else {
-        classify(err, Reason::Unavailable)
+        // The crate keeps I/O errors behind an `Arc<dyn Error>` whose `source()` skips the
+        // rustls error, so TLS failures are recognised by rustls's own wording.
+        let text = err.to_string().to_ascii_lowercase();
+        let tls = ["certificate", "tls", "handshake", "alert"];
+        match classify(err, Reason::Unavailable) {
+            Reason::Unavailable if tls.iter().any(|w| text.contains(w)) => Reason::Tls,
+            reason => reason,
+        }
     };
     Failure::new(reason, format!("redis: {err}"))
 }

@@ -3,6 +3,7 @@
 
 mod disclosure;
 mod readiness;
+mod redis_tls;
 mod robustness;
 mod routes;
 mod slow_readers;
