@@ -16,6 +16,119 @@ use crate::db::tls::{TlsSettings, Verify};
 use crate::error::{Error, Result};
 use crate::migrations::Source;
 
+/// Every variable dhctl-health reads, its default and meaning: `dhctl-health --help` prints
+/// this table, and a unit test checks that `from_lookup` reads nothing that is not in it.
+pub const VARIABLES: &[(&str, &str, &str)] = &[
+    ("HOST", "0.0.0.0", "address to bind"),
+    ("PORT", "3000", "port to bind (0: any free port)"),
+    (
+        "DATABASE_URL",
+        "required",
+        "PostgreSQL URL or key=value string, as for dhctl",
+    ),
+    (
+        "DHCTL_SSL_ROOT_CERT",
+        "",
+        "CA file for PostgreSQL's certificate",
+    ),
+    ("DATABASE_POOL_MIN", "2", "connections opened at start"),
+    ("DATABASE_POOL_MAX", "20", "most pooled connections"),
+    (
+        "DATABASE_POOL_WAIT_TIMEOUT_MS",
+        "check timeout",
+        "wait for a free pooled connection",
+    ),
+    (
+        "REDIS_URL",
+        "",
+        "redis://[:password@]host:port[/db] or rediss:// (TLS)",
+    ),
+    (
+        "REDIS_HOST",
+        "localhost",
+        "Redis host when REDIS_URL is unset",
+    ),
+    ("REDIS_PORT", "6379", "Redis port when REDIS_URL is unset"),
+    (
+        "REDIS_PASSWORD",
+        "",
+        "Redis password (also applies to REDIS_URL)",
+    ),
+    (
+        "REDIS_TLS_CA_FILE",
+        "",
+        "CA file (PEM) for a rediss:// server",
+    ),
+    (
+        "HEALTH_CHECK_TIMEOUT_MS",
+        "1000",
+        "bound on each readiness check",
+    ),
+    (
+        "HEALTH_READY_CACHE_MS",
+        "500",
+        "how long a readiness result answers new probes",
+    ),
+    (
+        "DHCTL_READY_REQUIRE_MIGRATED",
+        "false",
+        "readiness fails while migrations are pending",
+    ),
+    (
+        "DHCTL_MIGRATIONS_DIR",
+        "embedded",
+        "migrations that check compares with",
+    ),
+    ("HEALTH_MAX_CONNECTIONS", "1024", "open connections at once"),
+    (
+        "HEALTH_MAX_HEADER_BYTES",
+        "8192",
+        "request line plus headers (beyond: 431)",
+    ),
+    (
+        "HEALTH_HEADER_READ_TIMEOUT_MS",
+        "5000",
+        "time to send a request head",
+    ),
+    (
+        "HEALTH_WRITE_TIMEOUT_MS",
+        "5000",
+        "a response write stalled this long closes the connection",
+    ),
+    (
+        "HEALTH_MAX_REQUESTS_PER_CONNECTION",
+        "1000",
+        "requests before the connection is closed",
+    ),
+    (
+        "HEALTH_DRAIN_TIMEOUT_MS",
+        "10000",
+        "after SIGTERM, time for in-flight requests",
+    ),
+    ("RUST_LOG", "info", "log filter (tracing EnvFilter syntax)"),
+];
+
+/// [`VARIABLES`] as the ENVIRONMENT section of `--help`.
+pub fn environment_help() -> String {
+    let width = VARIABLES
+        .iter()
+        .map(|(name, _, _)| name.len())
+        .max()
+        .unwrap_or(0);
+    let mut text = String::from(
+        "Environment (a .env file in the working directory is read first; empty values count \
+         as unset; see docs/health.md):\n",
+    );
+    for (name, default, meaning) in VARIABLES {
+        let default = match *default {
+            "" => String::new(),
+            d => format!(" [default: {d}]"),
+        };
+        text.push_str(&format!("  {name:width$}  {meaning}{default}\n"));
+    }
+    text
+}
+
 /// Everything `serve` needs. Built by [`HealthConfig::from_env`] or by hand in tests.
 #[derive(Clone)]
 pub struct HealthConfig {
@@ -324,6 +437,33 @@ mod tests {
         HealthConfig::from_lookup(move |key| {
             pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone())
         })
+    }
+
+    #[test]
+    fn every_variable_read_is_listed_for_help() {
+        let read = std::cell::RefCell::new(Vec::new());
+        for set in [
+            &[("DATABASE_URL", "postgres://u@h/db")][..],
+            &[
+                ("DATABASE_URL", "postgres://u@h/db"),
+                ("REDIS_URL", "redis://h"),
+                ("DHCTL_READY_REQUIRE_MIGRATED", "true"),
+            ][..],
+        ] {
+            let _ = HealthConfig::from_lookup(|key| {
+                read.borrow_mut().push(key.to_string());
+                set.iter()
+                    .find(|(k, _)| *k == key)
+                    .map(|(_, v)| v.to_string())
+            });
+        }
+        for key in read.into_inner() {
+            assert!(
+                VARIABLES.iter().any(|(name, _, _)| *name == key),
+                "{key} is read but not listed in VARIABLES"
+            );
+        }
+        assert!(environment_help().contains("HEALTH_WRITE_TIMEOUT_MS"));
     }
 
     #[test]
