@@ -9,17 +9,36 @@
 //! `"` turned every line into invalid JSON (issue 13, item 4). Lines are written by
 //! tracing-subscriber's JSON formatter untouched, so each is a valid JSON object.
 
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::EnvFilter;
 
 /// Installs the JSON subscriber: `RUST_LOG` or `info`, one event per line on stderr.
 pub fn init() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let filter = std::env::var("RUST_LOG").unwrap_or_default();
+    // try_init, not set_global_default: it also routes the `log` crate's records (the
+    // PostgreSQL driver and rustls log through it) into the same JSON lines.
+    let _ = dispatch(&filter, std::io::stderr).try_init();
+}
+
+/// The subscriber the binary installs, writing to `writer`, filtered by `filter` (tracing's
+/// `EnvFilter` syntax; empty or invalid means `info`). Tests that run the server in process
+/// install it per runtime, with a writer that collects the lines.
+pub fn dispatch<W>(filter: &str, writer: W) -> tracing::Dispatch
+where
+    W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
+{
+    let filter = EnvFilter::try_new(filter)
+        .ok()
+        .filter(|_| !filter.trim().is_empty())
+        .unwrap_or_else(|| EnvFilter::new("info"));
+    let subscriber = tracing_subscriber::fmt()
         .json()
         .flatten_event(true)
         .with_current_span(false)
         .with_span_list(false)
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(writer)
+        .finish();
+    tracing::Dispatch::new(subscriber)
 }
