@@ -165,15 +165,21 @@ pub fn start(env: &[(&str, &str)]) -> Health {
 /// Runs the real binary with a clean environment plus `env`, on a port picked here (bound
 /// and released; retried if something takes it first), and waits until it answers.
 pub fn spawn(env: &[(&str, &str)]) -> Health {
+    let mut last = Vec::new();
     for _attempt in 0..5 {
-        if let Some(health) = try_spawn(env) {
-            return health;
+        match try_spawn(env) {
+            Ok(health) => return health,
+            Err(logs) => last = logs,
         }
     }
-    panic!("dhctl-health did not start in five attempts");
+    panic!(
+        "dhctl-health did not start in five attempts; the last one logged:\n{}",
+        last.join("\n")
+    );
 }
 
-fn try_spawn(env: &[(&str, &str)]) -> Option<Health> {
+/// The running binary, or the log lines of one that exited at once.
+fn try_spawn(env: &[(&str, &str)]) -> Result<Health, Vec<String>> {
     let cwd = tempfile::tempdir().unwrap();
     let port = closed_port().to_string();
     let mut command = Command::new(bin());
@@ -228,14 +234,15 @@ fn try_spawn(env: &[(&str, &str)]) -> Option<Health> {
     });
     if health.exited() {
         // Most likely the port was taken between the pick and the bind: try another.
-        return None;
+        let _ = health.wait_exit(Duration::from_secs(10));
+        return Err(health.logs());
     }
     assert!(
         up,
         "dhctl-health did not answer:\n{}",
         health.logs().join("\n")
     );
-    Some(health)
+    Ok(health)
 }
 
 impl Health {
