@@ -1,20 +1,24 @@
 //! The `dhctl-health` binary: read the environment, bind `HOST:PORT`, serve until SIGTERM or
 //! SIGINT, exit 0 after draining (2 on a configuration or bind error). With `--check-url URL`
-//! it is instead a one-shot probe for container HEALTHCHECKs: exit 0 on a 200, 1 otherwise.
+//! it is instead a one-shot probe for container HEALTHCHECKs: exit 0 on a 200, 1 when the
+//! server is unhealthy or unreachable, 2 when the URL itself is unusable (a usage error).
 
 use std::time::Duration;
 
 use clap::Parser;
 
-use dhctl::health::logging::{self, Scrubber};
+use dhctl::health::config::environment_help;
+use dhctl::health::logging;
+use dhctl::health::probe::ProbeError;
 use dhctl::health::{probe, serve, signal, HealthConfig};
 
 /// Health endpoints of the DataHub API gateway (configured through the environment; see
 /// docs/health.md).
 #[derive(Parser)]
-#[command(name = "dhctl-health", version)]
+#[command(name = "dhctl-health", version, after_help = environment_help())]
 struct Args {
-    /// Probe mode: GET this http:// URL and exit 0 if it answers 200, else 1.
+    /// Probe mode: GET this http:// URL and exit 0 if it answers 200, 1 if it does not
+    /// (2 when the URL is not a usable http:// URL).
     #[arg(long, value_name = "URL")]
     check_url: Option<String>,
     /// Probe mode: give up after this many milliseconds.
@@ -27,6 +31,12 @@ fn main() {
     if let Some(url) = args.check_url {
         let code = match probe::check(&url, Duration::from_millis(args.timeout_ms.max(1))) {
             Ok(()) => 0,
+            // A URL that cannot be probed says nothing about the server's health: exit 2, the
+            // usage code, so a typo in a HEALTHCHECK is not mistaken for an unhealthy pod.
+            Err(e @ ProbeError::BadUrl(_)) => {
+                eprintln!("error: {e}");
+                2
+            }
             Err(e) => {
                 eprintln!("unhealthy: {e}");
                 1
@@ -39,11 +49,7 @@ fn main() {
         _ => None,
     };
     let config = HealthConfig::from_env();
-    let secrets = config
-        .as_ref()
-        .map(HealthConfig::secrets)
-        .unwrap_or_default();
-    logging::init(Scrubber::new(&secrets));
+    logging::init();
     let config = match (env_problem, config) {
         (None, Ok(config)) => config,
         (Some(problem), _) => fail(&problem, None),
@@ -73,6 +79,7 @@ fn main() {
 
 /// Logs the error as a JSON line and exits 2 (DESIGN.md: configuration and setup errors).
 fn fail(message: &str, hint: Option<String>) -> ! {
-    tracing::error!(hint = hint.as_deref().unwrap_or(""), "{message}");
+    // An absent hint is an absent key, not `"hint":""` (issue 11, item 15).
+    tracing::error!(hint = hint.as_deref(), "{message}");
     std::process::exit(2);
 }

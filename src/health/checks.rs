@@ -16,30 +16,9 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use super::config::HealthConfig;
-use super::dependencies::{Dependencies, NOT_CHECKED};
-use super::logging::Scrubber;
+use super::dependencies::Dependencies;
+use super::report::{Check, Reason, Verdict};
 use crate::error::Result;
-
-/// One check's verdict, as `/health/ready` reports it.
-#[derive(Debug, Clone, Serialize)]
-pub struct Check {
-    pub status: Verdict,
-    /// Wall time of the check, in milliseconds (microsecond resolution).
-    pub latency_ms: f64,
-    /// Why it failed, scrubbed of secrets.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    /// Pending migrations (the migrations check only).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub pending: Option<usize>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Verdict {
-    Ok,
-    Error,
-}
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Checks {
@@ -101,9 +80,9 @@ struct Flight {
 
 impl Readiness {
     /// Builds the pool and the Redis client; connects nothing yet (see [`Readiness::warm_up`]).
-    pub fn new(config: &HealthConfig, scrubber: Scrubber) -> Result<Arc<Readiness>> {
+    pub fn new(config: &HealthConfig) -> Result<Arc<Readiness>> {
         Ok(Arc::new(Readiness {
-            deps: Dependencies::new(config, scrubber)?,
+            deps: Dependencies::new(config)?,
             cache: config.ready_cache,
             state: Mutex::new(Flight::default()),
             last_verdict: AtomicU8::new(UNKNOWN),
@@ -177,7 +156,7 @@ impl Readiness {
             .into_iter()
             .flatten()
             .all(|c| c.status == Verdict::Ok);
-        for (name, check, target) in [
+        for (name, check, endpoint) in [
             ("database", Some(&database), self.deps.pg_target.as_str()),
             ("redis", Some(&redis), self.deps.redis_target.as_str()),
             (
@@ -188,19 +167,24 @@ impl Readiness {
         ] {
             if let Some(Check {
                 status: Verdict::Error,
-                error,
+                reason,
+                detail,
                 latency_ms,
                 ..
             }) = check
             {
-                if error.as_deref() == Some(NOT_CHECKED) {
+                if *reason == Some(Reason::NotChecked) {
                     continue; // its cause, the database check, is logged already
                 }
+                // The response says only `reason`; the operator's log gets the driver's text.
+                // `endpoint`, not `target`: tracing's JSON lines already use `target` for the
+                // module that logged (issue 11, item 15).
                 tracing::warn!(
                     check = name,
-                    target,
+                    endpoint,
                     latency_ms,
-                    error = error.as_deref().unwrap_or(""),
+                    reason = reason.map(Reason::as_str),
+                    error = detail.as_deref(),
                     "readiness check failed"
                 );
             }

@@ -16,6 +16,119 @@ use crate::db::tls::{TlsSettings, Verify};
 use crate::error::{Error, Result};
 use crate::migrations::Source;
 
+/// Every variable dhctl-health reads, its default and meaning: `dhctl-health --help` prints
+/// this table, and a unit test checks that `from_lookup` reads nothing that is not in it.
+pub const VARIABLES: &[(&str, &str, &str)] = &[
+    ("HOST", "0.0.0.0", "address to bind"),
+    ("PORT", "3000", "port to bind (0: any free port)"),
+    (
+        "DATABASE_URL",
+        "required",
+        "PostgreSQL URL or key=value string, as for dhctl",
+    ),
+    (
+        "DHCTL_SSL_ROOT_CERT",
+        "",
+        "CA file for PostgreSQL's certificate",
+    ),
+    ("DATABASE_POOL_MIN", "2", "connections opened at start"),
+    ("DATABASE_POOL_MAX", "20", "most pooled connections"),
+    (
+        "DATABASE_POOL_WAIT_TIMEOUT_MS",
+        "check timeout",
+        "wait for a free pooled connection",
+    ),
+    (
+        "REDIS_URL",
+        "",
+        "redis://[:password@]host:port[/db] or rediss:// (TLS)",
+    ),
+    (
+        "REDIS_HOST",
+        "localhost",
+        "Redis host when REDIS_URL is unset",
+    ),
+    ("REDIS_PORT", "6379", "Redis port when REDIS_URL is unset"),
+    (
+        "REDIS_PASSWORD",
+        "",
+        "Redis password (also applies to REDIS_URL)",
+    ),
+    (
+        "REDIS_TLS_CA_FILE",
+        "",
+        "CA file (PEM) for a rediss:// server",
+    ),
+    (
+        "HEALTH_CHECK_TIMEOUT_MS",
+        "1000",
+        "bound on each readiness check",
+    ),
+    (
+        "HEALTH_READY_CACHE_MS",
+        "500",
+        "how long a readiness result answers new probes",
+    ),
+    (
+        "DHCTL_READY_REQUIRE_MIGRATED",
+        "false",
+        "readiness fails while migrations are pending",
+    ),
+    (
+        "DHCTL_MIGRATIONS_DIR",
+        "embedded",
+        "migrations that check compares with",
+    ),
+    ("HEALTH_MAX_CONNECTIONS", "1024", "open connections at once"),
+    (
+        "HEALTH_MAX_HEADER_BYTES",
+        "8192",
+        "request line plus headers (beyond: 431)",
+    ),
+    (
+        "HEALTH_HEADER_READ_TIMEOUT_MS",
+        "5000",
+        "time to send a request head",
+    ),
+    (
+        "HEALTH_WRITE_TIMEOUT_MS",
+        "5000",
+        "a response write stalled this long closes the connection",
+    ),
+    (
+        "HEALTH_MAX_REQUESTS_PER_CONNECTION",
+        "1000",
+        "requests before the connection is closed",
+    ),
+    (
+        "HEALTH_DRAIN_TIMEOUT_MS",
+        "10000",
+        "after SIGTERM, time for in-flight requests",
+    ),
+    ("RUST_LOG", "info", "log filter (tracing EnvFilter syntax)"),
+];
+
+/// [`VARIABLES`] as the ENVIRONMENT section of `--help`.
+pub fn environment_help() -> String {
+    let width = VARIABLES
+        .iter()
+        .map(|(name, _, _)| name.len())
+        .max()
+        .unwrap_or(0);
+    let mut text = String::from(
+        "Environment (a .env file in the working directory is read first; empty values count \
+         as unset; see docs/health.md):\n",
+    );
+    for (name, default, meaning) in VARIABLES {
+        let default = match *default {
+            "" => String::new(),
+            d => format!(" [default: {d}]"),
+        };
+        text.push_str(&format!("  {name:width$}  {meaning}{default}\n"));
+    }
+    text
+}
+
 /// Everything `serve` needs. Built by [`HealthConfig::from_env`] or by hand in tests.
 #[derive(Clone)]
 pub struct HealthConfig {
@@ -48,6 +161,13 @@ pub struct Limits {
     /// head within this (idle keep-alive connections included) is closed, so slow or idle
     /// clients cannot hold connection slots for long.
     pub header_read_timeout: Duration,
+    /// `HEALTH_WRITE_TIMEOUT_MS` (5000): a response write that moves no byte for this long
+    /// fails and closes the connection, so a client that never reads its answers cannot hold
+    /// a slot (the header read timeout only bounds the client's sending).
+    pub write_timeout: Duration,
+    /// `HEALTH_MAX_REQUESTS_PER_CONNECTION` (1000, nginx's `keepalive_requests`): the answer to
+    /// the last one says `Connection: close`, so pipelining cannot keep a connection forever.
+    pub max_requests_per_connection: usize,
     /// `HEALTH_DRAIN_TIMEOUT_MS` (10000): after SIGTERM, how long in-flight requests may take.
     pub drain_timeout: Duration,
 }
@@ -58,6 +178,8 @@ impl Default for Limits {
             max_connections: 1024,
             max_header_bytes: 8192,
             header_read_timeout: Duration::from_secs(5),
+            write_timeout: Duration::from_secs(5),
+            max_requests_per_connection: 1000,
             drain_timeout: Duration::from_secs(10),
         }
     }
@@ -80,6 +202,9 @@ pub struct DatabaseSettings {
 #[derive(Clone)]
 pub struct RedisSettings {
     pub info: ConnectionInfo,
+    /// `REDIS_TLS_CA_FILE`, read and checked at start: the CA (PEM) that `rediss://` verifies
+    /// the server's certificate against instead of the Mozilla roots compiled in.
+    pub tls_ca: Option<Vec<u8>>,
 }
 
 impl RedisSettings {
@@ -129,6 +254,14 @@ impl HealthConfig {
                 .clamp(1024, 1 << 20),
             header_read_timeout: millis(&get, "HEALTH_HEADER_READ_TIMEOUT_MS", 5000)?
                 .max(Duration::from_millis(100)),
+            write_timeout: millis(&get, "HEALTH_WRITE_TIMEOUT_MS", 5000)?
+                .max(Duration::from_millis(100)),
+            max_requests_per_connection: number(
+                &get,
+                "HEALTH_MAX_REQUESTS_PER_CONNECTION",
+                1000usize,
+            )?
+            .max(1),
             drain_timeout: millis(&get, "HEALTH_DRAIN_TIMEOUT_MS", 10_000)?,
         };
         Ok(HealthConfig {
@@ -141,19 +274,6 @@ impl HealthConfig {
             require_migrated,
             limits,
         })
-    }
-
-    /// The passwords this configuration holds; the log writer and the response bodies scrub them.
-    pub fn secrets(&self) -> Vec<String> {
-        let mut secrets = Vec::new();
-        if let Some(pw) = self.database.pg.get_password() {
-            secrets.push(String::from_utf8_lossy(pw).into_owned());
-        }
-        if let Some(pw) = self.redis.password() {
-            secrets.push(pw.to_string());
-        }
-        secrets.retain(|s| !s.is_empty());
-        secrets
     }
 }
 
@@ -209,7 +329,8 @@ fn redis(get: &impl Fn(&str) -> Option<String>) -> Result<RedisSettings> {
             // The crate's parse error is generic; ours names the variable, never the value.
             Error::usage_hint(
                 "REDIS_URL is not a valid Redis URL",
-                "use redis://[:password@]host:6379[/db], or REDIS_HOST, REDIS_PORT and REDIS_PASSWORD",
+                "use redis://[:password@]host:6379[/db] (rediss:// for TLS), or REDIS_HOST, \
+                 REDIS_PORT and REDIS_PASSWORD",
             )
         })?,
         None => {
@@ -227,7 +348,57 @@ fn redis(get: &impl Fn(&str) -> Option<String>) -> Result<RedisSettings> {
         }
         None => info,
     };
-    Ok(RedisSettings { info })
+    let tls_ca = redis_tls(&info, get("REDIS_TLS_CA_FILE"))?;
+    Ok(RedisSettings { info, tls_ca })
+}
+
+/// The TLS rules for Redis, the same as for PostgreSQL under `verify-full`: `rediss://` always
+/// verifies the certificate and host name, against `REDIS_TLS_CA_FILE` when set, else the
+/// Mozilla roots compiled in (which managed services' certificates chain to). Nothing
+/// downgrades in silence: a CA file with a plain `redis://` target is refused rather than
+/// ignored, and the redis crate's `#insecure` (no verification at all) is refused.
+fn redis_tls(info: &ConnectionInfo, ca_file: Option<String>) -> Result<Option<Vec<u8>>> {
+    let insecure = match info.addr() {
+        ConnectionAddr::TcpTls { insecure, .. } => *insecure,
+        _ => {
+            return match ca_file {
+                None => Ok(None),
+                Some(_) => Err(Error::usage_hint(
+                    "REDIS_TLS_CA_FILE is set but the Redis connection is not TLS",
+                    "use REDIS_URL=rediss://host:port (TLS), or unset REDIS_TLS_CA_FILE",
+                )),
+            };
+        }
+    };
+    if insecure {
+        return Err(Error::usage_hint(
+            "REDIS_URL asks for TLS without certificate verification (#insecure), which \
+             dhctl-health does not do",
+            "remove #insecure; for a private CA, set REDIS_TLS_CA_FILE to its certificate (PEM)",
+        ));
+    }
+    let Some(path) = ca_file else {
+        return Ok(None);
+    };
+    let pem = std::fs::read(&path)
+        .map_err(|e| Error::usage(format!("REDIS_TLS_CA_FILE: cannot read {path}: {e}")))?;
+    let mut reader = std::io::BufReader::new(pem.as_slice());
+    let mut certs = 0;
+    for cert in rustls_pemfile::certs(&mut reader) {
+        cert.map_err(|e| {
+            Error::usage(format!(
+                "REDIS_TLS_CA_FILE: {path} is not a PEM certificate file: {e}"
+            ))
+        })?;
+        certs += 1;
+    }
+    if certs == 0 {
+        return Err(Error::usage(format!(
+            "REDIS_TLS_CA_FILE: no PEM certificate found in {path} \
+             (expected -----BEGIN CERTIFICATE-----)"
+        )));
+    }
+    Ok(Some(pem))
 }
 
 fn number<T: FromStr>(get: &impl Fn(&str) -> Option<String>, key: &str, default: T) -> Result<T> {
@@ -269,6 +440,33 @@ mod tests {
     }
 
     #[test]
+    fn every_variable_read_is_listed_for_help() {
+        let read = std::cell::RefCell::new(Vec::new());
+        for set in [
+            &[("DATABASE_URL", "postgres://u@h/db")][..],
+            &[
+                ("DATABASE_URL", "postgres://u@h/db"),
+                ("REDIS_URL", "redis://h"),
+                ("DHCTL_READY_REQUIRE_MIGRATED", "true"),
+            ][..],
+        ] {
+            let _ = HealthConfig::from_lookup(|key| {
+                read.borrow_mut().push(key.to_string());
+                set.iter()
+                    .find(|(k, _)| *k == key)
+                    .map(|(_, v)| v.to_string())
+            });
+        }
+        for key in read.into_inner() {
+            assert!(
+                VARIABLES.iter().any(|(name, _, _)| *name == key),
+                "{key} is read but not listed in VARIABLES"
+            );
+        }
+        assert!(environment_help().contains("HEALTH_WRITE_TIMEOUT_MS"));
+    }
+
+    #[test]
     fn defaults_follow_the_seed() {
         let c = config(&[("DATABASE_URL", "postgres://u@h/db")]).unwrap();
         assert_eq!((c.host.as_str(), c.port), ("0.0.0.0", 3000));
@@ -280,14 +478,14 @@ mod tests {
     }
 
     #[test]
-    fn passwords_are_collected_for_scrubbing_but_never_described() {
+    fn passwords_are_never_described() {
         let c = config(&[
             ("DATABASE_URL", "postgres://u:db-secret@h/db"),
-            ("REDIS_URL", "redis://127.0.0.1:6380/2"),
+            ("REDIS_URL", "redis://:url-secret@127.0.0.1:6380/2"),
             ("REDIS_PASSWORD", "redis-secret"),
         ])
         .unwrap();
-        assert_eq!(c.secrets(), vec!["db-secret", "redis-secret"]);
+        assert_eq!(c.redis.password(), Some("redis-secret"));
         assert_eq!(c.redis.describe(), "127.0.0.1:6380/2");
     }
 

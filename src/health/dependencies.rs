@@ -1,21 +1,18 @@
 //! What readiness checks: a deadpool-postgres pool (built from dhctl's parsed
 //! config and rustls connector) and one reconnecting Redis connection. Each check is bounded
 //! by the check timeout; a connection involved in a failure is thrown away, never reused.
+//! Failures carry a generic [`Reason`] for the response and the driver's text for the log.
 
 use std::time::{Duration, Instant};
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 
-use super::checks::{Check, Verdict};
 use super::config::HealthConfig;
-use super::logging::Scrubber;
+use super::report::{classify, Check, Failure, Reason, Verdict};
 use crate::config::describe;
 use crate::db::tls::make_connector;
 use crate::error::{describe_driver_error, Result};
 use crate::migrations::{catalog, history, status, Catalog};
-
-/// The migrations check's error when the database check failed first.
-pub const NOT_CHECKED: &str = "not checked: the database check failed";
 
 /// PostgreSQL and Redis, as the checks see them.
 pub struct Dependencies {
@@ -30,11 +27,10 @@ pub struct Dependencies {
     pub redis_target: String,
     catalog: Option<Catalog>,
     timeout: Duration,
-    scrubber: Scrubber,
 }
 
 impl Dependencies {
-    pub fn new(config: &HealthConfig, scrubber: Scrubber) -> Result<Dependencies> {
+    pub fn new(config: &HealthConfig) -> Result<Dependencies> {
         let db = &config.database;
         let manager = Manager::from_config(
             db.pg.clone(),
@@ -52,8 +48,18 @@ impl Dependencies {
             .runtime(Runtime::Tokio1)
             .build()
             .map_err(|e| crate::Error::usage(format!("cannot build the connection pool: {e}")))?;
-        let redis = redis::Client::open(config.redis.info.clone())
-            .map_err(|_| crate::Error::usage("REDIS_URL: unsupported Redis connection settings"))?;
+        let info = config.redis.info.clone();
+        let redis = match &config.redis.tls_ca {
+            None => redis::Client::open(info),
+            Some(ca) => redis::Client::build_with_tls(
+                info,
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(ca.clone()),
+                },
+            ),
+        }
+        .map_err(|_| crate::Error::usage("REDIS_URL: unsupported Redis connection settings"))?;
         let redis_config = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(Some(config.check_timeout))
             .set_response_timeout(Some(config.check_timeout));
@@ -71,7 +77,6 @@ impl Dependencies {
             redis_target: config.redis.describe(),
             catalog,
             timeout: config.check_timeout,
-            scrubber,
         })
     }
 
@@ -81,18 +86,23 @@ impl Dependencies {
         let started = Instant::now();
         let mut migrations_took = Duration::ZERO;
         let work = async {
-            let mut conn = Discard(Some(self.pool.get().await.map_err(|e| pool_error(&e))?));
-            let client = conn.0.as_ref().ok_or("no connection")?;
+            let mut conn = Discard(Some(self.pool.get().await.map_err(|e| pool_failure(&e))?));
+            let client = conn
+                .0
+                .as_ref()
+                .ok_or_else(|| Failure::new(Reason::Unavailable, "no pooled connection"))?;
             client
                 .simple_query("SELECT 1")
                 .await
-                .map_err(|e| describe_driver_error(&e))?;
+                .map_err(|e| pg_failure(&e))?;
             let db_took = started.elapsed();
             let pending = match &self.catalog {
                 None => None,
                 Some(catalog) => {
                     let t = Instant::now();
-                    let history = history::read(&***client).await.map_err(|e| e.to_string());
+                    let history = history::read(&***client)
+                        .await
+                        .map_err(|e| Failure::new(Reason::Unavailable, e.to_string()));
                     migrations_took = t.elapsed();
                     Some(history.map(|h| {
                         let entries = status::diff(catalog, h.as_deref().unwrap_or_default());
@@ -101,7 +111,7 @@ impl Dependencies {
                 }
             };
             conn.keep();
-            Ok::<_, String>((db_took, pending))
+            Ok::<_, Failure>((db_took, pending))
         };
         let outcome = tokio::time::timeout(self.timeout, work).await;
         let took = started.elapsed();
@@ -110,7 +120,7 @@ impl Dependencies {
                 let migrations = pending.map(|p| self.migrations_check(p, migrations_took));
                 (Check::ok(db_took), migrations)
             }
-            Ok(Err(reason)) => (self.failed(took, reason), self.not_checked()),
+            Ok(Err(failure)) => (Check::failed(took, failure), self.not_checked()),
             Err(_) => (self.timed_out(took), self.not_checked()),
         }
     }
@@ -121,12 +131,13 @@ impl Dependencies {
         self.catalog.as_ref().map(|_| Check {
             status: Verdict::Error,
             latency_ms: 0.0,
-            error: Some(NOT_CHECKED.into()),
+            reason: Some(Reason::NotChecked),
             pending: None,
+            detail: None,
         })
     }
 
-    fn migrations_check(&self, pending: Result<usize, String>, took: Duration) -> Check {
+    fn migrations_check(&self, pending: Result<usize, Failure>, took: Duration) -> Check {
         match pending {
             Ok(0) => Check {
                 pending: Some(0),
@@ -134,12 +145,15 @@ impl Dependencies {
             },
             Ok(n) => Check {
                 pending: Some(n),
-                ..self.failed(
+                ..Check::failed(
                     took,
-                    format!("{n} migration(s) pending; run `dhctl migrate`"),
+                    Failure::new(
+                        Reason::MigrationsPending,
+                        format!("{n} migration(s) pending; run `dhctl migrate`"),
+                    ),
                 )
             },
-            Err(reason) => self.failed(took, reason),
+            Err(failure) => Check::failed(took, failure),
         }
     }
 
@@ -166,7 +180,7 @@ impl Dependencies {
             Ok(Ok(_pong)) => Check::ok(took),
             Ok(Err(e)) => {
                 *slot = None;
-                self.failed(took, format!("redis: {e}"))
+                Check::failed(took, redis_failure(&e))
             }
             Err(_) => {
                 *slot = None;
@@ -175,44 +189,65 @@ impl Dependencies {
         }
     }
 
-    fn failed(&self, took: Duration, reason: String) -> Check {
-        Check {
-            status: Verdict::Error,
-            latency_ms: millis(took),
-            error: Some(self.scrubber.scrub(&reason)),
-            pending: None,
-        }
-    }
-
     fn timed_out(&self, took: Duration) -> Check {
         let limit = self.timeout.as_millis();
-        self.failed(took, format!("no answer within {limit} ms"))
+        Check::failed(
+            took,
+            Failure::new(Reason::Timeout, format!("no answer within {limit} ms")),
+        )
     }
 }
 
-impl Check {
-    pub(super) fn ok(took: Duration) -> Check {
-        Check {
-            status: Verdict::Ok,
-            latency_ms: millis(took),
-            error: None,
-            pending: None,
-        }
-    }
+/// A PostgreSQL error's reason: SQLSTATE class 28 (invalid authorization) is an
+/// authentication failure; any other server error (no such database, too many connections,
+/// shutting down) is "unavailable"; client-side errors by their I/O or TLS cause.
+fn pg_failure(err: &tokio_postgres::Error) -> Failure {
+    let reason = match err.as_db_error() {
+        Some(db) if db.code().code().starts_with("28") => Reason::AuthenticationFailed,
+        Some(_) => Reason::Unavailable,
+        // "server does not support TLS" and handshake errors carry no rustls error to find.
+        None => match classify(err, Reason::Unavailable) {
+            Reason::Unavailable if err.to_string().contains("TLS") => Reason::Tls,
+            reason => reason,
+        },
+    };
+    Failure::new(reason, describe_driver_error(err))
 }
 
-fn millis(d: Duration) -> f64 {
-    (d.as_micros() as f64) / 1000.0
-}
-
-fn pool_error(err: &deadpool_postgres::PoolError) -> String {
+fn pool_failure(err: &deadpool_postgres::PoolError) -> Failure {
     use deadpool_postgres::PoolError;
     match err {
-        PoolError::Backend(e) => describe_driver_error(e),
-        PoolError::Timeout(_) => "no pooled connection became free in time".into(),
-        PoolError::Closed => "the pool is closed (shutting down)".into(),
-        other => other.to_string(),
+        PoolError::Backend(e) => pg_failure(e),
+        PoolError::Timeout(_) => {
+            Failure::new(Reason::Timeout, "no pooled connection became free in time")
+        }
+        PoolError::Closed => {
+            Failure::new(Reason::Unavailable, "the pool is closed (shutting down)")
+        }
+        other => Failure::new(Reason::Unavailable, other.to_string()),
     }
+}
+
+fn redis_failure(err: &redis::RedisError) -> Failure {
+    let reason = if err.is_connection_refusal() {
+        Reason::ConnectionRefused
+    } else if err.is_timeout() {
+        Reason::Timeout
+    } else if err.kind() == redis::ErrorKind::AuthenticationFailed
+        || matches!(err.code(), Some("NOAUTH" | "WRONGPASS"))
+    {
+        Reason::AuthenticationFailed
+    } else {
+        // The crate keeps I/O errors behind an `Arc<dyn Error>` whose `source()` skips the
+        // rustls error, so TLS failures are recognised by rustls's own wording.
+        let text = err.to_string().to_ascii_lowercase();
+        let tls = ["certificate", "tls", "handshake", "alert"];
+        match classify(err, Reason::Unavailable) {
+            Reason::Unavailable if tls.iter().any(|w| text.contains(w)) => Reason::Tls,
+            reason => reason,
+        }
+    };
+    Failure::new(reason, format!("redis: {err}"))
 }
 
 /// A pooled connection that is thrown away unless the check succeeded with it. A connection

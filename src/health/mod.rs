@@ -4,18 +4,22 @@
 //! - `config`: settings from the environment;
 //! - `checks`: the single-flight readiness state and `/health/ready`'s report;
 //! - `dependencies`: the PostgreSQL pool, the Redis connection and the checks on each;
+//! - `report`: one check's result: the generic reason responses show, the detail logs get;
 //! - `routes`: the routes, status codes, JSON shapes and common headers;
+//! - `deadline`: the write stall deadline every connection's socket is wrapped in;
 //! - `server`: `serve(listener, config, shutdown)`, limits and graceful shutdown;
-//! - `logging`: JSON log lines with every configured secret scrubbed;
+//! - `logging`: JSON log lines on stderr;
 //! - `probe`: `--check-url`, a self-contained HTTP GET for container HEALTHCHECKs.
 //!
 //! Contract: DESIGN.md, "dhctl-health"; operator guide: docs/health.md.
 
 pub mod checks;
 pub mod config;
+pub mod deadline;
 pub mod dependencies;
 pub mod logging;
 pub mod probe;
+pub mod report;
 pub mod routes;
 pub mod server;
 

@@ -2,15 +2,20 @@
 //! `server::run`. Tests bind port 0 and pass their own shutdown future; the binary passes
 //! SIGTERM/SIGINT.
 //!
-//! Robustness is hyper's HTTP/1 parser plus four bounds set here: a cap on open connections
+//! Robustness is hyper's HTTP/1 parser plus the bounds set here: a cap on open connections
 //! (a semaphore; past it new connections wait in the kernel's accept queue), a cap on the
 //! request head (hyper answers 431), a header read timeout (which also closes idle keep-alive
-//! connections), and a drain timeout for graceful shutdown.
+//! connections), a write stall deadline (a client that stops reading its answers is cut, see
+//! `deadline`), a cap on requests per connection (so pipelining cannot keep one connection
+//! busy forever), and a drain timeout for graceful shutdown. Together they bound how long any
+//! one connection can hold a slot, whatever the client does, so probes always get a turn.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use hyper::header::{HeaderValue, CONNECTION};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -20,7 +25,7 @@ use tokio::sync::Semaphore;
 
 use super::checks::Readiness;
 use super::config::HealthConfig;
-use super::logging::Scrubber;
+use super::deadline::WriteDeadline;
 use super::routes::{handle, App};
 use crate::error::Result;
 
@@ -37,8 +42,7 @@ pub async fn serve(
     config: HealthConfig,
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
-    let scrubber = Scrubber::new(&config.secrets());
-    let readiness = Readiness::new(&config, scrubber)?;
+    let readiness = Readiness::new(&config)?;
     let app = Arc::new(App {
         readiness: Arc::clone(&readiness),
     });
@@ -56,6 +60,8 @@ pub async fn serve(
 
     tracing::info!(
         addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+        // Built from the parsed settings (user, host, port, database), never from the URL
+        // text, so no password can be in it whatever the URL looked like.
         database = %describe_target(&config),
         redis = %config.redis.describe(),
         check_timeout_ms = config.check_timeout.as_millis() as u64,
@@ -88,8 +94,25 @@ pub async fn serve(
         // Responses are one small write each; Nagle would only add latency.
         let _ = stream.set_nodelay(true);
         let app = Arc::clone(&app);
-        let service = service_fn(move |req| handle(req, Arc::clone(&app)));
-        let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+        let served = Arc::new(AtomicUsize::new(0));
+        let max_requests = limits.max_requests_per_connection;
+        let service = service_fn(move |req| {
+            let app = Arc::clone(&app);
+            let nth = served.fetch_add(1, Ordering::Relaxed) + 1;
+            async move {
+                let mut response = handle(req, app).await?;
+                if nth >= max_requests {
+                    // hyper closes the connection after a response that says so; requests the
+                    // client pipelined behind it are dropped unanswered, as HTTP/1.1 allows.
+                    response
+                        .headers_mut()
+                        .insert(CONNECTION, HeaderValue::from_static("close"));
+                }
+                Ok::<_, std::convert::Infallible>(response)
+            }
+        });
+        let io = TokioIo::new(WriteDeadline::new(stream, limits.write_timeout));
+        let connection = graceful.watch(builder.serve_connection(io, service));
         tokio::spawn(async move {
             if let Err(e) = connection.await {
                 // Client-side trouble (garbage, resets, header timeouts): not the server's

@@ -6,7 +6,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use super::support::*;
-use crate::harness::{with_dbname, TestDb};
+use crate::harness::{wait_until, with_dbname, TestDb};
 
 #[test]
 fn oversized_headers_get_431_and_the_server_keeps_serving() {
@@ -30,18 +30,21 @@ fn oversized_headers_get_431_and_the_server_keeps_serving() {
 fn expect_closed(server: &Health, bytes: &[u8]) {
     let mut stream = TcpStream::connect(server.addr).unwrap();
     stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
+        .set_read_timeout(Some(Duration::from_secs(30)))
         .unwrap();
     let _ = stream.write_all(bytes);
     let _ = stream.shutdown(std::net::Shutdown::Write);
     let started = Instant::now();
     let mut sink = Vec::new();
+    // Closed by the server (end of stream or a reset), not left open until our read times out.
     match stream.read_to_end(&mut sink) {
         Ok(_) => {}
         Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
-        Err(e) => panic!("connection not closed after garbage ({e}) for {bytes:?}"),
+        Err(e) => panic!(
+            "connection not closed after garbage ({e}, {:?}) for {bytes:?}",
+            started.elapsed()
+        ),
     }
-    assert!(started.elapsed() < Duration::from_secs(9));
 }
 
 #[test]
@@ -83,14 +86,14 @@ fn garbage_bytes_close_the_connection_and_the_server_keeps_serving() {
     let mut slow = TcpStream::connect(server.addr).unwrap();
     slow.write_all(b"GET /health/live HTTP/1.1\r\nHost:")
         .unwrap();
-    slow.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let started = Instant::now();
-    let _ = slow.read_to_end(&mut Vec::new());
-    assert!(
-        started.elapsed() < Duration::from_secs(3),
-        "{:?}",
-        started.elapsed()
-    );
+    // 60 times the timeout: the server, not our read timeout, must end the connection.
+    slow.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    match slow.read_to_end(&mut Vec::new()) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        Err(e) => panic!("a half-sent request head was not cut by the header timeout: {e}"),
+    }
     assert_eq!(server.get("/health/live").status, 200);
 }
 
@@ -108,31 +111,45 @@ fn a_probe_still_answers_with_a_thousand_idle_connections_held() {
     let db = TestDb::new("health_idle");
     let server = start(&[("DATABASE_URL", &db.url)]);
     let idle = hold_idle(&server, 1000);
-    let reply = server.get("/health/live");
-    assert_eq!(reply.status, 200);
-    assert!(reply.took < Duration::from_secs(1), "{:?}", reply.took);
+    // Answered at all (within `http`'s 10 s bound); how fast is bench/health.sh's business.
+    assert_eq!(server.get("/health/live").status, 200);
     assert_eq!(server.get("/health/ready").status, 200);
     drop(idle);
 
     // Past the connection cap, idle holders are cut by the header read timeout, so a probe
-    // waits at most about that long instead of forever.
+    // is answered eventually instead of never.
     let server = start(&[
         ("DATABASE_URL", &db.url),
         ("HEALTH_MAX_CONNECTIONS", "100"),
         ("HEALTH_HEADER_READ_TIMEOUT_MS", "1000"),
     ]);
     let idle = hold_idle(&server, 300);
-    let reply = server.get("/health/live");
-    assert_eq!(reply.status, 200);
-    assert!(reply.took < Duration::from_secs(5), "{:?}", reply.took);
+    let answered = wait_until(Duration::from_secs(60), || {
+        try_get(server.addr, "/health/live", Duration::from_secs(10))
+            .is_some_and(|reply| reply.status == 200)
+    });
+    assert!(
+        answered,
+        "a probe behind 300 idle connections was never answered"
+    );
     drop(idle);
+}
+
+/// How many connections `listener` (a hung dependency) has received so far, accepting them
+/// and keeping them open in `held`.
+fn accepted(listener: &std::net::TcpListener, held: &mut Vec<TcpStream>) -> usize {
+    listener.set_nonblocking(true).unwrap();
+    while let Ok((stream, _)) = listener.accept() {
+        held.push(stream);
+    }
+    held.len()
 }
 
 #[test]
 fn sigterm_lets_a_slow_request_finish_and_exits_zero() {
     let db = TestDb::new("health_sigterm");
     let hung = hanging_listener();
-    let mut server = start(&[
+    let mut server = spawn(&[
         ("DATABASE_URL", &db.url),
         (
             "REDIS_URL",
@@ -140,15 +157,30 @@ fn sigterm_lets_a_slow_request_finish_and_exits_zero() {
         ),
         ("HEALTH_CHECK_TIMEOUT_MS", "2000"),
         ("HEALTH_READY_CACHE_MS", "0"),
+        // Far longer than the waits below: if anything held the exit up to the drain
+        // timeout, the exit wait would fail.
+        ("HEALTH_DRAIN_TIMEOUT_MS", "120000"),
     ]);
-    // Let the start-up check finish, so the probe below starts a fresh 2 s check.
-    std::thread::sleep(Duration::from_millis(2300));
+    // Wait for the start-up check to finish (its failure is logged), so the probe below
+    // starts a fresh 2 s check of its own.
+    let started_up = wait_until(Duration::from_secs(60), || {
+        server.logs().iter().any(|l| {
+            serde_json::from_str::<serde_json::Value>(l)
+                .is_ok_and(|v| v["message"] == "readiness check failed" && v["check"] == "redis")
+        })
+    });
+    assert!(started_up, "no start-up check: {:#?}", server.logs());
+    let mut held = Vec::new();
+    let before = accepted(&hung, &mut held);
     // An idle keep-alive connection must not hold up the exit.
     let _idle = TcpStream::connect(server.addr).unwrap();
     let addr = server.addr;
     let slow = std::thread::spawn(move || http(addr, "GET", "/health/ready", &[]));
-    std::thread::sleep(Duration::from_millis(400));
-    let signalled = Instant::now();
+    // The probe's check is in flight once it has connected to the hung Redis.
+    let in_flight = wait_until(Duration::from_secs(60), || {
+        accepted(&hung, &mut held) > before
+    });
+    assert!(in_flight, "the probe's check never reached Redis");
     server.sigterm();
     let reply = slow.join().unwrap();
     assert_eq!(
@@ -157,13 +189,8 @@ fn sigterm_lets_a_slow_request_finish_and_exits_zero() {
         reply.body
     );
     assert_eq!(reply.json()["checks"]["redis"]["status"], "error");
-    let code = server.wait_exit(Duration::from_secs(5));
-    assert_eq!(code, Some(0), "exit code");
-    assert!(
-        signalled.elapsed() < Duration::from_secs(4),
-        "{:?}",
-        signalled.elapsed()
-    );
+    let code = server.wait_exit(Duration::from_secs(60));
+    assert_eq!(code, Some(0), "exit code (None: still running)");
     assert!(
         TcpStream::connect(addr).is_err(),
         "still accepting after exit"
@@ -173,10 +200,10 @@ fn sigterm_lets_a_slow_request_finish_and_exits_zero() {
 #[test]
 fn sigint_exits_zero_too() {
     let db = TestDb::new("health_sigint");
-    let mut server = start(&[("DATABASE_URL", &db.url)]);
+    let mut server = spawn(&[("DATABASE_URL", &db.url)]);
     assert_eq!(server.get("/health/live").status, 200);
     server.signal("INT");
-    assert_eq!(server.wait_exit(Duration::from_secs(5)), Some(0));
+    assert_eq!(server.wait_exit(Duration::from_secs(60)), Some(0));
 }
 
 #[test]
@@ -237,6 +264,17 @@ fn passwords_never_appear_in_responses_or_log_lines() {
                 .is_ok_and(|v| v["message"] == "readiness check failed")
         });
         assert!(failed, "no failed check was logged: {logs:#?}");
+        if env.contains(&("DATABASE_URL", with_pw.as_str())) {
+            // The drivers' own debug lines are among those scanned.
+            let driver = logs.iter().any(|l| {
+                serde_json::from_str::<serde_json::Value>(l).is_ok_and(|v| {
+                    v["target"]
+                        .as_str()
+                        .is_some_and(|t| t.starts_with("tokio_postgres"))
+                })
+            });
+            assert!(driver, "no driver log line at debug: {logs:#?}");
+        }
         for text in bodies.iter().chain(logs.iter()) {
             assert!(
                 !text.contains(DB_PW) && !text.contains(REDIS_PW),

@@ -187,5 +187,35 @@ fn check_url_exits_zero_only_on_200() {
     );
     assert_eq!(probe(format!("http://{}/nope", good_redis.addr)), Some(1));
     assert_eq!(probe(format!("http://127.0.0.1:{closed}/health")), Some(1));
-    assert_eq!(probe("ftp://x/".to_string()), Some(1));
+    // A URL that cannot be probed is a usage error (2), not an unhealthy server (1).
+    for bad in ["ftp://x/", "notaurl", "http://h:notaport/", ""] {
+        assert_eq!(probe(bad.to_string()), Some(2), "{bad:?}");
+    }
+}
+
+#[test]
+fn help_lists_the_environment_variables() {
+    let out = Command::new(bin()).arg("--help").output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let help = String::from_utf8_lossy(&out.stdout);
+    for name in [
+        "PORT",
+        "DATABASE_URL",
+        "DATABASE_POOL_MIN",
+        "DATABASE_POOL_MAX",
+        "REDIS_URL",
+        "REDIS_HOST",
+        "REDIS_PORT",
+        "REDIS_PASSWORD",
+        "REDIS_TLS_CA_FILE",
+        "HEALTH_MAX_CONNECTIONS",
+        "HEALTH_CHECK_TIMEOUT_MS",
+        "HEALTH_WRITE_TIMEOUT_MS",
+        "RUST_LOG",
+    ] {
+        assert!(
+            help.lines().any(|l| l.trim_start().starts_with(name)),
+            "{name} missing from --help:\n{help}"
+        );
+    }
 }

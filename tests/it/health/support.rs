@@ -1,6 +1,7 @@
-//! Drives the real `dhctl-health` binary: start it on port 0 (the port comes from its JSON
-//! "listening" log line), speak raw HTTP/1.1 to it, run a private redis-server, stand in for a
-//! hung dependency, and read PostgreSQL's own counters.
+//! Runs `dhctl-health`: in process through `serve(listener, config, shutdown)` on port 0
+//! (mini-redis's `start_server` shape), with its JSON log lines collected per server; or, for
+//! the tests of signals and exit codes, the real binary. Also: raw HTTP/1.1, a private
+//! redis-server, a stand-in for a hung dependency, and PostgreSQL's own counters.
 
 #![allow(dead_code)]
 
@@ -9,7 +10,11 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+use dhctl::health::{logging, serve, HealthConfig};
+use tracing_subscriber::fmt::MakeWriter;
 
 use crate::harness::{connect, server_url, wait_until};
 
@@ -22,37 +27,177 @@ pub fn redis_url() -> String {
     std::env::var("DHCTL_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
-/// A running `dhctl-health` with its stderr collected line by line.
+/// A running `dhctl-health` and the log lines it has written so far.
 pub struct Health {
-    child: Child,
     pub addr: SocketAddr,
     logs: Arc<Mutex<Vec<String>>>,
-    _cwd: tempfile::TempDir,
+    run: Run,
 }
 
-/// Starts the server with a clean environment plus `env`, and waits for its address.
-pub fn start(env: &[(&str, &str)]) -> Health {
-    let cwd = tempfile::tempdir().unwrap();
-    let mut command = Command::new(bin());
-    for (key, _) in std::env::vars() {
-        let ours = ["DATABASE_", "REDIS_", "HEALTH_", "DHCTL_", "PG"]
-            .iter()
-            .any(|p| key.starts_with(p));
-        if ours || ["RUST_LOG", "PORT", "HOST"].contains(&key.as_str()) {
-            command.env_remove(key);
+enum Run {
+    /// `serve` on a runtime of its own, in a thread of this process.
+    InProcess {
+        shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+        thread: Option<JoinHandle<Result<(), String>>>,
+    },
+    /// The real binary.
+    Process {
+        child: Child,
+        readers: Vec<JoinHandle<()>>,
+        _cwd: tempfile::TempDir,
+    },
+}
+
+/// Collects each log line (one `write` burst per event) into a shared list.
+#[derive(Clone)]
+struct Lines(Arc<Mutex<Vec<String>>>);
+
+struct LineWriter {
+    lines: Arc<Mutex<Vec<String>>>,
+    buffer: Vec<u8>,
+}
+
+impl<'a> MakeWriter<'a> for Lines {
+    type Writer = LineWriter;
+    fn make_writer(&'a self) -> LineWriter {
+        LineWriter {
+            lines: Arc::clone(&self.0),
+            buffer: Vec::new(),
         }
     }
+}
+
+impl Write for LineWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.buffer.extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for LineWriter {
+    fn drop(&mut self) {
+        let text = String::from_utf8_lossy(&self.buffer).into_owned();
+        let mut lines = self.lines.lock().unwrap();
+        lines.extend(text.lines().map(str::to_string));
+    }
+}
+
+/// The settings `start` and `spawn` begin from: loopback, any port, the test Redis.
+fn base_env() -> Vec<(String, String)> {
+    vec![
+        ("HOST".into(), "127.0.0.1".into()),
+        ("PORT".into(), "0".into()),
+        ("REDIS_URL".into(), redis_url()),
+    ]
+}
+
+/// Starts the server in process on 127.0.0.1:0 with exactly `env` as its environment (plus
+/// `base_env`); nothing is read from this process's environment, so tests cannot leak into
+/// each other. Its log lines (JSON, as the binary writes them) are collected for `logs`.
+pub fn start(env: &[(&str, &str)]) -> Health {
+    // As the binary does, route the `log` crate's records (the PostgreSQL driver, rustls) into
+    // tracing, where each server's runtime threads send them to that server's lines. The
+    // global subscriber itself only sees events from threads that are no server's.
+    static LOG_BRIDGE: std::sync::Once = std::sync::Once::new();
+    LOG_BRIDGE.call_once(|| {
+        use tracing_subscriber::util::SubscriberInitExt;
+        let _ = tracing_subscriber::registry().try_init();
+    });
+    let mut table = base_env();
+    table.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let lookup = move |key: &str| {
+        table
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+            .filter(|v| !v.trim().is_empty())
+    };
+    let filter = lookup("RUST_LOG").unwrap_or_default();
+    let config = HealthConfig::from_lookup(lookup).expect("a valid test configuration");
+    let logs = Arc::new(Mutex::new(Vec::new()));
+    let dispatch = logging::dispatch(&filter, Lines(Arc::clone(&logs)));
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let thread = std::thread::spawn(move || {
+        let for_workers = dispatch.clone();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            // Every thread of this server's runtime logs to this server's lines: the guard is
+            // kept for the thread's life on purpose.
+            .on_thread_start(move || {
+                std::mem::forget(tracing::dispatcher::set_default(&for_workers));
+            })
+            .build()
+            .map_err(|e| e.to_string())?;
+        let _default = tracing::dispatcher::set_default(&dispatch);
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+                .await
+                .map_err(|e| e.to_string())?;
+            let _ = addr_tx.send(listener.local_addr().map_err(|e| e.to_string())?);
+            let shutdown = async {
+                let _ = stop_rx.await;
+            };
+            serve(listener, config, shutdown)
+                .await
+                .map_err(|e| e.to_string())
+        })
+    });
+    let addr = match addr_rx.recv_timeout(Duration::from_secs(30)) {
+        Ok(addr) => addr,
+        Err(_) => panic!("the in-process server did not start: {:?}", thread.join()),
+    };
+    Health {
+        addr,
+        logs,
+        run: Run::InProcess {
+            shutdown: Some(stop_tx),
+            thread: Some(thread),
+        },
+    }
+}
+
+/// Runs the real binary with a clean environment plus `env`, on a port picked here (bound
+/// and released; retried if something takes it first), and waits until it answers.
+pub fn spawn(env: &[(&str, &str)]) -> Health {
+    let mut last = Vec::new();
+    for _attempt in 0..5 {
+        match try_spawn(env) {
+            Ok(health) => return health,
+            Err(logs) => last = logs,
+        }
+    }
+    panic!(
+        "dhctl-health did not start in five attempts; the last one logged:\n{}",
+        last.join("\n")
+    );
+}
+
+/// The running binary, or the log lines of one that exited at once.
+fn try_spawn(env: &[(&str, &str)]) -> Result<Health, Vec<String>> {
+    let cwd = tempfile::tempdir().unwrap();
+    let port = closed_port().to_string();
+    let mut command = Command::new(bin());
     command
-        .env("HOST", "127.0.0.1")
-        .env("PORT", "0")
-        .env("REDIS_URL", redis_url())
+        .env_clear()
+        .envs(base_env())
+        .env("PORT", &port)
         .envs(env.iter().copied())
         .current_dir(cwd.path())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
+    if let Ok(path) = std::env::var("PATH") {
+        command.env("PATH", path);
+    }
     let mut child = command.spawn().expect("spawn dhctl-health");
     let logs = Arc::new(Mutex::new(Vec::new()));
+    let mut readers = Vec::new();
     for pipe in [
         child
             .stderr
@@ -67,32 +212,37 @@ pub fn start(env: &[(&str, &str)]) -> Health {
     .flatten()
     {
         let logs = Arc::clone(&logs);
-        std::thread::spawn(move || {
+        readers.push(std::thread::spawn(move || {
             for line in BufReader::new(pipe).lines() {
                 let Ok(line) = line else { break };
                 logs.lock().unwrap().push(line);
             }
-        });
+        }));
     }
-    let mut addr = None;
-    let found = wait_until(Duration::from_secs(10), || {
-        addr = logs.lock().unwrap().iter().find_map(|line| {
-            let v: serde_json::Value = serde_json::from_str(line).ok()?;
-            (v["message"] == "listening").then(|| v["addr"].as_str()?.parse().ok())?
-        });
-        addr.is_some()
-    });
-    let logs_now = logs.lock().unwrap().join("\n");
-    assert!(
-        found,
-        "dhctl-health did not report its address:\n{logs_now}"
-    );
-    Health {
-        child,
-        addr: addr.unwrap(),
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut health = Health {
+        addr,
         logs,
-        _cwd: cwd,
+        run: Run::Process {
+            child,
+            readers,
+            _cwd: cwd,
+        },
+    };
+    let up = wait_until(Duration::from_secs(30), || {
+        health.exited() || try_get(addr, "/health/live", Duration::from_secs(2)).is_some()
+    });
+    if health.exited() {
+        // Most likely the port was taken between the pick and the bind: try another.
+        let _ = health.wait_exit(Duration::from_secs(10));
+        return Err(health.logs());
     }
+    assert!(
+        up,
+        "dhctl-health did not answer:\n{}",
+        health.logs().join("\n")
+    );
+    Ok(health)
 }
 
 impl Health {
@@ -104,25 +254,43 @@ impl Health {
         self.logs.lock().unwrap().clone()
     }
 
-    pub fn sigterm(&self) {
+    fn child(&mut self) -> &mut Child {
+        match &mut self.run {
+            Run::Process { child, .. } => child,
+            Run::InProcess { .. } => panic!("signals need the binary: use spawn, not start"),
+        }
+    }
+
+    fn exited(&mut self) -> bool {
+        !matches!(self.child().try_wait(), Ok(None))
+    }
+
+    pub fn sigterm(&mut self) {
         self.signal("TERM");
     }
 
     /// Sends a signal by name (TERM, INT) with kill(1): the tests stay free of unsafe code.
-    pub fn signal(&self, name: &str) {
+    pub fn signal(&mut self, name: &str) {
+        let pid = self.child().id().to_string();
         let ok = Command::new("kill")
-            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .args([&format!("-{name}"), &pid])
             .status()
             .expect("run kill")
             .success();
         assert!(ok, "kill -{name} failed");
     }
 
-    /// The exit code, waiting at most `limit`.
+    /// The binary's exit code, waiting at most `limit`; its log lines are complete after it.
     pub fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
         let started = Instant::now();
         while started.elapsed() < limit {
-            if let Ok(Some(status)) = self.child.try_wait() {
+            if let Ok(Some(status)) = self.child().try_wait() {
+                if let Run::Process { readers, .. } = &mut self.run {
+                    // The pipes close with the process: the readers end after the last line.
+                    for reader in readers.drain(..) {
+                        let _ = reader.join();
+                    }
+                }
                 return Some(status.code().unwrap_or(-1));
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -130,21 +298,46 @@ impl Health {
         None
     }
 
-    /// SIGTERM, then the exit code (panics after 15 s), so that stats and logs are final.
+    /// Stops the server (the shutdown future in process, SIGTERM for the binary) and returns
+    /// its exit code (0 for a clean in-process return), so that stats and logs are final.
     pub fn stop(&mut self) -> i32 {
-        self.sigterm();
-        let code = self.wait_exit(Duration::from_secs(15));
-        // Let the reader threads drain the last lines.
-        std::thread::sleep(Duration::from_millis(100));
-        code.expect("dhctl-health did not exit within 15 s of SIGTERM")
+        match &mut self.run {
+            Run::InProcess { shutdown, thread } => {
+                if let Some(tx) = shutdown.take() {
+                    let _ = tx.send(());
+                }
+                match thread.take().map(JoinHandle::join) {
+                    Some(Ok(Ok(()))) => 0,
+                    Some(Ok(Err(e))) => panic!("serve failed: {e}"),
+                    Some(Err(_)) => panic!("the server thread panicked"),
+                    None => 0,
+                }
+            }
+            Run::Process { .. } => {
+                self.sigterm();
+                let code = self.wait_exit(Duration::from_secs(60));
+                code.expect("dhctl-health did not exit within 60 s of SIGTERM")
+            }
+        }
     }
 }
 
 impl Drop for Health {
     fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
+        match &mut self.run {
+            Run::InProcess { shutdown, thread } => {
+                if let Some(tx) = shutdown.take() {
+                    let _ = tx.send(());
+                }
+                // Not joined: a failing test should not also wait for the drain.
+                drop(thread.take());
+            }
+            Run::Process { child, .. } => {
+                if let Ok(None) = child.try_wait() {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                }
+            }
         }
     }
 }
@@ -180,6 +373,24 @@ pub fn http(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]
     }
     head.push_str("\r\n");
     raw(addr, head.as_bytes())
+}
+
+/// One GET on a fresh connection that may fail: None when the server does not answer with a
+/// complete response within `limit` (for waits on "eventually answers").
+pub fn try_get(addr: SocketAddr, path: &str, limit: Duration) -> Option<Reply> {
+    let started = Instant::now();
+    let mut stream = TcpStream::connect_timeout(&addr, limit).ok()?;
+    stream.set_read_timeout(Some(limit)).ok()?;
+    stream.set_write_timeout(Some(limit)).ok()?;
+    let head = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(head.as_bytes()).ok()?;
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    let text = String::from_utf8_lossy(&answer);
+    if !text.starts_with("HTTP/1.1 ") || !text.contains("\r\n\r\n") {
+        return None;
+    }
+    Some(parse(&answer, started.elapsed()))
 }
 
 /// Sends `bytes` as they are and parses the answer.
