@@ -82,6 +82,7 @@ async fn run_until_signal(cli: Cli) -> Result<i32> {
         result = run(&cli) => result,
         () = signal => {
             dhctl::db::cancel_in_flight().await;
+            dhctl::verify::scratch::drop_after_interrupt().await;
             Err(Error::Interrupted)
         }
     }
@@ -186,7 +187,8 @@ async fn run(cli: &Cli) -> Result<i32> {
         Command::Partition(command) => partition(global, command).await,
         Command::Verify(args) => {
             let options =
-                verify::Options::parse(args.now.as_deref(), args.expect_fingerprint.as_deref())?;
+                verify::Options::parse(args.now.as_deref(), args.expect_fingerprint.as_deref())?
+                    .with_scratch(args.scratch_url.as_deref(), args.require_all)?;
             let catalog = catalog::load(&migration_source(global))?;
             let cfg = DbConfig::from_args(global)?;
             let policies = policy::load(&policy_source(global))?;
