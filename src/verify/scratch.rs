@@ -14,9 +14,10 @@
 //! - [`Scratch::Url`]: `--scratch-url`, an empty database the role may create in; refused unless
 //!   empty, and left empty (everything is built in one transaction that is rolled back).
 //!
-//! In both, the replay is one transaction, pipelined: every statement is sent at once, each as
-//! its own simple query (so an error names its statement and line), and the answers are read in
-//! order. The live database is read with the same catalog query in a READ ONLY transaction, under
+//! The replay is pipelined: every statement is sent at once, each as its own simple query (so an
+//! error names its statement and line), and the answers are read in order. In a created database
+//! each migration commits before the next, as under `migrate`; in a --scratch-url database all
+//! is one transaction, rolled back. The live database is read with the same catalog query in a READ ONLY transaction, under
 //! the same `search_path`, so both print the same text for the same definitions.
 
 use std::collections::hash_map::RandomState;
@@ -446,10 +447,14 @@ impl ScratchDb {
         let (set_path, query) = prepare(client, "preparing the scratch database").await?;
         let mut notes = Vec::new();
         let ms = lock_timeout.as_millis().max(1);
-        let mut parts: Vec<(Part, Request)> = vec![(
-            Part::Setup,
-            Request::Simple(format!("BEGIN; SET LOCAL lock_timeout = {ms}")),
-        )];
+        let begin = format!("BEGIN; SET LOCAL lock_timeout = {ms}");
+        // In a database of its own, each migration commits before the next, as under
+        // `migrate`: an enum value added by one migration may then be used by a later one
+        // (PostgreSQL refuses a value in the transaction that added it). A --scratch-url
+        // database must stay empty, so there everything is one transaction, rolled back.
+        let per_migration = self.kind == Scratch::Database;
+        let next_migration = format!("COMMIT; {begin}");
+        let mut parts: Vec<(Part, Request)> = vec![(Part::Setup, Request::Simple(begin.clone()))];
         // Extensions the live database has and no applied migration creates (an administrator
         // installed them): the migrations may use them, so the scratch database gets them too.
         for (name, schema, version) in &facts.extensions {
@@ -475,6 +480,9 @@ impl ScratchDb {
         for statement in &build.statements {
             // Again before each migration: one that changed search_path changes only itself.
             if previous != Some(statement.migration.version) {
+                if per_migration && previous.is_some() {
+                    parts.push((Part::Setup, Request::Simple(next_migration.clone())));
+                }
                 parts.push((Part::Setup, Request::SetPath(facts.replay_path.clone())));
                 previous = Some(statement.migration.version);
             }
@@ -482,6 +490,9 @@ impl ScratchDb {
                 Part::Step(statement),
                 Request::Simple(statement.sql.clone()),
             ));
+        }
+        if per_migration {
+            parts.push((Part::Setup, Request::Simple(next_migration)));
         }
         parts.push((Part::Scratch, Request::SetPath(facts.snapshot_path())));
         parts.push((Part::Scratch, Request::Snapshot(facts.live.clone())));
