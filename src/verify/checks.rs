@@ -83,25 +83,24 @@ fn pending_check(ctx: &Context<'_>) -> Check {
 }
 
 fn schema_check(ctx: &Context<'_>) -> Check {
-    let expected = match &ctx.expected {
-        Expected::Built(expected) => expected,
-        Expected::Drift => {
-            return Check::new(
+    let expected =
+        match &ctx.expected {
+            Expected::Built(expected) => expected,
+            Expected::Drift => return Check::new(
                 Kind::Schema,
                 Outcome::Skipped,
                 "not compared: the history check failed, so the SQL that was applied is unknown",
-            )
-        }
-        Expected::Unavailable(why) => {
-            let mut check = Check::new(
-                Kind::Schema,
-                Outcome::Skipped,
-                format!("not compared: {}", why.reason),
-            );
-            check.details = vec![format!("to run it: {}", why.fix)];
-            return check;
-        }
-    };
+            ),
+            Expected::Unavailable(why) => {
+                let mut check = Check::new(
+                    Kind::Schema,
+                    Outcome::Skipped,
+                    format!("not compared: {}", why.reason),
+                );
+                check.details = vec![format!("to run it: {}", why.fix)];
+                return check;
+            }
+        };
     let differences = compare::differences(expected, &ctx.live);
     let mut check = if differences.is_empty() {
         Check::new(

@@ -255,7 +255,10 @@ mod tests {
         );
         assert_eq!(notes.len(), 8, "{notes:#?}");
         assert!(notes[0].contains(":3: VACUUM t not replayed"), "{notes:?}");
-        assert!(notes[1].contains(":5: CREATE ROLE not replayed"), "{notes:?}");
+        assert!(
+            notes[1].contains(":5: CREATE ROLE not replayed"),
+            "{notes:?}"
+        );
     }
 
     #[test]
@@ -268,7 +271,10 @@ mod tests {
         let build = plan(&catalog.migrations.iter().collect::<Vec<_>>()).unwrap();
         assert!(build.creates_extension("uuid-ossp"));
         assert!(build.creates_extension("citext"));
-        assert!(!build.creates_extension("hstore"), "only CREATE EXTENSION counts");
+        assert!(
+            !build.creates_extension("hstore"),
+            "only CREATE EXTENSION counts"
+        );
         assert!(!build.creates_extension("uuid"), "a whole word");
     }
 

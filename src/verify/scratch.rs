@@ -454,7 +454,11 @@ impl ScratchDb {
         // database must stay empty, so there everything is one transaction, rolled back.
         let per_migration = self.kind == Scratch::Database;
         let next_migration = format!("COMMIT; {begin}");
-        let mut parts: Vec<(Part, Request)> = vec![(Part::Setup, Request::Simple(begin.clone()))];
+        // The scratch database is thrown away: its commits need not wait for the WAL flush.
+        let mut parts: Vec<(Part, Request)> = vec![(
+            Part::Setup,
+            Request::Simple(format!("SET synchronous_commit = off; {begin}")),
+        )];
         // Extensions the live database has and no applied migration creates (an administrator
         // installed them): the migrations may use them, so the scratch database gets them too.
         for (name, schema, version) in &facts.extensions {
@@ -558,7 +562,8 @@ enum Request {
     Snapshot(String),
 }
 
-type Answer<'a> = Pin<Box<dyn Future<Output = std::result::Result<Vec<Row>, tokio_postgres::Error>> + 'a>>;
+type Answer<'a> =
+    Pin<Box<dyn Future<Output = std::result::Result<Vec<Row>, tokio_postgres::Error>> + 'a>>;
 
 /// Sends every request at once and reads the answers in order; returns the snapshot's rows.
 /// After a failure the server refuses the rest (the transaction is aborted): the first error is
@@ -576,9 +581,9 @@ async fn pipeline(
         .iter()
         .map(|(_, request)| {
             let answer: Answer<'_> = match request {
-                Request::Simple(sql) => Box::pin(async move {
-                    client.simple_query(sql).await.map(|_| Vec::new())
-                }),
+                Request::Simple(sql) => {
+                    Box::pin(async move { client.simple_query(sql).await.map(|_| Vec::new()) })
+                }
                 Request::SetPath(path) => {
                     Box::pin(async move { client.query(set_path, &[path]).await })
                 }

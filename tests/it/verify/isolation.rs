@@ -115,10 +115,7 @@ fn verify_leaves_sequences_rows_sessions_locks_and_listeners_of_the_live_databas
     listener.batch_execute("LISTEN accounts").unwrap();
     let before = live_state(&db);
     assert!(before[0].contains("public.invoice_numbers=5"), "{before:?}");
-    assert_eq!(
-        before[2], "1",
-        "only the listener is connected: {before:?}"
-    );
+    assert_eq!(before[2], "1", "only the listener is connected: {before:?}");
 
     let run = verify_in(&db, dir.path());
     let report = run.json();

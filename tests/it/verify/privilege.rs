@@ -175,7 +175,11 @@ fn a_killed_verify_leaves_a_scratch_database_that_the_next_one_drops() {
         "the killed verify's backend is still there"
     );
     let left = scratch_databases(&owner.name);
-    assert_eq!(left.len(), 1, "kill -9 leaves the scratch database: {left:?}");
+    assert_eq!(
+        left.len(),
+        1,
+        "kill -9 leaves the scratch database: {left:?}"
+    );
 
     drop(flag);
     let run = dhctl(&url)

@@ -177,3 +177,29 @@ fn a_schema_missing_in_the_database_is_one_difference() {
     drop(db);
     drop(reader);
 }
+
+#[test]
+fn an_enum_value_one_migration_adds_and_a_later_one_uses_rebuilds() {
+    let db = TestDb::new("venum");
+    let dir = migrations_with(&[
+        (
+            "20240201000001_status.sql",
+            "-- migrate:up\nCREATE TYPE public.status AS ENUM ('new');\n",
+        ),
+        (
+            "20240201000002_status_done.sql",
+            "-- migrate:up\nALTER TYPE public.status ADD VALUE 'done';\n",
+        ),
+        (
+            "20240201000003_tasks.sql",
+            "-- migrate:up\nCREATE TABLE tasks (s public.status NOT NULL DEFAULT 'done');\n",
+        ),
+    ]);
+    dhctl(&db.url)
+        .args(["migrate"])
+        .migrations_dir(dir.path())
+        .run()
+        .expect_code(0);
+    let run = verify_in(&db, dir.path());
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+}
