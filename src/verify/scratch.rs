@@ -67,8 +67,9 @@ impl std::fmt::Debug for ScratchUrl {
 impl ScratchUrl {
     pub fn parse(url: &str) -> Result<ScratchUrl> {
         let (pg, tls) = crate::config::parse_database_url(url).map_err(|e| {
+            // The parser's messages name the option, never echo the string (no password).
             Error::usage_hint(
-                format!("--scratch-url: {e}"),
+                e.to_string().replace("DATABASE_URL", "--scratch-url"),
                 "give an empty database on the same server, e.g. postgres://me@db/dhctl_scratch",
             )
         })?;
@@ -266,7 +267,19 @@ async fn open_url(cfg: &DbConfig, url: &ScratchUrl) -> Result<ScratchDb> {
     scratch_cfg.pg = url.pg.clone();
     scratch_cfg.tls = url.tls.clone();
     scratch_cfg.wait = None;
-    let session = connect(&scratch_cfg, CreateDatabase::Never).await?;
+    let session = connect(&scratch_cfg, CreateDatabase::Never)
+        .await
+        .map_err(|e| match e {
+            Error::MissingDatabase { name, target } => Error::usage_hint(
+                format!("the --scratch-url database {name} does not exist on {target}"),
+                format!(
+                    "create it empty on the live database's server, owned by the role verify \
+                     runs as: CREATE DATABASE {} OWNER …",
+                    quote_ident(&name)
+                ),
+            ),
+            other => other,
+        })?;
     let row = session
         .client
         .query_one(

@@ -114,6 +114,18 @@ fn an_owner_without_createdb_gets_every_other_check_and_the_schema_check_with_sc
         vec!["column api_keys.label: in the database, not in the migrations"]
     );
 
+    // A database that does not exist is named, with the fix; none is created.
+    let missing = format!("{scratch_url}_missing");
+    let run = dhctl(&url)
+        .args(["verify", "--scratch-url", &missing])
+        .run();
+    run.expect_code(2);
+    assert!(
+        run.stderr.contains("--scratch-url database") && run.stderr.contains("does not exist"),
+        "{}",
+        run.stderr
+    );
+
     // A database that is not empty (here: the live one) is refused before anything runs.
     let run = dhctl(&url).args(["verify", "--scratch-url", &url]).run();
     run.expect_code(2);
