@@ -10,6 +10,8 @@
 
 mod checks;
 pub mod compare;
+pub mod live;
+pub mod pipeline;
 pub mod replay;
 pub mod scratch;
 pub mod snapshot;
@@ -27,8 +29,9 @@ use crate::migrations::status::{self, Counts, Entry, State};
 use crate::migrations::{Catalog, Migration};
 use crate::partitions::policy::Policy;
 
+use live::Facts;
 use replay::Build;
-use scratch::{Facts, ScratchUrl, Unavailable};
+use scratch::{ScratchUrl, Unavailable};
 use snapshot::Snapshot;
 
 /// One check of verify.
@@ -255,7 +258,7 @@ async fn gather<'a>(
     let client = &session.client;
     // Pipelined: both are sent before either answer is awaited.
     let (history, facts) =
-        futures_util::future::join(history::read(client), scratch::facts(client)).await;
+        futures_util::future::join(history::read(client), live::facts(client)).await;
     let (history, facts) = (history?, facts?);
     let history_table = history.is_some();
     let history: Vec<HistoryRow> = history.unwrap_or_default();
@@ -266,7 +269,7 @@ async fn gather<'a>(
         .filter(|e| e.state == State::Applied)
         .filter_map(|e| catalog.get(e.version))
         .collect();
-    let live = scratch::live_snapshot(client, &facts, cfg.lock_timeout).await?;
+    let live = pipeline::live_snapshot(client, &facts, cfg.lock_timeout).await?;
     let mut build_notes = Vec::new();
     let mut kind = None;
     let expected = if drift {
