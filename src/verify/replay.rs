@@ -119,7 +119,8 @@ fn classify(words: &[Word<'_>]) -> Treatment {
 }
 
 /// The statements of the applied migrations, in order, adapted for a transaction. BEGIN and
-/// COMMIT are left out (a COMMIT would make the scratch schema permanent); a migration that
+/// COMMIT are left out (verify decides where the scratch build commits: a COMMIT inside a
+/// --scratch-url replay would leave objects there); a migration that
 /// rolls back its own work is refused, since what it did cannot be replayed faithfully.
 pub fn plan<'c>(applied: &[&'c Migration]) -> Result<Build<'c>> {
     let mut build = Build::default();
