@@ -5,6 +5,8 @@
 #
 #   bench/verify.sh                 # server from DHCTL_BENCH_SERVER, default postgres@127.0.0.1:5432
 #   RUNS=200 bench/verify.sh
+#   DHCTL_BIN=/path/to/dhctl bench/verify.sh   # time that binary instead of building one
+#   DHCTL_VERIFY_SCRATCH_URL=… bench/verify.sh # verify rebuilds in that (empty) database
 #
 # Needs hyperfine (apt-get install -y hyperfine), jq, psql and a role that may CREATE DATABASE.
 # Builds the release binary first. The database is dropped at the end.
@@ -21,8 +23,12 @@ for tool in hyperfine jq psql; do
     command -v "$tool" >/dev/null || { echo "error: $tool is not installed" >&2; exit 2; }
 done
 
-cargo build --release --quiet
-bin=$PWD/target/release/dhctl
+if [ -n "${DHCTL_BIN:-}" ]; then
+    bin=$DHCTL_BIN
+else
+    cargo build --release --quiet
+    bin=$PWD/target/release/dhctl
+fi
 export DATABASE_URL=$server/$db
 # The full migrate, partitions included where the build has them: verify is timed on the
 # schema a deployed gateway has.

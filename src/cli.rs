@@ -178,10 +178,13 @@ pub enum Command {
     /// Check that the live database is what the migrations say (history, pending, schema,
     /// partitions) and print a fingerprint of its schema. Takes no lock, changes nothing.
     ///
-    /// The schema check replays the applied migrations in a scratch schema inside a transaction
-    /// that is rolled back: no second database and no privilege beyond owning the database.
+    /// The schema check replays the applied migrations in a scratch database (created and
+    /// dropped, which needs CREATEDB; or --scratch-url) and compares it with the live one; the
+    /// rebuild never reads, writes or locks a live object. Without a scratch database the
+    /// schema check is skipped and the others decide.
     ///
-    /// Exit 0 when every check passes, 1 when one fails, 4 on history drift, 2 on error.
+    /// Exit 0 when every check passes (or is skipped, unless --require-all), 1 when one fails,
+    /// 4 on history drift, 2 on error.
     ///
     /// Example: dhctl verify --format json
     Verify(VerifyArgs),
@@ -316,6 +319,22 @@ pub struct VerifyArgs {
         value_name = "FINGERPRINT"
     )]
     pub expect_fingerprint: Option<String>,
+
+    /// Rebuild the migrations in this empty database (same server) instead of creating a
+    /// scratch database: for a role without CREATEDB. verify refuses it unless empty and leaves
+    /// it empty.
+    #[arg(
+        long,
+        env = "DHCTL_VERIFY_SCRATCH_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub scratch_url: Option<String>,
+
+    /// Fail (exit 1) when a check is skipped (e.g. the schema check when no scratch database
+    /// can be had), instead of reporting it and exiting on the others.
+    #[arg(long, env = "DHCTL_VERIFY_REQUIRE_ALL")]
+    pub require_all: bool,
 }
 
 #[derive(Debug, Args)]

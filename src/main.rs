@@ -106,6 +106,7 @@ async fn run_until_signal(cli: Cli) -> Result<i32> {
         result = run(&cli) => result,
         () = signal => {
             dhctl::db::cancel_in_flight().await;
+            dhctl::verify::scratch::drop_after_interrupt().await;
             Err(Error::Interrupted)
         }
     }
@@ -223,7 +224,8 @@ async fn run(cli: &Cli) -> Result<i32> {
         Command::Partition(command) => partition(format, command).await,
         Command::Verify(args) => {
             let options =
-                verify::Options::parse(args.now.as_deref(), args.expect_fingerprint.as_deref())?;
+                verify::Options::parse(args.now.as_deref(), args.expect_fingerprint.as_deref())?
+                    .with_scratch(args.scratch_url.as_deref(), args.require_all)?;
             let catalog = catalog::load(&migration_source(&args.migrations))?;
             let locks = LockArgs {
                 lock_timeout: args.lock_timeout,

@@ -30,13 +30,34 @@ pub fn human(r: &VerifyReport) -> String {
         .iter()
         .filter(|c| c.status == Outcome::Fail)
         .count();
-    let verdict = if r.passed {
+    let skipped: Vec<&str> = r
+        .checks
+        .iter()
+        .filter(|c| c.status == Outcome::Skipped)
+        .map(|c| c.name.as_str())
+        .collect();
+    let mut verdict = if failed == 0 && skipped.is_empty() {
         format!("all {} checks passed", r.checks.len())
     } else if failed == 0 {
-        "not every check could run".to_string()
+        format!(
+            "{} of {} checks passed",
+            r.checks.len() - skipped.len(),
+            r.checks.len()
+        )
     } else {
         format!("{failed} of {} checks failed", r.checks.len())
     };
+    if !skipped.is_empty() {
+        let consequence = if r.require_all {
+            "which --require-all makes a failure"
+        } else {
+            "not a failure without --require-all"
+        };
+        verdict.push_str(&format!(
+            ", skipped: {} ({consequence})",
+            skipped.join(", ")
+        ));
+    }
     format!(
         "{t}\n{} (schema {}): {verdict} in {:.1} ms\n",
         r.database, r.schema, r.duration_ms

@@ -1,7 +1,7 @@
 //! The checks themselves: each turns the gathered [`Context`] into a pass, fail or skip with
 //! details that name objects. One function per [`Kind`]; `run` dispatches.
 
-use super::{compare, Check, Context, Kind, Outcome};
+use super::{compare, Check, Context, Expected, Kind, Outcome};
 use crate::error::Result;
 use crate::migrations::status::{self, Counts, Entry, State};
 use crate::partitions::inspect;
@@ -83,13 +83,24 @@ fn pending_check(ctx: &Context<'_>) -> Check {
 }
 
 fn schema_check(ctx: &Context<'_>) -> Check {
-    let Some(expected) = &ctx.expected else {
-        return Check::new(
-            Kind::Schema,
-            Outcome::Skipped,
-            "not compared: the history check failed, so the SQL that was applied is unknown",
-        );
-    };
+    let expected =
+        match &ctx.expected {
+            Expected::Built(expected) => expected,
+            Expected::Drift => return Check::new(
+                Kind::Schema,
+                Outcome::Skipped,
+                "not compared: the history check failed, so the SQL that was applied is unknown",
+            ),
+            Expected::Unavailable(why) => {
+                let mut check = Check::new(
+                    Kind::Schema,
+                    Outcome::Skipped,
+                    format!("not compared: {}", why.reason),
+                );
+                check.details = vec![format!("to run it: {}", why.fix)];
+                return check;
+            }
+        };
     let differences = compare::differences(expected, &ctx.live);
     let mut check = if differences.is_empty() {
         Check::new(
@@ -97,7 +108,7 @@ fn schema_check(ctx: &Context<'_>) -> Check {
             Outcome::Pass,
             format!(
                 "schema {} matches the {} applied migration(s): {} table(s), {} object(s)",
-                ctx.schemas.live,
+                ctx.facts.live,
                 ctx.applied,
                 ctx.live.table_count(),
                 ctx.live.objects.len()
@@ -110,7 +121,7 @@ fn schema_check(ctx: &Context<'_>) -> Check {
             format!(
                 "{} difference(s) between schema {} and what the {} applied migration(s) produce",
                 differences.len(),
-                ctx.schemas.live,
+                ctx.facts.live,
                 ctx.applied
             ),
         );
@@ -133,7 +144,7 @@ fn fingerprint_check(ctx: &Context<'_>) -> Check {
             check.details = vec![format!(
                 "schema {} differs from the one fingerprinted as {expected}; run `dhctl verify` \
                  on both databases and compare",
-                ctx.schemas.live
+                ctx.facts.live
             )];
             check
         }

@@ -24,18 +24,37 @@ impl fmt::Display for Difference {
 }
 
 /// Every difference, in object order. A table that exists on one side only is one difference:
-/// its columns, constraints, indexes and triggers are not listed again.
+/// its columns, constraints, indexes and triggers are not listed again; likewise a schema that
+/// exists on one side only is one difference, whatever it holds.
 pub fn differences(expected: &Snapshot, live: &Snapshot) -> Vec<Difference> {
     let keys: BTreeSet<&ObjectKey> = expected.objects.keys().chain(live.objects.keys()).collect();
-    let one_sided_tables: BTreeSet<&str> = keys
-        .iter()
-        .filter(|k| k.kind == ObjectKind::Table)
-        .filter(|k| expected.objects.contains_key(k) != live.objects.contains_key(k))
-        .map(|k| k.table.as_str())
+    let one_sided = |kind: ObjectKind| -> BTreeSet<&str> {
+        keys.iter()
+            .filter(|k| k.kind == kind)
+            .filter(|k| expected.objects.contains_key(k) != live.objects.contains_key(k))
+            .map(|k| k.table.as_str())
+            .collect()
+    };
+    // Views and materialized views carry indexes and triggers too.
+    let mut one_sided_tables = one_sided(ObjectKind::Table);
+    one_sided_tables.extend(one_sided(ObjectKind::MaterializedView));
+    one_sided_tables.extend(one_sided(ObjectKind::View));
+    let one_sided_schemas: Vec<String> = one_sided(ObjectKind::Schema)
+        .into_iter()
+        .map(|s| format!("{s}."))
         .collect();
+    let in_one_sided_schema = |key: &ObjectKey| {
+        key.kind != ObjectKind::Schema
+            && one_sided_schemas
+                .iter()
+                .any(|s| key.table.starts_with(s.as_str()) || key.name.starts_with(s.as_str()))
+    };
     let mut found = Vec::new();
     for key in keys {
         if key.kind.is_part_of_table() && one_sided_tables.contains(key.table.as_str()) {
+            continue;
+        }
+        if in_one_sided_schema(key) {
             continue;
         }
         let object = key.to_string();
@@ -181,6 +200,17 @@ mod tests {
         assert_eq!(
             extra,
             vec!["table scratch_copy: in the database, not in the migrations"]
+        );
+        let schema = changed(|r| {
+            r.push(["schema", "audit", "", "exists", "yes"]);
+            r.push(["table", "audit.log", "", "kind", "table"]);
+            r.push(["column", "audit.log", "a", "type", "integer"]);
+            r.push(["function", "", "audit.f()", "language", "sql"]);
+            r.push(["type", "", "audit.mood", "enum labels", "'a'"]);
+        });
+        assert_eq!(
+            schema,
+            vec!["schema audit: in the database, not in the migrations"]
         );
         let missing = differences(&snapshot(BASE), &Snapshot::default());
         assert_eq!(missing.len(), 1);

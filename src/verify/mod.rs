@@ -1,7 +1,8 @@
 //! `dhctl verify`: is this database exactly what the migrations say? A list of checks, each
 //! reported pass or fail with details, over facts gathered once: the history diff, the live
-//! schema's snapshot and the snapshot of what the applied migrations produce (rebuilt in a
-//! scratch schema, see [`scratch`]). Takes no lock and changes nothing.
+//! database's snapshot and the snapshot of what the applied migrations produce (rebuilt in a
+//! scratch database, see [`scratch`]). Takes no lock and never touches a live object beyond
+//! reading the catalog and the history.
 //!
 //! Adding a check: a [`Kind`] variant (its name and the exit code its failure means), a place in
 //! [`CHECKS`], and an arm in `checks::run` with its function; the function may read the
@@ -9,6 +10,8 @@
 
 mod checks;
 pub mod compare;
+pub mod live;
+pub mod pipeline;
 pub mod replay;
 pub mod scratch;
 pub mod snapshot;
@@ -17,7 +20,6 @@ use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use tokio_postgres::Client;
 
 use crate::config::DbConfig;
 use crate::db::{connect, CreateDatabase, Session};
@@ -27,8 +29,9 @@ use crate::migrations::status::{self, Counts, Entry, State};
 use crate::migrations::{Catalog, Migration};
 use crate::partitions::policy::Policy;
 
+use live::Facts;
 use replay::Build;
-use scratch::Schemas;
+use scratch::{ScratchUrl, Unavailable};
 use snapshot::Snapshot;
 
 /// One check of verify.
@@ -83,7 +86,8 @@ impl Kind {
 pub enum Outcome {
     Pass,
     Fail,
-    /// Could not be judged because an earlier check failed; the details say which.
+    /// Could not be judged (an earlier check failed, or no scratch database); the summary says
+    /// why and the details how to make it run. Fails verify only with `--require-all`.
     Skipped,
 }
 
@@ -104,26 +108,34 @@ pub struct Check {
 #[derive(Debug, Clone, Serialize)]
 pub struct VerifyReport {
     pub database: String,
-    /// The schema that was verified (where the history table lives).
+    /// The main schema (where the history table lives); objects elsewhere are named with their
+    /// schema.
     pub schema: String,
-    /// True when every check passed.
+    /// True when verify exits 0: every check passed, or was skipped without `--require-all`.
     pub passed: bool,
     /// sha256 of the live schema's normalised snapshot, `sha256:<hex>`.
     pub fingerprint: String,
-    /// Where the schema check rebuilt the migrations (`temporary` or `schema`); absent when it
-    /// did not rebuild them.
-    pub scratch: Option<replay::Scratch>,
+    /// Where the schema check rebuilt the migrations (`database`: a scratch database verify
+    /// created and dropped; `url`: the one given with --scratch-url); absent when it did not
+    /// rebuild them.
+    pub scratch: Option<scratch::Scratch>,
+    /// With --require-all a skipped check fails verify (exit 1).
+    pub require_all: bool,
     pub checks: Vec<Check>,
     pub duration_ms: f64,
 }
 
 impl VerifyReport {
-    /// 0 when every check passed, else the highest failure code (4 history drift, 1 other).
+    /// 0 when every check passed, else the highest failure code (4 history drift, 1 other);
+    /// a skipped check counts as a failure (1) only with `--require-all`.
     pub fn exit_code(&self) -> i32 {
         self.checks
             .iter()
-            .filter(|c| c.status == Outcome::Fail)
-            .map(|c| c.name.failure_code())
+            .filter_map(|c| match c.status {
+                Outcome::Fail => Some(c.name.failure_code()),
+                Outcome::Skipped if self.require_all => Some(1),
+                _ => None,
+            })
             .max()
             .unwrap_or(0)
     }
@@ -136,6 +148,10 @@ pub struct Options {
     pub now: Option<DateTime<Utc>>,
     /// Fail the fingerprint check unless the live schema has this fingerprint.
     pub expect_fingerprint: Option<String>,
+    /// Rebuild in this (empty) database instead of creating one.
+    pub scratch_url: Option<ScratchUrl>,
+    /// A skipped check fails verify.
+    pub require_all: bool,
 }
 
 impl Options {
@@ -161,8 +177,26 @@ impl Options {
         Ok(Options {
             now,
             expect_fingerprint,
+            scratch_url: None,
+            require_all: false,
         })
     }
+
+    /// `--scratch-url` (DHCTL_VERIFY_SCRATCH_URL) and `--require-all`.
+    pub fn with_scratch(mut self, scratch_url: Option<&str>, require_all: bool) -> Result<Options> {
+        self.scratch_url = scratch_url.map(ScratchUrl::parse).transpose()?;
+        self.require_all = require_all;
+        Ok(self)
+    }
+}
+
+/// What the applied migrations produce, if it could be rebuilt.
+pub enum Expected {
+    Built(Snapshot),
+    /// The history has drifted: the applied SQL is unknown.
+    Drift,
+    /// No scratch database to rebuild in.
+    Unavailable(Unavailable),
 }
 
 /// Everything the checks judge, gathered in a few round trips before any check runs.
@@ -172,18 +206,16 @@ pub struct Context<'a> {
     /// The partition policies whose tables the partitions check inspects.
     pub policies: &'a [Policy],
     pub options: &'a Options,
-    pub schemas: Schemas,
+    pub facts: Facts,
     /// False when the database has no history table yet.
     pub history_table: bool,
     /// The status diff: one entry per migration in the catalog or the history.
     pub entries: Vec<Entry>,
     pub live: Snapshot,
-    /// What the applied migrations produce; None when the history has drifted (the applied SQL
-    /// is then unknown).
-    pub expected: Option<Snapshot>,
-    /// What the scratch build adapted or left out, and where it ran.
+    pub expected: Expected,
+    /// What the scratch build adapted or left out, and what happened to the scratch database.
     pub build_notes: Vec<String>,
-    pub scratch: Option<replay::Scratch>,
+    pub scratch: Option<scratch::Scratch>,
     pub applied: usize,
 }
 
@@ -201,15 +233,19 @@ pub async fn run(
     for &kind in CHECKS {
         checks.push(checks::run(kind, &ctx).await?);
     }
-    Ok(VerifyReport {
+    let mut report = VerifyReport {
         database: cfg.display_target(),
-        schema: ctx.schemas.live.clone(),
-        passed: checks.iter().all(|c| c.status == Outcome::Pass),
+        schema: ctx.facts.live.clone(),
+        passed: false,
         fingerprint: ctx.live.fingerprint(),
         scratch: ctx.scratch,
+        require_all: options.require_all,
         checks,
-        duration_ms: crate::migrations::migrate::ms(started.elapsed()),
-    })
+        duration_ms: 0.0,
+    };
+    report.passed = report.exit_code() == 0;
+    report.duration_ms = crate::migrations::migrate::ms(started.elapsed());
+    Ok(report)
 }
 
 async fn gather<'a>(
@@ -221,9 +257,9 @@ async fn gather<'a>(
 ) -> Result<Context<'a>> {
     let client = &session.client;
     // Pipelined: both are sent before either answer is awaited.
-    let (history, schemas) =
-        futures_util::future::join(history::read(client), schemas(client)).await;
-    let (history, schemas) = (history?, schemas?);
+    let (history, facts) =
+        futures_util::future::join(history::read(client), live::facts(client)).await;
+    let (history, facts) = (history?, facts?);
     let history_table = history.is_some();
     let history: Vec<HistoryRow> = history.unwrap_or_default();
     let entries = status::diff(catalog, &history);
@@ -233,71 +269,41 @@ async fn gather<'a>(
         .filter(|e| e.state == State::Applied)
         .filter_map(|e| catalog.get(e.version))
         .collect();
-    let build: Option<Build> = if drift {
-        None
+    let live = pipeline::live_snapshot(client, &facts, cfg.lock_timeout).await?;
+    let mut build_notes = Vec::new();
+    let mut kind = None;
+    let expected = if drift {
+        Expected::Drift
     } else {
-        let mut build = replay::plan(&applied)?;
-        if !schemas.temporary_allowed {
-            build.scratch = replay::Scratch::Schema;
+        let build: Build = replay::plan(&applied)?;
+        match scratch::open(cfg, session, &facts, options.scratch_url.as_ref()).await? {
+            Err(unavailable) => Expected::Unavailable(unavailable),
+            Ok(db) => {
+                kind = Some(db.kind);
+                let rebuilt = db.rebuild(&build, &facts, cfg.lock_timeout).await;
+                // Dropped on every path, the failed rebuild's included.
+                let closing = db.close(client).await;
+                let (snapshot, notes) = rebuilt?;
+                build_notes.extend(closing);
+                build_notes.extend(notes);
+                build_notes.extend(build.notes);
+                Expected::Built(snapshot)
+            }
         }
-        Some(build)
     };
-    let snapshots = scratch::snapshots(client, &schemas, build.as_ref(), cfg.lock_timeout).await?;
     Ok(Context {
         session,
         catalog,
         policies,
         options,
-        schemas,
+        facts,
         history_table,
         entries,
-        live: snapshots.live,
-        expected: snapshots.expected,
-        scratch: build.as_ref().map(|b| b.scratch),
-        build_notes: build.map(|b| b.notes).unwrap_or_default(),
-        applied: applied.len(),
-    })
-}
-
-/// The schema to verify: the history table's, or the first on search_path before one exists
-/// (where `migrate` would put it); the schemas of installed extensions; and whether the role
-/// may use a temporary schema (hardened databases revoke TEMP from PUBLIC). Refuses a read-only
-/// session up front, rather than at the first CREATE of the rebuild.
-async fn schemas(client: &Client) -> Result<Schemas> {
-    let row = client
-        .query_one(
-            "SELECT coalesce((SELECT n.nspname FROM pg_class c \
-                              JOIN pg_namespace n ON n.oid = c.relnamespace \
-                              WHERE c.oid = to_regclass($1)), current_schema())::text, \
-                    ARRAY(SELECT DISTINCT n.nspname::text FROM pg_extension e \
-                          JOIN pg_namespace n ON n.oid = e.extnamespace \
-                          WHERE n.nspname <> 'pg_catalog' ORDER BY 1), \
-                    has_database_privilege(current_database(), 'TEMP'), \
-                    current_setting('transaction_read_only') = 'on'",
-            &[&history::TABLE],
-        )
-        .await
-        .map_err(|e| Error::sql("finding the schema to verify", &e))?;
-    let live: Option<String> = row.get(0);
-    let live = live.ok_or_else(|| {
-        Error::usage_hint(
-            "there is no schema to verify: no refinery_schema_history table, and no schema on \
-             search_path exists",
-            "run `dhctl migrate`, or set the role's search_path to the gateway's schema",
-        )
-    })?;
-    if row.get::<_, bool>(3) {
-        return Err(Error::usage_hint(
-            "the session is read-only (a standby, or default_transaction_read_only = on); verify \
-             rebuilds the migrations in a scratch schema, which needs a writable primary",
-            "run verify against the primary: it changes nothing there either (everything it \
-             builds is rolled back)",
-        ));
-    }
-    Ok(Schemas {
         live,
-        extensions: row.get(1),
-        temporary_allowed: row.get(2),
+        expected,
+        scratch: kind,
+        build_notes,
+        applied: applied.len(),
     })
 }
 
@@ -336,6 +342,7 @@ mod tests {
             passed: false,
             fingerprint: String::new(),
             scratch: None,
+            require_all: false,
             checks,
             duration_ms: 0.0,
         };
@@ -352,5 +359,12 @@ mod tests {
         assert_eq!(pending.exit_code(), 1);
         let fine = report(vec![check(Kind::History, Outcome::Pass)]);
         assert_eq!(fine.exit_code(), 0);
+        let mut skipped = report(vec![
+            check(Kind::History, Outcome::Pass),
+            check(Kind::Schema, Outcome::Skipped),
+        ]);
+        assert_eq!(skipped.exit_code(), 0, "skipped is not failed");
+        skipped.require_all = true;
+        assert_eq!(skipped.exit_code(), 1, "unless every check is required");
     }
 }

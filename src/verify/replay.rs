@@ -1,6 +1,7 @@
 //! Which statements the scratch build replays, and how: the applied migrations' up sections
-//! split into statements and adapted for running inside one transaction that is rolled back.
-//! Pure: no I/O. Every adaptation is reported as a note, never made silently.
+//! split into statements and adapted for running inside one transaction (in a scratch
+//! database) that is rolled back. Pure: no I/O. Every adaptation is reported as a note, never
+//! made silently.
 
 use crate::error::{Error, Result};
 use crate::migrations::split::{self, Word};
@@ -24,51 +25,32 @@ pub struct Statement<'c> {
 pub struct Build<'c> {
     pub statements: Vec<Statement<'c>>,
     pub notes: Vec<String>,
-    pub scratch: Scratch,
 }
 
-/// Where the scratch build runs. Both vanish with the transaction; they differ in cost.
-///
-/// A permanent relation's index is fsynced when it is built (PostgreSQL writes it around the
-/// buffer pool), and rolling permanent relations back truncates their files: on a busy disk
-/// that made a rebuild of the gateway's five migrations take 100+ ms. Temporary relations do
-/// neither, but a temporary schema is not a full schema (functions in it are never found by
-/// unqualified calls, no materialized views, no unlogged tables), so it is used only when every
-/// statement is of a kind known to behave the same there.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Scratch {
-    /// The session's own temporary schema (`pg_temp`).
-    #[default]
-    Temporary,
-    /// `CREATE SCHEMA dhctl_verify_<random>`, for everything else.
-    Schema,
-}
-
-/// True when the statement behaves in a temporary schema as in a permanent one: tables,
-/// indexes, sequences and plain views, their alterations, comments, grants and data.
-fn runs_the_same_in_a_temporary_schema(words: &[Word<'_>]) -> bool {
-    let upper: Vec<String> = words
-        .iter()
-        .take(4)
-        .map(|w| w.text.to_ascii_uppercase())
-        .collect();
-    let word = |i: usize| upper.get(i).map(String::as_str).unwrap_or("");
-    let has = |w: &str| words.iter().any(|x| x.text.eq_ignore_ascii_case(w));
-    let relation = |w: &str| matches!(w, "TABLE" | "INDEX" | "SEQUENCE" | "VIEW");
-    match word(0) {
-        "CREATE" => match word(1) {
-            "TABLE" | "TEMP" | "TEMPORARY" | "INDEX" | "SEQUENCE" | "VIEW" => true,
-            "UNIQUE" => word(2) == "INDEX",
-            "OR" => word(2) == "REPLACE" && word(3) == "VIEW",
-            _ => false,
-        },
-        // SET LOGGED/UNLOGGED is refused on temporary tables.
-        "ALTER" => relation(word(1)) && !has("LOGGED") && !has("UNLOGGED"),
-        "DROP" => relation(word(1)),
-        "COMMENT" | "GRANT" | "REVOKE" | "INSERT" | "UPDATE" | "DELETE" | "SELECT" | "WITH" => true,
-        _ => false,
+impl Build<'_> {
+    /// True when a replayed `CREATE EXTENSION` names `extension`: the rebuild then installs it
+    /// itself, as the migration did. (A statement, not a parse: the name is looked for as a
+    /// word, bare or double-quoted, in the statement's text.)
+    pub fn creates_extension(&self, extension: &str) -> bool {
+        self.statements.iter().any(|s| {
+            let words = split::words(&s.sql);
+            let head = |i: usize| words.get(i).map(|w| w.text.to_ascii_uppercase());
+            head(0).as_deref() == Some("CREATE")
+                && head(1).as_deref() == Some("EXTENSION")
+                && mentions(&s.sql, extension)
+        })
     }
+}
+
+/// `name` appears in `sql` as a whole word (case-insensitive), bare or double-quoted. `-` is
+/// part of a word here: extension names use it (`uuid-ossp`).
+fn mentions(sql: &str, name: &str) -> bool {
+    let (sql, name) = (sql.to_ascii_lowercase(), name.to_ascii_lowercase());
+    let is_word =
+        |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    sql.match_indices(&name).any(|(at, _)| {
+        !is_word(sql[..at].chars().next_back()) && !is_word(sql[at + name.len()..].chars().next())
+    })
 }
 
 /// What the scratch build does with one statement.
@@ -77,7 +59,8 @@ enum Treatment {
     Run,
     /// `CONCURRENTLY` cannot run in a transaction; without it the same catalog object results.
     WithoutConcurrently,
-    /// Acts outside the schema (cluster, database, extensions) or is maintenance.
+    /// Acts on the cluster (roles, databases, tablespaces), which the scratch database shares
+    /// with the live one, or is maintenance.
     Skip(&'static str),
     /// Would throw work away (ROLLBACK) or end the scratch transaction in a way that changes
     /// what the migration did; what followed would run against the live schema.
@@ -93,6 +76,14 @@ fn classify(words: &[Word<'_>]) -> Treatment {
     };
     let (first, second) = (upper(0), upper(1));
     let has = |word: &str| words.iter().any(|w| w.text.eq_ignore_ascii_case(word));
+    // The object kind a GRANT, REVOKE, COMMENT or SECURITY LABEL is about: the word after ON.
+    let on = words
+        .iter()
+        .position(|w| w.text.eq_ignore_ascii_case("ON"))
+        .map(|i| upper(i + 1));
+    let shared = |kind: &str| matches!(kind, "DATABASE" | "TABLESPACE" | "ROLE" | "PARAMETER");
+    const CLUSTER: &str = "it acts on the cluster (roles, databases, tablespaces, server \
+                           settings), which the scratch database shares with the live one";
     match (first.as_str(), second.as_str()) {
         // A transaction:false migration may group statements in BEGIN … COMMIT; inside the
         // scratch transaction they run all the same, and the schema they leave is the same.
@@ -105,20 +96,31 @@ fn classify(words: &[Word<'_>]) -> Treatment {
         ("VACUUM" | "CLUSTER" | "REINDEX" | "CHECKPOINT" | "ANALYZE" | "ANALYSE", _) => {
             Treatment::Skip("maintenance, it changes no schema object")
         }
+        // Roles, databases, tablespaces and server settings live in the cluster's shared
+        // catalogs: replayed, they would change the live cluster, not the scratch database.
         (
             "CREATE" | "ALTER" | "DROP",
             "DATABASE" | "TABLESPACE" | "ROLE" | "USER" | "GROUP" | "SYSTEM",
-        ) => Treatment::Skip("it acts on the cluster or the database, not on the schema"),
-        ("CREATE" | "ALTER" | "DROP", "EXTENSION") => Treatment::Skip(
-            "extensions are database-wide; the ones installed serve the scratch build",
-        ),
+        ) => Treatment::Skip(CLUSTER),
+        // A subscription connects to a publisher and starts replicating.
+        ("CREATE" | "ALTER" | "DROP", "SUBSCRIPTION") => {
+            Treatment::Skip("a subscription replicates from another server as soon as it exists")
+        }
+        // REASSIGN/DROP OWNED also revoke privileges on shared objects (databases).
+        ("REASSIGN" | "DROP", "OWNED") => Treatment::Skip(CLUSTER),
+        // GRANT role TO role (membership, no ON) and privileges on shared objects.
+        ("GRANT" | "REVOKE", _) if on.as_deref().is_none_or(shared) => Treatment::Skip(CLUSTER),
+        ("COMMENT", _) | ("SECURITY", "LABEL") if on.as_deref().is_some_and(shared) => {
+            Treatment::Skip(CLUSTER)
+        }
         ("CREATE" | "ALTER" | "DROP", _) if has("CONCURRENTLY") => Treatment::WithoutConcurrently,
         _ => Treatment::Run,
     }
 }
 
 /// The statements of the applied migrations, in order, adapted for a transaction. BEGIN and
-/// COMMIT are left out (a COMMIT would make the scratch schema permanent); a migration that
+/// COMMIT are left out (verify decides where the scratch build commits: a COMMIT inside a
+/// --scratch-url replay would leave objects there); a migration that
 /// rolls back its own work is refused, since what it did cannot be replayed faithfully.
 pub fn plan<'c>(applied: &[&'c Migration]) -> Result<Build<'c>> {
     let mut build = Build::default();
@@ -137,11 +139,6 @@ pub fn plan<'c>(applied: &[&'c Migration]) -> Result<Build<'c>> {
                     .join(" ")
             };
             let treatment = classify(&words);
-            if matches!(treatment, Treatment::Run | Treatment::WithoutConcurrently)
-                && !runs_the_same_in_a_temporary_schema(&words)
-            {
-                build.scratch = Scratch::Schema;
-            }
             let sql = match treatment {
                 Treatment::Run => statement.sql.to_string(),
                 Treatment::WithoutConcurrently => {
@@ -154,7 +151,7 @@ pub fn plan<'c>(applied: &[&'c Migration]) -> Result<Build<'c>> {
                 }
                 Treatment::Skip(why) => {
                     build.notes.push(format!(
-                        "{}: {} not replayed in the scratch schema: {why}",
+                        "{}: {} not replayed in the scratch database: {why}",
                         location(),
                         head()
                     ));
@@ -236,45 +233,50 @@ mod tests {
     }
 
     #[test]
-    fn statements_outside_the_schema_are_skipped_and_reported() {
-        let (sql, notes) =
-            build_of("CREATE EXTENSION IF NOT EXISTS pgcrypto;\nVACUUM t;\nSELECT 1;").unwrap();
-        assert_eq!(sql, vec!["SELECT 1"]);
+    fn statements_on_the_cluster_are_skipped_and_reported() {
+        let (sql, notes) = build_of(
+            "CREATE EXTENSION IF NOT EXISTS pgcrypto;\nVACUUM t;\nSELECT 1;\n\
+             CREATE ROLE app;\nGRANT app TO someone;\nGRANT CONNECT ON DATABASE d TO app;\n\
+             GRANT SELECT ON t TO app;\nGRANT USAGE ON SCHEMA s TO app;\n\
+             COMMENT ON DATABASE d IS 'x';\nCOMMENT ON TABLE t IS 'x';\n\
+             REVOKE app FROM someone;\nDROP OWNED BY app;\nALTER DEFAULT PRIVILEGES GRANT SELECT ON TABLES TO app;\n\
+             CREATE SUBSCRIPTION s CONNECTION 'x' PUBLICATION p;",
+        )
+        .unwrap();
+        assert_eq!(
+            sql,
+            vec![
+                "CREATE EXTENSION IF NOT EXISTS pgcrypto",
+                "SELECT 1",
+                "GRANT SELECT ON t TO app",
+                "GRANT USAGE ON SCHEMA s TO app",
+                "COMMENT ON TABLE t IS 'x'",
+                "ALTER DEFAULT PRIVILEGES GRANT SELECT ON TABLES TO app",
+            ]
+        );
+        assert_eq!(notes.len(), 8, "{notes:#?}");
+        assert!(notes[0].contains(":3: VACUUM t not replayed"), "{notes:?}");
         assert!(
-            notes[0].contains("CREATE EXTENSION not replayed"),
+            notes[1].contains(":5: CREATE ROLE not replayed"),
             "{notes:?}"
         );
-        assert!(notes[1].contains(":3: VACUUM t not replayed"), "{notes:?}");
     }
 
     #[test]
-    fn only_plain_tables_indexes_and_views_use_the_temporary_schema() {
-        let scratch = |up: &str| {
-            let catalog = parse_files(vec![(
-                "20240101000001_a.sql".into(),
-                format!("-- migrate:up\n{up}").into_bytes(),
-            )])
-            .unwrap();
-            plan(&catalog.migrations.iter().collect::<Vec<_>>())
-                .unwrap()
-                .scratch
-        };
-        let plain = "CREATE TABLE t (id uuid PRIMARY KEY);\nCREATE UNIQUE INDEX i ON t (id);\n\
-                     CREATE OR REPLACE VIEW v AS SELECT 1;\nALTER TABLE t ADD COLUMN a int;\n\
-                     COMMENT ON TABLE t IS 'x';\nINSERT INTO t VALUES (gen_random_uuid());\n\
-                     CREATE EXTENSION IF NOT EXISTS pgcrypto;";
-        assert_eq!(scratch(plain), Scratch::Temporary);
-        for other in [
-            "CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1';",
-            "CREATE TRIGGER tr BEFORE UPDATE ON t FOR EACH ROW EXECUTE FUNCTION f();",
-            "CREATE MATERIALIZED VIEW m AS SELECT 1;",
-            "CREATE UNLOGGED TABLE u (a int);",
-            "ALTER TABLE t SET UNLOGGED;",
-            "CREATE TYPE mood AS ENUM ('a');",
-            "DO $$ BEGIN END $$;",
-        ] {
-            assert_eq!(scratch(other), Scratch::Schema, "{other}");
-        }
+    fn extensions_a_migration_creates_are_recognised_by_name() {
+        let catalog = parse_files(vec![(
+            "20240101000001_a.sql".into(),
+            b"-- migrate:up\nCREATE EXTENSION IF NOT EXISTS \"uuid-ossp\";\nCREATE EXTENSION citext SCHEMA ext;\nSELECT 'hstore';\n".to_vec(),
+        )])
+        .unwrap();
+        let build = plan(&catalog.migrations.iter().collect::<Vec<_>>()).unwrap();
+        assert!(build.creates_extension("uuid-ossp"));
+        assert!(build.creates_extension("citext"));
+        assert!(
+            !build.creates_extension("hstore"),
+            "only CREATE EXTENSION counts"
+        );
+        assert!(!build.creates_extension("uuid"), "a whole word");
     }
 
     #[test]

@@ -1,237 +1,380 @@
-//! Rebuilding what the applied migrations produce, without a second database or any privilege
-//! beyond CREATE on the database (which its owner has): inside one transaction, `CREATE SCHEMA
-//! dhctl_verify_<random>` (or, when every statement allows, the session's temporary schema: see
-//! [`Scratch`]), put it first on `search_path` so the migrations' unqualified DDL lands there,
-//! replay every applied up section, snapshot it, and ROLLBACK. Nothing is ever committed,
-//! so a verify killed at any point leaves nothing behind: the server rolls the transaction back
-//! when the session ends (and `client_connection_check_interval`, set by `db::connect`, makes a
-//! backend notice a vanished client even while it waits for a lock).
+//! Where verify rebuilds the applied migrations: a scratch DATABASE on the same server, never the
+//! live one. The rebuild then cannot read, write or lock a live object, whatever the migrations
+//! name (`public.x`, `CREATE TABLE IF NOT EXISTS`, other schemas), and what is not transactional
+//! stays in the scratch database too: sequences (`setval`, `nextval`), advisory locks and
+//! `NOTIFY` are per database. Same server, so roles (for GRANTs) and the extensions' files are
+//! there.
 //!
-//! The whole exchange is pipelined: every statement is sent at once, each as its own simple
-//! query (so an error names its statement and line), and the answers are read in order. After
-//! a failure the server refuses the rest (the transaction is aborted) until the final ROLLBACK,
-//! whose answer verify does not wait for.
+//! Two ways to get one:
+//! - [`Scratch::Database`]: `CREATE DATABASE dhctl_verify_<pid>_<random>` from `template0`, with
+//!   the live database's encoding and locale, when the role may create databases; dropped on
+//!   every path (`WITH (FORCE)`), on Ctrl-C too ([`drop_after_interrupt`]). A `kill -9` can leave
+//!   one behind: the name carries the creating backend's pid, and the next verify by the same
+//!   role drops those whose creator is gone and to which nobody is connected.
+//! - [`Scratch::Url`]: `--scratch-url`, an empty database the role may create in; refused unless
+//!   empty, and left empty (everything is built in one transaction that is rolled back).
+//!
+//! The replay itself and both snapshots are [`super::pipeline`]'s; what is read from the live
+//! database first is [`super::live`]'s.
 
 use std::collections::hash_map::RandomState;
-use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
-use std::pin::Pin;
-use std::task::Poll;
+use std::sync::Mutex;
 use std::time::Duration;
 
-use futures_util::future::maybe_done;
-use tokio_postgres::{Client, SimpleQueryMessage};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::Client;
 
-use super::replay::{Build, Scratch, Statement};
-use super::snapshot::{self, Snapshot};
+use super::live::Facts;
+use super::pipeline;
+use super::replay::Build;
+use super::snapshot::Snapshot;
+use crate::config::DbConfig;
 use crate::db::ident::quote_ident;
-use crate::db::retry::is_lock_timeout;
-use crate::error::{Error, Result, SqlDetail};
+use crate::db::{connect, CreateDatabase, Session};
+use crate::error::{Error, Result};
 
-/// The schemas a snapshot or build runs with.
-#[derive(Debug, Clone)]
-pub struct Schemas {
-    /// The schema dhctl's migrations live in (where the history table is).
-    pub live: String,
-    /// Schemas holding installed extensions, so extension types and functions resolve the same
-    /// way on both sides.
-    pub extensions: Vec<String>,
-    /// The role may create temporary tables here (TEMP privilege on the database).
-    pub temporary_allowed: bool,
+/// Where the schema check rebuilt the migrations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scratch {
+    /// A database verify created for this run and dropped after it.
+    Database,
+    /// The empty database given with `--scratch-url`.
+    Url,
 }
 
-impl Schemas {
-    /// `search_path` with `first` in front of the extension schemas, quoted.
-    fn path(&self, first: &str) -> String {
-        std::iter::once(first)
-            .chain(
-                self.extensions
-                    .iter()
-                    .map(String::as_str)
-                    .filter(|s| *s != first),
-            )
-            .map(quote_ident)
-            .collect::<Vec<_>>()
-            .join(", ")
+/// `--scratch-url`, parsed. Its Debug never shows the password.
+#[derive(Clone)]
+pub struct ScratchUrl {
+    pub pg: tokio_postgres::Config,
+    pub tls: crate::db::tls::TlsSettings,
+}
+
+impl std::fmt::Debug for ScratchUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ScratchUrl({})", crate::config::describe(&self.pg))
     }
 }
 
-/// The live snapshot, and the snapshot of what `build` produces when there is one.
-pub struct Snapshots {
-    pub live: Snapshot,
-    pub expected: Option<Snapshot>,
+impl ScratchUrl {
+    pub fn parse(url: &str) -> Result<ScratchUrl> {
+        let (pg, tls) = crate::config::parse_database_url(url).map_err(|e| {
+            // The parser's messages name the option, never echo the string (no password).
+            Error::usage_hint(
+                e.to_string().replace("DATABASE_URL", "--scratch-url"),
+                "give an empty database on the same server, e.g. postgres://me@db/dhctl_scratch",
+            )
+        })?;
+        Ok(ScratchUrl { pg, tls })
+    }
 }
 
-/// Which part of the pipeline a message is, for naming an error.
-enum Part<'b, 'c> {
-    Live,
-    Setup,
-    Step(&'b Statement<'c>),
-    Scratch,
-    Rollback,
+/// Why there is no scratch database, and how to get one.
+#[derive(Debug, Clone)]
+pub struct Unavailable {
+    pub reason: String,
+    pub fix: String,
 }
 
-/// Snapshots the live schema and, given a build, replays it in a scratch schema and snapshots
-/// that too; all in one transaction that is rolled back, pipelined in one round trip.
-pub async fn snapshots(
-    client: &Client,
-    schemas: &Schemas,
-    build: Option<&Build<'_>>,
-    lock_timeout: Duration,
-) -> Result<Snapshots> {
-    // The build locks only objects it creates, unless a migration names a live object
-    // explicitly; lock_timeout bounds how long it could queue behind the gateway's traffic.
-    let ms = lock_timeout.as_millis().max(1);
-    let mut messages: Vec<(Part, String)> =
-        vec![(Part::Setup, format!("BEGIN; SET LOCAL lock_timeout = {ms}"))];
-    if let Some(build) = build {
-        let path = match build.scratch {
-            // `pg_temp` first on search_path: unqualified CREATEs land in the session's
-            // temporary schema (created on first use, within this transaction).
-            Scratch::Temporary => schemas.path("pg_temp"),
-            Scratch::Schema => {
-                let scratch = scratch_name();
-                messages.push((
-                    Part::Setup,
-                    format!("CREATE SCHEMA {}", quote_ident(&scratch)),
-                ));
-                schemas.path(&scratch)
-            }
-        };
-        let mut previous: Option<i64> = None;
-        for statement in &build.statements {
-            // Again before each migration: one that changed search_path changes only itself.
-            if previous != Some(statement.migration.version) {
-                messages.push((Part::Setup, format!("SET LOCAL search_path = {path}")));
-                previous = Some(statement.migration.version);
-            }
-            messages.push((Part::Step(statement), statement.sql.clone()));
+/// A scratch database, open.
+pub struct ScratchDb {
+    session: Session,
+    pub kind: Scratch,
+    /// The database verify created (and must drop).
+    created: Option<String>,
+    /// What happened on the way (stale databases dropped), for the schema check's notes.
+    pub notes: Vec<String>,
+}
+
+/// The database a verify created, for dropping it after Ctrl-C (the future that owns it is
+/// dropped then, so its own clean-up never runs).
+static CREATED: Mutex<Option<(DbConfig, String)>> = Mutex::new(None);
+
+/// Opens the scratch database: `url` when given, else a new database when the role may create
+/// one; else says why not.
+pub async fn open(
+    cfg: &DbConfig,
+    live: &Session,
+    facts: &Facts,
+    url: Option<&ScratchUrl>,
+) -> Result<std::result::Result<ScratchDb, Unavailable>> {
+    if let Some(url) = url {
+        return open_url(cfg, url).await.map(Ok);
+    }
+    const FIX: &str = "give the role CREATEDB (ALTER ROLE … CREATEDB), or pass --scratch-url \
+                       (DHCTL_VERIFY_SCRATCH_URL) naming an empty database on the same server \
+                       that the role may create objects in";
+    if facts.read_only {
+        return Ok(Err(Unavailable {
+            reason: "the session is read-only (a standby, or default_transaction_read_only), so \
+                     no scratch database can be created from it"
+                .into(),
+            fix: format!("run verify against the primary, or {FIX}"),
+        }));
+    }
+    if !facts.may_create_database {
+        return Ok(Err(Unavailable {
+            reason: format!(
+                "role {} may not create databases, and verify rebuilds the migrations in a \
+                 scratch database (never in the live one)",
+                live_user(cfg)
+            ),
+            fix: FIX.into(),
+        }));
+    }
+    let client = &live.client;
+    let notes = drop_stale(client).await;
+    let name = scratch_name(live.backend_pid);
+    let create = create_statement(live, &name).await?;
+    if let Ok(mut slot) = CREATED.lock() {
+        *slot = Some((cfg.clone(), name.clone()));
+    }
+    if let Err(e) = client.batch_execute(&create).await {
+        forget_created();
+        if e.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE) {
+            return Ok(Err(Unavailable {
+                reason: format!(
+                    "the server refused CREATE DATABASE: {}",
+                    crate::error::describe_driver_error(&e)
+                ),
+                fix: FIX.into(),
+            }));
         }
-        messages.push((
-            Part::Scratch,
-            format!("SET LOCAL search_path = {path}; {}", snapshot::QUERY),
+        return Err(Error::sql(
+            format!("creating the scratch database {name}"),
+            &e,
         ));
     }
-    // The live schema last: the catalog functions may take ACCESS SHARE locks on live tables
-    // (PostgreSQL 16+), held until the ROLLBACK right after, not for the whole build.
-    // pg_temp named last: unnamed, the session's temporary schema is searched first, and the
-    // temporary scratch copies would shadow the live tables (printing them schema-qualified).
-    messages.push((
-        Part::Live,
-        format!(
-            "SET LOCAL search_path = {}, pg_temp; {}",
-            schemas.path(&schemas.live),
-            snapshot::QUERY
-        ),
-    ));
-    messages.push((Part::Rollback, "ROLLBACK".into()));
-
-    // tokio-postgres queues a request on its future's first poll: polling every future once,
-    // in order, sends the whole pipeline before any answer is awaited. (join_all would poll
-    // them too, but past 30 futures it goes through FuturesOrdered, and the order of the
-    // statements is not something to leave to a combinator's internals.)
-    let mut answers: Vec<_> = messages
-        .iter()
-        .map(|(_, sql)| maybe_done(Box::pin(client.simple_query(sql))))
-        .collect();
-    std::future::poll_fn(|cx| {
-        for answer in answers.iter_mut() {
-            let _ = Pin::new(answer).poll(cx);
-        }
-        Poll::Ready(())
-    })
-    .await;
-    let mut live = None;
-    let mut expected = None;
-    for ((part, _), answer) in messages.iter().zip(answers.iter_mut()) {
-        if let Part::Rollback = part {
-            // Not awaited: the snapshots are in hand and the ROLLBACK is on its way; if it
-            // never arrived, the server would roll back when the session ends, as after a
-            // kill -9. Waiting would add to every verify the time the server takes to remove
-            // the scratch relations' files (milliseconds, or far more on a busy disk).
-            break;
-        }
-        (&mut *answer).await;
-        let Some(answer) = Pin::new(answer).take_output() else {
-            continue;
-        };
-        let rows = answer.map_err(|e| part_error(part, &e))?;
-        match part {
-            Part::Live => live = Some(rows_to_snapshot(rows)?),
-            Part::Scratch => expected = Some(rows_to_snapshot(rows)?),
-            _ => {}
+    let mut scratch_cfg = cfg.clone();
+    scratch_cfg.pg.dbname(&name);
+    scratch_cfg.wait = None;
+    match connect(&scratch_cfg, CreateDatabase::Never).await {
+        Ok(session) => Ok(Ok(ScratchDb {
+            session,
+            kind: Scratch::Database,
+            created: Some(name),
+            notes,
+        })),
+        Err(e) => {
+            drop_database(client, &name).await;
+            Err(e)
         }
     }
-    Ok(Snapshots {
-        live: live.unwrap_or_default(),
-        expected,
-    })
 }
 
-fn rows_to_snapshot(messages: Vec<SimpleQueryMessage>) -> Result<Snapshot> {
-    Snapshot::from_rows(messages.into_iter().filter_map(|m| {
-        match m {
-            SimpleQueryMessage::Row(row) => Some(
-                (0..5)
-                    .map(|i| row.try_get(i).ok().flatten().map(str::to_string))
-                    .collect::<Vec<_>>(),
+fn live_user(cfg: &DbConfig) -> String {
+    cfg.pg.get_user().unwrap_or("(default)").to_string()
+}
+
+/// `--scratch-url`: connect, and refuse anything but an empty, writable database.
+async fn open_url(cfg: &DbConfig, url: &ScratchUrl) -> Result<ScratchDb> {
+    let mut scratch_cfg = cfg.clone();
+    scratch_cfg.pg = url.pg.clone();
+    scratch_cfg.tls = url.tls.clone();
+    scratch_cfg.wait = None;
+    let session = connect(&scratch_cfg, CreateDatabase::Never)
+        .await
+        .map_err(|e| match e {
+            Error::MissingDatabase { name, target } => Error::usage_hint(
+                format!("the --scratch-url database {name} does not exist on {target}"),
+                format!(
+                    "create it empty on the live database's server, owned by the role verify \
+                     runs as: CREATE DATABASE {} OWNER …",
+                    quote_ident(&name)
+                ),
             ),
-            _ => None,
-        }
-    }))
+            other => other,
+        })?;
+    let row = session
+        .client
+        .query_one(
+            "SELECT current_database()::text, \
+                    concat_ws('; ', \
+                      (SELECT 'schemas ' || string_agg(nspname::text, ', ' ORDER BY nspname) \
+                       FROM pg_namespace WHERE nspname NOT LIKE 'pg\\_%' \
+                         AND nspname NOT IN ('information_schema', 'public')), \
+                      (SELECT 'extensions ' || string_agg(extname::text, ', ' ORDER BY extname) \
+                       FROM pg_extension WHERE extname <> 'plpgsql'), \
+                      (SELECT 'objects in schema public' WHERE \
+                         EXISTS (SELECT 1 FROM pg_class WHERE relnamespace = 'public'::regnamespace) \
+                         OR EXISTS (SELECT 1 FROM pg_proc WHERE pronamespace = 'public'::regnamespace) \
+                         OR EXISTS (SELECT 1 FROM pg_type WHERE typnamespace = 'public'::regnamespace))), \
+                    has_database_privilege(current_database(), 'CREATE') \
+                      AND current_setting('transaction_read_only') = 'off' \
+                      AND NOT pg_is_in_recovery()",
+            &[],
+        )
+        .await
+        .map_err(|e| Error::sql("inspecting the --scratch-url database", &e))?;
+    let name: String = row.get(0);
+    let contents: String = row.get(1);
+    if !contents.is_empty() {
+        return Err(Error::usage_hint(
+            format!(
+                "the --scratch-url database {name} is not empty ({contents}); verify rebuilds \
+                 the migrations there and compares, so it must start empty"
+            ),
+            "point --scratch-url at an empty database (CREATE DATABASE dhctl_scratch OWNER …); \
+             verify rolls back everything it builds there, so it stays empty",
+        ));
+    }
+    if !row.get::<_, bool>(2) {
+        return Err(Error::usage_hint(
+            format!(
+                "the --scratch-url database {name} is read-only or the role may not create \
+                 schemas in it"
+            ),
+            "use a database on a primary that the role owns",
+        ));
+    }
+    Ok(ScratchDb {
+        session,
+        kind: Scratch::Url,
+        created: None,
+        notes: Vec::new(),
+    })
 }
 
-fn part_error(part: &Part<'_, '_>, err: &tokio_postgres::Error) -> Error {
-    let Part::Step(statement) = part else {
-        let what = match part {
-            Part::Live => "reading the live schema from the catalog",
-            Part::Setup => {
-                "preparing the scratch schema (the role needs CREATE on the database, and a \
-                 primary: a standby is read-only)"
-            }
-            _ => "reading the scratch schema from the catalog",
-        };
-        return Error::sql(what, err);
-    };
-    let m = statement.migration;
-    let location = match crate::error::error_position(err) {
-        Some(p) => m.location(&m.up, m.up.sql[..statement.offset].chars().count() + p),
-        None => m.location(&m.up, m.up.sql[..statement.start].chars().count() + 1),
-    };
-    let mut detail = SqlDetail::from_pg(err, Some(location));
-    let read_only = err.code() == Some(&tokio_postgres::error::SqlState::READ_ONLY_SQL_TRANSACTION);
-    let advice = if read_only {
-        "the session is read-only (a standby, or default_transaction_read_only): run verify \
-         against the primary; it changes nothing there either"
-    } else if is_lock_timeout(err) {
-        "the statement names an object outside the scratch schema that another session holds \
-         locked; retry, or raise --lock-timeout"
-    } else {
-        "it applied once, but does not rebuild in an empty schema: it may name objects outside \
-         its own schema or depend on data (docs/verify.md); nothing was changed"
-    };
-    detail.hint = Some(match detail.hint.take() {
-        Some(server) => format!("{server}\n{advice}"),
-        None => advice.to_string(),
-    });
-    Error::Sql {
-        context: format!(
-            "verify could not rebuild migration {} in a scratch schema",
-            m.file
+/// `CREATE DATABASE` for the scratch database: from template0 (nothing an administrator added to
+/// template1), with the live database's encoding and locale, formatted by the server (`%I`,
+/// `%L`) so no value is ever spliced into SQL here.
+async fn create_statement(live: &Session, name: &str) -> Result<String> {
+    // PostgreSQL 15 brought locale providers (and STRATEGY); 17 renamed daticulocale.
+    let (icu, strategy) = match live.server_version {
+        v if v >= 170000 => (
+            "CASE d.datlocprovider WHEN 'i' THEN format(' LOCALE_PROVIDER icu ICU_LOCALE %L', d.datlocale) \
+                                   WHEN 'b' THEN format(' LOCALE_PROVIDER builtin BUILTIN_LOCALE %L', d.datlocale) \
+                                   ELSE '' END",
+            " STRATEGY WAL_LOG",
         ),
-        detail,
+        v if v >= 150000 => (
+            "CASE d.datlocprovider WHEN 'i' THEN format(' LOCALE_PROVIDER icu ICU_LOCALE %L', d.daticulocale) \
+                                   ELSE '' END",
+            " STRATEGY WAL_LOG",
+        ),
+        _ => ("''", ""),
+    };
+    let sql = format!(
+        "SELECT format('CREATE DATABASE %I TEMPLATE template0 ENCODING %L LC_COLLATE %L \
+                        LC_CTYPE %L', $1::text, pg_encoding_to_char(d.encoding), d.datcollate, \
+                        d.datctype) || {icu} || '{strategy}' \
+         FROM pg_database d WHERE d.datname = current_database()"
+    );
+    let row = live
+        .client
+        .query_one(&sql, &[&name])
+        .await
+        .map_err(|e| Error::sql("reading the live database's encoding and locale", &e))?;
+    Ok(row.get(0))
+}
+
+/// Drops this role's scratch databases that an interrupted verify left behind: named like ours,
+/// owned by the role, their creating backend gone and nobody connected. Best effort: what cannot
+/// be dropped now (someone connected meanwhile) is left for the next run.
+async fn drop_stale(client: &Client) -> Vec<String> {
+    let stale = client
+        .query(
+            "SELECT d.datname::text FROM pg_database d \
+             WHERE d.datname ~ '^dhctl_verify_[0-9]+_[0-9a-f]{16}$' \
+               AND d.datdba = (SELECT oid FROM pg_roles WHERE rolname = current_user) \
+               AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a \
+                               WHERE a.pid = split_part(d.datname, '_', 3)::int) \
+               AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.datname = d.datname)",
+            &[],
+        )
+        .await;
+    let Ok(stale) = stale else { return Vec::new() };
+    let mut notes = Vec::new();
+    for row in stale {
+        let name: String = row.get(0);
+        // No FORCE: a session that connected since the query above keeps it.
+        let sql = format!("DROP DATABASE IF EXISTS {}", quote_ident(&name));
+        match client.batch_execute(&sql).await {
+            Ok(()) => notes.push(format!(
+                "dropped scratch database {name}, left behind by an interrupted verify"
+            )),
+            Err(e) => tracing::debug!(database = %name, error = %e, "stale scratch database kept"),
+        }
+    }
+    notes
+}
+
+async fn drop_database(client: &Client, name: &str) -> Option<String> {
+    // FORCE: the scratch session may not have finished closing yet (PostgreSQL 13+).
+    let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(name));
+    let outcome = client.batch_execute(&sql).await;
+    forget_created();
+    outcome.err().map(|e| {
+        format!(
+            "could not drop scratch database {name}: {}; the next verify drops it, or run \
+             DROP DATABASE {} WITH (FORCE)",
+            crate::error::describe_driver_error(&e),
+            quote_ident(name)
+        )
+    })
+}
+
+fn forget_created() {
+    if let Ok(mut slot) = CREATED.lock() {
+        *slot = None;
     }
 }
 
-/// `dhctl_verify_<16 hex digits>`: random per run (the std hasher's random keys), so that two
-/// verifies at once never collide, and recognisable should one ever be seen.
-fn scratch_name() -> String {
+/// After Ctrl-C: drops the scratch database a verify had created, over a fresh connection to the
+/// live database (the verify's own session went with its future). Best effort.
+pub async fn drop_after_interrupt() {
+    let entry = CREATED.lock().ok().and_then(|mut slot| slot.take());
+    let Some((cfg, name)) = entry else { return };
+    let mut cfg = cfg;
+    cfg.wait = None;
+    let attempt = async {
+        let session = connect(&cfg, CreateDatabase::Never).await.ok()?;
+        drop_database(&session.client, &name).await
+    };
+    if let Ok(Some(problem)) = tokio::time::timeout(Duration::from_secs(10), attempt).await {
+        tracing::warn!("{problem}");
+    }
+}
+
+impl ScratchDb {
+    /// Closes the scratch session and drops the database verify created. A failure to drop is
+    /// returned as a note (the next verify drops it), never hiding the report.
+    pub async fn close(self, live: &Client) -> Vec<String> {
+        let ScratchDb {
+            session,
+            created,
+            mut notes,
+            ..
+        } = self;
+        drop(session);
+        if let Some(name) = created {
+            notes.extend(drop_database(live, &name).await);
+        }
+        notes
+    }
+
+    /// Replays `build` in the scratch database and snapshots it (see [`pipeline::rebuild`]).
+    pub async fn rebuild(
+        &self,
+        build: &Build<'_>,
+        facts: &Facts,
+        lock_timeout: Duration,
+    ) -> Result<(Snapshot, Vec<String>)> {
+        pipeline::rebuild(&self.session.client, self.kind, build, facts, lock_timeout).await
+    }
+}
+
+/// `dhctl_verify_<pid>_<16 hex digits>`: the creating backend's pid, so a later verify can tell
+/// a left-over (its creator gone) from one in use; random per run (the std hasher's random
+/// keys), so two verifies never collide.
+fn scratch_name(backend_pid: i32) -> String {
     let mut hasher = RandomState::new().build_hasher();
     hasher.write_u32(std::process::id());
     if let Ok(since) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
         hasher.write_u128(since.as_nanos());
     }
-    format!("dhctl_verify_{:016x}", hasher.finish())
+    format!("dhctl_verify_{backend_pid}_{:016x}", hasher.finish())
 }
 
 #[cfg(test)]
@@ -239,23 +382,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn scratch_names_are_fresh() {
-        let (a, b) = (scratch_name(), scratch_name());
-        assert!(a.starts_with("dhctl_verify_") && a.len() == 29, "{a}");
+    fn scratch_names_are_fresh_and_carry_the_creator() {
+        let (a, b) = (scratch_name(4242), scratch_name(4242));
+        assert!(a.starts_with("dhctl_verify_4242_") && a.len() == 34, "{a}");
         assert_ne!(a, b);
-    }
-
-    #[test]
-    fn search_paths_put_their_schema_first_and_quote_every_name() {
-        let schemas = Schemas {
-            live: "public".into(),
-            extensions: vec!["public".into(), "ext\"s".into()],
-            temporary_allowed: true,
-        };
-        assert_eq!(schemas.path("public"), "\"public\", \"ext\"\"s\"");
-        assert_eq!(
-            schemas.path("dhctl_verify_1"),
-            "\"dhctl_verify_1\", \"public\", \"ext\"\"s\""
-        );
     }
 }

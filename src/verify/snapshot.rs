@@ -1,6 +1,7 @@
-//! The shape of one schema, read from the catalog with one query (`snapshot.sql`), and its
-//! fingerprint. The same query reads the live schema and the scratch schema the migrations are
-//! rebuilt in, so the two snapshots are comparable text for text.
+//! The shape of a database's schemas, read from the catalog with one query (`snapshot.sql`),
+//! and its fingerprint. The same query reads the live database and the scratch database the
+//! migrations are rebuilt in, under the same `search_path`, so the two snapshots are comparable
+//! text for text.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -10,7 +11,8 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 
-/// The catalog query. It describes `current_schema()`: the caller sets `search_path` first.
+/// The catalog query. `$1` is the main schema (named unqualified in the rows); the caller sets
+/// the same `search_path` on both databases first.
 pub const QUERY: &str = include_str!("snapshot.sql");
 
 /// Prefixed to the hashed text, so that a change of what a snapshot contains (a new kind or
@@ -21,6 +23,7 @@ const FINGERPRINT_VERSION: &str = "dhctl-schema-v1";
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ObjectKind {
+    Schema,
     Table,
     Column,
     Constraint,
@@ -38,6 +41,7 @@ impl ObjectKind {
     /// The kind as `snapshot.sql` names it.
     pub fn as_str(self) -> &'static str {
         match self {
+            ObjectKind::Schema => "schema",
             ObjectKind::Table => "table",
             ObjectKind::Column => "column",
             ObjectKind::Constraint => "constraint",
@@ -55,6 +59,7 @@ impl ObjectKind {
     fn parse(text: &str) -> Option<ObjectKind> {
         use ObjectKind::*;
         [
+            Schema,
             Table,
             Column,
             Constraint,
@@ -85,7 +90,8 @@ impl ObjectKind {
 }
 
 /// Names one object: `table` is the relation (for tables, views and sequences: the object
-/// itself), `name` the column, constraint, index, trigger, function or type ("" for relations).
+/// itself; for a schema: the schema), `name` the column, constraint, index, trigger, function or
+/// type ("" for relations). Objects outside the main schema carry their schema: `auth.users`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ObjectKey {
     pub kind: ObjectKind,

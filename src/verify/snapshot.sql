@@ -1,19 +1,25 @@
--- The shape of the schema named by current_schema(), one row per attribute of an object:
--- (kind, table, name, attribute, value). Run with search_path set to that schema (plus extension
--- schemas), so that format_type, pg_get_expr, pg_get_constraintdef, pg_get_indexdef(…, true) and
--- friends print its own objects unqualified: the live schema and the scratch schema then print
--- the same text for the same definition, with no string surgery on schema names.
--- Left out: refinery's history table, extension members, and partitions (children of
--- partitioned tables; they are the partition check's business), with everything on them.
+-- The shape of a database's schemas, one row per attribute of an object:
+-- (kind, table, name, attribute, value). $1 is the main schema (the one holding the history
+-- table): its objects are named unqualified, every other schema's as schema.name. The caller
+-- sets the same search_path on every database it snapshots, so that format_type, pg_get_expr,
+-- pg_get_constraintdef, pg_get_indexdef(…, true) and friends print the same text for the same
+-- definition, with no string surgery on names.
+-- Covered: every schema but the system ones (pg_*, information_schema). Left out: refinery's
+-- history table, extension members, and partitions (children of partitioned tables; they are the
+-- partition check's business), with everything on them.
 SELECT kind, tbl, name, attr, value FROM (
-WITH ns AS (
-    SELECT oid FROM pg_namespace WHERE nspname = current_schema()
-),
-ext AS (
+WITH ext AS (
     SELECT classid, objid FROM pg_depend WHERE deptype = 'e'
 ),
+ns AS (
+    SELECT n.oid, n.nspname,
+           CASE WHEN n.nspname = $1::text THEN '' ELSE quote_ident(n.nspname) || '.' END AS prefix
+    FROM pg_namespace n
+    WHERE n.nspname NOT LIKE 'pg\_%' AND n.nspname <> 'information_schema'
+      AND NOT EXISTS (SELECT 1 FROM ext WHERE ext.classid = 'pg_namespace'::regclass AND ext.objid = n.oid)
+),
 rel AS (
-    SELECT c.oid, c.relname, c.relkind, c.relpersistence, c.relrowsecurity, c.relforcerowsecurity
+    SELECT c.oid, ns.prefix || c.relname AS relname, c.relkind, c.relpersistence, c.relrowsecurity, c.relforcerowsecurity
     FROM pg_class c JOIN ns ON c.relnamespace = ns.oid
     WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')
       AND NOT c.relispartition
@@ -21,7 +27,11 @@ rel AS (
       AND NOT EXISTS (SELECT 1 FROM ext WHERE ext.classid = 'pg_class'::regclass AND ext.objid = c.oid)
 ),
 tbl AS (SELECT * FROM rel WHERE relkind IN ('r', 'p', 'f'))
-SELECT 'table' AS kind, t.relname AS tbl, '' AS name, x.attr, x.value
+-- Schemas other than the main one and public (which every new database has): their existence.
+SELECT 'schema' AS kind, quote_ident(ns.nspname) AS tbl, '' AS name, 'exists' AS attr, 'yes' AS value
+FROM ns WHERE ns.nspname <> $1::text AND ns.nspname <> 'public'
+UNION ALL
+SELECT 'table', t.relname, '', x.attr, x.value
 FROM tbl t CROSS JOIN LATERAL (VALUES
     ('kind', CASE t.relkind WHEN 'p' THEN 'partitioned table' WHEN 'f' THEN 'foreign table' ELSE 'table' END),
     ('partition key', pg_get_partkeydef(t.oid)),
@@ -48,7 +58,7 @@ FROM tbl t JOIN pg_constraint con ON con.conrelid = t.oid
 WHERE con.contype <> 'n'
 UNION ALL
 SELECT 'index', t.relname, ic.relname, x.attr, x.value
-FROM tbl t
+FROM rel t
 JOIN pg_index i ON i.indrelid = t.oid
 JOIN pg_class ic ON ic.oid = i.indexrelid
 CROSS JOIN LATERAL (SELECT pg_get_indexdef(i.indexrelid, 0, true) AS def) g
@@ -58,13 +68,14 @@ CROSS JOIN LATERAL (VALUES
     ('invalid', CASE WHEN NOT i.indisvalid THEN 'yes' END)
 ) x(attr, value)
 -- Indexes that back a primary key, unique or exclusion constraint come and go with it.
-WHERE NOT EXISTS (
+WHERE t.relkind IN ('r', 'p', 'm')
+  AND NOT EXISTS (
     SELECT 1 FROM pg_constraint k
     WHERE k.conindid = i.indexrelid AND k.conrelid = i.indrelid AND k.contype IN ('p', 'u', 'x')
 )
 UNION ALL
 SELECT 'trigger', t.relname, tg.tgname, 'definition', pg_get_triggerdef(tg.oid, true)
-FROM tbl t JOIN pg_trigger tg ON tg.tgrelid = t.oid
+FROM rel t JOIN pg_trigger tg ON tg.tgrelid = t.oid
 WHERE NOT tg.tgisinternal AND tg.tgparentid = 0
 UNION ALL
 SELECT 'policy', t.relname, pol.polname, 'definition',
@@ -101,14 +112,20 @@ CROSS JOIN LATERAL (VALUES
 ) x(attr, value)
 WHERE NOT EXISTS (SELECT 1 FROM ext WHERE ext.classid = 'pg_proc'::regclass AND ext.objid = p.oid)
 UNION ALL
-SELECT 'type', '', ty.typname, x.attr, x.value
+SELECT 'type', '', ns.prefix || ty.typname, x.attr, x.value
 FROM pg_type ty JOIN ns ON ty.typnamespace = ns.oid
 CROSS JOIN LATERAL (VALUES
     ('enum labels', (SELECT string_agg(quote_literal(e.enumlabel), ', ' ORDER BY e.enumsortorder) FROM pg_enum e WHERE e.enumtypid = ty.oid)),
     ('base type', CASE WHEN ty.typtype = 'd' THEN format_type(ty.typbasetype, ty.typtypmod) END),
-    ('domain constraints', (SELECT string_agg(pg_get_constraintdef(dc.oid), ' ' ORDER BY dc.conname) FROM pg_constraint dc WHERE dc.contypid = ty.oid))
+    ('domain constraints', (SELECT string_agg(pg_get_constraintdef(dc.oid), ' ' ORDER BY dc.conname) FROM pg_constraint dc WHERE dc.contypid = ty.oid)),
+    ('attributes', CASE WHEN ty.typtype = 'c' THEN (
+        SELECT string_agg(quote_ident(a.attname) || ' ' || format_type(a.atttypid, a.atttypmod), ', ' ORDER BY a.attnum)
+        FROM pg_attribute a WHERE a.attrelid = ty.typrelid AND a.attnum > 0 AND NOT a.attisdropped) END),
+    ('range subtype', (SELECT format_type(r.rngsubtype, NULL) FROM pg_range r WHERE r.rngtypid = ty.oid))
 ) x(attr, value)
-WHERE ty.typtype IN ('e', 'd')
+-- Enums, domains, ranges, and composite types made by CREATE TYPE (not a table's row type).
+WHERE (ty.typtype IN ('e', 'd', 'r')
+       OR (ty.typtype = 'c' AND (SELECT relkind FROM pg_class WHERE oid = ty.typrelid) = 'c'))
   AND NOT EXISTS (SELECT 1 FROM ext WHERE ext.classid = 'pg_type'::regclass AND ext.objid = ty.oid)
 ) AS shape
 WHERE value IS NOT NULL

@@ -1,59 +1,39 @@
-//! verify as a role that owns its database and has no other privilege: it works, and it leaves
-//! nothing behind, even when killed with SIGKILL in the middle of the rebuild.
+//! verify with the least privilege: a database owner without CREATEDB gets every check but the
+//! schema check (reported as skipped, with the fix), and the schema check too with
+//! --scratch-url; a role with CREATEDB gets a scratch database that is dropped on every path,
+//! Ctrl-C included, and one a `kill -9` left behind is dropped by the next verify.
 
 use std::time::Duration;
 
 use super::*;
 
-/// A login role with no privilege but owning `db` (and, as the database owner, its schema
-/// public); dropped after the database.
-struct Owner {
-    name: String,
+/// A migration that sleeps only when replayed in a scratch database, and only while the role
+/// `<flag>` exists (roles are cluster-wide, so the test can lift it): a test catches verify in
+/// the middle of its rebuild, while the live migrate does not wait.
+fn sleeps_in_the_scratch_database(flag: &str) -> String {
+    format!(
+        "-- migrate:up\n\
+         CREATE FUNCTION answer() RETURNS int LANGUAGE sql AS 'SELECT 42';\n\
+         SELECT pg_sleep(CASE WHEN current_database() LIKE 'dhctl\\_verify\\_%' \
+           AND EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{flag}') THEN 60 ELSE 0 END);\n"
+    )
 }
 
-impl Owner {
-    fn of(db: &TestDb) -> Owner {
-        let name = format!("{}_owner", db.name);
-        let mut admin = connect(&server_url());
-        admin
-            .batch_execute(&format!(
-                "CREATE ROLE \"{name}\" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE; \
-                 ALTER DATABASE \"{}\" OWNER TO \"{name}\"",
-                db.name
-            ))
-            .unwrap();
-        Owner { name }
-    }
-
-    /// The test database's URL with this role as the user (trust authentication).
-    fn url(&self, db: &TestDb) -> String {
-        let url = db.url.clone();
-        let scheme_end = url.find("://").map(|i| i + 3).unwrap_or(0);
-        let host_start = url[scheme_end..]
-            .find('@')
-            .map(|i| scheme_end + i + 1)
-            .unwrap_or(scheme_end);
-        format!("{}{}@{}", &url[..scheme_end], self.name, &url[host_start..])
-    }
+/// A role like [`Role::new`]'s, but allowed to create databases.
+fn creator(label: &str) -> Role {
+    let role = Role::new(label, "");
+    connect(&server_url())
+        .batch_execute(&format!("ALTER ROLE \"{}\" CREATEDB", role.name))
+        .unwrap();
+    role
 }
-
-impl Drop for Owner {
-    fn drop(&mut self) {
-        if let Ok(mut admin) = postgres::Client::connect(&server_url(), postgres::NoTls) {
-            let _ = admin.batch_execute(&format!("DROP ROLE IF EXISTS \"{}\"", self.name));
-        }
-    }
-}
-
-/// An applied migration that waits for an advisory lock the test holds, so that verify's
-/// scratch build stops half-way, with the scratch schema created and uncommitted.
-const WAIT_KEY: i64 = 74_040_001;
 
 #[test]
-fn a_database_owner_without_privileges_verifies_and_a_killed_verify_leaves_nothing() {
-    let db = TestDb::new("vowner");
-    let owner = Owner::of(&db);
-    let url = owner.url(&db);
+fn an_owner_without_createdb_gets_every_other_check_and_the_schema_check_with_scratch_url() {
+    let owner = Role::new("vowner", "");
+    let db = TestDb::owned_by("vowner", &owner);
+    let scratch = TestDb::owned_by("vownscr", &owner);
+    let url = owner.url_for(&db);
     assert_eq!(
         db.value(&format!(
             "SELECT rolsuper OR rolcreatedb FROM pg_roles WHERE rolname = '{}'",
@@ -61,110 +41,207 @@ fn a_database_owner_without_privileges_verifies_and_a_killed_verify_leaves_nothi
         )),
         "f"
     );
-    // The function makes verify rebuild in a real scratch schema (dhctl_verify_…), not in
-    // the temporary one: that is the schema that must not survive.
-    let dir = migrations_with(&[(
-        "20240101000006_wait_for_the_test.sql",
-        &format!(
-            "-- migrate:up\nCREATE FUNCTION answer() RETURNS int LANGUAGE sql AS 'SELECT 42';\n\
-             SELECT pg_advisory_xact_lock({WAIT_KEY});\n"
-        ),
-    )]);
     dhctl(&url)
         .args(["migrate", "--no-create-database"])
-        .migrations_dir(dir.path())
         .run()
         .expect_code(0);
     assert_eq!(
         db.value("SELECT tableowner FROM pg_tables WHERE tablename = 'api_keys'"),
         owner.name
     );
+
+    let run = dhctl(&url).args(["verify", "--format", "json"]).run();
+    run.expect_code(0);
+    let report = run.json();
+    let schema = check(&report, "schema");
+    assert_eq!(schema["status"], "skipped", "{report:#}");
+    assert!(
+        schema["summary"]
+            .as_str()
+            .unwrap()
+            .contains("may not create databases"),
+        "{schema:#}"
+    );
+    assert!(
+        details(schema)[0].contains("--scratch-url"),
+        "the fix is named: {schema:#}"
+    );
+    for other in ["history", "pending", "partitions", "fingerprint"] {
+        assert_eq!(check(&report, other)["status"], "pass", "{other}");
+    }
+    dhctl(&url)
+        .args(["verify", "--require-all"])
+        .run()
+        .expect_code(1);
+
+    // The same checks decide when they fail: a pending migration still exits 1.
+    let pending = migrations_with(&[(
+        "20240101000006_later.sql",
+        "-- migrate:up\nCREATE TABLE later (a int);\n",
+    )]);
+    dhctl(&url)
+        .args(["verify"])
+        .migrations_dir(pending.path())
+        .run()
+        .expect_code(1);
+
+    // --scratch-url: an empty database the owner owns gives the schema check back, and stays
+    // empty.
+    let scratch_url = owner.url_for(&scratch);
     let run = dhctl(&url)
-        .args(["verify", "--format", "json"])
-        .migrations_dir(dir.path())
+        .args(["verify", "--format", "json", "--require-all"])
+        .env("DHCTL_VERIFY_SCRATCH_URL", &scratch_url)
         .run();
     run.expect_code(0);
-    assert_eq!(run.json()["scratch"], "schema");
-    assert!(scratch_schemas(&db).is_empty());
+    let report = run.json();
+    assert_eq!(report["scratch"], "url");
+    assert_eq!(check(&report, "schema")["status"], "pass", "{report:#}");
+    assert_eq!(
+        scratch.value(
+            "SELECT count(*) FROM pg_class WHERE relnamespace::regnamespace::text NOT LIKE 'pg\\_%' \
+             AND relnamespace::regnamespace::text <> 'information_schema'"
+        ),
+        "0",
+        "the scratch database is left empty"
+    );
+    db.exec("ALTER TABLE api_keys ADD COLUMN label text");
+    let run = dhctl(&url)
+        .args(["verify", "--format", "json", "--scratch-url", &scratch_url])
+        .run();
+    run.expect_code(1);
+    assert_eq!(
+        details(check(&run.json(), "schema")),
+        vec!["column api_keys.label: in the database, not in the migrations"]
+    );
 
-    let mut holder = db.client();
-    holder
-        .execute("SELECT pg_advisory_lock($1)", &[&WAIT_KEY])
-        .unwrap();
-    let mut child = dhctl(&url)
-        .args(["verify", "--lock-timeout", "60s"])
-        .migrations_dir(dir.path())
-        .spawn();
-    let waiting = format!(
-        "SELECT a.pid::text || ' ' || (a.backend_xid IS NOT NULL)::text \
-         FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
-         WHERE l.locktype = 'advisory' AND NOT l.granted AND l.objid = {WAIT_KEY} \
-           AND a.usename = '{}'",
-        owner.name
+    // A database that does not exist is named, with the fix; none is created.
+    let missing = format!("{scratch_url}_missing");
+    let run = dhctl(&url)
+        .args(["verify", "--scratch-url", &missing])
+        .run();
+    run.expect_code(2);
+    assert!(
+        run.stderr.contains("--scratch-url database") && run.stderr.contains("does not exist"),
+        "{}",
+        run.stderr
+    );
+
+    // A database that is not empty (here: the live one) is refused before anything runs.
+    let run = dhctl(&url).args(["verify", "--scratch-url", &url]).run();
+    run.expect_code(2);
+    assert!(run.stderr.contains("is not empty"), "{}", run.stderr);
+    assert!(
+        !run.stderr.contains("password"),
+        "no connection string is echoed"
+    );
+    drop(scratch);
+    drop(db);
+    drop(owner);
+}
+
+/// Waits until a backend of `owner` sleeps in a scratch database; returns its pid.
+fn sleeping_rebuild(db: &TestDb, owner: &str) -> String {
+    let sleeping = format!(
+        "SELECT pid::text FROM pg_stat_activity \
+         WHERE datname LIKE 'dhctl\\_verify\\_%' AND usename = '{owner}' \
+           AND wait_event = 'PgSleep'"
     );
     let mut seen = None;
     assert!(
-        wait_until(Duration::from_secs(20), || {
-            seen = db.column(&waiting).into_iter().next();
+        wait_until(Duration::from_secs(30), || {
+            seen = db.column(&sleeping).into_iter().next();
             seen.is_some()
         }),
-        "verify never reached the waiting migration"
+        "verify never reached the sleeping migration"
     );
-    let seen = seen.unwrap();
-    let (pid, wrote) = seen.split_once(' ').unwrap();
-    assert_eq!(
-        wrote, "true",
-        "the backend has written (the scratch schema) before it waits"
-    );
+    seen.unwrap()
+}
+
+#[test]
+fn a_killed_verify_leaves_a_scratch_database_that_the_next_one_drops() {
+    let owner = creator("vkill");
+    let flag = Role::new("vkillflag", "");
+    let db = TestDb::owned_by("vkill", &owner);
+    let url = owner.url_for(&db);
+    let dir = migrations_with(&[(
+        "20240101000006_sleep_in_scratch.sql",
+        &sleeps_in_the_scratch_database(&flag.name),
+    )]);
+    dhctl(&url)
+        .args(["migrate", "--no-create-database"])
+        .migrations_dir(dir.path())
+        .run()
+        .expect_code(0);
+
+    let mut child = dhctl(&url)
+        .args(["verify"])
+        .migrations_dir(dir.path())
+        .spawn();
+    let pid = sleeping_rebuild(&db, &owner.name);
     child.kill().unwrap();
     child.wait().unwrap();
-    // The lock stays held: the backend must notice its client is gone by itself
-    // (client_connection_check_interval), not because the wait ended.
+    // client_connection_check_interval: the backend notices its client is gone by itself.
     let gone = format!("SELECT count(*) FROM pg_stat_activity WHERE pid = {pid}");
     assert!(
         wait_until(Duration::from_secs(15), || db.value(&gone) == "0"),
         "the killed verify's backend is still there"
     );
-    assert!(scratch_schemas(&db).is_empty());
-    holder
-        .execute("SELECT pg_advisory_unlock($1)", &[&WAIT_KEY])
-        .unwrap();
-    drop(holder);
-    let after = dhctl(&url)
-        .args(["verify"])
+    let left = scratch_databases(&owner.name);
+    assert_eq!(
+        left.len(),
+        1,
+        "kill -9 leaves the scratch database: {left:?}"
+    );
+
+    drop(flag);
+    let run = dhctl(&url)
+        .args(["verify", "--format", "json"])
         .migrations_dir(dir.path())
         .run();
-    after.expect_code(0);
-    assert!(scratch_schemas(&db).is_empty());
-    // The database goes first: a role that owns one cannot be dropped.
+    run.expect_code(0);
+    let notes = check(&run.json(), "schema")["notes"].to_string();
+    assert!(
+        notes.contains(&format!("dropped scratch database {}", left[0])),
+        "{notes}"
+    );
+    assert!(scratch_databases(&owner.name).is_empty());
     drop(db);
     drop(owner);
 }
 
 #[test]
-fn a_role_without_the_temp_privilege_rebuilds_in_a_scratch_schema() {
-    let db = TestDb::new("vnotemp");
-    let owner = Owner::of(&db);
-    let url = owner.url(&db);
+fn ctrl_c_during_the_rebuild_drops_the_scratch_database_and_exits_130() {
+    let owner = creator("vsigint");
+    let db = TestDb::owned_by("vsigint", &owner);
+    let url = owner.url_for(&db);
+    let flag = Role::new("vsigintflag", "");
+    let dir = migrations_with(&[(
+        "20240101000006_sleep_in_scratch.sql",
+        &sleeps_in_the_scratch_database(&flag.name),
+    )]);
     dhctl(&url)
         .args(["migrate", "--no-create-database"])
+        .migrations_dir(dir.path())
         .run()
         .expect_code(0);
-    let run = dhctl(&url).args(["verify", "--format", "json"]).run();
-    run.expect_code(0);
-    assert_eq!(
-        run.json()["scratch"],
-        "temporary",
-        "an owner may use its database's temporary schema"
+    let mut child = dhctl(&url)
+        .args(["verify"])
+        .migrations_dir(dir.path())
+        .spawn();
+    let _ = sleeping_rebuild(&db, &owner.name);
+    assert_eq!(scratch_databases(&owner.name).len(), 1);
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = child.wait().unwrap();
+    assert_eq!(exit.code(), Some(130));
+    assert!(
+        scratch_databases(&owner.name).is_empty(),
+        "Ctrl-C drops the scratch database before exiting"
     );
-    db.exec(&format!(
-        "REVOKE TEMPORARY ON DATABASE \"{}\" FROM PUBLIC, \"{}\"",
-        db.name, owner.name
-    ));
-    let run = dhctl(&url).args(["verify", "--format", "json"]).run();
-    run.expect_code(0);
-    assert_eq!(run.json()["scratch"], "schema");
-    assert!(scratch_schemas(&db).is_empty());
     drop(db);
+    drop(flag);
     drop(owner);
 }
