@@ -85,6 +85,12 @@ pub struct GlobalArgs {
     )]
     pub lock_retries: u32,
 
+    /// The history table, schema-qualified (schema.name), for databases where it must live
+    /// somewhere else. Default: refinery_schema_history, found by name in whichever schema holds
+    /// it (created in the first schema of the role's search_path when there is none).
+    #[arg(long, global = true, env = "DHCTL_HISTORY_TABLE", value_name = "SCHEMA.NAME", value_parser = parse_history_table)]
+    pub history_table: Option<crate::migrations::history::TableName>,
+
     /// More detail: the SQL of a dry run, debug logs on stderr.
     #[arg(short, long, global = true)]
     pub verbose: bool,
@@ -112,7 +118,7 @@ pub enum Command {
     /// Undo applied migrations by running their down sections (destructive: drops what they made).
     ///
     /// Undoes the last applied migration, or the last --steps N, or every migration newer than
-    /// --to VERSION. Refuses before running any SQL when a target has no `-- migrate:down`
+    /// --to VERSION (an applied version), or --all. Refuses before running any SQL when a target has no `-- migrate:down`
     /// section (exit 2) or its file was modified or is missing (exit 4). Each down section runs
     /// with the removal of its history row in one transaction.
     ///
@@ -201,12 +207,17 @@ pub struct MigrateArgs {
 #[derive(Debug, Args)]
 pub struct RollbackArgs {
     /// Undo this many of the most recently applied migrations.
-    #[arg(long, value_name = "N", conflicts_with = "to")]
+    #[arg(long, value_name = "N", conflicts_with_all = ["to", "all"])]
     pub steps: Option<u32>,
 
-    /// Undo every applied migration newer than VERSION (VERSION itself stays applied).
-    #[arg(long, value_name = "VERSION")]
+    /// Undo every applied migration newer than VERSION, which must be an applied version (it
+    /// stays applied).
+    #[arg(long, value_name = "VERSION", conflicts_with = "all")]
     pub to: Option<i64>,
+
+    /// Undo every applied migration.
+    #[arg(long)]
+    pub all: bool,
 
     /// Print what would be undone (and with --verbose the SQL) without changing anything.
     #[arg(long)]
@@ -216,8 +227,14 @@ pub struct RollbackArgs {
 #[derive(Debug, Args)]
 pub struct StatusArgs {
     /// Exit 1 when migrations are pending and 4 on drift (modified or missing), for CI.
+    /// Applied migrations newer than every file (`ahead`: the database is ahead of this
+    /// release, as in a rolling deploy) do not fail it.
     #[arg(long)]
     pub exit_code: bool,
+
+    /// With --exit-code, also exit 4 when the database is ahead of this release.
+    #[arg(long, requires = "exit_code")]
+    pub strict: bool,
 }
 
 #[derive(Debug, Args)]
@@ -319,6 +336,10 @@ pub struct PartitionStatusArgs {
 }
 
 /// Parses "500ms", "2s", "1m", "1h" or a bare number of seconds.
+fn parse_history_table(text: &str) -> Result<crate::migrations::history::TableName, String> {
+    crate::migrations::history::TableName::parse(text)
+}
+
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let split = text

@@ -27,6 +27,8 @@ pub struct DbConfig {
     pub lock_wait: Duration,
     pub lock_timeout: Duration,
     pub lock_retries: u32,
+    /// `--history-table schema.name`; None: find refinery_schema_history by name.
+    pub history_table: Option<crate::migrations::history::TableName>,
 }
 
 impl DbConfig {
@@ -52,6 +54,7 @@ impl DbConfig {
             lock_wait: args.lock_wait,
             lock_timeout: args.lock_timeout,
             lock_retries: args.lock_retries,
+            history_table: args.history_table.clone(),
         })
     }
 

@@ -220,12 +220,12 @@ async fn gather<'a>(
     options: &'a Options,
 ) -> Result<Context<'a>> {
     let client = &session.client;
-    // Pipelined: both are sent before either answer is awaited.
-    let (history, schemas) =
-        futures_util::future::join(history::read(client), schemas(client)).await;
-    let (history, schemas) = (history?, schemas?);
-    let history_table = history.is_some();
-    let history: Vec<HistoryRow> = history.unwrap_or_default();
+    // The history table is found by name in the catalog (never through search_path) and
+    // checked before it is trusted; the schema to verify is the one that holds it.
+    let history = history::read(client, cfg.history_table.as_ref(), history::Use::Read).await?;
+    let schemas = schemas(client, &history.located.table).await?;
+    let history_table = history.located.exists;
+    let history: Vec<HistoryRow> = history.rows;
     let entries = status::diff(catalog, &history);
     let drift = Counts::of(&entries).drift();
     let applied: Vec<&Migration> = entries
@@ -263,7 +263,7 @@ async fn gather<'a>(
 /// (where `migrate` would put it); the schemas of installed extensions; and whether the role
 /// may use a temporary schema (hardened databases revoke TEMP from PUBLIC). Refuses a read-only
 /// session up front, rather than at the first CREATE of the rebuild.
-async fn schemas(client: &Client) -> Result<Schemas> {
+async fn schemas(client: &Client, table: &history::TableName) -> Result<Schemas> {
     let row = client
         .query_one(
             "SELECT coalesce((SELECT n.nspname FROM pg_class c \
@@ -274,7 +274,7 @@ async fn schemas(client: &Client) -> Result<Schemas> {
                           WHERE n.nspname <> 'pg_catalog' ORDER BY 1), \
                     has_database_privilege(current_database(), 'TEMP'), \
                     current_setting('transaction_read_only') = 'on'",
-            &[&history::TABLE],
+            &[&table.sql()],
         )
         .await
         .map_err(|e| Error::sql("finding the schema to verify", &e))?;
