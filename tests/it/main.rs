@@ -9,5 +9,6 @@ mod packaging;
 mod partitions;
 mod pooler;
 mod privilege;
+mod session;
 mod tls;
 mod verify;
