@@ -3,6 +3,7 @@
 
 mod cluster;
 mod harness;
+mod history;
 mod health;
 mod migrate;
 mod packaging;
