@@ -63,7 +63,10 @@ pub async fn restore_session(
         client.query_typed(
             &settings,
             &[
-                (&CLIENT_CONNECTION_CHECK_INTERVAL, tokio_postgres::types::Type::TEXT),
+                (
+                    &CLIENT_CONNECTION_CHECK_INTERVAL,
+                    tokio_postgres::types::Type::TEXT,
+                ),
                 (&Some(lock_timeout), tokio_postgres::types::Type::TEXT),
             ],
         ),
@@ -218,7 +221,9 @@ async fn open(
     // rather than as a startup `options` parameter, which PgBouncer rejects).
     let row = client
         .query_one(
-            &format!("SELECT current_setting('server_version_num')::int4, pg_backend_pid(), {SETTINGS}"),
+            &format!(
+                "SELECT current_setting('server_version_num')::int4, pg_backend_pid(), {SETTINGS}"
+            ),
             &[&CLIENT_CONNECTION_CHECK_INTERVAL, &None::<String>],
         )
         .await?;

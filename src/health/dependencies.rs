@@ -92,7 +92,10 @@ impl Dependencies {
                 None => None,
                 Some(catalog) => {
                     let t = Instant::now();
-                    let history = history::read(&***client, None, history::Use::Read).await.map(|h| Some(h.rows)).map_err(|e| e.to_string());
+                    let history = history::read(&***client, None, history::Use::Read)
+                        .await
+                        .map(|h| Some(h.rows))
+                        .map_err(|e| e.to_string());
                     migrations_took = t.elapsed();
                     Some(history.map(|h| {
                         let entries = status::diff(catalog, h.as_deref().unwrap_or_default());

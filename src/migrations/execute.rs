@@ -119,8 +119,7 @@ impl Run<'_> {
     ) -> Result<u32, Failure> {
         let mut most = 1;
         for statement in super::split::split(&section.sql) {
-            let outcome =
-                retry::batch_execute(self.client, statement.sql, retries, on_retry).await;
+            let outcome = retry::batch_execute(self.client, statement.sql, retries, on_retry).await;
             match outcome {
                 Ok(attempts) => most = most.max(attempts),
                 Err((error, attempts)) => {

@@ -225,7 +225,10 @@ fn trust(c: &Candidate, table: &TableName, usage: Use) -> Result<()> {
         armed.push(format!("rule(s) {}", c.rules.join(", ")));
     }
     if !c.policies.is_empty() {
-        armed.push(format!("row-level security polic(ies) {}", c.policies.join(", ")));
+        armed.push(format!(
+            "row-level security polic(ies) {}",
+            c.policies.join(", ")
+        ));
     }
     if c.row_security && c.policies.is_empty() {
         armed.push("row-level security enabled".into());
@@ -289,7 +292,10 @@ pub async fn read_rows(client: &impl GenericClient, table: &TableName) -> Result
                 version: version.ok_or_else(|| {
                     Error::usage_hint(
                         format!("the history table {table} has a row without a version"),
-                        format!("delete it: DELETE FROM {} WHERE version IS NULL", table.sql()),
+                        format!(
+                            "delete it: DELETE FROM {} WHERE version IS NULL",
+                            table.sql()
+                        ),
                     )
                 })?,
                 name: text(1).unwrap_or_default(),

@@ -300,10 +300,12 @@ pub(crate) fn statement_location(
     let before = section.sql[..offset].chars().count();
     let within = match crate::error::error_position(pg) {
         Some(position) => position,
-        None => section.sql[offset..][..execute::code_start(&section.sql[offset..])]
-            .chars()
-            .count()
-            + 1,
+        None => {
+            section.sql[offset..][..execute::code_start(&section.sql[offset..])]
+                .chars()
+                .count()
+                + 1
+        }
     };
     m.location(section, before + within)
 }

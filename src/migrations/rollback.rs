@@ -219,7 +219,10 @@ async fn undo(
     Err(Error::Sql {
         context: match failure.statement {
             Some(_) => format!("rolling back {} failed", m.file),
-            None => format!("rolling back {} failed while removing it from {table}", m.file),
+            None => format!(
+                "rolling back {} failed while removing it from {table}",
+                m.file
+            ),
         },
         detail,
     })

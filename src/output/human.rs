@@ -122,10 +122,7 @@ pub fn status(r: &StatusReport) -> String {
         summary.push_str(&format!(", {} missing", c.missing));
     }
     if c.ahead > 0 {
-        summary.push_str(&format!(
-            ", {} ahead (applied by a newer release)",
-            c.ahead
-        ));
+        summary.push_str(&format!(", {} ahead (applied by a newer release)", c.ahead));
     }
     format!("{t}\n{summary}\n")
 }

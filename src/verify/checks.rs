@@ -58,12 +58,14 @@ fn history_check(ctx: &Context<'_>) -> Check {
     check.details = status::drift_message(&ctx.entries)
         .map(|m| m.lines().map(str::to_string).collect())
         .unwrap_or_default();
-    check.details.extend(status::ahead(&ctx.entries).iter().map(|e| {
-        format!(
-            "migration {}_{} was applied by a newer release: no file here has its version",
-            e.version, e.name
-        )
-    }));
+    check
+        .details
+        .extend(status::ahead(&ctx.entries).iter().map(|e| {
+            format!(
+                "migration {}_{} was applied by a newer release: no file here has its version",
+                e.version, e.name
+            )
+        }));
     check
 }
 

@@ -297,11 +297,13 @@ fn the_database_ahead_of_this_release_is_fine_for_migrate_but_not_for_strict_or_
         .run();
     migrate.expect_code(0);
     assert_eq!(migrate.json()["ahead"][0]["version"], 20990101000000i64);
-    let human = dhctl(&db.url)
-        .args(["migrate", "--no-partitions"])
-        .run();
+    let human = dhctl(&db.url).args(["migrate", "--no-partitions"]).run();
     human.expect_code(0);
-    assert!(human.stdout.contains("ahead of this release"), "{}", human.stdout);
+    assert!(
+        human.stdout.contains("ahead of this release"),
+        "{}",
+        human.stdout
+    );
     let status = dhctl(&db.url)
         .args(["status", "--format", "json", "--exit-code"])
         .run();
@@ -323,9 +325,7 @@ fn the_database_ahead_of_this_release_is_fine_for_migrate_but_not_for_strict_or_
         .unwrap()
         .clone();
     assert_eq!(history["status"], "fail", "{history}");
-    let rollback = dhctl(&db.url)
-        .args(["rollback", "--format", "json"])
-        .run();
+    let rollback = dhctl(&db.url).args(["rollback", "--format", "json"]).run();
     rollback.expect_code(2);
     assert!(error_of(&rollback).0.contains("ahead of this release"));
     assert_eq!(db.history().len(), 6, "nothing rolled back");
@@ -357,7 +357,11 @@ fn rollback_to_must_name_an_applied_version_and_all_is_spelled_out() {
         .args(["rollback", "--steps", "99", "--format", "json"])
         .run();
     steps.expect_code(2);
-    assert!(error_of(&steps).1.contains("--steps 5"), "{:?}", error_of(&steps));
+    assert!(
+        error_of(&steps).1.contains("--steps 5"),
+        "{:?}",
+        error_of(&steps)
+    );
     assert_eq!(db.history().len(), 5, "nothing changed");
     dhctl(&db.url)
         .args(["rollback", "--to", "20240101000003"])

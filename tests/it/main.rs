@@ -3,8 +3,8 @@
 
 mod cluster;
 mod harness;
-mod history;
 mod health;
+mod history;
 mod migrate;
 mod packaging;
 mod partitions;

@@ -79,12 +79,7 @@ fn nothing_outlives(label: &str, setting: &str, prepare: impl Fn(&TestDb)) {
                 ),
             ),
         ]);
-        let run = |args: &[&str]| {
-            dhctl(&db.url)
-                .migrations_dir(dir.path())
-                .args(args)
-                .run()
-        };
+        let run = |args: &[&str]| dhctl(&db.url).migrations_dir(dir.path()).args(args).run();
         run(&["migrate", "--no-partitions", "--lock-timeout", "2s"]).expect_code(0);
         assert_eq!(db.history().len(), 2, "{label} {mode:?}: both recorded");
         // The probe's own temp table and prepared statement count as one each.
