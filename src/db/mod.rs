@@ -72,6 +72,9 @@ pub async fn restore_session(
         ),
     )
     .await;
+    // DEALLOCATE ALL also dropped the statements tokio-postgres caches to look up custom types;
+    // forget them, or the next lookup would name a statement the server no longer has.
+    client.clear_type_cache();
     reset?;
     set.map(|_| ())
 }
