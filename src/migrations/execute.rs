@@ -97,10 +97,22 @@ impl Run<'_> {
         book: &Bookkeeping<'_>,
         on_retry: &dyn Fn(u32),
     ) -> Result<u32, Failure> {
-        let attempts = self.statements(section, on_retry, self.retries).await;
+        let attempts = async {
+            let attempts = self.statements(section, on_retry, self.retries).await?;
+            // A section that opened a transaction and did not close it would take dhctl's
+            // history row into that transaction, to be rolled back when the session ends.
+            self.client
+                .batch_execute(CLOSED_TRANSACTION)
+                .await
+                .map_err(|e| failure(e, Some(section.sql.len())))?;
+            Ok(attempts)
+        }
+        .await;
         let attempts = match attempts {
             Ok(attempts) => attempts,
             Err(failure) => {
+                // ROLLBACK outside a transaction is only a warning.
+                let _ = self.client.batch_execute("ROLLBACK").await;
                 let _ = restore_session(self.client, self.lock_timeout).await;
                 return Err(failure);
             }
@@ -183,6 +195,15 @@ impl Run<'_> {
         committed.map_err(|e| failure(e, None))
     }
 }
+
+/// Fails (SQLSTATE 25001) when the session is inside a transaction block that an earlier
+/// statement opened: a transaction that started with this statement has its start time equal to
+/// the statement's (docs: functions-datetime, "Current Date/Time").
+const CLOSED_TRANSACTION: &str = "DO $$BEGIN \
+    IF pg_catalog.now() OPERATOR(pg_catalog.<>) pg_catalog.statement_timestamp() THEN \
+    RAISE EXCEPTION 'the section ends inside a transaction it opened (BEGIN without COMMIT)' \
+    USING ERRCODE = '25001', HINT = 'end the section with COMMIT, or let dhctl run it in a transaction (remove transaction:false)'; \
+    END IF; END$$";
 
 fn failure(error: tokio_postgres::Error, statement: Option<usize>) -> Failure {
     Failure {

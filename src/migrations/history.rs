@@ -159,6 +159,11 @@ pub async fn locate(
         [] => {
             let table = match wanted {
                 Some(w) => w.clone(),
+                // A reader only needs to know there is none yet.
+                None if usage == Use::Read => TableName {
+                    schema: current.unwrap_or_else(|| "public".into()),
+                    name: TABLE.into(),
+                },
                 None => TableName {
                     schema: current.ok_or_else(|| {
                         Error::usage_hint(

@@ -298,3 +298,28 @@ fn a_failure_without_a_position_names_the_statements_line() {
         );
     }
 }
+
+/// An open transaction is session state too: a `transaction:false` section that opens one and
+/// never commits would take dhctl's history row with it when the session ends.
+#[test]
+fn a_transaction_false_section_that_leaves_a_transaction_open_is_refused() {
+    let db = TestDb::new("opentx");
+    let dir = folder(&[(
+        "20300101000001_open.sql",
+        "-- migrate:up transaction:false\nBEGIN;\nCREATE TABLE public.never_committed (id int);\n"
+            .to_string(),
+    )]);
+    let run = dhctl(&db.url)
+        .migrations_dir(dir.path())
+        .args(["migrate", "--no-partitions", "--format", "json"])
+        .run();
+    run.expect_code(2);
+    let message = run.json()["error"]["message"].as_str().unwrap().to_string();
+    assert!(message.contains("25001"), "{message}");
+    assert!(message.contains("20300101000001_open.sql:"), "{message}");
+    assert_eq!(
+        db.value("SELECT to_regclass('public.never_committed') IS NULL"),
+        "t"
+    );
+    assert!(db.history().is_empty());
+}
