@@ -345,10 +345,21 @@ pub async fn create(client: &impl GenericClient, located: &mut Located) -> Resul
          applied_on VARCHAR(255), checksum VARCHAR(255))",
         located.table.sql()
     );
-    client
-        .batch_execute(&sql)
-        .await
-        .map_err(|e| Error::sql(format!("creating the history table {}", located.table), &e))?;
+    client.batch_execute(&sql).await.map_err(|e| {
+        if e.code() == Some(&tokio_postgres::error::SqlState::INVALID_SCHEMA_NAME) {
+            return Error::usage_hint(
+                format!(
+                    "cannot create the history table {}: schema \"{}\" does not exist; nothing was changed",
+                    located.table, located.table.schema
+                ),
+                format!(
+                    "create it first (CREATE SCHEMA {}), or fix --history-table / DHCTL_HISTORY_TABLE",
+                    quote_ident(&located.table.schema)
+                ),
+            );
+        }
+        Error::sql(format!("creating the history table {}", located.table), &e)
+    })?;
     located.exists = true;
     Ok(())
 }

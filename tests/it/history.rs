@@ -125,6 +125,16 @@ fn history_table_puts_history_where_it_is_told() {
         .args(["status", "--history-table", "dhctl_history"])
         .run()
         .expect_code(2);
+    let nowhere = dhctl(&db.url)
+        .args(["migrate", "--no-partitions", "--format", "json"])
+        .args(["--history-table", "nowhere.dhctl_history"])
+        .run();
+    nowhere.expect_code(2);
+    assert!(
+        error_of(&nowhere).1.contains("CREATE SCHEMA"),
+        "{nowhere:?}"
+    );
+    assert_eq!(db.value("SELECT count(*) FROM ops.dhctl_history"), "5");
 }
 
 /// Two roles: the migrator, owning the database but not superuser, and an attacker who may
