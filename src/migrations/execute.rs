@@ -184,14 +184,17 @@ impl Run<'_> {
                 Transaction::None => Ok(()),
             }
         };
-        let (restored, written, committed) = futures_util::future::join3(
+        let lock_held = still_locked_sql();
+        let (restored, written, held, committed) = futures_util::future::join4(
             restore_session(self.client, self.lock_timeout),
             write,
+            self.client.batch_execute(&lock_held),
             commit,
         )
         .await;
         restored.map_err(|e| failure(e, None))?;
         written.map_err(|e| failure(e, None))?;
+        held.map_err(|e| failure(e, None))?;
         committed.map_err(|e| failure(e, None))
     }
 }
@@ -204,6 +207,24 @@ const CLOSED_TRANSACTION: &str = "DO $$BEGIN \
     RAISE EXCEPTION 'the section ends inside a transaction it opened (BEGIN without COMMIT)' \
     USING ERRCODE = '25001', HINT = 'end the section with COMMIT, or let dhctl run it in a transaction (remove transaction:false)'; \
     END IF; END$$";
+
+/// Fails (SQLSTATE 55000) unless this session still holds dhctl's advisory lock: a migration
+/// that ran `pg_advisory_unlock_all()` or (outside a transaction) `DISCARD ALL` released it, and
+/// other runners may be migrating at the same time. In a transaction this also undoes the
+/// migration. The key is a compile-time constant, split as pg_locks shows it.
+fn still_locked_sql() -> String {
+    let key = crate::db::lock::LOCK_KEY;
+    format!(
+        "DO $$BEGIN IF NOT EXISTS (SELECT FROM pg_catalog.pg_locks WHERE locktype = 'advisory' \
+           AND pid = pg_catalog.pg_backend_pid() AND granted AND objsubid = 1 \
+           AND classid = {} AND objid = {}) THEN \
+         RAISE EXCEPTION 'the migration released dhctl''s advisory lock (pg_advisory_unlock_all() or DISCARD ALL): other runners may be migrating at the same time' \
+         USING ERRCODE = '55000', HINT = 'remove that statement from the file; dhctl holds the lock for the whole run'; \
+         END IF; END$$",
+        (key >> 32) as u32,
+        (key & 0xffff_ffff) as u32
+    )
+}
 
 fn failure(error: tokio_postgres::Error, statement: Option<usize>) -> Failure {
     Failure {

@@ -323,3 +323,34 @@ fn a_transaction_false_section_that_leaves_a_transaction_open_is_refused() {
     );
     assert!(db.history().is_empty());
 }
+
+/// The advisory lock is dhctl's bookkeeping too: a migration that releases it fails instead of
+/// letting other runners in unnoticed (and, in a transaction, leaves nothing behind).
+#[test]
+fn a_migration_that_releases_dhctls_lock_is_refused() {
+    for mode in [Mode::Wrapped, Mode::Unwrapped] {
+        let db = TestDb::new("unlock");
+        let dir = folder(&[(
+            "20300101000001_unlock.sql",
+            format!(
+                "{}\nCREATE TABLE public.made (id int);\nSELECT pg_advisory_unlock_all();\n",
+                mode.marker("up")
+            ),
+        )]);
+        let run = dhctl(&db.url)
+            .migrations_dir(dir.path())
+            .args(["migrate", "--no-partitions", "--format", "json"])
+            .run();
+        run.expect_code(2);
+        let message = run.json()["error"]["message"].as_str().unwrap().to_string();
+        assert!(message.contains("advisory lock"), "{mode:?}: {message}");
+        if let Mode::Wrapped = mode {
+            assert!(db.history().is_empty(), "not recorded");
+            assert_eq!(
+                db.value("SELECT to_regclass('public.made') IS NULL"),
+                "t",
+                "nothing kept"
+            );
+        }
+    }
+}
