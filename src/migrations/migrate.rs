@@ -385,6 +385,29 @@ mod tests {
     }
 
     #[test]
+    fn plan_treats_rows_newer_than_every_file_as_ahead_not_drift() {
+        let c = catalog();
+        let mut history: Vec<HistoryRow> = [20240101000001, 20240101000002, 20240101000003]
+            .iter()
+            .map(|v| applied(&c, *v))
+            .collect();
+        history.push(HistoryRow {
+            version: 20250101000000,
+            name: "newer".into(),
+            applied_on: String::new(),
+            checksum: "7".into(),
+        });
+        assert!(plan(&c, &history, None).unwrap().is_empty());
+        history.push(HistoryRow {
+            version: 20230101000000,
+            name: "older".into(),
+            applied_on: String::new(),
+            checksum: "7".into(),
+        });
+        assert_eq!(plan(&c, &history, None).unwrap_err().exit_code(), 4);
+    }
+
+    #[test]
     fn plan_rejects_an_unknown_to() {
         assert_eq!(plan(&catalog(), &[], Some(7)).unwrap_err().exit_code(), 2);
     }
