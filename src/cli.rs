@@ -73,6 +73,12 @@ pub struct ConnectArgs {
     /// DURATION: 500ms, 30s, 2m, 1m30s, 1h, 1d (a bare number is seconds; at most 7 days).
     #[arg(long, env = "DHCTL_WAIT", hide_env_values = true, value_name = "DURATION", value_parser = parse_duration)]
     pub wait: Option<Duration>,
+
+    /// The history table, schema-qualified (schema.name), for databases where it must live
+    /// somewhere else. Default: refinery_schema_history, found by name in whichever schema holds
+    /// it (created in the first schema of the role's search_path when there is none).
+    #[arg(long, env = "DHCTL_HISTORY_TABLE", hide_env_values = true, value_name = "SCHEMA.NAME", value_parser = parse_history_table)]
+    pub history_table: Option<crate::migrations::history::TableName>,
 }
 
 /// The dhctl advisory lock and DDL lock_timeout: the commands that change the schema.
@@ -161,7 +167,7 @@ pub enum Command {
     /// Undo applied migrations by running their down sections (destructive: drops what they made).
     ///
     /// Undoes the last applied migration, or the last --steps N, or every migration newer than
-    /// --to VERSION. Refuses before running any SQL when a target has no `-- migrate:down`
+    /// --to VERSION (an applied version), or --all. Refuses before running any SQL when a target has no `-- migrate:down`
     /// section (exit 2) or its file was modified or is missing (exit 4). Each down section runs
     /// with the removal of its history row in one transaction.
     ///
@@ -269,12 +275,17 @@ pub struct RollbackArgs {
     pub migrations: MigrationsDirArg,
 
     /// Undo this many of the most recently applied migrations.
-    #[arg(long, value_name = "N", conflicts_with = "to")]
+    #[arg(long, value_name = "N", conflicts_with_all = ["to", "all"])]
     pub steps: Option<u32>,
 
-    /// Undo every applied migration newer than VERSION (VERSION itself stays applied).
-    #[arg(long, value_name = "VERSION")]
+    /// Undo every applied migration newer than VERSION, which must be an applied version (it
+    /// stays applied).
+    #[arg(long, value_name = "VERSION", conflicts_with = "all")]
     pub to: Option<i64>,
+
+    /// Undo every applied migration.
+    #[arg(long)]
+    pub all: bool,
 
     /// Print what would be undone (and with --verbose the SQL) without changing anything.
     #[arg(long)]
@@ -289,8 +300,14 @@ pub struct StatusArgs {
     pub migrations: MigrationsDirArg,
 
     /// Exit 1 when migrations are pending and 4 on drift (modified or missing), for CI.
+    /// Applied migrations newer than every file (`ahead`: the database is ahead of this
+    /// release, as in a rolling deploy) do not fail it.
     #[arg(long)]
     pub exit_code: bool,
+
+    /// With --exit-code, also exit 4 when the database is ahead of this release.
+    #[arg(long, requires = "exit_code")]
+    pub strict: bool,
 }
 
 #[derive(Debug, Args)]
@@ -443,6 +460,11 @@ pub struct PartitionStatusArgs {
     /// Take "now" from this RFC 3339 time instead of the server's clock.
     #[arg(long, value_name = "TIMESTAMP")]
     pub now: Option<String>,
+}
+
+/// A `--history-table` value: schema.name.
+fn parse_history_table(text: &str) -> Result<crate::migrations::history::TableName, String> {
+    crate::migrations::history::TableName::parse(text)
 }
 
 /// What a duration may be, for error messages and `--help`.

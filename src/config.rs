@@ -27,6 +27,8 @@ pub struct DbConfig {
     pub lock_wait: Duration,
     pub lock_timeout: Duration,
     pub lock_retries: u32,
+    /// `--history-table schema.name`; None: find refinery_schema_history by name.
+    pub history_table: Option<crate::migrations::history::TableName>,
 }
 
 impl DbConfig {
@@ -53,6 +55,7 @@ impl DbConfig {
             lock_wait: locks.lock_wait,
             lock_timeout: locks.lock_timeout,
             lock_retries: locks.lock_retries,
+            history_table: args.history_table.clone(),
         })
     }
 

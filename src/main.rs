@@ -150,8 +150,13 @@ async fn run(cli: &Cli) -> Result<i32> {
             let cfg = unlocked(&args.connect)?;
             let report = status_report(&cfg, &catalog).await?;
             output::emit(format, &report, human::status);
+            let ahead = if args.strict {
+                dhctl::migrations::Ahead::Refused
+            } else {
+                dhctl::migrations::Ahead::Allowed
+            };
             Ok(if args.exit_code {
-                report.exit_code()
+                report.exit_code(ahead)
             } else {
                 0
             })
@@ -194,10 +199,11 @@ async fn run(cli: &Cli) -> Result<i32> {
         Command::Rollback(args) => {
             let catalog = catalog::load(&migration_source(&args.migrations))?;
             let cfg = DbConfig::from_args(&args.connect, &args.locks)?;
-            let target = match (args.steps, args.to) {
-                (_, Some(to)) => Target::To(to),
-                (Some(n), None) => Target::Steps(n),
-                (None, None) => Target::Steps(1),
+            let target = match (args.steps, args.to, args.all) {
+                (_, _, true) => Target::All,
+                (_, Some(to), false) => Target::To(to),
+                (Some(n), None, false) => Target::Steps(n),
+                (None, None, false) => Target::Steps(1),
             };
             let mode = if args.dry_run {
                 Mode::DryRun

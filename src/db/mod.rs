@@ -26,6 +26,64 @@ pub const MIN_SERVER_VERSION: i32 = 140000;
 /// statement's end. PostgreSQL 14+, user-settable (docs: runtime-config-connection).
 const CLIENT_CONNECTION_CHECK_INTERVAL: &str = "1s";
 
+/// dhctl's own session settings, as select-list items of one statement: `$1` is
+/// client_connection_check_interval, `$2` lock_timeout (NULL: leave it as it is). TimeZone,
+/// DateStyle, IntervalStyle and extra_float_digits are pinned so that nothing dhctl reads as
+/// text depends on the server's, the database's or a migration's settings; the dead-client
+/// check is set where the server has it (current_setting(…, true) is NULL on servers that lack
+/// it). application_name is a startup parameter, which `RESET ALL` restores by itself.
+const SETTINGS: &str = "set_config('TimeZone', 'UTC', false), \
+     set_config('DateStyle', 'ISO, MDY', false), \
+     set_config('IntervalStyle', 'postgres', false), \
+     set_config('extra_float_digits', '3', false), \
+     CASE WHEN current_setting('client_connection_check_interval', true) IS NOT NULL \
+          THEN set_config('client_connection_check_interval', $1, false) END, \
+     CASE WHEN $2::text IS NOT NULL THEN set_config('lock_timeout', $2, false) END";
+
+/// Everything a migration can leave behind in the session, undone: settings (`SET`, including
+/// a `SET ROLE` or `SET SESSION AUTHORIZATION`), cursors, LISTEN registrations, prepared
+/// statements, temporary tables, cached plans and sequence state. Not `DISCARD ALL`, which would
+/// also release dhctl's advisory lock (docs: sql-discard). Runs inside a transaction too, so
+/// that dhctl's history write in the migration's transaction no longer depends on what the
+/// migration set.
+const RESET: &str = "RESET SESSION AUTHORIZATION; RESET ROLE; RESET ALL; CLOSE ALL; UNLISTEN *; \
+     DEALLOCATE ALL; DISCARD TEMP; DISCARD PLANS; DISCARD SEQUENCES";
+
+/// Puts the session back into dhctl's own known state after a migration (see [`RESET`]) and
+/// re-applies dhctl's settings, `lock_timeout` included. Both are sent before either answer is
+/// awaited (tokio-postgres pipelines futures polled together): one round trip.
+pub async fn restore_session(
+    client: &Client,
+    lock_timeout: Duration,
+) -> std::result::Result<(), tokio_postgres::Error> {
+    let lock_timeout = lock_timeout_setting(lock_timeout);
+    let settings = format!("SELECT {SETTINGS}");
+    let (reset, set) = futures_util::future::join(
+        client.batch_execute(RESET),
+        client.query_typed(
+            &settings,
+            &[
+                (
+                    &CLIENT_CONNECTION_CHECK_INTERVAL,
+                    tokio_postgres::types::Type::TEXT,
+                ),
+                (&Some(lock_timeout), tokio_postgres::types::Type::TEXT),
+            ],
+        ),
+    )
+    .await;
+    // DEALLOCATE ALL also dropped the statements tokio-postgres caches to look up custom types;
+    // forget them, or the next lookup would name a statement the server no longer has.
+    client.clear_type_cache();
+    reset?;
+    set.map(|_| ())
+}
+
+/// `lock_timeout` as set_config takes it: whole milliseconds, at least 1 (0 would turn it off).
+pub fn lock_timeout_setting(lock_timeout: Duration) -> String {
+    lock_timeout.as_millis().max(1).to_string()
+}
+
 /// Whether `connect` may create the database when it does not exist.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CreateDatabase {
@@ -162,16 +220,14 @@ async fn open(
     if let Ok(mut slot) = IN_FLIGHT.lock() {
         *slot = Some((client.cancel_token(), tls.map(|_| settings.clone())));
     }
-    // One round trip: the server version, the backend, the session time zone (set here rather
-    // than as a startup `options` parameter, which PgBouncer rejects), and the dead-client check
-    // where the server has it (current_setting(…, true) is NULL on servers that lack it).
+    // One round trip: the server version, the backend, and dhctl's session settings (set here
+    // rather than as a startup `options` parameter, which PgBouncer rejects).
     let row = client
         .query_one(
-            "SELECT current_setting('server_version_num')::int4, pg_backend_pid(), \
-                    set_config('TimeZone', 'UTC', false), \
-                    CASE WHEN current_setting('client_connection_check_interval', true) IS NOT NULL \
-                         THEN set_config('client_connection_check_interval', $1, false) END",
-            &[&CLIENT_CONNECTION_CHECK_INTERVAL],
+            &format!(
+                "SELECT current_setting('server_version_num')::int4, pg_backend_pid(), {SETTINGS}"
+            ),
+            &[&CLIENT_CONNECTION_CHECK_INTERVAL, &None::<String>],
         )
         .await?;
     let server_version: i32 = row.get(0);

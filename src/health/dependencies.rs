@@ -100,8 +100,9 @@ impl Dependencies {
                 None => None,
                 Some(catalog) => {
                     let t = Instant::now();
-                    let history = history::read(&***client)
+                    let history = history::read(&***client, None, history::Use::Read)
                         .await
+                        .map(|h| Some(h.rows))
                         .map_err(|e| Failure::new(Reason::Unavailable, e.to_string()));
                     migrations_took = t.elapsed();
                     Some(history.map(|h| {

@@ -1,15 +1,70 @@
 //! refinery's history table, `refinery_schema_history(version int8, name, applied_on, checksum)`:
-//! reading it, creating it the way refinery does, and writing the rows dhctl records itself
-//! (non-transactional migrations) in refinery's format so refinery tooling can read them.
+//! finding it, checking it can be trusted, creating it the way refinery does, and writing the
+//! rows dhctl records in refinery's format so refinery tooling can read them.
+//!
+//! The table is always addressed by its schema, fixed when it is created: an unqualified name
+//! would follow `search_path`, which a database setting or a migration's `SET` can point
+//! elsewhere (a second history table, every migration applied twice). Before one exists it is
+//! found by name in the catalog, whatever `search_path` says; two are an error. A table that
+//! another role could have planted (CVE-2018-1058 class: a trigger on it runs as the migrating
+//! role) or of the wrong shape is refused before anything runs.
+
+use std::collections::HashMap;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use tokio_postgres::error::SqlState;
+use serde::Deserialize;
 use tokio_postgres::GenericClient;
 
+use crate::db::ident::quote_ident;
 use crate::error::{Error, Result};
 
-/// refinery's default table name; dhctl does not change it.
+/// refinery's default table name, looked up in every schema unless `--history-table` says
+/// where it is.
 pub const TABLE: &str = "refinery_schema_history";
+
+/// A schema-qualified table name, as given to `--history-table schema.name`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableName {
+    pub schema: String,
+    pub name: String,
+}
+
+impl TableName {
+    /// `schema.name`, both parts as stored in the catalog (case-sensitive, no quotes).
+    pub fn parse(text: &str) -> std::result::Result<TableName, String> {
+        let Some((schema, name)) = text.split_once('.') else {
+            return Err(format!(
+                "`{text}` is not schema-qualified; write it as schema.name, e.g. public.{TABLE}"
+            ));
+        };
+        for (what, part) in [("schema", schema), ("table", name)] {
+            if part.is_empty()
+                || part.len() > crate::db::ident::MAX_IDENT_LEN
+                || part.contains('.')
+                || part.chars().any(char::is_control)
+            {
+                return Err(format!(
+                    "`{text}`: the {what} name must be 1 to 63 bytes without dots or control characters; write it as schema.name"
+                ));
+            }
+        }
+        Ok(TableName {
+            schema: schema.into(),
+            name: name.into(),
+        })
+    }
+
+    /// The name quoted for SQL text.
+    pub fn sql(&self) -> String {
+        format!("{}.{}", quote_ident(&self.schema), quote_ident(&self.name))
+    }
+}
+
+impl std::fmt::Display for TableName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.schema, self.name)
+    }
+}
 
 /// One row of the history table, as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,65 +85,356 @@ impl HistoryRow {
     }
 }
 
-/// The applied migrations, or `None` when the history table does not exist yet.
-pub async fn read(client: &impl GenericClient) -> Result<Option<Vec<HistoryRow>>> {
-    let sql = format!("SELECT version, name, applied_on, checksum FROM {TABLE} ORDER BY version");
-    match client.query(&sql, &[]).await {
-        Ok(rows) => Ok(Some(
-            rows.iter()
-                .map(|r| HistoryRow {
-                    version: r.get(0),
-                    name: r.get::<_, Option<String>>(1).unwrap_or_default(),
-                    applied_on: r.get::<_, Option<String>>(2).unwrap_or_default(),
-                    checksum: r.get::<_, Option<String>>(3).unwrap_or_default(),
-                })
-                .collect(),
+/// Who is about to use the table: readers (status, verify, readiness) only read it; writers
+/// (migrate, rollback, and their dry runs, so that a dry run predicts the real run) write it
+/// and must own it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Use {
+    Read,
+    Write,
+}
+
+/// Where the history table is, or where it will be created.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Located {
+    pub table: TableName,
+    /// False when it does not exist yet (migrate creates it at `table`).
+    pub exists: bool,
+}
+
+/// What the catalog says about one table of the history table's name.
+#[derive(Debug, Deserialize)]
+struct Candidate {
+    schema: String,
+    name: String,
+    kind: String,
+    owner: String,
+    owned: bool,
+    row_security: bool,
+    triggers: Vec<String>,
+    rules: Vec<String>,
+    policies: Vec<String>,
+    /// Column name → type, as `format_type` spells it.
+    columns: HashMap<String, String>,
+}
+
+/// Every relation of the wanted name (in the wanted schema, or in any schema but the temporary
+/// ones), with what the trust and shape checks need, and the schema a new table goes into.
+/// One round trip; the JSON keeps the many small arrays in one row.
+const FIND: &str = "\
+SELECT current_schema()::text, coalesce(json_agg(json_build_object(
+         'schema', n.nspname, 'name', c.relname, 'kind', c.relkind,
+         'owner', pg_get_userbyid(c.relowner),
+         'owned', pg_has_role(current_user, c.relowner, 'MEMBER'),
+         'row_security', c.relrowsecurity,
+         'triggers', ARRAY(SELECT t.tgname FROM pg_trigger t WHERE t.tgrelid = c.oid AND NOT t.tgisinternal ORDER BY 1),
+         'rules', ARRAY(SELECT r.rulename FROM pg_rewrite r WHERE r.ev_class = c.oid ORDER BY 1),
+         'policies', ARRAY(SELECT p.polname FROM pg_policy p WHERE p.polrelid = c.oid ORDER BY 1),
+         'columns', (SELECT coalesce(json_object_agg(a.attname, format_type(a.atttypid, a.atttypmod)), '{}')
+                       FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped)
+       ) ORDER BY n.nspname), '[]')::text
+  FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.relname = $2 AND ($1::text IS NULL OR n.nspname = $1)
+   AND n.nspname !~ '^pg_(toast_)?temp_'";
+
+/// Finds the history table (by name in every schema, or exactly `wanted`) and checks that it
+/// can be trusted and has refinery's shape. Not found: where migrate will create it, which is
+/// `wanted`, or else the first existing schema on the session's search_path (where refinery
+/// and earlier dhctl releases created it).
+pub async fn locate(
+    client: &impl GenericClient,
+    wanted: Option<&TableName>,
+    usage: Use,
+) -> Result<Located> {
+    let name = wanted.map_or(TABLE, |w| w.name.as_str());
+    let schema = wanted.map(|w| w.schema.as_str());
+    let row = client
+        .query_one(FIND, &[&schema, &name])
+        .await
+        .map_err(|e| Error::sql("finding the history table", &e))?;
+    let current: Option<String> = row.get(0);
+    let candidates: Vec<Candidate> = serde_json::from_str(row.get(1))
+        .map_err(|e| Error::usage(format!("reading the catalog for the history table: {e}")))?;
+    match candidates.as_slice() {
+        [] => {
+            let table = match wanted {
+                Some(w) => w.clone(),
+                // A reader only needs to know there is none yet.
+                None if usage == Use::Read => TableName {
+                    schema: current.unwrap_or_else(|| "public".into()),
+                    name: TABLE.into(),
+                },
+                None => TableName {
+                    schema: current.ok_or_else(|| {
+                        Error::usage_hint(
+                            format!("there is no {TABLE} table and no schema on the role's search_path exists to create it in"),
+                            "create the schema the role's search_path names, or pass --history-table schema.name (env DHCTL_HISTORY_TABLE)",
+                        )
+                    })?,
+                    name: TABLE.into(),
+                },
+            };
+            Ok(Located {
+                table,
+                exists: false,
+            })
+        }
+        [one] => {
+            let table = TableName {
+                schema: one.schema.clone(),
+                name: one.name.clone(),
+            };
+            trust(one, &table, usage)?;
+            shape(&one.columns, &table)?;
+            Ok(Located {
+                table,
+                exists: true,
+            })
+        }
+        many => Err(Error::usage_hint(
+            format!(
+                "this database has {} history tables: {}; dhctl cannot tell which one records the schema",
+                many.len(),
+                many.iter()
+                    .map(|c| format!("{}.{}", c.schema, c.name))
+                    .collect::<Vec<_>>()
+                    .join(" and ")
+            ),
+            "keep the one the migrations were recorded in (compare their rows), drop or rename the other, \
+             or pass --history-table schema.name (env DHCTL_HISTORY_TABLE) to name the one to use",
         )),
-        Err(e) if e.code() == Some(&SqlState::UNDEFINED_TABLE) => Ok(None),
-        Err(e) => Err(Error::sql(format!("reading {TABLE}"), &e)),
     }
 }
 
-/// Creates the history table exactly as refinery 0.10 with `int8-versions` does, so either tool
-/// may create it first.
-pub async fn ensure(client: &impl GenericClient) -> Result<()> {
-    let sql = format!(
-        "CREATE TABLE IF NOT EXISTS {TABLE}(version int8 PRIMARY KEY, name VARCHAR(255), \
-         applied_on VARCHAR(255), checksum VARCHAR(255))"
-    );
-    client
-        .batch_execute(&sql)
-        .await
-        .map_err(|e| Error::sql(format!("creating {TABLE}"), &e))
+/// Refuses a table another role could have planted or armed: dhctl writes it as the migrating
+/// role, so a trigger, rule or policy on it would run code with that role's rights.
+fn trust(c: &Candidate, table: &TableName, usage: Use) -> Result<()> {
+    let fix = |what: String, hint: String| Err(Error::usage_hint(what, hint));
+    if c.kind != "r" {
+        return fix(
+            format!("the history table {table} is not a plain table (relkind '{}'); dhctl only records history in a table it can trust", c.kind),
+            format!("drop or rename {table}; dhctl creates the table it needs"),
+        );
+    }
+    if usage == Use::Write && !c.owned {
+        return fix(
+            format!("the history table {table} is owned by role \"{}\", which the migrating role is not a member of; a table another role made may carry code that runs as this role", c.owner),
+            format!("check its rows and definition; if it is genuine, have a superuser run ALTER TABLE {} OWNER TO the migrating role, otherwise drop it", table.sql()),
+        );
+    }
+    let mut armed = Vec::new();
+    if !c.triggers.is_empty() {
+        armed.push(format!("trigger(s) {}", c.triggers.join(", ")));
+    }
+    if !c.rules.is_empty() {
+        armed.push(format!("rule(s) {}", c.rules.join(", ")));
+    }
+    if !c.policies.is_empty() {
+        armed.push(format!(
+            "row-level security polic(ies) {}",
+            c.policies.join(", ")
+        ));
+    }
+    if c.row_security && c.policies.is_empty() {
+        armed.push("row-level security enabled".into());
+    }
+    if !armed.is_empty() {
+        return fix(
+            format!(
+                "the history table {table} has {}; dhctl makes none, and they would run as the role that writes history",
+                armed.join(", ")
+            ),
+            "find out who added them (this may be an attack); drop them (DROP TRIGGER / DROP RULE / DROP POLICY, ALTER TABLE … DISABLE ROW LEVEL SECURITY) and run dhctl again".into(),
+        );
+    }
+    Ok(())
 }
 
-/// Records a migration dhctl ran itself, in refinery's format.
-pub async fn insert(
-    client: &impl GenericClient,
-    version: i64,
-    name: &str,
-    checksum: u64,
-) -> Result<()> {
-    let applied_on = Utc::now().to_rfc3339_opts(SecondsFormat::Nanos, true);
-    let sql = format!(
-        "INSERT INTO {TABLE} (version, name, applied_on, checksum) VALUES ($1, $2, $3, $4)"
-    );
-    client
-        .execute(&sql, &[&version, &name, &applied_on, &checksum.to_string()])
-        .await
-        .map(|_| ())
-        .map_err(|e| Error::sql(format!("recording migration {version} in {TABLE}"), &e))
+/// refinery's shape: `version` int8 (dhctl's 14-digit versions do not fit int4, and refinery
+/// reads it as i64), the other three text-like.
+fn shape(columns: &HashMap<String, String>, table: &TableName) -> Result<()> {
+    let wrong = |column: &str, found: Option<&String>, wanted: &str| {
+        let found = found.map_or("missing".to_string(), |t| format!("of type {t}"));
+        Err(Error::usage_hint(
+            format!("the history table {table} has column {column} {found}; dhctl needs {wanted} (refinery's history format)"),
+            format!(
+                "if the table holds real history, convert it (ALTER TABLE {} ALTER COLUMN {column} TYPE {wanted} USING {column}::{wanted}); \
+                 if it was made by hand by mistake, drop it and let dhctl create it",
+                table.sql()
+            ),
+        ))
+    };
+    if columns.get("version").map(String::as_str) != Some("bigint") {
+        return wrong("version", columns.get("version"), "bigint");
+    }
+    for column in ["name", "applied_on", "checksum"] {
+        let found = columns.get(column);
+        let text_like = found.is_some_and(|t| t == "text" || t.starts_with("character varying"));
+        if !text_like {
+            return wrong(column, found, "varchar");
+        }
+    }
+    Ok(())
 }
 
-/// Removes a rolled-back migration's row.
-pub async fn delete(
-    client: &impl GenericClient,
-    version: i64,
-) -> std::result::Result<u64, tokio_postgres::Error> {
-    client
-        .execute(
-            &format!("DELETE FROM {TABLE} WHERE version = $1"),
-            &[&version],
-        )
+/// The applied migrations in the located table, in version order.
+pub async fn read_rows(client: &impl GenericClient, table: &TableName) -> Result<Vec<HistoryRow>> {
+    let sql = format!(
+        "SELECT version, name, applied_on, checksum FROM {} ORDER BY version",
+        table.sql()
+    );
+    let rows = client
+        .query(&sql, &[])
         .await
+        .map_err(|e| Error::sql(format!("reading {table}"), &e))?;
+    rows.iter()
+        .map(|r| {
+            let version: Option<i64> = r
+                .try_get(0)
+                .map_err(|e| Error::usage(format!("reading {table}: {e}")))?;
+            let text = |i: usize| r.try_get::<_, Option<String>>(i).ok().flatten();
+            Ok(HistoryRow {
+                version: version.ok_or_else(|| {
+                    Error::usage_hint(
+                        format!("the history table {table} has a row without a version"),
+                        format!(
+                            "delete it: DELETE FROM {} WHERE version IS NULL",
+                            table.sql()
+                        ),
+                    )
+                })?,
+                name: text(1).unwrap_or_default(),
+                applied_on: text(2).unwrap_or_default(),
+                checksum: text(3).unwrap_or_default(),
+            })
+        })
+        .collect()
+}
+
+/// What a command reads: where the table is and its rows (none when it does not exist yet).
+#[derive(Debug, Clone)]
+pub struct History {
+    pub located: Located,
+    pub rows: Vec<HistoryRow>,
+}
+
+/// Locates, checks and reads the history table: the one way every command reads history.
+pub async fn read(
+    client: &impl GenericClient,
+    wanted: Option<&TableName>,
+    usage: Use,
+) -> Result<History> {
+    let located = locate(client, wanted, usage).await?;
+    let rows = if located.exists {
+        read_rows(client, &located.table).await?
+    } else {
+        Vec::new()
+    };
+    Ok(History { located, rows })
+}
+
+/// Creates the history table exactly as refinery 0.10 with `int8-versions` does (so either
+/// tool may create it first), qualified, and only when it does not exist: a role that owns
+/// every table but may not CREATE in the schema can still run `migrate` with nothing to do.
+pub async fn create(client: &impl GenericClient, located: &mut Located) -> Result<()> {
+    if located.exists {
+        return Ok(());
+    }
+    let sql = format!(
+        "CREATE TABLE IF NOT EXISTS {}(version int8 PRIMARY KEY, name VARCHAR(255), \
+         applied_on VARCHAR(255), checksum VARCHAR(255))",
+        located.table.sql()
+    );
+    client.batch_execute(&sql).await.map_err(|e| {
+        if e.code() == Some(&tokio_postgres::error::SqlState::INVALID_SCHEMA_NAME) {
+            return Error::usage_hint(
+                format!(
+                    "cannot create the history table {}: schema \"{}\" does not exist; nothing was changed",
+                    located.table, located.table.schema
+                ),
+                format!(
+                    "create it first (CREATE SCHEMA {}), or fix --history-table / DHCTL_HISTORY_TABLE",
+                    quote_ident(&located.table.schema)
+                ),
+            );
+        }
+        Error::sql(format!("creating the history table {}", located.table), &e)
+    })?;
+    located.exists = true;
+    Ok(())
+}
+
+/// The SQL that records an applied migration in refinery's format: `$1..$4` are version,
+/// name, applied_on (RFC 3339) and checksum (decimal text). The operator is qualified for the
+/// same reason as the table (CVE-2018-1058).
+pub fn insert_sql(table: &TableName) -> String {
+    format!(
+        "INSERT INTO {} (version, name, applied_on, checksum) VALUES ($1, $2, $3, $4)",
+        table.sql()
+    )
+}
+
+/// The SQL that removes a rolled-back migration's row (`$1` the version).
+pub fn delete_sql(table: &TableName) -> String {
+    format!(
+        "DELETE FROM {} WHERE version OPERATOR(pg_catalog.=) $1",
+        table.sql()
+    )
+}
+
+/// `applied_on` for a row written now, as refinery writes it.
+pub fn now_text() -> String {
+    Utc::now().to_rfc3339_opts(SecondsFormat::Nanos, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn columns(version: &str) -> HashMap<String, String> {
+        [
+            ("version", version),
+            ("name", "character varying(255)"),
+            ("applied_on", "text"),
+            ("checksum", "character varying(255)"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    }
+
+    fn table() -> TableName {
+        TableName::parse("public.refinery_schema_history").unwrap()
+    }
+
+    #[test]
+    fn history_table_names_must_be_qualified() {
+        assert_eq!(table().sql(), "\"public\".\"refinery_schema_history\"");
+        assert_eq!(
+            TableName::parse("Ops.History").unwrap().sql(),
+            "\"Ops\".\"History\""
+        );
+        for bad in ["history", ".h", "s.", "a.b.c", "s.\u{1b}x"] {
+            assert!(TableName::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_shape_check_names_the_column_and_the_fix() {
+        assert!(shape(&columns("bigint"), &table()).is_ok());
+        for wrong in ["text", "integer"] {
+            let err = shape(&columns(wrong), &table()).unwrap_err();
+            assert_eq!(err.exit_code(), 2);
+            let text = err.to_string();
+            assert!(text.contains("column version of type"), "{text}");
+            assert!(text.contains("bigint"), "{text}");
+        }
+        let mut no_checksum = columns("bigint");
+        no_checksum.remove("checksum");
+        let err = shape(&no_checksum, &table()).unwrap_err().to_string();
+        assert!(err.contains("column checksum missing"), "{err}");
+        let mut int_name = columns("bigint");
+        int_name.insert("name".into(), "integer".into());
+        assert!(shape(&int_name, &table()).is_err());
+    }
 }

@@ -1,20 +1,21 @@
 //! `dhctl migrate`: apply pending migrations under the advisory lock.
 //!
-//! Transactional migrations go through refinery's runner, one at a time (`Target::Version`), so
-//! each gets its own transaction with its history row, progress and a timing. `transaction:false`
-//! migrations are run by dhctl statement by statement and recorded with refinery's checksum.
-//! A statement that hits lock_timeout is rolled back and retried (db::retry).
+//! dhctl runs each migration itself (src/migrations/execute.rs) and records it in refinery's
+//! history format with refinery's checksum: a transactional one in one transaction with its
+//! history row, a `transaction:false` one statement by statement. A transaction or statement
+//! that hits lock_timeout is rolled back and retried (db::retry).
 
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
 use super::catalog::{Catalog, Migration, Transaction};
-use super::history::{self, HistoryRow};
+use super::execute::{self, Bookkeeping};
+use super::history::{self, HistoryRow, TableName, Use};
 use super::status::{self, State};
-use super::{split, Locked, Progress};
+use super::{Locked, Progress};
 use crate::config::DbConfig;
-use crate::db::retry::{self, is_lock_timeout};
+use crate::db::retry::is_lock_timeout;
 use crate::db::CreateDatabase;
 use crate::error::{Error, Result, SqlDetail};
 
@@ -57,6 +58,9 @@ pub struct MigrateReport {
     /// Applied before this run (docs/json.md: `applied_before`).
     #[serde(rename = "applied_before")]
     pub already_applied: usize,
+    /// Applied migrations newer than every file this release knows: the database is ahead of
+    /// this release (a rolling deploy or a release rollback). Not an error.
+    pub ahead: Vec<status::Entry>,
     /// Applied by this run, or planned in a dry run.
     pub steps: Vec<Step>,
     pub duration_ms: f64,
@@ -121,6 +125,7 @@ fn plan_for_new_database(
         dry_run: true,
         creates_database: true,
         already_applied: 0,
+        ahead: Vec::new(),
         steps,
         duration_ms: ms(started.elapsed()),
         partitions: None,
@@ -135,7 +140,9 @@ pub struct Partitions<'a> {
 }
 
 /// Runs `dhctl migrate` up to and excluding partitions (the caller ensures those under the same
-/// lock, through [`Locked`]).
+/// lock, through [`Locked`]). History is read once, under the lock; each migration then runs in
+/// its own transaction with its history row (see [`execute`]), so the cost is linear in the
+/// number of migrations.
 pub async fn run(
     locked: &mut Locked,
     cfg: &DbConfig,
@@ -145,16 +152,17 @@ pub async fn run(
 ) -> Result<MigrateReport> {
     let started = Instant::now();
     let client = &locked.session.client;
-    if options.mode == Mode::Apply {
-        history::ensure(client).await?;
-    }
-    let history = history::read(client).await?.unwrap_or_default();
+    let history::History {
+        mut located,
+        rows: history,
+    } = history::read(client, cfg.history_table.as_ref(), Use::Write).await?;
     let plan = plan(catalog, &history, options.to)?;
     let mut report = MigrateReport {
         database: cfg.display_target(),
         dry_run: options.mode == Mode::DryRun,
         creates_database: locked.session.created_database,
         already_applied: history.len(),
+        ahead: status::ahead(&status::diff(catalog, &history)),
         steps: Vec::with_capacity(plan.len()),
         duration_ms: 0.0,
         partitions: None,
@@ -167,19 +175,29 @@ pub async fn run(
         report.duration_ms = ms(started.elapsed());
         return Ok(report);
     }
+    if !plan.is_empty() {
+        history::create(client, &mut located).await?;
+    }
     progress.planned(plan.len());
-    let refinery_set: Vec<refinery::Migration> = catalog
-        .migrations
-        .iter()
-        .map(Migration::to_refinery)
-        .collect();
+    let runner = execute::Run {
+        client,
+        table: &located.table,
+        lock_timeout: cfg.lock_timeout,
+        retries: cfg.lock_retries,
+    };
     for m in plan {
         progress.started(&m.file);
         let began = Instant::now();
-        let attempts = match m.up.transaction {
-            Transaction::Wrapped => apply_wrapped(locked, cfg, &refinery_set, m, progress).await?,
-            Transaction::None => apply_unwrapped(locked, cfg, m, progress).await?,
+        let on_retry = |attempt| progress.retrying(&m.file, attempt, "lock_timeout");
+        let book = Bookkeeping::Record {
+            version: m.version,
+            name: &m.name,
+            checksum: m.checksum,
         };
+        let attempts = runner
+            .section(&m.up, &book, &on_retry)
+            .await
+            .map_err(|f| migration_error(m, &f, &located.table))?;
         let took = began.elapsed();
         progress.finished(&m.file, took);
         report
@@ -192,6 +210,8 @@ pub async fn run(
 }
 
 /// The pending migrations to apply, in order, after refusing on drift or an out-of-order file.
+/// Applied migrations newer than every file (the database is ahead of this release, in a
+/// rolling deploy) are neither drift nor a reason to stop.
 fn plan<'c>(
     catalog: &'c Catalog,
     history: &[HistoryRow],
@@ -214,9 +234,9 @@ fn plan<'c>(
     let newest_applied = history.iter().map(|h| h.version).max();
     let mut pending = Vec::new();
     for entry in entries.iter().filter(|e| e.state == State::Pending) {
-        let m = catalog
-            .get(entry.version)
-            .expect("pending entries come from the catalog");
+        let Some(m) = catalog.get(entry.version) else {
+            continue;
+        };
         if let Some(newest) = newest_applied.filter(|n| *n > m.version) {
             return Err(Error::usage_hint(
                 format!("migration {} is older than the newest applied migration ({newest}); migrations apply in version order only", m.file),
@@ -231,115 +251,64 @@ fn plan<'c>(
     Ok(pending)
 }
 
-async fn apply_wrapped(
-    locked: &mut Locked,
-    cfg: &DbConfig,
-    all: &[refinery::Migration],
-    m: &Migration,
-    progress: &dyn Progress,
-) -> Result<u32> {
-    let on_retry = |attempt| progress.retrying(&m.file, attempt, "lock_timeout");
-    let lock_timeout = |err: &refinery::Error| find_pg_error(err).is_some_and(is_lock_timeout);
-    let outcome = retry::retrying(cfg.lock_retries, lock_timeout, &on_retry, async || {
-        refinery::Runner::new(all)
-            .set_target(refinery::Target::Version(m.version))
-            .set_abort_divergent(true)
-            .set_abort_missing(true)
-            .run_async(&mut locked.session.client)
-            .await
-    })
-    .await;
-    match outcome {
-        Ok((_, attempts)) => Ok(attempts),
-        Err((err, attempts)) => Err(migration_error(
-            m,
-            find_pg_error(&err),
-            &err.to_string(),
-            0,
-            attempts,
-        )),
-    }
-}
-
-async fn apply_unwrapped(
-    locked: &mut Locked,
-    cfg: &DbConfig,
-    m: &Migration,
-    progress: &dyn Progress,
-) -> Result<u32> {
-    let client = &locked.session.client;
-    let mut attempts = 1;
-    for statement in split::split(&m.up.sql) {
-        let on_retry = |attempt| progress.retrying(&m.file, attempt, "lock_timeout");
-        match retry::batch_execute(client, statement.sql, cfg.lock_retries, &on_retry).await {
-            Ok(made) => attempts = attempts.max(made),
-            Err((e, made)) => {
-                let chars = m.up.sql[..statement.offset].chars().count();
-                return Err(migration_error(m, Some(&e), "", chars, made));
-            }
-        }
-    }
-    history::insert(client, m.version, &m.name, m.checksum).await?;
-    Ok(attempts)
-}
-
-/// The driver error behind a refinery error, if any.
-fn find_pg_error<'e>(
-    err: &'e (dyn std::error::Error + 'static),
-) -> Option<&'e tokio_postgres::Error> {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
-    while let Some(s) = source {
-        if let Some(pg) = s.downcast_ref::<tokio_postgres::Error>() {
-            return Some(pg);
-        }
-        source = s.source();
-    }
-    None
-}
-
-/// "migration X failed: X.sql:3: syntax error … (SQLSTATE 42601)". `offset_chars` is where the
-/// failing statement starts within the up section (0 when the whole section was sent at once).
-fn migration_error(
-    m: &Migration,
-    pg: Option<&tokio_postgres::Error>,
-    fallback: &str,
-    offset_chars: usize,
-    attempts: u32,
-) -> Error {
-    let Some(pg) = pg else {
-        return Error::Sql {
-            context: format!("migration {} failed", m.file),
-            detail: SqlDetail {
-                sqlstate: "XX000".into(),
-                message: fallback.into(),
-                location: None,
-                hint: None,
-            },
-        };
-    };
-    let position = crate::error::error_position(pg).unwrap_or(1);
-    let location = Some(m.location(&m.up, offset_chars + position));
+/// "migration X failed: X.sql:3: syntax error … (SQLSTATE 42601)". The line is the server's
+/// error position within the failing statement, or, when the server gives none (a GRANT to a
+/// missing role), the line on which that statement starts; never the section's first line for
+/// a statement further down.
+fn migration_error(m: &Migration, failure: &execute::Failure, table: &TableName) -> Error {
+    let pg = &failure.error;
+    let location = failure
+        .statement
+        .map(|offset| statement_location(m, &m.up, offset, pg));
     let mut detail = SqlDetail::from_pg(pg, location);
-    if is_lock_timeout(pg) {
+    let lock_timeout = is_lock_timeout(pg);
+    if lock_timeout {
         detail.message = format!(
-            "{} (gave up after {attempts} attempts; a session holds a conflicting lock)",
-            detail.message
+            "{} (gave up after {} attempts; a session holds a conflicting lock)",
+            detail.message, failure.attempts
         );
     }
     let kept = match m.up.transaction {
         Transaction::Wrapped => "nothing of it was kept; earlier migrations stay applied",
         Transaction::None => "it runs outside a transaction (transaction:false): statements before the failing one were kept",
     };
+    let advice = if lock_timeout {
+        "the file is not at fault: find the session holding the lock (pg_locks, pg_stat_activity), \
+         then run dhctl migrate again, or raise --lock-timeout / --lock-retries"
+    } else if failure.statement.is_none() {
+        "dhctl could not record it in the history table; check the role's privileges on it, then run dhctl migrate again"
+    } else {
+        "fix the file and run dhctl migrate again"
+    };
     detail.hint = Some(match detail.hint.take() {
-        Some(server_hint) => {
-            format!("{server_hint}\n{kept}; fix the file and run dhctl migrate again")
-        }
-        None => format!("{kept}; fix the file and run dhctl migrate again"),
+        Some(server_hint) => format!("{server_hint}\n{kept}; {advice}"),
+        None => format!("{kept}; {advice}"),
     });
-    Error::Sql {
-        context: format!("migration {} failed", m.file),
-        detail,
-    }
+    let context = match failure.statement {
+        Some(_) => format!("migration {} failed", m.file),
+        None => format!("migration {} failed while recording it in {table}", m.file),
+    };
+    Error::Sql { context, detail }
+}
+
+/// `file:line` of a failure in the statement that starts at byte `offset` of `section`.
+pub(crate) fn statement_location(
+    m: &Migration,
+    section: &super::catalog::Section,
+    offset: usize,
+    pg: &tokio_postgres::Error,
+) -> String {
+    let before = section.sql[..offset].chars().count();
+    let within = match crate::error::error_position(pg) {
+        Some(position) => position,
+        None => {
+            section.sql[offset..][..execute::code_start(&section.sql[offset..])]
+                .chars()
+                .count()
+                + 1
+        }
+    };
+    m.location(section, before + within)
 }
 
 fn step(m: &Migration, took: Option<Duration>, attempts: Option<u32>, show_sql: bool) -> Step {
@@ -414,6 +383,29 @@ mod tests {
         let mut row = applied(&c, 20240101000001);
         row.checksum = "0".into();
         assert_eq!(plan(&c, &[row], None).unwrap_err().exit_code(), 4);
+    }
+
+    #[test]
+    fn plan_treats_rows_newer_than_every_file_as_ahead_not_drift() {
+        let c = catalog();
+        let mut history: Vec<HistoryRow> = [20240101000001, 20240101000002, 20240101000003]
+            .iter()
+            .map(|v| applied(&c, *v))
+            .collect();
+        history.push(HistoryRow {
+            version: 20250101000000,
+            name: "newer".into(),
+            applied_on: String::new(),
+            checksum: "7".into(),
+        });
+        assert!(plan(&c, &history, None).unwrap().is_empty());
+        history.push(HistoryRow {
+            version: 20230101000000,
+            name: "older".into(),
+            applied_on: String::new(),
+            checksum: "7".into(),
+        });
+        assert_eq!(plan(&c, &history, None).unwrap_err().exit_code(), 4);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! commands that change the schema (migrate, rollback) or the folder (new).
 
 pub mod catalog;
+pub mod execute;
 pub mod history;
 pub mod migrate;
 pub mod new;
@@ -97,10 +98,20 @@ pub struct StatusReport {
     pub migrations: Vec<status::Entry>,
 }
 
+/// Whether `status --exit-code` fails on applied migrations newer than every file (the
+/// database ahead of this release): not by default, since that is what a rolling deploy looks
+/// like to the old release; with `--strict`, yes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ahead {
+    Allowed,
+    Refused,
+}
+
 impl StatusReport {
-    /// `status --exit-code`: 4 on drift, 1 with pending migrations, else 0.
-    pub fn exit_code(&self) -> i32 {
-        if self.counts.drift() {
+    /// `status --exit-code`: 4 on drift (and, with `--strict`, when the database is ahead of
+    /// this release), 1 with pending migrations, else 0.
+    pub fn exit_code(&self, ahead: Ahead) -> i32 {
+        if self.counts.drift() || (ahead == Ahead::Refused && self.counts.ahead > 0) {
             4
         } else if self.counts.pending > 0 {
             1
@@ -113,11 +124,16 @@ impl StatusReport {
 /// `dhctl status`: no lock, no change; a database without a history table is all pending.
 pub async fn status_report(cfg: &DbConfig, catalog: &Catalog) -> Result<StatusReport> {
     let session = connect(cfg, CreateDatabase::Never).await?;
-    let history = history::read(&session.client).await?;
-    let migrations = status::diff(catalog, history.as_deref().unwrap_or_default());
+    let history = history::read(
+        &session.client,
+        cfg.history_table.as_ref(),
+        history::Use::Read,
+    )
+    .await?;
+    let migrations = status::diff(catalog, &history.rows);
     Ok(StatusReport {
         database: cfg.display_target(),
-        history_table: history.is_some(),
+        history_table: history.located.exists,
         counts: status::Counts::of(&migrations),
         migrations,
     })

@@ -6,12 +6,13 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use super::catalog::{Catalog, Migration, Transaction};
-use super::history::{self, HistoryRow};
-use super::migrate::{ms, Mode};
-use super::{split, Locked, Progress};
+use super::catalog::{Catalog, Migration};
+use super::execute::{self, Bookkeeping};
+use super::history::{self, HistoryRow, TableName, Use};
+use super::migrate::{ms, statement_location, Mode};
+use super::{Locked, Progress};
 use crate::config::DbConfig;
-use crate::db::retry::{self, is_lock_timeout};
+use crate::db::retry::is_lock_timeout;
 use crate::error::{Error, Result, SqlDetail};
 
 /// Which applied migrations to undo.
@@ -19,8 +20,11 @@ use crate::error::{Error, Result, SqlDetail};
 pub enum Target {
     /// The newest N.
     Steps(u32),
-    /// Everything newer than this version.
+    /// Everything newer than this version, which must be applied (a typo in a destructive
+    /// command must not pick the nearest version).
     To(i64),
+    /// Every applied migration (`--all`).
+    All,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -67,9 +71,14 @@ pub async fn run(
     progress: &dyn Progress,
 ) -> Result<RollbackReport> {
     let started = Instant::now();
-    let history = history::read(&locked.session.client)
-        .await?
-        .unwrap_or_default();
+    let history = history::read(
+        &locked.session.client,
+        cfg.history_table.as_ref(),
+        Use::Write,
+    )
+    .await?;
+    let table = history.located.table;
+    let history = history.rows;
     let targets = select(catalog, &history, target)?;
     let mut report = RollbackReport {
         database: cfg.display_target(),
@@ -86,7 +95,7 @@ pub async fn run(
         if mode == Mode::Apply {
             progress.started(&m.file);
             let began = Instant::now();
-            undo(locked, cfg, m, progress).await?;
+            undo(locked, cfg, &table, m, progress).await?;
             took = Some(began.elapsed());
             progress.finished(&m.file, began.elapsed());
         }
@@ -116,20 +125,42 @@ pub fn select<'c>(
     let chosen: Vec<&HistoryRow> = match target {
         Target::Steps(n) => {
             if n as usize > applied.len() {
-                return Err(Error::usage(format!(
-                    "--steps {n}: only {} migration(s) are applied",
-                    applied.len()
-                )));
+                return Err(Error::usage_hint(
+                    format!(
+                        "--steps {n}: only {} migration(s) are applied; nothing was changed",
+                        applied.len()
+                    ),
+                    match applied.len() {
+                        0 => "there is nothing to roll back".to_string(),
+                        k => format!("--steps {k} (or --all) undoes every applied migration; `dhctl status` lists them"),
+                    },
+                ));
             }
             applied.into_iter().take(n as usize).collect()
         }
-        Target::To(version) => applied
-            .into_iter()
-            .filter(|h| h.version > version)
-            .collect(),
+        Target::To(version) => {
+            if !applied.iter().any(|h| h.version == version) {
+                return Err(not_applied(version, &applied));
+            }
+            applied
+                .into_iter()
+                .filter(|h| h.version > version)
+                .collect()
+        }
+        Target::All => applied,
     };
     let mut migrations = Vec::with_capacity(chosen.len());
+    let newest_file = catalog.migrations.iter().map(|m| m.version).max();
     for row in chosen {
+        if newest_file.is_some_and(|newest| row.version > newest) {
+            return Err(Error::usage_hint(
+                format!(
+                    "cannot roll back {}_{}: it is newer than every migration this release knows (the database is ahead of this release), so its down section is unknown; nothing was changed",
+                    row.version, row.name
+                ),
+                "roll it back with the release that applied it (its dhctl has the file)",
+            ));
+        }
         let Some(m) = catalog.get(row.version) else {
             return Err(Error::Drift {
                 message: format!(
@@ -160,62 +191,67 @@ pub fn select<'c>(
 async fn undo(
     locked: &mut Locked,
     cfg: &DbConfig,
+    table: &TableName,
     m: &Migration,
     progress: &dyn Progress,
 ) -> Result<()> {
     let down = m.down.as_ref().expect("checked");
     let on_retry = |attempt| progress.retrying(&m.file, attempt, "lock_timeout");
-    let lock_timeout = |(e, _): &Failure| is_lock_timeout(e);
-    let outcome = retry::retrying(
-        cfg.lock_retries,
-        lock_timeout,
-        &on_retry,
-        async || match down.transaction {
-            Transaction::Wrapped => undo_wrapped(locked, m).await,
-            Transaction::None => undo_unwrapped(locked, m).await,
-        },
-    )
-    .await;
-    let Err(((e, offset), _)) = outcome else {
+    let runner = execute::Run {
+        client: &locked.session.client,
+        table,
+        lock_timeout: cfg.lock_timeout,
+        retries: cfg.lock_retries,
+    };
+    let book = Bookkeeping::Erase { version: m.version };
+    let Err(failure) = runner.section(down, &book, &on_retry).await else {
         return Ok(());
     };
-    let position = crate::error::error_position(&e).unwrap_or(1);
-    let location = Some(m.location(down, offset + position));
+    let pg = &failure.error;
+    let location = failure
+        .statement
+        .map(|offset| statement_location(m, down, offset, pg));
+    let mut detail = SqlDetail::from_pg(pg, location);
+    if is_lock_timeout(pg) {
+        detail.message = format!(
+            "{} (gave up after {} attempts; a session holds a conflicting lock)",
+            detail.message, failure.attempts
+        );
+    }
     Err(Error::Sql {
-        context: format!("rolling back {} failed", m.file),
-        detail: SqlDetail::from_pg(&e, location),
+        context: match failure.statement {
+            Some(_) => format!("rolling back {} failed", m.file),
+            None => format!(
+                "rolling back {} failed while removing it from {table}",
+                m.file
+            ),
+        },
+        detail,
     })
 }
 
-type Failure = (tokio_postgres::Error, usize);
-
-async fn undo_wrapped(locked: &mut Locked, m: &Migration) -> std::result::Result<(), Failure> {
-    let down = m.down.as_ref().expect("checked");
-    let tx = locked
-        .session
-        .client
-        .transaction()
-        .await
-        .map_err(|e| (e, 0))?;
-    tx.batch_execute(&down.sql).await.map_err(|e| (e, 0))?;
-    history::delete(&tx, m.version).await.map_err(|e| (e, 0))?;
-    tx.commit().await.map_err(|e| (e, 0))
-}
-
-async fn undo_unwrapped(locked: &mut Locked, m: &Migration) -> std::result::Result<(), Failure> {
-    let down = m.down.as_ref().expect("checked");
-    let client = &locked.session.client;
-    for statement in split::split(&down.sql) {
-        let offset = down.sql[..statement.offset].chars().count();
-        client
-            .batch_execute(statement.sql)
-            .await
-            .map_err(|e| (e, offset))?;
-    }
-    history::delete(client, m.version)
-        .await
-        .map_err(|e| (e, 0))?;
-    Ok(())
+/// `--to V` names no applied version: say which applied versions are nearest.
+fn not_applied(version: i64, applied: &[&HistoryRow]) -> Error {
+    let mut near: Vec<i64> = applied.iter().map(|h| h.version).collect();
+    near.sort_by_key(|v| v.abs_diff(version));
+    near.truncate(3);
+    near.sort_unstable();
+    let hint = if near.is_empty() {
+        "no migration is applied; there is nothing to roll back".to_string()
+    } else {
+        format!(
+            "VERSION must be an applied version, which stays applied; the nearest applied: {}; \
+             to roll back every migration, use --all",
+            near.iter()
+                .map(i64::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
+    Error::usage_hint(
+        format!("--to {version}: no applied migration has that version; nothing was changed"),
+        hint,
+    )
 }
 
 #[cfg(test)]
@@ -279,6 +315,35 @@ mod tests {
         let mut h = rows(&c, &[20240101000001]);
         h[0].checksum = "1".into();
         assert_eq!(select(&c, &h, Target::Steps(1)).unwrap_err().exit_code(), 4);
+    }
+
+    #[test]
+    fn to_must_name_an_applied_version_and_all_takes_everything() {
+        let c = catalog();
+        let h = rows(&c, &[20240101000001, 20240101000003]);
+        let err = select(&c, &h, Target::To(20240101000009)).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert!(err.hint().unwrap().contains("20240101000003"), "{err:?}");
+        assert!(select(&c, &h, Target::To(0)).is_err());
+        let t = select(&c, &h, Target::To(20240101000001)).unwrap();
+        assert_eq!(t.len(), 1);
+        let all = select(&c, &rows(&c, &[20240101000001]), Target::All).unwrap();
+        assert_eq!(all[0].version, 20240101000001);
+    }
+
+    #[test]
+    fn refuses_to_roll_back_what_is_ahead_of_this_release() {
+        let c = catalog();
+        let mut h = rows(&c, &[20240101000001, 20240101000003]);
+        h.push(HistoryRow {
+            version: 20250101000000,
+            name: "newer".into(),
+            applied_on: String::new(),
+            checksum: "1".into(),
+        });
+        let err = select(&c, &h, Target::Steps(1)).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert!(err.to_string().contains("ahead of this release"), "{err}");
     }
 
     #[test]

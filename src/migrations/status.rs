@@ -3,6 +3,8 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use std::collections::HashMap;
+
 use super::catalog::Catalog;
 use super::history::HistoryRow;
 
@@ -15,8 +17,12 @@ pub enum State {
     Pending,
     /// Applied, but the file's up section (or name) changed since.
     Modified,
-    /// Applied, but no file has its version any more.
+    /// Applied, older than the newest file, and no file has its version any more.
     Missing,
+    /// Applied and newer than every file: the database is ahead of this release (a newer
+    /// release applied it during a rolling deploy). Not drift; `status --strict` and
+    /// `verify` still fail on it.
+    Ahead,
 }
 
 impl State {
@@ -26,6 +32,7 @@ impl State {
             State::Pending => "pending",
             State::Modified => "modified",
             State::Missing => "missing",
+            State::Ahead => "ahead",
         }
     }
 }
@@ -41,11 +48,17 @@ pub struct Entry {
     pub applied_at: Option<DateTime<Utc>>,
 }
 
-/// One entry per version found in either the catalog or the history, in version order.
+/// One entry per version found in either the catalog or the history, in version order. Linear:
+/// the history is indexed by version once.
+///
+/// The one rule every command shares (migrate, status, rollback, verify, dhctl-health's
+/// readiness): an applied version without a file is `ahead` when it is newer than every file,
+/// else `missing` (drift). Without any file there is no release to be ahead of: `missing`.
 pub fn diff(catalog: &Catalog, history: &[HistoryRow]) -> Vec<Entry> {
+    let by_version: HashMap<i64, &HistoryRow> = history.iter().map(|h| (h.version, h)).collect();
     let mut entries: Vec<Entry> = Vec::with_capacity(catalog.migrations.len().max(history.len()));
     for m in &catalog.migrations {
-        let applied = history.iter().find(|h| h.version == m.version);
+        let applied = by_version.get(&m.version).copied();
         let state = match applied {
             None => State::Pending,
             Some(h) if h.name == m.name && h.checksum == m.checksum.to_string() => State::Applied,
@@ -59,19 +72,33 @@ pub fn diff(catalog: &Catalog, history: &[HistoryRow]) -> Vec<Entry> {
             applied_at: applied.and_then(HistoryRow::applied_at),
         });
     }
+    let newest_file = catalog.migrations.iter().map(|m| m.version).max();
     for h in history {
         if catalog.get(h.version).is_none() {
+            let state = match newest_file {
+                Some(newest) if h.version > newest => State::Ahead,
+                _ => State::Missing,
+            };
             entries.push(Entry {
                 version: h.version,
                 name: h.name.clone(),
                 file: None,
-                state: State::Missing,
+                state,
                 applied_at: h.applied_at(),
             });
         }
     }
     entries.sort_by_key(|e| e.version);
     entries
+}
+
+/// The entries that are ahead of this release.
+pub fn ahead(entries: &[Entry]) -> Vec<Entry> {
+    entries
+        .iter()
+        .filter(|e| e.state == State::Ahead)
+        .cloned()
+        .collect()
 }
 
 /// Counts by state, for summaries and exit codes.
@@ -81,6 +108,7 @@ pub struct Counts {
     pub pending: usize,
     pub modified: usize,
     pub missing: usize,
+    pub ahead: usize,
 }
 
 impl Counts {
@@ -92,6 +120,7 @@ impl Counts {
                 State::Pending => c.pending += 1,
                 State::Modified => c.modified += 1,
                 State::Missing => c.missing += 1,
+                State::Ahead => c.ahead += 1,
             }
         }
         c
@@ -184,12 +213,49 @@ mod tests {
                 applied: 1,
                 pending: 1,
                 modified: 1,
-                missing: 1
+                missing: 1,
+                ahead: 0,
             }
         );
         let message = drift_message(&entries).unwrap();
         assert!(message.contains("20240101000002_b.sql was modified"));
         assert!(message.contains("20230101000000_gone was applied but its file is missing"));
+    }
+
+    #[test]
+    fn applied_versions_newer_than_every_file_are_ahead_not_drift() {
+        let c = catalog(&[
+            ("20240101000001_a.sql", "SELECT 1;"),
+            ("20240101000003_c.sql", "SELECT 3;"),
+        ]);
+        let row = |version, name: &str| HistoryRow {
+            version,
+            name: name.into(),
+            applied_on: String::new(),
+            checksum: "1".into(),
+        };
+        let entries = diff(
+            &c,
+            &[
+                row(20240101000001, "a"),
+                row(20240101000002, "gone"),
+                row(20240101000003, "c"),
+                row(20250101000000, "newer"),
+            ],
+        );
+        let states: Vec<_> = entries.iter().map(|e| (e.version, e.state)).collect();
+        assert_eq!(states[1], (20240101000002, State::Missing));
+        assert_eq!(states[3], (20250101000000, State::Ahead));
+        let counts = Counts::of(&entries);
+        assert_eq!((counts.missing, counts.ahead), (1, 1));
+        assert_eq!(ahead(&entries).len(), 1);
+        assert!(!drift_message(&entries).unwrap().contains("newer"));
+        let empty = Catalog::default();
+        assert_eq!(
+            diff(&empty, &[row(1, "x")])[0].state,
+            State::Missing,
+            "no file at all: nothing to be ahead of"
+        );
     }
 
     #[test]

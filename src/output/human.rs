@@ -50,6 +50,17 @@ fn millis(ms: Option<f64>) -> String {
 
 pub fn migrate(r: &MigrateReport) -> String {
     let mut out = migrations_part(r);
+    if !r.ahead.is_empty() {
+        out.push_str(&format!(
+            "the database is ahead of this release: {} applied migration(s) newer than every file here ({}); nothing to do for them\n",
+            r.ahead.len(),
+            r.ahead
+                .iter()
+                .map(|e| format!("{}_{}", e.version, e.name))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
     if let Some(partitions) = &r.partitions {
         out.push_str(&super::partitions::ensured(partitions));
     }
@@ -135,6 +146,9 @@ pub fn status(r: &StatusReport) -> String {
     }
     if c.missing > 0 {
         summary.push_str(&format!(", {} missing", c.missing));
+    }
+    if c.ahead > 0 {
+        summary.push_str(&format!(", {} ahead (applied by a newer release)", c.ahead));
     }
     format!("{t}\n{summary}\n")
 }

@@ -31,7 +31,9 @@ pub async fn run(kind: Kind, ctx: &Context<'_>) -> Result<Check> {
 
 fn history_check(ctx: &Context<'_>) -> Check {
     let counts = Counts::of(&ctx.entries);
-    if !counts.drift() {
+    // Applied migrations newer than every file (the database ahead of this release) do not
+    // stop migrate during a rolling deploy, but this database is not what these files say.
+    if !counts.drift() && counts.ahead == 0 {
         let summary = if ctx.history_table {
             format!(
                 "{} applied migration(s), each file unchanged",
@@ -46,15 +48,24 @@ fn history_check(ctx: &Context<'_>) -> Check {
         Kind::History,
         Outcome::Fail,
         format!(
-            "{} modified and {} missing of {} applied migration(s)",
+            "{} modified, {} missing and {} ahead of this release of {} applied migration(s)",
             counts.modified,
             counts.missing,
-            counts.applied + counts.modified + counts.missing
+            counts.ahead,
+            counts.applied + counts.modified + counts.missing + counts.ahead
         ),
     );
     check.details = status::drift_message(&ctx.entries)
         .map(|m| m.lines().map(str::to_string).collect())
         .unwrap_or_default();
+    check
+        .details
+        .extend(status::ahead(&ctx.entries).iter().map(|e| {
+            format!(
+                "migration {}_{} was applied by a newer release: no file here has its version",
+                e.version, e.name
+            )
+        }));
     check
 }
 

@@ -5,7 +5,6 @@ use tokio_postgres::Client;
 
 use crate::db::ident::quote_ident;
 use crate::error::{Error, Result};
-use crate::migrations::history;
 
 /// What verify reads from the live database before anything else.
 #[derive(Debug, Clone)]
@@ -43,7 +42,7 @@ impl Facts {
 }
 
 /// Reads the [`Facts`] (one round trip).
-pub async fn facts(client: &Client) -> Result<Facts> {
+pub async fn facts(client: &Client, history_table: &str) -> Result<Facts> {
     let rows = client
         .query(
             "SELECT coalesce((SELECT n.nspname FROM pg_class c \
@@ -62,7 +61,7 @@ pub async fn facts(client: &Client) -> Result<Facts> {
                           WHERE e.extname <> 'plpgsql' ORDER BY e.extname), \
                     ARRAY(SELECT e.extversion FROM pg_extension e \
                           WHERE e.extname <> 'plpgsql' ORDER BY e.extname)",
-            &[&history::TABLE],
+            &[&history_table],
         )
         .await
         .map_err(|e| Error::sql("reading the live database's settings", &e))?;

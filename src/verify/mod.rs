@@ -256,12 +256,12 @@ async fn gather<'a>(
     options: &'a Options,
 ) -> Result<Context<'a>> {
     let client = &session.client;
-    // Pipelined: both are sent before either answer is awaited.
-    let (history, facts) =
-        futures_util::future::join(history::read(client), live::facts(client)).await;
-    let (history, facts) = (history?, facts?);
-    let history_table = history.is_some();
-    let history: Vec<HistoryRow> = history.unwrap_or_default();
+    // The history table is found by name in the catalog (never through search_path) and
+    // checked before it is trusted; the main schema to verify is the one that holds it.
+    let history = history::read(client, cfg.history_table.as_ref(), history::Use::Read).await?;
+    let facts = live::facts(client, &history.located.table.sql()).await?;
+    let history_table = history.located.exists;
+    let history: Vec<HistoryRow> = history.rows;
     let entries = status::diff(catalog, &history);
     let drift = Counts::of(&entries).drift();
     let applied: Vec<&Migration> = entries

@@ -1,0 +1,292 @@
+//! Runs one section (an up or a down) and dhctl's bookkeeping for it, the way psql runs a file:
+//! statement by statement, so that a failure names the statement that failed even when the
+//! server gives no position. A transactional section runs in one transaction with its history
+//! write; a `transaction:false` one runs each statement on its own, then writes history.
+//!
+//! Before the history write the session is put back into dhctl's own state
+//! ([`crate::db::restore_session`]): whatever the migration SET (search_path, a role,
+//! lock_timeout = 0, read-only defaults …) neither changes how dhctl records it nor outlives it.
+
+use std::time::Duration;
+
+use tokio_postgres::types::Type;
+use tokio_postgres::Client;
+
+use super::catalog::{Section, Transaction};
+use super::history::{self, TableName};
+use crate::db::restore_session;
+use crate::db::retry::{self, is_lock_timeout};
+
+/// What dhctl records once the section ran.
+pub enum Bookkeeping<'a> {
+    /// An up section: insert the history row.
+    Record {
+        version: i64,
+        name: &'a str,
+        checksum: u64,
+    },
+    /// A down section: delete the history row.
+    Erase { version: i64 },
+}
+
+/// How a section runs.
+pub struct Run<'a> {
+    pub client: &'a Client,
+    pub table: &'a TableName,
+    pub lock_timeout: Duration,
+    pub retries: u32,
+}
+
+/// A failed section: the driver error and, when a statement of the section failed (rather than
+/// dhctl's own bookkeeping), the byte offset where that statement's code starts.
+#[derive(Debug)]
+pub struct Failure {
+    pub error: tokio_postgres::Error,
+    pub statement: Option<usize>,
+    pub attempts: u32,
+}
+
+impl Run<'_> {
+    /// Runs `section` and `book`, retrying on lock_timeout (a whole transaction, or one
+    /// statement of a `transaction:false` section). Returns the attempts made.
+    pub async fn section(
+        &self,
+        section: &Section,
+        book: &Bookkeeping<'_>,
+        on_retry: &dyn Fn(u32),
+    ) -> Result<u32, Failure> {
+        match section.transaction {
+            Transaction::Wrapped => {
+                let lock_timeout = |f: &Failure| is_lock_timeout(&f.error);
+                retry::retrying(self.retries, lock_timeout, on_retry, async || {
+                    self.wrapped(section, book).await
+                })
+                .await
+                .map(|((), attempts)| attempts)
+                .map_err(|(failure, attempts)| Failure {
+                    attempts,
+                    ..failure
+                })
+            }
+            Transaction::None => self.unwrapped(section, book, on_retry).await,
+        }
+    }
+
+    async fn wrapped(&self, section: &Section, book: &Bookkeeping<'_>) -> Result<(), Failure> {
+        self.client
+            .batch_execute("BEGIN")
+            .await
+            .map_err(|e| failure(e, None))?;
+        let outcome = async {
+            self.statements(section, &|_| {}, 0).await?;
+            self.finish(book, Transaction::Wrapped).await
+        }
+        .await;
+        if outcome.is_err() {
+            // Back to a clean session for a retry, or for whatever dhctl does next; if the
+            // connection is gone there is nothing to clean.
+            let _ = self.client.batch_execute("ROLLBACK").await;
+            let _ = restore_session(self.client, self.lock_timeout).await;
+        }
+        outcome
+    }
+
+    async fn unwrapped(
+        &self,
+        section: &Section,
+        book: &Bookkeeping<'_>,
+        on_retry: &dyn Fn(u32),
+    ) -> Result<u32, Failure> {
+        let attempts = async {
+            let attempts = self.statements(section, on_retry, self.retries).await?;
+            // A section that opened a transaction and did not close it would take dhctl's
+            // history row into that transaction, to be rolled back when the session ends.
+            self.client
+                .batch_execute(CLOSED_TRANSACTION)
+                .await
+                .map_err(|e| failure(e, Some(section.sql.len())))?;
+            Ok(attempts)
+        }
+        .await;
+        let attempts = match attempts {
+            Ok(attempts) => attempts,
+            Err(failure) => {
+                // ROLLBACK outside a transaction is only a warning.
+                let _ = self.client.batch_execute("ROLLBACK").await;
+                let _ = restore_session(self.client, self.lock_timeout).await;
+                return Err(failure);
+            }
+        };
+        self.finish(book, Transaction::None).await?;
+        Ok(attempts)
+    }
+
+    /// Sends each statement on its own, each retried up to `retries` times on lock_timeout
+    /// (0 inside a transaction, which is retried whole). Returns the most attempts one took.
+    async fn statements(
+        &self,
+        section: &Section,
+        on_retry: &dyn Fn(u32),
+        retries: u32,
+    ) -> Result<u32, Failure> {
+        let mut most = 1;
+        for statement in super::split::split(&section.sql) {
+            let outcome = retry::batch_execute(self.client, statement.sql, retries, on_retry).await;
+            match outcome {
+                Ok(attempts) => most = most.max(attempts),
+                Err((error, attempts)) => {
+                    return Err(Failure {
+                        error,
+                        statement: Some(statement.offset),
+                        attempts,
+                    })
+                }
+            }
+        }
+        Ok(most)
+    }
+
+    /// Restores dhctl's session, writes history and (in a transaction) commits: sent together,
+    /// one round trip. The results are judged in order: a COMMIT of a transaction that an
+    /// earlier step aborted answers ROLLBACK without an error, so it never counts alone.
+    async fn finish(&self, book: &Bookkeeping<'_>, mode: Transaction) -> Result<(), Failure> {
+        let write = async {
+            match book {
+                Bookkeeping::Record {
+                    version,
+                    name,
+                    checksum,
+                } => {
+                    let applied_on = history::now_text();
+                    let checksum = checksum.to_string();
+                    self.client
+                        .query_typed(
+                            &history::insert_sql(self.table),
+                            &[
+                                (version, Type::INT8),
+                                (name, Type::TEXT),
+                                (&applied_on, Type::TEXT),
+                                (&checksum, Type::TEXT),
+                            ],
+                        )
+                        .await
+                }
+                Bookkeeping::Erase { version } => {
+                    self.client
+                        .query_typed(&history::delete_sql(self.table), &[(version, Type::INT8)])
+                        .await
+                }
+            }
+        };
+        let commit = async {
+            match mode {
+                Transaction::Wrapped => self.client.batch_execute("COMMIT").await,
+                Transaction::None => Ok(()),
+            }
+        };
+        let lock_held = still_locked_sql();
+        let (restored, written, held, committed) = futures_util::future::join4(
+            restore_session(self.client, self.lock_timeout),
+            write,
+            self.client.batch_execute(&lock_held),
+            commit,
+        )
+        .await;
+        restored.map_err(|e| failure(e, None))?;
+        written.map_err(|e| failure(e, None))?;
+        held.map_err(|e| failure(e, None))?;
+        committed.map_err(|e| failure(e, None))
+    }
+}
+
+/// Fails (SQLSTATE 25001) when the session is inside a transaction block that an earlier
+/// statement opened: a transaction that started with this statement has its start time equal to
+/// the statement's (docs: functions-datetime, "Current Date/Time").
+const CLOSED_TRANSACTION: &str = "DO $$BEGIN \
+    IF pg_catalog.now() OPERATOR(pg_catalog.<>) pg_catalog.statement_timestamp() THEN \
+    RAISE EXCEPTION 'the section ends inside a transaction it opened (BEGIN without COMMIT)' \
+    USING ERRCODE = '25001', HINT = 'end the section with COMMIT, or let dhctl run it in a transaction (remove transaction:false)'; \
+    END IF; END$$";
+
+/// Fails (SQLSTATE 55000) unless this session still holds dhctl's advisory lock: a migration
+/// that ran `pg_advisory_unlock_all()` or (outside a transaction) `DISCARD ALL` released it, and
+/// other runners may be migrating at the same time. In a transaction this also undoes the
+/// migration. The key is a compile-time constant, split as pg_locks shows it.
+fn still_locked_sql() -> String {
+    let key = crate::db::lock::LOCK_KEY;
+    format!(
+        "DO $$BEGIN IF NOT EXISTS (SELECT FROM pg_catalog.pg_locks WHERE locktype = 'advisory' \
+           AND pid = pg_catalog.pg_backend_pid() AND granted AND objsubid = 1 \
+           AND classid = {} AND objid = {}) THEN \
+         RAISE EXCEPTION 'the migration released dhctl''s advisory lock (pg_advisory_unlock_all() or DISCARD ALL): other runners may be migrating at the same time' \
+         USING ERRCODE = '55000', HINT = 'remove that statement from the file; dhctl holds the lock for the whole run'; \
+         END IF; END$$",
+        (key >> 32) as u32,
+        (key & 0xffff_ffff) as u32
+    )
+}
+
+fn failure(error: tokio_postgres::Error, statement: Option<usize>) -> Failure {
+    Failure {
+        error,
+        statement,
+        attempts: 1,
+    }
+}
+
+/// Where a statement's code starts: past leading line and block comments, so that a failure
+/// without a server position names the statement's own line rather than a comment above it.
+pub fn code_start(sql: &str) -> usize {
+    let mut rest = sql;
+    loop {
+        let trimmed = rest.trim_start();
+        if let Some(after) = trimmed.strip_prefix("--") {
+            rest = after.find('\n').map_or("", |n| &after[n + 1..]);
+        } else if trimmed.starts_with("/*") {
+            match block_comment_end(trimmed) {
+                Some(end) => rest = &trimmed[end..],
+                None => return sql.len() - trimmed.len(),
+            }
+        } else {
+            return sql.len() - trimmed.len();
+        }
+    }
+}
+
+/// The byte just past a (nested) block comment that opens `text`.
+fn block_comment_end(text: &str) -> Option<usize> {
+    let bytes = text.as_bytes();
+    let (mut depth, mut i) = (0usize, 0);
+    while i + 1 < bytes.len() {
+        match (bytes[i], bytes[i + 1]) {
+            (b'/', b'*') => {
+                depth += 1;
+                i += 2;
+            }
+            (b'*', b'/') => {
+                depth -= 1;
+                i += 2;
+                if depth == 0 {
+                    return Some(i);
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::code_start;
+
+    #[test]
+    fn code_starts_after_leading_comments() {
+        assert_eq!(code_start("GRANT x"), 0);
+        let sql = "-- grant it\n  /* a /* nested */ note */\nGRANT x";
+        assert_eq!(&sql[code_start(sql)..], "GRANT x");
+        assert_eq!(code_start("-- only a comment"), "-- only a comment".len());
+        let open = "/* never closed";
+        assert_eq!(code_start(open), 0);
+    }
+}
