@@ -350,7 +350,7 @@ pub struct VerifyArgs {
 
     /// Fail (exit 1) when a check is skipped (e.g. the schema check when no scratch database
     /// can be had), instead of reporting it and exiting on the others.
-    #[arg(long, env = "DHCTL_VERIFY_REQUIRE_ALL")]
+    #[arg(long, env = "DHCTL_VERIFY_REQUIRE_ALL", hide_env_values = true)]
     pub require_all: bool,
 }
 
