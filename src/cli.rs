@@ -286,8 +286,9 @@ pub struct PartitionCreateArgs {
 
 #[derive(Debug, Args)]
 pub struct PartitionPruneArgs {
-    /// Override the policy's retention, e.g. "13 months", "90 days".
-    #[arg(long, value_name = "DURATION")]
+    /// Override the policy's retention, e.g. "13 months", "90 days". Needs --table: one
+    /// retention for every table would cut the longer-lived ones short.
+    #[arg(long, value_name = "DURATION", requires = "table")]
     pub retention: Option<String>,
 
     /// Only this table (default: every policy with a retention).

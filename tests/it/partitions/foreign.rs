@@ -1,0 +1,395 @@
+//! Tables dhctl did not make: scratch tables and policies of each test's own, made the way other
+//! hands make them (partitions in other schemas, views, generated columns, publications, a DEFAULT
+//! partition, odd DateStyles), and the clock guard that keeps live months whatever --now says.
+
+use crate::harness::*;
+
+/// A folder of policies: (table, retention) each, monthly on created_at, premake 2.
+pub fn policies(list: &[(&str, Option<&str>)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (table, retention) in list {
+        let mut text = format!(
+            "table = \"{table}\"\ncolumn = \"created_at\"\ninterval = \"month\"\npremake = 2\n"
+        );
+        if let Some(r) = retention {
+            text.push_str(&format!("retention = \"{r}\"\n"));
+        }
+        std::fs::write(dir.path().join(format!("{table}.toml")), text).unwrap();
+    }
+    dir
+}
+
+/// A range-partitioned scratch table with no partitions.
+pub fn scratch(db: &TestDb, table: &str) {
+    db.exec(&format!(
+        "CREATE TABLE {table} (id bigint, created_at timestamptz NOT NULL, note text) \
+         PARTITION BY RANGE (created_at)"
+    ));
+}
+
+pub fn with(db: &TestDb, dir: &tempfile::TempDir, args: &[&str]) -> Run {
+    dhctl(&db.url)
+        .env("DHCTL_PARTITIONS_DIR", dir.path())
+        .args(args)
+        .run()
+}
+
+/// `schema.name` of every partition of `table`, sorted.
+pub fn attached(db: &TestDb, table: &str) -> Vec<String> {
+    db.column(&format!(
+        "SELECT c.relnamespace::regnamespace::text || '.' || c.relname FROM pg_inherits i \
+         JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = '{table}'::regclass ORDER BY 1"
+    ))
+}
+
+/// The server's current month as a partition suffix, e.g. 2026_11, and with an offset in months.
+pub fn server_month(db: &TestDb, offset: i32) -> String {
+    db.value(&format!(
+        "SELECT to_char((now() AT TIME ZONE 'UTC') + interval '{offset} months', 'YYYY_MM')"
+    ))
+}
+
+#[test]
+fn prune_leaves_a_policy_without_retention_alone_and_prunes_the_others() {
+    let db = TestDb::new("fnoret");
+    scratch(&db, "keepall");
+    scratch(&db, "short");
+    let dir = policies(&[("keepall", None), ("short", Some("1 month"))]);
+    with(
+        &db,
+        &dir,
+        &["partition", "create", "--now", "2024-01-15T00:00:00Z"],
+    )
+    .expect_code(0);
+    with(&db, &dir, &["partition", "create"]).expect_code(0);
+    let dry = with(
+        &db,
+        &dir,
+        &["partition", "prune", "--dry-run", "--format", "json"],
+    );
+    dry.expect_code(0);
+    assert_eq!(dry.json()["tables"][0]["steps"], serde_json::json!([]));
+    let run = with(&db, &dir, &["partition", "prune", "--format", "json"]);
+    run.expect_code(0);
+    assert_eq!(attached(&db, "keepall").len(), 6);
+    assert_eq!(attached(&db, "short").len(), 3, "{}", run.stdout);
+    assert!(!attached(&db, "short").contains(&"public.short_2024_01".to_string()));
+}
+
+#[test]
+fn prune_with_now_past_the_server_clock_keeps_current_and_future_partitions() {
+    let db = TestDb::new("fclock");
+    scratch(&db, "clocked");
+    let dir = policies(&[("clocked", Some("1 month"))]);
+    with(
+        &db,
+        &dir,
+        &[
+            "partition",
+            "create",
+            "--now",
+            "2024-01-15T00:00:00Z",
+            "--ahead",
+            "0",
+        ],
+    )
+    .expect_code(0);
+    with(&db, &dir, &["partition", "create"]).expect_code(0);
+    db.exec("INSERT INTO clocked SELECT 1, now()");
+    let run = with(
+        &db,
+        &dir,
+        &[
+            "partition",
+            "prune",
+            "--now",
+            "2099-06-01T00:00:00Z",
+            "--format",
+            "json",
+        ],
+    );
+    run.expect_code(0);
+    let current = format!("public.clocked_{}", server_month(&db, 0));
+    let parts = attached(&db, "clocked");
+    assert_eq!(parts.len(), 3, "{parts:?}\n{}", run.stdout);
+    assert!(parts.contains(&current), "{parts:?}");
+    assert_eq!(db.value("SELECT count(*) FROM clocked"), "1");
+    let doc = run.json();
+    let kept = doc["tables"][0]["kept"].as_array().unwrap();
+    assert_eq!(kept.len(), 3, "{doc}");
+    assert!(
+        kept[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("server's clock"),
+        "{doc}"
+    );
+    assert_eq!(doc["tables"][0]["steps"][0]["name"], "clocked_2024_01");
+}
+
+#[test]
+fn prune_detaches_the_partition_in_its_own_schema_and_says_which() {
+    let db = TestDb::new("fschema");
+    scratch(&db, "sy");
+    let dir = policies(&[("sy", Some("1 month"))]);
+    // Same name in two schemas: the old one in arch, the live month in public.
+    db.exec(
+        "CREATE SCHEMA arch; \
+         CREATE TABLE arch.sy_2024_01 PARTITION OF sy \
+             FOR VALUES FROM ('2024-01-01 00:00:00+00') TO ('2024-02-01 00:00:00+00'); \
+         INSERT INTO sy VALUES (1, '2024-01-10 00:00:00+00');",
+    );
+    db.exec(
+        "CREATE TABLE public.sy_2024_01 PARTITION OF sy FOR VALUES FROM \
+         (date_trunc('month', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC') TO \
+         ((date_trunc('month', now() AT TIME ZONE 'UTC') + interval '1 month') AT TIME ZONE 'UTC'); \
+         INSERT INTO sy SELECT 2, now();",
+    );
+    let run = with(&db, &dir, &["partition", "prune", "--format", "json"]);
+    run.expect_code(0);
+    assert_eq!(attached(&db, "sy"), ["public.sy_2024_01"]);
+    assert_eq!(db.value("SELECT count(*) FROM sy WHERE id = 2"), "1");
+    assert_eq!(
+        db.value("SELECT to_regclass('arch.sy_2024_01') IS NULL"),
+        "t"
+    );
+    let step = &run.json()["tables"][0]["steps"][0];
+    assert_eq!(
+        (&step["schema"], &step["name"]),
+        (&"arch".into(), &"sy_2024_01".into())
+    );
+    let human = with(&db, &dir, &["partition", "prune", "--dry-run"]);
+    assert!(!human.stdout.contains("would detach"), "{}", human.stdout);
+}
+
+#[test]
+fn prune_does_not_detach_a_partition_it_could_not_drop() {
+    let db = TestDb::new("fview");
+    scratch(&db, "viewed");
+    let dir = policies(&[("viewed", Some("1 month"))]);
+    with(
+        &db,
+        &dir,
+        &[
+            "partition",
+            "create",
+            "--now",
+            "2024-01-15T00:00:00Z",
+            "--ahead",
+            "1",
+        ],
+    )
+    .expect_code(0);
+    with(&db, &dir, &["partition", "create"]).expect_code(0);
+    db.exec("CREATE VIEW jan AS SELECT * FROM viewed_2024_01");
+    let run = with(&db, &dir, &["partition", "prune", "--format", "json"]);
+    run.expect_code(2);
+    let doc = run.json();
+    let error = doc["tables"][0]["error"].as_str().unwrap();
+    assert!(error.contains("view jan depends on it"), "{error}");
+    // The other old partition went; the viewed one is still attached, rows and all.
+    let parts = attached(&db, "viewed");
+    assert!(
+        parts.contains(&"public.viewed_2024_01".to_string()),
+        "{parts:?}"
+    );
+    assert!(
+        !parts.contains(&"public.viewed_2024_02".to_string()),
+        "{parts:?}"
+    );
+}
+
+#[test]
+fn a_failed_drop_is_reported_as_detached_and_kept_and_status_shows_the_table() {
+    let db = TestDb::new("fdrop");
+    scratch(&db, "stuck");
+    let dir = policies(&[("stuck", Some("1 month"))]);
+    with(
+        &db,
+        &dir,
+        &[
+            "partition",
+            "create",
+            "--now",
+            "2024-01-15T00:00:00Z",
+            "--ahead",
+            "0",
+        ],
+    )
+    .expect_code(0);
+    with(&db, &dir, &["partition", "create"]).expect_code(0);
+    // Something dhctl cannot see in advance refuses the DROP (here an event trigger).
+    db.exec(
+        "CREATE FUNCTION no_drop() RETURNS event_trigger LANGUAGE plpgsql AS \
+         $$ BEGIN RAISE EXCEPTION 'drops are frozen'; END $$; \
+         CREATE EVENT TRIGGER frozen_drops ON ddl_command_start WHEN TAG IN ('DROP TABLE') \
+         EXECUTE FUNCTION no_drop();",
+    );
+    let run = with(&db, &dir, &["partition", "prune", "--format", "json"]);
+    db.exec("DROP EVENT TRIGGER frozen_drops");
+    run.expect_code(2);
+    let doc = run.json();
+    let step = &doc["tables"][0]["steps"][0];
+    assert_eq!(
+        (&step["action"], &step["then"]),
+        (&"detach".into(), &"keep".into()),
+        "{doc}"
+    );
+    assert!(
+        doc["tables"][0]["not_done"].as_array().unwrap().is_empty(),
+        "{doc}"
+    );
+    assert_eq!(
+        db.value("SELECT relispartition::text FROM pg_class WHERE relname = 'stuck_2024_01'"),
+        "false"
+    );
+    let status = with(&db, &dir, &["partition", "status", "--format", "json"]);
+    status.expect_code(0);
+    let others = &status.json()["tables"][0]["others"];
+    assert_eq!(others[0]["name"], "stuck_2024_01", "{others}");
+    assert_eq!(others[0]["what"], "detached");
+}
+
+#[test]
+fn prune_never_leaves_a_table_without_partitions_and_keeps_the_newest_rows() {
+    let db = TestDb::new("flast");
+    scratch(&db, "stale");
+    let dir = policies(&[("stale", Some("1 month"))]);
+    with(
+        &db,
+        &dir,
+        &[
+            "partition",
+            "create",
+            "--now",
+            "2024-01-15T00:00:00Z",
+            "--ahead",
+            "2",
+        ],
+    )
+    .expect_code(0);
+    db.exec("INSERT INTO stale VALUES (1, '2024-02-10 00:00:00+00')");
+    let run = with(&db, &dir, &["partition", "prune", "--format", "json"]);
+    run.expect_code(0);
+    assert_eq!(attached(&db, "stale"), ["public.stale_2024_02"]);
+    assert_eq!(db.value("SELECT count(*) FROM stale"), "1");
+    let kept = &run.json()["tables"][0]["kept"][0];
+    assert_eq!(kept["name"], "stale_2024_02");
+    assert!(kept["reason"]
+        .as_str()
+        .unwrap()
+        .contains("never leaves a table without partitions"));
+}
+
+#[test]
+fn a_command_line_retention_needs_a_table() {
+    let db = TestDb::new("fretention");
+    scratch(&db, "long");
+    let dir = policies(&[("long", Some("13 months"))]);
+    with(
+        &db,
+        &dir,
+        &[
+            "partition",
+            "create",
+            "--now",
+            "2024-01-15T00:00:00Z",
+            "--ahead",
+            "0",
+        ],
+    )
+    .expect_code(0);
+    let before = attached(&db, "long");
+    let run = with(&db, &dir, &["partition", "prune", "--retention", "1 month"]);
+    run.expect_code(2);
+    assert!(run.stderr.contains("--table"), "{}", run.stderr);
+    assert_eq!(attached(&db, "long"), before);
+    // With --table it is what the operator asked for.
+    let run = with(
+        &db,
+        &dir,
+        &[
+            "partition",
+            "prune",
+            "--retention",
+            "1 month",
+            "--table",
+            "long",
+            "--now",
+            "2026-01-01T00:00:00Z",
+        ],
+    );
+    run.expect_code(0);
+}
+
+#[test]
+fn one_table_refused_does_not_stop_the_others_and_the_report_has_each_outcome() {
+    let db = TestDb::new("fisolate");
+    scratch(&db, "blocked");
+    scratch(&db, "fine");
+    let dir = policies(&[("blocked", None), ("fine", None)]);
+    db.exec(
+        "CREATE TABLE blocked_default PARTITION OF blocked DEFAULT; \
+         INSERT INTO blocked SELECT 1, now();",
+    );
+    let run = with(&db, &dir, &["partition", "create", "--format", "json"]);
+    run.expect_code(2);
+    let doc = run.json();
+    assert_eq!(doc["exit_code"], 2);
+    assert_eq!(doc["tables"][0]["exit_code"], 2);
+    let error = doc["tables"][0]["error"].as_str().unwrap();
+    assert!(error.contains("blocked_default"), "{error}");
+    let hint = doc["tables"][0]["hint"].as_str().unwrap();
+    assert!(hint.contains("drain-default"), "{hint}");
+    assert_eq!(doc["tables"][1]["exit_code"], 0);
+    assert_eq!(attached(&db, "fine").len(), 3);
+    assert_eq!(attached(&db, "blocked"), ["public.blocked_default"]);
+    // status shows the default's rows per period.
+    let status = with(&db, &dir, &["partition", "status", "--format", "json"]);
+    let rows = &status.json()["tables"][0]["default_partition"]["rows"];
+    assert_eq!(rows[0]["rows"], 1, "{rows}");
+}
+
+#[test]
+fn an_empty_default_partition_does_not_stop_create_or_migrate() {
+    let db = TestDb::new("femptydef");
+    dhctl(&db.url).args(["migrate"]).run().expect_code(0);
+    db.exec("CREATE TABLE request_logs_default PARTITION OF request_logs DEFAULT");
+    dhctl(&db.url).args(["migrate"]).run().expect_code(0);
+    let run = dhctl(&db.url)
+        .args(["partition", "create", "--ahead", "4", "--format", "json"])
+        .run();
+    run.expect_code(0);
+    assert_eq!(
+        run.json()["tables"][0]["steps"].as_array().unwrap().len(),
+        1
+    );
+}
+
+#[test]
+fn migrate_to_an_early_version_skips_policies_whose_tables_do_not_exist_yet() {
+    let db = TestDb::unique("fmigto");
+    let run = dhctl(&db.url)
+        .args(["migrate", "--to", "20240101000002", "--format", "json"])
+        .run();
+    run.expect_code(0);
+    let doc = run.json();
+    let tables = doc["partitions"]["tables"].as_array().unwrap();
+    let logs = tables
+        .iter()
+        .find(|t| t["table"] == "request_logs")
+        .unwrap();
+    assert_eq!(logs["steps"].as_array().unwrap().len(), 4, "{doc}");
+    let deliveries = tables
+        .iter()
+        .find(|t| t["table"] == "webhook_deliveries")
+        .unwrap();
+    assert!(
+        deliveries["notes"][0]
+            .as_str()
+            .unwrap()
+            .contains("does not exist yet"),
+        "{doc}"
+    );
+    assert_eq!(deliveries["exit_code"], 0);
+}
