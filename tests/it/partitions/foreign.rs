@@ -393,3 +393,183 @@ fn migrate_to_an_early_version_skips_policies_whose_tables_do_not_exist_yet() {
     );
     assert_eq!(deliveries["exit_code"], 0);
 }
+
+#[test]
+fn new_partitions_carry_generated_columns_owner_grants_replica_identity_and_storage() {
+    let owner = Role::new("fpowner", "");
+    let reader = Role::new("fpreader", "");
+    let db = TestDb::new("fprops");
+    db.exec(&format!(
+        "CREATE TABLE gen (id bigint, created_at timestamptz NOT NULL, total int, \
+             doubled int GENERATED ALWAYS AS (total * 2) STORED) PARTITION BY RANGE (created_at); \
+         ALTER TABLE gen REPLICA IDENTITY FULL; \
+         CREATE TABLE keyed (id bigint NOT NULL, created_at timestamptz NOT NULL, note text) \
+             PARTITION BY RANGE (created_at); \
+         CREATE UNIQUE INDEX keyed_key ON keyed (id, created_at); \
+         ALTER TABLE keyed REPLICA IDENTITY USING INDEX keyed_key; \
+         GRANT SELECT, INSERT ON gen TO \"{r}\"; \
+         ALTER TABLE gen OWNER TO \"{o}\"; \
+         CREATE PUBLICATION gen_pub FOR TABLE gen, keyed;",
+        r = reader.name,
+        o = owner.name
+    ));
+    let dir = policies(&[("gen", None), ("keyed", None)]);
+    with(
+        &db,
+        &dir,
+        &[
+            "partition",
+            "create",
+            "--now",
+            "2024-01-15T00:00:00Z",
+            "--ahead",
+            "0",
+        ],
+    )
+    .expect_code(0);
+    db.exec("ALTER TABLE gen_2024_01 SET (fillfactor = 70)");
+    with(&db, &dir, &["partition", "create"]).expect_code(0);
+    let current = format!("gen_{}", server_month(&db, 0));
+    // Under the publication, UPDATE and DELETE of a row in a new partition work.
+    db.exec(
+        "INSERT INTO gen (id, created_at, total) SELECT 1, now(), 2; \
+         UPDATE gen SET total = 3 WHERE id = 1; \
+         INSERT INTO keyed SELECT 1, now(), 'a'; \
+         UPDATE keyed SET note = 'b' WHERE id = 1; DELETE FROM keyed WHERE id = 1;",
+    );
+    assert_eq!(db.value("SELECT doubled FROM gen WHERE id = 1"), "6");
+    db.exec("DELETE FROM gen WHERE id = 1");
+    let props = db.value(&format!(
+        "SELECT pg_get_userbyid(relowner) || ' ' || relreplident::text || ' ' || \
+         array_to_string(reloptions, ',') || ' ' || \
+         has_table_privilege('{r}', oid, 'SELECT')::text || ' ' || \
+         has_table_privilege('{r}', oid, 'UPDATE')::text \
+         FROM pg_class WHERE relname = '{current}'",
+        r = reader.name
+    ));
+    assert_eq!(props, format!("{} f fillfactor=70 true false", owner.name));
+    let keyed = db.value(&format!(
+        "SELECT i.relname FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid \
+         WHERE x.indrelid = 'keyed_{}'::regclass AND x.indisreplident",
+        server_month(&db, 0)
+    ));
+    assert!(keyed.starts_with("keyed_"), "{keyed}");
+}
+
+#[test]
+fn an_interrupted_detach_of_the_current_month_is_attached_again_not_finished() {
+    let db = TestDb::new("freattach");
+    scratch(&db, "live");
+    let dir = policies(&[("live", Some("1 month"))]);
+    with(&db, &dir, &["partition", "create"]).expect_code(0);
+    let current = format!("live_{}", server_month(&db, 0));
+    // A reader's open transaction makes DETACH … CONCURRENTLY wait in its second phase; a
+    // statement_timeout then interrupts it, leaving the current month's detach pending.
+    let mut reader = db.client();
+    let mut tx = reader.transaction().unwrap();
+    tx.batch_execute("SELECT count(*) FROM live").unwrap();
+    let mut detacher = db.client();
+    detacher
+        .batch_execute("SET statement_timeout = '300ms'")
+        .unwrap();
+    let err = detacher
+        .batch_execute(&format!(
+            "ALTER TABLE live DETACH PARTITION {current} CONCURRENTLY"
+        ))
+        .unwrap_err();
+    assert_eq!(err.code().unwrap().code(), "57014", "{err}");
+    tx.commit().unwrap();
+    let pending = format!(
+        "SELECT inhdetachpending::text FROM pg_inherits WHERE inhrelid = '{current}'::regclass"
+    );
+    assert_eq!(db.value(&pending), "true");
+    // Even with --now far ahead, prune attaches it again instead of finishing the detach.
+    let run = with(
+        &db,
+        &dir,
+        &[
+            "partition",
+            "prune",
+            "--now",
+            "2099-01-01T00:00:00Z",
+            "--format",
+            "json",
+        ],
+    );
+    run.expect_code(0);
+    assert_eq!(run.json()["tables"][0]["steps"][0]["action"], "reattach");
+    assert_eq!(db.value(&pending), "false");
+    db.exec("INSERT INTO live SELECT 1, now()");
+    // And status calls the name taken by nothing: create has nothing to do.
+    let create = with(&db, &dir, &["partition", "create", "--format", "json"]);
+    create.expect_code(0);
+    assert!(create.json()["tables"][0]["steps"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+}
+
+#[test]
+fn odd_date_and_interval_styles_do_not_break_status_create_prune_or_verify() {
+    let db = TestDb::new("fstyle");
+    dhctl(&db.url)
+        .args(["migrate", "--no-partitions"])
+        .run()
+        .expect_code(0);
+    db.exec(&format!(
+        "ALTER DATABASE \"{n}\" SET datestyle = 'SQL, YMD'; \
+         ALTER DATABASE \"{n}\" SET intervalstyle = 'sql_standard'; \
+         ALTER DATABASE \"{n}\" SET extra_float_digits = 0; \
+         ALTER DATABASE \"{n}\" SET timezone = 'America/St_Johns';",
+        n = db.name
+    ));
+    super::create(&db, super::NOW).expect_code(0);
+    assert_eq!(
+        super::bounds(&db, "request_logs"),
+        super::four_months("request_logs")
+    );
+    let status = dhctl(&db.url)
+        .args([
+            "partition",
+            "status",
+            "--now",
+            super::NOW,
+            "--format",
+            "json",
+        ])
+        .run();
+    status.expect_code(0);
+    let doc = status.json();
+    assert_eq!(doc["tables"][0]["coverage"]["runway"], 3, "{doc}");
+    assert_eq!(
+        doc["tables"][0]["partitions"][1]["from"],
+        "2026-11-01T00:00:00Z"
+    );
+    let prune = dhctl(&db.url)
+        .args([
+            "partition",
+            "prune",
+            "--now",
+            super::NOW,
+            "--format",
+            "json",
+        ])
+        .run();
+    prune.expect_code(0);
+    assert_eq!(
+        prune.json()["tables"][0]["steps"][0]["name"],
+        "request_logs_2024_01"
+    );
+    let verify = dhctl(&db.url)
+        .args(["verify", "--now", super::NOW, "--format", "json"])
+        .run();
+    let report = verify.json();
+    let check = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "partitions")
+        .unwrap()
+        .clone();
+    assert_eq!(check["status"], "pass", "{report:#}");
+}
