@@ -262,6 +262,21 @@ async fn partition(global: &GlobalArgs, command: &PartitionCommand) -> Result<i3
             output::emit(format, &outcome.report, output::partitions::run);
             Ok(exit_after(outcome.failures))
         }
+        PartitionCommand::DrainDefault(args) => {
+            let policies = policy::select(
+                policy::load(&policy_source(global))?,
+                Some(args.table.as_str()),
+            )?;
+            let cfg = DbConfig::from_args(global)?;
+            let options = partitions::DrainOptions {
+                batch: args.batch,
+                mode: mode(args.dry_run),
+            };
+            let outcome =
+                partitions::drain_default(&cfg, &policies[0], &options, &progress).await?;
+            output::emit(format, &outcome.report, output::partitions::run);
+            Ok(exit_after(outcome.failures))
+        }
         PartitionCommand::Status(args) => {
             let policies =
                 policy::select(policy::load(&policy_source(global))?, args.table.as_deref())?;

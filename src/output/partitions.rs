@@ -51,6 +51,18 @@ fn describe(action: &Action, planned: bool, parent_schema: Option<&str>) -> Stri
             },
             format!("{name} {}", span(*from, *to)),
         ),
+        Action::Drain { from, to, rows, .. } => (
+            if planned {
+                "would move the DEFAULT partition's rows into new partition"
+            } else {
+                "moved the DEFAULT partition's rows into new partition"
+            },
+            format!(
+                "{name} {} ({rows} row(s){})",
+                span(Some(*from), Some(*to)),
+                if planned { " counted now" } else { "" }
+            ),
+        ),
         Action::Reattach { from, to, .. } => (
             if planned {
                 "would attach again (its detach was left pending on a period that takes writes)"

@@ -40,6 +40,11 @@ impl Target<'_> {
     fn parent(&self) -> String {
         self.qualified(self.table)
     }
+
+    /// The parent, schema-qualified and quoted, for SQL built elsewhere in the module.
+    pub(super) fn parent_sql(&self) -> String {
+        self.parent()
+    }
 }
 
 fn qualified(schema: &str, name: &str) -> String {
@@ -127,6 +132,12 @@ pub async fn run(
                 attempts = attempts.max(kept_on_failure(dropped, action)?);
             }
             attempts
+        }
+        Action::Drain { .. } => {
+            return Err(Error::usage(
+                "a drain runs through `dhctl partition drain-default`, not with create or prune",
+            )
+            .into())
         }
         Action::Reattach {
             schema,
@@ -250,13 +261,15 @@ async fn refuse_undroppable(client: &Client, schema: &str, name: &str) -> Result
 }
 
 /// What a new partition takes over from its parent besides columns and constraints.
-struct Properties {
+pub(super) struct Properties {
     owner: Option<String>,
     replica_identity: Option<String>,
     tablespace: Option<String>,
     grants: Vec<String>,
     storage: Option<String>,
-    notes: Vec<String>,
+    /// The parent has a DEFAULT partition (ATTACH then narrows it; see attach_sql).
+    has_default: bool,
+    pub notes: Vec<String>,
 }
 
 /// The parent's owner, grants, replica identity and tablespace, and the storage parameters of
@@ -272,7 +285,8 @@ SELECT pg_get_userbyid(c.relowner)::text,
        (SELECT ch.reloptions FROM pg_inherits i JOIN pg_class ch ON ch.oid = i.inhrelid
         WHERE i.inhparent = c.oid AND ch.relkind = 'r' AND ch.oid <> COALESCE(
             (SELECT partdefid FROM pg_partitioned_table WHERE partrelid = c.oid), 0)
-        ORDER BY ch.oid DESC LIMIT 1)
+        ORDER BY ch.oid DESC LIMIT 1),
+       EXISTS (SELECT 1 FROM pg_partitioned_table WHERE partrelid = c.oid AND partdefid <> 0)
 FROM pg_class c WHERE c.oid = $1";
 
 const GRANTS: &str = "\
@@ -281,7 +295,7 @@ SELECT a.privilege_type::text, CASE WHEN a.grantee = 0 THEN NULL
 FROM pg_class c, aclexplode(c.relacl) a
 WHERE c.oid = $1 AND a.grantee <> c.relowner";
 
-async fn properties(client: &Client, target: &Target<'_>) -> Result<Properties, Error> {
+pub(super) async fn properties(client: &Client, target: &Target<'_>) -> Result<Properties, Error> {
     let read = |e| Error::sql(format!("reading the properties of {}", target.table), &e);
     let row = client
         .query_one(PROPERTIES, &[&target.oid])
@@ -348,6 +362,7 @@ async fn properties(client: &Client, target: &Target<'_>) -> Result<Properties, 
         tablespace: row.get(5),
         grants,
         storage,
+        has_default: row.get(7),
         notes,
     })
 }
@@ -369,6 +384,46 @@ async fn create(
     retries: u32,
     progress: &dyn Progress,
 ) -> Result<u32, Error> {
+    let sql = format!(
+        "{}{}",
+        standalone_sql(target, name, from, to, props),
+        attach_sql(target, name, from, to, props)
+    );
+    retry(client, &sql, retries, progress, name)
+        .await
+        .map_err(|(e, attempts)| {
+            let hint = match e.code() {
+                Some(c) if c == &SqlState::DUPLICATE_TABLE => Some(format!(
+                    "a relation named {name} already exists in schema {}; run `dhctl partition \
+                     status` to see what it is, then rename or drop it and run create again",
+                    target.schema
+                )),
+                Some(c) if c == &SqlState::CHECK_VIOLATION => Some(format!(
+                    "the DEFAULT partition of {} holds rows of this period; move them with \
+                     `dhctl partition drain-default --table {}`, then run create again",
+                    target.table, target.table
+                )),
+                _ => None,
+            };
+            failed(
+                format!("creating partition {name} of {}", target.table),
+                target,
+                &e,
+                attempts,
+                hint,
+            )
+        })
+}
+
+/// `CREATE TABLE` of the standalone child, with the CHECK on its bounds that lets ATTACH skip
+/// its scan.
+pub(super) fn standalone_sql(
+    target: &Target<'_>,
+    name: &str,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    props: &Properties,
+) -> String {
     let parent = target.parent();
     let child = target.qualified(name);
     let column = quote_ident(target.column);
@@ -392,14 +447,43 @@ async fn create(
     // generated one); indexes and foreign keys declared on the parent are created on the child by
     // ATTACH itself. Identity columns are not copied: a partition's identity comes from the
     // parent's sequence.
-    let mut sql = format!(
+    format!(
         "CREATE TABLE {child} (LIKE {parent} INCLUDING DEFAULTS INCLUDING CONSTRAINTS \
              INCLUDING STORAGE INCLUDING COMMENTS INCLUDING GENERATED){with}{tablespace};\n\
          ALTER TABLE {child} ADD CONSTRAINT {check} \
-             CHECK ({column} IS NOT NULL AND {column} >= {lo} AND {column} < {hi});\n\
-         ALTER TABLE {parent} ATTACH PARTITION {child} FOR VALUES FROM ({lo}) TO ({hi});\n\
-         ALTER TABLE {child} DROP CONSTRAINT {check};\n"
+             CHECK ({column} IS NOT NULL AND {column} >= {lo} AND {column} < {hi});\n"
+    )
+}
+
+/// ATTACH of the standalone child, then the CHECK dropped and the parent's replica identity,
+/// grants and owner given to it.
+pub(super) fn attach_sql(
+    target: &Target<'_>,
+    name: &str,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    props: &Properties,
+) -> String {
+    let parent = target.parent();
+    let child = target.qualified(name);
+    let (lo, hi) = (
+        quote_literal(&sql_timestamp(from)),
+        quote_literal(&sql_timestamp(to)),
     );
+    let check = quote_ident(BOUNDS_CHECK);
+    // Next to a DEFAULT partition, an insert already routed to the default and waiting for the
+    // lock ATTACH takes on it would fail once the attach narrows the default ("violates
+    // partition constraint"). Held back at the parent instead (reads go on), it is routed after
+    // the commit. Without a default nothing is narrowed, and writes are never held.
+    let mut sql = if props.has_default {
+        format!("LOCK TABLE {parent} IN EXCLUSIVE MODE;\n")
+    } else {
+        String::new()
+    };
+    sql.push_str(&format!(
+        "ALTER TABLE {parent} ATTACH PARTITION {child} FOR VALUES FROM ({lo}) TO ({hi});\n\
+         ALTER TABLE {child} DROP CONSTRAINT {check};\n"
+    ));
     match props.replica_identity.as_deref() {
         Some(index) if index.starts_with("INDEX ") => {
             // The child's index is made by ATTACH, so its name is only known after it: look it
@@ -429,30 +513,7 @@ async fn create(
             quote_ident(owner)
         ));
     }
-    retry(client, &sql, retries, progress, name)
-        .await
-        .map_err(|(e, attempts)| {
-            let hint = match e.code() {
-                Some(c) if c == &SqlState::DUPLICATE_TABLE => Some(format!(
-                    "a relation named {name} already exists in schema {}; run `dhctl partition \
-                     status` to see what it is, then rename or drop it and run create again",
-                    target.schema
-                )),
-                Some(c) if c == &SqlState::CHECK_VIOLATION => Some(format!(
-                    "the DEFAULT partition of {} holds rows of this period; move them with \
-                     `dhctl partition drain-default --table {}`, then run create again",
-                    target.table, target.table
-                )),
-                _ => None,
-            };
-            failed(
-                format!("creating partition {name} of {}", target.table),
-                target,
-                &e,
-                attempts,
-                hint,
-            )
-        })
+    sql
 }
 
 /// Undoes a detach left pending on a period that still takes writes: finishes it and attaches
@@ -626,7 +687,7 @@ async fn drop(
 }
 
 /// Runs `sql`, retrying lock timeouts; on failure returns the error and the attempts made.
-async fn retry(
+pub(super) async fn retry(
     client: &Client,
     sql: &str,
     retries: u32,
@@ -640,7 +701,7 @@ async fn retry(
 }
 
 /// A statement error with what dhctl was doing; a lock timeout says how to find the blocker.
-fn failed(
+pub(super) fn failed(
     context: String,
     target: &Target<'_>,
     e: &tokio_postgres::Error,

@@ -9,6 +9,7 @@
 
 pub mod apply;
 pub mod catalog;
+mod drain;
 pub mod period;
 pub mod plan;
 pub mod policy;
@@ -21,6 +22,7 @@ use chrono::{DateTime, Datelike, Utc};
 use serde::Serialize;
 use tokio_postgres::Client;
 
+pub use drain::{drain_default, DrainOptions, DEFAULT_BATCH};
 pub use period::{Interval, Retention};
 pub use plan::{Action, Clocks, Coverage, Existing, Kept};
 pub use policy::{Policy, RetentionMode, Source};

@@ -86,6 +86,14 @@ pub enum Action {
         to: Option<DateTime<Utc>>,
         then: Then,
     },
+    /// Move the DEFAULT partition's rows of one period into a new partition of their own, in
+    /// bounded batches, then attach it (`partition drain-default`).
+    Drain {
+        name: String,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        rows: i64,
+    },
     /// Undo a detach an earlier run left pending on a period that still takes writes: finish it
     /// and attach the table again, in one transaction, with the same bounds.
     Reattach {
@@ -100,6 +108,7 @@ impl Action {
     pub fn name(&self) -> &str {
         match self {
             Action::Create { name, .. }
+            | Action::Drain { name, .. }
             | Action::Detach { name, .. }
             | Action::Finalize { name, .. }
             | Action::Reattach { name, .. } => name,
@@ -109,7 +118,7 @@ impl Action {
     /// The schema of the partition acted on; None for a create (the parent's schema).
     pub fn schema(&self) -> Option<&str> {
         match self {
-            Action::Create { .. } => None,
+            Action::Create { .. } | Action::Drain { .. } => None,
             Action::Detach { schema, .. }
             | Action::Finalize { schema, .. }
             | Action::Reattach { schema, .. } => Some(schema),

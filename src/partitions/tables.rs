@@ -63,7 +63,7 @@ pub(super) struct TablePlan<'p> {
 }
 
 impl<'p> TablePlan<'p> {
-    fn new(policy: &'p Policy, parent: Option<Parent>) -> TablePlan<'p> {
+    pub fn new(policy: &'p Policy, parent: Option<Parent>) -> TablePlan<'p> {
         TablePlan {
             policy,
             parent,
@@ -84,7 +84,7 @@ impl<'p> TablePlan<'p> {
 }
 
 /// The table of policy `i`, or a plan that says why there is none.
-fn parent<'p>(
+pub(super) fn parent<'p>(
     policy: &'p Policy,
     found: &Result<Parent, Unusable>,
     missing: MissingTable,
