@@ -643,7 +643,10 @@ async fn finalize(
         target.parent(),
         qualified(schema, name)
     );
-    retry(client, &sql, retries, progress, name)
+    // Its own label: after a detach that timed out, "attempt 1" of the detach was reported
+    // already, and the finalize's attempts are counted afresh.
+    let label = format!("{name} (finishing the detach)");
+    retry(client, &sql, retries, progress, &label)
         .await
         .map_err(|(e, attempts)| {
             failed(

@@ -4,6 +4,7 @@
 
 mod create;
 mod foreign;
+mod messages;
 mod prune;
 mod refusals;
 
