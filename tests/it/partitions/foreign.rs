@@ -400,11 +400,11 @@ fn new_partitions_carry_generated_columns_owner_grants_replica_identity_and_stor
     let reader = Role::new("fpreader", "");
     let db = TestDb::new("fprops");
     db.exec(&format!(
-        "CREATE TABLE gen (id bigint, created_at timestamptz NOT NULL, total int, \
-             doubled int GENERATED ALWAYS AS (total * 2) STORED) PARTITION BY RANGE (created_at); \
-         ALTER TABLE gen REPLICA IDENTITY FULL; \
-         CREATE TABLE keyed (id bigint NOT NULL, created_at timestamptz NOT NULL, note text) \
+        "CREATE TABLE gen (id bigint, created_at timestamptz NOT NULL, total int) \
              PARTITION BY RANGE (created_at); \
+         ALTER TABLE gen REPLICA IDENTITY FULL; \
+         CREATE TABLE keyed (id bigint NOT NULL, created_at timestamptz NOT NULL, total int, \
+             doubled int GENERATED ALWAYS AS (total * 2) STORED) PARTITION BY RANGE (created_at); \
          CREATE UNIQUE INDEX keyed_key ON keyed (id, created_at); \
          ALTER TABLE keyed REPLICA IDENTITY USING INDEX keyed_key; \
          GRANT SELECT, INSERT ON gen TO \"{r}\"; \
@@ -430,15 +430,17 @@ fn new_partitions_carry_generated_columns_owner_grants_replica_identity_and_stor
     db.exec("ALTER TABLE gen_2024_01 SET (fillfactor = 70)");
     with(&db, &dir, &["partition", "create"]).expect_code(0);
     let current = format!("gen_{}", server_month(&db, 0));
-    // Under the publication, UPDATE and DELETE of a row in a new partition work.
+    // Under the publication, UPDATE and DELETE of a row in a new partition work. (The generated
+    // column is on the table whose replica identity is an index: PostgreSQL 18 refuses UPDATE
+    // under a publication when a FULL identity holds unpublished generated columns.)
     db.exec(
         "INSERT INTO gen (id, created_at, total) SELECT 1, now(), 2; \
-         UPDATE gen SET total = 3 WHERE id = 1; \
-         INSERT INTO keyed SELECT 1, now(), 'a'; \
-         UPDATE keyed SET note = 'b' WHERE id = 1; DELETE FROM keyed WHERE id = 1;",
+         UPDATE gen SET total = 3 WHERE id = 1; DELETE FROM gen WHERE id = 1; \
+         INSERT INTO keyed (id, created_at, total) SELECT 1, now(), 2; \
+         UPDATE keyed SET total = 3 WHERE id = 1;",
     );
-    assert_eq!(db.value("SELECT doubled FROM gen WHERE id = 1"), "6");
-    db.exec("DELETE FROM gen WHERE id = 1");
+    assert_eq!(db.value("SELECT doubled FROM keyed WHERE id = 1"), "6");
+    db.exec("DELETE FROM keyed WHERE id = 1");
     let props = db.value(&format!(
         "SELECT pg_get_userbyid(relowner) || ' ' || relreplident::text || ' ' || \
          array_to_string(reloptions, ',') || ' ' || \
