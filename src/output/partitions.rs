@@ -211,7 +211,8 @@ pub fn status(r: &Inspection) -> String {
         }
         for other in &t.others {
             let what = if other.what == "detached" {
-                "detached, not a partition (table kept; drop it once archived)".to_string()
+                "a table named like a partition but not attached (kept by prune, or made by hand)"
+                    .to_string()
             } else {
                 other.what.clone()
             };

@@ -123,10 +123,21 @@ pub async fn run(
         Action::Finalize {
             schema, name, then, ..
         } => {
-            if *then == Then::Drop {
-                refuse_undroppable(client, schema, name).await?;
-            }
+            // A pending detach is finished whatever would stop the drop: it blocks every other
+            // detach of the table. The table is then kept, and the report says why.
+            let blocked = match then {
+                Then::Drop => refuse_undroppable(client, schema, name).await.err(),
+                Then::Keep => None,
+            };
             let mut attempts = finalize(client, target, schema, name, retries, progress).await?;
+            if let Some(mut blocked) = blocked {
+                let mut done = action.clone();
+                if let Action::Finalize { then, .. } = &mut done {
+                    *then = Then::Keep;
+                }
+                blocked.done = Some(done);
+                return Err(blocked);
+            }
             if *then == Then::Drop {
                 let dropped = drop(client, target, schema, name, retries, progress).await;
                 attempts = attempts.max(kept_on_failure(dropped, action)?);

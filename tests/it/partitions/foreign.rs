@@ -670,3 +670,58 @@ fn drain_default_moves_rows_into_their_own_partitions_while_inserts_go_on() {
     with(&db, &dir, &["partition", "create"]).expect_code(0);
     assert_eq!(attached(&db, "dr").len(), 4);
 }
+
+#[test]
+fn a_pending_detach_of_an_undroppable_partition_is_finished_and_the_table_kept() {
+    let db = TestDb::new("fpendview");
+    scratch(&db, "pv");
+    let dir = policies(&[("pv", Some("1 month"))]);
+    with(
+        &db,
+        &dir,
+        &[
+            "partition",
+            "create",
+            "--now",
+            "2024-01-15T00:00:00Z",
+            "--ahead",
+            "0",
+        ],
+    )
+    .expect_code(0);
+    with(&db, &dir, &["partition", "create"]).expect_code(0);
+    db.exec("CREATE VIEW pv_jan AS SELECT * FROM pv_2024_01");
+    let mut reader = db.client();
+    let mut tx = reader.transaction().unwrap();
+    tx.batch_execute("SELECT count(*) FROM pv").unwrap();
+    let mut detacher = db.client();
+    detacher
+        .batch_execute("SET statement_timeout = '300ms'")
+        .unwrap();
+    let err = detacher
+        .batch_execute("ALTER TABLE pv DETACH PARTITION pv_2024_01 CONCURRENTLY")
+        .unwrap_err();
+    assert_eq!(err.code().unwrap().code(), "57014", "{err}");
+    tx.commit().unwrap();
+    let run = with(&db, &dir, &["partition", "prune", "--format", "json"]);
+    run.expect_code(2);
+    let doc = run.json();
+    let step = &doc["tables"][0]["steps"][0];
+    assert_eq!(
+        (&step["action"], &step["then"]),
+        (&"finalize".into(), &"keep".into()),
+        "{doc}"
+    );
+    assert!(
+        doc["tables"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("view pv_jan"),
+        "{doc}"
+    );
+    assert_eq!(
+        db.value("SELECT count(*) FROM pg_inherits WHERE inhrelid = 'pv_2024_01'::regclass"),
+        "0"
+    );
+    assert_eq!(db.value("SELECT count(*) FROM pv_jan"), "0");
+}
