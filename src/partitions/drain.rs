@@ -17,6 +17,7 @@ use tokio_postgres::Client;
 
 use super::apply::{self, Target};
 use super::catalog::{self, DefaultPartition, Parent, Snapshot};
+use super::child;
 use super::plan::{Action, Clocks};
 use super::policy::Policy;
 use super::tables::{parent, MissingTable, TablePlan};
@@ -258,7 +259,7 @@ impl Period<'_> {
     ) -> Result<(i64, u32)> {
         let name = self.name;
         let child = format!("{}.{}", quote_ident(&parent.schema), quote_ident(name));
-        let props = apply::properties(client, target).await?;
+        let props = child::properties(client, target).await?;
         let mut attempts = 1;
         // A standalone table of this name with dhctl's bounds CHECK is an earlier drain that
         // stopped before its attach: carry on with it (it may already hold rows).
@@ -272,7 +273,7 @@ impl Period<'_> {
             .map_err(|e| Error::sql(format!("looking for an earlier drain into {name}"), &e))?
             .get(0);
         if !resumed {
-            let sql = apply::standalone_sql(target, name, self.from, self.to, &props);
+            let sql = child::standalone_sql(target, name, self.from, self.to, &props);
             attempts = apply::retry(client, &sql, retries, progress, name)
                 .await
                 .map_err(|(e, n)| {
@@ -339,8 +340,8 @@ impl Period<'_> {
             "LOCK TABLE {} IN EXCLUSIVE MODE;\n\
              WITH moved AS (DELETE FROM {source} WHERE {column} >= {lo} AND {column} < {hi} \
              RETURNING {columns}) INSERT INTO {child} ({columns}) SELECT {columns} FROM moved;\n{}",
-            target.parent_sql(),
-            apply::attach_sql(target, name, self.from, self.to, &props)
+            target.parent(),
+            child::attach_sql(target, name, self.from, self.to, &props)
         );
         let tries = apply::retry(client, &last, retries, progress, name)
             .await

@@ -9,6 +9,7 @@
 
 pub mod apply;
 pub mod catalog;
+mod child;
 mod drain;
 pub mod period;
 pub mod plan;
