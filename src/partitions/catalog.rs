@@ -41,6 +41,10 @@ pub struct DefaultPartition {
     pub schema: String,
     pub name: String,
     pub rows: Vec<PeriodRows>,
+    /// Why its rows could not be counted (then `rows` is empty and nothing may attach next to
+    /// it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unreadable: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -214,6 +218,7 @@ pub async fn parents(client: &Client, policies: &[Policy]) -> Result<Snapshot> {
                     schema,
                     name,
                     rows: Vec::new(),
+                    unreadable: None,
                 }),
                 _ => None,
             };
@@ -279,7 +284,11 @@ pub async fn partitions(
         for (policy, parent) in policies_of(&mut snapshot) {
             parent.others = others(client, parent).await?;
             if let Some(default) = parent.default_partition.as_mut() {
-                default.rows = default_rows(client, default, policy).await?;
+                // One table's unreadable default (no SELECT on it) is that table's problem only.
+                match default_rows(client, default, policy).await {
+                    Ok(rows) => default.rows = rows,
+                    Err(e) => default.unreadable = Some(e.to_string()),
+                }
             }
         }
     }

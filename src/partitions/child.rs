@@ -193,13 +193,18 @@ pub fn attach_sql(
             // The child's index is made by ATTACH, so its name is only known after it: look it
             // up by the parent's index in the same transaction.
             let parent_index = index.trim_start_matches("INDEX ");
+            // A dollar-quote tag the quoted names cannot contain, whatever the schema is called.
+            let mut tag = String::from("$dhctl$");
+            while child.contains(&tag) {
+                tag.insert(tag.len() - 1, '_');
+            }
             sql.push_str(&format!(
-                "DO $dhctl$ DECLARE i text; BEGIN \
+                "DO {tag} DECLARE i text; BEGIN \
                  SELECT quote_ident(ci.relname) INTO STRICT i FROM pg_inherits h \
                  JOIN pg_class ci ON ci.oid = h.inhrelid JOIN pg_index x ON x.indexrelid = ci.oid \
                  WHERE h.inhparent = {parent_index}::oid AND x.indrelid = {}::regclass; \
                  EXECUTE format('ALTER TABLE %s REPLICA IDENTITY USING INDEX %s', {}, i); \
-                 END $dhctl$;\n",
+                 END {tag};\n",
                 quote_literal(&child),
                 quote_literal(&child)
             ));

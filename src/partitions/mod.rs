@@ -298,7 +298,9 @@ async fn prune_plans<'p>(
     let mut newest = Newest::new();
     for plan in &plans {
         if let (Some(parent), false) = (&plan.parent, plan.kept.is_empty()) {
-            if let Some(found) = catalog::newest_rows(client, parent, &plan.policy.column).await? {
+            // Unreadable (no SELECT on a partition): the highest partition is kept instead.
+            if let Ok(Some(found)) = catalog::newest_rows(client, parent, &plan.policy.column).await
+            {
                 newest.insert(plan.policy.table.clone(), found);
             }
         }

@@ -202,6 +202,19 @@ pub(super) fn check_create(
             return Err(plan::PlanError { message, hint });
         }
         if let Some(default) = &parent.default_partition {
+            if let Some(why) = &default.unreadable {
+                return Err(plan::PlanError {
+                    message: format!(
+                        "{}: cannot tell whether the DEFAULT partition {}.{} holds rows of \
+                         wanted partition {name}: {why}",
+                        policy.table, default.schema, default.name
+                    ),
+                    hint: format!(
+                        "grant dhctl's role SELECT on {}.{}, or drain and drop it",
+                        default.schema, default.name
+                    ),
+                });
+            }
             let rows = default.rows_in(*from, *to);
             if rows > 0 {
                 return Err(plan::PlanError {

@@ -77,3 +77,27 @@ fn a_retention_of_a_hundred_years_is_accepted_and_a_longer_one_named_plainly() {
         run.stderr
     );
 }
+
+#[test]
+fn an_unreadable_default_partition_refuses_only_its_own_table() {
+    let role = Role::new("munread", "");
+    let db = TestDb::owned_by("munread", &role);
+    scratch(&db, "readable");
+    scratch(&db, "guarded");
+    db.exec(&format!(
+        "ALTER TABLE readable OWNER TO \"{r}\"; ALTER TABLE guarded OWNER TO \"{r}\"; \
+         CREATE TABLE guarded_default PARTITION OF guarded DEFAULT;",
+        r = role.name
+    ));
+    let dir = policies(&[("guarded", None), ("readable", None)]);
+    let run = dhctl(&role.url_for(&db))
+        .env("DHCTL_PARTITIONS_DIR", dir.path())
+        .args(["partition", "create", "--format", "json"])
+        .run();
+    run.expect_code(2);
+    let doc = run.json();
+    let error = doc["tables"][0]["error"].as_str().unwrap();
+    assert!(error.contains("cannot tell"), "{error}");
+    assert_eq!(doc["tables"][1]["exit_code"], 0, "{doc}");
+    assert_eq!(attached(&db, "readable").len(), 3);
+}
