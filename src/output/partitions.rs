@@ -160,6 +160,9 @@ pub fn status(r: &Inspection) -> String {
             let until = match (c.covered_until, now_covered) {
                 (Some(until), _) => format!("rows can be written until {}", sql_timestamp(until)),
                 (None, true) => "rows can be written with no end (a MAXVALUE bound)".into(),
+                (None, false) if t.default_partition.is_some() => {
+                    "no partition but the DEFAULT one takes rows of now".into()
+                }
                 (None, false) => "no partition takes rows of now".into(),
             };
             out.push_str(&format!(

@@ -3,6 +3,7 @@
 //! concurrent runners and refusals that leave the database unchanged. Shared helpers here.
 
 mod create;
+mod default;
 mod foreign;
 mod messages;
 mod prune;
