@@ -248,6 +248,26 @@ fn a_failed_drop_is_reported_as_detached_and_kept_and_status_shows_the_table() {
     let others = &status.json()["tables"][0]["others"];
     assert_eq!(others[0]["name"], "stuck_2024_01", "{others}");
     assert_eq!(others[0]["what"], "detached");
+    // A create that wants the name again says so in its plan, before anything runs.
+    let again = with(
+        &db,
+        &dir,
+        &[
+            "partition",
+            "create",
+            "--now",
+            "2024-01-15T00:00:00Z",
+            "--ahead",
+            "0",
+            "--dry-run",
+        ],
+    );
+    again.expect_code(2);
+    assert!(
+        again.stderr.contains("which is not a partition"),
+        "{}",
+        again.stderr
+    );
 }
 
 #[test]
