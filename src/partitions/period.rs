@@ -35,6 +35,14 @@ impl Interval {
         }
     }
 
+    /// How a period start is shown in messages: `2026-11` for a month, the day otherwise.
+    pub fn label_format(self) -> &'static str {
+        match self {
+            Interval::Month => "%Y-%m",
+            Interval::Day | Interval::Week => "%Y-%m-%d",
+        }
+    }
+
     /// The start of the period that contains `t`.
     pub fn floor(self, t: DateTime<Utc>) -> DateTime<Utc> {
         let date = t.date_naive();

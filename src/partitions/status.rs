@@ -109,10 +109,26 @@ fn describe(
         }
     };
     if let Some(default) = &parent.default_partition {
-        let rows: i64 = default.rows.iter().map(|r| r.rows).sum();
+        // Per period, so `verify` (which reports these lines) shows them too.
+        let periods: Vec<String> = default
+            .rows
+            .iter()
+            .map(|r| {
+                format!(
+                    "{}: {}",
+                    r.from.format(policy.interval.label_format()),
+                    r.rows
+                )
+            })
+            .collect();
+        let rows = match (&default.unreadable, periods.is_empty()) {
+            (Some(why), _) => format!("rows not countable: {why}"),
+            (None, true) => "empty".to_string(),
+            (None, false) => format!("rows per period: {}", periods.join(", ")),
+        };
         status.problems.push(format!(
-            "{} has a DEFAULT partition ({}.{}, {rows} row(s)): prune cannot detach next to it, \
-             and create refuses a period whose rows sit in it; `dhctl partition drain-default \
+            "{} has a DEFAULT partition ({}.{}, {rows}): prune cannot detach next to it, and \
+             create refuses a period whose rows sit in it; `dhctl partition drain-default \
              --table {}` moves them out",
             policy.table, default.schema, default.name, policy.table
         ));

@@ -29,8 +29,13 @@ fn one_table_refused_does_not_stop_the_others_and_the_report_has_each_outcome() 
     assert_eq!(attached(&db, "blocked"), ["public.blocked_default"]);
     // status shows the default's rows per period.
     let status = with(&db, &dir, &["partition", "status", "--format", "json"]);
-    let rows = &status.json()["tables"][0]["default_partition"]["rows"];
+    let doc = status.json();
+    let rows = &doc["tables"][0]["default_partition"]["rows"];
     assert_eq!(rows[0]["rows"], 1, "{rows}");
+    // The problem line (what verify reports) has the count per period too.
+    let month = server_month(&db, 0).replace('_', "-");
+    let problems = doc["tables"][0]["problems"].to_string();
+    assert!(problems.contains(&format!("{month}: 1")), "{problems}");
 }
 
 #[test]
