@@ -1,13 +1,16 @@
 //! What the database says about each policy's table: that it is range-partitioned on the
-//! policy's timestamptz column, which partitions it has, their bounds and whether a detach is
-//! pending. Bounds come from `pg_get_expr(relpartbound)`, cast back to timestamptz by the
-//! server in the same session settings that printed them; names are never parsed.
+//! policy's timestamptz column, which partitions it has (each with its own schema), their bounds
+//! and whether a detach is pending, its DEFAULT partition with rows per period, and relations
+//! named like its partitions that are not. Bounds come from `pg_get_expr(relpartbound)`, printed
+//! and cast back to timestamptz by the server in one read-only transaction whose DateStyle,
+//! IntervalStyle, TimeZone and extra_float_digits are pinned (`PINNED`), so database or session
+//! settings cannot change them; names are never parsed.
 //!
-//! Two queries: the parents (one row per policy, with the server's clock), then their
-//! partitions. Deparsing a bound costs the server ~10 µs, so the cron no-op of `create` asks only
-//! for the partitions it expects by name and checks their bounds (PostgreSQL forbids overlapping
+//! The parents first (one row per policy, with the server's clock), then their partitions.
+//! Deparsing a bound costs the server ~10 µs, so the cron no-op of `create` asks only for the
+//! partitions it expects by name and checks their bounds (PostgreSQL forbids overlapping
 //! partitions, so when those cover every wanted period nothing else can be in the way); anything
-//! else reads them all.
+//! else reads them all, and the other relations and the default's rows with them.
 
 use chrono::{DateTime, Utc};
 use tokio_postgres::types::Oid;
