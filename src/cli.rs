@@ -388,6 +388,37 @@ pub enum PartitionCommand {
     ///
     /// Example: dhctl partition status --format json
     Status(PartitionStatusArgs),
+
+    /// Move the rows a DEFAULT partition holds into partitions of their own, period by period,
+    /// in bounded batches that do not block the gateway's inserts, then attach each.
+    ///
+    /// Afterwards drop the empty default (DROP TABLE) so prune can detach concurrently.
+    ///
+    /// Example: dhctl partition drain-default --table request_logs --batch 5000
+    DrainDefault(PartitionDrainArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PartitionDrainArgs {
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    #[command(flatten)]
+    pub locks: LockArgs,
+    #[command(flatten)]
+    pub partitions: PartitionsDirArg,
+
+    /// The table whose DEFAULT partition to drain.
+    #[arg(long, value_name = "TABLE")]
+    pub table: String,
+
+    /// Rows moved per batch (each batch is one short transaction).
+    #[arg(long, value_name = "N", default_value_t = 5000,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub batch: u32,
+
+    /// Print the periods and row counts without changing anything.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]
@@ -425,8 +456,9 @@ pub struct PartitionPruneArgs {
     #[command(flatten)]
     pub partitions: PartitionsDirArg,
 
-    /// Override the policy's retention, e.g. "13 months", "90 days".
-    #[arg(long, value_name = "DURATION")]
+    /// Override the policy's retention, e.g. "13 months", "90 days". Needs --table: one
+    /// retention for every table would cut the longer-lived ones short.
+    #[arg(long, value_name = "DURATION", requires = "table")]
     pub retention: Option<String>,
 
     /// Only this table (default: every policy with a retention).

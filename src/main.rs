@@ -307,6 +307,21 @@ async fn partition(format: Format, command: &PartitionCommand) -> Result<i32> {
             output::emit(format, &outcome.report, output::partitions::run);
             Ok(exit_after(outcome.failures))
         }
+        PartitionCommand::DrainDefault(args) => {
+            let policies = policy::select(
+                policy::load(&policy_source(&args.partitions))?,
+                Some(args.table.as_str()),
+            )?;
+            let cfg = DbConfig::from_args(&args.connect, &args.locks)?;
+            let options = partitions::DrainOptions {
+                batch: args.batch,
+                mode: mode(args.dry_run),
+            };
+            let outcome =
+                partitions::drain_default(&cfg, &policies[0], &options, &progress).await?;
+            output::emit(format, &outcome.report, output::partitions::run);
+            Ok(exit_after(outcome.failures))
+        }
         PartitionCommand::Status(args) => {
             let policies = policy::select(
                 policy::load(&policy_source(&args.partitions))?,

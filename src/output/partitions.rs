@@ -5,7 +5,7 @@ use super::escape;
 use super::human::{cell, table};
 use crate::partitions::period::sql_timestamp;
 use crate::partitions::plan::Then;
-use crate::partitions::{Action, Inspection, RunReport};
+use crate::partitions::{Action, Inspection, Kept, RunReport};
 use chrono::{DateTime, Utc};
 
 fn bound(b: Option<DateTime<Utc>>, edge: &str) -> String {
@@ -16,50 +16,70 @@ fn span(from: Option<DateTime<Utc>>, to: Option<DateTime<Utc>>) -> String {
     format!("[{}, {})", bound(from, "MINVALUE"), bound(to, "MAXVALUE"))
 }
 
+/// A partition's name, schema-qualified when it lives outside its parent's schema.
+fn partition_name(action: &Action, parent_schema: Option<&str>) -> String {
+    match action.schema() {
+        Some(schema) if Some(schema) != parent_schema => format!("{schema}.{}", action.name()),
+        _ => action.name().to_string(),
+    }
+}
+
 /// One line per action, in the past tense or, for a plan, the conditional.
-fn describe(action: &Action, planned: bool) -> String {
+fn describe(action: &Action, planned: bool, parent_schema: Option<&str>) -> String {
+    let name = escape::field(&partition_name(action, parent_schema)).into_owned();
     let (verb, rest) = match action {
-        Action::Create { name, from, to } => (
+        Action::Create { from, to, .. } => (
             if planned { "would create" } else { "created" },
-            format!("{} {}", escape::field(name), span(Some(*from), Some(*to))),
+            format!("{name} {}", span(Some(*from), Some(*to))),
         ),
-        Action::Detach {
-            name,
-            from,
-            to,
-            then,
-        } => (
+        Action::Detach { from, to, then, .. } => (
             match (planned, then) {
                 (true, Then::Drop) => "would detach and drop",
                 (true, Then::Keep) => "would detach (keeping the table)",
                 (false, Then::Drop) => "detached and dropped",
                 (false, Then::Keep) => "detached (table kept)",
             },
-            format!("{} {}", escape::field(name), span(*from, Some(*to))),
+            format!("{name} {}", span(*from, Some(*to))),
         ),
-        Action::Finalize {
-            name,
-            from,
-            to,
-            then,
-        } => (
+        Action::Finalize { from, to, then, .. } => (
             match (planned, then) {
                 (true, Then::Drop) => "would finish the pending detach of, and drop,",
                 (true, Then::Keep) => "would finish the pending detach of",
                 (false, Then::Drop) => "finished the pending detach of, and dropped,",
-                (false, Then::Keep) => "finished the pending detach of",
+                (false, Then::Keep) => "finished the pending detach of (table kept)",
             },
-            format!("{} {}", escape::field(name), span(*from, *to)),
+            format!("{name} {}", span(*from, *to)),
+        ),
+        Action::Drain { from, to, rows, .. } => (
+            if planned {
+                "would move the DEFAULT partition's rows into new partition"
+            } else {
+                "moved the DEFAULT partition's rows into new partition"
+            },
+            format!(
+                "{name} {} ({rows} row(s){})",
+                span(Some(*from), Some(*to)),
+                if planned { " counted now" } else { "" }
+            ),
+        ),
+        Action::Reattach { from, to, .. } => (
+            if planned {
+                "would attach again (its detach was left pending on a period that takes writes)"
+            } else {
+                "attached again (its detach was left pending on a period that takes writes)"
+            },
+            format!("{name} {}", span(*from, *to)),
         ),
     };
     format!("{verb} {rest}")
 }
 
-/// `partition create` / `prune`: a line per partition; empty when nothing was done, except
-/// that a dry run says so.
+/// `partition create` / `prune`: a line per partition, per partition kept and per note; empty
+/// when nothing was done, except that a dry run says so. Errors go to stderr (main).
 pub fn run(r: &RunReport) -> String {
     let mut out = String::new();
     for t in &r.tables {
+        let schema = t.schema.as_deref();
         for step in &t.steps {
             let attempts = match step.attempts {
                 Some(n) if n > 1 => format!(" after {n} attempts"),
@@ -67,11 +87,27 @@ pub fn run(r: &RunReport) -> String {
             };
             out.push_str(&format!(
                 "{}{attempts}\n",
-                describe(&step.action, r.dry_run)
+                describe(&step.action, r.dry_run, schema)
             ));
         }
         for action in &t.not_done {
-            out.push_str(&format!("not done: {}\n", describe(action, true)));
+            out.push_str(&format!("not done: {}\n", describe(action, true, schema)));
+        }
+        for kept in &t.kept {
+            out.push_str(&format!(
+                "kept {}: {}\n",
+                kept_name(kept, schema),
+                kept.reason
+            ));
+        }
+        for note in &t.notes {
+            out.push_str(&format!("note: {note}\n"));
+        }
+        if t.error.is_some() {
+            out.push_str(&format!(
+                "{}: failed (exit {}); the error is on stderr\n",
+                t.table, t.exit_code
+            ));
         }
     }
     if r.dry_run {
@@ -84,6 +120,14 @@ pub fn run(r: &RunReport) -> String {
         ));
     }
     out
+}
+
+fn kept_name(kept: &Kept, parent_schema: Option<&str>) -> String {
+    if Some(kept.schema.as_str()) == parent_schema {
+        kept.name.clone()
+    } else {
+        format!("{}.{}", kept.schema, kept.name)
+    }
 }
 
 /// The partition lines `migrate` adds after its own report (nothing when none were made).
@@ -107,12 +151,21 @@ pub fn status(r: &Inspection) -> String {
             t.premake
         ));
         if let Some(c) = &t.coverage {
-            let until = c
-                .covered_until
-                .map(sql_timestamp)
-                .unwrap_or_else(|| "nothing (no partition holds now)".into());
+            let now_covered = t.partitions.iter().any(|p| {
+                !p.detach_pending
+                    && p.from.is_none_or(|f| f <= r.now)
+                    && p.to.is_none_or(|u| r.now < u)
+            });
+            let until = match (c.covered_until, now_covered) {
+                (Some(until), _) => format!("rows can be written until {}", sql_timestamp(until)),
+                (None, true) => "rows can be written with no end (a MAXVALUE bound)".into(),
+                (None, false) if t.default_partition.is_some() => {
+                    "no partition but the DEFAULT one takes rows of now".into()
+                }
+                (None, false) => "no partition takes rows of now".into(),
+            };
             out.push_str(&format!(
-                "runway: {} {}(s) after the current one; rows can be written until {until}\n",
+                "runway: {} {}(s) after the current one; {until}\n",
                 c.runway,
                 t.interval.as_str()
             ));
@@ -147,8 +200,40 @@ pub fn status(r: &Inspection) -> String {
             }
             out.push_str(&format!("{grid}\n"));
         }
+        let schema = t.schema.as_deref();
         for action in t.would_create.iter().chain(&t.would_prune) {
-            out.push_str(&format!("{}\n", describe(action, true)));
+            out.push_str(&format!("{}\n", describe(action, true, schema)));
+        }
+        for kept in &t.would_keep {
+            out.push_str(&format!(
+                "would keep {}: {}\n",
+                kept_name(kept, schema),
+                kept.reason
+            ));
+        }
+        for other in &t.others {
+            let what = if other.what == "detached" {
+                "a table named like a partition but not attached (kept by prune, or made by hand)"
+                    .to_string()
+            } else {
+                other.what.clone()
+            };
+            out.push_str(&format!("{}.{}: {what}\n", other.schema, other.name));
+        }
+        if let Some(d) = &t.default_partition {
+            out.push_str(&format!("DEFAULT partition {}.{}:", d.schema, d.name));
+            if d.rows.is_empty() {
+                out.push_str(" empty\n");
+            } else {
+                out.push('\n');
+                for period in &d.rows {
+                    out.push_str(&format!(
+                        "  {} {} row(s)\n",
+                        sql_timestamp(period.from),
+                        period.rows
+                    ));
+                }
+            }
         }
         for problem in &t.problems {
             out.push_str(&format!("problem: {problem}\n"));

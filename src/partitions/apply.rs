@@ -10,6 +10,10 @@ use chrono::{DateTime, Utc};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::Client;
 
+use tokio_postgres::types::Oid;
+
+use super::catalog;
+use super::child::{attach_sql, properties, standalone_sql, Properties};
 use super::period::sql_timestamp;
 use super::plan::{Action, Then};
 use crate::db::ident::{quote_ident, quote_literal};
@@ -18,25 +22,65 @@ use crate::error::{Error, SqlDetail};
 use crate::migrations::Progress;
 
 /// The CHECK that lets ATTACH skip its validation scan; dropped in the same transaction.
-const BOUNDS_CHECK: &str = "dhctl_partition_bounds";
+pub(super) const BOUNDS_CHECK: &str = "dhctl_partition_bounds";
 
 /// The table being maintained.
 pub struct Target<'a> {
     pub schema: &'a str,
     pub table: &'a str,
+    pub oid: Oid,
     pub column: &'a str,
 }
 
 impl Target<'_> {
-    fn qualified(&self, name: &str) -> String {
-        format!("{}.{}", quote_ident(self.schema), quote_ident(name))
+    /// A relation in the parent's schema (the parent, a partition being created).
+    pub(super) fn qualified(&self, name: &str) -> String {
+        qualified(self.schema, name)
+    }
+
+    /// The parent, schema-qualified and quoted.
+    pub(super) fn parent(&self) -> String {
+        self.qualified(self.table)
     }
 }
 
-/// How an action went: attempts (more than 1 after lock timeouts) and wall time.
+fn qualified(schema: &str, name: &str) -> String {
+    format!("{}.{}", quote_ident(schema), quote_ident(name))
+}
+
+/// How an action went: what was done, attempts (more than 1 after lock timeouts), wall time,
+/// and what else to know.
 pub struct Done {
+    pub action: Action,
     pub attempts: u32,
     pub took: Duration,
+    pub notes: Vec<String>,
+}
+
+/// An action that failed: the error, what was done nonetheless (a detach whose drop failed),
+/// and whether the table's later actions may still run.
+pub struct Failed {
+    pub error: Error,
+    pub done: Option<Action>,
+    pub next: Next,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// Only this partition is affected (a drop that would fail, bounds that changed).
+    NextPartition,
+    /// Something about the table (a lock held, a server error): stop its other actions.
+    StopTable,
+}
+
+impl From<Error> for Box<Failed> {
+    fn from(error: Error) -> Box<Failed> {
+        Box::new(Failed {
+            error,
+            done: None,
+            next: Next::StopTable,
+        })
+    }
 }
 
 /// Runs one action. Errors name the partition and say what is left behind.
@@ -46,76 +90,221 @@ pub async fn run(
     action: &Action,
     retries: u32,
     progress: &dyn Progress,
-) -> Result<Done, Error> {
+) -> Result<Done, Box<Failed>> {
     let started = Instant::now();
+    let mut notes = Vec::new();
     let attempts = match action {
         Action::Create { name, from, to } => {
-            create(client, target, name, *from, *to, retries, progress).await?
+            let props = properties(client, target).await?;
+            notes = props.notes.clone();
+            create(client, target, name, *from, *to, &props, retries, progress).await?
         }
-        Action::Detach { name, then, .. } => {
-            let mut attempts = detach(client, target, name, retries, progress).await?;
+        Action::Detach {
+            schema,
+            name,
+            from,
+            to,
+            then,
+        } => {
+            recheck(client, target, schema, name, (*from, Some(*to))).await?;
             if *then == Then::Drop {
-                attempts = attempts.max(drop(client, target, name, retries, progress).await?);
+                refuse_undroppable(client, schema, name).await?;
+            }
+            let mut attempts = detach(client, target, schema, name, retries, progress).await?;
+            if *then == Then::Drop {
+                let dropped = drop(client, target, schema, name, retries, progress).await;
+                attempts = attempts.max(kept_on_failure(dropped, action)?);
             }
             attempts
         }
-        Action::Finalize { name, then, .. } => {
-            let mut attempts = finalize(client, target, name, retries, progress).await?;
+        Action::Finalize {
+            schema, name, then, ..
+        } => {
+            // A pending detach is finished whatever would stop the drop: it blocks every other
+            // detach of the table. The table is then kept, and the report says why.
+            let blocked = match then {
+                Then::Drop => refuse_undroppable(client, schema, name).await.err(),
+                Then::Keep => None,
+            };
+            let mut attempts = finalize(client, target, schema, name, retries, progress).await?;
+            if let Some(mut blocked) = blocked {
+                let mut done = action.clone();
+                if let Action::Finalize { then, .. } = &mut done {
+                    *then = Then::Keep;
+                }
+                blocked.done = Some(done);
+                return Err(blocked);
+            }
             if *then == Then::Drop {
-                attempts = attempts.max(drop(client, target, name, retries, progress).await?);
+                let dropped = drop(client, target, schema, name, retries, progress).await;
+                attempts = attempts.max(kept_on_failure(dropped, action)?);
+            }
+            attempts
+        }
+        Action::Drain { .. } => {
+            return Err(Error::usage(
+                "a drain runs through `dhctl partition drain-default`, not with create or prune",
+            )
+            .into())
+        }
+        Action::Reattach {
+            schema,
+            name,
+            from,
+            to,
+        } => {
+            let (attempts, what) = reattach(
+                client,
+                target,
+                schema,
+                name,
+                (*from, *to),
+                retries,
+                progress,
+            )
+            .await?;
+            if let Some(what) = what {
+                notes.push(what);
             }
             attempts
         }
     };
     Ok(Done {
+        action: action.clone(),
         attempts,
         took: started.elapsed(),
+        notes,
     })
+}
+
+/// A failed DROP after a successful detach: report the detach that happened, table kept.
+fn kept_on_failure(dropped: Result<u32, Error>, planned: &Action) -> Result<u32, Box<Failed>> {
+    dropped.map_err(|error| {
+        let mut done = planned.clone();
+        if let Action::Detach { then, .. } | Action::Finalize { then, .. } = &mut done {
+            *then = Then::Keep;
+        }
+        Box::new(Failed {
+            error,
+            done: Some(done),
+            next: Next::NextPartition,
+        })
+    })
+}
+
+/// Reads the partition again under the lock, right before detaching it: it must still be a
+/// partition of this parent, in this schema, with the planned bounds.
+async fn recheck(
+    client: &Client,
+    target: &Target<'_>,
+    schema: &str,
+    name: &str,
+    (from, to): (Option<DateTime<Utc>>, Option<DateTime<Utc>>),
+) -> Result<(), Box<Failed>> {
+    let now = catalog::partition(client, target.oid, schema, name).await?;
+    match now {
+        Some(p) if p.from == from && p.to == to && !p.detach_pending => Ok(()),
+        other => Err(Box::new(Failed {
+            error: Error::usage_hint(
+                format!(
+                    "partition {schema}.{name} of {} changed since prune planned it ({}); it was \
+                     not detached",
+                    target.table,
+                    match other {
+                        Some(p) => format!("now {}", p.describe()),
+                        None => "it is no longer a partition of the table".into(),
+                    }
+                ),
+                "run `dhctl partition prune` again; it plans from what the catalog says now",
+            ),
+            done: None,
+            next: Next::NextPartition,
+        })),
+    }
+}
+
+/// What would make `DROP TABLE` (without CASCADE) fail once the partition is detached: views
+/// and foreign keys that depend on it, an owner dhctl's role cannot act for. Checked before
+/// detaching, so prune never leaves a half-done partition behind for reasons it could see.
+const DROP_BLOCKERS: &str = "\
+WITH t AS (SELECT to_regclass($1) AS oid)
+SELECT DISTINCT format('%s %s depends on it',
+       CASE v.relkind WHEN 'm' THEN 'materialized view' ELSE 'view' END, v.oid::regclass)
+FROM t JOIN pg_depend d ON d.refobjid = t.oid AND d.refclassid = 'pg_class'::regclass
+       AND d.classid = 'pg_rewrite'::regclass
+JOIN pg_rewrite r ON r.oid = d.objid
+JOIN pg_class v ON v.oid = r.ev_class AND v.oid <> t.oid
+UNION ALL
+SELECT format('foreign key %I of %s references it', c.conname, c.conrelid::regclass)
+FROM t JOIN pg_constraint c ON c.confrelid = t.oid AND c.contype = 'f'
+       AND c.conrelid <> t.oid AND c.conparentid = 0
+UNION ALL
+SELECT format('it belongs to role %I, which dhctl''s role %I cannot act for',
+              pg_get_userbyid(k.relowner), current_user)
+FROM t JOIN pg_class k ON k.oid = t.oid AND NOT pg_has_role(k.relowner, 'USAGE')
+ORDER BY 1";
+
+async fn refuse_undroppable(client: &Client, schema: &str, name: &str) -> Result<(), Box<Failed>> {
+    let rows = client
+        .query(DROP_BLOCKERS, &[&qualified(schema, name)])
+        .await
+        .map_err(|e| Error::sql(format!("checking what depends on {name}"), &e))?;
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let why: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    Err(Box::new(Failed {
+        error: Error::usage_hint(
+            format!(
+                "partition {schema}.{name} is past retention but was not detached: DROP TABLE \
+                 would fail ({})",
+                why.join("; ")
+            ),
+            "drop or re-point what depends on it (or make dhctl's role a member of the owner), \
+             or set retention_mode = \"detach\" to keep detached tables; then prune again",
+        ),
+        done: None,
+        next: Next::NextPartition,
+    }))
 }
 
 /// Builds the child standalone with a CHECK matching its bounds, attaches it (SHARE UPDATE
 /// EXCLUSIVE on the parent: reads and writes go on; no scan, the CHECK implies the bound), then
-/// drops the CHECK. The four statements are one simple-query string, hence one implicit
-/// transaction: a lock timeout anywhere leaves nothing behind. The parent's lock is held only
-/// from the ATTACH to the commit, which is immediate.
+/// drops the CHECK and gives it the parent's replica identity, grants and owner. The statements
+/// are one simple-query string, hence one implicit transaction: a lock timeout anywhere leaves
+/// nothing behind. The parent's lock is held only from the ATTACH to the commit, which is
+/// immediate.
+#[allow(clippy::too_many_arguments)]
 async fn create(
     client: &Client,
     target: &Target<'_>,
     name: &str,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
+    props: &Properties,
     retries: u32,
     progress: &dyn Progress,
 ) -> Result<u32, Error> {
-    let parent = target.qualified(target.table);
-    let child = target.qualified(name);
-    let column = quote_ident(target.column);
-    let (lo, hi) = (
-        quote_literal(&sql_timestamp(from)),
-        quote_literal(&sql_timestamp(to)),
-    );
-    let check = quote_ident(BOUNDS_CHECK);
-    // LIKE copies the NOT NULL and CHECK constraints ATTACH demands; indexes and foreign keys
-    // declared on the parent are created on the child by ATTACH itself.
     let sql = format!(
-        "CREATE TABLE {child} (LIKE {parent} INCLUDING DEFAULTS INCLUDING CONSTRAINTS \
-             INCLUDING STORAGE INCLUDING COMMENTS);\n\
-         ALTER TABLE {child} ADD CONSTRAINT {check} \
-             CHECK ({column} IS NOT NULL AND {column} >= {lo} AND {column} < {hi});\n\
-         ALTER TABLE {parent} ATTACH PARTITION {child} FOR VALUES FROM ({lo}) TO ({hi});\n\
-         ALTER TABLE {child} DROP CONSTRAINT {check};"
+        "{}{}",
+        standalone_sql(target, name, from, to, props),
+        attach_sql(target, name, from, to, props)
     );
     retry(client, &sql, retries, progress, name)
         .await
         .map_err(|(e, attempts)| {
-            let hint = if e.code() == Some(&SqlState::DUPLICATE_TABLE) {
-                Some(format!(
-                    "a table named {name} exists but is not a partition of {} (kept by prune \
-                 --keep-table?); rename or drop it, then run create again",
-                    target.table
-                ))
-            } else {
-                None
+            let hint = match e.code() {
+                Some(c) if c == &SqlState::DUPLICATE_TABLE => Some(format!(
+                    "a relation named {name} already exists in schema {}; run `dhctl partition \
+                     status` to see what it is, then rename or drop it and run create again",
+                    target.schema
+                )),
+                Some(c) if c == &SqlState::CHECK_VIOLATION => Some(format!(
+                    "the DEFAULT partition of {} holds rows of this period; move them with \
+                     `dhctl partition drain-default --table {}`, then run create again",
+                    target.table, target.table
+                )),
+                _ => None,
             };
             failed(
                 format!("creating partition {name} of {}", target.table),
@@ -127,20 +316,72 @@ async fn create(
         })
 }
 
+/// Undoes a detach left pending on a period that still takes writes: finishes it and attaches
+/// the table again with the same bounds, in one transaction (FINALIZE may run in one), so rows of
+/// the period have a partition again at once. The CHECK the detach added implies the bounds,
+/// so ATTACH does not scan.
+async fn reattach(
+    client: &Client,
+    target: &Target<'_>,
+    schema: &str,
+    name: &str,
+    (from, to): (Option<DateTime<Utc>>, Option<DateTime<Utc>>),
+    retries: u32,
+    progress: &dyn Progress,
+) -> Result<(u32, Option<String>), Error> {
+    let child = qualified(schema, name);
+    let parent = target.parent();
+    let bound = |b: Option<DateTime<Utc>>, edge: &str| {
+        b.map(|t| quote_literal(&sql_timestamp(t)))
+            .unwrap_or_else(|| edge.to_string())
+    };
+    let attach = format!(
+        "ALTER TABLE {parent} ATTACH PARTITION {child} FOR VALUES FROM ({}) TO ({});",
+        bound(from, "MINVALUE"),
+        bound(to, "MAXVALUE")
+    );
+    let sql = match catalog::partition(client, target.oid, schema, name).await? {
+        Some(p) if !p.detach_pending => return Ok((1, None)),
+        Some(_) => format!("ALTER TABLE {parent} DETACH PARTITION {child} FINALIZE;\n{attach}"),
+        None => attach,
+    };
+    retry(client, &sql, retries, progress, name)
+        .await
+        .map(|attempts| {
+            (
+                attempts,
+                Some(format!(
+                    "{schema}.{name} was left half-detached by an interrupted DETACH … \
+                     CONCURRENTLY on a period that still takes writes; it is attached again"
+                )),
+            )
+        })
+        .map_err(|(e, attempts)| {
+            failed(
+                format!("attaching partition {name} of {} again", target.table),
+                target,
+                &e,
+                attempts,
+                None,
+            )
+        })
+}
+
 /// `DETACH PARTITION … CONCURRENTLY`: two transactions, no ACCESS EXCLUSIVE on the parent. It
 /// cannot run inside a transaction block, so it is sent alone. When it times out in its second
 /// transaction the detach stays pending; the retry then finalises it instead.
 async fn detach(
     client: &Client,
     target: &Target<'_>,
+    schema: &str,
     name: &str,
     retries: u32,
     progress: &dyn Progress,
 ) -> Result<u32, Error> {
     let sql = format!(
         "ALTER TABLE {} DETACH PARTITION {} CONCURRENTLY",
-        target.qualified(target.table),
-        target.qualified(name)
+        target.parent(),
+        qualified(schema, name)
     );
     let context = || format!("detaching partition {name} from {}", target.table);
     let mut backoff = Backoff::new(retries);
@@ -156,9 +397,10 @@ async fn detach(
                 }
                 progress.retrying(name, attempts, "lock_timeout");
                 backoff.pause().await;
-                match pending(client, target, name).await? {
+                match pending(client, target, schema, name).await? {
                     Some(true) => {
-                        let more = finalize(client, target, name, retries, progress).await?;
+                        let more =
+                            finalize(client, target, schema, name, retries, progress).await?;
                         return Ok(attempts + more);
                     }
                     Some(false) => continue,
@@ -171,12 +413,17 @@ async fn detach(
 }
 
 /// Whether `name` is still a partition (`Some(pending)`) or already detached (`None`).
-async fn pending(client: &Client, target: &Target<'_>, name: &str) -> Result<Option<bool>, Error> {
+async fn pending(
+    client: &Client,
+    target: &Target<'_>,
+    schema: &str,
+    name: &str,
+) -> Result<Option<bool>, Error> {
     let row = client
         .query_opt(
             "SELECT i.inhdetachpending FROM pg_inherits i \
              WHERE i.inhrelid = to_regclass($1) AND i.inhparent = to_regclass($2)",
-            &[&target.qualified(name), &target.qualified(target.table)],
+            &[&qualified(schema, name), &target.parent()],
         )
         .await
         .map_err(|e| Error::sql(format!("reading the detach state of {name}"), &e))?;
@@ -186,16 +433,20 @@ async fn pending(client: &Client, target: &Target<'_>, name: &str) -> Result<Opt
 async fn finalize(
     client: &Client,
     target: &Target<'_>,
+    schema: &str,
     name: &str,
     retries: u32,
     progress: &dyn Progress,
 ) -> Result<u32, Error> {
     let sql = format!(
         "ALTER TABLE {} DETACH PARTITION {} FINALIZE",
-        target.qualified(target.table),
-        target.qualified(name)
+        target.parent(),
+        qualified(schema, name)
     );
-    retry(client, &sql, retries, progress, name)
+    // Its own label: after a detach that timed out, "attempt 1" of the detach was reported
+    // already, and the finalize's attempts are counted afresh.
+    let label = format!("{name} (finishing the detach)");
+    retry(client, &sql, retries, progress, &label)
         .await
         .map_err(|(e, attempts)| {
             failed(
@@ -215,11 +466,12 @@ async fn finalize(
 async fn drop(
     client: &Client,
     target: &Target<'_>,
+    schema: &str,
     name: &str,
     retries: u32,
     progress: &dyn Progress,
 ) -> Result<u32, Error> {
-    let sql = format!("DROP TABLE {}", target.qualified(name));
+    let sql = format!("DROP TABLE {}", qualified(schema, name));
     retry(client, &sql, retries, progress, name)
         .await
         .map_err(|(e, attempts)| {
@@ -229,15 +481,16 @@ async fn drop(
                 &e,
                 attempts,
                 Some(format!(
-                    "{name} is detached (no longer a partition); drop it by hand with DROP TABLE once \
-                     nothing uses it"
+                    "{schema}.{name} is detached (no longer a partition) and kept; `dhctl \
+                     partition status` lists it until it is gone; drop it by hand with DROP \
+                     TABLE once nothing uses it"
                 )),
             )
         })
 }
 
 /// Runs `sql`, retrying lock timeouts; on failure returns the error and the attempts made.
-async fn retry(
+pub(super) async fn retry(
     client: &Client,
     sql: &str,
     retries: u32,
@@ -251,7 +504,7 @@ async fn retry(
 }
 
 /// A statement error with what dhctl was doing; a lock timeout says how to find the blocker.
-fn failed(
+pub(super) fn failed(
     context: String,
     target: &Target<'_>,
     e: &tokio_postgres::Error,
@@ -264,11 +517,13 @@ fn failed(
             "{} (gave up after {attempts} attempts; another session holds a conflicting lock)",
             detail.message
         );
+        // ATTACH also locks the tables the parent's foreign keys reference: name them too.
+        let parent = quote_literal(&target.parent());
         detail.hint = Some(format!(
-            "find the blocker with SELECT pid, mode, query FROM pg_locks JOIN pg_stat_activity \
-             USING (pid) WHERE relation = '{}'::regclass; retry later, or raise \
-             --lock-timeout / --lock-retries",
-            target.qualified(target.table).replace('\'', "''")
+            "find the blocker with SELECT pid, mode, relation::regclass, query FROM pg_locks \
+             JOIN pg_stat_activity USING (pid) WHERE relation IN (SELECT {parent}::regclass \
+             UNION SELECT confrelid FROM pg_constraint WHERE conrelid = {parent}::regclass AND \
+             contype = 'f'); retry later, or raise --lock-timeout / --lock-retries"
         ));
     }
     if hint.is_some() {

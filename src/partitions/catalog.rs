@@ -1,20 +1,27 @@
 //! What the database says about each policy's table: that it is range-partitioned on the
-//! policy's timestamptz column, which partitions it has, their bounds and whether a detach is
-//! pending. Bounds come from `pg_get_expr(relpartbound)`, cast back to timestamptz by the
-//! server in the same session settings that printed them; names are never parsed.
+//! policy's timestamptz column, which partitions it has (each with its own schema), their bounds
+//! and whether a detach is pending, its DEFAULT partition with rows per period, and relations
+//! named like its partitions that are not. Bounds come from `pg_get_expr(relpartbound)`, printed
+//! and cast back to timestamptz by the server in one read-only transaction whose DateStyle,
+//! IntervalStyle, TimeZone and extra_float_digits are pinned (`PINNED`), so database or session
+//! settings cannot change them; names are never parsed.
 //!
-//! Two queries: the parents (one row per policy, with the server's clock), then their
-//! partitions. Deparsing a bound costs the server ~10 µs, so the cron no-op of `create` asks only
-//! for the partitions it expects by name and checks their bounds (PostgreSQL forbids overlapping
+//! The parents first (one row per policy, with the server's clock), then their partitions.
+//! Deparsing a bound costs the server ~10 µs, so the cron no-op of `create` asks only for the
+//! partitions it expects by name and checks their bounds (PostgreSQL forbids overlapping
 //! partitions, so when those cover every wanted period nothing else can be in the way); anything
-//! else reads them all.
+//! else reads them all, and the other relations and the default's rows with them.
 
 use chrono::{DateTime, Utc};
 use tokio_postgres::types::Oid;
 use tokio_postgres::Client;
 
+use serde::Serialize;
+
+use super::period::Interval;
 use super::plan::Existing;
 use super::policy::Policy;
+use crate::db::ident::quote_ident;
 use crate::error::{Error, FileProblem, Result};
 
 /// A policy's table as found in the catalog.
@@ -24,8 +31,64 @@ pub struct Parent {
     pub schema: String,
     pub oid: Oid,
     pub partitions: Vec<Existing>,
-    /// A DEFAULT partition, which dhctl refuses to work around (docs/partitions.md).
-    pub default_partition: Option<String>,
+    /// The DEFAULT partition, if the table has one (docs/partitions.md).
+    pub default_partition: Option<DefaultPartition>,
+    /// Relations named like this table's partitions that are not its partitions: tables prune
+    /// detached and kept (or could not drop), or anything else in the way of a create.
+    pub others: Vec<Other>,
+}
+
+/// A DEFAULT partition and how many of its rows fall in each period (UTC period starts).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DefaultPartition {
+    pub schema: String,
+    pub name: String,
+    pub rows: Vec<PeriodRows>,
+    /// Why its rows could not be counted (then `rows` is empty and nothing may attach next to
+    /// it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unreadable: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PeriodRows {
+    pub from: DateTime<Utc>,
+    pub rows: i64,
+}
+
+/// A relation named like one of the table's partitions that is not one of them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Other {
+    pub schema: String,
+    pub name: String,
+    /// `detached` (a plain table, e.g. kept by prune) or `partition of <parent>` or another kind.
+    pub what: String,
+}
+
+impl DefaultPartition {
+    /// Rows it holds in [from, to).
+    pub fn rows_in(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> i64 {
+        self.rows
+            .iter()
+            .filter(|r| r.from >= from && r.from < to)
+            .map(|r| r.rows)
+            .sum()
+    }
+}
+
+/// Why a policy's table cannot be maintained: it does not exist (yet), or it does not fit.
+#[derive(Debug, Clone)]
+pub enum Unusable {
+    Missing(FileProblem),
+    Misfit(FileProblem),
+}
+
+impl Unusable {
+    pub fn problem(&self) -> &FileProblem {
+        match self {
+            Unusable::Missing(p) | Unusable::Misfit(p) => p,
+        }
+    }
 }
 
 /// The catalog as the queries saw it.
@@ -34,7 +97,9 @@ pub struct Snapshot {
     /// The server's clock (`now()`), the default "now" of every command.
     pub server_now: DateTime<Utc>,
     /// One entry per policy, in the policies' order: the table, or why it cannot be maintained.
-    pub tables: Vec<std::result::Result<Parent, FileProblem>>,
+    pub tables: Vec<std::result::Result<Parent, Unusable>>,
+    /// Each policy's interval and column, in the same order.
+    keys: Vec<(Interval, String)>,
 }
 
 /// Which partitions to read.
@@ -49,12 +114,14 @@ pub enum Partitions<'a> {
 const PARENTS: &str = "\
 SELECT w.name, n.nspname::text, c.relkind::text, pt.partstrat::text, pt.partnatts::int4,
        a.attname::text, format_type(a.atttypid, a.atttypmod), c.oid,
-       CASE WHEN pt.partdefid <> 0 THEN pt.partdefid::regclass::text END, now()
+       dn.nspname::text, d.relname::text, now()
 FROM unnest($1::text[]) WITH ORDINALITY AS w(name, ord)
 LEFT JOIN pg_class c ON c.oid = to_regclass(quote_ident(w.name))
 LEFT JOIN pg_namespace n ON n.oid = c.relnamespace
 LEFT JOIN pg_partitioned_table pt ON pt.partrelid = c.oid
 LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = pt.partattrs[0]
+LEFT JOIN pg_class d ON d.oid = pt.partdefid
+LEFT JOIN pg_namespace dn ON dn.oid = d.relnamespace
 ORDER BY w.ord";
 
 /// The partitions of the given parents (all, or only those named). MATERIALIZED keeps the
@@ -64,23 +131,46 @@ ORDER BY w.ord";
 const CHILDREN: &str = "\
 WITH kids AS MATERIALIZED (
     SELECT i.inhparent AS parent, ch.relname::text AS name, i.inhdetachpending AS pending,
-           pg_get_expr(ch.relpartbound, 0) AS bound
+           pg_get_expr(ch.relpartbound, 0) AS bound, ns.nspname::text AS schema
     FROM pg_inherits i
     JOIN pg_class ch ON ch.oid = i.inhrelid
+    JOIN pg_namespace ns ON ns.oid = ch.relnamespace
     WHERE i.inhparent = ANY($1::oid[]) AND ($2::text[] IS NULL OR ch.relname = ANY($2::text[]))
 ), parsed AS MATERIALIZED (
-    SELECT k.parent, k.name, k.pending,
+    SELECT k.parent, k.name, k.pending, k.schema,
            regexp_match(k.bound, '^FOR VALUES FROM \\((.+)\\) TO \\((.+)\\)$') AS m
     FROM kids k WHERE k.bound <> 'DEFAULT'
 ), bounds AS MATERIALIZED (
-    SELECT p.parent, p.name, p.pending,
+    SELECT p.parent, p.name, p.pending, p.schema,
            CASE WHEN p.m[1] <> 'MINVALUE' THEN btrim(p.m[1], '''')::timestamptz END AS lo,
            CASE WHEN p.m[2] <> 'MAXVALUE' THEN btrim(p.m[2], '''')::timestamptz END AS hi
     FROM parsed p
 )
 SELECT parent, name, pending,
-       CASE WHEN isfinite(lo) THEN lo END, CASE WHEN isfinite(hi) THEN hi END
+       CASE WHEN isfinite(lo) THEN lo END, CASE WHEN isfinite(hi) THEN hi END, schema
 FROM bounds";
+
+/// The settings the bound text above is printed and read back in, pinned for the read's
+/// transaction only: an `ALTER DATABASE … SET datestyle = 'SQL, YMD'` (or IntervalStyle,
+/// extra_float_digits, TimeZone) would otherwise print bounds that do not read back, or read
+/// back as other instants. SET LOCAL ends with the transaction, so the session is left as it was.
+const PINNED: &str = "BEGIN READ ONLY; SET LOCAL DateStyle = 'ISO, YMD'; \
+SET LOCAL IntervalStyle = 'postgres'; SET LOCAL TimeZone = 'UTC'; SET LOCAL extra_float_digits = 1";
+
+/// Relations named like a parent's partitions (`<table>_YYYY_MM[_DD]`) that are not partitions
+/// of it, in any schema.
+const OTHERS: &str = "\
+SELECT n.nspname::text, c.relname::text,
+       CASE WHEN c.relispartition THEN 'partition of ' || i.inhparent::regclass::text
+            WHEN c.relkind IN ('r', 'p') THEN 'detached'
+            ELSE 'a relation of kind ' || c.relkind::text END
+FROM pg_class c
+JOIN pg_namespace n ON n.oid = c.relnamespace
+LEFT JOIN pg_inherits i ON i.inhrelid = c.oid AND c.relispartition
+WHERE c.relname ~ ('^' || $1 || '_[0-9]{4}_[0-9]{2}(_[0-9]{2})?$')
+  AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
+  AND i.inhparent IS DISTINCT FROM $2
+ORDER BY 1, 2";
 
 /// Reads every policy's table and all its partitions.
 pub async fn read(client: &Client, policies: &[Policy]) -> Result<Snapshot> {
@@ -96,7 +186,7 @@ pub async fn parents(client: &Client, policies: &[Policy]) -> Result<Snapshot> {
         .await
         .map_err(|e| Error::sql("reading the partitioned tables from the catalog", &e))?;
     let server_now = match rows.first() {
-        Some(row) => row.get(9),
+        Some(row) => row.get(10),
         None => client
             .query_one("SELECT now()", &[])
             .await
@@ -114,20 +204,46 @@ pub async fn parents(client: &Client, policies: &[Policy]) -> Result<Snapshot> {
                 key_column: row.get(5),
                 key_type: row.get(6),
             };
-            shape.check(policy).map_err(|problem| FileProblem {
-                file: policy.file.clone(),
-                problem,
+            let missing = shape.relkind.is_none();
+            shape.check(policy).map_err(|problem| {
+                let problem = FileProblem {
+                    file: policy.file.clone(),
+                    problem,
+                };
+                if missing {
+                    Unusable::Missing(problem)
+                } else {
+                    Unusable::Misfit(problem)
+                }
             })?;
+            let default_partition = match (row.get(8), row.get(9)) {
+                (Some(schema), Some(name)) => Some(DefaultPartition {
+                    schema,
+                    name,
+                    rows: Vec::new(),
+                    unreadable: None,
+                }),
+                _ => None,
+            };
             Ok(Parent {
                 table: policy.table.clone(),
                 schema: row.get(1),
                 oid: row.get(7),
                 partitions: Vec::new(),
-                default_partition: row.get(8),
+                default_partition,
+                others: Vec::new(),
             })
         })
         .collect();
-    Ok(Snapshot { server_now, tables })
+    let keys = policies
+        .iter()
+        .map(|p| (p.interval, p.column.clone()))
+        .collect();
+    Ok(Snapshot {
+        server_now,
+        tables,
+        keys,
+    })
 }
 
 /// Adds the partitions (all, or the named ones) of every usable parent, sorted by lower bound.
@@ -148,8 +264,7 @@ pub async fn partitions(
         Partitions::All => None,
         Partitions::Named(names) => Some(names),
     };
-    let rows = client
-        .query(CHILDREN, &[&oids, &names])
+    let rows = pinned(client, CHILDREN, &[&oids, &names])
         .await
         .map_err(|e| Error::sql("reading the partitions from the catalog", &e))?;
     for parent in snapshot.tables.iter_mut().filter_map(|t| t.as_mut().ok()) {
@@ -157,6 +272,7 @@ pub async fn partitions(
             .iter()
             .filter(|r| r.get::<_, Oid>(0) == parent.oid)
             .map(|r| Existing {
+                schema: r.get(5),
                 name: r.get(1),
                 detach_pending: r.get(2),
                 from: r.get(3),
@@ -167,7 +283,102 @@ pub async fn partitions(
             .partitions
             .sort_by(|a, b| (a.from, &a.name).cmp(&(b.from, &b.name)));
     }
+    if let Partitions::All = which {
+        for (policy, parent) in policies_of(&mut snapshot) {
+            parent.others = others(client, parent).await?;
+            if let Some(default) = parent.default_partition.as_mut() {
+                // One table's unreadable default (no SELECT on it) is that table's problem only.
+                match default_rows(client, default, policy).await {
+                    Ok(rows) => default.rows = rows,
+                    Err(e) => default.unreadable = Some(e.to_string()),
+                }
+            }
+        }
+    }
     Ok(snapshot)
+}
+
+/// The usable parents with the interval and column their rows are counted by.
+fn policies_of(snapshot: &mut Snapshot) -> Vec<((Interval, String), &mut Parent)> {
+    snapshot
+        .tables
+        .iter_mut()
+        .zip(&snapshot.keys)
+        .filter_map(|(t, key)| t.as_mut().ok().map(|p| (key.clone(), p)))
+        .collect()
+}
+
+/// Runs one catalog query with the settings it parses pinned (see PINNED).
+async fn pinned(
+    client: &Client,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> std::result::Result<Vec<tokio_postgres::Row>, tokio_postgres::Error> {
+    client.batch_execute(PINNED).await?;
+    match client.query(sql, params).await {
+        Ok(rows) => {
+            client.batch_execute("COMMIT").await?;
+            Ok(rows)
+        }
+        Err(e) => {
+            // The transaction is aborted; end it so the session is usable (and as it was).
+            let _ = client.batch_execute("ROLLBACK").await;
+            Err(e)
+        }
+    }
+}
+
+async fn others(client: &Client, parent: &Parent) -> Result<Vec<Other>> {
+    let rows = client
+        .query(OTHERS, &[&parent.table, &parent.oid])
+        .await
+        .map_err(|e| Error::sql("reading tables named like partitions from the catalog", &e))?;
+    Ok(rows
+        .iter()
+        .map(|r| Other {
+            schema: r.get(0),
+            name: r.get(1),
+            what: r.get(2),
+        })
+        .collect())
+}
+
+/// Rows of the DEFAULT partition per period (a scan of it: it should be small, and its rows
+/// must be known before any ATTACH next to it).
+async fn default_rows(
+    client: &Client,
+    default: &DefaultPartition,
+    (interval, column): (Interval, String),
+) -> Result<Vec<PeriodRows>> {
+    let column = quote_ident(&column);
+    let sql = format!(
+        "SELECT date_trunc($1, {column} AT TIME ZONE 'UTC') AT TIME ZONE 'UTC', count(*) \
+         FROM {}.{} GROUP BY 1 ORDER BY 1",
+        quote_ident(&default.schema),
+        quote_ident(&default.name)
+    );
+    let rows = client
+        .query(&sql, &[&interval.as_str()])
+        .await
+        .map_err(|e| {
+            Error::sql(
+                format!(
+                    "counting the rows of the DEFAULT partition {}",
+                    default.name
+                ),
+                &e,
+            )
+        })?;
+    Ok(rows
+        .iter()
+        .filter_map(|r| {
+            let from: Option<DateTime<Utc>> = r.get(0);
+            from.map(|from| PeriodRows {
+                from,
+                rows: r.get(1),
+            })
+        })
+        .collect())
 }
 
 /// The parent's partitioning as the catalog describes it.
@@ -230,4 +441,52 @@ impl Shape {
         }
         Ok(())
     }
+}
+
+/// The partition (schema, name) that holds the parent's newest row by `column`, if any row
+/// exists. One read down the column's index when there is one.
+pub async fn newest_rows(
+    client: &Client,
+    parent: &Parent,
+    column: &str,
+) -> Result<Option<(String, String)>> {
+    let column = quote_ident(column);
+    let sql = format!(
+        "SELECT n.nspname::text, c.relname::text FROM pg_class c \
+         JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE c.oid = (SELECT tableoid FROM {}.{} WHERE {column} IS NOT NULL \
+                        ORDER BY {column} DESC LIMIT 1)",
+        quote_ident(&parent.schema),
+        quote_ident(&parent.table)
+    );
+    let row = client
+        .query_opt(&sql, &[])
+        .await
+        .map_err(|e| Error::sql(format!("finding the newest row of {}", parent.table), &e))?;
+    Ok(row.map(|r| (r.get(0), r.get(1))))
+}
+
+/// One partition of the parent `oid` as the catalog shows it now (None when it is no longer
+/// one): prune reads it again under the lock, right before detaching it.
+pub async fn partition(
+    client: &Client,
+    oid: Oid,
+    schema: &str,
+    name: &str,
+) -> Result<Option<Existing>> {
+    let names = [name.to_string()];
+    let rows = pinned(client, CHILDREN, &[&vec![oid], &Some(&names[..])])
+        .await
+        .map_err(|e| Error::sql(format!("reading the bounds of partition {name}"), &e))?;
+    Ok(rows
+        .iter()
+        .filter(|r| r.get::<_, String>(5) == schema)
+        .map(|r| Existing {
+            schema: r.get(5),
+            name: r.get(1),
+            detach_pending: r.get(2),
+            from: r.get(3),
+            to: r.get(4),
+        })
+        .next())
 }

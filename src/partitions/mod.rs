@@ -1,13 +1,16 @@
 //! Partition maintenance: policies (toml), the catalog's view of each table, the pure plan, and
 //! the commands `partition create | prune | status` (also run at the end of `migrate`).
 //!
-//! Every command reads the catalog once, plans every table, and refuses before changing anything
-//! when a policy does not fit its table or a plan conflicts with a foreign partition. Changes run
-//! under the dhctl advisory lock, one partition at a time; a table whose change fails does not
-//! stop the others, and the report says which failed.
+//! Every command reads the catalog once and plans every table on its own: a table whose policy
+//! does not fit, or whose plan conflicts with a foreign partition or a DEFAULT partition, is
+//! refused before anything changes in it, with what is wrong and how to fix it, and the other
+//! tables are still done. Changes run under the dhctl advisory lock, one partition at a time; the
+//! report gives each table's outcome and the worst exit code.
 
 pub mod apply;
 pub mod catalog;
+mod child;
+mod drain;
 pub mod period;
 pub mod plan;
 pub mod policy;
@@ -20,8 +23,9 @@ use chrono::{DateTime, Datelike, Utc};
 use serde::Serialize;
 use tokio_postgres::Client;
 
+pub use drain::{drain_default, DrainOptions, DEFAULT_BATCH};
 pub use period::{Interval, Retention};
-pub use plan::{Action, Coverage, Existing};
+pub use plan::{Action, Clocks, Coverage, Existing, Kept};
 pub use policy::{Policy, RetentionMode, Source};
 pub use status::{inspect, Inspection, TableStatus};
 
@@ -31,7 +35,7 @@ use crate::error::{Error, Result};
 use crate::migrations::migrate::{ms, Mode};
 use crate::migrations::{Locked, Progress};
 use catalog::Partitions;
-use tables::{expected_names, plan_create, plan_prune, TablePlan};
+use tables::{expected_names, plan_create, plan_prune, MissingTable, Newest, TablePlan};
 
 /// Parses a `--now` value (RFC 3339). Limited to 1970–9000 so names keep four-digit years.
 pub fn parse_now(flag: &str, text: &str) -> Result<DateTime<Utc>> {
@@ -90,21 +94,33 @@ pub struct PruneOptions {
 /// An action and, unless a dry run, how it went.
 #[derive(Debug, Clone, Serialize)]
 pub struct Step {
+    /// What was done (or, in a dry run, what would be): after a failed DROP this is the detach
+    /// that happened, with `then: keep`, not the detach-and-drop that was planned.
     #[serde(flatten)]
     pub action: Action,
     pub attempts: Option<u32>,
     pub duration_ms: Option<f64>,
 }
 
-/// One table's part of a create or prune run.
+/// One table's part of a create or prune run: its own outcome, whatever the other tables' are.
 #[derive(Debug, Clone, Serialize)]
 pub struct TableRun {
     pub table: String,
+    /// The table's schema; None when it was not found.
+    pub schema: Option<String>,
     /// Done (or, in a dry run, planned), in order.
     pub steps: Vec<Step>,
-    /// Steps planned but not reached because an earlier step of this table failed.
+    /// Steps planned but not done because of `error`.
     pub not_done: Vec<Action>,
+    /// Partitions past retention that prune leaves in place, and why.
+    pub kept: Vec<Kept>,
+    /// What else to know: a table skipped, a property of the parent not copied.
+    pub notes: Vec<String>,
     pub error: Option<String>,
+    /// How to fix `error`, when there is a way.
+    pub hint: Option<String>,
+    /// This table's exit code: 0, or the code its error maps to.
+    pub exit_code: i32,
 }
 
 /// What `partition create` or `partition prune` did (or would do).
@@ -112,21 +128,25 @@ pub struct TableRun {
 pub struct RunReport {
     pub database: String,
     pub now: DateTime<Utc>,
+    /// The server's clock when it differs from `now` (`--now` was given).
+    pub server_now: DateTime<Utc>,
     pub dry_run: bool,
     pub tables: Vec<TableRun>,
+    /// The worst of the tables' exit codes.
+    pub exit_code: i32,
     pub duration_ms: f64,
 }
 
 impl RunReport {
-    /// Whether anything was (or would be) done.
+    /// Whether anything was (or would be) done, or needs saying.
     pub fn is_noop(&self) -> bool {
-        self.tables
-            .iter()
-            .all(|t| t.steps.is_empty() && t.error.is_none())
+        self.tables.iter().all(|t| {
+            t.steps.is_empty() && t.error.is_none() && t.kept.is_empty() && t.notes.is_empty()
+        })
     }
 }
 
-/// A report with the errors of the tables that failed (exit 2 when there are any).
+/// A report with the errors of the tables that failed (the worst exit code wins).
 pub struct Outcome {
     pub report: RunReport,
     pub failures: Vec<Error>,
@@ -145,39 +165,56 @@ pub async fn create(
     let started = Instant::now();
     let session = connect(cfg, CreateDatabase::Never).await?;
     let shapes = catalog::parents(&session.client, policies).await?;
-    let now = options.now.unwrap_or(shapes.server_now);
+    let clocks = Clocks {
+        now: options.now.unwrap_or(shapes.server_now),
+        server_now: shapes.server_now,
+    };
     // The steady state: the partitions the plan wants, by name, already hold exactly the wanted
     // bounds. Only they are read (see catalog), however many partitions the tables have.
-    let expected = expected_names(policies, &shapes, now, options.ahead);
+    let expected = expected_names(policies, &shapes, clocks.now, options.ahead);
     let named = catalog::partitions(
         &session.client,
         shapes.clone(),
         Partitions::Named(&expected),
+    )
+    .await?;
+    let plans = plan_create(
+        policies,
+        &named,
+        clocks.now,
+        options.ahead,
+        MissingTable::Refuse,
     );
-    if let Ok(plans) = plan_create(policies, &named.await?, now, options.ahead) {
-        if plans.iter().all(|(_, _, a)| a.is_empty()) {
-            let report = planned_report(cfg, now, options.mode, plans, started);
-            return Ok(Outcome {
-                report,
-                failures: Vec::new(),
-            });
-        }
+    if plans.iter().all(TablePlan::is_quiet) {
+        return Ok(planned(cfg, clocks, options.mode, plans, started));
     }
     let snapshot = catalog::partitions(&session.client, shapes, Partitions::All).await?;
-    let plans = plan_create(policies, &snapshot, now, options.ahead)?;
-    if options.mode == Mode::DryRun || plans.iter().all(|(_, _, a)| a.is_empty()) {
-        let report = planned_report(cfg, now, options.mode, plans, started);
-        return Ok(Outcome {
-            report,
-            failures: Vec::new(),
-        });
+    let plans = plan_create(
+        policies,
+        &snapshot,
+        clocks.now,
+        options.ahead,
+        MissingTable::Refuse,
+    );
+    if options.mode == Mode::DryRun || plans.iter().all(|p| p.actions.is_empty()) {
+        return Ok(planned(cfg, clocks, options.mode, plans, started));
     }
     let locked = Locked::lock(session, cfg).await?;
-    let result = ensure(&locked, cfg, policies, options, progress).await;
+    let result = ensure_with(
+        &locked,
+        cfg,
+        policies,
+        options,
+        MissingTable::Refuse,
+        progress,
+    )
+    .await;
     locked.finish(result).await
 }
 
-/// Creates what every policy wants on a session that holds the lock (`create`, `migrate`).
+/// Creates what every policy wants on a session that holds the lock (`migrate`). A policy whose
+/// table does not exist yet (`migrate --to` an earlier version) is skipped with a note; a table
+/// that cannot be maintained is reported on its own and does not stop the others.
 pub async fn ensure(
     locked: &Locked,
     cfg: &DbConfig,
@@ -185,18 +222,29 @@ pub async fn ensure(
     options: &CreateOptions,
     progress: &dyn Progress,
 ) -> Result<Outcome> {
+    ensure_with(locked, cfg, policies, options, MissingTable::Skip, progress).await
+}
+
+async fn ensure_with(
+    locked: &Locked,
+    cfg: &DbConfig,
+    policies: &[Policy],
+    options: &CreateOptions,
+    missing: MissingTable,
+    progress: &dyn Progress,
+) -> Result<Outcome> {
     let started = Instant::now();
     let client = &locked.session.client;
     let snapshot = catalog::read(client, policies).await?;
-    let now = options.now.unwrap_or(snapshot.server_now);
-    let plans = plan_create(policies, &snapshot, now, options.ahead)?;
+    let clocks = Clocks {
+        now: options.now.unwrap_or(snapshot.server_now),
+        server_now: snapshot.server_now,
+    };
+    let plans = plan_create(policies, &snapshot, clocks.now, options.ahead, missing);
     if options.mode == Mode::DryRun {
-        return Ok(Outcome {
-            report: planned_report(cfg, now, options.mode, plans, started),
-            failures: Vec::new(),
-        });
+        return Ok(planned(cfg, clocks, options.mode, plans, started));
     }
-    Ok(execute(client, cfg, now, plans, progress, started).await)
+    Ok(execute(client, cfg, clocks, plans, progress, started).await)
 }
 
 /// `dhctl partition prune`.
@@ -209,107 +257,195 @@ pub async fn prune(
     let started = Instant::now();
     let session = connect(cfg, CreateDatabase::Never).await?;
     let first = catalog::read(&session.client, policies).await?;
-    let now = options.now.unwrap_or(first.server_now);
-    let plans = plan_prune(policies, &first, now, options)?;
-    if options.mode == Mode::DryRun || plans.iter().all(|(_, _, a)| a.is_empty()) {
-        let report = planned_report(cfg, now, options.mode, plans, started);
-        return Ok(Outcome {
-            report,
-            failures: Vec::new(),
-        });
+    let clocks = Clocks {
+        now: options.now.unwrap_or(first.server_now),
+        server_now: first.server_now,
+    };
+    let plans = prune_plans(&session.client, policies, &first, clocks, options).await?;
+    if options.mode == Mode::DryRun || plans.iter().all(|p| p.actions.is_empty()) {
+        return Ok(planned(cfg, clocks, options.mode, plans, started));
     }
+    drop(plans);
     let locked = Locked::lock(session, cfg).await?;
     let result = async {
         let client = &locked.session.client;
         let snapshot = catalog::read(client, policies).await?;
-        let plans = plan_prune(policies, &snapshot, now, options)?;
-        Ok(execute(client, cfg, now, plans, progress, started).await)
+        // The server's clock read again under the lock; a --now stays as given.
+        let clocks = Clocks {
+            now: options.now.unwrap_or(snapshot.server_now),
+            server_now: snapshot.server_now,
+        };
+        let plans = prune_plans(client, policies, &snapshot, clocks, options).await?;
+        Ok(execute(client, cfg, clocks, plans, progress, started).await)
     }
     .await;
     locked.finish(result).await
 }
 
-fn planned_report(
+/// Plans prune; when a table would be left without a live partition, finds the partition that
+/// holds its newest rows (one indexed read, only then) and plans again keeping it.
+async fn prune_plans<'p>(
+    client: &Client,
+    policies: &'p [Policy],
+    snapshot: &catalog::Snapshot,
+    clocks: Clocks,
+    options: &PruneOptions,
+) -> Result<Vec<TablePlan<'p>>> {
+    let (plans, needs_newest) = plan_prune(policies, snapshot, clocks, options, &Newest::new());
+    if !needs_newest {
+        return Ok(plans);
+    }
+    let mut newest = Newest::new();
+    for plan in &plans {
+        if let (Some(parent), false) = (&plan.parent, plan.kept.is_empty()) {
+            // Unreadable (no SELECT on a partition): the highest partition is kept instead.
+            if let Ok(Some(found)) = catalog::newest_rows(client, parent, &plan.policy.column).await
+            {
+                newest.insert(plan.policy.table.clone(), found);
+            }
+        }
+    }
+    Ok(plan_prune(policies, snapshot, clocks, options, &newest).0)
+}
+
+fn table_run(plan: &TablePlan<'_>) -> TableRun {
+    TableRun {
+        table: plan.policy.table.clone(),
+        schema: plan.parent.as_ref().map(|p| p.schema.clone()),
+        steps: Vec::new(),
+        not_done: Vec::new(),
+        kept: plan.kept.clone(),
+        notes: plan.notes.clone(),
+        error: None,
+        hint: None,
+        exit_code: 0,
+    }
+}
+
+fn report(
     cfg: &DbConfig,
-    now: DateTime<Utc>,
+    clocks: Clocks,
     mode: Mode,
-    plans: Vec<TablePlan<'_>>,
+    tables: Vec<TableRun>,
     started: Instant,
 ) -> RunReport {
     RunReport {
         database: cfg.display_target(),
-        now,
+        now: clocks.now,
+        server_now: clocks.server_now,
         dry_run: mode == Mode::DryRun,
-        tables: plans
-            .into_iter()
-            .map(|(policy, _, actions)| TableRun {
-                table: policy.table.clone(),
-                steps: actions
-                    .into_iter()
-                    .map(|action| Step {
-                        action,
-                        attempts: None,
-                        duration_ms: None,
-                    })
-                    .collect(),
-                not_done: Vec::new(),
-                error: None,
-            })
-            .collect(),
+        exit_code: tables.iter().map(|t| t.exit_code).max().unwrap_or(0),
+        tables,
         duration_ms: ms(started.elapsed()),
     }
 }
 
-/// Runs every table's actions in order; a failed action ends its table, not the run.
+/// The report of a plan (a dry run, or nothing to do): refused tables are its failures.
+fn planned(
+    cfg: &DbConfig,
+    clocks: Clocks,
+    mode: Mode,
+    plans: Vec<TablePlan<'_>>,
+    started: Instant,
+) -> Outcome {
+    let mut failures = Vec::new();
+    let mut tables = Vec::with_capacity(plans.len());
+    for plan in plans {
+        let mut run = table_run(&plan);
+        run.steps = plan
+            .actions
+            .into_iter()
+            .map(|action| Step {
+                action,
+                attempts: None,
+                duration_ms: None,
+            })
+            .collect();
+        if let Some(e) = plan.refusal {
+            run.error = Some(e.to_string());
+            run.hint = e.hint();
+            run.exit_code = e.exit_code();
+            failures.push(e);
+        }
+        tables.push(run);
+    }
+    Outcome {
+        report: report(cfg, clocks, mode, tables, started),
+        failures,
+    }
+}
+
+/// Runs every table's actions in order. A failed action ends its table (a partition whose drop
+/// would fail only skips that partition), never the run.
 async fn execute(
     client: &Client,
     cfg: &DbConfig,
-    now: DateTime<Utc>,
+    clocks: Clocks,
     plans: Vec<TablePlan<'_>>,
     progress: &dyn Progress,
     started: Instant,
 ) -> Outcome {
     let mut tables = Vec::with_capacity(plans.len());
     let mut failures = Vec::new();
-    for (policy, parent, actions) in plans {
-        let target = apply::Target {
-            schema: &parent.schema,
-            table: &parent.table,
-            column: &policy.column,
-        };
-        let mut run = TableRun {
-            table: policy.table.clone(),
-            steps: Vec::new(),
-            not_done: Vec::new(),
-            error: None,
-        };
-        let mut actions = actions.into_iter();
-        for action in actions.by_ref() {
-            match apply::run(client, &target, &action, cfg.lock_retries, progress).await {
-                Ok(done) => run.steps.push(Step {
-                    action,
-                    attempts: Some(done.attempts),
-                    duration_ms: Some(ms(done.took)),
-                }),
-                Err(e) => {
-                    run.error = Some(e.to_string());
-                    run.not_done.push(action);
-                    failures.push(e);
-                    break;
+    for plan in plans {
+        let mut run = table_run(&plan);
+        let mut errors = Vec::new();
+        match (plan.refusal, &plan.parent) {
+            (Some(e), _) => errors.push(e),
+            (None, None) => {}
+            (None, Some(parent)) => {
+                let target = apply::Target {
+                    schema: &parent.schema,
+                    table: &parent.table,
+                    oid: parent.oid,
+                    column: &plan.policy.column,
+                };
+                let mut actions = plan.actions.into_iter();
+                for action in actions.by_ref() {
+                    match apply::run(client, &target, &action, cfg.lock_retries, progress).await {
+                        Ok(done) => {
+                            run.notes.extend(done.notes);
+                            run.steps.push(Step {
+                                action: done.action,
+                                attempts: Some(done.attempts),
+                                duration_ms: Some(ms(done.took)),
+                            });
+                        }
+                        Err(failed) => {
+                            match failed.done {
+                                Some(done) => run.steps.push(Step {
+                                    action: done,
+                                    attempts: None,
+                                    duration_ms: None,
+                                }),
+                                None => run.not_done.push(action),
+                            }
+                            errors.push(failed.error);
+                            if failed.next == apply::Next::StopTable {
+                                break;
+                            }
+                        }
+                    }
                 }
+                run.not_done.extend(actions);
             }
         }
-        run.not_done.extend(actions);
+        if !errors.is_empty() {
+            run.error = Some(
+                errors
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            );
+            run.hint = errors.iter().find_map(Error::hint);
+            run.exit_code = errors.iter().map(Error::exit_code).max().unwrap_or(2);
+            failures.extend(errors);
+        }
         tables.push(run);
     }
     Outcome {
-        report: RunReport {
-            database: cfg.display_target(),
-            now,
-            dry_run: false,
-            tables,
-            duration_ms: ms(started.elapsed()),
-        },
+        report: report(cfg, clocks, Mode::Apply, tables, started),
         failures,
     }
 }

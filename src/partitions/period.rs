@@ -35,6 +35,14 @@ impl Interval {
         }
     }
 
+    /// How a period start is shown in messages: `2026-11` for a month, the day otherwise.
+    pub fn label_format(self) -> &'static str {
+        match self {
+            Interval::Month => "%Y-%m",
+            Interval::Day | Interval::Week => "%Y-%m-%d",
+        }
+    }
+
     /// The start of the period that contains `t`.
     pub fn floor(self, t: DateTime<Utc>) -> DateTime<Utc> {
         let date = t.date_naive();
@@ -97,7 +105,7 @@ pub enum Unit {
 }
 
 /// The longest retention accepted: a typo guard, not a policy (100 years).
-const MAX_RETENTION_DAYS: u64 = 36_525;
+const MAX_RETENTION_DAYS: u32 = 36_525;
 
 impl Retention {
     /// Parses "13 months", "90 days", "2 weeks", "1 year" (singular or plural).
@@ -125,22 +133,27 @@ impl Retention {
                 retention.unit_name()
             ));
         }
-        if retention.approx_days() > MAX_RETENTION_DAYS {
+        if retention.count > retention.most() {
+            let most = match retention.unit {
+                Unit::Year => "100 years".to_string(),
+                _ => format!("{} {}s, 100 years", retention.most(), retention.unit_name()),
+            };
             return Err(format!(
-                "`{text}` is longer than 100 years; check for a typo"
+                "`{text}` is longer than dhctl accepts (at most {most}); check for a typo"
             ));
         }
         Ok(retention)
     }
 
-    fn approx_days(&self) -> u64 {
-        let per = match self.unit {
-            Unit::Day => 1,
-            Unit::Week => 7,
-            Unit::Month => 31,
-            Unit::Year => 366,
-        };
-        u64::from(self.count) * per
+    /// The largest count of this unit within 100 years, by the calendar: "100 years" and
+    /// "1200 months" are accepted, "101 years" is not.
+    fn most(&self) -> u32 {
+        match self.unit {
+            Unit::Day => MAX_RETENTION_DAYS,
+            Unit::Week => MAX_RETENTION_DAYS / 7,
+            Unit::Month => 1200,
+            Unit::Year => 100,
+        }
     }
 
     fn unit_name(&self) -> &'static str {
@@ -322,8 +335,21 @@ mod tests {
             "1.5 months",
             "13 months ago",
             "200 years",
+            "101 years",
+            "1201 months",
+            "36526 days",
         ] {
             assert!(Retention::parse(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_hundred_years_is_accepted_by_the_calendar_and_the_limit_is_named_plainly() {
+        for good in ["100 years", "1200 months", "5217 weeks", "36525 days"] {
+            assert!(Retention::parse(good).is_ok(), "{good:?}");
+        }
+        let e = Retention::parse("101 years").unwrap_err();
+        assert!(e.contains("at most 100 years"), "{e}");
+        assert!(!e.contains("longer than 100 years"), "{e}");
     }
 }

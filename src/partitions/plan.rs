@@ -20,6 +20,8 @@ const RUNWAY_COUNT_LIMIT: u32 = 100_000;
 /// A partition as the catalog shows it. `None` bounds are MINVALUE / MAXVALUE (or ±infinity).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Existing {
+    /// The partition's own schema: a partition need not live in its parent's.
+    pub schema: String,
     pub name: String,
     pub from: Option<DateTime<Utc>>,
     pub to: Option<DateTime<Utc>>,
@@ -70,6 +72,7 @@ pub enum Action {
     },
     /// `DETACH PARTITION … CONCURRENTLY`, then drop or keep the table.
     Detach {
+        schema: String,
         name: String,
         from: Option<DateTime<Utc>>,
         to: DateTime<Utc>,
@@ -77,10 +80,27 @@ pub enum Action {
     },
     /// Finish a detach an earlier run left pending (`… FINALIZE`), then drop or keep.
     Finalize {
+        schema: String,
         name: String,
         from: Option<DateTime<Utc>>,
         to: Option<DateTime<Utc>>,
         then: Then,
+    },
+    /// Move the DEFAULT partition's rows of one period into a new partition of their own, in
+    /// bounded batches, then attach it (`partition drain-default`).
+    Drain {
+        name: String,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        rows: i64,
+    },
+    /// Undo a detach an earlier run left pending on a period that still takes writes: finish it
+    /// and attach the table again, in one transaction, with the same bounds.
+    Reattach {
+        schema: String,
+        name: String,
+        from: Option<DateTime<Utc>>,
+        to: Option<DateTime<Utc>>,
     },
 }
 
@@ -88,8 +108,20 @@ impl Action {
     pub fn name(&self) -> &str {
         match self {
             Action::Create { name, .. }
+            | Action::Drain { name, .. }
             | Action::Detach { name, .. }
-            | Action::Finalize { name, .. } => name,
+            | Action::Finalize { name, .. }
+            | Action::Reattach { name, .. } => name,
+        }
+    }
+
+    /// The schema of the partition acted on; None for a create (the parent's schema).
+    pub fn schema(&self) -> Option<&str> {
+        match self {
+            Action::Create { .. } | Action::Drain { .. } => None,
+            Action::Detach { schema, .. }
+            | Action::Finalize { schema, .. }
+            | Action::Reattach { schema, .. } => Some(schema),
         }
     }
 }
@@ -203,36 +235,137 @@ fn covers(parts: &[&Existing], from: DateTime<Utc>, to: DateTime<Utc>) -> bool {
     false
 }
 
+/// The two clocks prune looks at: the "now" it was asked to use (`--now`, or the server's
+/// clock) and the server's own clock, which always protects the current and future periods.
+#[derive(Debug, Clone, Copy)]
+pub struct Clocks {
+    pub now: DateTime<Utc>,
+    pub server_now: DateTime<Utc>,
+}
+
+/// A partition prune leaves in place although its retention is over, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Kept {
+    pub schema: String,
+    pub name: String,
+    pub reason: String,
+}
+
+/// What prune does to one table, and what it refuses to do.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PrunePlan {
+    pub actions: Vec<Action>,
+    pub kept: Vec<Kept>,
+    /// Every live partition is past retention and `newest` was not known: the caller should find
+    /// the partition holding the newest rows and plan again with it.
+    pub needs_newest: bool,
+}
+
 /// What `prune` should do: finish every pending detach first (PostgreSQL allows one per table),
 /// then detach every partition whose upper bound lies at or before `now - retention` and at or
-/// before the current period's start. The current and future periods are never touched.
+/// before the current period's start.
+///
+/// Never touched, whatever `now` and the retention say: a partition that is current or future by
+/// the server's clock (a `--now` ahead of the server must not drop live months), and the last
+/// live partition of a table (the one holding the newest rows, `newest`, else the highest), so a
+/// parent is never left without partitions. A detach left pending on a period that still takes
+/// writes is undone (re-attached), never finished. Without a retention only pending detaches are
+/// dealt with; nothing is detached.
 pub fn prune(
     policy: &Policy,
     existing: &[Existing],
-    now: DateTime<Utc>,
-    retention: Retention,
+    clocks: Clocks,
+    retention: Option<Retention>,
     mode: RetentionMode,
-) -> Result<Vec<Action>, PlanError> {
-    let cutoff = retention.cutoff(now).ok_or_else(|| out_of_range(policy))?;
-    let current = policy.interval.floor(now);
-    let old_enough = |to: Option<DateTime<Utc>>| to.is_some_and(|t| t <= cutoff && t <= current);
+    newest: Option<(&str, &str)>,
+) -> Result<PrunePlan, PlanError> {
+    let cutoff = match retention {
+        Some(r) => Some(r.cutoff(clocks.now).ok_or_else(|| out_of_range(policy))?),
+        None => None,
+    };
+    let current = policy.interval.floor(clocks.now);
+    let server_current = policy.interval.floor(clocks.server_now);
+    let past_retention = |to: Option<DateTime<Utc>>| match (to, cutoff) {
+        (Some(t), Some(c)) => t <= c && t <= current,
+        _ => false,
+    };
+    // Takes (or will take) rows by the server's clock: its upper bound lies after the start of
+    // the server's current period.
+    let live_by_server = |to: Option<DateTime<Utc>>| to.is_none_or(|t| t > server_current);
     let then = |old: bool| match mode {
         RetentionMode::Drop if old => Then::Drop,
         _ => Then::Keep,
     };
     let mut sorted: Vec<&Existing> = existing.iter().collect();
     sorted.sort_by_key(|e| (!e.detach_pending, e.to.is_none(), e.to));
-    let mut actions = Vec::new();
+    let mut plan = PrunePlan::default();
+    let mut detachable: Vec<&Existing> = Vec::new();
+    let mut survivors = 0usize;
     for e in sorted {
         if e.detach_pending {
-            actions.push(Action::Finalize {
-                name: e.name.clone(),
-                from: e.from,
-                to: e.to,
-                then: then(old_enough(e.to)),
-            });
-        } else if let (true, Some(to)) = (old_enough(e.to), e.to) {
-            actions.push(Action::Detach {
+            if live_by_server(e.to) {
+                plan.actions.push(Action::Reattach {
+                    schema: e.schema.clone(),
+                    name: e.name.clone(),
+                    from: e.from,
+                    to: e.to,
+                });
+                survivors += 1;
+            } else {
+                plan.actions.push(Action::Finalize {
+                    schema: e.schema.clone(),
+                    name: e.name.clone(),
+                    from: e.from,
+                    to: e.to,
+                    then: then(past_retention(e.to)),
+                });
+            }
+        } else if past_retention(e.to) {
+            if live_by_server(e.to) {
+                plan.kept.push(Kept {
+                    schema: e.schema.clone(),
+                    name: e.name.clone(),
+                    reason: format!(
+                        "current or future by the server's clock ({}); --now {} is later, and \
+                         prune never detaches a period that still takes writes",
+                        sql_timestamp(clocks.server_now),
+                        sql_timestamp(clocks.now)
+                    ),
+                });
+                survivors += 1;
+            } else {
+                detachable.push(e);
+            }
+        } else {
+            survivors += 1;
+        }
+    }
+    if survivors == 0 && !detachable.is_empty() {
+        let keep = match newest {
+            Some((schema, name)) => detachable
+                .iter()
+                .position(|e| e.schema == schema && e.name == name),
+            None => {
+                plan.needs_newest = true;
+                None
+            }
+        }
+        .unwrap_or(detachable.len() - 1);
+        let last = detachable.remove(keep);
+        plan.kept.push(Kept {
+            schema: last.schema.clone(),
+            name: last.name.clone(),
+            reason: format!(
+                "the last partition of {} (it holds the newest rows) and no current one exists; \
+                 prune never leaves a table without partitions: run `dhctl partition create`",
+                policy.table
+            ),
+        });
+    }
+    for e in detachable {
+        if let Some(to) = e.to {
+            plan.actions.push(Action::Detach {
+                schema: e.schema.clone(),
                 name: e.name.clone(),
                 from: e.from,
                 to,
@@ -240,7 +373,7 @@ pub fn prune(
             });
         }
     }
-    Ok(actions)
+    Ok(plan)
 }
 
 /// How far ahead rows can be written, and what is odd about the partitions, for `status` and

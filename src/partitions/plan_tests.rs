@@ -30,6 +30,7 @@ fn policy(interval: Interval, premake: u32) -> Policy {
 
 fn part(name: &str, from: &str, to: &str) -> Existing {
     Existing {
+        schema: "public".into(),
         name: name.into(),
         from: (from != "MIN").then(|| t(from)),
         to: (to != "MAX").then(|| t(to)),
@@ -275,12 +276,30 @@ fn create_caps_the_periods_per_run() {
     .is_err());
 }
 
+/// prune with the server's clock at `now`, no retention override, newest rows unknown.
+fn prune_at(
+    p: &Policy,
+    set: &[Existing],
+    now: DateTime<Utc>,
+    retention: Retention,
+    mode: RetentionMode,
+) -> Vec<Action> {
+    let clocks = Clocks {
+        now,
+        server_now: now,
+    };
+    prune(p, set, clocks, Some(retention), mode, None)
+        .unwrap()
+        .actions
+}
+
 fn pruned(actions: &[Action]) -> Vec<String> {
     actions
         .iter()
         .map(|a| match a {
             Action::Detach { name, then, .. } => format!("detach {name} {then:?}"),
             Action::Finalize { name, then, .. } => format!("finalize {name} {then:?}"),
+            Action::Reattach { name, .. } => format!("reattach {name}"),
             other => panic!("unexpected {other:?}"),
         })
         .collect()
@@ -336,7 +355,7 @@ fn prune_takes_only_partitions_past_retention_and_never_the_current_one() {
                 "detach t_2025_10 Drop",
             ],
         ),
-        // Two years ahead: everything but the (then) current and future periods.
+        // Two years ahead: everything but the last partition, which prune never takes.
         (
             "2028-12-15T00:00:00Z",
             "1 day",
@@ -346,28 +365,19 @@ fn prune_takes_only_partitions_past_retention_and_never_the_current_one() {
                 "detach t_2025_09 Drop",
                 "detach t_2025_10 Drop",
                 "detach t_2026_11 Drop",
-                "detach t_2026_12 Drop",
             ],
         ),
         ("2024-01-15T00:00:00Z", "1 day", RetentionMode::Drop, vec![]),
     ];
     for (now, retention, mode, wanted) in cases {
-        let actions = prune(&p, &set, t(now), Retention::parse(retention).unwrap(), mode).unwrap();
+        let actions = prune_at(&p, &set, t(now), Retention::parse(retention).unwrap(), mode);
         assert_eq!(pruned(&actions), wanted, "{now} {retention} {mode:?}");
     }
     // None for a table with no partitions; never a MAXVALUE partition.
     let r = Retention::parse("1 day").unwrap();
-    assert!(
-        prune(&p, &[], t("2030-01-01T00:00:00Z"), r, RetentionMode::Drop)
-            .unwrap()
-            .is_empty()
-    );
+    assert!(prune_at(&p, &[], t("2030-01-01T00:00:00Z"), r, RetentionMode::Drop).is_empty());
     let open = [part("rest", "2020-01-01", "MAX")];
-    assert!(
-        prune(&p, &open, t("2030-01-01T00:00:00Z"), r, RetentionMode::Drop)
-            .unwrap()
-            .is_empty()
-    );
+    assert!(prune_at(&p, &open, t("2030-01-01T00:00:00Z"), r, RetentionMode::Drop).is_empty());
 }
 
 #[test]
@@ -376,15 +386,19 @@ fn prune_finishes_pending_detaches_first_and_drops_them_only_when_old() {
     old.detach_pending = true;
     let mut young = part("t_2026_10", "2026-10-01", "2026-11-01");
     young.detach_pending = true;
-    let set = [part("t_2023_12", "2023-12-01", "2024-01-01"), old, young];
-    let actions = prune(
+    let set = [
+        part("t_2023_12", "2023-12-01", "2024-01-01"),
+        old,
+        young,
+        part("t_2026_11", "2026-11-01", "2026-12-01"),
+    ];
+    let actions = prune_at(
         &policy(Interval::Month, 3),
         &set,
         t("2026-11-15T10:00:00Z"),
         Retention::parse("13 months").unwrap(),
         RetentionMode::Drop,
-    )
-    .unwrap();
+    );
     assert_eq!(
         pruned(&actions),
         [
@@ -393,6 +407,96 @@ fn prune_finishes_pending_detaches_first_and_drops_them_only_when_old() {
             "detach t_2023_12 Drop"
         ]
     );
+}
+
+#[test]
+fn prune_never_takes_what_is_current_or_future_by_the_server_clock_whatever_now_says() {
+    let p = policy(Interval::Month, 3);
+    let set = [
+        part("t_2024_01", "2024-01-01", "2024-02-01"),
+        part("t_2026_11", "2026-11-01", "2026-12-01"),
+        part("t_2026_12", "2026-12-01", "2027-01-01"),
+    ];
+    let clocks = Clocks {
+        now: t("2028-06-01T00:00:00Z"),
+        server_now: t("2026-11-15T10:00:00Z"),
+    };
+    let r = Retention::parse("1 month").unwrap();
+    let plan = prune(&p, &set, clocks, Some(r), RetentionMode::Drop, None).unwrap();
+    assert_eq!(pruned(&plan.actions), ["detach t_2024_01 Drop"]);
+    let kept: Vec<&str> = plan.kept.iter().map(|k| k.name.as_str()).collect();
+    assert_eq!(kept, ["t_2026_11", "t_2026_12"]);
+    assert!(plan.kept[0].reason.contains("server's clock"), "{plan:?}");
+}
+
+#[test]
+fn prune_without_a_retention_detaches_nothing() {
+    let p = policy(Interval::Month, 3);
+    let set = [part("t_2024_01", "2024-01-01", "2024-02-01")];
+    let now = t("2026-11-15T10:00:00Z");
+    let clocks = Clocks {
+        now,
+        server_now: now,
+    };
+    let plan = prune(&p, &set, clocks, None, RetentionMode::Drop, None).unwrap();
+    assert_eq!(plan, PrunePlan::default());
+}
+
+#[test]
+fn prune_keeps_the_partition_with_the_newest_rows_when_none_is_current() {
+    let p = policy(Interval::Month, 3);
+    let set = [
+        part("t_2024_01", "2024-01-01", "2024-02-01"),
+        part("t_2024_02", "2024-02-01", "2024-03-01"),
+        part("t_2024_03", "2024-03-01", "2024-04-01"),
+    ];
+    let now = t("2026-11-15T10:00:00Z");
+    let clocks = Clocks {
+        now,
+        server_now: now,
+    };
+    let r = Some(Retention::parse("1 month").unwrap());
+    let first = prune(&p, &set, clocks, r, RetentionMode::Drop, None).unwrap();
+    assert!(first.needs_newest);
+    assert_eq!(first.kept[0].name, "t_2024_03");
+    let plan = prune(
+        &p,
+        &set,
+        clocks,
+        r,
+        RetentionMode::Drop,
+        Some(("public", "t_2024_02")),
+    )
+    .unwrap();
+    assert!(!plan.needs_newest);
+    assert_eq!(
+        pruned(&plan.actions),
+        ["detach t_2024_01 Drop", "detach t_2024_03 Drop"]
+    );
+    assert_eq!(plan.kept[0].name, "t_2024_02");
+    assert!(plan.kept[0].reason.contains("newest rows"), "{plan:?}");
+}
+
+#[test]
+fn prune_reattaches_a_pending_detach_of_a_period_that_still_takes_writes() {
+    let mut current = part("t_2026_11", "2026-11-01", "2026-12-01");
+    current.detach_pending = true;
+    let set = [current, part("t_2026_12", "2026-12-01", "2027-01-01")];
+    let now = t("2026-11-15T10:00:00Z");
+    let clocks = Clocks {
+        now: t("2028-01-01T00:00:00Z"),
+        server_now: now,
+    };
+    let plan = prune(
+        &policy(Interval::Month, 3),
+        &set,
+        clocks,
+        Some(Retention::parse("1 day").unwrap()),
+        RetentionMode::Drop,
+        None,
+    )
+    .unwrap();
+    assert_eq!(pruned(&plan.actions), ["reattach t_2026_11"]);
 }
 
 #[test]

@@ -6,9 +6,9 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio_postgres::Client;
 
-use super::catalog;
+use super::catalog::{self, DefaultPartition, Other, Unusable};
 use super::period::{Interval, Retention};
-use super::plan::{self, Action, Coverage, Existing};
+use super::plan::{self, Action, Clocks, Coverage, Existing, Kept};
 use super::policy::{Policy, RetentionMode};
 use crate::error::Result;
 
@@ -16,6 +16,8 @@ use crate::error::Result;
 #[derive(Debug, Clone, Serialize)]
 pub struct TableStatus {
     pub table: String,
+    /// The table's schema; None when it was not found.
+    pub schema: Option<String>,
     /// The policy file it came from.
     pub policy: String,
     pub column: String,
@@ -31,6 +33,13 @@ pub struct TableStatus {
     pub would_create: Vec<Action>,
     /// What `partition prune` (with the policy's retention) would do.
     pub would_prune: Vec<Action>,
+    /// Partitions past retention that prune would leave in place, and why.
+    pub would_keep: Vec<Kept>,
+    /// Relations named like the table's partitions that are not partitions of it: tables prune
+    /// detached and kept (or could not drop) stay listed here until they are gone.
+    pub others: Vec<Other>,
+    /// The DEFAULT partition with its rows per period, if there is one.
+    pub default_partition: Option<DefaultPartition>,
     /// Why the table cannot be maintained as it is (policy does not fit the table, a DEFAULT
     /// partition, a foreign partition in the way). Empty when all is well.
     pub problems: Vec<String>,
@@ -55,22 +64,28 @@ pub async fn inspect(
     now: Option<DateTime<Utc>>,
 ) -> Result<Inspection> {
     let snapshot = catalog::read(client, policies).await?;
-    let now = now.unwrap_or(snapshot.server_now);
+    let clocks = Clocks {
+        now: now.unwrap_or(snapshot.server_now),
+        server_now: snapshot.server_now,
+    };
+    let now = clocks.now;
     let tables = policies
         .iter()
         .zip(snapshot.tables)
-        .map(|(policy, found)| describe(policy, found, now))
+        .map(|(policy, found)| describe(policy, found, clocks))
         .collect();
     Ok(Inspection { now, tables })
 }
 
 fn describe(
     policy: &Policy,
-    found: std::result::Result<catalog::Parent, crate::error::FileProblem>,
-    now: DateTime<Utc>,
+    found: std::result::Result<catalog::Parent, Unusable>,
+    clocks: Clocks,
 ) -> TableStatus {
+    let now = clocks.now;
     let mut status = TableStatus {
         table: policy.table.clone(),
+        schema: None,
         policy: policy.file.clone(),
         column: policy.column.clone(),
         interval: policy.interval,
@@ -81,38 +96,67 @@ fn describe(
         coverage: None,
         would_create: Vec::new(),
         would_prune: Vec::new(),
+        would_keep: Vec::new(),
+        others: Vec::new(),
+        default_partition: None,
         problems: Vec::new(),
     };
     let parent = match found {
         Ok(parent) => parent,
         Err(problem) => {
-            status.problems.push(problem.problem);
+            status.problems.push(problem.problem().problem.clone());
             return status;
         }
     };
     if let Some(default) = &parent.default_partition {
+        // Per period, so `verify` (which reports these lines) shows them too.
+        let periods: Vec<String> = default
+            .rows
+            .iter()
+            .map(|r| {
+                format!(
+                    "{}: {}",
+                    r.from.format(policy.interval.label_format()),
+                    r.rows
+                )
+            })
+            .collect();
+        let rows = match (&default.unreadable, periods.is_empty()) {
+            (Some(why), _) => format!("rows not countable: {why}"),
+            (None, true) => "empty".to_string(),
+            (None, false) => format!("rows per period: {}", periods.join(", ")),
+        };
         status.problems.push(format!(
-            "{} has a DEFAULT partition ({default}); dhctl does not maintain tables with one",
-            policy.table
+            "{} has a DEFAULT partition ({}.{}, {rows}): prune cannot detach next to it, and \
+             create refuses a period whose rows sit in it; `dhctl partition drain-default \
+             --table {}` moves them out",
+            policy.table, default.schema, default.name, policy.table
         ));
     }
+    status.schema = Some(parent.schema.clone());
     status.coverage = plan::coverage(policy, &parent.partitions, now);
-    match plan::create(policy, &parent.partitions, now, policy.premake) {
+    match plan::create(policy, &parent.partitions, now, policy.premake)
+        .and_then(|actions| super::tables::check_create(policy, &parent, actions))
+    {
         Ok(actions) => status.would_create = actions,
         Err(e) => status.problems.push(e.message),
     }
-    if let Some(retention) = policy.retention {
-        match plan::prune(
-            policy,
-            &parent.partitions,
-            now,
-            retention,
-            policy.retention_mode,
-        ) {
-            Ok(actions) => status.would_prune = actions,
-            Err(e) => status.problems.push(e.message),
+    match plan::prune(
+        policy,
+        &parent.partitions,
+        clocks,
+        policy.retention,
+        policy.retention_mode,
+        None,
+    ) {
+        Ok(plan) => {
+            status.would_prune = plan.actions;
+            status.would_keep = plan.kept;
         }
+        Err(e) => status.problems.push(e.message),
     }
     status.partitions = parent.partitions;
+    status.others = parent.others;
+    status.default_partition = parent.default_partition;
     status
 }

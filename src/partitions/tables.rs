@@ -1,14 +1,18 @@
-//! Per-table plans from the policies and a catalog snapshot: every problem (a policy that does
-//! not fit its table, a DEFAULT partition, a foreign partition in the way) is collected and
-//! refused at once, before anything changes.
+//! Per-table plans from the policies and a catalog snapshot. A table that cannot be maintained (a
+//! policy that does not fit it, a foreign partition in the way, a DEFAULT partition holding rows
+//! for a wanted period) is refused on its own, with what is wrong and how to fix it; the other
+//! tables are still planned and done (DESIGN.md: one table's problem never stops another's).
+
+use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 
-use super::catalog::{Parent, Snapshot};
-use super::plan::{self, Action};
-use super::policy::{self, Policy};
-use super::{PruneOptions, Retention, RetentionMode};
-use crate::error::{Error, FileProblem, Result};
+use super::catalog::{Parent, Snapshot, Unusable};
+use super::period::sql_timestamp;
+use super::plan::{self, Action, Clocks, Kept};
+use super::policy::Policy;
+use super::PruneOptions;
+use crate::error::Error;
 
 /// The names `create` gives the periods it wants (for the no-op check).
 pub(super) fn expected_names(
@@ -37,33 +41,79 @@ pub(super) fn expected_names(
     names
 }
 
-pub(super) type TablePlan<'p> = (&'p Policy, Parent, Vec<Action>);
+/// What to do about a policy whose table does not exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum MissingTable {
+    /// `migrate --to V`: a later migration creates it; skip it with a note.
+    Skip,
+    /// `partition create | prune`: an error for that table.
+    Refuse,
+}
 
-/// The tables of a snapshot, or every problem at once (exit 2, nothing changed).
-fn parents(policies: &[Policy], snapshot: &Snapshot) -> Result<Vec<(usize, Parent)>> {
-    let mut problems = Vec::new();
-    let mut found = Vec::new();
-    for (i, table) in snapshot.tables.iter().enumerate() {
-        match table {
-            Ok(parent) => match &parent.default_partition {
-                Some(default) => problems.push(FileProblem {
-                    file: policies[i].file.clone(),
-                    problem: format!(
-                        "key `table`: {} has a DEFAULT partition ({default}); every ATTACH would \
-                         scan it and DETACH CONCURRENTLY refuses to run; move its rows into \
-                         proper partitions and drop it (docs/partitions.md)",
-                        parent.table
-                    ),
-                }),
-                None => found.push((i, parent.clone())),
-            },
-            Err(problem) => problems.push(problem.clone()),
+/// One table's plan: its actions, or why nothing is done to it.
+pub(super) struct TablePlan<'p> {
+    pub policy: &'p Policy,
+    pub parent: Option<Parent>,
+    pub actions: Vec<Action>,
+    /// Partitions prune leaves in place although past retention, and why.
+    pub kept: Vec<Kept>,
+    pub notes: Vec<String>,
+    /// Why this table is refused (nothing is changed in it); None when it is planned.
+    pub refusal: Option<Error>,
+}
+
+impl<'p> TablePlan<'p> {
+    pub fn new(policy: &'p Policy, parent: Option<Parent>) -> TablePlan<'p> {
+        TablePlan {
+            policy,
+            parent,
+            actions: Vec::new(),
+            kept: Vec::new(),
+            notes: Vec::new(),
+            refusal: None,
         }
     }
-    if !problems.is_empty() {
-        return Err(policy::problems_error(problems));
+
+    /// Nothing to do and nothing to say.
+    pub fn is_quiet(&self) -> bool {
+        self.actions.is_empty()
+            && self.refusal.is_none()
+            && self.notes.is_empty()
+            && self.kept.is_empty()
     }
-    Ok(found)
+}
+
+/// The table of policy `i`, or a plan that says why there is none.
+pub(super) fn parent<'p>(
+    policy: &'p Policy,
+    found: &Result<Parent, Unusable>,
+    missing: MissingTable,
+) -> Result<Parent, Box<TablePlan<'p>>> {
+    let mut refused = TablePlan::new(policy, None);
+    match found {
+        Ok(parent) => return Ok(parent.clone()),
+        Err(Unusable::Missing(_)) if missing == MissingTable::Skip => refused.notes.push(format!(
+            "skipped {}: the table does not exist yet (a later migration creates it)",
+            policy.table
+        )),
+        Err(Unusable::Missing(p)) => {
+            refused.refusal = Some(Error::usage_hint(
+                format!("{}: {}", p.file, p.problem),
+                format!(
+                    "run `dhctl migrate` to create {}, or remove {} if the table is gone for good",
+                    policy.table, p.file
+                ),
+            ))
+        }
+        Err(Unusable::Misfit(p)) => {
+            refused.refusal = Some(Error::usage_hint(
+                format!("{}: {}", p.file, p.problem),
+                "make the policy describe the table (docs/partitions.md lists the keys), or \
+                 re-create the table as the policy says",
+            ))
+        }
+    }
+    Err(Box::new(refused))
 }
 
 pub(super) fn plan_create<'p>(
@@ -71,72 +121,190 @@ pub(super) fn plan_create<'p>(
     snapshot: &Snapshot,
     now: DateTime<Utc>,
     ahead: Option<u32>,
-) -> Result<Vec<TablePlan<'p>>> {
-    let mut plans = Vec::new();
-    let mut conflicts = Vec::new();
-    for (i, parent) in parents(policies, snapshot)? {
-        let policy = &policies[i];
-        match plan::create(
-            policy,
-            &parent.partitions,
-            now,
-            ahead.unwrap_or(policy.premake),
-        ) {
-            Ok(actions) => plans.push((policy, parent, actions)),
-            Err(e) => conflicts.push(e),
+    missing: MissingTable,
+) -> Vec<TablePlan<'p>> {
+    policies
+        .iter()
+        .zip(&snapshot.tables)
+        .map(|(policy, found)| {
+            let parent = match parent(policy, found, missing) {
+                Ok(parent) => parent,
+                Err(refused) => return *refused,
+            };
+            let wanted = plan::create(
+                policy,
+                &parent.partitions,
+                now,
+                ahead.unwrap_or(policy.premake),
+            );
+            let mut plan = TablePlan::new(policy, None);
+            match wanted.and_then(|actions| check_create(policy, &parent, actions)) {
+                Ok(actions) => plan.actions = actions,
+                Err(e) => plan.refusal = Some(refused(policy, e)),
+            }
+            plan.parent = Some(parent);
+            plan
+        })
+        .collect()
+}
+
+/// What only the catalog can tell about a create: a taken name, a DEFAULT partition holding rows
+/// of a wanted period (ATTACH would fail: "updated partition constraint for default partition
+/// would be violated").
+pub(super) fn check_create(
+    policy: &Policy,
+    parent: &Parent,
+    actions: Vec<Action>,
+) -> Result<Vec<Action>, plan::PlanError> {
+    for action in &actions {
+        let Action::Create { name, from, to } = action else {
+            continue;
+        };
+        if let Some(other) = parent
+            .others
+            .iter()
+            .find(|o| o.schema == parent.schema && &o.name == name)
+        {
+            let (message, hint) = if other.what == "detached" {
+                (
+                    format!(
+                        "{}: wanted partition {name} [{}, {}) has its name taken by the table \
+                         {}.{name}, which is not a partition (kept by prune --keep-table or \
+                         retention_mode = \"detach\", or a prune whose DROP failed)",
+                        policy.table,
+                        sql_timestamp(*from),
+                        sql_timestamp(*to),
+                        other.schema
+                    ),
+                    format!(
+                        "archive and drop {}.{name}, or rename it; then run create again",
+                        other.schema
+                    ),
+                )
+            } else {
+                (
+                    format!(
+                        "{}: wanted partition {name} [{}, {}) has its name taken by {}.{name}, \
+                         {}",
+                        policy.table,
+                        sql_timestamp(*from),
+                        sql_timestamp(*to),
+                        other.schema,
+                        other.what
+                    ),
+                    format!(
+                        "rename {}.{name} (dhctl names {}'s partitions <table>_YYYY_MM[_DD]); \
+                         then run create again",
+                        other.schema, policy.table
+                    ),
+                )
+            };
+            return Err(plan::PlanError { message, hint });
+        }
+        if let Some(default) = &parent.default_partition {
+            if let Some(why) = &default.unreadable {
+                return Err(plan::PlanError {
+                    message: format!(
+                        "{}: cannot tell whether the DEFAULT partition {}.{} holds rows of \
+                         wanted partition {name}: {why}",
+                        policy.table, default.schema, default.name
+                    ),
+                    hint: format!(
+                        "grant dhctl's role SELECT on {}.{}, or drain and drop it",
+                        default.schema, default.name
+                    ),
+                });
+            }
+            let rows = default.rows_in(*from, *to);
+            if rows > 0 {
+                return Err(plan::PlanError {
+                    message: format!(
+                        "{}: the DEFAULT partition {}.{} holds {rows} row(s) of [{}, {}), the \
+                         period of wanted partition {name}; PostgreSQL refuses to attach a \
+                         partition while the default holds rows that belong in it",
+                        policy.table,
+                        default.schema,
+                        default.name,
+                        sql_timestamp(*from),
+                        sql_timestamp(*to)
+                    ),
+                    hint: format!(
+                        "move those rows into their own partition with `dhctl partition \
+                         drain-default --table {}` (bounded batches; inserts go on), then run \
+                         create again",
+                        policy.table
+                    ),
+                });
+            }
         }
     }
-    refuse_conflicts(conflicts)?;
-    Ok(plans)
+    Ok(actions)
 }
+
+/// A plan error as the error of its table: nothing was changed in it.
+fn refused(policy: &Policy, e: plan::PlanError) -> Error {
+    Error::usage_hint(
+        format!(
+            "{}\nno partition of {} was created, detached or dropped",
+            e.message, policy.table
+        ),
+        e.hint,
+    )
+}
+
+/// The partition holding the newest rows, per table, when a plan asks for it (`needs_newest`).
+pub(super) type Newest = HashMap<String, (String, String)>;
 
 pub(super) fn plan_prune<'p>(
     policies: &'p [Policy],
     snapshot: &Snapshot,
-    now: DateTime<Utc>,
+    clocks: Clocks,
     options: &PruneOptions,
-) -> Result<Vec<TablePlan<'p>>> {
-    let mut plans = Vec::new();
-    let mut conflicts = Vec::new();
-    for (i, parent) in parents(policies, snapshot)? {
-        let policy = &policies[i];
-        // A table without a retention keeps everything; pending detaches are still finished.
-        let Some(retention) = options.retention.or(policy.retention) else {
-            let pending: Vec<_> = parent
-                .partitions
-                .iter()
-                .filter(|p| p.detach_pending)
-                .cloned()
-                .collect();
-            let far = Retention::parse("100 years").expect("a valid retention");
-            match plan::prune(policy, &pending, now, far, RetentionMode::Detach) {
-                Ok(actions) => plans.push((policy, parent, actions)),
-                Err(e) => conflicts.push(e),
+    newest: &Newest,
+) -> (Vec<TablePlan<'p>>, bool) {
+    let mut needs_newest = false;
+    let plans = policies
+        .iter()
+        .zip(&snapshot.tables)
+        .map(|(policy, found)| {
+            let parent = match parent(policy, found, MissingTable::Refuse) {
+                Ok(parent) => parent,
+                Err(refused) => return *refused,
+            };
+            let mut table = TablePlan::new(policy, None);
+            // A policy without a retention keeps everything; pending detaches are still dealt with.
+            let retention = options.retention.or(policy.retention);
+            let mode = options.keep.unwrap_or(policy.retention_mode);
+            let newest = newest
+                .get(&policy.table)
+                .map(|(s, n)| (s.as_str(), n.as_str()));
+            match plan::prune(policy, &parent.partitions, clocks, retention, mode, newest) {
+                Ok(plan) => {
+                    needs_newest |= plan.needs_newest && newest.is_none();
+                    table.actions = plan.actions;
+                    table.kept = plan.kept;
+                }
+                Err(e) => table.refusal = Some(refused(policy, e)),
             }
-            continue;
-        };
-        let mode = options.keep.unwrap_or(policy.retention_mode);
-        match plan::prune(policy, &parent.partitions, now, retention, mode) {
-            Ok(actions) => plans.push((policy, parent, actions)),
-            Err(e) => conflicts.push(e),
-        }
-    }
-    refuse_conflicts(conflicts)?;
-    Ok(plans)
-}
-
-/// Plans that cannot be carried out, as one error; no table was touched yet.
-fn refuse_conflicts(conflicts: Vec<plan::PlanError>) -> Result<()> {
-    match conflicts.first() {
-        None => Ok(()),
-        Some(first) => Err(Error::usage_hint(
-            conflicts
-                .iter()
-                .map(|c| c.message.as_str())
-                .chain(["no partition was created, detached or dropped"])
-                .collect::<Vec<_>>()
-                .join("\n"),
-            first.hint.clone(),
-        )),
-    }
+            if let (Some(default), false) = (&parent.default_partition, table.actions.is_empty()) {
+                table.actions.clear();
+                table.refusal = Some(Error::usage_hint(
+                    format!(
+                        "{}: DETACH PARTITION … CONCURRENTLY refuses to run while a DEFAULT \
+                         partition exists ({}.{}), and a plain DETACH would block every query on \
+                         {} while it waits; nothing was detached",
+                        policy.table, default.schema, default.name, policy.table
+                    ),
+                    format!(
+                        "move the default's rows into proper partitions with `dhctl partition \
+                         drain-default --table {}`, drop the empty default, then prune again",
+                        policy.table
+                    ),
+                ));
+            }
+            table.parent = Some(parent);
+            table
+        })
+        .collect();
+    (plans, needs_newest)
 }

@@ -124,7 +124,7 @@ fn a_file_name_and_an_argument_with_control_characters_are_escaped() {
 
 /// Every `--help` page of every subcommand.
 fn help_pages() -> Vec<(String, String)> {
-    let commands: [&[&str]; 11] = [
+    let commands: [&[&str]; 12] = [
         &[],
         &["migrate"],
         &["rollback"],
@@ -134,6 +134,7 @@ fn help_pages() -> Vec<(String, String)> {
         &["partition", "create"],
         &["partition", "prune"],
         &["partition", "status"],
+        &["partition", "drain-default"],
         &["completions"],
         &["man"],
     ];
@@ -159,8 +160,15 @@ fn help_lists_each_flag_only_on_the_commands_that_use_it() {
         "partition create",
         "partition prune",
         "partition status",
+        "partition drain-default",
     ];
-    let locks = ["migrate", "rollback", "partition create", "partition prune"];
+    let locks = [
+        "migrate",
+        "rollback",
+        "partition create",
+        "partition prune",
+        "partition drain-default",
+    ];
     for (command, help) in help_pages() {
         if command.is_empty() {
             continue;

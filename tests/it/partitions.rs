@@ -3,6 +3,9 @@
 //! concurrent runners and refusals that leave the database unchanged. Shared helpers here.
 
 mod create;
+mod default;
+mod foreign;
+mod messages;
 mod prune;
 mod refusals;
 
@@ -14,7 +17,8 @@ pub const NOW: &str = "2026-11-15T10:00:00Z";
 /// database's TimeZone is.
 pub fn bounds(db: &TestDb, table: &str) -> Vec<String> {
     let mut c = db.client();
-    c.batch_execute("SET TimeZone = 'UTC'").unwrap();
+    c.batch_execute("SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'")
+        .unwrap();
     c.query(
         "SELECT c.relname || ' ' || pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits i \
          JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = $1::text::regclass ORDER BY 1",

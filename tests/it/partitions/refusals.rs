@@ -130,13 +130,25 @@ fn bad_policies_and_arguments_exit_2_and_change_nothing() {
 }
 
 #[test]
-fn a_table_with_a_default_partition_is_refused_by_name() {
+fn a_table_with_a_default_partition_holding_rows_is_refused_by_name_with_the_fix() {
     let db = migrated("pdefault");
-    db.exec("CREATE TABLE request_logs_default PARTITION OF request_logs DEFAULT");
+    create(&db, "2024-01-15T00:00:00Z").expect_code(0);
+    db.exec(
+        "CREATE TABLE request_logs_default PARTITION OF request_logs DEFAULT; \
+         INSERT INTO request_logs (request_id, method, path, created_at) \
+             VALUES ('r1', 'GET', '/', '2026-11-20 00:00:00+00');",
+    );
     let before = everything(&db);
-    for command in ["create", "prune"] {
+    for (command, now) in [("create", NOW), ("prune", "2026-11-15T00:00:00Z")] {
         let run = dhctl(&db.url)
-            .args(["partition", command, "--now", NOW])
+            .args([
+                "partition",
+                command,
+                "--now",
+                now,
+                "--table",
+                "request_logs",
+            ])
             .run();
         run.expect_code(2);
         assert!(
@@ -144,7 +156,12 @@ fn a_table_with_a_default_partition_is_refused_by_name() {
             "{}",
             run.stderr
         );
-        assert!(run.stderr.contains("request_logs.toml"), "{}", run.stderr);
+        assert!(run.stderr.contains("drain-default"), "{}", run.stderr);
+        assert!(
+            !run.stderr.contains("fix the policy file"),
+            "{}",
+            run.stderr
+        );
     }
     assert_eq!(everything(&db), before);
 }
