@@ -31,7 +31,7 @@ fuzz_target!(|data: &[u8]| {
             }
             let _ = m.location(&m.up, m.up.sql.chars().count() + 5);
         }
-        Err(dhctl::Error::Catalog { problems }) => {
+        Err(dhctl::Error::Catalog { problems, .. }) => {
             assert_eq!(problems.len(), 1);
             assert_eq!(problems[0].file, name);
         }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::catalog::is_description;
+use super::catalog::{is_description, MAX_DESCRIPTION};
 use crate::error::{Error, Result};
 
 #[derive(Debug, Clone, Serialize)]
@@ -19,6 +19,15 @@ const TEMPLATE: &str = "-- migrate:up\n\n\n-- migrate:down\n\n";
 /// Writes `<dir>/<now as YYYYMMDDHHMMSS>_<name>.sql`. Refuses a bad name or a version already
 /// taken in `dir` (two files within one second).
 pub fn run(dir: &Path, name: &str, now: DateTime<Utc>) -> Result<NewReport> {
+    if name.len() > MAX_DESCRIPTION {
+        return Err(Error::usage_hint(
+            format!(
+                "the migration name is {} characters long; at most {MAX_DESCRIPTION}",
+                name.len()
+            ),
+            "shorten it: the name says what the migration does, the SQL says how",
+        ));
+    }
     if !is_description(name) {
         return Err(Error::usage_hint(
             format!("`{name}` is not a migration name"),
@@ -77,6 +86,17 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&report.path).unwrap(), TEMPLATE);
         let again = run(dir.path(), "other", now).unwrap_err();
         assert!(again.to_string().contains("already used"));
+    }
+
+    #[test]
+    fn a_too_long_name_gets_a_length_hint() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = run(dir.path(), &"a".repeat(201), Utc::now()).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        let hint = err.hint().unwrap();
+        assert!(hint.contains("shorten"), "{hint}");
+        assert!(!hint.contains("lower-case"), "{hint}");
+        assert!(run(dir.path(), &"a".repeat(200), Utc::now()).is_ok());
     }
 
     #[test]
