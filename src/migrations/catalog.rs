@@ -157,6 +157,11 @@ struct Problem {
     text: String,
 }
 
+/// A file's name and contents.
+type File = (String, Vec<u8>);
+/// A file's name and its problem.
+type NamedProblem = (String, Problem);
+
 fn problem(kind: Kind, text: impl Into<String>) -> Problem {
     Problem {
         kind,
@@ -184,7 +189,7 @@ pub fn load(source: &Source) -> Result<Catalog> {
 /// file (a directory, a dangling link, `.SQL`), so nothing that looks like a migration is
 /// skipped in silence. Other files (a README) and hidden ones (an editor's `.#lock` link) are
 /// not migrations.
-fn read_dir(dir: &Path) -> Result<(Vec<(String, Vec<u8>)>, Vec<(String, Problem)>)> {
+fn read_dir(dir: &Path) -> Result<(Vec<File>, Vec<NamedProblem>)> {
     let entries = std::fs::read_dir(dir).map_err(|source| missing_dir(dir, source))?;
     let mut files = Vec::new();
     let mut problems = Vec::new();
@@ -264,7 +269,7 @@ pub fn parse_files(files: Vec<(String, Vec<u8>)>) -> Result<Catalog> {
     check(files, Vec::new())
 }
 
-fn check(files: Vec<(String, Vec<u8>)>, mut problems: Vec<(String, Problem)>) -> Result<Catalog> {
+fn check(files: Vec<File>, mut problems: Vec<NamedProblem>) -> Result<Catalog> {
     let mut by_version: BTreeMap<i64, Migration> = BTreeMap::new();
     for (file, bytes) in files {
         match parse_file(&file, &bytes) {
