@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::catalog::{is_description, MAX_DESCRIPTION};
+use super::catalog::{is_description, parse_file_name, MAX_DESCRIPTION};
 use crate::error::{Error, Result};
 
 #[derive(Debug, Clone, Serialize)]
@@ -35,10 +35,13 @@ pub fn run(dir: &Path, name: &str, now: DateTime<Utc>) -> Result<NewReport> {
         ));
     }
     let version = now.format("%Y%m%d%H%M%S").to_string();
+    let number: i64 = version.parse().expect("14 digits");
     std::fs::create_dir_all(dir).map_err(|source| Error::Io {
         path: dir.into(),
         source,
     })?;
+    // Versions are numbers read from any dbmate-style name (`…-x.sql`, leading zeros), so a
+    // file already holding this one is found by its number, not by a `<version>_` prefix.
     let taken = std::fs::read_dir(dir)
         .map_err(|source| Error::Io {
             path: dir.into(),
@@ -46,7 +49,7 @@ pub fn run(dir: &Path, name: &str, now: DateTime<Utc>) -> Result<NewReport> {
         })?
         .filter_map(|e| e.ok())
         .map(|e| e.file_name().to_string_lossy().into_owned())
-        .find(|f| f.starts_with(&format!("{version}_")));
+        .find(|f| parse_file_name(f).is_ok_and(|(v, _)| v == number));
     if let Some(existing) = taken {
         return Err(Error::usage(format!(
             "version {version} is already used by {existing}; wait a second and run dhctl new again"
@@ -64,7 +67,7 @@ pub fn run(dir: &Path, name: &str, now: DateTime<Utc>) -> Result<NewReport> {
         })?;
     Ok(NewReport {
         path,
-        version: version.parse().expect("14 digits"),
+        version: number,
     })
 }
 
@@ -86,6 +89,11 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&report.path).unwrap(), TEMPLATE);
         let again = run(dir.path(), "other", now).unwrap_err();
         assert!(again.to_string().contains("already used"));
+        // A dbmate-style name holding the same version counts too.
+        let other = tempfile::tempdir().unwrap();
+        std::fs::write(other.path().join("020261126030405-made-by-dbmate.sql"), "").unwrap();
+        let taken = run(other.path(), "mine", now).unwrap_err();
+        assert!(taken.to_string().contains("made-by-dbmate"), "{taken}");
     }
 
     #[test]
