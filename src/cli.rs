@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// Schema migrations and partition maintenance for the DataHub API gateway's PostgreSQL.
 ///
-/// Migrations are version-ordered SQL files (compiled into the binary from sql/, or read from
+/// Migrations are timestamp-ordered SQL files (compiled into the binary from sql/, or read from
 /// --migrations-dir) applied through refinery under one advisory lock. Partition policies for the
 /// monthly request_logs and webhook_deliveries partitions live in partitions/.
 ///
@@ -46,8 +46,7 @@ pub struct GlobalArgs {
     #[arg(long, global = true, env = "DHCTL_FORMAT", value_enum, default_value_t = Format::Human)]
     pub format: Format,
 
-    /// Read migrations from this folder instead of the set compiled into the binary (dbmate's
-    /// format: <version>_<description>.sql with -- migrate:up / -- migrate:down; docs/dbmate.md).
+    /// Read migrations from this folder instead of the set compiled into the binary.
     #[arg(long, global = true, env = "DHCTL_MIGRATIONS_DIR", value_name = "DIR")]
     pub migrations_dir: Option<PathBuf>,
 
@@ -178,7 +177,7 @@ pub struct ManArgs {
 
 #[derive(Debug, Args)]
 pub struct MigrateArgs {
-    /// Stop after applying this version (a file name's leading digits, e.g. 20240101000003).
+    /// Stop after applying this version (14 digits, YYYYMMDDHHMMSS).
     #[arg(long, value_name = "VERSION")]
     pub to: Option<i64>,
 
