@@ -117,6 +117,7 @@ enum Kind {
     Encoding,
     Marker,
     EmptyUp,
+    Psql,
 }
 
 impl Kind {
@@ -141,6 +142,10 @@ impl Kind {
                 "sections start with `-- migrate:up` and `-- migrate:down` at the start of a line \
                  (optionally followed by transaction:false), exactly as dbmate writes them; see \
                  docs/dbmate.md"
+            }
+            Kind::Psql => {
+                "migrations are sent to the server as SQL, not through psql: remove psql's \\ \
+                 meta-commands (pg_dump 17.6 and later writes \\restrict and \\unrestrict lines)"
             }
             Kind::EmptyUp => {
                 "write the migration's SQL after `-- migrate:up`, or a comment saying why it does \
@@ -552,6 +557,16 @@ fn parse_sections(text: &str) -> std::result::Result<Sections, Problem> {
             spans_left.next();
         }
         let inside: Option<&Span> = spans_left.peek().copied().filter(|s| s.contains(start));
+        if inside.is_none() && line.trim_start().starts_with('\\') {
+            // Outside literals a backslash starts no SQL token: the server would refuse it.
+            return Err(problem(
+                Kind::Psql,
+                format!(
+                    "line {line_no}: `{}` is a psql meta-command, which PostgreSQL cannot run",
+                    shown(line)
+                ),
+            ));
+        }
         let marker = match (read_marker(line, line_no), inside) {
             (Ok(None), _) => continue,
             // A function body or string that happens to hold a marker-like line: text.
@@ -960,6 +975,21 @@ mod tests {
             assert!(problem.contains(expected), "{name}: {problem}");
             assert!(hint.contains(hint_part), "{name} {expected}: {hint}");
         }
+    }
+
+    #[test]
+    fn psql_meta_commands_are_refused_outside_literals() {
+        let (problem, hint) = refused(
+            "1_dump.sql",
+            b"-- migrate:up\n\\restrict abc\nCREATE TABLE a (id int);\n",
+        );
+        assert!(
+            problem.starts_with("line 2: `\\restrict abc` is a psql meta-command"),
+            "{problem}"
+        );
+        assert!(hint.contains("\\unrestrict"), "{hint}");
+        let inside = "-- migrate:up\nSELECT E'a\n\\b';\nDO $$ BEGIN\n\\x\nEND $$;\n";
+        assert!(one("1_ok.sql", inside).is_ok());
     }
 
     #[test]
