@@ -20,9 +20,13 @@ pub enum Error {
         hint: Option<String>,
     },
 
-    /// A migration or policy file that cannot be used; reported before any connection is made.
+    /// Migration files that cannot be used; reported before any connection is made. `hints`
+    /// holds one piece of advice per kind of problem found (naming, markers, encoding…).
     #[error("{}", format_file_problems(.problems))]
-    Catalog { problems: Vec<FileProblem> },
+    Catalog {
+        problems: Vec<FileProblem>,
+        hints: Vec<String>,
+    },
 
     /// The server could not be reached or refused us.
     #[error("{message}")]
@@ -159,11 +163,7 @@ impl Error {
                  the gateway itself may keep using transaction pooling"
                     .into(),
             ),
-            Error::Catalog { .. } => Some(
-                "migration files are named YYYYMMDDHHMMSS_description.sql (description [a-z0-9_]+); \
-                 `dhctl new NAME` writes one"
-                    .into(),
-            ),
+            Error::Catalog { hints, .. } => (!hints.is_empty()).then(|| hints.join("\n")),
             _ => None,
         }
     }

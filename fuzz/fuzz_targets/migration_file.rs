@@ -1,5 +1,6 @@
 //! Any bytes under any name: the catalog either accepts a migration whose sections are slices of
-//! the input, or reports a problem naming the file. It never panics.
+//! the input (markers, near-miss markers and literals read as dbmate-style files), or reports a
+//! problem naming the file. It never panics.
 
 #![no_main]
 
@@ -25,13 +26,20 @@ fuzz_target!(|data: &[u8]| {
                 "the up section must come from the file"
             );
             assert!(m.up.first_line >= 1);
+            if let Some(down) = &m.down {
+                assert!(text.contains(down.sql.trim()), "the down section must come from the file");
+                assert!(down.first_line > m.up.first_line);
+                let _ = down.is_noop();
+            }
+            // The history name is what refinery reads back whole.
+            assert_eq!(m.to_refinery().name(), m.name);
             // Statement splitting of any accepted section is total too.
             for statement in dhctl::migrations::split::split(&m.up.sql) {
                 assert!(m.up.sql[statement.offset..].starts_with(statement.sql));
             }
             let _ = m.location(&m.up, m.up.sql.chars().count() + 5);
         }
-        Err(dhctl::Error::Catalog { problems }) => {
+        Err(dhctl::Error::Catalog { problems, .. }) => {
             assert_eq!(problems.len(), 1);
             assert_eq!(problems[0].file, name);
         }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::catalog::is_description;
+use super::catalog::{is_description, parse_file_name, MAX_DESCRIPTION};
 use crate::error::{Error, Result};
 
 #[derive(Debug, Clone, Serialize)]
@@ -19,6 +19,15 @@ const TEMPLATE: &str = "-- migrate:up\n\n\n-- migrate:down\n\n";
 /// Writes `<dir>/<now as YYYYMMDDHHMMSS>_<name>.sql`. Refuses a bad name or a version already
 /// taken in `dir` (two files within one second).
 pub fn run(dir: &Path, name: &str, now: DateTime<Utc>) -> Result<NewReport> {
+    if name.len() > MAX_DESCRIPTION {
+        return Err(Error::usage_hint(
+            format!(
+                "the migration name is {} characters long; at most {MAX_DESCRIPTION}",
+                name.len()
+            ),
+            "shorten it: the name says what the migration does, the SQL says how",
+        ));
+    }
     if !is_description(name) {
         return Err(Error::usage_hint(
             format!("`{name}` is not a migration name"),
@@ -26,10 +35,13 @@ pub fn run(dir: &Path, name: &str, now: DateTime<Utc>) -> Result<NewReport> {
         ));
     }
     let version = now.format("%Y%m%d%H%M%S").to_string();
+    let number: i64 = version.parse().expect("14 digits");
     std::fs::create_dir_all(dir).map_err(|source| Error::Io {
         path: dir.into(),
         source,
     })?;
+    // Versions are numbers read from any dbmate-style name (`…-x.sql`, leading zeros), so a
+    // file already holding this one is found by its number, not by a `<version>_` prefix.
     let taken = std::fs::read_dir(dir)
         .map_err(|source| Error::Io {
             path: dir.into(),
@@ -37,7 +49,7 @@ pub fn run(dir: &Path, name: &str, now: DateTime<Utc>) -> Result<NewReport> {
         })?
         .filter_map(|e| e.ok())
         .map(|e| e.file_name().to_string_lossy().into_owned())
-        .find(|f| f.starts_with(&format!("{version}_")));
+        .find(|f| parse_file_name(f).is_ok_and(|(v, _)| v == number));
     if let Some(existing) = taken {
         return Err(Error::usage(format!(
             "version {version} is already used by {existing}; wait a second and run dhctl new again"
@@ -55,7 +67,7 @@ pub fn run(dir: &Path, name: &str, now: DateTime<Utc>) -> Result<NewReport> {
         })?;
     Ok(NewReport {
         path,
-        version: version.parse().expect("14 digits"),
+        version: number,
     })
 }
 
@@ -77,6 +89,22 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&report.path).unwrap(), TEMPLATE);
         let again = run(dir.path(), "other", now).unwrap_err();
         assert!(again.to_string().contains("already used"));
+        // A dbmate-style name holding the same version counts too.
+        let other = tempfile::tempdir().unwrap();
+        std::fs::write(other.path().join("020261126030405-made-by-dbmate.sql"), "").unwrap();
+        let taken = run(other.path(), "mine", now).unwrap_err();
+        assert!(taken.to_string().contains("made-by-dbmate"), "{taken}");
+    }
+
+    #[test]
+    fn a_too_long_name_gets_a_length_hint() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = run(dir.path(), &"a".repeat(201), Utc::now()).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        let hint = err.hint().unwrap();
+        assert!(hint.contains("shorten"), "{hint}");
+        assert!(!hint.contains("lower-case"), "{hint}");
+        assert!(run(dir.path(), &"a".repeat(200), Utc::now()).is_ok());
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //! identifiers, dollar quotes ($$…$$, $tag$…$tag$), line comments and nested block comments.
 //! A SQL-standard function body (`BEGIN ATOMIC … END;`) is kept whole. [`words`] uses the same
 //! knowledge to list a statement's bare words (keywords and unquoted names), which is how
-//! `verify` recognises what a statement is.
+//! `verify` recognises what a statement is, and [`literal_spans`] to tell the catalog which lines
+//! start inside a literal or a block comment, where a `-- migrate:down` line is text, not a marker.
 
 /// A statement and its byte offset within the section.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,20 +83,17 @@ fn scan(sql: &str) -> Vec<Token<'_>> {
                 let escapes = i > 0
                     && matches!(bytes[i - 1], b'E' | b'e')
                     && (i < 2 || !is_ident_byte(bytes[i - 2]));
-                i = skip_quoted(bytes, i, b'\'', escapes);
+                i = skip_quoted(bytes, i, b'\'', escapes).unwrap_or(bytes.len());
             }
-            b'"' => i = skip_quoted(bytes, i, b'"', false),
+            b'"' => i = skip_quoted(bytes, i, b'"', false).unwrap_or(bytes.len()),
             b'-' if bytes.get(i + 1) == Some(&b'-') => {
                 i = sql[i..].find('\n').map_or(bytes.len(), |n| i + n + 1);
             }
-            b'/' if bytes.get(i + 1) == Some(&b'*') => i = skip_block_comment(bytes, i),
+            b'/' if bytes.get(i + 1) == Some(&b'*') => {
+                i = skip_block_comment(bytes, i).unwrap_or(bytes.len());
+            }
             b'$' if i == 0 || !is_ident_byte(bytes[i - 1]) => match dollar_tag(&sql[i..]) {
-                Some(tag) => {
-                    let body = i + tag.len();
-                    i = sql[body..]
-                        .find(tag)
-                        .map_or(bytes.len(), |n| body + n + tag.len());
-                }
+                Some(tag) => i = skip_dollar_quoted(sql, i, tag).unwrap_or(bytes.len()),
                 None => i += 1,
             },
             b';' => {
@@ -128,11 +126,7 @@ fn push<'a>(statements: &mut Vec<Statement<'a>>, sql: &'a str, start: usize, end
     let text = &sql[start..end];
     let trimmed_start = text.len() - text.trim_start().len();
     let body = text.trim();
-    let has_code = body
-        .lines()
-        .map(str::trim)
-        .any(|l| !l.is_empty() && !l.starts_with("--"));
-    if has_code {
+    if !is_blank(body) {
         statements.push(Statement {
             offset: start + trimmed_start,
             sql: body,
@@ -144,8 +138,9 @@ fn is_ident_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'_'
 }
 
-/// Index just past the closing quote; a doubled quote is an escaped one.
-fn skip_quoted(bytes: &[u8], open: usize, quote: u8, backslash_escapes: bool) -> usize {
+/// Index just past the closing quote (None when it never closes); a doubled quote is an
+/// escaped one.
+fn skip_quoted(bytes: &[u8], open: usize, quote: u8, backslash_escapes: bool) -> Option<usize> {
     let mut i = open + 1;
     while i < bytes.len() {
         if backslash_escapes && bytes[i] == b'\\' {
@@ -157,14 +152,15 @@ fn skip_quoted(bytes: &[u8], open: usize, quote: u8, backslash_escapes: bool) ->
                 i += 2;
                 continue;
             }
-            return i + 1;
+            return Some(i + 1);
         }
         i += 1;
     }
-    bytes.len()
+    None
 }
 
-fn skip_block_comment(bytes: &[u8], open: usize) -> usize {
+/// Index just past the closing `*/` of a (nested) block comment, None when it never closes.
+fn skip_block_comment(bytes: &[u8], open: usize) -> Option<usize> {
     let mut depth = 0;
     let mut i = open;
     while i + 1 < bytes.len() {
@@ -175,13 +171,128 @@ fn skip_block_comment(bytes: &[u8], open: usize) -> usize {
             depth -= 1;
             i += 2;
             if depth == 0 {
-                return i;
+                return Some(i);
             }
         } else {
             i += 1;
         }
     }
-    bytes.len()
+    None
+}
+
+/// Index just past the closing tag of a dollar quote opened at `open`, None when it never closes.
+fn skip_dollar_quoted(sql: &str, open: usize, tag: &str) -> Option<usize> {
+    let body = open + tag.len();
+    sql[body..].find(tag).map(|n| body + n + tag.len())
+}
+
+/// What a [`Span`] is, for messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpanKind {
+    String,
+    QuotedIdentifier,
+    DollarQuote,
+    BlockComment,
+}
+
+impl std::fmt::Display for SpanKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SpanKind::String => "a string literal",
+            SpanKind::QuotedIdentifier => "a quoted identifier",
+            SpanKind::DollarQuote => "a dollar-quoted string",
+            SpanKind::BlockComment => "a block comment",
+        })
+    }
+}
+
+/// A stretch of text that can span lines and hides whatever it contains: a quoted string or
+/// identifier, a dollar quote or a block comment. `end` is None when it never closes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    pub kind: SpanKind,
+    pub start: usize,
+    pub end: Option<usize>,
+}
+
+impl Span {
+    /// True when byte `at` lies strictly inside the span (after its opening character).
+    pub fn contains(&self, at: usize) -> bool {
+        self.start < at && self.end.is_none_or(|end| at < end)
+    }
+}
+
+/// The spans of `sql`, in order and without overlap. Line comments are not spans: they end with
+/// their line, so no line starts inside one.
+pub fn literal_spans(sql: &str) -> Vec<Span> {
+    let bytes = sql.as_bytes();
+    let mut spans = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        let (kind, end) = match bytes[i] {
+            b'\'' => {
+                let escapes = i > 0
+                    && matches!(bytes[i - 1], b'E' | b'e')
+                    && (i < 2 || !is_ident_byte(bytes[i - 2]));
+                (SpanKind::String, skip_quoted(bytes, i, b'\'', escapes))
+            }
+            b'"' => (
+                SpanKind::QuotedIdentifier,
+                skip_quoted(bytes, i, b'"', false),
+            ),
+            b'-' if bytes.get(i + 1) == Some(&b'-') => {
+                i = sql[i..].find('\n').map_or(bytes.len(), |n| i + n + 1);
+                continue;
+            }
+            b'/' if bytes.get(i + 1) == Some(&b'*') => {
+                (SpanKind::BlockComment, skip_block_comment(bytes, i))
+            }
+            b'$' if i == 0 || !is_ident_byte(bytes[i - 1]) => match dollar_tag(&sql[i..]) {
+                Some(tag) => (SpanKind::DollarQuote, skip_dollar_quoted(sql, i, tag)),
+                None => {
+                    i += 1;
+                    continue;
+                }
+            },
+            b if is_ident_byte(b) || b == b'$' => {
+                // A word or number; a `$` inside one (`a$1`) opens no dollar quote.
+                while i < bytes.len() && (is_ident_byte(bytes[i]) || bytes[i] == b'$') {
+                    i += 1;
+                }
+                continue;
+            }
+            _ => {
+                i += 1;
+                continue;
+            }
+        };
+        spans.push(Span {
+            kind,
+            start: i,
+            end,
+        });
+        i = end.unwrap_or(bytes.len());
+    }
+    spans
+}
+
+/// True when `sql` holds nothing to run: only whitespace, line comments and block comments.
+pub fn is_blank(sql: &str) -> bool {
+    let bytes = sql.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'-' if bytes.get(i + 1) == Some(&b'-') => {
+                i = sql[i..].find('\n').map_or(bytes.len(), |n| i + n + 1);
+            }
+            b'/' if bytes.get(i + 1) == Some(&b'*') => {
+                i = skip_block_comment(bytes, i).unwrap_or(bytes.len());
+            }
+            b if b.is_ascii_whitespace() => i += 1,
+            _ => return false,
+        }
+    }
+    true
 }
 
 /// `$$` or `$tag$` at the start of `text` (a tag is an identifier without `$`).
@@ -260,5 +371,36 @@ mod tests {
             texts("PREPARE p AS SELECT $1; SELECT 2"),
             vec!["PREPARE p AS SELECT $1", "SELECT 2"]
         );
+    }
+
+    #[test]
+    fn literal_spans_cover_what_can_hide_a_line() {
+        let sql = "SELECT 'a\nb', \"x\ny\", $f$\n$$\n$f$ -- 'not a string\n/* c /* d */\n*/ E'\\'\n' a$1 'open";
+        let kinds: Vec<(SpanKind, bool)> = literal_spans(sql)
+            .iter()
+            .map(|s| (s.kind, s.end.is_some()))
+            .collect();
+        assert_eq!(
+            kinds,
+            vec![
+                (SpanKind::String, true),
+                (SpanKind::QuotedIdentifier, true),
+                (SpanKind::DollarQuote, true),
+                (SpanKind::BlockComment, true),
+                (SpanKind::String, true),
+                (SpanKind::String, false),
+            ]
+        );
+        let first = literal_spans(sql)[0];
+        assert!(first.contains(sql.find('b').unwrap()));
+        assert!(!first.contains(first.start));
+    }
+
+    #[test]
+    fn blank_means_only_whitespace_and_comments() {
+        assert!(is_blank(""));
+        assert!(is_blank("  \n-- x\n/* y\n /* z */ */\n"));
+        assert!(!is_blank("-- x\nSELECT 1"));
+        assert!(!is_blank(";"));
     }
 }
