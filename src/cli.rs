@@ -8,9 +8,10 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// Schema migrations and partition maintenance for the DataHub API gateway's PostgreSQL.
 ///
-/// Migrations are timestamp-ordered SQL files (compiled into the binary from sql/, or read from
-/// --migrations-dir) applied through refinery under one advisory lock. Partition policies for the
-/// monthly request_logs and webhook_deliveries partitions live in partitions/.
+/// Migrations are version-ordered SQL files in dbmate's format (compiled into the binary from
+/// sql/, or read from --migrations-dir), applied one transaction each under one advisory lock and
+/// recorded in refinery's history table. Partition policies for the monthly request_logs and
+/// webhook_deliveries partitions live in partitions/.
 ///
 /// Exit codes: 0 ok · 1 check failed (pending migrations with `status --exit-code`, a failed
 /// `verify` check) · 2 error (connection, SQL, bad input) · 3 lock busy after --lock-wait ·
@@ -122,7 +123,9 @@ impl Default for LockArgs {
 /// Where migrations come from: the commands that read them.
 #[derive(Debug, Clone, Args)]
 pub struct MigrationsDirArg {
-    /// Read migrations from this folder instead of the set compiled into the binary.
+    /// Read migrations from this folder instead of the set compiled into the binary. Files are
+    /// dbmate's: `<version>_<description>.sql`, the version being the name's leading digits, with
+    /// `-- migrate:up` / `-- migrate:down` markers (docs/dbmate.md).
     #[arg(
         long,
         env = "DHCTL_MIGRATIONS_DIR",
@@ -244,7 +247,7 @@ pub struct MigrateArgs {
     #[command(flatten)]
     pub partitions: PartitionsDirArg,
 
-    /// Stop after applying this version (14 digits, YYYYMMDDHHMMSS).
+    /// Stop after applying this version (a file name's leading digits).
     #[arg(long, value_name = "VERSION")]
     pub to: Option<i64>,
 
