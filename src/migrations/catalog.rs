@@ -327,6 +327,14 @@ fn parse_name(file: &str) -> std::result::Result<(i64, String), Problem> {
             "not a migration name: a migration file ends in .sql",
         )
     })?;
+    // dbmate would take such a name; dhctl refuses it: a control character in a name that is
+    // printed to terminals and stored in the history table is a mistake or an attack.
+    if stem.chars().any(char::is_control) {
+        return Err(problem(
+            Kind::Name,
+            "the file name contains a control character; rename the file",
+        ));
+    }
     let digits_end = stem
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(stem.len());

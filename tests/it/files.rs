@@ -76,7 +76,7 @@ fn a_dbmate_folder_migrates_rolls_back_all_the_way_and_migrates_again() {
     // The empty down of the newest and the comment-only down of 010 are no-op downs.
     let back = run(&db, dir.path(), &["rollback", "--steps", "4"]);
     back.expect_code(0);
-    assert_eq!(back.json()["rolled_back"].as_array().unwrap().len(), 4);
+    assert_eq!(back.json()["steps"].as_array().unwrap().len(), 4);
     assert!(db.history().is_empty());
     assert_eq!(
         db.value("SELECT count(*) FROM pg_namespace WHERE nspname = 'app'"),

@@ -350,7 +350,7 @@ fn migrate_to_an_early_version_skips_policies_whose_tables_do_not_exist_yet() {
         .run();
     run.expect_code(0);
     let doc = run.json();
-    let tables = doc["partitions"]["tables"].as_array().unwrap();
+    let tables = doc["partition_create"]["tables"].as_array().unwrap();
     let logs = tables
         .iter()
         .find(|t| t["table"] == "request_logs")
