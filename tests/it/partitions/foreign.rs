@@ -35,6 +35,23 @@ pub fn with(db: &TestDb, dir: &tempfile::TempDir, args: &[&str]) -> Run {
 }
 
 /// `schema.name` of every partition of `table`, sorted.
+/// Creates the table's January 2024 partition only (`--now` mid-January, nothing ahead).
+pub fn create_january(db: &TestDb, dir: &tempfile::TempDir) {
+    with(
+        db,
+        dir,
+        &[
+            "partition",
+            "create",
+            "--now",
+            "2024-01-15T00:00:00Z",
+            "--ahead",
+            "0",
+        ],
+    )
+    .expect_code(0);
+}
+
 pub fn attached(db: &TestDb, table: &str) -> Vec<String> {
     db.column(&format!(
         "SELECT c.relnamespace::regnamespace::text || '.' || c.relname FROM pg_inherits i \
@@ -81,19 +98,7 @@ fn prune_with_now_past_the_server_clock_keeps_current_and_future_partitions() {
     let db = TestDb::new("fclock");
     scratch(&db, "clocked");
     let dir = policies(&[("clocked", Some("1 month"))]);
-    with(
-        &db,
-        &dir,
-        &[
-            "partition",
-            "create",
-            "--now",
-            "2024-01-15T00:00:00Z",
-            "--ahead",
-            "0",
-        ],
-    )
-    .expect_code(0);
+    create_january(&db, &dir);
     with(&db, &dir, &["partition", "create"]).expect_code(0);
     db.exec("INSERT INTO clocked SELECT 1, now()");
     let run = with(
@@ -204,19 +209,7 @@ fn a_failed_drop_is_reported_as_detached_and_kept_and_status_shows_the_table() {
     let db = TestDb::new("fdrop");
     scratch(&db, "stuck");
     let dir = policies(&[("stuck", Some("1 month"))]);
-    with(
-        &db,
-        &dir,
-        &[
-            "partition",
-            "create",
-            "--now",
-            "2024-01-15T00:00:00Z",
-            "--ahead",
-            "0",
-        ],
-    )
-    .expect_code(0);
+    create_january(&db, &dir);
     with(&db, &dir, &["partition", "create"]).expect_code(0);
     // Something dhctl cannot see in advance refuses the DROP (here an event trigger).
     db.exec(
@@ -306,19 +299,7 @@ fn a_command_line_retention_needs_a_table() {
     let db = TestDb::new("fretention");
     scratch(&db, "long");
     let dir = policies(&[("long", Some("13 months"))]);
-    with(
-        &db,
-        &dir,
-        &[
-            "partition",
-            "create",
-            "--now",
-            "2024-01-15T00:00:00Z",
-            "--ahead",
-            "0",
-        ],
-    )
-    .expect_code(0);
+    create_january(&db, &dir);
     let before = attached(&db, "long");
     let run = with(&db, &dir, &["partition", "prune", "--retention", "1 month"]);
     run.expect_code(2);
@@ -390,19 +371,7 @@ fn new_partitions_carry_generated_columns_owner_grants_replica_identity_and_stor
         o = owner.name
     ));
     let dir = policies(&[("gen", None), ("keyed", None)]);
-    with(
-        &db,
-        &dir,
-        &[
-            "partition",
-            "create",
-            "--now",
-            "2024-01-15T00:00:00Z",
-            "--ahead",
-            "0",
-        ],
-    )
-    .expect_code(0);
+    create_january(&db, &dir);
     db.exec("ALTER TABLE gen_2024_01 SET (fillfactor = 70)");
     with(&db, &dir, &["partition", "create"]).expect_code(0);
     let current = format!("gen_{}", server_month(&db, 0));
@@ -557,19 +526,7 @@ fn a_pending_detach_of_an_undroppable_partition_is_finished_and_the_table_kept()
     let db = TestDb::new("fpendview");
     scratch(&db, "pv");
     let dir = policies(&[("pv", Some("1 month"))]);
-    with(
-        &db,
-        &dir,
-        &[
-            "partition",
-            "create",
-            "--now",
-            "2024-01-15T00:00:00Z",
-            "--ahead",
-            "0",
-        ],
-    )
-    .expect_code(0);
+    create_january(&db, &dir);
     with(&db, &dir, &["partition", "create"]).expect_code(0);
     db.exec("CREATE VIEW pv_jan AS SELECT * FROM pv_2024_01");
     let mut reader = db.client();

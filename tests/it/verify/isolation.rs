@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use super::real::{real_project, verify_in};
+use super::real::{migrated_project, verify_in};
 use super::*;
 
 /// Every table of the live database (partitions and the history table included) as
@@ -21,14 +21,7 @@ fn live_tables(db: &TestDb) -> Vec<String> {
 
 #[test]
 fn verify_completes_while_every_live_table_is_locked_against_writes_and_ddl() {
-    let reader = Role::new("vlockr", "");
-    let db = TestDb::new("vlocked");
-    let dir = real_project(&reader.name);
-    dhctl(&db.url)
-        .args(["migrate"])
-        .migrations_dir(dir.path())
-        .run()
-        .expect_code(0);
+    let (reader, db, dir) = migrated_project("vlockr", "vlocked");
     let tables = live_tables(&db);
     assert!(tables.len() > 10, "{tables:?}");
     // EXCLUSIVE conflicts with every lock but ACCESS SHARE: with any DDL (what the old
@@ -101,14 +94,7 @@ fn live_state(db: &TestDb) -> Vec<String> {
 
 #[test]
 fn verify_leaves_sequences_rows_sessions_locks_and_listeners_of_the_live_database_alone() {
-    let reader = Role::new("vfxr", "");
-    let db = TestDb::new("veffects");
-    let dir = real_project(&reader.name);
-    dhctl(&db.url)
-        .args(["migrate"])
-        .migrations_dir(dir.path())
-        .run()
-        .expect_code(0);
+    let (reader, db, dir) = migrated_project("vfxr", "veffects");
     // Someone else moved the sequence on since the migration ran.
     db.exec("SELECT setval('public.invoice_numbers', 5)");
     let mut listener = db.client();

@@ -81,6 +81,20 @@ pub fn real_project(reader: &str) -> tempfile::TempDir {
     ])
 }
 
+/// A role the project grants to, a fresh database, and the project migrated into it (the role
+/// is dropped last, after the database that holds its grants).
+pub fn migrated_project(role: &str, label: &str) -> (Role, TestDb, tempfile::TempDir) {
+    let reader = Role::new(role, "");
+    let db = TestDb::new(label);
+    let dir = real_project(&reader.name);
+    dhctl(&db.url)
+        .args(["migrate"])
+        .migrations_dir(dir.path())
+        .run()
+        .expect_code(0);
+    (reader, db, dir)
+}
+
 pub fn verify_in(db: &TestDb, dir: &std::path::Path) -> Run {
     dhctl(&db.url)
         .args(["verify", "--format", "json"])
@@ -90,14 +104,7 @@ pub fn verify_in(db: &TestDb, dir: &std::path::Path) -> Run {
 
 #[test]
 fn qualified_names_in_several_schemas_verify_right_after_migrate_and_hand_changes_are_named() {
-    let reader = Role::new("vreader", "");
-    let db = TestDb::new("vreal");
-    let dir = real_project(&reader.name);
-    dhctl(&db.url)
-        .args(["migrate"])
-        .migrations_dir(dir.path())
-        .run()
-        .expect_code(0);
+    let (reader, db, dir) = migrated_project("vreader", "vreal");
     let run = verify_in(&db, dir.path());
     let report = run.json();
     assert_eq!(run.code, 0, "{report:#}");
@@ -159,14 +166,7 @@ fn qualified_names_in_several_schemas_verify_right_after_migrate_and_hand_change
 
 #[test]
 fn a_schema_missing_in_the_database_is_one_difference() {
-    let reader = Role::new("vreader2", "");
-    let db = TestDb::new("vrealdrop");
-    let dir = real_project(&reader.name);
-    dhctl(&db.url)
-        .args(["migrate"])
-        .migrations_dir(dir.path())
-        .run()
-        .expect_code(0);
+    let (reader, db, dir) = migrated_project("vreader2", "vrealdrop");
     db.exec("DROP SCHEMA auth CASCADE");
     let run = verify_in(&db, dir.path());
     assert_eq!(run.code, 1);
