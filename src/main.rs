@@ -16,13 +16,7 @@ use dhctl::partitions::{self, policy, CreateOptions, PruneOptions, Retention, Re
 use dhctl::{verify, Error, Result};
 
 fn main() {
-    let env_problem = match dotenvy::dotenv() {
-        Err(e) if !e.not_found() => Some(Error::usage_hint(
-            format!(".env: {e}"),
-            "fix the line or remove the .env file",
-        )),
-        _ => None,
-    };
+    let env_problem = dhctl::config::load_dotenv().err();
     let cli = Cli::parse();
     let format = cli.global.format;
     init_logging(cli.global.verbose);

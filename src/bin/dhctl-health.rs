@@ -34,10 +34,8 @@ fn main() {
         };
         std::process::exit(code);
     }
-    let env_problem = match dotenvy::dotenv() {
-        Err(e) if !e.not_found() => Some(format!(".env: {e}")),
-        _ => None,
-    };
+    // The same loader as dhctl's: a bad line is named by number, never echoed.
+    let env_problem = dhctl::config::load_dotenv().err();
     let config = HealthConfig::from_env();
     let secrets = config
         .as_ref()
@@ -46,7 +44,7 @@ fn main() {
     logging::init(Scrubber::new(&secrets));
     let config = match (env_problem, config) {
         (None, Ok(config)) => config,
-        (Some(problem), _) => fail(&problem, None),
+        (Some(problem), _) => fail(&problem.to_string(), problem.hint()),
         (None, Err(e)) => fail(&e.to_string(), e.hint()),
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
