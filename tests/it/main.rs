@@ -2,6 +2,7 @@
 //! database on the server at DHCTL_TEST_DATABASE_URL and drives the real `dhctl` binary.
 
 mod cluster;
+mod connection;
 mod harness;
 mod health;
 mod migrate;

@@ -1,0 +1,287 @@
+//! How dhctl gets and opens a connection: hostile connection strings and .env files, libpq's
+//! quoting and environment, and peers that accept a connection and never answer.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::harness::*;
+
+/// Runs `dhctl status --format json` against `url` and returns the run (expected to fail).
+fn status_json(url: &str) -> Run {
+    dhctl(url).args(["status", "--format", "json"]).run()
+}
+
+fn error_text(run: &Run) -> String {
+    format!("{}\n{}", run.stdout, run.stderr)
+}
+
+#[test]
+fn a_percent_before_a_non_ascii_character_is_exit_2_without_the_password() {
+    for url in [
+        "postgres://postgres@127.0.0.1:5432/postgres?password=Sup3rS%eécret",
+        "postgres://postgres:Sup3rS%eécret@127.0.0.1:5432/postgres",
+        "postgres://postgres@127.0.0.1:5432/postgres?application_name=%é",
+    ] {
+        let run = status_json(url);
+        run.expect_code(2);
+        let json = run.json();
+        assert_eq!(json["error"]["exit_code"], 2);
+        assert!(
+            json["error"]["message"].as_str().unwrap().contains("%XX"),
+            "{json}"
+        );
+        assert!(!error_text(&run).contains("cret"), "{}", error_text(&run));
+    }
+}
+
+#[test]
+fn no_user_or_no_database_is_no_database_given() {
+    for url in [
+        "",
+        "postgres://",
+        "postgres:///postgres",
+        "postgres://postgres@127.0.0.1",
+    ] {
+        let run = status_json(url);
+        run.expect_code(2);
+        let message = run.json()["error"]["message"].as_str().unwrap().to_string();
+        assert!(message.starts_with("no database given"), "{url}: {message}");
+        assert!(!error_text(&run).contains("?@"), "{}", error_text(&run));
+    }
+}
+
+#[test]
+fn a_malformed_dotenv_line_is_named_by_number_never_echoed() {
+    let dotenv = "# settings\nDHCTL_FORMAT=json\nDATABASE_URL=postgres://postgres:Hunter2Secret@127.0.0.1/x 'oops\n";
+    let run = dhctl("")
+        .without_database_url()
+        .dotenv(dotenv)
+        .args(["status", "--format", "json"])
+        .run();
+    run.expect_code(2);
+    let message = run.json()["error"]["message"].as_str().unwrap().to_string();
+    assert!(message.contains(".env: line 3"), "{message}");
+    assert!(!error_text(&run).contains("Hunter2"), "{}", error_text(&run));
+
+    // dhctl-health loads .env through the same loader, and logs no more than dhctl prints.
+    let cwd = tempfile::tempdir().unwrap();
+    std::fs::write(cwd.path().join(".env"), dotenv).unwrap();
+    let mut command = std::process::Command::new(crate::health::support::bin());
+    for (key, _) in std::env::vars() {
+        if key.starts_with("DATABASE_") || key.starts_with("PG") || key.starts_with("DHCTL_") {
+            command.env_remove(key);
+        }
+    }
+    let out = command
+        .current_dir(cwd.path())
+        .env("PORT", "0")
+        .env("HOST", "127.0.0.1")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let logs = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(logs.contains(".env: line 3"), "{logs}");
+    assert!(!logs.contains("Hunter2"), "{logs}");
+}
+
+#[test]
+fn key_value_quoting_is_parsed_once() {
+    let db = TestDb::new("kvquote");
+    // Before, the quoted password was split on spaces and its middle word turned verify-ca on,
+    // which the shared server's self-signed certificate fails.
+    let kv = format!(
+        "host=127.0.0.1 port=5432 user=postgres dbname='{}' password='x sslmode=verify-ca y'",
+        db.name
+    );
+    dhctl(&kv)
+        .args(["status", "--format", "json"])
+        .run()
+        .expect_code(0);
+    // A quoted path with a space is one path (it does not exist: the error names it whole).
+    let kv = format!(
+        "host=127.0.0.1 user=postgres dbname='{}' sslrootcert='certs/a b.pem'",
+        db.name
+    );
+    let run = dhctl(&kv).args(["status", "--format", "json"]).run();
+    run.expect_code(2);
+    assert!(
+        run.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("certs/a b.pem"),
+        "{}",
+        run.stdout
+    );
+}
+
+#[test]
+fn bad_parameters_are_named_and_the_password_is_never_shown() {
+    let base = "postgres://postgres:Hunter2Secret@127.0.0.1:5432/postgres";
+    for (query, expected) in [
+        ("?sslmode=bogus", "invalid sslmode value: \"bogus\""),
+        ("?sslmode=allow", "sslmode=allow"),
+        ("?sslpassword=x", "\"sslpassword\""),
+        ("?no_such_key=1", "unknown connection parameter \"no_such_key\""),
+        ("?connect_timeout=0", "connect_timeout"),
+    ] {
+        let run = status_json(&format!("{base}{query}"));
+        run.expect_code(2);
+        let message = run.json()["error"]["message"].as_str().unwrap().to_string();
+        assert!(message.contains(expected), "{query}: {message}");
+        assert!(!error_text(&run).contains("Hunter2"), "{}", error_text(&run));
+    }
+    let run = status_json("postgres://postgres:Hunter@2Secret@127.0.0.1:5432/postgres");
+    run.expect_code(2);
+    let json = run.json();
+    assert!(
+        json["error"]["hint"].as_str().unwrap().contains("%40"),
+        "{json}"
+    );
+    assert!(!error_text(&run).contains("2Secret"), "{}", error_text(&run));
+}
+
+#[test]
+fn libpq_environment_configures_dhctl_and_the_url_wins() {
+    let db = TestDb::new("pgenv");
+    // Everything from PG* variables, no DATABASE_URL at all.
+    let run = dhctl("")
+        .without_database_url()
+        .env("PGHOST", "127.0.0.1")
+        .env("PGPORT", "5432")
+        .env("PGUSER", "postgres")
+        .env("PGDATABASE", &db.name)
+        .args(["status", "--format", "json"])
+        .run();
+    run.expect_code(0);
+    assert!(
+        run.json()["database"].as_str().unwrap().ends_with(&db.name),
+        "{}",
+        run.stdout
+    );
+    // PGSSLMODE=verify-full is honoured: the shared server's certificate is not trusted.
+    let run = dhctl(&db.url)
+        .env("PGSSLMODE", "verify-full")
+        .args(["status", "--format", "json"])
+        .run();
+    run.expect_code(2);
+    // ... unless the URL says otherwise, as in libpq.
+    dhctl(&format!("{}?sslmode=disable", db.url))
+        .env("PGSSLMODE", "verify-full")
+        .env("PGDATABASE", "no_such_database")
+        .args(["status", "--format", "json"])
+        .run()
+        .expect_code(0);
+    // A variable dhctl cannot honour stops it, named.
+    let run = dhctl(&db.url)
+        .env("PGSERVICE", "gateway")
+        .args(["status", "--format", "json"])
+        .run();
+    run.expect_code(2);
+    assert!(
+        run.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("PGSERVICE"),
+        "{}",
+        run.stdout
+    );
+}
+
+/// A listener of the test's own that accepts connections and never answers; counts them.
+struct Silent {
+    port: u16,
+    accepted: Arc<AtomicUsize>,
+    _held: Arc<Mutex<Vec<TcpStream>>>,
+}
+
+impl Silent {
+    /// `answer_ssl`: reply 'S' to the SSLRequest, then stall (a stuck TLS terminator).
+    fn start(answer_ssl: bool) -> Silent {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let held = Arc::new(Mutex::new(Vec::new()));
+        let (count, keep) = (Arc::clone(&accepted), Arc::clone(&held));
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                count.fetch_add(1, Ordering::SeqCst);
+                if answer_ssl {
+                    let mut request = [0u8; 8];
+                    if stream.read_exact(&mut request).is_ok() {
+                        let _ = stream.write_all(b"S");
+                    }
+                }
+                keep.lock().unwrap().push(stream);
+            }
+        });
+        Silent {
+            port,
+            accepted,
+            _held: held,
+        }
+    }
+
+    fn url(&self, query: &str) -> String {
+        format!(
+            "postgres://postgres@127.0.0.1:{}/postgres?connect_timeout=1{query}",
+            self.port
+        )
+    }
+}
+
+#[test]
+fn a_server_that_never_answers_is_bounded_by_connect_timeout() {
+    for (answer_ssl, query) in [
+        (false, ""),
+        (false, "&sslmode=require"),
+        (false, "&sslmode=disable"),
+        (true, ""),
+        (true, "&sslmode=verify-full"),
+    ] {
+        let silent = Silent::start(answer_ssl);
+        let run = status_json(&silent.url(query));
+        run.expect_code(2);
+        let message = run.json()["error"]["message"].as_str().unwrap().to_string();
+        assert!(message.contains("connect_timeout"), "{query}: {message}");
+        assert_eq!(silent.accepted.load(Ordering::SeqCst), 1);
+    }
+}
+
+#[test]
+fn wait_keeps_retrying_a_server_that_never_answers() {
+    let silent = Silent::start(true);
+    let run = dhctl(&silent.url(""))
+        .args(["status", "--format", "json", "--wait", "4s"])
+        .run();
+    run.expect_code(2);
+    let message = run.json()["error"]["message"].as_str().unwrap().to_string();
+    assert!(message.contains("gave up after waiting"), "{message}");
+    assert!(
+        silent.accepted.load(Ordering::SeqCst) >= 2,
+        "--wait retried {} times",
+        silent.accepted.load(Ordering::SeqCst)
+    );
+}
+
+#[test]
+fn the_second_host_is_tried_when_the_first_never_answers() {
+    let db = TestDb::new("multihost");
+    let silent = Silent::start(false);
+    let url = format!(
+        "postgres://postgres@127.0.0.1:{},127.0.0.1:5432/{}?connect_timeout=1",
+        silent.port, db.name
+    );
+    dhctl(&url)
+        .args(["status", "--format", "json"])
+        .run()
+        .expect_code(0);
+    assert_eq!(silent.accepted.load(Ordering::SeqCst), 1);
+}
