@@ -41,7 +41,7 @@ pub fn parse(text: &str) -> Result<Vec<(String, String)>, ParseError> {
         let scheme = text.split("://").next().unwrap_or_default();
         Err(err(
             format!(
-                "unsupported URL scheme {:?}: a connection URL starts with postgres:// or postgresql://",
+                "unsupported URL scheme {}: a connection URL starts with postgres:// or postgresql://",
                 shorten(scheme)
             ),
             "use postgres://user:password@host:5432/dbname",
@@ -72,7 +72,8 @@ pub fn parse_key_value(text: &str) -> Result<Vec<(String, String)>, ParseError> 
             return Err(err(
                 match pairs.last() {
                     Some((previous, _)) => format!(
-                        "missing \"=\" in the connection string after the value of \"{previous}\""
+                        "missing \"=\" in the connection string after the value of {}",
+                        key_name(previous)
                     ),
                     None => "missing \"=\" after the first word of the connection string".into(),
                 },
@@ -93,7 +94,10 @@ pub fn parse_key_value(text: &str) -> Result<Vec<(String, String)>, ParseError> 
                 match chars.next() {
                     None => {
                         return Err(err(
-                            format!("the quoted value of \"{key}\" has no closing quote"),
+                            format!(
+                                "the quoted value of {} has no closing quote",
+                                key_name(&key)
+                            ),
                             "end it with ', and write a quote inside a value as \\'",
                         ))
                     }
@@ -101,7 +105,10 @@ pub fn parse_key_value(text: &str) -> Result<Vec<(String, String)>, ParseError> 
                         Some(c) => value.push(c),
                         None => {
                             return Err(err(
-                                format!("the quoted value of \"{key}\" has no closing quote"),
+                                format!(
+                                    "the quoted value of {} has no closing quote",
+                                    key_name(&key)
+                                ),
                                 "end it with ', and write a backslash inside a value as \\\\",
                             ))
                         }
@@ -154,7 +161,9 @@ fn parse_url(rest: &str) -> Result<Vec<(String, String)>, ParseError> {
         .find(['/', '?'])
         .unwrap_or(after_userinfo.len());
     let (netloc, tail) = after_userinfo.split_at(netloc_end);
-    if netloc.contains('@') || (userinfo.is_none() && tail.split('?').next().unwrap_or("").contains('@')) {
+    if netloc.contains('@')
+        || (userinfo.is_none() && tail.split('?').next().unwrap_or("").contains('@'))
+    {
         // `user:p@ss@host` or `user:pa/ss@host`: the password holds a reserved character.
         return Err(err(
             "the connection URL has an unencoded \"@\" or \"/\" in its user name or password, so \
@@ -189,21 +198,24 @@ fn parse_url(rest: &str) -> Result<Vec<(String, String)>, ParseError> {
         let key = decode(key, "a query parameter name")?;
         if value.contains('=') {
             return Err(err(
-                format!("the value of URL query parameter \"{key}\" has an unencoded \"=\""),
+                format!(
+                    "the value of URL query parameter {} has an unencoded \"=\"",
+                    key_name(&key)
+                ),
                 "percent-encode \"=\" inside values as %3D",
             ));
         }
         let part = if key == "password" {
             "the password".to_string()
         } else {
-            format!("the value of query parameter \"{key}\"")
+            format!("the value of query parameter {}", key_name(&key))
         };
         let value = decode(value, &part)?;
         // libpq's JDBC compatibility: ssl=true means sslmode=require.
         if key == "ssl" {
             if value != "true" {
                 return Err(err(
-                    format!("invalid ssl value: {:?}", shorten(&value)),
+                    format!("invalid ssl value: {}", shorten(&value)),
                     "ssl=true is the only value (it means sslmode=require)",
                 ));
             }
@@ -250,7 +262,7 @@ fn parse_netloc(netloc: &str) -> Result<(Vec<String>, Vec<String>), ParseError> 
         };
         if !port.bytes().all(|b| b.is_ascii_digit()) {
             return Err(err(
-                format!("invalid port number: {:?}", shorten(&port)),
+                format!("invalid port number: {}", shorten(&port)),
                 "a port is a number, e.g. host:5432",
             ));
         }
@@ -269,7 +281,9 @@ fn decode(text: &str, part: &str) -> Result<String, ParseError> {
             let hex = |j: usize| bytes.get(j).is_some_and(u8::is_ascii_hexdigit);
             if !(hex(i + 1) && hex(i + 2)) {
                 return Err(err(
-                    format!("{part} in the connection URL has a \"%\" that does not start a %XX escape"),
+                    format!(
+                        "{part} in the connection URL has a \"%\" that does not start a %XX escape"
+                    ),
                     ENCODE_HINT,
                 ));
             }
@@ -292,13 +306,36 @@ fn decode(text: &str, part: &str) -> Result<String, ParseError> {
         })
 }
 
-/// At most 40 characters of a value quoted in an error (never a password).
+/// A value as an error message may quote it: only a short plain token (letters, digits and
+/// `._-:`), as every valid sslmode, port or address is. Anything else may be a piece of a
+/// password that a missing quote or `&` pulled into another key (`sslmode= password=…` is
+/// sslmode "password=…" to libpq), so it is described, not shown.
 pub fn shorten(text: &str) -> String {
-    let mut out: String = text.chars().take(40).collect();
-    if text.chars().count() > 40 {
-        out.push('…');
+    let plain = !text.is_empty()
+        && text.len() <= 40
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-:".contains(c));
+    if plain {
+        format!("{text:?}")
+    } else if text.is_empty() {
+        "\"\"".into()
+    } else {
+        "(not shown: it is not a plain word)".into()
     }
-    out
+}
+
+/// A keyword as an error message may quote it: `"sslmode"` when it is a plain word, else a
+/// description (it may be a piece of a password that needed quoting or percent-encoding).
+pub fn key_name(key: &str) -> String {
+    if !key.is_empty()
+        && key.len() <= 40
+        && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    {
+        format!("\"{key}\"")
+    } else {
+        "(a key not shown: it is not a plain word)".into()
+    }
 }
 
 /// One `~/.pgpass` line: `host:port:database:user:password`, `*` matching anything in the first
@@ -369,16 +406,25 @@ mod tests {
         let p = pairs("password='x sslmode=verify-ca y' host=h");
         assert_eq!(p[0], ("password".into(), "x sslmode=verify-ca y".into()));
         assert_eq!(p.len(), 2);
-        assert_eq!(get(r"password='it\'s \\ here'", "password").unwrap(), r"it's \ here");
+        assert_eq!(
+            get(r"password='it\'s \\ here'", "password").unwrap(),
+            r"it's \ here"
+        );
         assert_eq!(get(r"password=a\ b", "password").unwrap(), "a b");
-        assert_eq!(get("password = spaced  user=u", "password").unwrap(), "spaced");
+        assert_eq!(
+            get("password = spaced  user=u", "password").unwrap(),
+            "spaced"
+        );
         assert_eq!(get("password='' user=u", "password").unwrap(), "");
     }
 
     #[test]
     fn key_value_errors_never_quote_the_words() {
         let e = parse("password=hunter two dbname=x").unwrap_err();
-        assert!(e.message.contains("after the value of \"password\""), "{e:?}");
+        assert!(
+            e.message.contains("after the value of \"password\""),
+            "{e:?}"
+        );
         assert!(!e.message.contains("two"), "{e:?}");
         let e = parse("password='hunter2").unwrap_err();
         assert!(e.message.contains("no closing quote"), "{e:?}");
@@ -402,13 +448,28 @@ mod tests {
             ]
         );
         assert_eq!(get("postgres://u:p?x#y@h/db", "password").unwrap(), "p?x#y");
-        assert_eq!(get("postgres://h1:1,[::1]:2,h3/db", "host").unwrap(), "h1,::1,h3");
-        assert_eq!(get("postgres://h1:1,[::1]:2,h3/db", "port").unwrap(), "1,2,");
-        assert_eq!(get("postgres://%2Fvar%2Frun%2Fpostgresql/db", "host").unwrap(), "/var/run/postgresql");
-        assert_eq!(get("postgres://u@h/db?ssl=true", "sslmode").unwrap(), "require");
+        assert_eq!(
+            get("postgres://h1:1,[::1]:2,h3/db", "host").unwrap(),
+            "h1,::1,h3"
+        );
+        assert_eq!(
+            get("postgres://h1:1,[::1]:2,h3/db", "port").unwrap(),
+            "1,2,"
+        );
+        assert_eq!(
+            get("postgres://%2Fvar%2Frun%2Fpostgresql/db", "host").unwrap(),
+            "/var/run/postgresql"
+        );
+        assert_eq!(
+            get("postgres://u@h/db?ssl=true", "sslmode").unwrap(),
+            "require"
+        );
         assert!(pairs("postgres://").is_empty());
         assert!(pairs("").is_empty());
-        assert_eq!(pairs("postgres:///db"), vec![("dbname".into(), "db".into())]);
+        assert_eq!(
+            pairs("postgres:///db"),
+            vec![("dbname".into(), "db".into())]
+        );
     }
 
     #[test]
@@ -425,10 +486,16 @@ mod tests {
     fn bad_urls_name_the_part() {
         let e = parse("postgres://u@h:notaport/db").unwrap_err();
         assert_eq!(e.message, "invalid port number: \"notaport\"");
-        assert!(parse("mysql://u@h/db").unwrap_err().message.contains("mysql"));
+        assert!(parse("mysql://u@h/db")
+            .unwrap_err()
+            .message
+            .contains("mysql"));
         assert!(parse("postgres://u@h/db?sslmode").is_err());
         assert!(parse("postgres://u@[::1/db").is_err());
-        assert!(parse("postgres://u:a%00b@h/db").unwrap_err().message.contains("password"));
+        assert!(parse("postgres://u:a%00b@h/db")
+            .unwrap_err()
+            .message
+            .contains("password"));
     }
 
     #[test]

@@ -103,7 +103,12 @@ fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
     let pem = read(path)?;
     let certs = rustls_pemfile::certs(&mut pem.as_slice())
         .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| Error::usage(format!("{}: not a PEM certificate file: {e}", path.display())))?;
+        .map_err(|e| {
+            Error::usage(format!(
+                "{}: not a PEM certificate file: {e}",
+                path.display()
+            ))
+        })?;
     if certs.is_empty() {
         return Err(Error::usage(format!(
             "{}: no PEM certificate found (expected -----BEGIN CERTIFICATE-----)",

@@ -64,7 +64,11 @@ fn a_malformed_dotenv_line_is_named_by_number_never_echoed() {
     run.expect_code(2);
     let message = run.json()["error"]["message"].as_str().unwrap().to_string();
     assert!(message.contains(".env: line 3"), "{message}");
-    assert!(!error_text(&run).contains("Hunter2"), "{}", error_text(&run));
+    assert!(
+        !error_text(&run).contains("Hunter2"),
+        "{}",
+        error_text(&run)
+    );
 
     // dhctl-health loads .env through the same loader, and logs no more than dhctl prints.
     let cwd = tempfile::tempdir().unwrap();
@@ -128,14 +132,21 @@ fn bad_parameters_are_named_and_the_password_is_never_shown() {
         ("?sslmode=bogus", "invalid sslmode value: \"bogus\""),
         ("?sslmode=allow", "sslmode=allow"),
         ("?sslpassword=x", "\"sslpassword\""),
-        ("?no_such_key=1", "unknown connection parameter \"no_such_key\""),
+        (
+            "?no_such_key=1",
+            "unknown connection parameter \"no_such_key\"",
+        ),
         ("?connect_timeout=0", "connect_timeout"),
     ] {
         let run = status_json(&format!("{base}{query}"));
         run.expect_code(2);
         let message = run.json()["error"]["message"].as_str().unwrap().to_string();
         assert!(message.contains(expected), "{query}: {message}");
-        assert!(!error_text(&run).contains("Hunter2"), "{}", error_text(&run));
+        assert!(
+            !error_text(&run).contains("Hunter2"),
+            "{}",
+            error_text(&run)
+        );
     }
     let run = status_json("postgres://postgres:Hunter@2Secret@127.0.0.1:5432/postgres");
     run.expect_code(2);
@@ -144,7 +155,11 @@ fn bad_parameters_are_named_and_the_password_is_never_shown() {
         json["error"]["hint"].as_str().unwrap().contains("%40"),
         "{json}"
     );
-    assert!(!error_text(&run).contains("2Secret"), "{}", error_text(&run));
+    assert!(
+        !error_text(&run).contains("2Secret"),
+        "{}",
+        error_text(&run)
+    );
 }
 
 #[test]
@@ -284,4 +299,214 @@ fn the_second_host_is_tried_when_the_first_never_answers() {
         .run()
         .expect_code(0);
     assert_eq!(silent.accepted.load(Ordering::SeqCst), 1);
+}
+
+/// A TLS cluster of the test's own that wants a client certificate from `certuser` and a SCRAM
+/// password from `pwuser`.
+mod with_tls {
+    use std::process::Command;
+
+    use crate::cluster::{Certs, Cluster};
+    use crate::harness::*;
+
+    const HBA: &str = "local all all trust\n\
+        hostssl all certuser 127.0.0.1/32 trust clientcert=verify-ca\n\
+        host all pwuser 127.0.0.1/32 scram-sha-256\n\
+        hostssl all postgres 127.0.0.1/32 trust\n";
+
+    struct Setup {
+        certs: Certs,
+        cluster: Cluster,
+    }
+
+    fn setup() -> Setup {
+        let certs = Certs::make();
+        let cluster = Cluster::start(
+            "ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\nssl_ca_file = 'ca.crt'\n",
+            HBA,
+            &[
+                ("server.crt", &certs.read("server.crt")),
+                ("server.key", &certs.read("server.key")),
+                ("ca.crt", &certs.read("ca.crt")),
+            ],
+        );
+        cluster
+            .admin()
+            .batch_execute(
+                "CREATE ROLE certuser LOGIN; \
+                 CREATE ROLE pwuser LOGIN PASSWORD 'x sslmode=verify-ca  y';",
+            )
+            .unwrap();
+        Setup { certs, cluster }
+    }
+
+    /// A client certificate for `cn`, signed by the test CA, key mode 0600.
+    fn client_cert(certs: &Certs, cn: &str) {
+        let run = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(certs.dir.path())
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        // Extensions make it an X.509 v3 certificate, which rustls requires.
+        std::fs::write(
+            certs.path("client.ext"),
+            "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n",
+        )
+        .unwrap();
+        run(&[
+            "req",
+            "-new",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            &format!("/CN={cn}"),
+            "-keyout",
+            "client.key",
+            "-out",
+            "client.csr",
+        ]);
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            "client.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "client.ext",
+            "-out",
+            "client.crt",
+        ]);
+        set_mode(&certs.path("client.key"), 0o600);
+    }
+
+    fn set_mode(path: &std::path::Path, mode: u32) {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    fn message(run: &Run) -> String {
+        let json = run.json();
+        format!("{} / {}", json["error"]["message"], json["error"]["hint"])
+    }
+
+    #[test]
+    fn client_certificates_the_url_ca_and_passwords_follow_libpq() {
+        let Setup { certs, cluster } = setup();
+        client_cert(&certs, "certuser");
+        let ca = certs.path("ca.crt");
+        let base = |user: &str| {
+            format!(
+                "postgres://{user}@localhost:{}/postgres?sslmode=verify-full&sslrootcert={}",
+                cluster.port,
+                ca.display()
+            )
+        };
+        let with_cert = format!(
+            "{}&sslcert={}&sslkey={}",
+            base("certuser"),
+            certs.path("client.crt").display(),
+            certs.path("client.key").display()
+        );
+        let status = |url: &str| dhctl(url).args(["status", "--format", "json"]);
+
+        // Client certificates: presented when given, required by the server otherwise.
+        status(&with_cert).run().expect_code(0);
+        let run = status(&base("certuser")).run();
+        run.expect_code(2);
+        assert!(message(&run).contains("certificate"), "{}", message(&run));
+        // A private key others can read is refused, as libpq does.
+        set_mode(&certs.path("client.key"), 0o644);
+        let run = status(&with_cert).run();
+        run.expect_code(2);
+        assert!(message(&run).contains("client.key"), "{}", message(&run));
+        set_mode(&certs.path("client.key"), 0o600);
+
+        // The URL's own CA wins over DHCTL_SSL_ROOT_CERT, from the environment or a planted .env.
+        let other = certs.path("other_ca.crt");
+        status(&base("postgres"))
+            .env("DHCTL_SSL_ROOT_CERT", &other)
+            .run()
+            .expect_code(0);
+        status(&base("postgres"))
+            .dotenv(&format!("DHCTL_SSL_ROOT_CERT={}\n", other.display()))
+            .run()
+            .expect_code(0);
+        // Without one in the URL, the variable still counts (and here it is the wrong CA).
+        let no_ca = format!(
+            "postgres://postgres@localhost:{}/postgres?sslmode=verify-full",
+            cluster.port
+        );
+        status(&no_ca)
+            .env("DHCTL_SSL_ROOT_CERT", &other)
+            .run()
+            .expect_code(2);
+
+        // A quoted password with spaces and a "key=value" inside is sent as written.
+        let kv = |password: &str| {
+            format!(
+                "host=localhost port={} user=pwuser dbname=postgres sslmode=verify-full \
+                 sslrootcert='{}' {password}",
+                cluster.port,
+                ca.display()
+            )
+        };
+        status(&kv("password='x sslmode=verify-ca  y'"))
+            .run()
+            .expect_code(0);
+        // A wrong password and a missing one get their own hints, not "is the server running?".
+        let run = status(&kv("password=wrong")).run();
+        run.expect_code(2);
+        assert!(message(&run).contains("28P01"), "{}", message(&run));
+        assert!(!message(&run).contains("--wait"), "{}", message(&run));
+        let run = status(&kv("")).env("HOME", certs.dir.path()).run();
+        run.expect_code(2);
+        assert!(
+            message(&run).contains("none was given"),
+            "{}",
+            message(&run)
+        );
+        assert!(message(&run).contains("PGPASSWORD"), "{}", message(&run));
+        // PGPASSWORD and a password file supply it.
+        status(&kv(""))
+            .env("PGPASSWORD", "x sslmode=verify-ca  y")
+            .run()
+            .expect_code(0);
+        let passfile = certs.path("pgpass");
+        std::fs::write(
+            &passfile,
+            "localhost:*:postgres:pwuser:x sslmode=verify-ca  y\n",
+        )
+        .unwrap();
+        set_mode(&passfile, 0o600);
+        status(&kv(""))
+            .env("PGPASSFILE", &passfile)
+            .run()
+            .expect_code(0);
+        // Channel binding needs TLS: its failure gets its own hint.
+        let run = status(&format!(
+            "postgres://pwuser:x%20sslmode%3Dverify-ca%20%20y@127.0.0.1:{}/postgres?sslmode=disable&channel_binding=require",
+            cluster.port
+        ))
+        .run();
+        run.expect_code(2);
+        assert!(
+            message(&run).contains("channel_binding"),
+            "{}",
+            message(&run)
+        );
+    }
 }
