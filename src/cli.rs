@@ -36,9 +36,12 @@ pub struct Cli {
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
     /// PostgreSQL connection string, URL (postgres://user:pass@host:5432/db?sslmode=require) or
-    /// key=value (host=… dbname=…). sslmode as libpq: disable, prefer (default), require (both
-    /// encrypt without verifying), verify-ca, verify-full; sslrootcert=FILE names the CA. The
-    /// password is never printed.
+    /// key=value (host=… user=… dbname=… password='a b'). sslmode as libpq: disable, prefer
+    /// (default), require (both encrypt without verifying), verify-ca, verify-full;
+    /// sslrootcert=FILE names the CA, sslcert/sslkey a client certificate. libpq's PGHOST,
+    /// PGUSER, PGPASSWORD, PGSSLMODE, … and ~/.pgpass fill what it leaves out. Prefer the
+    /// DATABASE_URL variable: a password given with --database-url is visible to other local
+    /// users in the process list. The password is never printed.
     #[arg(long, global = true, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
 
@@ -56,7 +59,8 @@ pub struct GlobalArgs {
 
     /// PEM file of the CA(s) that sign the server's certificate. With sslmode prefer or require
     /// it turns chain verification on (as libpq's root.crt does); verify-ca and verify-full use
-    /// it, or without it the Mozilla roots compiled into dhctl.
+    /// it, or without it the Mozilla roots compiled into dhctl. An sslrootcert= in the
+    /// connection string wins over it; it wins over PGSSLROOTCERT.
     #[arg(long, global = true, env = "DHCTL_SSL_ROOT_CERT", value_name = "FILE")]
     pub ssl_root_cert: Option<PathBuf>,
 
