@@ -510,3 +510,39 @@ mod with_tls {
         );
     }
 }
+
+#[test]
+fn prefer_with_a_ca_never_falls_back_to_plaintext() {
+    // The shared server accepts plaintext too, so libpq's fallback would connect here; dhctl
+    // fails on the certificate its CA does not sign.
+    let certs = crate::cluster::Certs::make();
+    let url = format!(
+        "postgres://postgres@127.0.0.1:5432/postgres?sslmode=prefer&sslrootcert={}",
+        certs.path("other_ca.crt").display()
+    );
+    let run = status_json(&url);
+    run.expect_code(2);
+    let message = run.json()["error"]["message"].as_str().unwrap().to_string();
+    assert!(message.contains("certificate"), "{message}");
+}
+
+#[test]
+fn a_signal_while_a_peer_stalls_the_connection_exits_130() {
+    let silent = Silent::start(true);
+    let url = format!(
+        "postgres://postgres@127.0.0.1:{}/postgres?connect_timeout=60",
+        silent.port
+    );
+    let child = dhctl(&url).args(["status"]).spawn();
+    assert!(wait_until(Duration::from_secs(10), || silent
+        .accepted
+        .load(Ordering::SeqCst)
+        == 1));
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130));
+}
