@@ -281,6 +281,13 @@ pub fn parse_connection(
     let get = |key: &str| set.get(key).map(String::as_str);
 
     let Some(dbname) = get("dbname") else {
+        if url.trim().is_empty() && get("user").is_none() {
+            return Err(usage(
+                "no database given: DATABASE_URL is empty or not set",
+                "set DATABASE_URL, e.g. postgres://user:password@127.0.0.1:5432/datahub (or \
+                 PGHOST, PGUSER and PGDATABASE, as for psql)",
+            ));
+        }
         return Err(usage(
             "no database given: DATABASE_URL names no database",
             "set DATABASE_URL to postgres://user:password@host:5432/dbname (or key=value pairs \
@@ -447,6 +454,12 @@ pub fn parse_connection(
         get("sslcert"),
         get("sslkey"),
     )?;
+    if pg.get_ssl_negotiation() == SslNegotiation::Direct && pg.get_ssl_mode() != SslMode::Require {
+        return Err(usage(
+            "sslnegotiation=direct needs sslmode=require or stronger (libpq refuses it with prefer)",
+            "use sslmode=require, verify-ca or verify-full, or sslnegotiation=postgres",
+        ));
+    }
 
     let password = match get("password") {
         Some(password) => Some(password.to_string()),
@@ -662,18 +675,26 @@ fn password_from_file(file: &Path, pg: &tokio_postgres::Config) -> Result<Option
     Ok(found.flatten())
 }
 
-/// `user@host:port/dbname` for any config. Never includes the password.
+/// `user@host:port/dbname` for any config (`user@h1:p1,h2:p2/dbname` with several hosts), built
+/// from its fields: never includes the password.
 pub fn describe(pg: &tokio_postgres::Config) -> String {
-    let host = match (pg.get_hosts().first(), pg.get_hostaddrs().first()) {
-        (Some(Host::Tcp(h)), _) => h.clone(),
-        (Some(Host::Unix(p)), _) => p.display().to_string(),
-        (None, Some(addr)) => addr.to_string(),
-        (None, None) => DEFAULT_HOST.into(),
-    };
-    let port = pg.get_ports().first().copied().unwrap_or(5432);
+    let ports = pg.get_ports();
+    let count = pg.get_hosts().len().max(pg.get_hostaddrs().len()).max(1);
+    let hosts: Vec<String> = (0..count)
+        .map(|i| {
+            let host = match (pg.get_hosts().get(i), pg.get_hostaddrs().get(i)) {
+                (Some(Host::Tcp(h)), _) => h.clone(),
+                (Some(Host::Unix(p)), _) => p.display().to_string(),
+                (None, Some(addr)) => addr.to_string(),
+                (None, None) => DEFAULT_HOST.into(),
+            };
+            let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
+            format!("{host}:{port}")
+        })
+        .collect();
     let user = pg.get_user().unwrap_or("?");
     let db = pg.get_dbname().unwrap_or("?");
-    format!("{user}@{host}:{port}/{db}")
+    format!("{user}@{}/{db}", hosts.join(","))
 }
 
 pub fn wants_tls(pg: &tokio_postgres::Config) -> bool {
@@ -707,6 +728,8 @@ mod tests {
         let shown = describe(&pg);
         assert_eq!(shown, "alice@db.example:6543/gateway");
         assert!(!shown.contains("s3cr3t"));
+        let (pg, _) = parse("postgres://alice:s3cr3t@a:1,b/gateway").unwrap();
+        assert_eq!(describe(&pg), "alice@a:1,b:5432/gateway");
     }
 
     #[test]

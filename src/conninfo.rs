@@ -37,8 +37,13 @@ pub fn parse(text: &str) -> Result<Vec<(String, String)>, ParseError> {
         .or_else(|| text.strip_prefix("postgres://"))
     {
         parse_url(rest)
-    } else if text.contains("://") && !text.contains('=') {
-        let scheme = text.split("://").next().unwrap_or_default();
+    } else if let Some(scheme) = text.split_once("://").map(|(s, _)| s).filter(|s| {
+        // RFC 3986: ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ); a key=value string has "=" or a
+        // space before any "://".
+        s.starts_with(|c: char| c.is_ascii_alphabetic())
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+    }) {
         Err(err(
             format!(
                 "unsupported URL scheme {}: a connection URL starts with postgres:// or postgresql://",
