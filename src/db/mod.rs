@@ -426,8 +426,9 @@ fn connect_error(cfg: &DbConfig, attempt: &Attempt, waited: Duration, waiting: b
             message: format!("cannot connect to {target}: {detail}"),
             hint: Some(
                 "the server's certificate must chain to the CA given with sslrootcert= (or \
-                 --ssl-root-cert) and, with sslmode=verify-full, name the host; sslmode=verify-ca \
-                 skips the name check, sslmode=disable turns TLS off"
+                 --ssl-root-cert) and, with sslmode=verify-full, name the host in its \
+                 subjectAltName (the subject CN is not read); sslmode=verify-ca skips the name \
+                 check, sslmode=disable turns TLS off"
                     .into(),
             ),
         };

@@ -509,6 +509,138 @@ mod with_tls {
             message(&run)
         );
     }
+
+    /// A cluster serving `crt`/`key` from the Certs folder, trusting every TCP connection.
+    fn serving(certs: &Certs, crt: &str, key: &str) -> Cluster {
+        Cluster::start(
+            "ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n",
+            "local all all trust\nhost all all 127.0.0.1/32 trust\n",
+            &[
+                ("server.crt", &certs.read(crt)),
+                ("server.key", &certs.read(key)),
+            ],
+        )
+    }
+
+    fn openssl(certs: &Certs, args: &[&str]) {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(certs.dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Where libpq is laxer, dhctl keeps the safe choice (docs/security.md): a host name only in
+    /// the subject CN does not satisfy verify-full, and a self-signed CA:TRUE certificate pinned
+    /// as its own root is not a server certificate.
+    #[test]
+    fn cn_only_names_and_ca_certificates_as_servers_are_refused() {
+        let certs = Certs::make();
+        std::fs::write(
+            certs.path("cn_only.ext"),
+            "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
+        )
+        .unwrap();
+        openssl(
+            &certs,
+            &[
+                "req",
+                "-new",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-subj",
+                "/CN=localhost",
+                "-keyout",
+                "cn_only.key",
+                "-out",
+                "cn_only.csr",
+            ],
+        );
+        openssl(
+            &certs,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "cn_only.csr",
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-extfile",
+                "cn_only.ext",
+                "-out",
+                "cn_only.crt",
+            ],
+        );
+        let cluster = serving(&certs, "cn_only.crt", "cn_only.key");
+        let url = |mode: &str, ca: &str| {
+            format!(
+                "postgres://postgres@localhost:{}/postgres?sslmode={mode}&sslrootcert={}",
+                cluster.port,
+                certs.path(ca).display()
+            )
+        };
+        let status = |url: &str| dhctl(url).args(["status", "--format", "json"]).run();
+        let run = status(&url("verify-full", "ca.crt"));
+        run.expect_code(2);
+        assert!(
+            message(&run).contains("not valid for name"),
+            "{}",
+            message(&run)
+        );
+        status(&url("verify-ca", "ca.crt")).expect_code(0);
+        drop(cluster);
+
+        openssl(
+            &certs,
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-subj",
+                "/CN=localhost",
+                "-addext",
+                "subjectAltName=DNS:localhost",
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-days",
+                "2",
+                "-keyout",
+                "selfca.key",
+                "-out",
+                "selfca.crt",
+            ],
+        );
+        let cluster = serving(&certs, "selfca.crt", "selfca.key");
+        let url = |mode: &str| {
+            format!(
+                "postgres://postgres@localhost:{}/postgres?sslmode={mode}&sslrootcert={}",
+                cluster.port,
+                certs.path("selfca.crt").display()
+            )
+        };
+        let status = |url: &str| dhctl(url).args(["status", "--format", "json"]).run();
+        status(&url("verify-ca")).expect_code(2);
+        status(&url("verify-full")).expect_code(2);
+        // Encryption without verification still works with it.
+        status(&format!(
+            "postgres://postgres@localhost:{}/postgres?sslmode=require",
+            cluster.port
+        ))
+        .expect_code(0);
+    }
 }
 
 #[test]
