@@ -67,7 +67,8 @@ pub async fn cancel_in_flight() {
 
 /// Connects to the configured database, applying dhctl's session settings.
 ///
-/// Retries what can heal (refused, reset, the server starting up) until `cfg.wait` runs out;
+/// Retries what can heal (refused, reset, no answer within connect_timeout, the server starting
+/// up) until `cfg.wait` runs out;
 /// fails at once on bad credentials or a bad URL. Creates the database on SQLSTATE 3D000 when
 /// `create` allows.
 pub async fn connect(cfg: &DbConfig, create: CreateDatabase) -> Result<Session> {
@@ -143,12 +144,6 @@ enum Attempt {
     TimedOut(Duration),
 }
 
-impl From<tokio_postgres::Error> for Attempt {
-    fn from(err: tokio_postgres::Error) -> Attempt {
-        Attempt::Failed(err)
-    }
-}
-
 impl Attempt {
     fn as_db_error(&self) -> Option<&tokio_postgres::error::DbError> {
         match self {
@@ -182,16 +177,26 @@ async fn open(
         }
         _ => 0,
     };
-    let mut last = Attempt::TimedOut(limit);
+    // With several hosts, report what the most talkative one said: a server's own error (wrong
+    // password, missing database) over a driver error over silence.
+    let rank = |a: &Attempt| match a {
+        Attempt::Failed(e) if e.as_db_error().is_some() => 2,
+        Attempt::Failed(_) => 1,
+        Attempt::TimedOut(_) => 0,
+    };
+    let mut worst: Option<Attempt> = None;
     for i in (0..count).map(|n| (start + n) % count) {
         let one = single_host(pg, i);
-        match tokio::time::timeout(limit, open_one(&one, tls, settings)).await {
+        let failure = match tokio::time::timeout(limit, open_one(&one, tls, settings)).await {
             Ok(Ok(session)) => return Ok(session),
-            Ok(Err(err)) => last = Attempt::Failed(err),
-            Err(_) => last = Attempt::TimedOut(limit),
+            Ok(Err(err)) => Attempt::Failed(err),
+            Err(_) => Attempt::TimedOut(limit),
+        };
+        if worst.as_ref().is_none_or(|w| rank(&failure) >= rank(w)) {
+            worst = Some(failure);
         }
     }
-    Err(last)
+    Err(worst.unwrap_or(Attempt::TimedOut(limit)))
 }
 
 /// The `i`th host of a multi-host configuration, with every other setting.
