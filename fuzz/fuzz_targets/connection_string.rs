@@ -1,6 +1,7 @@
 //! Any bytes as a connection string, alone or with a password planted in a URL's user info, a
-//! URL query, a quoted or an unquoted key=value pair: parsing never panics, and neither its
-//! error (message and hint) nor the described target ever contains the password.
+//! URL query, a quoted or an unquoted key=value pair: parsing never panics, its error (message
+//! and hint) never contains the password, and a parsed configuration's described target never
+//! shows what was parsed as its password.
 
 #![no_main]
 
@@ -29,7 +30,13 @@ fuzz_target!(|data: &[u8]| {
         return;
     }
     match outcome {
-        Ok((pg, _)) => assert!(!describe(&pg).contains(&password)),
+        // Only where the password landed in the password field: a tail that makes the whole
+        // string a URL turns " password='…'" into part of the database name, which is shown.
+        Ok((pg, _)) => {
+            if pg.get_password() == Some(password.as_bytes()) && !tail.contains('%') {
+                assert!(!describe(&pg).contains(&password));
+            }
+        }
         Err(e) => {
             let shown = format!("{e} {}", e.hint().unwrap_or_default());
             assert!(!shown.contains(&password), "{text:?} -> {shown}");
