@@ -52,15 +52,19 @@ pub struct GlobalArgs {
 #[derive(Debug, Clone, Args)]
 pub struct ConnectArgs {
     /// PostgreSQL connection string, URL (postgres://user:pass@host:5432/db?sslmode=require) or
-    /// key=value (host=… dbname=…). sslmode as libpq: disable, prefer (default), require (both
-    /// encrypt without verifying), verify-ca, verify-full; sslrootcert=FILE names the CA. The
-    /// password is never printed.
+    /// key=value (host=… user=… dbname=… password='a b'). sslmode as libpq: disable, prefer
+    /// (default), require (both encrypt without verifying), verify-ca, verify-full;
+    /// sslrootcert=FILE names the CA, sslcert/sslkey a client certificate. libpq's PGHOST,
+    /// PGUSER, PGPASSWORD, PGSSLMODE, … and ~/.pgpass fill what it leaves out. Prefer the
+    /// DATABASE_URL variable: a password given with --database-url is visible to other local
+    /// users in the process list. The password is never printed.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
 
     /// PEM file of the CA(s) that sign the server's certificate. With sslmode prefer or require
     /// it turns chain verification on (as libpq's root.crt does); verify-ca and verify-full use
-    /// it, or without it the Mozilla roots compiled into dhctl.
+    /// it, or without it the Mozilla roots compiled into dhctl. An sslrootcert= in the
+    /// connection string wins over it; it wins over PGSSLROOTCERT.
     #[arg(
         long,
         env = "DHCTL_SSL_ROOT_CERT",

@@ -4,6 +4,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod conninfo;
 pub mod db;
 pub mod error;
 pub mod health;

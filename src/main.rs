@@ -23,13 +23,7 @@ fn main() {
     // a value that then fails to parse; before and after .env, so an empty real variable lets
     // the file's line apply and an empty line in the file is ignored too.
     drop_empty_variables();
-    let env_problem = match dotenvy::dotenv() {
-        Err(e) if !e.not_found() => Some(Error::usage_hint(
-            format!(".env: {e}"),
-            "fix the line or remove the .env file",
-        )),
-        _ => None,
-    };
+    let env_problem = dhctl::config::load_dotenv().err();
     drop_empty_variables();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,

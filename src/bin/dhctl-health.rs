@@ -44,15 +44,13 @@ fn main() {
         };
         std::process::exit(code);
     }
-    let env_problem = match dotenvy::dotenv() {
-        Err(e) if !e.not_found() => Some(format!(".env: {e}")),
-        _ => None,
-    };
+    // The same loader as dhctl's: a bad line is named by number, never echoed.
+    let env_problem = dhctl::config::load_dotenv().err();
     let config = HealthConfig::from_env();
     logging::init();
     let config = match (env_problem, config) {
         (None, Ok(config)) => config,
-        (Some(problem), _) => fail(&problem, None),
+        (Some(problem), _) => fail(&problem.to_string(), problem.hint()),
         (None, Err(e)) => fail(&e.to_string(), e.hint()),
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -125,7 +125,8 @@ pub async fn cancel_in_flight() {
 
 /// Connects to the configured database, applying dhctl's session settings.
 ///
-/// Retries what can heal (refused, reset, the server starting up) until `cfg.wait` runs out;
+/// Retries what can heal (refused, reset, no answer within connect_timeout, the server starting
+/// up) until `cfg.wait` runs out;
 /// fails at once on bad credentials or a bad URL. Creates the database on SQLSTATE 3D000 when
 /// `create` allows.
 pub async fn connect(cfg: &DbConfig, create: CreateDatabase) -> Result<Session> {
@@ -172,7 +173,7 @@ pub async fn connect(cfg: &DbConfig, create: CreateDatabase) -> Result<Session> 
                 let now = Instant::now();
                 match deadline {
                     Some(deadline) if healable && now < deadline => {
-                        tracing::info!(target = %cfg.display_target(), error = %describe_driver_error(&err), "database not reachable yet; retrying");
+                        tracing::info!(target = %cfg.display_target(), error = %connect_error(cfg, &err, now - started, true), "database not reachable yet; retrying");
                         let sleep = delay.min(deadline - now);
                         tokio::time::sleep(sleep).await;
                         delay = (delay * 2).min(Duration::from_secs(1));
@@ -191,8 +192,130 @@ pub async fn connect(cfg: &DbConfig, create: CreateDatabase) -> Result<Session> 
     }
 }
 
-/// One connection attempt plus session setup.
+/// Why one connection attempt failed.
+#[derive(Debug)]
+enum Attempt {
+    /// The driver or the server said no.
+    Failed(tokio_postgres::Error),
+    /// Nothing conclusive within connect_timeout: a host that accepts TCP and never answers, a
+    /// stalled TLS handshake or startup.
+    TimedOut(Duration),
+}
+
+impl Attempt {
+    fn as_db_error(&self) -> Option<&tokio_postgres::error::DbError> {
+        match self {
+            Attempt::Failed(err) => err.as_db_error(),
+            Attempt::TimedOut(_) => None,
+        }
+    }
+}
+
+/// One connection attempt: each host in turn (libpq's order, or a random start under
+/// `load_balance_hosts=random`), each bounded as a whole (TCP, TLS, startup, session setup) by
+/// connect_timeout. tokio-postgres's own connect_timeout bounds only the TCP connect, so a
+/// server that accepts and never answers would otherwise hang dhctl forever.
 async fn open(
+    pg: &tokio_postgres::Config,
+    tls: Option<&MakeRustlsConnect>,
+    settings: &tls::TlsSettings,
+) -> std::result::Result<Session, Attempt> {
+    let limit = pg
+        .get_connect_timeout()
+        .copied()
+        .unwrap_or(crate::config::DEFAULT_CONNECT_TIMEOUT);
+    let count = pg.get_hosts().len().max(pg.get_hostaddrs().len()).max(1);
+    let start = match pg.get_load_balance_hosts() {
+        tokio_postgres::config::LoadBalanceHosts::Random => {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.subsec_nanos() as usize)
+                .unwrap_or(0)
+                % count
+        }
+        _ => 0,
+    };
+    // With several hosts, report what the most talkative one said: a server's own error (wrong
+    // password, missing database) over a driver error over silence.
+    let rank = |a: &Attempt| match a {
+        Attempt::Failed(e) if e.as_db_error().is_some() => 2,
+        Attempt::Failed(_) => 1,
+        Attempt::TimedOut(_) => 0,
+    };
+    let mut worst: Option<Attempt> = None;
+    for i in (0..count).map(|n| (start + n) % count) {
+        let one = single_host(pg, i);
+        let failure = match tokio::time::timeout(limit, open_one(&one, tls, settings)).await {
+            Ok(Ok(session)) => return Ok(session),
+            Ok(Err(err)) => Attempt::Failed(err),
+            Err(_) => Attempt::TimedOut(limit),
+        };
+        if worst.as_ref().is_none_or(|w| rank(&failure) >= rank(w)) {
+            worst = Some(failure);
+        }
+    }
+    Err(worst.unwrap_or(Attempt::TimedOut(limit)))
+}
+
+/// The `i`th host of a multi-host configuration, with every other setting.
+fn single_host(pg: &tokio_postgres::Config, i: usize) -> tokio_postgres::Config {
+    use tokio_postgres::config::Host;
+    let mut one = tokio_postgres::Config::new();
+    if let Some(user) = pg.get_user() {
+        one.user(user);
+    }
+    if let Some(password) = pg.get_password() {
+        one.password(password);
+    }
+    if let Some(dbname) = pg.get_dbname() {
+        one.dbname(dbname);
+    }
+    if let Some(options) = pg.get_options() {
+        one.options(options);
+    }
+    if let Some(name) = pg.get_application_name() {
+        one.application_name(name);
+    }
+    if let Some(timeout) = pg.get_connect_timeout() {
+        one.connect_timeout(*timeout);
+    }
+    if let Some(timeout) = pg.get_tcp_user_timeout() {
+        one.tcp_user_timeout(*timeout);
+    }
+    if let Some(interval) = pg.get_keepalives_interval() {
+        one.keepalives_interval(interval);
+    }
+    if let Some(retries) = pg.get_keepalives_retries() {
+        one.keepalives_retries(retries);
+    }
+    one.ssl_mode(pg.get_ssl_mode())
+        .ssl_negotiation(pg.get_ssl_negotiation())
+        .keepalives(pg.get_keepalives())
+        .keepalives_idle(pg.get_keepalives_idle())
+        .target_session_attrs(pg.get_target_session_attrs())
+        .channel_binding(pg.get_channel_binding());
+    match pg.get_hosts().get(i) {
+        Some(Host::Tcp(host)) => {
+            one.host(host);
+        }
+        #[cfg(unix)]
+        Some(Host::Unix(path)) => {
+            one.host_path(path);
+        }
+        _ => {}
+    }
+    if let Some(addr) = pg.get_hostaddrs().get(i) {
+        one.hostaddr(*addr);
+    }
+    let ports = pg.get_ports();
+    if let Some(port) = ports.get(i).or(ports.first()) {
+        one.port(*port);
+    }
+    one
+}
+
+/// One host: connect, then set the session up.
+async fn open_one(
     pg: &tokio_postgres::Config,
     tls: Option<&MakeRustlsConnect>,
     settings: &tls::TlsSettings,
@@ -240,8 +363,13 @@ async fn open(
     })
 }
 
-/// Errors that a later attempt may not see: the server is down, starting, restarting or full.
-fn is_healable(err: &tokio_postgres::Error) -> bool {
+/// Errors that a later attempt may not see: the server is down, starting, restarting, full, or
+/// not answering within connect_timeout.
+fn is_healable(attempt: &Attempt) -> bool {
+    let err = match attempt {
+        Attempt::TimedOut(_) => return true,
+        Attempt::Failed(err) => err,
+    };
     if let Some(db) = err.as_db_error() {
         return matches!(
             *db.code(),
@@ -264,18 +392,47 @@ fn is_healable(err: &tokio_postgres::Error) -> bool {
     err.is_closed() || err.to_string().contains("timed out")
 }
 
-fn connect_error(
-    cfg: &DbConfig,
-    err: &tokio_postgres::Error,
-    waited: Duration,
-    waiting: bool,
-) -> Error {
+fn connect_error(cfg: &DbConfig, attempt: &Attempt, waited: Duration, waiting: bool) -> Error {
     let target = cfg.display_target();
+    let err = match attempt {
+        Attempt::Failed(err) => err,
+        Attempt::TimedOut(limit) => {
+            let waited_note = if waiting {
+                format!("; gave up after waiting {:.1}s", waited.as_secs_f64())
+            } else {
+                String::new()
+            };
+            return Error::Connect {
+                message: format!(
+                    "cannot connect to {target}: no answer within connect_timeout ({}s){waited_note}",
+                    limit.as_secs_f64()
+                ),
+                hint: Some(if waiting {
+                    "something accepted the connection but never completed the startup (a \
+                     stalled server, proxy or TLS terminator): check the host and port, raise \
+                     --wait, or set connect_timeout=SECONDS in DATABASE_URL"
+                        .into()
+                } else {
+                    "something accepted the connection but never completed the startup (a \
+                     stalled server, proxy or TLS terminator): check the host and port; --wait \
+                     60s retries, connect_timeout=SECONDS in DATABASE_URL bounds each attempt"
+                        .into()
+                }),
+            };
+        }
+    };
     if let Some(db) = err.as_db_error() {
         let hint = match *db.code() {
-            SqlState::INVALID_PASSWORD | SqlState::INVALID_AUTHORIZATION_SPECIFICATION => {
-                Some("check the user and password in DATABASE_URL".to_string())
-            }
+            SqlState::INVALID_PASSWORD => Some(
+                "the password was refused: check it in DATABASE_URL (percent-encoded), \
+                 PGPASSWORD or ~/.pgpass"
+                    .to_string(),
+            ),
+            SqlState::INVALID_AUTHORIZATION_SPECIFICATION => Some(
+                "check the user name, and that pg_hba.conf lets this role reach this database \
+                 from this address with this sslmode"
+                    .to_string(),
+            ),
             SqlState::INSUFFICIENT_PRIVILEGE => {
                 Some("the role lacks CONNECT on this database".to_string())
             }
@@ -290,23 +447,58 @@ fn connect_error(
             hint,
         };
     }
+    let detail = describe_driver_error(err);
+    if detail.contains("password missing") {
+        return Error::Connect {
+            message: format!(
+                "cannot connect to {target}: the server asks for a password and none was given"
+            ),
+            hint: Some(
+                "set it in DATABASE_URL (postgres://user:PASSWORD@host/db, percent-encoded), \
+                 PGPASSWORD or ~/.pgpass; not with --database-url, which other local users can \
+                 read in the process list"
+                    .into(),
+            ),
+        };
+    }
+    if detail.contains("channel binding") || detail.contains("SCRAM") || detail.contains("SASL") {
+        return Error::Connect {
+            message: format!("cannot connect to {target}: {detail}"),
+            hint: Some(
+                "channel_binding=require needs SCRAM-SHA-256 authentication over TLS (sslmode \
+                 require or stronger, a scram-sha-256 password on the server); use \
+                 channel_binding=prefer to allow other methods"
+                    .into(),
+            ),
+        };
+    }
+    if detail.contains("does not support TLS") {
+        return Error::Connect {
+            message: format!("cannot connect to {target}: {detail}"),
+            hint: Some(
+                "the server has TLS turned off: turn ssl on in postgresql.conf, or use \
+                 sslmode=prefer (TLS when offered) or sslmode=disable"
+                    .into(),
+            ),
+        };
+    }
+    if detail.contains("TLS") || detail.contains("certificate") {
+        return Error::Connect {
+            message: format!("cannot connect to {target}: {detail}"),
+            hint: Some(
+                "the server's certificate must chain to the CA given with sslrootcert= (or \
+                 --ssl-root-cert) and, with sslmode=verify-full, name the host in its \
+                 subjectAltName (the subject CN is not read); sslmode=verify-ca skips the name \
+                 check, sslmode=disable turns TLS off"
+                    .into(),
+            ),
+        };
+    }
     let waited_note = if waiting {
         format!(" after waiting {:.1}s", waited.as_secs_f64())
     } else {
         String::new()
     };
-    let detail = describe_driver_error(err);
-    if detail.contains("TLS") || detail.contains("certificate") {
-        return Error::Connect {
-            message: format!("cannot connect to {target}: {detail}"),
-            hint: Some(
-                "the server's certificate must chain to the CA given with --ssl-root-cert (or sslrootcert=) and, \
-                 with sslmode=verify-full, name the host; sslmode=verify-ca skips the name check, \
-                 sslmode=disable turns TLS off"
-                    .into(),
-            ),
-        };
-    }
     Error::Connect {
         message: format!("cannot connect to {target}{waited_note}: {detail}"),
         hint: Some(if waiting {

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{
     CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
 };
@@ -41,6 +41,15 @@ pub enum Verify {
 pub struct TlsSettings {
     pub verify: Verify,
     pub root_cert: Option<PathBuf>,
+    /// A client certificate to present (libpq `sslcert` and `sslkey`).
+    pub client: Option<ClientCert>,
+}
+
+/// PEM files of a client certificate (with its chain) and its private key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientCert {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 pub fn make_connector(settings: &TlsSettings) -> Result<MakeRustlsConnect> {
@@ -60,13 +69,91 @@ pub fn make_connector(settings: &TlsSettings) -> Result<MakeRustlsConnect> {
         },
         provider: provider.clone(),
     };
-    let config = ClientConfig::builder_with_provider(provider)
+    let builder = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| Error::usage(format!("TLS setup failed: {e}")))?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(verifier))
-        .with_no_client_auth();
+        .with_custom_certificate_verifier(Arc::new(verifier));
+    let config = match &settings.client {
+        None => builder.with_no_client_auth(),
+        Some(client) => {
+            let chain = certificates(&client.cert)?;
+            let key = private_key(&client.key)?;
+            builder.with_client_auth_cert(chain, key).map_err(|e| {
+                Error::usage(format!(
+                    "{} and {} do not make a client certificate: {e}",
+                    client.cert.display(),
+                    client.key.display()
+                ))
+            })?
+        }
+    };
     Ok(MakeRustlsConnect::new(config))
+}
+
+fn read(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|source| Error::Io {
+        path: path.into(),
+        source,
+    })
+}
+
+/// Every certificate of a PEM file (a client certificate and its intermediates).
+fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
+    let pem = read(path)?;
+    let certs = rustls_pemfile::certs(&mut pem.as_slice())
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| {
+            Error::usage(format!(
+                "{}: not a PEM certificate file: {e}",
+                path.display()
+            ))
+        })?;
+    if certs.is_empty() {
+        return Err(Error::usage(format!(
+            "{}: no PEM certificate found (expected -----BEGIN CERTIFICATE-----)",
+            path.display()
+        )));
+    }
+    Ok(certs)
+}
+
+/// The client's private key. As libpq, refuses a key others may read: owned by the user it must
+/// be 0600 or less, owned by root 0640 or less.
+fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(path).map_err(|source| Error::Io {
+            path: path.into(),
+            source,
+        })?;
+        let mode = meta.mode() & 0o777;
+        let too_open = if meta.uid() == 0 {
+            mode & 0o037 != 0
+        } else {
+            mode & 0o077 != 0
+        };
+        if too_open {
+            return Err(Error::usage_hint(
+                format!(
+                    "{}: the private key file has group or world access (mode {mode:o})",
+                    path.display()
+                ),
+                "chmod 600 it (0640 when owned by root), as libpq requires",
+            ));
+        }
+    }
+    let pem = read(path)?;
+    rustls_pemfile::private_key(&mut pem.as_slice())
+        .ok()
+        .flatten()
+        .ok_or_else(|| {
+            Error::usage(format!(
+                "{}: no unencrypted PEM private key found (PKCS#8, PKCS#1 or SEC1)",
+                path.display()
+            ))
+        })
 }
 
 fn root_store(root_cert: Option<&Path>) -> Result<RootCertStore> {
@@ -75,10 +162,7 @@ fn root_store(root_cert: Option<&Path>) -> Result<RootCertStore> {
         roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
         return Ok(roots);
     };
-    let pem = std::fs::read(path).map_err(|source| Error::Io {
-        path: path.into(),
-        source,
-    })?;
+    let pem = read(path)?;
     let mut reader = std::io::BufReader::new(pem.as_slice());
     for cert in rustls_pemfile::certs(&mut reader) {
         let cert = cert.map_err(|e| {

@@ -12,7 +12,7 @@ use std::time::Duration;
 use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisConnectionInfo};
 
 use crate::config::parse_database_url;
-use crate::db::tls::{TlsSettings, Verify};
+use crate::db::tls::TlsSettings;
 use crate::error::{Error, Result};
 use crate::migrations::Source;
 
@@ -287,18 +287,13 @@ fn database(
             "set DATABASE_URL, e.g. postgres://gateway:…@db:5432/datahub",
         )
     })?;
-    let (mut pg, mut tls) = parse_database_url(&url)?;
+    // DHCTL_SSL_ROOT_CERT ranks below an sslrootcert= in the URL (docs/security.md).
+    let root = get("DHCTL_SSL_ROOT_CERT").map(PathBuf::from);
+    let (mut pg, tls) = parse_database_url(&url, root.as_deref())?;
     // parse_database_url names sessions "dhctl" unless the URL chose a name; the health
     // server's sessions should be told apart from the migrator's in pg_stat_activity.
     if pg.get_application_name() == Some("dhctl") {
         pg.application_name("dhctl-health");
-    }
-    if let Some(root) = get("DHCTL_SSL_ROOT_CERT") {
-        tls.root_cert = Some(PathBuf::from(root));
-    }
-    if tls.root_cert.is_some() && tls.verify == Verify::Nothing {
-        // libpq: with a root certificate, prefer/require verify the chain (as `dhctl` does).
-        tls.verify = Verify::Chain;
     }
     let pool_min = number(get, "DATABASE_POOL_MIN", 2usize)?;
     let pool_max = number(get, "DATABASE_POOL_MAX", 20usize)?;

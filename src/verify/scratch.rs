@@ -59,7 +59,7 @@ impl std::fmt::Debug for ScratchUrl {
 
 impl ScratchUrl {
     pub fn parse(url: &str) -> Result<ScratchUrl> {
-        let (pg, tls) = crate::config::parse_database_url(url).map_err(|e| {
+        let (pg, tls) = crate::config::parse_database_url(url, None).map_err(|e| {
             // The parser's messages name the option, never echo the string (no password).
             Error::usage_hint(
                 e.to_string().replace("DATABASE_URL", "--scratch-url"),

@@ -3,6 +3,7 @@
 
 mod cli;
 mod cluster;
+mod connection;
 mod files;
 mod harness;
 mod health;

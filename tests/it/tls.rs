@@ -139,6 +139,12 @@ fn require_against_a_server_without_tls_fails_clearly() {
         "{}",
         run.stderr
     );
+    // The hint is about the server's TLS, not about a CA that was never consulted.
+    assert!(
+        run.stderr.contains("hint: the server has TLS turned off"),
+        "{}",
+        run.stderr
+    );
     let plain = format!(
         "postgres://postgres@127.0.0.1:{}/postgres?sslmode=prefer",
         cluster.port
