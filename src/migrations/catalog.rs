@@ -429,6 +429,18 @@ fn parse_file(file: &str, bytes: &[u8]) -> std::result::Result<Migration, Proble
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     // CRLF → LF before anything else, so a Windows checkout is not drift.
     let text = text.replace("\r\n", "\n");
+    // A CR on its own ends a `--` comment for PostgreSQL but not a line for dbmate's marker
+    // reader: such a file would be cut differently by the two, so it is refused, not guessed.
+    if let Some(at) = text.find('\r') {
+        return Err(problem(
+            Kind::Encoding,
+            format!(
+                "line {}: a carriage return that is not part of a CRLF line ending (old Mac line \
+                 endings?); save the file with LF or CRLF line endings",
+                text[..at].matches('\n').count() + 1
+            ),
+        ));
+    }
     let (up, down) = parse_sections(&text)?;
     if up.sql.trim().is_empty() {
         return Err(problem(Kind::EmptyUp, "the up section is empty"));

@@ -73,12 +73,38 @@ impl Run<'_> {
     }
 
     async fn wrapped(&self, section: &Section, book: &Bookkeeping<'_>) -> Result<(), Failure> {
-        self.client
-            .batch_execute("BEGIN")
+        // The transaction's id, so that a section that ends it (COMMIT, ROLLBACK, END, a
+        // procedure that commits) is caught instead of recorded as if nothing had happened.
+        let xid = self
+            .client
+            .simple_query("BEGIN; SELECT pg_catalog.txid_current()::pg_catalog.text")
             .await
-            .map_err(|e| failure(e, None))?;
+            .map_err(|e| failure(e, None))?
+            .iter()
+            .find_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(row) => {
+                    row.get(0).and_then(|x| x.parse::<i64>().ok())
+                }
+                _ => None,
+            })
+            .unwrap_or(0);
         let outcome = async {
-            self.statements(section, &|_| {}, 0).await?;
+            if let Err(mut failed) = self.statements(section, &|_| {}, 0).await {
+                // Still in dhctl's (now aborted) transaction, the check fails with 25P02 and the
+                // statement's own error stands; out of it, the escape is the error to report
+                // (and no lock_timeout retry may run the committed part again).
+                if let Err(e) = self.client.batch_execute(&escaped_sql(xid)).await {
+                    if e.code() == Some(&tokio_postgres::error::SqlState::INVALID_TRANSACTION_STATE)
+                    {
+                        failed.error = e;
+                    }
+                }
+                return Err(failed);
+            }
+            self.client
+                .batch_execute(&escaped_sql(xid))
+                .await
+                .map_err(|e| failure(e, Some(section.sql.len())))?;
             self.finish(book, Transaction::Wrapped).await
         }
         .await;
@@ -208,16 +234,33 @@ const CLOSED_TRANSACTION: &str = "DO $$BEGIN \
     USING ERRCODE = '25001', HINT = 'end the section with COMMIT, or let dhctl run it in a transaction (remove transaction:false)'; \
     END IF; END$$";
 
+/// Fails (SQLSTATE 25000) when the session is no longer in the transaction dhctl opened (`xid`):
+/// the section ran COMMIT, ROLLBACK, ABORT or END (or a procedure committed), so part of it was
+/// committed or lost, and what followed ran outside any transaction.
+fn escaped_sql(xid: i64) -> String {
+    format!(
+        "DO $$BEGIN IF pg_catalog.txid_current() OPERATOR(pg_catalog.<>) {xid}::pg_catalog.int8 THEN \
+         RAISE EXCEPTION 'the section ended the transaction dhctl runs it in (COMMIT, ROLLBACK, ABORT or END): what ran before that point was committed or lost, and what came after ran outside any transaction' \
+         USING ERRCODE = '25000', HINT = 'check the database by hand before running dhctl again; then remove the COMMIT or ROLLBACK (dhctl runs each migration in a transaction of its own), or mark the section transaction:false and write it to be rerun'; \
+         END IF; END$$"
+    )
+}
+
 /// Fails (SQLSTATE 55000) unless this session still holds dhctl's advisory lock: a migration
 /// that ran `pg_advisory_unlock_all()` or (outside a transaction) `DISCARD ALL` released it, and
 /// other runners may be migrating at the same time. In a transaction this also undoes the
-/// migration. The key is a compile-time constant, split as pg_locks shows it.
+/// migration. The key is a compile-time constant, split as pg_locks shows it. It runs with the
+/// database's search_path (writable schemas included): every operator is pg_catalog's, named,
+/// so no operator another role planted (CVE-2018-1058) can run as the migrating role.
 fn still_locked_sql() -> String {
     let key = crate::db::lock::LOCK_KEY;
     format!(
-        "DO $$BEGIN IF NOT EXISTS (SELECT FROM pg_catalog.pg_locks WHERE locktype = 'advisory' \
-           AND pid = pg_catalog.pg_backend_pid() AND granted AND objsubid = 1 \
-           AND classid = {} AND objid = {}) THEN \
+        "DO $$BEGIN IF NOT EXISTS (SELECT FROM pg_catalog.pg_locks \
+           WHERE locktype OPERATOR(pg_catalog.=) 'advisory' \
+           AND pid OPERATOR(pg_catalog.=) pg_catalog.pg_backend_pid() AND granted \
+           AND objsubid OPERATOR(pg_catalog.=) 1::pg_catalog.int2 \
+           AND classid OPERATOR(pg_catalog.=) {}::pg_catalog.oid \
+           AND objid OPERATOR(pg_catalog.=) {}::pg_catalog.oid) THEN \
          RAISE EXCEPTION 'the migration released dhctl''s advisory lock (pg_advisory_unlock_all() or DISCARD ALL): other runners may be migrating at the same time' \
          USING ERRCODE = '55000', HINT = 'remove that statement from the file; dhctl holds the lock for the whole run'; \
          END IF; END$$",

@@ -42,9 +42,10 @@ impl TableName {
                 || part.len() > crate::db::ident::MAX_IDENT_LEN
                 || part.contains('.')
                 || part.chars().any(char::is_control)
+                || part.trim() != part
             {
                 return Err(format!(
-                    "`{text}`: the {what} name must be 1 to 63 bytes without dots or control characters; write it as schema.name"
+                    "`{text}`: the {what} name must be 1 to 63 bytes without dots, control characters or leading or trailing spaces; write it as schema.name"
                 ));
             }
         }

@@ -268,7 +268,11 @@ fn migration_error(m: &Migration, failure: &execute::Failure, table: &TableName)
             detail.message, failure.attempts
         );
     }
+    let escaped = pg.code() == Some(&tokio_postgres::error::SqlState::INVALID_TRANSACTION_STATE);
     let kept = match m.up.transaction {
+        Transaction::Wrapped if escaped => {
+            "it left dhctl's transaction, so part of it may have been kept; it was not recorded"
+        }
         Transaction::Wrapped => "nothing of it was kept; earlier migrations stay applied",
         Transaction::None => "it runs outside a transaction (transaction:false): statements before the failing one were kept",
     };

@@ -87,7 +87,7 @@ fn scan(sql: &str) -> Vec<Token<'_>> {
             }
             b'"' => i = skip_quoted(bytes, i, b'"', false).unwrap_or(bytes.len()),
             b'-' if bytes.get(i + 1) == Some(&b'-') => {
-                i = sql[i..].find('\n').map_or(bytes.len(), |n| i + n + 1);
+                i = line_comment_end(sql, i);
             }
             b'/' if bytes.get(i + 1) == Some(&b'*') => {
                 i = skip_block_comment(bytes, i).unwrap_or(bytes.len());
@@ -134,8 +134,16 @@ fn push<'a>(statements: &mut Vec<Statement<'a>>, sql: &'a str, start: usize, end
     }
 }
 
+/// PostgreSQL's identifier bytes: letters, digits, `_`, and every byte of a non-ASCII character
+/// (scan.l's `ident_cont`), so `café$x$` is one identifier, not `caf` then a dollar quote.
 fn is_ident_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'_'
+    b.is_ascii_alphanumeric() || b == b'_' || b >= 0x80
+}
+
+/// Where a `--` comment starting at `i` ends: after its newline, which for PostgreSQL (scan.l's
+/// `newline`) and psql is `\n` or `\r`, so a bare CR ends it too.
+fn line_comment_end(sql: &str, i: usize) -> usize {
+    sql[i..].find(['\n', '\r']).map_or(sql.len(), |n| i + n + 1)
 }
 
 /// Index just past the closing quote (None when it never closes); a doubled quote is an
@@ -241,7 +249,7 @@ pub fn literal_spans(sql: &str) -> Vec<Span> {
                 skip_quoted(bytes, i, b'"', false),
             ),
             b'-' if bytes.get(i + 1) == Some(&b'-') => {
-                i = sql[i..].find('\n').map_or(bytes.len(), |n| i + n + 1);
+                i = line_comment_end(sql, i);
                 continue;
             }
             b'/' if bytes.get(i + 1) == Some(&b'*') => {
@@ -283,7 +291,7 @@ pub fn is_blank(sql: &str) -> bool {
     while i < bytes.len() {
         match bytes[i] {
             b'-' if bytes.get(i + 1) == Some(&b'-') => {
-                i = sql[i..].find('\n').map_or(bytes.len(), |n| i + n + 1);
+                i = line_comment_end(sql, i);
             }
             b'/' if bytes.get(i + 1) == Some(&b'*') => {
                 i = skip_block_comment(bytes, i).unwrap_or(bytes.len());

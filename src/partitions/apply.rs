@@ -227,17 +227,17 @@ async fn recheck(
 /// and foreign keys that depend on it, an owner dhctl's role cannot act for. Checked before
 /// detaching, so prune never leaves a half-done partition behind for reasons it could see.
 const DROP_BLOCKERS: &str = "\
-WITH t AS (SELECT to_regclass($1) AS oid)
+WITH t AS (SELECT to_regclass($1)::oid AS oid)
 SELECT DISTINCT format('%s %s depends on it',
        CASE v.relkind WHEN 'm' THEN 'materialized view' ELSE 'view' END, v.oid::regclass)
-FROM t JOIN pg_depend d ON d.refobjid = t.oid AND d.refclassid = 'pg_class'::regclass
-       AND d.classid = 'pg_rewrite'::regclass
+FROM t JOIN pg_depend d ON d.refobjid = t.oid AND d.refclassid = 'pg_class'::regclass::oid
+       AND d.classid = 'pg_rewrite'::regclass::oid
 JOIN pg_rewrite r ON r.oid = d.objid
 JOIN pg_class v ON v.oid = r.ev_class AND v.oid <> t.oid
 UNION ALL
 SELECT format('foreign key %I of %s references it', c.conname, c.conrelid::regclass)
 FROM t JOIN pg_constraint c ON c.confrelid = t.oid AND c.contype = 'f'
-       AND c.conrelid <> t.oid AND c.conparentid = 0
+       AND c.conrelid <> t.oid AND c.conparentid = 0::oid
 UNION ALL
 SELECT format('it belongs to role %I, which dhctl''s role %I cannot act for',
               pg_get_userbyid(k.relowner), current_user)
@@ -422,7 +422,7 @@ async fn pending(
     let row = client
         .query_opt(
             "SELECT i.inhdetachpending FROM pg_inherits i \
-             WHERE i.inhrelid = to_regclass($1) AND i.inhparent = to_regclass($2)",
+             WHERE i.inhrelid = to_regclass($1)::oid AND i.inhparent = to_regclass($2)::oid",
             &[&qualified(schema, name), &target.parent()],
         )
         .await
@@ -522,7 +522,7 @@ pub(super) fn failed(
         detail.hint = Some(format!(
             "find the blocker with SELECT pid, mode, relation::regclass, query FROM pg_locks \
              JOIN pg_stat_activity USING (pid) WHERE relation IN (SELECT {parent}::regclass \
-             UNION SELECT confrelid FROM pg_constraint WHERE conrelid = {parent}::regclass AND \
+             UNION SELECT confrelid FROM pg_constraint WHERE conrelid = {parent}::regclass::oid AND \
              contype = 'f'); retry later, or raise --lock-timeout / --lock-retries"
         ));
     }

@@ -116,7 +116,7 @@ SELECT w.name, n.nspname::text, c.relkind::text, pt.partstrat::text, pt.partnatt
        a.attname::text, format_type(a.atttypid, a.atttypmod), c.oid,
        dn.nspname::text, d.relname::text, now()
 FROM unnest($1::text[]) WITH ORDINALITY AS w(name, ord)
-LEFT JOIN pg_class c ON c.oid = to_regclass(quote_ident(w.name))
+LEFT JOIN pg_class c ON c.oid = to_regclass(quote_ident(w.name))::oid
 LEFT JOIN pg_namespace n ON n.oid = c.relnamespace
 LEFT JOIN pg_partitioned_table pt ON pt.partrelid = c.oid
 LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = pt.partattrs[0]

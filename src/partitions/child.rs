@@ -42,7 +42,7 @@ SELECT pg_get_userbyid(c.relowner)::text,
 FROM pg_class c WHERE c.oid = $1";
 
 const GRANTS: &str = "\
-SELECT a.privilege_type::text, CASE WHEN a.grantee = 0 THEN NULL
+SELECT a.privilege_type::text, CASE WHEN a.grantee = 0::oid THEN NULL
        ELSE pg_get_userbyid(a.grantee)::text END, a.is_grantable
 FROM pg_class c, aclexplode(c.relacl) a
 WHERE c.oid = $1 AND a.grantee <> c.relowner";
@@ -202,7 +202,7 @@ pub fn attach_sql(
                 "DO {tag} DECLARE i text; BEGIN \
                  SELECT quote_ident(ci.relname) INTO STRICT i FROM pg_inherits h \
                  JOIN pg_class ci ON ci.oid = h.inhrelid JOIN pg_index x ON x.indexrelid = ci.oid \
-                 WHERE h.inhparent = {parent_index}::oid AND x.indrelid = {}::regclass; \
+                 WHERE h.inhparent = {parent_index}::oid AND x.indrelid = {}::regclass::oid; \
                  EXECUTE format('ALTER TABLE %s REPLICA IDENTITY USING INDEX %s', {}, i); \
                  END {tag};\n",
                 quote_literal(&child),

@@ -266,7 +266,7 @@ impl Period<'_> {
         let resumed: bool = client
             .query_one(
                 "SELECT EXISTS (SELECT 1 FROM pg_constraint \
-                 WHERE conrelid = to_regclass($1) AND conname = 'dhctl_partition_bounds')",
+                 WHERE conrelid = to_regclass($1)::oid AND conname = 'dhctl_partition_bounds')",
                 &[&child],
             )
             .await

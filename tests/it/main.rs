@@ -8,6 +8,7 @@ mod files;
 mod harness;
 mod health;
 mod history;
+mod hostile;
 mod migrate;
 mod packaging;
 mod partitions;
