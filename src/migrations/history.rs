@@ -37,6 +37,13 @@ impl TableName {
                 "`{text}` is not schema-qualified; write it as schema.name, e.g. public.{TABLE}"
             ));
         };
+        // A temporary schema would hold history for one session only (and dhctl's session reset
+        // drops temporary tables after every migration).
+        if schema.eq_ignore_ascii_case("pg_temp") || schema.starts_with("pg_temp_") {
+            return Err(format!(
+                "`{text}`: a temporary schema cannot keep history; name a permanent schema"
+            ));
+        }
         for (what, part) in [("schema", schema), ("table", name)] {
             if part.is_empty()
                 || part.len() > crate::db::ident::MAX_IDENT_LEN
@@ -415,7 +422,17 @@ mod tests {
             TableName::parse("Ops.History").unwrap().sql(),
             "\"Ops\".\"History\""
         );
-        for bad in ["history", ".h", "s.", "a.b.c", "s.\u{1b}x"] {
+        for bad in [
+            "history",
+            ".h",
+            "s.",
+            "a.b.c",
+            "s.\u{1b}x",
+            "pg_temp.h",
+            "pg_temp_3.h",
+            "public.h ",
+            " public.h",
+        ] {
             assert!(TableName::parse(bad).is_err(), "{bad}");
         }
     }
