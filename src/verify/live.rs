@@ -47,7 +47,7 @@ pub async fn facts(client: &Client, history_table: &str) -> Result<Facts> {
         .query(
             "SELECT coalesce((SELECT n.nspname FROM pg_class c \
                               JOIN pg_namespace n ON n.oid = c.relnamespace \
-                              WHERE c.oid = to_regclass($1)), current_schema())::text, \
+                              WHERE c.oid = to_regclass($1)::oid), current_schema())::text, \
                     ARRAY(SELECT DISTINCT n.nspname::text FROM pg_extension e \
                           JOIN pg_namespace n ON n.oid = e.extnamespace \
                           WHERE n.nspname <> 'pg_catalog' ORDER BY 1), \

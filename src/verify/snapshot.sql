@@ -16,7 +16,7 @@ ns AS (
            CASE WHEN n.nspname = $1::text THEN '' ELSE quote_ident(n.nspname) || '.' END AS prefix
     FROM pg_namespace n
     WHERE n.nspname NOT LIKE 'pg\_%' AND n.nspname <> 'information_schema'
-      AND NOT EXISTS (SELECT 1 FROM ext WHERE ext.classid = 'pg_namespace'::regclass AND ext.objid = n.oid)
+      AND NOT EXISTS (SELECT 1 FROM ext WHERE ext.classid = 'pg_namespace'::regclass::oid AND ext.objid = n.oid)
 ),
 rel AS (
     SELECT c.oid, ns.prefix || c.relname AS relname, c.relkind, c.relpersistence, c.relrowsecurity, c.relforcerowsecurity
@@ -24,7 +24,7 @@ rel AS (
     WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')
       AND NOT c.relispartition
       AND c.relname <> 'refinery_schema_history'
-      AND NOT EXISTS (SELECT 1 FROM ext WHERE ext.classid = 'pg_class'::regclass AND ext.objid = c.oid)
+      AND NOT EXISTS (SELECT 1 FROM ext WHERE ext.classid = 'pg_class'::regclass::oid AND ext.objid = c.oid)
 ),
 tbl AS (SELECT * FROM rel WHERE relkind IN ('r', 'p', 'f'))
 -- Schemas other than the main one and public (which every new database has): their existence.
@@ -49,7 +49,7 @@ CROSS JOIN LATERAL (VALUES
     ('not null', CASE WHEN a.attnotnull THEN 'yes' ELSE 'no' END),
     ('identity', CASE a.attidentity WHEN 'a' THEN 'always' WHEN 'd' THEN 'by default' END),
     ('generated', CASE a.attgenerated WHEN 's' THEN 'stored' WHEN 'v' THEN 'virtual' END),
-    ('collation', CASE WHEN a.attcollation <> 0 AND a.attcollation <> (SELECT typcollation FROM pg_type WHERE oid = a.atttypid) THEN a.attcollation::regcollation::text END)
+    ('collation', CASE WHEN a.attcollation <> 0::oid AND a.attcollation <> (SELECT typcollation FROM pg_type WHERE oid = a.atttypid) THEN a.attcollation::regcollation::text END)
 ) x(attr, value)
 UNION ALL
 SELECT 'constraint', t.relname, con.conname, 'definition', pg_get_constraintdef(con.oid)
@@ -76,14 +76,14 @@ WHERE t.relkind IN ('r', 'p', 'm')
 UNION ALL
 SELECT 'trigger', t.relname, tg.tgname, 'definition', pg_get_triggerdef(tg.oid, true)
 FROM rel t JOIN pg_trigger tg ON tg.tgrelid = t.oid
-WHERE NOT tg.tgisinternal AND tg.tgparentid = 0
+WHERE NOT tg.tgisinternal AND tg.tgparentid = 0::oid
 UNION ALL
 SELECT 'policy', t.relname, pol.polname, 'definition',
     'AS ' || CASE WHEN pol.polpermissive THEN 'PERMISSIVE' ELSE 'RESTRICTIVE' END
     || ' FOR ' || CASE pol.polcmd WHEN 'r' THEN 'SELECT' WHEN 'a' THEN 'INSERT' WHEN 'w' THEN 'UPDATE'
                                   WHEN 'd' THEN 'DELETE' ELSE 'ALL' END
     || ' TO ' || (SELECT string_agg(r.name, ', ' ORDER BY r.name)
-                  FROM (SELECT CASE WHEN u.role = 0 THEN 'public' ELSE quote_ident(pg_get_userbyid(u.role)) END AS name
+                  FROM (SELECT CASE WHEN u.role = 0::oid THEN 'public' ELSE quote_ident(pg_get_userbyid(u.role)) END AS name
                         FROM unnest(pol.polroles) AS u(role)) r)
     || coalesce(' USING (' || pg_get_expr(pol.polqual, pol.polrelid) || ')', '')
     || coalesce(' WITH CHECK (' || pg_get_expr(pol.polwithcheck, pol.polrelid) || ')', '')
@@ -110,7 +110,7 @@ CROSS JOIN LATERAL (VALUES
     ('volatility', p.provolatile::text),
     ('security definer', CASE WHEN p.prosecdef THEN 'yes' ELSE 'no' END)
 ) x(attr, value)
-WHERE NOT EXISTS (SELECT 1 FROM ext WHERE ext.classid = 'pg_proc'::regclass AND ext.objid = p.oid)
+WHERE NOT EXISTS (SELECT 1 FROM ext WHERE ext.classid = 'pg_proc'::regclass::oid AND ext.objid = p.oid)
 UNION ALL
 SELECT 'type', '', ns.prefix || ty.typname, x.attr, x.value
 FROM pg_type ty JOIN ns ON ty.typnamespace = ns.oid
@@ -126,6 +126,6 @@ CROSS JOIN LATERAL (VALUES
 -- Enums, domains, ranges, and composite types made by CREATE TYPE (not a table's row type).
 WHERE (ty.typtype IN ('e', 'd', 'r')
        OR (ty.typtype = 'c' AND (SELECT relkind FROM pg_class WHERE oid = ty.typrelid) = 'c'))
-  AND NOT EXISTS (SELECT 1 FROM ext WHERE ext.classid = 'pg_type'::regclass AND ext.objid = ty.oid)
+  AND NOT EXISTS (SELECT 1 FROM ext WHERE ext.classid = 'pg_type'::regclass::oid AND ext.objid = ty.oid)
 ) AS shape
 WHERE value IS NOT NULL

@@ -29,7 +29,7 @@ CREATE FUNCTION public.evil_oid_regclass(oid, regclass) RETURNS bool LANGUAGE pl
 CREATE OPERATOR public.= (leftarg = oid, rightarg = regclass, function = public.evil_oid_regclass);";
 
 #[test]
-fn operators_planted_in_public_never_run_during_migrate_rollback_or_partition_maintenance() {
+fn operators_planted_in_public_never_run_during_migrate_rollback_verify_or_partition_maintenance() {
     let db = TestDb::new("hplant");
     db.exec(PLANT);
     // The gateway's own migrations and partitions, then a rollback and a prune.
@@ -43,6 +43,12 @@ fn operators_planted_in_public_never_run_during_migrate_rollback_or_partition_ma
         .run()
         .expect_code(0);
     dhctl(&db.url).args(["status"]).run().expect_code(0);
+    dhctl(&db.url)
+        .args(["partition", "status"])
+        .run()
+        .expect_code(0);
+    // The planted objects are differences (exit 1); what matters is that none of them ran.
+    dhctl(&db.url).args(["verify"]).run().expect_code(1);
     dhctl(&db.url)
         .args(["rollback", "--steps", "1"])
         .run()
