@@ -307,6 +307,8 @@ fn man_pages_have_exit_status_and_environment_sections() {
 fn permission_denied_and_read_only_errors_say_what_to_do() {
     let db = TestDb::new("perm");
     let role = Role::new("noschema", "");
+    // PostgreSQL 14 lets PUBLIC create in schema public; 15 and later do not.
+    db.exec("REVOKE CREATE ON SCHEMA public FROM PUBLIC");
     let run = dhctl(&role.url_for(&db))
         .args(["migrate", "--format", "json"])
         .run();

@@ -100,8 +100,9 @@ fn key_value_quoting_is_parsed_once() {
     let db = TestDb::new("kvquote");
     // Before, the quoted password was split on spaces and its middle word turned verify-ca on,
     // which the shared server's self-signed certificate fails.
+    let (host, port) = server_host_port();
     let kv = format!(
-        "host=127.0.0.1 port=5432 user=postgres dbname='{}' password='x sslmode=verify-ca y'",
+        "host={host} port={port} user=postgres dbname='{}' password='x sslmode=verify-ca y'",
         db.name
     );
     dhctl(&kv)
@@ -166,10 +167,11 @@ fn bad_parameters_are_named_and_the_password_is_never_shown() {
 fn libpq_environment_configures_dhctl_and_the_url_wins() {
     let db = TestDb::new("pgenv");
     // Everything from PG* variables, no DATABASE_URL at all.
+    let (host, port) = server_host_port();
     let run = dhctl("")
         .without_database_url()
-        .env("PGHOST", "127.0.0.1")
-        .env("PGPORT", "5432")
+        .env("PGHOST", &host)
+        .env("PGPORT", port.to_string())
         .env("PGUSER", "postgres")
         .env("PGDATABASE", &db.name)
         .args(["status", "--format", "json"])
@@ -290,8 +292,9 @@ fn wait_keeps_retrying_a_server_that_never_answers() {
 fn the_second_host_is_tried_when_the_first_never_answers() {
     let db = TestDb::new("multihost");
     let silent = Silent::start(false);
+    let (host, port) = server_host_port();
     let url = format!(
-        "postgres://postgres@127.0.0.1:{},127.0.0.1:5432/{}?connect_timeout=1",
+        "postgres://postgres@127.0.0.1:{},{host}:{port}/{}?connect_timeout=1",
         silent.port, db.name
     );
     dhctl(&url)

@@ -15,6 +15,17 @@ pub fn server_url() -> String {
     std::env::var("DHCTL_TEST_DATABASE_URL").unwrap_or_else(|_| DEFAULT_SERVER.to_string())
 }
 
+/// The test server's TCP host and port (from DHCTL_TEST_DATABASE_URL), for tests that write a
+/// connection string of their own.
+pub fn server_host_port() -> (String, u16) {
+    let config: postgres::Config = server_url().parse().expect("DHCTL_TEST_DATABASE_URL");
+    let host = match config.get_hosts().first() {
+        Some(postgres::config::Host::Tcp(h)) => h.clone(),
+        _ => "127.0.0.1".into(),
+    };
+    (host, config.get_ports().first().copied().unwrap_or(5432))
+}
+
 /// `url` with its database name replaced.
 pub fn with_dbname(url: &str, dbname: &str) -> String {
     let (base, query) = match url.split_once('?') {
