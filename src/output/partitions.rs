@@ -222,7 +222,7 @@ pub fn status(r: &Inspection) -> String {
         }
         if let Some(d) = &t.default_partition {
             out.push_str(&format!("DEFAULT partition {}.{}:", d.schema, d.name));
-            if d.rows.is_empty() {
+            if d.is_empty() {
                 out.push_str(" empty\n");
             } else {
                 out.push('\n');
@@ -232,6 +232,9 @@ pub fn status(r: &Inspection) -> String {
                         sql_timestamp(period.from),
                         period.rows
                     ));
+                }
+                if let Some(stranded) = d.stranded() {
+                    out.push_str(&format!("  and {stranded}\n"));
                 }
             }
         }

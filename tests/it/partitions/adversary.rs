@@ -1,0 +1,113 @@
+//! Faults an adversarial review found: a DEFAULT partition holding `±infinity` or NULL keys,
+//! partitions bounded by `±infinity`, RLS on the parent, foreign past partitions, an interrupted
+//! drain-default. Scratch tables and policies of each test's own.
+
+use super::foreign::{attached, policies, scratch, with};
+use crate::harness::*;
+
+#[test]
+fn an_infinity_row_in_one_default_does_not_stop_the_other_tables() {
+    let db = TestDb::new("advinf");
+    scratch(&db, "t10");
+    scratch(&db, "t15");
+    db.exec(
+        "CREATE TABLE t10_def PARTITION OF t10 DEFAULT; \
+         INSERT INTO t10 VALUES (1, 'infinity', 'x'), (2, '-infinity', 'y'), \
+             (3, '270000-01-01 00:00:00+00', 'z');",
+    );
+    let dir = policies(&[("t10", None), ("t15", None)]);
+    let run = with(&db, &dir, &["partition", "create", "--format", "json"]);
+    run.expect_code(0);
+    assert_eq!(attached(&db, "t15").len(), 3, "{}", run.stdout);
+    // Far rows block nothing finite: t10's months are made too.
+    assert_eq!(attached(&db, "t10").len(), 4, "{}", run.stdout);
+    let status = with(&db, &dir, &["partition", "status", "--format", "json"]);
+    status.expect_code(0);
+    let doc = status.json();
+    assert_eq!(
+        doc["tables"][0]["default_partition"]["far_rows"], 3,
+        "{doc}"
+    );
+    let drain = with(
+        &db,
+        &dir,
+        &[
+            "partition",
+            "drain-default",
+            "--table",
+            "t10",
+            "--format",
+            "json",
+        ],
+    );
+    drain.expect_code(0);
+    let notes = drain.json()["tables"][0]["notes"].to_string();
+    assert!(notes.contains("cannot move"), "{notes}");
+    assert!(!notes.contains("DROP TABLE"), "{notes}");
+    assert_eq!(db.value("SELECT count(*) FROM t10_def"), "3");
+    let prune = with(&db, &dir, &["partition", "prune", "--format", "json"]);
+    assert_ne!(prune.code, 101, "{}", prune.stderr);
+    let verify = dhctl(&db.url)
+        .env("DHCTL_PARTITIONS_DIR", dir.path())
+        .args(["verify", "--format", "json"])
+        .run();
+    assert_ne!(verify.code, 101, "{}", verify.stderr);
+}
+
+#[test]
+fn null_key_rows_keep_the_default_from_being_called_empty() {
+    let db = TestDb::new("advnull");
+    db.exec(
+        "CREATE TABLE nk (id bigint, created_at timestamptz, note text) \
+         PARTITION BY RANGE (created_at); \
+         CREATE TABLE nk_def PARTITION OF nk DEFAULT; \
+         INSERT INTO nk VALUES (1, NULL, 'x');",
+    );
+    let dir = policies(&[("nk", None)]);
+    let status = with(&db, &dir, &["partition", "status", "--format", "json"]);
+    let doc = status.json();
+    assert_eq!(
+        doc["tables"][0]["default_partition"]["null_key_rows"], 1,
+        "{doc}"
+    );
+    assert!(
+        !doc["tables"][0]["problems"]
+            .to_string()
+            .contains(", empty)"),
+        "{doc}"
+    );
+    let drain = with(
+        &db,
+        &dir,
+        &[
+            "partition",
+            "drain-default",
+            "--table",
+            "nk",
+            "--format",
+            "json",
+        ],
+    );
+    drain.expect_code(0);
+    let notes = drain.json()["tables"][0]["notes"].to_string();
+    assert!(!notes.contains("holds no rows"), "{notes}");
+    assert!(!notes.contains("DROP TABLE"), "{notes}");
+    assert!(notes.contains("NULL key"), "{notes}");
+    assert_eq!(db.value("SELECT count(*) FROM nk_def"), "1");
+}
+
+#[test]
+fn partitions_bounded_by_infinity_cover_nothing_finite() {
+    let db = TestDb::new("advbound");
+    scratch(&db, "ib");
+    db.exec(
+        "CREATE TABLE ib_hi PARTITION OF ib FOR VALUES FROM ('infinity') TO (MAXVALUE); \
+         CREATE TABLE ib_lo PARTITION OF ib FOR VALUES FROM (MINVALUE) TO ('-infinity');",
+    );
+    let dir = policies(&[("ib", None)]);
+    let run = with(&db, &dir, &["partition", "create", "--format", "json"]);
+    run.expect_code(0);
+    assert_eq!(attached(&db, "ib").len(), 5, "{}", run.stdout);
+    db.exec("INSERT INTO ib SELECT 1, now()");
+    with(&db, &dir, &["partition", "status"]).expect_code(0);
+}
