@@ -169,17 +169,18 @@ ORDER BY w.ord";
 const CHILDREN: &str = "\
 WITH kids AS MATERIALIZED (
     SELECT i.inhparent AS parent, ch.relname::text AS name, i.inhdetachpending AS pending,
-           pg_get_expr(ch.relpartbound, 0) AS bound, ns.nspname::text AS schema
+           pg_get_expr(ch.relpartbound, 0) AS bound, ns.nspname::text AS schema,
+           ch.relkind = 'f' AS foreign_table
     FROM pg_inherits i
     JOIN pg_class ch ON ch.oid = i.inhrelid
     JOIN pg_namespace ns ON ns.oid = ch.relnamespace
     WHERE i.inhparent = ANY($1::oid[]) AND ($2::text[] IS NULL OR ch.relname = ANY($2::text[]))
 ), parsed AS MATERIALIZED (
-    SELECT k.parent, k.name, k.pending, k.schema,
+    SELECT k.parent, k.name, k.pending, k.schema, k.foreign_table,
            regexp_match(k.bound, '^FOR VALUES FROM \\((.+)\\) TO \\((.+)\\)$') AS m
     FROM kids k WHERE k.bound <> 'DEFAULT'
 ), bounds AS MATERIALIZED (
-    SELECT p.parent, p.name, p.pending, p.schema,
+    SELECT p.parent, p.name, p.pending, p.schema, p.foreign_table,
            CASE WHEN p.m[1] <> 'MINVALUE' THEN btrim(p.m[1], '''')::timestamptz END AS lo,
            CASE WHEN p.m[2] <> 'MAXVALUE' THEN btrim(p.m[2], '''')::timestamptz END AS hi
     FROM parsed p
@@ -191,7 +192,7 @@ SELECT parent, name, pending,
        CASE WHEN hi = 'infinity' OR hi >= '100000-01-01 00:00:00+00' THEN NULL
             WHEN hi = '-infinity' THEN '4714-11-24 00:00:00+00 BC'
             ELSE hi END,
-       schema
+       schema, foreign_table
 FROM bounds";
 
 /// The settings the bound text above is printed and read back in, pinned for the read's
@@ -323,6 +324,7 @@ pub async fn partitions(
                 detach_pending: r.get(2),
                 from: r.get(3),
                 to: r.get(4),
+                foreign: r.get(6),
             })
             .collect();
         parent
@@ -542,6 +544,7 @@ pub async fn partition(
             detach_pending: r.get(2),
             from: r.get(3),
             to: r.get(4),
+            foreign: r.get(6),
         })
         .next())
 }

@@ -281,8 +281,28 @@ pub(super) fn plan_prune<'p>(
             match plan::prune(policy, &parent.partitions, clocks, retention, mode, newest) {
                 Ok(plan) => {
                     needs_newest |= plan.needs_newest && newest.is_none();
-                    table.actions = plan.actions;
                     table.kept = plan.kept;
+                    // A foreign partition is kept attached: DROP TABLE cannot drop a foreign
+                    // table (42809), and detaching it first would leave it half-pruned.
+                    for action in plan.actions {
+                        match &action {
+                            Action::Detach { schema, name, .. }
+                                if parent.partitions.iter().any(|e| {
+                                    e.foreign && &e.schema == schema && &e.name == name
+                                }) =>
+                            {
+                                table.kept.push(Kept {
+                                    schema: schema.clone(),
+                                    name: name.clone(),
+                                    reason: "past retention, but a foreign table: prune does not \
+                                             detach it, as DROP TABLE cannot drop one; detach it \
+                                             and DROP FOREIGN TABLE by hand"
+                                        .to_string(),
+                                });
+                            }
+                            _ => table.actions.push(action),
+                        }
+                    }
                 }
                 Err(e) => table.refusal = Some(refused(policy, e)),
             }

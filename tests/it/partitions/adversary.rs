@@ -111,3 +111,56 @@ fn partitions_bounded_by_infinity_cover_nothing_finite() {
     db.exec("INSERT INTO ib SELECT 1, now()");
     with(&db, &dir, &["partition", "status"]).expect_code(0);
 }
+
+#[test]
+fn new_partitions_of_a_table_with_row_level_security_do_not_leak_rows() {
+    let db = TestDb::new("advrls");
+    scratch(&db, "rl");
+    let role = format!("dhctl_rls_{}", std::process::id());
+    db.exec(&format!(
+        "DROP ROLE IF EXISTS {role}; CREATE ROLE {role}; GRANT SELECT ON rl TO {role}; \
+         ALTER TABLE rl ENABLE ROW LEVEL SECURITY; \
+         CREATE POLICY visible ON rl FOR SELECT USING (note = 'public');"
+    ));
+    let dir = policies(&[("rl", None)]);
+    let run = with(&db, &dir, &["partition", "create", "--format", "json"]);
+    run.expect_code(0);
+    db.exec("INSERT INTO rl SELECT 1, now(), 'secret'");
+    let child = format!("rl_{}", super::foreign::server_month(&db, 0));
+    let mut c = db.client();
+    let read = c.batch_execute(&format!("SET ROLE {role}; SELECT * FROM {child}"));
+    let _ = c.batch_execute("RESET ROLE");
+    db.exec(&format!("DROP OWNED BY {role}; DROP ROLE {role}"));
+    let e = read.expect_err("the role read the partition directly");
+    assert_eq!(e.code().map(|c| c.code()), Some("42501"), "{e}");
+    assert!(run.stdout.contains("row-level security"), "{}", run.stdout);
+}
+
+#[test]
+fn prune_keeps_a_foreign_past_partition_attached() {
+    let db = TestDb::new("advfdw");
+    assert_eq!(
+        db.value("SELECT count(*) FROM pg_available_extensions WHERE name = 'postgres_fdw'"),
+        "1"
+    );
+    scratch(&db, "fp");
+    db.exec(
+        "CREATE EXTENSION postgres_fdw; \
+         CREATE SERVER fpsrv FOREIGN DATA WRAPPER postgres_fdw OPTIONS (dbname 'x'); \
+         CREATE FOREIGN TABLE fp_2024_01 PARTITION OF fp \
+             FOR VALUES FROM ('2024-01-01 00:00:00+00') TO ('2024-02-01 00:00:00+00') \
+             SERVER fpsrv;",
+    );
+    let dir = policies(&[("fp", Some("1 month"))]);
+    with(&db, &dir, &["partition", "create"]).expect_code(0);
+    let run = with(&db, &dir, &["partition", "prune", "--format", "json"]);
+    run.expect_code(0);
+    assert!(
+        attached(&db, "fp").contains(&"public.fp_2024_01".to_string()),
+        "{}",
+        run.stdout
+    );
+    let doc = run.json();
+    let kept = doc["tables"][0]["kept"].to_string();
+    assert!(kept.contains("foreign table"), "{doc}");
+}
