@@ -215,6 +215,12 @@ pub fn status(r: &Inspection) -> String {
             let what = if other.what == "detached" {
                 "a table named like a partition but not attached (kept by prune, or made by hand)"
                     .to_string()
+            } else if other.what == "interrupted drain" {
+                format!(
+                    "left by an interrupted drain-default, holding moved rows; `dhctl partition \
+                     drain-default --table {}` finishes it",
+                    t.table
+                )
             } else {
                 other.what.clone()
             };

@@ -74,7 +74,9 @@ pub struct PeriodRows {
 pub struct Other {
     pub schema: String,
     pub name: String,
-    /// `detached` (a plain table, e.g. kept by prune) or `partition of <parent>` or another kind.
+    /// `detached` (a plain table, e.g. kept by prune), `interrupted drain` (a plain table with
+    /// drain-default's bounds CHECK: a drain stopped before its attach, holding moved rows),
+    /// `partition of <parent>` or another kind.
     pub what: String,
 }
 
@@ -207,6 +209,9 @@ SET LOCAL IntervalStyle = 'postgres'; SET LOCAL TimeZone = 'UTC'; SET LOCAL extr
 const OTHERS: &str = "\
 SELECT n.nspname::text, c.relname::text,
        CASE WHEN c.relispartition THEN 'partition of ' || i.inhparent::regclass::text
+            WHEN c.relkind = 'r' AND EXISTS (SELECT 1 FROM pg_constraint k
+                 WHERE k.conrelid = c.oid AND k.conname = 'dhctl_partition_bounds')
+                 THEN 'interrupted drain'
             WHEN c.relkind IN ('r', 'p') THEN 'detached'
             ELSE 'a relation of kind ' || c.relkind::text END
 FROM pg_class c

@@ -165,7 +165,24 @@ pub(super) fn check_create(
             .iter()
             .find(|o| o.schema == parent.schema && &o.name == name)
         {
-            let (message, hint) = if other.what == "detached" {
+            let (message, hint) = if other.what == "interrupted drain" {
+                (
+                    format!(
+                        "{}: wanted partition {name} [{}, {}) has its name taken by the table \
+                         {}.{name}, which an interrupted drain-default left before attaching it \
+                         (it carries drain's bounds CHECK and holds the rows moved so far)",
+                        policy.table,
+                        sql_timestamp(*from),
+                        sql_timestamp(*to),
+                        other.schema
+                    ),
+                    format!(
+                        "re-run `dhctl partition drain-default --table {}` to finish it (it \
+                         moves the rest and attaches {}.{name}); then run create again",
+                        policy.table, other.schema
+                    ),
+                )
+            } else if other.what == "detached" {
                 (
                     format!(
                         "{}: wanted partition {name} [{}, {}) has its name taken by the table \

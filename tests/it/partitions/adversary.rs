@@ -164,3 +164,40 @@ fn prune_keeps_a_foreign_past_partition_attached() {
     let kept = doc["tables"][0]["kept"].to_string();
     assert!(kept.contains("foreign table"), "{doc}");
 }
+
+#[test]
+fn create_after_an_interrupted_drain_points_at_drain_default_not_at_drop() {
+    let db = TestDb::new("advdrain");
+    scratch(&db, "dr");
+    let month = super::foreign::server_month(&db, 0);
+    // What drain-default leaves when SIGINT lands between batches: the standalone table with
+    // drain's bounds CHECK, holding the rows moved so far, the rest still in the default.
+    db.exec(&format!(
+        "CREATE TABLE dr_def PARTITION OF dr DEFAULT; \
+         INSERT INTO dr SELECT 1, now(), 'left'; \
+         CREATE TABLE dr_{month} (LIKE dr INCLUDING ALL, \
+             CONSTRAINT dhctl_partition_bounds CHECK (created_at IS NOT NULL AND \
+             created_at >= date_trunc('month', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' AND \
+             created_at < (date_trunc('month', now() AT TIME ZONE 'UTC') + interval '1 month') \
+             AT TIME ZONE 'UTC')); \
+         INSERT INTO dr_{month} SELECT 2, now(), 'moved';"
+    ));
+    let dir = policies(&[("dr", None)]);
+    let run = with(&db, &dir, &["partition", "create", "--format", "json"]);
+    assert_ne!(run.code, 0, "{}", run.stdout);
+    let table = &run.json()["tables"][0];
+    let (error, hint) = (table["error"].to_string(), table["hint"].to_string());
+    assert!(error.contains("interrupted drain-default"), "{table}");
+    assert!(hint.contains("drain-default --table dr"), "{table}");
+    assert!(!hint.to_lowercase().contains("drop"), "{table}");
+    let status = with(&db, &dir, &["partition", "status"]);
+    assert!(
+        status.stdout.contains("interrupted drain-default"),
+        "{}",
+        status.stdout
+    );
+    // The hint is true: drain-default finishes it.
+    with(&db, &dir, &["partition", "drain-default", "--table", "dr"]).expect_code(0);
+    assert!(attached(&db, "dr").contains(&format!("public.dr_{month}")));
+    assert_eq!(db.value(&format!("SELECT count(*) FROM dr_{month}")), "2");
+}
