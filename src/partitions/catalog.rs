@@ -205,7 +205,8 @@ const PINNED: &str = "BEGIN READ ONLY; SET LOCAL DateStyle = 'ISO, YMD'; \
 SET LOCAL IntervalStyle = 'postgres'; SET LOCAL TimeZone = 'UTC'; SET LOCAL extra_float_digits = 1";
 
 /// Relations named like a parent's partitions (`<table>_YYYY_MM[_DD]`) that are not partitions
-/// of it, in any schema.
+/// of it, in any schema, and tables prune detached from it under any name (its comment,
+/// `apply::kept_marker`).
 const OTHERS: &str = "\
 SELECT n.nspname::text, c.relname::text,
        CASE WHEN c.relispartition THEN 'partition of ' || i.inhparent::regclass::text
@@ -217,7 +218,8 @@ SELECT n.nspname::text, c.relname::text,
 FROM pg_class c
 JOIN pg_namespace n ON n.oid = c.relnamespace
 LEFT JOIN pg_inherits i ON i.inhrelid = c.oid AND c.relispartition
-WHERE c.relname ~ ('^' || $1 || '_[0-9]{4}_[0-9]{2}(_[0-9]{2})?$')
+WHERE (c.relname ~ ('^' || $1 || '_[0-9]{4}_[0-9]{2}(_[0-9]{2})?$')
+       OR (NOT c.relispartition AND obj_description(c.oid, 'pg_class') = $3))
   AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
   AND i.inhparent IS DISTINCT FROM $2
 ORDER BY 1, 2";
@@ -387,7 +389,14 @@ async fn pinned(
 
 async fn others(client: &Client, parent: &Parent) -> Result<Vec<Other>> {
     let rows = client
-        .query(OTHERS, &[&parent.table, &parent.oid])
+        .query(
+            OTHERS,
+            &[
+                &parent.table,
+                &parent.oid,
+                &super::apply::kept_marker(&parent.schema, &parent.table),
+            ],
+        )
         .await
         .map_err(|e| Error::sql("reading tables named like partitions from the catalog", &e))?;
     Ok(rows

@@ -201,3 +201,18 @@ fn create_after_an_interrupted_drain_points_at_drain_default_not_at_drop() {
     assert!(attached(&db, "dr").contains(&format!("public.dr_{month}")));
     assert_eq!(db.value(&format!("SELECT count(*) FROM dr_{month}")), "2");
 }
+
+#[test]
+fn a_kept_table_renamed_off_the_pattern_stays_in_status() {
+    let db = TestDb::new("advkept");
+    scratch(&db, "kt");
+    let dir = policies(&[("kt", Some("1 month"))]);
+    super::foreign::create_january(&db, &dir);
+    with(&db, &dir, &["partition", "create"]).expect_code(0);
+    with(&db, &dir, &["partition", "prune", "--keep-table"]).expect_code(0);
+    db.exec("ALTER TABLE kt_2024_01 RENAME TO kt_archive_jan");
+    let status = with(&db, &dir, &["partition", "status", "--format", "json"]);
+    let others = status.json()["tables"][0]["others"].to_string();
+    assert!(others.contains("kt_archive_jan"), "{others}");
+    assert!(others.contains("detached"), "{others}");
+}
