@@ -157,8 +157,8 @@ fn describe(
         None,
     ) {
         Ok(plan) => {
-            status.would_prune = plan.actions;
-            status.would_keep = plan.kept;
+            (status.would_prune, status.would_keep) =
+                super::tables::keep_foreign(&parent, plan.actions, plan.kept);
         }
         Err(e) => status.problems.push(e.message),
     }

@@ -298,28 +298,7 @@ pub(super) fn plan_prune<'p>(
             match plan::prune(policy, &parent.partitions, clocks, retention, mode, newest) {
                 Ok(plan) => {
                     needs_newest |= plan.needs_newest && newest.is_none();
-                    table.kept = plan.kept;
-                    // A foreign partition is kept attached: DROP TABLE cannot drop a foreign
-                    // table (42809), and detaching it first would leave it half-pruned.
-                    for action in plan.actions {
-                        match &action {
-                            Action::Detach { schema, name, .. }
-                                if parent.partitions.iter().any(|e| {
-                                    e.foreign && &e.schema == schema && &e.name == name
-                                }) =>
-                            {
-                                table.kept.push(Kept {
-                                    schema: schema.clone(),
-                                    name: name.clone(),
-                                    reason: "past retention, but a foreign table: prune does not \
-                                             detach it, as DROP TABLE cannot drop one; detach it \
-                                             and DROP FOREIGN TABLE by hand"
-                                        .to_string(),
-                                });
-                            }
-                            _ => table.actions.push(action),
-                        }
-                    }
+                    (table.actions, table.kept) = keep_foreign(&parent, plan.actions, plan.kept);
                 }
                 Err(e) => table.refusal = Some(refused(policy, e)),
             }
@@ -344,4 +323,35 @@ pub(super) fn plan_prune<'p>(
         })
         .collect();
     (plans, needs_newest)
+}
+
+/// Moves the detaches of foreign partitions from `actions` to `kept`: DROP TABLE cannot drop a
+/// foreign table (42809), and detaching it first would leave it half-pruned. Status and prune
+/// both plan through this, so what status says prune would do is what prune does.
+pub(super) fn keep_foreign(
+    parent: &Parent,
+    actions: Vec<Action>,
+    mut kept: Vec<Kept>,
+) -> (Vec<Action>, Vec<Kept>) {
+    let mut left = Vec::new();
+    for action in actions {
+        match &action {
+            Action::Detach { schema, name, .. }
+                if parent
+                    .partitions
+                    .iter()
+                    .any(|e| e.foreign && &e.schema == schema && &e.name == name) =>
+            {
+                kept.push(Kept {
+                    schema: schema.clone(),
+                    name: name.clone(),
+                    reason: "past retention, but a foreign table: prune does not detach it, as \
+                             DROP TABLE cannot drop one; detach it and DROP FOREIGN TABLE by hand"
+                        .to_string(),
+                });
+            }
+            _ => left.push(action),
+        }
+    }
+    (left, kept)
 }

@@ -153,6 +153,16 @@ fn prune_keeps_a_foreign_past_partition_attached() {
     );
     let dir = policies(&[("fp", Some("1 month"))]);
     with(&db, &dir, &["partition", "create"]).expect_code(0);
+    let status = with(&db, &dir, &["partition", "status", "--format", "json"]);
+    let table = &status.json()["tables"][0];
+    assert!(
+        !table["would_prune"].to_string().contains("fp_2024_01"),
+        "{table}"
+    );
+    assert!(
+        table["would_keep"].to_string().contains("foreign table"),
+        "{table}"
+    );
     let run = with(&db, &dir, &["partition", "prune", "--format", "json"]);
     run.expect_code(0);
     assert!(
