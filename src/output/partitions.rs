@@ -240,7 +240,8 @@ pub fn status(r: &Inspection) -> String {
                     ));
                 }
                 if let Some(stranded) = d.stranded() {
-                    out.push_str(&format!("  and {stranded}\n"));
+                    let and = if d.rows.is_empty() { "" } else { "and " };
+                    out.push_str(&format!("  {and}{stranded} (no period holds them)\n"));
                 }
             }
         }

@@ -311,11 +311,21 @@ pub(super) fn plan_prune<'p>(
                          {} while it waits; nothing was detached",
                         policy.table, default.schema, default.name, policy.table
                     ),
-                    format!(
-                        "move the default's rows into proper partitions with `dhctl partition \
-                         drain-default --table {}`, drop the empty default, then prune again",
-                        policy.table
-                    ),
+                    match default.stranded() {
+                        None => format!(
+                            "move the default's rows into proper partitions with `dhctl \
+                             partition drain-default --table {}`, drop the empty default, then \
+                             prune again",
+                            policy.table
+                        ),
+                        Some(stranded) => format!(
+                            "move the default's rows into proper partitions with `dhctl \
+                             partition drain-default --table {}`; it also holds {stranded}, \
+                             which no drain moves: move or delete those by hand before dropping \
+                             it; then prune again",
+                            policy.table
+                        ),
+                    },
                 ));
             }
             table.parent = Some(parent);
