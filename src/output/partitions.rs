@@ -215,6 +215,12 @@ pub fn status(r: &Inspection) -> String {
             let what = if other.what == "detached" {
                 "a table named like a partition but not attached (kept by prune, or made by hand)"
                     .to_string()
+            } else if other.what == "interrupted drain" {
+                format!(
+                    "left by an interrupted drain-default, holding moved rows; `dhctl partition \
+                     drain-default --table {}` finishes it",
+                    t.table
+                )
             } else {
                 other.what.clone()
             };
@@ -222,7 +228,7 @@ pub fn status(r: &Inspection) -> String {
         }
         if let Some(d) = &t.default_partition {
             out.push_str(&format!("DEFAULT partition {}.{}:", d.schema, d.name));
-            if d.rows.is_empty() {
+            if d.is_empty() {
                 out.push_str(" empty\n");
             } else {
                 out.push('\n');
@@ -232,6 +238,10 @@ pub fn status(r: &Inspection) -> String {
                         sql_timestamp(period.from),
                         period.rows
                     ));
+                }
+                if let Some(stranded) = d.stranded() {
+                    let and = if d.rows.is_empty() { "" } else { "and " };
+                    out.push_str(&format!("  {and}{stranded} (no period holds them)\n"));
                 }
             }
         }

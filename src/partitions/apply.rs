@@ -111,6 +111,7 @@ pub async fn run(
                 refuse_undroppable(client, schema, name).await?;
             }
             let mut attempts = detach(client, target, schema, name, retries, progress).await?;
+            mark_kept(client, target, schema, name).await;
             if *then == Then::Drop {
                 let dropped = drop(client, target, schema, name, retries, progress).await;
                 attempts = attempts.max(kept_on_failure(dropped, action)?);
@@ -127,6 +128,7 @@ pub async fn run(
                 Then::Keep => None,
             };
             let mut attempts = finalize(client, target, schema, name, retries, progress).await?;
+            mark_kept(client, target, schema, name).await;
             if let Some(mut blocked) = blocked {
                 let mut done = action.clone();
                 if let Action::Finalize { then, .. } = &mut done {
@@ -175,6 +177,35 @@ pub async fn run(
         took: started.elapsed(),
         notes,
     })
+}
+
+/// The comment prune puts on a table it detached from `schema.table`, so that status still lists
+/// it when it is kept under a name not shaped like a partition's (catalog's OTHERS reads it).
+pub(super) fn kept_marker(schema: &str, table: &str) -> String {
+    format!(
+        "dhctl: detached from {} by partition prune",
+        qualified(schema, table)
+    )
+}
+
+/// Marks a just-detached table with `kept_marker`, unless it has a comment of its own (never
+/// overwritten). Best effort: the detach is done and is what matters; a table left unmarked is
+/// still listed when its name is shaped like a partition's.
+async fn mark_kept(client: &Client, target: &Target<'_>, schema: &str, name: &str) {
+    let table = qualified(schema, name);
+    let bare = client
+        .query_one(
+            "SELECT obj_description(to_regclass($1)::oid, 'pg_class') IS NULL",
+            &[&table],
+        )
+        .await
+        .map(|r| r.get::<_, bool>(0));
+    if let Ok(true) = bare {
+        let marker = quote_literal(&kept_marker(target.schema, target.table));
+        let _ = client
+            .batch_execute(&format!("COMMENT ON TABLE {table} IS {marker}"))
+            .await;
+    }
 }
 
 /// A failed DROP after a successful detach: report the detach that happened, table kept.

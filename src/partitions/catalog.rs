@@ -48,6 +48,19 @@ pub struct DefaultPartition {
     /// it).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unreadable: Option<String>,
+    /// Rows whose key is NULL: no partition but the default can hold them, so a drain leaves
+    /// them there and the default is never empty while they exist.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub null_key_rows: i64,
+    /// Rows whose key is `±infinity` or at or past year 100000 (chrono, dhctl's clock type,
+    /// reads no further than year 262142): counted apart from the periods. They block no finite partition, and a drain cannot move
+    /// them into one.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub far_rows: i64,
+}
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -61,11 +74,33 @@ pub struct PeriodRows {
 pub struct Other {
     pub schema: String,
     pub name: String,
-    /// `detached` (a plain table, e.g. kept by prune) or `partition of <parent>` or another kind.
+    /// `detached` (a plain table, e.g. kept by prune), `interrupted drain` (a plain table with
+    /// drain-default's bounds CHECK: a drain stopped before its attach, holding moved rows),
+    /// `partition of <parent>` or another kind.
     pub what: String,
 }
 
 impl DefaultPartition {
+    /// Whether it holds no row at all (periods, NULL keys and far keys alike).
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty() && self.null_key_rows == 0 && self.far_rows == 0
+    }
+
+    /// What it holds that no drain moves (NULL and far keys), as a clause, if anything.
+    pub fn stranded(&self) -> Option<String> {
+        let mut parts = Vec::new();
+        if self.null_key_rows > 0 {
+            parts.push(format!("{} row(s) with a NULL key", self.null_key_rows));
+        }
+        if self.far_rows > 0 {
+            parts.push(format!(
+                "{} row(s) keyed ±infinity or past year 99999",
+                self.far_rows
+            ));
+        }
+        (!parts.is_empty()).then(|| parts.join(" and "))
+    }
+
     /// Rows it holds in [from, to).
     pub fn rows_in(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> i64 {
         self.rows
@@ -128,26 +163,38 @@ ORDER BY w.ord";
 /// planner from inlining the deparse into each use of the bound (it did: four calls per row).
 /// pg_get_expr(…, 0): bounds are constants, with no Vars to resolve (docs: "System Information
 /// Functions"). The default partition is left out here; the parents query names it.
+/// `±infinity` bounds are read as what they cover, never as unbounded: a lower bound of
+/// `infinity` (or at or past year 100000, far short of what chrono cannot read) becomes year
+/// 100000, above every period dhctl makes; an upper bound of `-infinity` becomes the first timestamptz instant, below
+/// every finite key. `-infinity` below and `infinity` above cover every finite key, as
+/// MINVALUE and MAXVALUE do.
 const CHILDREN: &str = "\
 WITH kids AS MATERIALIZED (
     SELECT i.inhparent AS parent, ch.relname::text AS name, i.inhdetachpending AS pending,
-           pg_get_expr(ch.relpartbound, 0) AS bound, ns.nspname::text AS schema
+           pg_get_expr(ch.relpartbound, 0) AS bound, ns.nspname::text AS schema,
+           ch.relkind = 'f' AS foreign_table
     FROM pg_inherits i
     JOIN pg_class ch ON ch.oid = i.inhrelid
     JOIN pg_namespace ns ON ns.oid = ch.relnamespace
     WHERE i.inhparent = ANY($1::oid[]) AND ($2::text[] IS NULL OR ch.relname = ANY($2::text[]))
 ), parsed AS MATERIALIZED (
-    SELECT k.parent, k.name, k.pending, k.schema,
+    SELECT k.parent, k.name, k.pending, k.schema, k.foreign_table,
            regexp_match(k.bound, '^FOR VALUES FROM \\((.+)\\) TO \\((.+)\\)$') AS m
     FROM kids k WHERE k.bound <> 'DEFAULT'
 ), bounds AS MATERIALIZED (
-    SELECT p.parent, p.name, p.pending, p.schema,
+    SELECT p.parent, p.name, p.pending, p.schema, p.foreign_table,
            CASE WHEN p.m[1] <> 'MINVALUE' THEN btrim(p.m[1], '''')::timestamptz END AS lo,
            CASE WHEN p.m[2] <> 'MAXVALUE' THEN btrim(p.m[2], '''')::timestamptz END AS hi
     FROM parsed p
 )
 SELECT parent, name, pending,
-       CASE WHEN isfinite(lo) THEN lo END, CASE WHEN isfinite(hi) THEN hi END, schema
+       CASE WHEN lo = '-infinity' THEN NULL
+            WHEN lo = 'infinity' OR lo >= '100000-01-01 00:00:00+00' THEN '100000-01-01 00:00:00+00'
+            ELSE lo END,
+       CASE WHEN hi = 'infinity' OR hi >= '100000-01-01 00:00:00+00' THEN NULL
+            WHEN hi = '-infinity' THEN '4714-11-24 00:00:00+00 BC'
+            ELSE hi END,
+       schema, foreign_table
 FROM bounds";
 
 /// The settings the bound text above is printed and read back in, pinned for the read's
@@ -158,16 +205,21 @@ const PINNED: &str = "BEGIN READ ONLY; SET LOCAL DateStyle = 'ISO, YMD'; \
 SET LOCAL IntervalStyle = 'postgres'; SET LOCAL TimeZone = 'UTC'; SET LOCAL extra_float_digits = 1";
 
 /// Relations named like a parent's partitions (`<table>_YYYY_MM[_DD]`) that are not partitions
-/// of it, in any schema.
+/// of it, in any schema, and tables prune detached from it under any name (its comment,
+/// `apply::kept_marker`).
 const OTHERS: &str = "\
 SELECT n.nspname::text, c.relname::text,
        CASE WHEN c.relispartition THEN 'partition of ' || i.inhparent::regclass::text
+            WHEN c.relkind = 'r' AND EXISTS (SELECT 1 FROM pg_constraint k
+                 WHERE k.conrelid = c.oid AND k.conname = 'dhctl_partition_bounds')
+                 THEN 'interrupted drain'
             WHEN c.relkind IN ('r', 'p') THEN 'detached'
             ELSE 'a relation of kind ' || c.relkind::text END
 FROM pg_class c
 JOIN pg_namespace n ON n.oid = c.relnamespace
 LEFT JOIN pg_inherits i ON i.inhrelid = c.oid AND c.relispartition
-WHERE c.relname ~ ('^' || $1 || '_[0-9]{4}_[0-9]{2}(_[0-9]{2})?$')
+WHERE (c.relname ~ ('^' || $1 || '_[0-9]{4}_[0-9]{2}(_[0-9]{2})?$')
+       OR (NOT c.relispartition AND obj_description(c.oid, 'pg_class') = $3))
   AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
   AND i.inhparent IS DISTINCT FROM $2
 ORDER BY 1, 2";
@@ -222,6 +274,8 @@ pub async fn parents(client: &Client, policies: &[Policy]) -> Result<Snapshot> {
                     name,
                     rows: Vec::new(),
                     unreadable: None,
+                    null_key_rows: 0,
+                    far_rows: 0,
                 }),
                 _ => None,
             };
@@ -277,6 +331,7 @@ pub async fn partitions(
                 detach_pending: r.get(2),
                 from: r.get(3),
                 to: r.get(4),
+                foreign: r.get(6),
             })
             .collect();
         parent
@@ -289,7 +344,11 @@ pub async fn partitions(
             if let Some(default) = parent.default_partition.as_mut() {
                 // One table's unreadable default (no SELECT on it) is that table's problem only.
                 match default_rows(client, default, policy).await {
-                    Ok(rows) => default.rows = rows,
+                    Ok((rows, null_key_rows, far_rows)) => {
+                        default.rows = rows;
+                        default.null_key_rows = null_key_rows;
+                        default.far_rows = far_rows;
+                    }
                     Err(e) => default.unreadable = Some(e.to_string()),
                 }
             }
@@ -330,7 +389,14 @@ async fn pinned(
 
 async fn others(client: &Client, parent: &Parent) -> Result<Vec<Other>> {
     let rows = client
-        .query(OTHERS, &[&parent.table, &parent.oid])
+        .query(
+            OTHERS,
+            &[
+                &parent.table,
+                &parent.oid,
+                &super::apply::kept_marker(&parent.schema, &parent.table),
+            ],
+        )
         .await
         .map_err(|e| Error::sql("reading tables named like partitions from the catalog", &e))?;
     Ok(rows
@@ -343,17 +409,22 @@ async fn others(client: &Client, parent: &Parent) -> Result<Vec<Other>> {
         .collect())
 }
 
+/// Keys at or past this are far rows: chrono (dhctl's clock type) reads years up to 262142 only,
+/// and this leaves room for any period's end.
+const FAR: &str = "'100000-01-01 00:00:00+00'";
+
 /// Rows of the DEFAULT partition per period (a scan of it: it should be small, and its rows
-/// must be known before any ATTACH next to it).
+/// must be known before any ATTACH next to it), then its NULL-key rows and its far rows
+/// (`±infinity`, or past year 99999), which fit in no period and would not read into one.
 async fn default_rows(
     client: &Client,
     default: &DefaultPartition,
     (interval, column): (Interval, String),
-) -> Result<Vec<PeriodRows>> {
+) -> Result<(Vec<PeriodRows>, i64, i64)> {
     let column = quote_ident(&column);
+    // `kind` sorts the rows: 0 a period, 1 a NULL key, 2 far. Only kind 0 has a period start.
     let sql = format!(
-        "SELECT date_trunc($1, {column} AT TIME ZONE 'UTC') AT TIME ZONE 'UTC', count(*) \
-         FROM {}.{} GROUP BY 1 ORDER BY 1",
+        "SELECT CASE WHEN k.kind = 0 THEN date_trunc($1, k.key AT TIME ZONE 'UTC')                 AT TIME ZONE 'UTC' END, k.kind, count(*)          FROM (SELECT {column} AS key,                       CASE WHEN {column} IS NULL THEN 1                            WHEN NOT isfinite({column}) OR {column} >= {FAR}::timestamptz THEN 2                            ELSE 0 END AS kind                FROM {}.{}) k          GROUP BY 1, 2 ORDER BY 2, 1",
         quote_ident(&default.schema),
         quote_ident(&default.name)
     );
@@ -369,16 +440,16 @@ async fn default_rows(
                 &e,
             )
         })?;
-    Ok(rows
-        .iter()
-        .filter_map(|r| {
-            let from: Option<DateTime<Utc>> = r.get(0);
-            from.map(|from| PeriodRows {
-                from,
-                rows: r.get(1),
-            })
-        })
-        .collect())
+    let (mut periods, mut null_key, mut far) = (Vec::new(), 0, 0);
+    for r in &rows {
+        let count: i64 = r.get(2);
+        match (r.get::<_, i32>(1), r.get::<_, Option<DateTime<Utc>>>(0)) {
+            (0, Some(from)) => periods.push(PeriodRows { from, rows: count }),
+            (1, _) => null_key += count,
+            _ => far += count,
+        }
+    }
+    Ok((periods, null_key, far))
 }
 
 /// The parent's partitioning as the catalog describes it.
@@ -487,6 +558,7 @@ pub async fn partition(
             detach_pending: r.get(2),
             from: r.get(3),
             to: r.get(4),
+            foreign: r.get(6),
         })
         .next())
 }

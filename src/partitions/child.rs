@@ -38,7 +38,8 @@ SELECT pg_get_userbyid(c.relowner)::text,
         WHERE i.inhparent = c.oid AND ch.relkind = 'r' AND ch.oid <> COALESCE(
             (SELECT partdefid FROM pg_partitioned_table WHERE partrelid = c.oid), 0)
         ORDER BY ch.oid DESC LIMIT 1),
-       EXISTS (SELECT 1 FROM pg_partitioned_table WHERE partrelid = c.oid AND partdefid <> 0)
+       EXISTS (SELECT 1 FROM pg_partitioned_table WHERE partrelid = c.oid AND partdefid <> 0),
+       c.relrowsecurity OR c.relforcerowsecurity
 FROM pg_class c WHERE c.oid = $1";
 
 const GRANTS: &str = "\
@@ -86,7 +87,7 @@ pub async fn properties(client: &Client, target: &Target<'_>) -> Result<Properti
             .collect();
         (!written.is_empty()).then(|| written.join(", "))
     });
-    let grants = client
+    let mut grants: Vec<String> = client
         .query(GRANTS, &[&target.oid])
         .await
         .map_err(read)?
@@ -108,6 +109,18 @@ pub async fn properties(client: &Client, target: &Target<'_>) -> Result<Properti
             Some(format!("{privilege} TO {grantee}{option}"))
         })
         .collect();
+    // Row-level security is not inherited by partitions: a grantee reading the partition
+    // directly would see the rows the parent's policies hide. So, as PostgreSQL itself does, the
+    // partition gets no grants; access goes through the parent and its policies.
+    if row.get::<_, bool>(8) && !grants.is_empty() {
+        grants.clear();
+        notes.push(format!(
+            "new partitions of {} get none of its grants: it has row-level security, which \
+             partitions do not inherit, so a grant on a partition would bypass its policies; \
+             query {} itself",
+            target.table, target.table
+        ));
+    }
     Ok(Properties {
         owner,
         replica_identity,

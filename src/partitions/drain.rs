@@ -132,7 +132,14 @@ fn plan<'p>(policy: &'p Policy, snapshot: &Snapshot) -> TablePlan<'p> {
                     rows: period.rows,
                 });
             }
-            if plan.actions.is_empty() && plan.refusal.is_none() {
+            if let Some(stranded) = default.stranded() {
+                plan.notes.push(format!(
+                    "the DEFAULT partition {}.{} holds {stranded}: drain-default cannot move \
+                     them (no partition of whole periods holds them); they block no partition, \
+                     but the default cannot be dropped until they are moved or deleted by hand",
+                    default.schema, default.name
+                ));
+            } else if plan.actions.is_empty() && plan.refusal.is_none() {
                 plan.notes.push(empty_note(default));
             }
         }

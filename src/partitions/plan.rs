@@ -27,6 +27,8 @@ pub struct Existing {
     pub to: Option<DateTime<Utc>>,
     /// An earlier `DETACH … CONCURRENTLY` stopped half-way (pg_inherits.inhdetachpending).
     pub detach_pending: bool,
+    /// A foreign table: DROP TABLE cannot drop it, so prune never detaches it.
+    pub foreign: bool,
 }
 
 impl Existing {

@@ -35,6 +35,7 @@ fn part(name: &str, from: &str, to: &str) -> Existing {
         from: (from != "MIN").then(|| t(from)),
         to: (to != "MAX").then(|| t(to)),
         detach_pending: false,
+        foreign: false,
     }
 }
 

@@ -121,11 +121,18 @@ fn describe(
                 )
             })
             .collect();
-        let rows = match (&default.unreadable, periods.is_empty()) {
+        let mut rows = match (&default.unreadable, periods.is_empty()) {
             (Some(why), _) => format!("rows not countable: {why}"),
-            (None, true) => "empty".to_string(),
+            (None, true) if default.is_empty() => "empty".to_string(),
+            (None, true) => "no rows in any period".to_string(),
             (None, false) => format!("rows per period: {}", periods.join(", ")),
         };
+        if let Some(stranded) = default.stranded() {
+            rows.push_str(&format!(
+                "; and {stranded}, which no partition dhctl makes can hold (drain-default \
+                 leaves them; move or delete them by hand before dropping the default)"
+            ));
+        }
         status.problems.push(format!(
             "{} has a DEFAULT partition ({}.{}, {rows}): prune cannot detach next to it, and \
              create refuses a period whose rows sit in it; `dhctl partition drain-default \
@@ -150,8 +157,8 @@ fn describe(
         None,
     ) {
         Ok(plan) => {
-            status.would_prune = plan.actions;
-            status.would_keep = plan.kept;
+            (status.would_prune, status.would_keep) =
+                super::tables::keep_foreign(&parent, plan.actions, plan.kept);
         }
         Err(e) => status.problems.push(e.message),
     }

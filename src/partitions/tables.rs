@@ -165,7 +165,24 @@ pub(super) fn check_create(
             .iter()
             .find(|o| o.schema == parent.schema && &o.name == name)
         {
-            let (message, hint) = if other.what == "detached" {
+            let (message, hint) = if other.what == "interrupted drain" {
+                (
+                    format!(
+                        "{}: wanted partition {name} [{}, {}) has its name taken by the table \
+                         {}.{name}, which an interrupted drain-default left before attaching it \
+                         (it carries drain's bounds CHECK and holds the rows moved so far)",
+                        policy.table,
+                        sql_timestamp(*from),
+                        sql_timestamp(*to),
+                        other.schema
+                    ),
+                    format!(
+                        "re-run `dhctl partition drain-default --table {}` to finish it (it \
+                         moves the rest and attaches {}.{name}); then run create again",
+                        policy.table, other.schema
+                    ),
+                )
+            } else if other.what == "detached" {
                 (
                     format!(
                         "{}: wanted partition {name} [{}, {}) has its name taken by the table \
@@ -281,8 +298,7 @@ pub(super) fn plan_prune<'p>(
             match plan::prune(policy, &parent.partitions, clocks, retention, mode, newest) {
                 Ok(plan) => {
                     needs_newest |= plan.needs_newest && newest.is_none();
-                    table.actions = plan.actions;
-                    table.kept = plan.kept;
+                    (table.actions, table.kept) = keep_foreign(&parent, plan.actions, plan.kept);
                 }
                 Err(e) => table.refusal = Some(refused(policy, e)),
             }
@@ -295,11 +311,21 @@ pub(super) fn plan_prune<'p>(
                          {} while it waits; nothing was detached",
                         policy.table, default.schema, default.name, policy.table
                     ),
-                    format!(
-                        "move the default's rows into proper partitions with `dhctl partition \
-                         drain-default --table {}`, drop the empty default, then prune again",
-                        policy.table
-                    ),
+                    match default.stranded() {
+                        None => format!(
+                            "move the default's rows into proper partitions with `dhctl \
+                             partition drain-default --table {}`, drop the empty default, then \
+                             prune again",
+                            policy.table
+                        ),
+                        Some(stranded) => format!(
+                            "move the default's rows into proper partitions with `dhctl \
+                             partition drain-default --table {}`; it also holds {stranded}, \
+                             which no drain moves: move or delete those by hand before dropping \
+                             it; then prune again",
+                            policy.table
+                        ),
+                    },
                 ));
             }
             table.parent = Some(parent);
@@ -307,4 +333,35 @@ pub(super) fn plan_prune<'p>(
         })
         .collect();
     (plans, needs_newest)
+}
+
+/// Moves the detaches of foreign partitions from `actions` to `kept`: DROP TABLE cannot drop a
+/// foreign table (42809), and detaching it first would leave it half-pruned. Status and prune
+/// both plan through this, so what status says prune would do is what prune does.
+pub(super) fn keep_foreign(
+    parent: &Parent,
+    actions: Vec<Action>,
+    mut kept: Vec<Kept>,
+) -> (Vec<Action>, Vec<Kept>) {
+    let mut left = Vec::new();
+    for action in actions {
+        match &action {
+            Action::Detach { schema, name, .. }
+                if parent
+                    .partitions
+                    .iter()
+                    .any(|e| e.foreign && &e.schema == schema && &e.name == name) =>
+            {
+                kept.push(Kept {
+                    schema: schema.clone(),
+                    name: name.clone(),
+                    reason: "past retention, but a foreign table: prune does not detach it, as \
+                             DROP TABLE cannot drop one; detach it and DROP FOREIGN TABLE by hand"
+                        .to_string(),
+                });
+            }
+            _ => left.push(action),
+        }
+    }
+    (left, kept)
 }

@@ -2,6 +2,7 @@
 //! PostgreSQL: bounds read back from the catalog, lock safety under contention, pending detaches,
 //! concurrent runners and refusals that leave the database unchanged. Shared helpers here.
 
+mod adversary;
 mod create;
 mod default;
 mod foreign;
