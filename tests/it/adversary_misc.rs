@@ -1,0 +1,123 @@
+//! Faults an adversarial review found in verify, dhctl-health and the migration runner: each
+//! test failed before its fix.
+
+use crate::harness::*;
+use crate::verify::{check, details};
+
+/// A role like [`Role::new`]'s, but allowed to create databases.
+fn creator(label: &str) -> Role {
+    let role = Role::new(label, "");
+    connect(&server_url())
+        .batch_execute(&format!("ALTER ROLE \"{}\" CREATEDB", role.name))
+        .unwrap();
+    role
+}
+
+/// 16 hex digits unique to this test process and `n` (database names are cluster-wide).
+fn hex(n: u64) -> String {
+    format!("{:016x}", (u64::from(std::process::id()) << 16) | n)
+}
+
+fn database_exists(name: &str) -> bool {
+    connect(&server_url())
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
+        .unwrap()
+        .is_some()
+}
+
+#[test]
+fn stale_scratch_cleanup_drops_only_marked_databases_and_survives_odd_pids() {
+    let owner = creator("advstale");
+    let db = TestDb::owned_by("advstale", &owner);
+    let url = owner.url_for(&db);
+    dhctl(&url)
+        .args(["migrate", "--no-create-database"])
+        .run()
+        .expect_code(0);
+    // A user's database that merely looks like a scratch one (pid 1 is never a backend).
+    let users = format!("dhctl_verify_1_{}", hex(1));
+    // Left-overs verify marked: one with a pid that does not fit int4.
+    let odd = format!("dhctl_verify_99999999999_{}", hex(2));
+    let plain = format!("dhctl_verify_1_{}", hex(3));
+    let mut admin = connect(&server_url());
+    for name in [&users, &odd, &plain] {
+        admin
+            .batch_execute(&format!(
+                "CREATE DATABASE \"{name}\" OWNER \"{}\"",
+                owner.name
+            ))
+            .unwrap();
+    }
+    for name in [&odd, &plain] {
+        admin
+            .batch_execute(&format!(
+                "COMMENT ON DATABASE \"{name}\" IS 'dhctl verify scratch database, dropped when verify ends'"
+            ))
+            .unwrap();
+    }
+    connect(&with_dbname(&server_url(), &users))
+        .batch_execute("CREATE TABLE precious (a int); INSERT INTO precious VALUES (1)")
+        .unwrap();
+
+    let run = dhctl(&url).args(["verify", "--format", "json"]).run();
+    run.expect_code(0);
+    let notes = check(&run.json(), "schema")["notes"].to_string();
+    assert!(
+        database_exists(&users),
+        "a user's database is kept: {notes}"
+    );
+    assert!(!database_exists(&odd), "an odd pid stops nothing: {notes}");
+    assert!(!database_exists(&plain), "{notes}");
+    assert!(
+        notes.contains(&format!("dropped scratch database {odd}")),
+        "{notes}"
+    );
+    // verify's own scratch database is marked, then dropped.
+    let left = admin
+        .query(
+            "SELECT datname::text FROM pg_database WHERE pg_get_userbyid(datdba) = $1 \
+             AND datname <> $2 AND datname <> $3",
+            &[&owner.name, &users, &db.name],
+        )
+        .unwrap();
+    assert!(left.is_empty(), "{left:?}");
+    admin
+        .batch_execute(&format!("DROP DATABASE \"{users}\" WITH (FORCE)"))
+        .unwrap();
+    drop(db);
+    drop(owner);
+}
+
+#[test]
+fn an_untrusted_extension_an_admin_installed_does_not_stop_verify_for_a_createdb_role() {
+    let owner = creator("advext");
+    let db = TestDb::owned_by("advext", &owner);
+    let url = owner.url_for(&db);
+    db.exec("CREATE EXTENSION pg_buffercache");
+    dhctl(&url)
+        .args(["migrate", "--no-create-database"])
+        .run()
+        .expect_code(0);
+    let run = dhctl(&url).args(["verify", "--format", "json"]).run();
+    run.expect_code(0);
+    let report = run.json();
+    let schema = check(&report, "schema");
+    assert_eq!(schema["status"], "pass", "{report:#}");
+    assert!(
+        schema["notes"].to_string().contains("pg_buffercache"),
+        "the skipped extension is named: {schema:#}"
+    );
+    for other in ["history", "pending", "partitions", "fingerprint"] {
+        assert_eq!(check(&report, other)["status"], "pass", "{other}");
+    }
+    // A real difference is still found.
+    db.exec("ALTER TABLE api_keys ADD COLUMN label text");
+    let run = dhctl(&url).args(["verify", "--format", "json"]).run();
+    assert_ne!(run.code, 0, "{}", run.stdout);
+    assert_eq!(
+        details(check(&run.json(), "schema")),
+        vec!["column api_keys.label: in the database, not in the migrations"]
+    );
+    drop(db);
+    drop(owner);
+}
