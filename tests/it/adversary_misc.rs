@@ -121,3 +121,27 @@ fn an_untrusted_extension_an_admin_installed_does_not_stop_verify_for_a_createdb
     drop(db);
     drop(owner);
 }
+
+#[test]
+fn check_url_with_userinfo_is_a_usage_error_that_never_shows_it() {
+    for url in [
+        "http://u:SECRETX@127.0.0.1:1/",
+        "http://u:SECRETX@127.0.0.1/health",
+        "http://SECRETX@localhost:1/",
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_dhctl-health"))
+            .args(["--check-url", url, "--timeout-ms", "500"])
+            .output()
+            .unwrap();
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        assert_eq!(out.status.code(), Some(2), "{url}: {stderr}");
+        assert!(
+            !stdout.contains("SECRETX") && !stderr.contains("SECRETX"),
+            "{url}: {stdout}{stderr}"
+        );
+        assert!(stderr.contains("user name or password"), "{stderr}");
+    }
+}
