@@ -89,7 +89,7 @@ impl Run<'_> {
             })
             .unwrap_or(0);
         let outcome = async {
-            if let Err(mut failed) = self.statements(section, &|_| {}, 0).await {
+            if let Err(mut failed) = self.statements(section, &|_| {}, 0, false).await {
                 // Still in dhctl's (now aborted) transaction, the check fails with 25P02 and the
                 // statement's own error stands; out of it, the escape is the error to report
                 // (and no lock_timeout retry may run the committed part again).
@@ -101,6 +101,11 @@ impl Run<'_> {
                 }
                 return Err(failed);
             }
+            // dhctl's session before dhctl's check: a migration's `SET statement_timeout = 1`
+            // would cancel it.
+            restore_session(self.client, self.lock_timeout)
+                .await
+                .map_err(|e| failure(e, None))?;
             self.client
                 .batch_execute(&escaped_sql(xid))
                 .await
@@ -124,7 +129,16 @@ impl Run<'_> {
         on_retry: &dyn Fn(u32),
     ) -> Result<u32, Failure> {
         let attempts = async {
-            let attempts = self.statements(section, on_retry, self.retries).await?;
+            let attempts = self
+                .statements(section, on_retry, self.retries, true)
+                .await?;
+            // dhctl's session first, then dhctl's checks: under the migration's own settings a
+            // `SET statement_timeout = 1` cancels the check, and the migration would stay
+            // applied and unrecorded. (Inside a transaction the section left open this RESET
+            // is rolled back with it, below.)
+            restore_session(self.client, self.lock_timeout)
+                .await
+                .map_err(|e| failure(e, None))?;
             // A section that opened a transaction and did not close it would take dhctl's
             // history row into that transaction, to be rolled back when the session ends.
             self.client
@@ -149,15 +163,30 @@ impl Run<'_> {
 
     /// Sends each statement on its own, each retried up to `retries` times on lock_timeout
     /// (0 inside a transaction, which is retried whole). Returns the most attempts one took.
+    /// With `settle`, the last statement is followed, in the same round trip, by
+    /// [`SETTLE`]: a section whose last statement is `SET idle_session_timeout = 1` would
+    /// otherwise get the session killed while dhctl's next message is on its way.
     async fn statements(
         &self,
         section: &Section,
         on_retry: &dyn Fn(u32),
         retries: u32,
+        settle: bool,
     ) -> Result<u32, Failure> {
         let mut most = 1;
-        for statement in super::split::split(&section.sql) {
-            let outcome = retry::batch_execute(self.client, statement.sql, retries, on_retry).await;
+        let statements = super::split::split(&section.sql);
+        let count = statements.len();
+        for (i, statement) in statements.into_iter().enumerate() {
+            let run = retry::batch_execute(self.client, statement.sql, retries, on_retry);
+            let outcome = if settle && i + 1 == count {
+                // Polled in order: the statement is sent first, SETTLE right behind it. Its
+                // own outcome does not matter (the session is restored next anyway).
+                let (outcome, _) =
+                    futures_util::future::join(run, self.client.batch_execute(SETTLE)).await;
+                outcome
+            } else {
+                run.await
+            };
             match outcome {
                 Ok(attempts) => most = most.max(attempts),
                 Err((error, attempts)) => {
@@ -224,6 +253,13 @@ impl Run<'_> {
         committed.map_err(|e| failure(e, None))
     }
 }
+
+/// The timeouts that could end dhctl's session, or cancel its bookkeeping, before it restores
+/// the session after a `transaction:false` section: each SET is microseconds, well under any
+/// timeout. idle_session_timeout exists from PostgreSQL 14 on; set only where it exists.
+const SETTLE: &str = "SET statement_timeout = 0; \
+    SELECT pg_catalog.set_config('idle_session_timeout', '0', false) \
+    WHERE pg_catalog.current_setting('idle_session_timeout', true) IS NOT NULL";
 
 /// Fails (SQLSTATE 25001) when the session is inside a transaction block that an earlier
 /// statement opened: a transaction that started with this statement has its start time equal to

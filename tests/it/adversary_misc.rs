@@ -145,3 +145,57 @@ fn check_url_with_userinfo_is_a_usage_error_that_never_shows_it() {
         assert!(stderr.contains("user name or password"), "{stderr}");
     }
 }
+
+/// A folder with only `files`.
+fn folder(files: &[(&str, String)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text) in files {
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    dir
+}
+
+/// A section whose last statement sets a 1 ms timeout: dhctl's checks and history write run
+/// after it, and must neither be cancelled nor find the session gone.
+#[test]
+fn a_section_ending_with_a_one_millisecond_timeout_is_recorded() {
+    for (label, setting, header) in [
+        (
+            "advst",
+            "statement_timeout",
+            "-- migrate:up transaction:false",
+        ),
+        (
+            "advis",
+            "idle_session_timeout",
+            "-- migrate:up transaction:false",
+        ),
+        ("advstw", "statement_timeout", "-- migrate:up"),
+    ] {
+        let db = TestDb::new(label);
+        let dir = folder(&[
+            (
+                "20300101000001_timeout.sql",
+                format!("{header}\nCREATE TABLE public.first (id int);\nSET {setting} = 1;\n"),
+            ),
+            (
+                "20300101000002_after.sql",
+                "-- migrate:up\nCREATE TABLE public.second (id int);\n".to_string(),
+            ),
+        ]);
+        let run = dhctl(&db.url)
+            .migrations_dir(dir.path())
+            .args(["migrate", "--no-partitions", "--format", "json"])
+            .run();
+        assert_eq!(run.code, 0, "{setting} {header}: {}", run.stdout);
+        assert_eq!(
+            db.history(),
+            vec![20300101000001, 20300101000002],
+            "{setting} {header}"
+        );
+        assert_eq!(
+            db.tables(),
+            vec!["first", "refinery_schema_history", "second"]
+        );
+    }
+}
