@@ -7,6 +7,7 @@
 //! ([`crate::db::restore_session`]): whatever the migration SET (search_path, a role,
 //! lock_timeout = 0, read-only defaults …) neither changes how dhctl records it nor outlives it.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio_postgres::types::Type;
@@ -16,6 +17,15 @@ use super::catalog::{Section, Transaction};
 use super::history::{self, TableName};
 use crate::db::restore_session;
 use crate::db::retry::{self, is_lock_timeout};
+
+/// True while a `transaction:false` section (or its bookkeeping) runs: an interrupt then
+/// leaves the statements before the cancelled one in place.
+static OUTSIDE_TRANSACTION: AtomicBool = AtomicBool::new(false);
+
+/// Whether a `transaction:false` section was running (for the interrupt's message).
+pub fn outside_transaction_in_flight() -> bool {
+    OUTSIDE_TRANSACTION.load(Ordering::SeqCst)
+}
 
 /// What dhctl records once the section ran.
 pub enum Bookkeeping<'a> {
@@ -44,6 +54,25 @@ pub struct Failure {
     pub error: tokio_postgres::Error,
     pub statement: Option<usize>,
     pub attempts: u32,
+    /// Which step failed, so that the message says what happened (see [`account`]).
+    pub stage: Stage,
+}
+
+/// The step of running a section that failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// A statement of the section, or dhctl's check of what the section left (`statement` set).
+    Section,
+    /// Opening dhctl's transaction, or putting dhctl's session back after the section.
+    Session,
+    /// The history write (the INSERT of an up, the DELETE of a down).
+    History,
+    /// The check that dhctl still holds its advisory lock; `recorded`: the history write had
+    /// already succeeded outside a transaction, so it stays.
+    Lock { recorded: bool },
+    /// The COMMIT of the section's transaction (a deferred constraint or trigger, a
+    /// serialization failure).
+    Commit,
 }
 
 impl Run<'_> {
@@ -79,7 +108,7 @@ impl Run<'_> {
             .client
             .simple_query("BEGIN; SELECT pg_catalog.txid_current()::pg_catalog.text")
             .await
-            .map_err(|e| failure(e, None))?
+            .map_err(|e| failure(e, None, Stage::Session))?
             .iter()
             .find_map(|m| match m {
                 tokio_postgres::SimpleQueryMessage::Row(row) => {
@@ -105,11 +134,11 @@ impl Run<'_> {
             // would cancel it.
             restore_session(self.client, self.lock_timeout)
                 .await
-                .map_err(|e| failure(e, None))?;
+                .map_err(|e| failure(e, None, Stage::Session))?;
             self.client
                 .batch_execute(&escaped_sql(xid))
                 .await
-                .map_err(|e| failure(e, Some(section.sql.len())))?;
+                .map_err(|e| failure(e, Some(section.sql.len()), Stage::Section))?;
             self.finish(book, Transaction::Wrapped).await
         }
         .await;
@@ -128,6 +157,20 @@ impl Run<'_> {
         book: &Bookkeeping<'_>,
         on_retry: &dyn Fn(u32),
     ) -> Result<u32, Failure> {
+        // Cleared by hand, not by a guard's Drop: after SIGINT the runner's future is dropped
+        // before main asks, and the flag must still say a section was in flight.
+        OUTSIDE_TRANSACTION.store(true, Ordering::SeqCst);
+        let outcome = self.unwrapped_inner(section, book, on_retry).await;
+        OUTSIDE_TRANSACTION.store(false, Ordering::SeqCst);
+        outcome
+    }
+
+    async fn unwrapped_inner(
+        &self,
+        section: &Section,
+        book: &Bookkeeping<'_>,
+        on_retry: &dyn Fn(u32),
+    ) -> Result<u32, Failure> {
         let attempts = async {
             let attempts = self
                 .statements(section, on_retry, self.retries, true)
@@ -138,13 +181,13 @@ impl Run<'_> {
             // is rolled back with it, below.)
             restore_session(self.client, self.lock_timeout)
                 .await
-                .map_err(|e| failure(e, None))?;
+                .map_err(|e| failure(e, None, Stage::Session))?;
             // A section that opened a transaction and did not close it would take dhctl's
             // history row into that transaction, to be rolled back when the session ends.
             self.client
                 .batch_execute(CLOSED_TRANSACTION)
                 .await
-                .map_err(|e| failure(e, Some(section.sql.len())))?;
+                .map_err(|e| failure(e, Some(section.sql.len()), Stage::Section))?;
             Ok(attempts)
         }
         .await;
@@ -194,6 +237,7 @@ impl Run<'_> {
                         error,
                         statement: Some(statement.offset),
                         attempts,
+                        stage: Stage::Section,
                     })
                 }
             }
@@ -247,10 +291,12 @@ impl Run<'_> {
             commit,
         )
         .await;
-        restored.map_err(|e| failure(e, None))?;
-        written.map_err(|e| failure(e, None))?;
-        held.map_err(|e| failure(e, None))?;
-        committed.map_err(|e| failure(e, None))
+        restored.map_err(|e| failure(e, None, Stage::Session))?;
+        // Outside a transaction the history write stands even when the lock check fails.
+        let recorded = mode == Transaction::None;
+        written.map_err(|e| failure(e, None, Stage::History))?;
+        held.map_err(|e| failure(e, None, Stage::Lock { recorded }))?;
+        committed.map_err(|e| failure(e, None, Stage::Commit))
     }
 }
 
@@ -305,11 +351,108 @@ fn still_locked_sql() -> String {
     )
 }
 
-fn failure(error: tokio_postgres::Error, statement: Option<usize>) -> Failure {
+fn failure(error: tokio_postgres::Error, statement: Option<usize>, stage: Stage) -> Failure {
     Failure {
         error,
         statement,
         attempts: 1,
+        stage,
+    }
+}
+
+/// What a failure outside the section's own statements means, in words: the error's context,
+/// what of the migration stayed, and what to do.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Account {
+    pub context: String,
+    pub kept: String,
+    pub advice: String,
+}
+
+/// [`Account`] for a failure at `stage` (not [`Stage::Section`]) of the up (`up`) or down
+/// section of `file`, run in `mode`, with SQLSTATE `code`.
+pub fn account(
+    stage: Stage,
+    code: Option<&tokio_postgres::error::SqlState>,
+    mode: Transaction,
+    up: bool,
+    file: &str,
+    table: &TableName,
+) -> Account {
+    use tokio_postgres::error::SqlState;
+    let doing = if up { "migration" } else { "rolling back" };
+    let (record, recorded, not_recorded) = if up {
+        (
+            format!("recording it in {table}"),
+            format!("it was recorded in {table}"),
+            "it was not recorded",
+        )
+    } else {
+        (
+            format!("removing it from {table}"),
+            format!("it was removed from {table}"),
+            "it is still recorded as applied",
+        )
+    };
+    let section = if up { "it" } else { "the down section" };
+    let nothing = match mode {
+        Transaction::Wrapped => format!("nothing of {section} was kept"),
+        Transaction::None => format!(
+            "{section} runs outside a transaction (transaction:false): its statements were kept"
+        ),
+    };
+    let again = if up {
+        "dhctl migrate"
+    } else {
+        "dhctl rollback"
+    };
+    match stage {
+        Stage::Commit => Account {
+            context: format!("{doing} {file} failed at COMMIT"),
+            kept: format!(
+                "the transaction could not commit (a deferred constraint or trigger, or a \
+                 serialization failure): nothing of {section} was kept and {not_recorded}"
+            ),
+            advice: format!("fix what the COMMIT rejected, then run {again} again"),
+        },
+        Stage::Lock { recorded: was } => Account {
+            context: format!("{doing} {file} failed dhctl's check of its advisory lock"),
+            kept: if mode == Transaction::Wrapped {
+                format!("nothing of {section} was kept and {not_recorded}")
+            } else if was {
+                format!("{nothing}, and {recorded}")
+            } else {
+                format!("{nothing}, but {not_recorded}")
+            },
+            advice: "other runners may have migrated meanwhile: check dhctl status before \
+                     running again"
+                .into(),
+        },
+        Stage::History if code == Some(&SqlState::READ_ONLY_SQL_TRANSACTION) => Account {
+            context: format!(
+                "{doing} {file} made its transaction read-only, so dhctl failed {record}"
+            ),
+            kept: format!("{nothing}; {not_recorded}"),
+            advice: format!(
+                "remove SET transaction_read_only / SET TRANSACTION READ ONLY from the file (dhctl \
+                 writes history in the migration's transaction), then run {again} again"
+            ),
+        },
+        Stage::History => Account {
+            context: format!("{doing} {file} failed while {record}"),
+            kept: format!("{nothing}; {not_recorded}"),
+            advice: format!("check the role's privileges on {table}, then run {again} again"),
+        },
+        Stage::Session | Stage::Section => Account {
+            context: format!(
+                "{doing} {file} failed while dhctl opened its transaction or restored its session"
+            ),
+            kept: format!("{nothing}; {not_recorded}"),
+            advice: format!(
+                "run {again} again; if it repeats, the server ended the session (a timeout the \
+                 role or database sets, or a terminated backend)"
+            ),
+        },
     }
 }
 
@@ -357,7 +500,51 @@ fn block_comment_end(text: &str) -> Option<usize> {
 
 #[cfg(test)]
 mod tests {
-    use super::code_start;
+    use super::*;
+    use tokio_postgres::error::SqlState;
+
+    fn table() -> TableName {
+        TableName::parse("public.refinery_schema_history").unwrap()
+    }
+
+    #[test]
+    fn bookkeeping_failures_say_what_happened() {
+        let t = table();
+        let commit = account(Stage::Commit, None, Transaction::Wrapped, true, "f.sql", &t);
+        assert!(commit.context.contains("failed at COMMIT"), "{commit:?}");
+        assert!(commit.kept.contains("nothing of it was kept"), "{commit:?}");
+        let ro = account(
+            Stage::History,
+            Some(&SqlState::READ_ONLY_SQL_TRANSACTION),
+            Transaction::Wrapped,
+            true,
+            "f.sql",
+            &t,
+        );
+        assert!(ro.context.contains("read-only"), "{ro:?}");
+        assert!(!ro.advice.contains("privileges"), "{ro:?}");
+        let lock = account(
+            Stage::Lock { recorded: true },
+            None,
+            Transaction::None,
+            true,
+            "f.sql",
+            &t,
+        );
+        assert!(lock.kept.contains("it was recorded"), "{lock:?}");
+        let lock = account(
+            Stage::Lock { recorded: false },
+            None,
+            Transaction::Wrapped,
+            false,
+            "f.sql",
+            &t,
+        );
+        assert!(lock.kept.contains("still recorded as applied"), "{lock:?}");
+        let history = account(Stage::History, None, Transaction::None, true, "f.sql", &t);
+        assert!(history.advice.contains("privileges"), "{history:?}");
+        assert!(history.kept.contains("were kept"), "{history:?}");
+    }
 
     #[test]
     fn code_starts_after_leading_comments() {

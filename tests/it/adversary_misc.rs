@@ -199,3 +199,121 @@ fn a_section_ending_with_a_one_millisecond_timeout_is_recorded() {
         );
     }
 }
+
+/// Runs `migrate --format json` on `files` and returns (exit code, error message with its hint).
+fn failed_migrate(db: &TestDb, files: &[(&str, String)]) -> (i32, String) {
+    let dir = folder(files);
+    let run = dhctl(&db.url)
+        .migrations_dir(dir.path())
+        .args(["migrate", "--no-partitions", "--format", "json"])
+        .run();
+    let error = &run.json()["error"];
+    (run.code, format!("{} {}", error["message"], error["hint"]))
+}
+
+#[test]
+fn a_deferred_constraint_failing_at_commit_says_the_commit_failed() {
+    let db = TestDb::new("advcommit");
+    let (code, message) = failed_migrate(
+        &db,
+        &[(
+            "20300101000001_deferred.sql",
+            "-- migrate:up\n\
+             CREATE TABLE public.parent (id int PRIMARY KEY);\n\
+             CREATE TABLE public.child (parent int REFERENCES public.parent \
+               DEFERRABLE INITIALLY DEFERRED);\n\
+             INSERT INTO public.child VALUES (1);\n"
+                .to_string(),
+        )],
+    );
+    assert_eq!(code, 2, "{message}");
+    assert!(message.contains("failed at COMMIT"), "{message}");
+    assert!(message.contains("nothing of it was kept"), "{message}");
+    assert!(!message.contains("privileges"), "{message}");
+    assert_eq!(db.value("SELECT to_regclass('public.child') IS NULL"), "t");
+}
+
+#[test]
+fn a_migration_that_makes_its_transaction_read_only_is_named() {
+    let db = TestDb::new("advro");
+    let (code, message) = failed_migrate(
+        &db,
+        &[(
+            "20300101000001_ro.sql",
+            "-- migrate:up\nCREATE TABLE public.made (id int);\nSET transaction_read_only = on;\n"
+                .to_string(),
+        )],
+    );
+    assert_eq!(code, 2, "{message}");
+    assert!(
+        message.contains("made its transaction read-only"),
+        "{message}"
+    );
+    assert!(!message.contains("privileges"), "{message}");
+    assert_eq!(db.value("SELECT to_regclass('public.made') IS NULL"), "t");
+}
+
+#[test]
+fn releasing_the_lock_outside_a_transaction_says_it_was_recorded() {
+    let db = TestDb::new("advunlock");
+    let (code, message) = failed_migrate(
+        &db,
+        &[(
+            "20300101000001_unlock.sql",
+            "-- migrate:up transaction:false\nCREATE TABLE public.made (id int);\n\
+             SELECT pg_advisory_unlock_all();\n"
+                .to_string(),
+        )],
+    );
+    assert_eq!(code, 2, "{message}");
+    assert!(
+        message.contains("released dhctl's advisory lock"),
+        "{message}"
+    );
+    assert!(message.contains("it was recorded"), "{message}");
+    assert!(!message.contains("privileges"), "{message}");
+    assert_eq!(db.history(), vec![20300101000001]);
+}
+
+#[test]
+fn sigint_during_a_transaction_false_migration_says_earlier_statements_were_kept() {
+    let db = TestDb::new("advsigint");
+    let dir = folder(&[(
+        "20300101000001_slow.sql",
+        "-- migrate:up transaction:false\nCREATE TABLE public.made (id int);\n\
+         SELECT pg_sleep(60);\n"
+            .to_string(),
+    )]);
+    let child = dhctl(&db.url)
+        .migrations_dir(dir.path())
+        .args(["migrate", "--no-partitions", "--format", "json"])
+        .spawn();
+    let sleeping = format!(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = '{}' AND wait_event = 'PgSleep'",
+        db.name
+    );
+    assert!(
+        wait_until(std::time::Duration::from_secs(30), || db.value(&sleeping)
+            == "1"),
+        "the migration never reached its sleep"
+    );
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+    let message = report["error"]["message"].as_str().unwrap();
+    assert!(message.contains("were kept"), "{message}");
+    assert!(
+        !message.contains("its transaction rolled back"),
+        "{message}"
+    );
+    assert_eq!(
+        db.value("SELECT to_regclass('public.made') IS NOT NULL"),
+        "t"
+    );
+}
