@@ -317,3 +317,42 @@ fn sigint_during_a_transaction_false_migration_says_earlier_statements_were_kept
         "t"
     );
 }
+
+/// A migration that uses the extension the role cannot create does not rebuild without it: the
+/// schema check is skipped with the reason, and the other checks still decide.
+#[test]
+fn a_migration_using_an_extension_the_role_cannot_create_skips_only_the_schema_check() {
+    let owner = creator("advextuse");
+    let db = TestDb::owned_by("advextuse", &owner);
+    let url = owner.url_for(&db);
+    db.exec("CREATE EXTENSION pg_buffercache");
+    let dir = migrations_with(&[(
+        "20300101000001_buffers.sql",
+        "-- migrate:up\nCREATE VIEW public.buffers AS SELECT count(*) AS n FROM pg_buffercache;\n",
+    )]);
+    dhctl(&url)
+        .args(["migrate", "--no-create-database"])
+        .migrations_dir(dir.path())
+        .run()
+        .expect_code(0);
+    let run = dhctl(&url)
+        .args(["verify", "--format", "json"])
+        .migrations_dir(dir.path())
+        .run();
+    run.expect_code(0);
+    let report = run.json();
+    let schema = check(&report, "schema");
+    assert_eq!(schema["status"], "skipped", "{report:#}");
+    assert!(
+        schema["summary"]
+            .as_str()
+            .unwrap()
+            .contains("pg_buffercache"),
+        "{schema:#}"
+    );
+    for other in ["history", "pending", "partitions", "fingerprint"] {
+        assert_eq!(check(&report, other)["status"], "pass", "{other}");
+    }
+    drop(db);
+    drop(owner);
+}
