@@ -69,6 +69,11 @@ pub enum Error {
     #[error("interrupted; the statement in flight was cancelled and its transaction rolled back")]
     Interrupted,
 
+    /// Like [`Error::Interrupted`], during a `transaction:false` section: what ran before the
+    /// cancelled statement stays.
+    #[error("interrupted during a transaction:false migration; the statement in flight was cancelled, the section's statements before it were kept, and the migration may not be recorded: check the database and dhctl status before running again")]
+    InterruptedOutsideTransaction,
+
     /// Several independent units failed (e.g. partition maintenance of several tables).
     #[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))]
     Many(Vec<Error>),
@@ -125,7 +130,7 @@ impl Error {
         match self {
             Error::LockBusy { .. } => 3,
             Error::Drift { .. } => 4,
-            Error::Interrupted => 130,
+            Error::Interrupted | Error::InterruptedOutsideTransaction => 130,
             Error::Many(errors) => errors.iter().map(Error::exit_code).max().unwrap_or(2),
             Error::Usage { .. }
             | Error::Catalog { .. }

@@ -101,7 +101,12 @@ async fn run_until_signal(cli: Cli) -> Result<i32> {
         () = signal => {
             dhctl::db::cancel_in_flight().await;
             dhctl::verify::scratch::drop_after_interrupt().await;
-            Err(Error::Interrupted)
+            // The run's future is dropped by now; the flag it left says where it was.
+            if dhctl::migrations::execute::outside_transaction_in_flight() {
+                Err(Error::InterruptedOutsideTransaction)
+            } else {
+                Err(Error::Interrupted)
+            }
         }
     }
 }

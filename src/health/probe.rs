@@ -38,6 +38,16 @@ pub fn parse_url(url: &str) -> Result<Target, ProbeError> {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
     };
+    // user:password@ in a probe URL is a mistake (the probe sends no credentials): refuse it
+    // before anything else looks at the authority, and never echo it (no message below may
+    // contain any part of it, the password included).
+    if authority.contains('@') {
+        return Err(ProbeError::BadUrl(
+            "--check-url must not contain a user name or password (user:password@); the \
+             health endpoints take none: give http://host:port/path"
+                .into(),
+        ));
+    }
     let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
         let (host, after) = v6
             .split_once(']')
@@ -174,6 +184,22 @@ mod tests {
         assert!(parse_url("http://:99/").is_err());
         assert!(parse_url("http://h:notaport/").is_err());
         assert!(parse_url("http://h/a b").is_err());
+        // A path may hold an @; the authority may not.
+        assert_eq!(parse_url("http://h/a@b").unwrap().path, "/a@b");
+    }
+
+    #[test]
+    fn userinfo_is_a_usage_error_that_never_echoes_it() {
+        for url in [
+            "http://u:SECRETX@127.0.0.1:1/",
+            "http://u:SECRETX@127.0.0.1/",
+            "http://u:SECRETX@[::1]:1/health",
+            "http://SECRETX@h",
+        ] {
+            let err = parse_url(url).unwrap_err();
+            assert!(matches!(err, ProbeError::BadUrl(_)), "{url}");
+            assert!(!err.to_string().contains("SECRETX"), "{url}: {err}");
+        }
     }
 
     #[test]

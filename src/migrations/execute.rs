@@ -7,6 +7,7 @@
 //! ([`crate::db::restore_session`]): whatever the migration SET (search_path, a role,
 //! lock_timeout = 0, read-only defaults …) neither changes how dhctl records it nor outlives it.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio_postgres::types::Type;
@@ -16,6 +17,15 @@ use super::catalog::{Section, Transaction};
 use super::history::{self, TableName};
 use crate::db::restore_session;
 use crate::db::retry::{self, is_lock_timeout};
+
+/// True while a `transaction:false` section (or its bookkeeping) runs: an interrupt then
+/// leaves the statements before the cancelled one in place.
+static OUTSIDE_TRANSACTION: AtomicBool = AtomicBool::new(false);
+
+/// Whether a `transaction:false` section was running (for the interrupt's message).
+pub fn outside_transaction_in_flight() -> bool {
+    OUTSIDE_TRANSACTION.load(Ordering::SeqCst)
+}
 
 /// What dhctl records once the section ran.
 pub enum Bookkeeping<'a> {
@@ -44,6 +54,25 @@ pub struct Failure {
     pub error: tokio_postgres::Error,
     pub statement: Option<usize>,
     pub attempts: u32,
+    /// Which step failed, so that the message says what happened (see [`account`]).
+    pub stage: Stage,
+}
+
+/// The step of running a section that failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// A statement of the section, or dhctl's check of what the section left (`statement` set).
+    Section,
+    /// Opening dhctl's transaction, or putting dhctl's session back after the section.
+    Session,
+    /// The history write (the INSERT of an up, the DELETE of a down).
+    History,
+    /// The check that dhctl still holds its advisory lock; `recorded`: the history write had
+    /// already succeeded outside a transaction, so it stays.
+    Lock { recorded: bool },
+    /// The COMMIT of the section's transaction (a deferred constraint or trigger, a
+    /// serialization failure).
+    Commit,
 }
 
 impl Run<'_> {
@@ -79,7 +108,7 @@ impl Run<'_> {
             .client
             .simple_query("BEGIN; SELECT pg_catalog.txid_current()::pg_catalog.text")
             .await
-            .map_err(|e| failure(e, None))?
+            .map_err(|e| failure(e, None, Stage::Session))?
             .iter()
             .find_map(|m| match m {
                 tokio_postgres::SimpleQueryMessage::Row(row) => {
@@ -89,7 +118,7 @@ impl Run<'_> {
             })
             .unwrap_or(0);
         let outcome = async {
-            if let Err(mut failed) = self.statements(section, &|_| {}, 0).await {
+            if let Err(mut failed) = self.statements(section, &|_| {}, 0, false).await {
                 // Still in dhctl's (now aborted) transaction, the check fails with 25P02 and the
                 // statement's own error stands; out of it, the escape is the error to report
                 // (and no lock_timeout retry may run the committed part again).
@@ -101,10 +130,15 @@ impl Run<'_> {
                 }
                 return Err(failed);
             }
+            // dhctl's session before dhctl's check: a migration's `SET statement_timeout = 1`
+            // would cancel it.
+            restore_session(self.client, self.lock_timeout)
+                .await
+                .map_err(|e| failure(e, None, Stage::Session))?;
             self.client
                 .batch_execute(&escaped_sql(xid))
                 .await
-                .map_err(|e| failure(e, Some(section.sql.len())))?;
+                .map_err(|e| failure(e, Some(section.sql.len()), Stage::Section))?;
             self.finish(book, Transaction::Wrapped).await
         }
         .await;
@@ -123,14 +157,37 @@ impl Run<'_> {
         book: &Bookkeeping<'_>,
         on_retry: &dyn Fn(u32),
     ) -> Result<u32, Failure> {
+        // Cleared by hand, not by a guard's Drop: after SIGINT the runner's future is dropped
+        // before main asks, and the flag must still say a section was in flight.
+        OUTSIDE_TRANSACTION.store(true, Ordering::SeqCst);
+        let outcome = self.unwrapped_inner(section, book, on_retry).await;
+        OUTSIDE_TRANSACTION.store(false, Ordering::SeqCst);
+        outcome
+    }
+
+    async fn unwrapped_inner(
+        &self,
+        section: &Section,
+        book: &Bookkeeping<'_>,
+        on_retry: &dyn Fn(u32),
+    ) -> Result<u32, Failure> {
         let attempts = async {
-            let attempts = self.statements(section, on_retry, self.retries).await?;
+            let attempts = self
+                .statements(section, on_retry, self.retries, true)
+                .await?;
+            // dhctl's session first, then dhctl's checks: under the migration's own settings a
+            // `SET statement_timeout = 1` cancels the check, and the migration would stay
+            // applied and unrecorded. (Inside a transaction the section left open this RESET
+            // is rolled back with it, below.)
+            restore_session(self.client, self.lock_timeout)
+                .await
+                .map_err(|e| failure(e, None, Stage::Session))?;
             // A section that opened a transaction and did not close it would take dhctl's
             // history row into that transaction, to be rolled back when the session ends.
             self.client
                 .batch_execute(CLOSED_TRANSACTION)
                 .await
-                .map_err(|e| failure(e, Some(section.sql.len())))?;
+                .map_err(|e| failure(e, Some(section.sql.len()), Stage::Section))?;
             Ok(attempts)
         }
         .await;
@@ -149,15 +206,30 @@ impl Run<'_> {
 
     /// Sends each statement on its own, each retried up to `retries` times on lock_timeout
     /// (0 inside a transaction, which is retried whole). Returns the most attempts one took.
+    /// With `settle`, the last statement is followed, in the same round trip, by
+    /// [`SETTLE`]: a section whose last statement is `SET idle_session_timeout = 1` would
+    /// otherwise get the session killed while dhctl's next message is on its way.
     async fn statements(
         &self,
         section: &Section,
         on_retry: &dyn Fn(u32),
         retries: u32,
+        settle: bool,
     ) -> Result<u32, Failure> {
         let mut most = 1;
-        for statement in super::split::split(&section.sql) {
-            let outcome = retry::batch_execute(self.client, statement.sql, retries, on_retry).await;
+        let statements = super::split::split(&section.sql);
+        let count = statements.len();
+        for (i, statement) in statements.into_iter().enumerate() {
+            let run = retry::batch_execute(self.client, statement.sql, retries, on_retry);
+            let outcome = if settle && i + 1 == count {
+                // Polled in order: the statement is sent first, SETTLE right behind it. Its
+                // own outcome does not matter (the session is restored next anyway).
+                let (outcome, _) =
+                    futures_util::future::join(run, self.client.batch_execute(SETTLE)).await;
+                outcome
+            } else {
+                run.await
+            };
             match outcome {
                 Ok(attempts) => most = most.max(attempts),
                 Err((error, attempts)) => {
@@ -165,6 +237,7 @@ impl Run<'_> {
                         error,
                         statement: Some(statement.offset),
                         attempts,
+                        stage: Stage::Section,
                     })
                 }
             }
@@ -218,12 +291,21 @@ impl Run<'_> {
             commit,
         )
         .await;
-        restored.map_err(|e| failure(e, None))?;
-        written.map_err(|e| failure(e, None))?;
-        held.map_err(|e| failure(e, None))?;
-        committed.map_err(|e| failure(e, None))
+        restored.map_err(|e| failure(e, None, Stage::Session))?;
+        // Outside a transaction the history write stands even when the lock check fails.
+        let recorded = mode == Transaction::None;
+        written.map_err(|e| failure(e, None, Stage::History))?;
+        held.map_err(|e| failure(e, None, Stage::Lock { recorded }))?;
+        committed.map_err(|e| failure(e, None, Stage::Commit))
     }
 }
+
+/// The timeouts that could end dhctl's session, or cancel its bookkeeping, before it restores
+/// the session after a `transaction:false` section: each SET is microseconds, well under any
+/// timeout. idle_session_timeout exists from PostgreSQL 14 on; set only where it exists.
+const SETTLE: &str = "SET statement_timeout = 0; \
+    SELECT pg_catalog.set_config('idle_session_timeout', '0', false) \
+    WHERE pg_catalog.current_setting('idle_session_timeout', true) IS NOT NULL";
 
 /// Fails (SQLSTATE 25001) when the session is inside a transaction block that an earlier
 /// statement opened: a transaction that started with this statement has its start time equal to
@@ -269,11 +351,108 @@ fn still_locked_sql() -> String {
     )
 }
 
-fn failure(error: tokio_postgres::Error, statement: Option<usize>) -> Failure {
+fn failure(error: tokio_postgres::Error, statement: Option<usize>, stage: Stage) -> Failure {
     Failure {
         error,
         statement,
         attempts: 1,
+        stage,
+    }
+}
+
+/// What a failure outside the section's own statements means, in words: the error's context,
+/// what of the migration stayed, and what to do.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Account {
+    pub context: String,
+    pub kept: String,
+    pub advice: String,
+}
+
+/// [`Account`] for a failure at `stage` (not [`Stage::Section`]) of the up (`up`) or down
+/// section of `file`, run in `mode`, with SQLSTATE `code`.
+pub fn account(
+    stage: Stage,
+    code: Option<&tokio_postgres::error::SqlState>,
+    mode: Transaction,
+    up: bool,
+    file: &str,
+    table: &TableName,
+) -> Account {
+    use tokio_postgres::error::SqlState;
+    let doing = if up { "migration" } else { "rolling back" };
+    let (record, recorded, not_recorded) = if up {
+        (
+            format!("recording it in {table}"),
+            format!("it was recorded in {table}"),
+            "it was not recorded",
+        )
+    } else {
+        (
+            format!("removing it from {table}"),
+            format!("it was removed from {table}"),
+            "it is still recorded as applied",
+        )
+    };
+    let section = if up { "it" } else { "the down section" };
+    let nothing = match mode {
+        Transaction::Wrapped => format!("nothing of {section} was kept"),
+        Transaction::None => format!(
+            "{section} runs outside a transaction (transaction:false): its statements were kept"
+        ),
+    };
+    let again = if up {
+        "dhctl migrate"
+    } else {
+        "dhctl rollback"
+    };
+    match stage {
+        Stage::Commit => Account {
+            context: format!("{doing} {file} failed at COMMIT"),
+            kept: format!(
+                "the transaction could not commit (a deferred constraint or trigger, or a \
+                 serialization failure): nothing of {section} was kept and {not_recorded}"
+            ),
+            advice: format!("fix what the COMMIT rejected, then run {again} again"),
+        },
+        Stage::Lock { recorded: was } => Account {
+            context: format!("{doing} {file} failed dhctl's check of its advisory lock"),
+            kept: if mode == Transaction::Wrapped {
+                format!("nothing of {section} was kept and {not_recorded}")
+            } else if was {
+                format!("{nothing}, and {recorded}")
+            } else {
+                format!("{nothing}, but {not_recorded}")
+            },
+            advice: "other runners may have migrated meanwhile: check dhctl status before \
+                     running again"
+                .into(),
+        },
+        Stage::History if code == Some(&SqlState::READ_ONLY_SQL_TRANSACTION) => Account {
+            context: format!(
+                "{doing} {file} made its transaction read-only, so dhctl failed {record}"
+            ),
+            kept: format!("{nothing}; {not_recorded}"),
+            advice: format!(
+                "remove SET transaction_read_only / SET TRANSACTION READ ONLY from the file (dhctl \
+                 writes history in the migration's transaction), then run {again} again"
+            ),
+        },
+        Stage::History => Account {
+            context: format!("{doing} {file} failed while {record}"),
+            kept: format!("{nothing}; {not_recorded}"),
+            advice: format!("check the role's privileges on {table}, then run {again} again"),
+        },
+        Stage::Session | Stage::Section => Account {
+            context: format!(
+                "{doing} {file} failed while dhctl opened its transaction or restored its session"
+            ),
+            kept: format!("{nothing}; {not_recorded}"),
+            advice: format!(
+                "run {again} again; if it repeats, the server ended the session (a timeout the \
+                 role or database sets, or a terminated backend)"
+            ),
+        },
     }
 }
 
@@ -321,7 +500,51 @@ fn block_comment_end(text: &str) -> Option<usize> {
 
 #[cfg(test)]
 mod tests {
-    use super::code_start;
+    use super::*;
+    use tokio_postgres::error::SqlState;
+
+    fn table() -> TableName {
+        TableName::parse("public.refinery_schema_history").unwrap()
+    }
+
+    #[test]
+    fn bookkeeping_failures_say_what_happened() {
+        let t = table();
+        let commit = account(Stage::Commit, None, Transaction::Wrapped, true, "f.sql", &t);
+        assert!(commit.context.contains("failed at COMMIT"), "{commit:?}");
+        assert!(commit.kept.contains("nothing of it was kept"), "{commit:?}");
+        let ro = account(
+            Stage::History,
+            Some(&SqlState::READ_ONLY_SQL_TRANSACTION),
+            Transaction::Wrapped,
+            true,
+            "f.sql",
+            &t,
+        );
+        assert!(ro.context.contains("read-only"), "{ro:?}");
+        assert!(!ro.advice.contains("privileges"), "{ro:?}");
+        let lock = account(
+            Stage::Lock { recorded: true },
+            None,
+            Transaction::None,
+            true,
+            "f.sql",
+            &t,
+        );
+        assert!(lock.kept.contains("it was recorded"), "{lock:?}");
+        let lock = account(
+            Stage::Lock { recorded: false },
+            None,
+            Transaction::Wrapped,
+            false,
+            "f.sql",
+            &t,
+        );
+        assert!(lock.kept.contains("still recorded as applied"), "{lock:?}");
+        let history = account(Stage::History, None, Transaction::None, true, "f.sql", &t);
+        assert!(history.advice.contains("privileges"), "{history:?}");
+        assert!(history.kept.contains("were kept"), "{history:?}");
+    }
 
     #[test]
     fn code_starts_after_leading_comments() {

@@ -268,6 +268,24 @@ fn migration_error(m: &Migration, failure: &execute::Failure, table: &TableName)
             detail.message, failure.attempts
         );
     }
+    if failure.statement.is_none() && !lock_timeout {
+        let account = execute::account(
+            failure.stage,
+            pg.code(),
+            m.up.transaction,
+            true,
+            &m.file,
+            table,
+        );
+        detail.hint = Some(match detail.hint.take() {
+            Some(server_hint) => format!("{server_hint}\n{}; {}", account.kept, account.advice),
+            None => format!("{}; {}", account.kept, account.advice),
+        });
+        return Error::Sql {
+            context: account.context,
+            detail,
+        };
+    }
     let escaped = pg.code() == Some(&tokio_postgres::error::SqlState::INVALID_TRANSACTION_STATE);
     let kept = match m.up.transaction {
         Transaction::Wrapped if escaped => {

@@ -218,14 +218,26 @@ async fn undo(
             detail.message, failure.attempts
         );
     }
+    if failure.statement.is_none() && !is_lock_timeout(pg) {
+        let account = execute::account(
+            failure.stage,
+            pg.code(),
+            down.transaction,
+            false,
+            &m.file,
+            table,
+        );
+        detail.hint = Some(match detail.hint.take() {
+            Some(server_hint) => format!("{server_hint}\n{}; {}", account.kept, account.advice),
+            None => format!("{}; {}", account.kept, account.advice),
+        });
+        return Err(Error::Sql {
+            context: account.context,
+            detail,
+        });
+    }
     Err(Error::Sql {
-        context: match failure.statement {
-            Some(_) => format!("rolling back {} failed", m.file),
-            None => format!(
-                "rolling back {} failed while removing it from {table}",
-                m.file
-            ),
-        },
+        context: format!("rolling back {} failed", m.file),
         detail,
     })
 }

@@ -17,6 +17,9 @@ pub struct Facts {
     pub extension_schemas: Vec<String>,
     /// The live database's extensions other than plpgsql: (name, schema, version).
     pub extensions: Vec<(String, String, String)>,
+    /// Those of [`Facts::extensions`] this role may not create (untrusted, superuser-only, and
+    /// the role is no superuser): the rebuild skips them with a note instead of failing.
+    pub uncreatable: Vec<String>,
     /// The search_path the role's sessions start with (what `migrate` ran the migrations with).
     pub replay_path: String,
     /// A standby, or default_transaction_read_only: no database can be created from here.
@@ -43,6 +46,8 @@ impl Facts {
 
 /// Reads the [`Facts`] (one round trip).
 pub async fn facts(client: &Client, history_table: &str) -> Result<Facts> {
+    // The last column: `trusted` exists from PostgreSQL 13 on, read through to_jsonb so that
+    // older servers still parse the query (and count no extension as trusted).
     let rows = client
         .query(
             "SELECT coalesce((SELECT n.nspname FROM pg_class c \
@@ -60,7 +65,15 @@ pub async fn facts(client: &Client, history_table: &str) -> Result<Facts> {
                     ARRAY(SELECT e.extnamespace::regnamespace::text FROM pg_extension e \
                           WHERE e.extname <> 'plpgsql' ORDER BY e.extname), \
                     ARRAY(SELECT e.extversion FROM pg_extension e \
-                          WHERE e.extname <> 'plpgsql' ORDER BY e.extname)",
+                          WHERE e.extname <> 'plpgsql' ORDER BY e.extname), \
+                    ARRAY(SELECT e.extname::text FROM pg_extension e \
+                          JOIN pg_available_extension_versions v \
+                            ON v.name = e.extname AND v.version = e.extversion \
+                          WHERE e.extname <> 'plpgsql' AND v.superuser \
+                            AND NOT coalesce((to_jsonb(v) ->> 'trusted')::bool, false) \
+                            AND NOT coalesce((SELECT rolsuper FROM pg_roles \
+                                              WHERE rolname = current_user), false) \
+                          ORDER BY e.extname)",
             &[&history_table],
         )
         .await
@@ -84,6 +97,7 @@ pub async fn facts(client: &Client, history_table: &str) -> Result<Facts> {
         replay_path: row.get::<_, Option<String>>(2).unwrap_or_default(),
         read_only: row.get(3),
         may_create_database: row.get(4),
+        uncreatable: row.get(8),
         extensions: names
             .into_iter()
             .zip(schemas)
@@ -103,6 +117,7 @@ mod tests {
             live: "public".into(),
             extension_schemas: vec!["public".into(), "ext\"s".into()],
             extensions: Vec::new(),
+            uncreatable: Vec::new(),
             replay_path: String::new(),
             read_only: false,
             may_create_database: true,

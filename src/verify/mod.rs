@@ -283,11 +283,28 @@ async fn gather<'a>(
                 let rebuilt = db.rebuild(&build, &facts, cfg.lock_timeout).await;
                 // Dropped on every path, the failed rebuild's included.
                 let closing = db.close(client).await;
-                let (snapshot, notes) = rebuilt?;
                 build_notes.extend(closing);
-                build_notes.extend(notes);
-                build_notes.extend(build.notes);
-                Expected::Built(snapshot)
+                match rebuilt {
+                    Ok((snapshot, notes)) => {
+                        build_notes.extend(notes);
+                        build_notes.extend(build.notes);
+                        Expected::Built(snapshot)
+                    }
+                    // An extension this role may not create was left out, and a migration
+                    // (probably one using it) did not rebuild: the schema check cannot decide,
+                    // the other checks still can.
+                    Err(e @ Error::Sql { .. }) if !facts.uncreatable.is_empty() => {
+                        Expected::Unavailable(Unavailable {
+                            reason: format!(
+                                "the migrations could not be rebuilt without the extension(s) \
+                                 {} that this role may not create (they need a superuser): {e}",
+                                facts.uncreatable.join(", ")
+                            ),
+                            fix: "run verify as a role that may create them (a superuser)".into(),
+                        })
+                    }
+                    Err(e) => return Err(e),
+                }
             }
         }
     };

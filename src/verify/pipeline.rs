@@ -49,6 +49,25 @@ pub async fn rebuild(
         if build.creates_extension(name) {
             continue;
         }
+        if facts.uncreatable.contains(name) {
+            // An administrator installed an untrusted extension: this role cannot create it,
+            // and failing here would report no check at all. Its members are not compared
+            // (the snapshot leaves extension members out on both sides); a migration that uses
+            // it fails its replay and says so.
+            parts.push((
+                Part::Setup,
+                Request::Simple(format!(
+                    "CREATE SCHEMA IF NOT EXISTS {}",
+                    quote_ident(schema)
+                )),
+            ));
+            notes.push(format!(
+                "extension {name} {version} (schema {schema}) not installed in the scratch \
+                 database: the live database has it, but it needs a superuser to create and \
+                 this role is none; its objects are not compared"
+            ));
+            continue;
+        }
         parts.push((
             Part::Extension(name),
             Request::Simple(format!(

@@ -9,8 +9,9 @@
 //! - [`Scratch::Database`]: `CREATE DATABASE dhctl_verify_<pid>_<random>` from `template0`, with
 //!   the live database's encoding and locale, when the role may create databases; dropped on
 //!   every path (`WITH (FORCE)`), on Ctrl-C too ([`drop_after_interrupt`]). A `kill -9` can leave
-//!   one behind: the name carries the creating backend's pid, and the next verify by the same
-//!   role drops those whose creator is gone and to which nobody is connected.
+//!   one behind: the name carries the creating backend's pid and the database carries a marker
+//!   comment ([`SCRATCH_MARKER`]), and the next verify by the same role drops the marked ones
+//!   whose creator is gone and to which nobody is connected.
 //! - [`Scratch::Url`]: `--scratch-url`, an empty database the role may create in; refused unless
 //!   empty, and left empty (everything is built in one transaction that is rolled back).
 //!
@@ -87,6 +88,10 @@ pub struct ScratchDb {
     pub notes: Vec<String>,
 }
 
+/// The comment verify puts on every scratch database it creates; only databases carrying it are
+/// ever dropped as left-overs. Plain ASCII, no quote: it is spliced into COMMENT ON DATABASE.
+pub const SCRATCH_MARKER: &str = "dhctl verify scratch database, dropped when verify ends";
+
 /// The database a verify created, for dropping it after Ctrl-C (the future that owns it is
 /// dropped then, so its own clean-up never runs).
 static CREATED: Mutex<Option<(DbConfig, String)>> = Mutex::new(None);
@@ -143,6 +148,19 @@ pub async fn open(
         }
         return Err(Error::sql(
             format!("creating the scratch database {name}"),
+            &e,
+        ));
+    }
+    // The marker the stale-database clean-up looks for: a database a user named like ours (with
+    // data in it) carries no such comment, so it is never dropped.
+    let mark = format!(
+        "COMMENT ON DATABASE {} IS '{SCRATCH_MARKER}'",
+        quote_ident(&name)
+    );
+    if let Err(e) = client.batch_execute(&mark).await {
+        drop_database(client, &name).await;
+        return Err(Error::sql(
+            format!("marking the scratch database {name} as verify's"),
             &e,
         ));
     }
@@ -270,21 +288,31 @@ async fn create_statement(live: &Session, name: &str) -> Result<String> {
 }
 
 /// Drops this role's scratch databases that an interrupted verify left behind: named like ours,
+/// carrying verify's marker comment (a database a user merely named like ours is never touched),
 /// owned by the role, their creating backend gone and nobody connected. Best effort: what cannot
 /// be dropped now (someone connected meanwhile) is left for the next run.
 async fn drop_stale(client: &Client) -> Vec<String> {
+    // The pid is compared as text, never cast: a name whose digits do not fit int4 would make
+    // the cast fail and stop the clean-up for every database.
     let stale = client
         .query(
             "SELECT d.datname::text FROM pg_database d \
              WHERE d.datname ~ '^dhctl_verify_[0-9]+_[0-9a-f]{16}$' \
+               AND shobj_description(d.oid, 'pg_database') = $1 \
                AND d.datdba = (SELECT oid FROM pg_roles WHERE rolname = current_user) \
                AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a \
-                               WHERE a.pid = split_part(d.datname, '_', 3)::int) \
+                               WHERE a.pid::text = split_part(d.datname, '_', 3)) \
                AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.datname = d.datname)",
-            &[],
+            &[&SCRATCH_MARKER],
         )
         .await;
-    let Ok(stale) = stale else { return Vec::new() };
+    let stale = match stale {
+        Ok(rows) => rows,
+        Err(e) => {
+            tracing::debug!(error = %e, "looking for stale scratch databases failed");
+            return Vec::new();
+        }
+    };
     let mut notes = Vec::new();
     for row in stale {
         let name: String = row.get(0);

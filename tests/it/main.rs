@@ -1,6 +1,7 @@
 //! dhctl's integration tests: one binary (one link), a module per area. Every test gets its own
 //! database on the server at DHCTL_TEST_DATABASE_URL and drives the real `dhctl` binary.
 
+mod adversary_misc;
 mod cli;
 mod cluster;
 mod connection;
