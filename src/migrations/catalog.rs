@@ -118,6 +118,7 @@ enum Kind {
     Marker,
     EmptyUp,
     Psql,
+    Transaction,
 }
 
 impl Kind {
@@ -142,6 +143,11 @@ impl Kind {
                 "sections start with `-- migrate:up` and `-- migrate:down` at the start of a line \
                  (optionally followed by transaction:false), exactly as dbmate writes them; see \
                  docs/dbmate.md"
+            }
+            Kind::Transaction => {
+                "dhctl runs each section in a transaction of its own and records it in that same \
+                 transaction: remove the BEGIN/COMMIT/ROLLBACK from the section, or mark it \
+                 `transaction:false` (and write it so that it can be rerun)"
             }
             Kind::Psql => {
                 "migrations are sent to the server as SQL, not through psql: remove psql's \\ \
@@ -442,6 +448,9 @@ fn parse_file(file: &str, bytes: &[u8]) -> std::result::Result<Migration, Proble
         ));
     }
     let (up, down) = parse_sections(&text)?;
+    for section in std::iter::once(&up).chain(down.as_ref()) {
+        ends_no_transaction(section)?;
+    }
     if up.sql.trim().is_empty() {
         return Err(problem(Kind::EmptyUp, "the up section is empty"));
     }
@@ -558,6 +567,44 @@ fn shown(line: &str) -> String {
 }
 
 type Sections = (Section, Option<Section>);
+
+/// A transactional section must not end (or start) the transaction dhctl runs it in: after a
+/// COMMIT its first part would stay committed whatever happened next (a retry would run it
+/// again), and after a ROLLBACK it would be recorded without having run. A procedure or DO
+/// block cannot end a transaction block (SQLSTATE 2D000), so the top-level statements the
+/// splitter sees are all there is to check.
+fn ends_no_transaction(section: &Section) -> std::result::Result<(), Problem> {
+    if section.transaction != Transaction::Wrapped {
+        return Ok(());
+    }
+    for statement in split::split(&section.sql) {
+        let code = &statement.sql[super::execute::code_start(statement.sql)..];
+        let mut words = code
+            .split(|c: char| c.is_whitespace() || c == ';' || c == '(')
+            .filter(|w| !w.is_empty())
+            .map(str::to_ascii_uppercase);
+        let first = words.next().unwrap_or_default();
+        let second = words.next().unwrap_or_default();
+        let ends = match first.as_str() {
+            "COMMIT" | "END" | "ABORT" | "BEGIN" => true,
+            "ROLLBACK" => !matches!(second.as_str(), "TO"),
+            "START" | "PREPARE" => second == "TRANSACTION",
+            _ => false,
+        };
+        if ends {
+            let offset = statement.offset + (statement.sql.len() - code.len());
+            let line = section.first_line + section.sql[..offset].matches('\n').count();
+            return Err(problem(
+                Kind::Transaction,
+                format!(
+                    "line {line}: `{}` would end the transaction dhctl runs this section in",
+                    code.lines().next().unwrap_or_default().trim()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
 
 fn parse_sections(text: &str) -> std::result::Result<Sections, Problem> {
     let spans = split::literal_spans(text);

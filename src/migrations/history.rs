@@ -143,7 +143,7 @@ SELECT current_schema()::text, coalesce(json_agg(json_build_object(
        ) ORDER BY n.nspname), '[]')::text
   FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
  WHERE c.relname = $2 AND ($1::text IS NULL OR n.nspname = $1)
-   AND n.nspname !~ '^pg_(toast_)?temp_'";
+   AND n.nspname::text !~ '^pg_(toast_)?temp_'";
 
 /// Finds the history table (by name in every schema, or exactly `wanted`) and checks that it
 /// can be trusted and has refinery's shape. Not found: where migrate will create it, which is

@@ -218,7 +218,7 @@ SELECT n.nspname::text, c.relname::text,
 FROM pg_class c
 JOIN pg_namespace n ON n.oid = c.relnamespace
 LEFT JOIN pg_inherits i ON i.inhrelid = c.oid AND c.relispartition
-WHERE (c.relname ~ ('^' || $1 || '_[0-9]{4}_[0-9]{2}(_[0-9]{2})?$')
+WHERE (c.relname::text ~ ('^' || $1 || '_[0-9]{4}_[0-9]{2}(_[0-9]{2})?$')
        OR (NOT c.relispartition AND obj_description(c.oid, 'pg_class') = $3))
   AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
   AND i.inhparent IS DISTINCT FROM $2

@@ -210,7 +210,7 @@ async fn open_url(cfg: &DbConfig, url: &ScratchUrl) -> Result<ScratchDb> {
             "SELECT current_database()::text, \
                     concat_ws('; ', \
                       (SELECT 'schemas ' || string_agg(nspname::text, ', ' ORDER BY nspname) \
-                       FROM pg_namespace WHERE nspname NOT LIKE 'pg\\_%' \
+                       FROM pg_namespace WHERE nspname::text NOT LIKE 'pg\\_%' \
                          AND nspname NOT IN ('information_schema', 'public')), \
                       (SELECT 'extensions ' || string_agg(extname::text, ', ' ORDER BY extname) \
                        FROM pg_extension WHERE extname <> 'plpgsql'), \
@@ -297,7 +297,7 @@ async fn drop_stale(client: &Client) -> Vec<String> {
     let stale = client
         .query(
             "SELECT d.datname::text FROM pg_database d \
-             WHERE d.datname ~ '^dhctl_verify_[0-9]+_[0-9a-f]{16}$' \
+             WHERE d.datname::text ~ '^dhctl_verify_[0-9]+_[0-9a-f]{16}$' \
                AND shobj_description(d.oid, 'pg_database') = $1 \
                AND d.datdba = (SELECT oid FROM pg_roles WHERE rolname = current_user) \
                AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a \
