@@ -123,6 +123,8 @@ pub fn select<'c>(
     let mut applied: Vec<&HistoryRow> = history.iter().collect();
     applied.sort_by_key(|h| std::cmp::Reverse(h.version));
     let chosen: Vec<&HistoryRow> = match target {
+        // Nothing applied: nothing to undo, whatever the count (as `--steps 0` and `--all` say).
+        Target::Steps(_) if applied.is_empty() => Vec::new(),
         Target::Steps(n) => {
             if n as usize > applied.len() {
                 return Err(Error::usage_hint(
@@ -130,10 +132,10 @@ pub fn select<'c>(
                         "--steps {n}: only {} migration(s) are applied; nothing was changed",
                         applied.len()
                     ),
-                    match applied.len() {
-                        0 => "there is nothing to roll back".to_string(),
-                        k => format!("--steps {k} (or --all) undoes every applied migration; `dhctl status` lists them"),
-                    },
+                    format!(
+                        "--steps {} (or --all) undoes every applied migration; `dhctl status` lists them",
+                        applied.len()
+                    ),
                 ));
             }
             applied.into_iter().take(n as usize).collect()
