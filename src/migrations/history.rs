@@ -22,6 +22,20 @@ use crate::error::{Error, Result};
 /// where it is.
 pub const TABLE: &str = "refinery_schema_history";
 
+/// An identifier as a reader would type it: bare when it needs no quotes, quoted otherwise (a
+/// schema named `a.b` must not read as two names).
+fn shown(ident: &str) -> String {
+    let plain = ident.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+        && ident
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if plain {
+        ident.to_string()
+    } else {
+        quote_ident(ident)
+    }
+}
+
 /// A schema-qualified table name, as given to `--history-table schema.name`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TableName {
@@ -204,7 +218,7 @@ pub async fn locate(
                 "this database has {} history tables: {}; dhctl cannot tell which one records the schema",
                 many.len(),
                 many.iter()
-                    .map(|c| format!("{}.{}", c.schema, c.name))
+                    .map(|c| format!("{}.{}", shown(&c.schema), shown(&c.name)))
                     .collect::<Vec<_>>()
                     .join(" and ")
             ),
