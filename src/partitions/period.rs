@@ -192,6 +192,12 @@ impl Serialize for Retention {
 /// A bound as written in DDL: `'2026-12-01 00:00:00+00'`, explicit UTC offset so the session's
 /// TimeZone cannot shift it (REFERENCE.md).
 pub fn sql_timestamp(t: DateTime<Utc>) -> String {
+    use chrono::Datelike;
+    if t.year() <= 0 {
+        // PostgreSQL writes years before 1 as `4713-01-01 … BC` (year 0 is 1 BC); chrono's
+        // ISO year (-4712) is refused as "time zone displacement out of range".
+        return format!("{:04}-{} BC", 1 - t.year(), t.format("%m-%d %H:%M:%S+00"));
+    }
     t.format("%Y-%m-%d %H:%M:%S+00").to_string()
 }
 
@@ -201,6 +207,19 @@ mod tests {
 
     fn t(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn years_before_1_are_written_as_postgresql_reads_them() {
+        use chrono::TimeZone;
+        let bc = Utc.with_ymd_and_hms(-4712, 1, 1, 0, 0, 0).unwrap();
+        assert_eq!(sql_timestamp(bc), "4713-01-01 00:00:00+00 BC");
+        let one_bc = Utc.with_ymd_and_hms(0, 12, 1, 0, 0, 0).unwrap();
+        assert_eq!(sql_timestamp(one_bc), "0001-12-01 00:00:00+00 BC");
+        assert_eq!(
+            sql_timestamp(t("2026-11-01T00:00:00Z")),
+            "2026-11-01 00:00:00+00"
+        );
     }
 
     #[test]
