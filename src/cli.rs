@@ -83,7 +83,7 @@ pub struct ConnectArgs {
     /// somewhere else. Default: refinery_schema_history, found by name in whichever schema holds
     /// it (created in the first schema of the role's search_path when there is none).
     #[arg(long, env = "DHCTL_HISTORY_TABLE", hide_env_values = true, value_name = "SCHEMA.NAME", value_parser = parse_history_table)]
-    pub history_table: Option<crate::migrations::history::TableName>,
+    pub history_table: Option<crate::db::ident::TableName>,
 }
 
 /// The dhctl advisory lock and DDL lock_timeout: the commands that change the schema.
@@ -502,8 +502,8 @@ pub struct PartitionStatusArgs {
 }
 
 /// A `--history-table` value: schema.name.
-fn parse_history_table(text: &str) -> Result<crate::migrations::history::TableName, String> {
-    crate::migrations::history::TableName::parse(text)
+fn parse_history_table(text: &str) -> Result<crate::db::ident::TableName, String> {
+    crate::db::ident::TableName::parse(text)
 }
 
 /// What a duration may be, for error messages and `--help`.

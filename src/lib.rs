@@ -11,6 +11,8 @@ pub mod health;
 pub mod migrations;
 pub mod output;
 pub mod partitions;
+pub mod progress;
+pub mod report;
 pub mod verify;
 
 /// sql/ and partitions/ as compiled into the binary (see build.rs).

@@ -9,13 +9,14 @@ use dhctl::cli::{
     Cli, Command, ConnectArgs, Format, LockArgs, MigrationsDirArg, PartitionCommand,
     PartitionsDirArg,
 };
-use dhctl::config::DbConfig;
 use dhctl::db::CreateDatabase;
-use dhctl::migrations::migrate::{self, Mode};
+use dhctl::db::DbConfig;
+use dhctl::migrations::migrate;
 use dhctl::migrations::rollback::{self, Target};
 use dhctl::migrations::{catalog, new, status_report, Source};
 use dhctl::output::{self, human, manual, progress::Reporter};
 use dhctl::partitions::{self, policy, CreateOptions, PruneOptions, Retention, RetentionMode};
+use dhctl::report::Mode;
 use dhctl::{verify, Error, Result};
 
 fn main() {

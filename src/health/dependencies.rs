@@ -9,7 +9,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, R
 
 use super::config::HealthConfig;
 use super::report::{classify, Check, Failure, Reason, Verdict};
-use crate::config::describe;
+use crate::db::describe;
 use crate::db::tls::make_connector;
 use crate::error::{describe_driver_error, Result};
 use crate::migrations::{catalog, history, status, Catalog};

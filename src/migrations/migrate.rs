@@ -11,20 +11,15 @@ use serde::Serialize;
 
 use super::catalog::{Catalog, Migration, Transaction};
 use super::execute::{self, Bookkeeping};
-use super::history::{self, HistoryRow, TableName, Use};
+use super::history::{self, HistoryRow, Use};
 use super::status::{self, State};
-use super::{Locked, Progress};
-use crate::config::DbConfig;
+use crate::db::ident::TableName;
 use crate::db::retry::is_lock_timeout;
 use crate::db::CreateDatabase;
+use crate::db::{DbConfig, Locked};
 use crate::error::{Error, Result, SqlDetail};
-
-/// Whether to change anything.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    Apply,
-    DryRun,
-}
+use crate::progress::Progress;
+use crate::report::{ms, Mode};
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -343,10 +338,6 @@ fn step(m: &Migration, took: Option<Duration>, attempts: Option<u32>, show_sql: 
         attempts,
         sql: show_sql.then(|| m.up.sql.clone()),
     }
-}
-
-pub(crate) fn ms(d: Duration) -> f64 {
-    (d.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0
 }
 
 #[cfg(test)]

@@ -8,12 +8,14 @@ use serde::Serialize;
 
 use super::catalog::{Catalog, Migration};
 use super::execute::{self, Bookkeeping};
-use super::history::{self, HistoryRow, TableName, Use};
-use super::migrate::{ms, statement_location, Mode};
-use super::{Locked, Progress};
-use crate::config::DbConfig;
+use super::history::{self, HistoryRow, Use};
+use super::migrate::statement_location;
+use crate::db::ident::TableName;
 use crate::db::retry::is_lock_timeout;
+use crate::db::{DbConfig, Locked};
 use crate::error::{Error, Result, SqlDetail};
+use crate::progress::Progress;
+use crate::report::{ms, Mode};
 
 /// Which applied migrations to undo.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -19,7 +19,7 @@ use super::plan::{Action, Then};
 use crate::db::ident::{quote_ident, quote_literal};
 use crate::db::retry::{is_lock_timeout, Backoff};
 use crate::error::{Error, SqlDetail};
-use crate::migrations::Progress;
+use crate::progress::Progress;
 
 /// The CHECK that lets ATTACH skip its validation scan; dropped in the same transaction.
 pub(super) const BOUNDS_CHECK: &str = "dhctl_partition_bounds";

@@ -22,13 +22,14 @@ use super::plan::{Action, Clocks};
 use super::policy::Policy;
 use super::tables::{parent, MissingTable, TablePlan};
 use super::{planned, report, table_run, Outcome, Step};
-use crate::config::DbConfig;
 use crate::db::ident::{quote_ident, quote_literal};
 use crate::db::retry::{is_lock_timeout, retrying};
+use crate::db::DbConfig;
+use crate::db::Locked;
 use crate::db::{connect, CreateDatabase};
 use crate::error::{Error, Result};
-use crate::migrations::migrate::{ms, Mode};
-use crate::migrations::{Locked, Progress};
+use crate::progress::Progress;
+use crate::report::{ms, Mode};
 
 /// The rows moved per batch when `--batch` is not given: small enough that each batch is a short
 /// transaction, large enough that a period of a few million rows takes minutes, not hours.

@@ -29,11 +29,12 @@ pub use plan::{Action, Clocks, Coverage, Existing, Kept};
 pub use policy::{Policy, RetentionMode, Source};
 pub use status::{inspect, Inspection, TableStatus};
 
-use crate::config::DbConfig;
+use crate::db::DbConfig;
+use crate::db::Locked;
 use crate::db::{connect, CreateDatabase};
 use crate::error::{Error, Result};
-use crate::migrations::migrate::{ms, Mode};
-use crate::migrations::{Locked, Progress};
+use crate::progress::Progress;
+use crate::report::{ms, Mode};
 use catalog::Partitions;
 use tables::{expected_names, plan_create, plan_prune, MissingTable, Newest, TablePlan};
 

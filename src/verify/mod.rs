@@ -21,7 +21,7 @@ use std::time::Instant;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::config::DbConfig;
+use crate::db::DbConfig;
 use crate::db::{connect, CreateDatabase, Session};
 use crate::error::{Error, Result};
 use crate::migrations::history::{self, HistoryRow};
@@ -244,7 +244,7 @@ pub async fn run(
         duration_ms: 0.0,
     };
     report.passed = report.exit_code() == 0;
-    report.duration_ms = crate::migrations::migrate::ms(started.elapsed());
+    report.duration_ms = crate::report::ms(started.elapsed());
     Ok(report)
 }
 
