@@ -139,6 +139,16 @@ pub struct MigrationsDirArg {
     pub migrations_dir: Option<PathBuf>,
 }
 
+impl MigrationsDirArg {
+    /// The folder given, or the migrations compiled in.
+    pub fn source(&self) -> crate::migrations::Source {
+        match &self.migrations_dir {
+            Some(dir) => crate::migrations::Source::Dir(dir.clone()),
+            None => crate::migrations::Source::Embedded,
+        }
+    }
+}
+
 /// Where partition policies come from: the commands that read them.
 #[derive(Debug, Clone, Args)]
 pub struct PartitionsDirArg {
@@ -150,6 +160,16 @@ pub struct PartitionsDirArg {
         value_name = "DIR"
     )]
     pub partitions_dir: Option<PathBuf>,
+}
+
+impl PartitionsDirArg {
+    /// The folder given, or the policies compiled in.
+    pub fn source(&self) -> crate::partitions::Source {
+        match &self.partitions_dir {
+            Some(dir) => crate::partitions::Source::Dir(dir.clone()),
+            None => crate::partitions::Source::Embedded,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

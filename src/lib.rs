@@ -3,6 +3,7 @@
 //! they do lives here and returns data. Only `output` prints.
 
 pub mod cli;
+pub mod commands;
 pub mod config;
 pub mod conninfo;
 pub mod db;

@@ -26,3 +26,38 @@ impl Mode {
 pub fn ms(d: Duration) -> f64 {
     (d.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0
 }
+
+/// Whether a dry run's plan carries each step's SQL (`--verbose`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sql {
+    Shown,
+    Hidden,
+}
+
+impl Sql {
+    pub fn shown_if(verbose: bool) -> Sql {
+        if verbose {
+            Sql::Shown
+        } else {
+            Sql::Hidden
+        }
+    }
+}
+
+/// A run that failed part of the way, with the report of what it did before (as refinery's
+/// `Error { kind, report }` does): a failed `migrate` still says which migrations it applied.
+/// `report` is None when the run failed before changing anything.
+#[derive(Debug)]
+pub struct Failed<R> {
+    pub error: crate::error::Error,
+    pub report: Option<R>,
+}
+
+impl<R> From<crate::error::Error> for Box<Failed<R>> {
+    fn from(error: crate::error::Error) -> Box<Failed<R>> {
+        Box::new(Failed {
+            error,
+            report: None,
+        })
+    }
+}

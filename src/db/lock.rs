@@ -209,11 +209,11 @@ impl Locked {
     /// Releases the lock and passes `result` through. A release error only surfaces when the
     /// work itself succeeded; after a failure the session may be gone, and the server frees
     /// the lock with it.
-    pub async fn finish<T>(self, result: Result<T>) -> Result<T> {
+    pub async fn finish<T, E: From<Error>>(self, result: Result<T, E>) -> Result<T, E> {
         let released = self.guard.release(&self.session.client).await;
         match (result, released) {
             (Ok(value), Ok(())) => Ok(value),
-            (Ok(_), Err(e)) => Err(e),
+            (Ok(_), Err(e)) => Err(e.into()),
             (Err(e), _) => Err(e),
         }
     }

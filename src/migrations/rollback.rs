@@ -15,7 +15,7 @@ use crate::db::retry::is_lock_timeout;
 use crate::db::{DbConfig, Locked};
 use crate::error::{Error, Result, SqlDetail};
 use crate::progress::Progress;
-use crate::report::{ms, Mode};
+use crate::report::{ms, Failed, Mode, Sql};
 
 /// Which applied migrations to undo.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,30 +48,24 @@ pub struct RollbackReport {
     pub duration_ms: f64,
 }
 
-/// `dhctl rollback` from start to end: connect (never creating the database), take the lock,
-/// undo, release.
-pub async fn command(
-    cfg: &DbConfig,
-    catalog: &Catalog,
-    target: Target,
-    mode: Mode,
-    show_sql: bool,
-    progress: &dyn Progress,
-) -> Result<RollbackReport> {
-    let mut locked = Locked::open(cfg, crate::db::CreateDatabase::Never).await?;
-    let result = run(&mut locked, cfg, catalog, target, mode, show_sql, progress).await;
-    locked.finish(result).await
+/// How `rollback` runs: what to undo, whether to change anything, whether a dry run's plan
+/// carries the SQL.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    pub target: Target,
+    pub mode: Mode,
+    pub sql: Sql,
 }
 
+/// Undoes the chosen migrations on a session that holds the lock. A failed down section leaves
+/// the ones undone before it undone: the error carries them.
 pub async fn run(
     locked: &mut Locked,
     cfg: &DbConfig,
     catalog: &Catalog,
-    target: Target,
-    mode: Mode,
-    show_sql: bool,
+    options: Options,
     progress: &dyn Progress,
-) -> Result<RollbackReport> {
+) -> Result<RollbackReport, Box<Failed<RollbackReport>>> {
     let started = Instant::now();
     let history = history::read(
         &locked.session.client,
@@ -81,23 +75,30 @@ pub async fn run(
     .await?;
     let table = history.located.table;
     let history = history.rows;
-    let targets = select(catalog, &history, target)?;
+    let targets = select(catalog, &history, options.target)?;
+    let apply = options.mode == Mode::Apply;
     let mut report = RollbackReport {
         database: cfg.display_target(),
-        dry_run: mode == Mode::DryRun,
+        dry_run: !apply,
         rolled_back: Vec::with_capacity(targets.len()),
         duration_ms: 0.0,
     };
-    if mode == Mode::Apply {
+    if apply {
         progress.planned(targets.len());
     }
     for m in targets {
         let down = m.down.as_ref().expect("select checked every down section");
         let mut took = None;
-        if mode == Mode::Apply {
+        if apply {
             progress.started(&m.file);
             let began = Instant::now();
-            undo(locked, cfg, &table, m, progress).await?;
+            if let Err(error) = undo(locked, cfg, &table, m, progress).await {
+                report.duration_ms = ms(started.elapsed());
+                return Err(Box::new(Failed {
+                    error,
+                    report: (!report.rolled_back.is_empty()).then_some(report),
+                }));
+            }
             took = Some(began.elapsed());
             progress.finished(&m.file, began.elapsed());
         }
@@ -106,10 +107,10 @@ pub async fn run(
             name: m.name.clone(),
             file: m.file.clone(),
             duration_ms: took.map(ms),
-            sql: show_sql.then(|| down.sql.clone()),
+            sql: (options.sql == Sql::Shown).then(|| down.sql.clone()),
         });
     }
-    if mode == Mode::Apply {
+    if apply {
         progress.done();
     }
     report.duration_ms = ms(started.elapsed());

@@ -1,0 +1,100 @@
+//! `dhctl partition create | prune | drain-default | status`. Every input is checked before
+//! connecting.
+
+use crate::cli::{
+    Format, GlobalArgs, PartitionCommand, PartitionCreateArgs, PartitionDrainArgs,
+    PartitionPruneArgs, PartitionStatusArgs,
+};
+use crate::db::{CreateDatabase, DbConfig};
+use crate::error::{Error, Result};
+use crate::output::{self, progress::Reporter};
+use crate::partitions::{
+    self, policy, CreateOptions, DrainOptions, PruneOptions, Retention, RetentionMode,
+};
+use crate::report::Mode;
+
+pub async fn run(command: &PartitionCommand, global: &GlobalArgs) -> Result<i32> {
+    let format = global.format;
+    let progress = Reporter::for_stderr(format == Format::Json, "creating");
+    let outcome = match command {
+        PartitionCommand::Create(args) => create(args, &progress).await?,
+        PartitionCommand::Prune(args) => prune(args, &progress).await?,
+        PartitionCommand::DrainDefault(args) => drain_default(args, &progress).await?,
+        PartitionCommand::Status(args) => return status(args, format).await,
+    };
+    output::emit(format, &outcome.report, output::partitions::run);
+    Ok(super::exit_after(outcome.failures))
+}
+
+async fn create(args: &PartitionCreateArgs, progress: &Reporter) -> Result<partitions::Outcome> {
+    let policies = policy::select(
+        policy::load(&args.partitions.source())?,
+        args.table.as_deref(),
+    )?;
+    let now = super::parse_now(args.now.as_deref())?;
+    if let Some(ahead) = args.ahead {
+        partitions::check_ahead(ahead)?;
+    }
+    let cfg = DbConfig::from_args(&args.connect, &args.locks)?;
+    let options = CreateOptions {
+        now,
+        ahead: args.ahead,
+        mode: Mode::dry_run_if(args.dry_run),
+    };
+    partitions::create(&cfg, &policies, &options, progress).await
+}
+
+async fn prune(args: &PartitionPruneArgs, progress: &Reporter) -> Result<partitions::Outcome> {
+    let policies = policy::select(
+        policy::load(&args.partitions.source())?,
+        args.table.as_deref(),
+    )?;
+    let now = super::parse_now(args.now.as_deref())?;
+    let retention = match &args.retention {
+        Some(text) => {
+            Some(Retention::parse(text).map_err(|e| Error::usage(format!("--retention: {e}")))?)
+        }
+        None => None,
+    };
+    let cfg = DbConfig::from_args(&args.connect, &args.locks)?;
+    let options = PruneOptions {
+        now,
+        retention,
+        keep: args.keep_table.then_some(RetentionMode::Detach),
+        mode: Mode::dry_run_if(args.dry_run),
+    };
+    partitions::prune(&cfg, &policies, &options, progress).await
+}
+
+async fn drain_default(
+    args: &PartitionDrainArgs,
+    progress: &Reporter,
+) -> Result<partitions::Outcome> {
+    let policies = policy::select(
+        policy::load(&args.partitions.source())?,
+        Some(args.table.as_str()),
+    )?;
+    let cfg = DbConfig::from_args(&args.connect, &args.locks)?;
+    let options = DrainOptions {
+        batch: args.batch,
+        mode: Mode::dry_run_if(args.dry_run),
+    };
+    partitions::drain_default(&cfg, &policies[0], &options, progress).await
+}
+
+async fn status(args: &PartitionStatusArgs, format: Format) -> Result<i32> {
+    let policies = policy::select(
+        policy::load(&args.partitions.source())?,
+        args.table.as_deref(),
+    )?;
+    let now = super::parse_now(args.now.as_deref())?;
+    let cfg = super::unlocked(&args.connect)?;
+    let session = crate::db::connect(&cfg, CreateDatabase::Never).await?;
+    let inspection = partitions::inspect(&session.client, &policies, now).await?;
+    let located = output::WithDatabase {
+        database: cfg.display_target(),
+        report: &inspection,
+    };
+    output::emit(format, &located, |l| output::partitions::status(l.report));
+    Ok(0)
+}
