@@ -12,6 +12,7 @@ mod history;
 mod hostile;
 mod migrate;
 mod packaging;
+mod partial_report;
 mod partitions;
 mod pooler;
 mod privilege;
