@@ -1,10 +1,14 @@
-//! Command-line types (clap derive) and nothing else: parsing values into domain types happens in
-//! `config`, running commands in the domain modules.
+//! Command-line types (clap derive): flags are typed here, at the edge, by value parsers
+//! (durations, `--now`, `--retention`, `--history-table`), so a bad value is refused before
+//! anything runs. Connection settings are assembled in `config`; commands run in `commands`.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
+use chrono::{DateTime, Datelike, Utc};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::partitions::Retention;
 
 /// Schema migrations and partition maintenance for the DataHub API gateway's PostgreSQL.
 ///
@@ -288,8 +292,8 @@ pub struct MigrateArgs {
     pub no_create_database: bool,
 
     /// Take "now" for partition creation from this RFC 3339 time instead of the server's clock.
-    #[arg(long, value_name = "TIMESTAMP")]
-    pub now: Option<String>,
+    #[arg(long, value_name = "TIMESTAMP", value_parser = parse_now)]
+    pub now: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Args)]
@@ -351,8 +355,8 @@ pub struct VerifyArgs {
     pub lock_timeout: Duration,
 
     /// Take "now" for the partition checks from this RFC 3339 time instead of the server's clock.
-    #[arg(long, value_name = "TIMESTAMP")]
-    pub now: Option<String>,
+    #[arg(long, value_name = "TIMESTAMP", value_parser = parse_now)]
+    pub now: Option<DateTime<Utc>>,
 
     /// Also fail (exit 1) unless the schema's fingerprint is this one (as printed by verify on
     /// the environment to compare with), e.g. sha256:3f2a….
@@ -466,8 +470,8 @@ pub struct PartitionCreateArgs {
     pub table: Option<String>,
 
     /// Take "now" from this RFC 3339 time instead of the server's clock (tests, backfills).
-    #[arg(long, value_name = "TIMESTAMP")]
-    pub now: Option<String>,
+    #[arg(long, value_name = "TIMESTAMP", value_parser = parse_now)]
+    pub now: Option<DateTime<Utc>>,
 
     /// Print the plan without changing anything.
     #[arg(long)]
@@ -485,16 +489,16 @@ pub struct PartitionPruneArgs {
 
     /// Override the policy's retention, e.g. "13 months", "90 days". Needs --table: one
     /// retention for every table would cut the longer-lived ones short.
-    #[arg(long, value_name = "DURATION", requires = "table")]
-    pub retention: Option<String>,
+    #[arg(long, value_name = "DURATION", requires = "table", value_parser = Retention::parse)]
+    pub retention: Option<Retention>,
 
     /// Only this table (default: every policy with a retention).
     #[arg(long, value_name = "TABLE")]
     pub table: Option<String>,
 
     /// Take "now" from this RFC 3339 time instead of the server's clock.
-    #[arg(long, value_name = "TIMESTAMP")]
-    pub now: Option<String>,
+    #[arg(long, value_name = "TIMESTAMP", value_parser = parse_now)]
+    pub now: Option<DateTime<Utc>>,
 
     /// Detach but keep the tables (as retention_mode = "detach" does).
     #[arg(long)]
@@ -517,8 +521,23 @@ pub struct PartitionStatusArgs {
     pub table: Option<String>,
 
     /// Take "now" from this RFC 3339 time instead of the server's clock.
-    #[arg(long, value_name = "TIMESTAMP")]
-    pub now: Option<String>,
+    #[arg(long, value_name = "TIMESTAMP", value_parser = parse_now)]
+    pub now: Option<DateTime<Utc>>,
+}
+
+/// A `--now` value: an RFC 3339 time, limited to 1970–9000 so partition names keep four-digit
+/// years.
+fn parse_now(text: &str) -> Result<DateTime<Utc>, String> {
+    let parsed = DateTime::parse_from_rfc3339(text.trim()).map_err(|e| {
+        format!("`{text}` is not an RFC 3339 time ({e}); write e.g. 2026-11-15T10:00:00Z")
+    })?;
+    let now = parsed.with_timezone(&Utc);
+    if !(1970..=9000).contains(&now.year()) {
+        return Err(format!(
+            "`{text}` is out of range; use a time between 1970 and 9000"
+        ));
+    }
+    Ok(now)
 }
 
 /// A `--history-table` value: schema.name.

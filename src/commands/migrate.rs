@@ -60,8 +60,10 @@ pub async fn run(args: &MigrateArgs, global: &GlobalArgs) -> Result<i32> {
     } else {
         Some(policy::load(&args.partitions.source())?)
     };
-    let now = super::parse_now(args.now.as_deref())?;
-    let ensure = policies.as_deref().map(|policies| Ensure { policies, now });
+    let ensure = policies.as_deref().map(|policies| Ensure {
+        policies,
+        now: args.now,
+    });
     let progress = Reporter::for_stderr(format == Format::Json, "applying");
     match migrate_and_ensure(&cfg, &catalog, &options, ensure.as_ref(), &progress).await {
         Ok((run, failures)) => {

@@ -164,8 +164,3 @@ fn report_failure<R: Serialize>(
         None => Err(failed.error),
     }
 }
-
-fn parse_now(text: Option<&str>) -> Result<Option<chrono::DateTime<chrono::Utc>>> {
-    text.map(|t| crate::partitions::parse_now("--now", t))
-        .transpose()
-}

@@ -6,11 +6,9 @@ use crate::cli::{
     PartitionPruneArgs, PartitionStatusArgs,
 };
 use crate::db::{CreateDatabase, DbConfig};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::output::{self, progress::Reporter};
-use crate::partitions::{
-    self, policy, CreateOptions, DrainOptions, PruneOptions, Retention, RetentionMode,
-};
+use crate::partitions::{self, policy, CreateOptions, DrainOptions, PruneOptions, RetentionMode};
 use crate::report::Mode;
 
 pub async fn run(command: &PartitionCommand, global: &GlobalArgs) -> Result<i32> {
@@ -31,13 +29,12 @@ async fn create(args: &PartitionCreateArgs, progress: &Reporter) -> Result<parti
         policy::load(&args.partitions.source())?,
         args.table.as_deref(),
     )?;
-    let now = super::parse_now(args.now.as_deref())?;
     if let Some(ahead) = args.ahead {
         partitions::check_ahead(ahead)?;
     }
     let cfg = DbConfig::from_args(&args.connect, &args.locks)?;
     let options = CreateOptions {
-        now,
+        now: args.now,
         ahead: args.ahead,
         mode: Mode::dry_run_if(args.dry_run),
     };
@@ -49,17 +46,10 @@ async fn prune(args: &PartitionPruneArgs, progress: &Reporter) -> Result<partiti
         policy::load(&args.partitions.source())?,
         args.table.as_deref(),
     )?;
-    let now = super::parse_now(args.now.as_deref())?;
-    let retention = match &args.retention {
-        Some(text) => {
-            Some(Retention::parse(text).map_err(|e| Error::usage(format!("--retention: {e}")))?)
-        }
-        None => None,
-    };
     let cfg = DbConfig::from_args(&args.connect, &args.locks)?;
     let options = PruneOptions {
-        now,
-        retention,
+        now: args.now,
+        retention: args.retention,
         keep: args.keep_table.then_some(RetentionMode::Detach),
         mode: Mode::dry_run_if(args.dry_run),
     };
@@ -87,10 +77,9 @@ async fn status(args: &PartitionStatusArgs, format: Format) -> Result<i32> {
         policy::load(&args.partitions.source())?,
         args.table.as_deref(),
     )?;
-    let now = super::parse_now(args.now.as_deref())?;
     let cfg = super::unlocked(&args.connect)?;
     let session = crate::db::connect(&cfg, CreateDatabase::Never).await?;
-    let inspection = partitions::inspect(&session.client, &policies, now).await?;
+    let inspection = partitions::inspect(&session.client, &policies, args.now).await?;
     let located = output::WithDatabase {
         database: cfg.display_target(),
         report: &inspection,

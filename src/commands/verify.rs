@@ -9,7 +9,7 @@ use crate::partitions::policy;
 use crate::verify;
 
 pub async fn run(args: &VerifyArgs, global: &GlobalArgs) -> Result<i32> {
-    let options = verify::Options::parse(args.now.as_deref(), args.expect_fingerprint.as_deref())?
+    let options = verify::Options::parse(args.now, args.expect_fingerprint.as_deref())?
         .with_scratch(args.scratch_url.as_deref(), args.require_all)?;
     let catalog = catalog::load(&args.migrations.source())?;
     let locks = LockArgs {

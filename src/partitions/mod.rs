@@ -19,7 +19,7 @@ mod tables;
 
 use std::time::Instant;
 
-use chrono::{DateTime, Datelike, Utc};
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio_postgres::Client;
 
@@ -37,23 +37,6 @@ use crate::progress::Progress;
 use crate::report::{ms, Mode};
 use catalog::Partitions;
 use tables::{expected_names, plan_create, plan_prune, MissingTable, Newest, TablePlan};
-
-/// Parses a `--now` value (RFC 3339). Limited to 1970–9000 so names keep four-digit years.
-pub fn parse_now(flag: &str, text: &str) -> Result<DateTime<Utc>> {
-    let parsed = DateTime::parse_from_rfc3339(text.trim()).map_err(|e| {
-        Error::usage_hint(
-            format!("{flag} `{text}` is not an RFC 3339 time ({e})"),
-            "write e.g. 2026-11-15T10:00:00Z",
-        )
-    })?;
-    let now = parsed.with_timezone(&Utc);
-    if !(1970..=9000).contains(&now.year()) {
-        return Err(Error::usage(format!(
-            "{flag} `{text}` is out of range; use a time between 1970 and 9000"
-        )));
-    }
-    Ok(now)
-}
 
 /// Refuses an `--ahead` past the per-run cap before anything connects.
 pub fn check_ahead(ahead: u32) -> Result<()> {

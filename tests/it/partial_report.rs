@@ -70,7 +70,11 @@ fn a_failed_migrate_reports_the_migrations_it_applied_in_human_output() {
     assert!(run.stdout.contains("first"), "{}", run.stdout);
     assert!(run.stdout.contains("second"), "{}", run.stdout);
     assert!(!run.stdout.contains("third"), "{}", run.stdout);
-    assert!(run.stdout.contains("applied 2 migration(s)"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("applied 2 migration(s)"),
+        "{}",
+        run.stdout
+    );
     assert!(
         run.stderr
             .contains("error: migration 20240101000003_third.sql failed"),
