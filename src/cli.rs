@@ -9,6 +9,7 @@ use chrono::{DateTime, Datelike, Utc};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::partitions::Retention;
+use crate::source::Source;
 
 /// Schema migrations and partition maintenance for the DataHub API gateway's PostgreSQL.
 ///
@@ -145,11 +146,8 @@ pub struct MigrationsDirArg {
 
 impl MigrationsDirArg {
     /// The folder given, or the migrations compiled in.
-    pub fn source(&self) -> crate::migrations::Source {
-        match &self.migrations_dir {
-            Some(dir) => crate::migrations::Source::Dir(dir.clone()),
-            None => crate::migrations::Source::Embedded,
-        }
+    pub fn source(&self) -> Source {
+        Source::dir_or_embedded(self.migrations_dir.as_deref())
     }
 }
 
@@ -168,11 +166,8 @@ pub struct PartitionsDirArg {
 
 impl PartitionsDirArg {
     /// The folder given, or the policies compiled in.
-    pub fn source(&self) -> crate::partitions::Source {
-        match &self.partitions_dir {
-            Some(dir) => crate::partitions::Source::Dir(dir.clone()),
-            None => crate::partitions::Source::Embedded,
-        }
+    pub fn source(&self) -> Source {
+        Source::dir_or_embedded(self.partitions_dir.as_deref())
     }
 }
 

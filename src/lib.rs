@@ -14,6 +14,7 @@ pub mod output;
 pub mod partitions;
 pub mod progress;
 pub mod report;
+pub mod source;
 pub mod verify;
 
 /// sql/ and partitions/ as compiled into the binary (see build.rs).

@@ -24,7 +24,10 @@ pub async fn run(command: &PartitionCommand, global: &GlobalArgs) -> Result<i32>
     Ok(super::exit_after(outcome.failures))
 }
 
-async fn create(args: &PartitionCreateArgs, progress: &Reporter) -> Result<partitions::Outcome> {
+async fn create(
+    args: &PartitionCreateArgs,
+    progress: &Reporter,
+) -> Result<partitions::Maintenance> {
     let policies = policy::select(
         policy::load(&args.partitions.source())?,
         args.table.as_deref(),
@@ -41,7 +44,7 @@ async fn create(args: &PartitionCreateArgs, progress: &Reporter) -> Result<parti
     partitions::create(&cfg, &policies, &options, progress).await
 }
 
-async fn prune(args: &PartitionPruneArgs, progress: &Reporter) -> Result<partitions::Outcome> {
+async fn prune(args: &PartitionPruneArgs, progress: &Reporter) -> Result<partitions::Maintenance> {
     let policies = policy::select(
         policy::load(&args.partitions.source())?,
         args.table.as_deref(),
@@ -59,7 +62,7 @@ async fn prune(args: &PartitionPruneArgs, progress: &Reporter) -> Result<partiti
 async fn drain_default(
     args: &PartitionDrainArgs,
     progress: &Reporter,
-) -> Result<partitions::Outcome> {
+) -> Result<partitions::Maintenance> {
     let policies = policy::select(
         policy::load(&args.partitions.source())?,
         Some(args.table.as_str()),

@@ -4,7 +4,7 @@ use crate::cli::{Format, GlobalArgs, RollbackArgs};
 use crate::db::{CreateDatabase, DbConfig, Locked};
 use crate::error::Result;
 use crate::migrations::catalog;
-use crate::migrations::rollback::{self, Target};
+use crate::migrations::rollback::{self, Undo};
 use crate::output::{self, human, progress::Reporter};
 use crate::report::{Mode, Sql};
 
@@ -13,10 +13,10 @@ pub async fn run(args: &RollbackArgs, global: &GlobalArgs) -> Result<i32> {
     let catalog = catalog::load(&args.migrations.source())?;
     let cfg = DbConfig::from_args(&args.connect, &args.locks)?;
     let target = match (args.steps, args.to, args.all) {
-        (_, _, true) => Target::All,
-        (_, Some(to), false) => Target::To(to),
-        (Some(n), None, false) => Target::Steps(n),
-        (None, None, false) => Target::Steps(1),
+        (_, _, true) => Undo::All,
+        (_, Some(to), false) => Undo::To(to),
+        (Some(n), None, false) => Undo::Steps(n),
+        (None, None, false) => Undo::Steps(1),
     };
     let options = rollback::Options {
         target,

@@ -14,7 +14,7 @@ use crate::db::DbConfig;
 use crate::db::{connect, CreateDatabase};
 use crate::error::Result;
 
-pub use catalog::{Catalog, Migration, Source};
+pub use catalog::{Catalog, Migration};
 
 /// What `dhctl status` reports.
 #[derive(Debug, Clone, serde::Serialize)]

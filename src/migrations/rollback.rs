@@ -19,7 +19,7 @@ use crate::report::{ms, Failed, Mode, Sql};
 
 /// Which applied migrations to undo.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Target {
+pub enum Undo {
     /// The newest N.
     Steps(u32),
     /// Everything newer than this version, which must be applied (a typo in a destructive
@@ -52,7 +52,7 @@ pub struct RollbackReport {
 /// carries the SQL.
 #[derive(Debug, Clone, Copy)]
 pub struct Options {
-    pub target: Target,
+    pub target: Undo,
     pub mode: Mode,
     pub sql: Sql,
 }
@@ -121,14 +121,14 @@ pub async fn run(
 pub fn select<'c>(
     catalog: &'c Catalog,
     history: &[HistoryRow],
-    target: Target,
+    target: Undo,
 ) -> Result<Vec<&'c Migration>> {
     let mut applied: Vec<&HistoryRow> = history.iter().collect();
     applied.sort_by_key(|h| std::cmp::Reverse(h.version));
     let chosen: Vec<&HistoryRow> = match target {
         // Nothing applied: nothing to undo, whatever the count (as `--steps 0` and `--all` say).
-        Target::Steps(_) if applied.is_empty() => Vec::new(),
-        Target::Steps(n) => {
+        Undo::Steps(_) if applied.is_empty() => Vec::new(),
+        Undo::Steps(n) => {
             if n as usize > applied.len() {
                 return Err(Error::usage_hint(
                     format!(
@@ -143,7 +143,7 @@ pub fn select<'c>(
             }
             applied.into_iter().take(n as usize).collect()
         }
-        Target::To(version) => {
+        Undo::To(version) => {
             if !applied.iter().any(|h| h.version == version) {
                 return Err(not_applied(version, &applied));
             }
@@ -152,7 +152,7 @@ pub fn select<'c>(
                 .filter(|h| h.version > version)
                 .collect()
         }
-        Target::All => applied,
+        Undo::All => applied,
     };
     let mut migrations = Vec::with_capacity(chosen.len());
     let newest_file = catalog.migrations.iter().map(|m| m.version).max();
@@ -313,7 +313,7 @@ mod tests {
     fn steps_take_the_newest() {
         let c = catalog();
         let h = rows(&c, &[20240101000001, 20240101000003]);
-        let t = select(&c, &h, Target::Steps(1)).unwrap();
+        let t = select(&c, &h, Undo::Steps(1)).unwrap();
         assert_eq!(t[0].version, 20240101000003);
     }
 
@@ -321,7 +321,7 @@ mod tests {
     fn refuses_when_down_section_is_missing() {
         let c = catalog();
         let h = rows(&c, &[20240101000001, 20240101000002, 20240101000003]);
-        let err = select(&c, &h, Target::To(20240101000001)).unwrap_err();
+        let err = select(&c, &h, Undo::To(20240101000001)).unwrap_err();
         assert_eq!(err.exit_code(), 2);
         assert!(err.to_string().contains("20240101000002_b.sql"), "{err}");
     }
@@ -331,20 +331,20 @@ mod tests {
         let c = catalog();
         let mut h = rows(&c, &[20240101000001]);
         h[0].checksum = "1".into();
-        assert_eq!(select(&c, &h, Target::Steps(1)).unwrap_err().exit_code(), 4);
+        assert_eq!(select(&c, &h, Undo::Steps(1)).unwrap_err().exit_code(), 4);
     }
 
     #[test]
     fn to_must_name_an_applied_version_and_all_takes_everything() {
         let c = catalog();
         let h = rows(&c, &[20240101000001, 20240101000003]);
-        let err = select(&c, &h, Target::To(20240101000009)).unwrap_err();
+        let err = select(&c, &h, Undo::To(20240101000009)).unwrap_err();
         assert_eq!(err.exit_code(), 2);
         assert!(err.hint().unwrap().contains("20240101000003"), "{err:?}");
-        assert!(select(&c, &h, Target::To(0)).is_err());
-        let t = select(&c, &h, Target::To(20240101000001)).unwrap();
+        assert!(select(&c, &h, Undo::To(0)).is_err());
+        let t = select(&c, &h, Undo::To(20240101000001)).unwrap();
         assert_eq!(t.len(), 1);
-        let all = select(&c, &rows(&c, &[20240101000001]), Target::All).unwrap();
+        let all = select(&c, &rows(&c, &[20240101000001]), Undo::All).unwrap();
         assert_eq!(all[0].version, 20240101000001);
     }
 
@@ -358,7 +358,7 @@ mod tests {
             applied_on: String::new(),
             checksum: "1".into(),
         });
-        let err = select(&c, &h, Target::Steps(1)).unwrap_err();
+        let err = select(&c, &h, Undo::Steps(1)).unwrap_err();
         assert_eq!(err.exit_code(), 2);
         assert!(err.to_string().contains("ahead of this release"), "{err}");
     }
@@ -367,6 +367,6 @@ mod tests {
     fn refuses_more_steps_than_applied() {
         let c = catalog();
         let h = rows(&c, &[20240101000001]);
-        assert_eq!(select(&c, &h, Target::Steps(2)).unwrap_err().exit_code(), 2);
+        assert_eq!(select(&c, &h, Undo::Steps(2)).unwrap_err().exit_code(), 2);
     }
 }

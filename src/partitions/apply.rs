@@ -12,8 +12,8 @@ use tokio_postgres::Client;
 
 use tokio_postgres::types::Oid;
 
-use super::catalog;
 use super::child::{attach_sql, properties, standalone_sql, Properties};
+use super::live;
 use super::period::sql_timestamp;
 use super::plan::{Action, Then};
 use crate::db::ident::{quote_ident, quote_literal};
@@ -24,15 +24,15 @@ use crate::progress::Progress;
 /// The CHECK that lets ATTACH skip its validation scan; dropped in the same transaction.
 pub(super) const BOUNDS_CHECK: &str = "dhctl_partition_bounds";
 
-/// The table being maintained.
-pub struct Target<'a> {
+/// The partitioned table an action works on: its schema, name, oid and partition key column.
+pub struct Partitioned<'a> {
     pub schema: &'a str,
     pub table: &'a str,
     pub oid: Oid,
     pub column: &'a str,
 }
 
-impl Target<'_> {
+impl Partitioned<'_> {
     /// A relation in the parent's schema (the parent, a partition being created).
     pub(super) fn qualified(&self, name: &str) -> String {
         qualified(self.schema, name)
@@ -86,7 +86,7 @@ impl From<Error> for Box<Failed> {
 /// Runs one action. Errors name the partition and say what is left behind.
 pub async fn run(
     client: &Client,
-    target: &Target<'_>,
+    target: &Partitioned<'_>,
     action: &Action,
     retries: u32,
     progress: &dyn Progress,
@@ -191,7 +191,7 @@ pub(super) fn kept_marker(schema: &str, table: &str) -> String {
 /// Marks a just-detached table with `kept_marker`, unless it has a comment of its own (never
 /// overwritten). Best effort: the detach is done and is what matters; a table left unmarked is
 /// still listed when its name is shaped like a partition's.
-async fn mark_kept(client: &Client, target: &Target<'_>, schema: &str, name: &str) {
+async fn mark_kept(client: &Client, target: &Partitioned<'_>, schema: &str, name: &str) {
     let table = qualified(schema, name);
     let bare = client
         .query_one(
@@ -227,12 +227,12 @@ fn kept_on_failure(dropped: Result<u32, Error>, planned: &Action) -> Result<u32,
 /// partition of this parent, in this schema, with the planned bounds.
 async fn recheck(
     client: &Client,
-    target: &Target<'_>,
+    target: &Partitioned<'_>,
     schema: &str,
     name: &str,
     (from, to): (Option<DateTime<Utc>>, Option<DateTime<Utc>>),
 ) -> Result<(), Box<Failed>> {
-    let now = catalog::partition(client, target.oid, schema, name).await?;
+    let now = live::partition(client, target.oid, schema, name).await?;
     match now {
         Some(p) if p.from == from && p.to == to && !p.detach_pending => Ok(()),
         other => Err(Box::new(Failed {
@@ -308,7 +308,7 @@ async fn refuse_undroppable(client: &Client, schema: &str, name: &str) -> Result
 #[allow(clippy::too_many_arguments)]
 async fn create(
     client: &Client,
-    target: &Target<'_>,
+    target: &Partitioned<'_>,
     name: &str,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
@@ -353,7 +353,7 @@ async fn create(
 /// so ATTACH does not scan.
 async fn reattach(
     client: &Client,
-    target: &Target<'_>,
+    target: &Partitioned<'_>,
     schema: &str,
     name: &str,
     (from, to): (Option<DateTime<Utc>>, Option<DateTime<Utc>>),
@@ -371,7 +371,7 @@ async fn reattach(
         bound(from, "MINVALUE"),
         bound(to, "MAXVALUE")
     );
-    let sql = match catalog::partition(client, target.oid, schema, name).await? {
+    let sql = match live::partition(client, target.oid, schema, name).await? {
         Some(p) if !p.detach_pending => return Ok((1, None)),
         Some(_) => format!("ALTER TABLE {parent} DETACH PARTITION {child} FINALIZE;\n{attach}"),
         None => attach,
@@ -403,7 +403,7 @@ async fn reattach(
 /// transaction the detach stays pending; the retry then finalises it instead.
 async fn detach(
     client: &Client,
-    target: &Target<'_>,
+    target: &Partitioned<'_>,
     schema: &str,
     name: &str,
     retries: u32,
@@ -446,7 +446,7 @@ async fn detach(
 /// Whether `name` is still a partition (`Some(pending)`) or already detached (`None`).
 async fn pending(
     client: &Client,
-    target: &Target<'_>,
+    target: &Partitioned<'_>,
     schema: &str,
     name: &str,
 ) -> Result<Option<bool>, Error> {
@@ -463,7 +463,7 @@ async fn pending(
 
 async fn finalize(
     client: &Client,
-    target: &Target<'_>,
+    target: &Partitioned<'_>,
     schema: &str,
     name: &str,
     retries: u32,
@@ -496,7 +496,7 @@ async fn finalize(
 /// Drops a detached partition: ACCESS EXCLUSIVE on the child only, which nothing uses now.
 async fn drop(
     client: &Client,
-    target: &Target<'_>,
+    target: &Partitioned<'_>,
     schema: &str,
     name: &str,
     retries: u32,
@@ -537,7 +537,7 @@ pub(super) async fn retry(
 /// A statement error with what dhctl was doing; a lock timeout says how to find the blocker.
 pub(super) fn failed(
     context: String,
-    target: &Target<'_>,
+    target: &Partitioned<'_>,
     e: &tokio_postgres::Error,
     attempts: u32,
     hint: Option<String>,

@@ -15,13 +15,13 @@ use std::time::Instant;
 use chrono::{DateTime, Utc};
 use tokio_postgres::Client;
 
-use super::apply::{self, Target};
-use super::catalog::{self, DefaultPartition, Parent, Snapshot};
+use super::apply::{self, Partitioned};
 use super::child;
+use super::live::{self, DefaultPartition, Parent, Snapshot};
 use super::plan::{Action, Clocks};
 use super::policy::Policy;
 use super::tables::{parent, MissingTable, TablePlan};
-use super::{planned, report, table_run, Outcome, Step};
+use super::{planned, report, table_run, Maintenance, Step};
 use crate::db::ident::{quote_ident, quote_literal};
 use crate::db::retry::{is_lock_timeout, retrying};
 use crate::db::DbConfig;
@@ -48,11 +48,11 @@ pub async fn drain_default(
     policy: &Policy,
     options: &DrainOptions,
     progress: &dyn Progress,
-) -> Result<Outcome> {
+) -> Result<Maintenance> {
     let started = Instant::now();
     let policies = std::slice::from_ref(policy);
     let session = connect(cfg, CreateDatabase::Never).await?;
-    let first = catalog::read(&session.client, policies).await?;
+    let first = live::read(&session.client, policies).await?;
     let clocks = Clocks {
         now: first.server_now,
         server_now: first.server_now,
@@ -71,7 +71,7 @@ pub async fn drain_default(
     let locked = Locked::lock(session, cfg).await?;
     let result = async {
         let client = &locked.session.client;
-        let snapshot = catalog::read(client, policies).await?;
+        let snapshot = live::read(client, policies).await?;
         let locked_plan = plan(policy, &snapshot);
         Ok(run(
             client,
@@ -165,7 +165,7 @@ async fn run(
     batch: u32,
     progress: &dyn Progress,
     started: Instant,
-) -> Outcome {
+) -> Maintenance {
     let mut table = table_run(&plan);
     let mut failures = Vec::new();
     if let (Some(parent), Some(default)) = (
@@ -174,7 +174,7 @@ async fn run(
             .as_ref()
             .and_then(|p| p.default_partition.as_ref()),
     ) {
-        let target = Target {
+        let target = Partitioned {
             schema: &parent.schema,
             table: &parent.table,
             oid: parent.oid,
@@ -240,7 +240,7 @@ async fn run(
             }
         }
     }
-    Outcome {
+    Maintenance {
         report: report(cfg, clocks, Mode::Apply, vec![table], started),
         failures,
     }
@@ -258,7 +258,7 @@ impl Period<'_> {
     async fn drain(
         &self,
         client: &Client,
-        target: &Target<'_>,
+        target: &Partitioned<'_>,
         parent: &Parent,
         default: &DefaultPartition,
         batch: u32,
@@ -382,7 +382,7 @@ impl Period<'_> {
 
     fn stopped(
         &self,
-        target: &Target<'_>,
+        target: &Partitioned<'_>,
         e: &tokio_postgres::Error,
         attempts: u32,
         moved: i64,

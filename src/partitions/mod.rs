@@ -8,9 +8,9 @@
 //! report gives each table's outcome and the worst exit code.
 
 pub mod apply;
-pub mod catalog;
 mod child;
 mod drain;
+pub mod live;
 pub mod period;
 pub mod plan;
 pub mod policy;
@@ -26,7 +26,7 @@ use tokio_postgres::Client;
 pub use drain::{drain_default, DrainOptions, DEFAULT_BATCH};
 pub use period::{Interval, Retention};
 pub use plan::{Action, Clocks, Coverage, Existing, Kept};
-pub use policy::{Policy, RetentionMode, Source};
+pub use policy::{Policy, RetentionMode};
 pub use status::{inspect, Inspection, TableStatus};
 
 use crate::db::DbConfig;
@@ -35,7 +35,7 @@ use crate::db::{connect, CreateDatabase};
 use crate::error::{Error, Result};
 use crate::progress::Progress;
 use crate::report::{ms, Mode};
-use catalog::Partitions;
+use live::Partitions;
 use tables::{expected_names, plan_create, plan_prune, MissingTable, Newest, TablePlan};
 
 /// Refuses an `--ahead` past the per-run cap before anything connects.
@@ -130,8 +130,9 @@ impl RunReport {
     }
 }
 
-/// A report with the errors of the tables that failed (the worst exit code wins).
-pub struct Outcome {
+/// What a partition run did: its report, and the errors of the tables that failed (the worst
+/// exit code wins).
+pub struct Maintenance {
     pub report: RunReport,
     pub failures: Vec<Error>,
 }
@@ -145,18 +146,18 @@ pub async fn create(
     policies: &[Policy],
     options: &CreateOptions,
     progress: &dyn Progress,
-) -> Result<Outcome> {
+) -> Result<Maintenance> {
     let started = Instant::now();
     let session = connect(cfg, CreateDatabase::Never).await?;
-    let shapes = catalog::parents(&session.client, policies).await?;
+    let shapes = live::parents(&session.client, policies).await?;
     let clocks = Clocks {
         now: options.now.unwrap_or(shapes.server_now),
         server_now: shapes.server_now,
     };
     // The steady state: the partitions the plan wants, by name, already hold exactly the wanted
-    // bounds. Only they are read (see catalog), however many partitions the tables have.
+    // bounds. Only they are read (see live), however many partitions the tables have.
     let expected = expected_names(policies, &shapes, clocks.now, options.ahead);
-    let named = catalog::partitions(
+    let named = live::partitions(
         &session.client,
         shapes.clone(),
         Partitions::Named(&expected),
@@ -172,7 +173,7 @@ pub async fn create(
     if plans.iter().all(TablePlan::is_quiet) {
         return Ok(planned(cfg, clocks, options.mode, plans, started));
     }
-    let snapshot = catalog::partitions(&session.client, shapes, Partitions::All).await?;
+    let snapshot = live::partitions(&session.client, shapes, Partitions::All).await?;
     let plans = plan_create(
         policies,
         &snapshot,
@@ -205,7 +206,7 @@ pub async fn ensure(
     policies: &[Policy],
     options: &CreateOptions,
     progress: &dyn Progress,
-) -> Result<Outcome> {
+) -> Result<Maintenance> {
     ensure_with(locked, cfg, policies, options, MissingTable::Skip, progress).await
 }
 
@@ -216,10 +217,10 @@ async fn ensure_with(
     options: &CreateOptions,
     missing: MissingTable,
     progress: &dyn Progress,
-) -> Result<Outcome> {
+) -> Result<Maintenance> {
     let started = Instant::now();
     let client = &locked.session.client;
-    let snapshot = catalog::read(client, policies).await?;
+    let snapshot = live::read(client, policies).await?;
     let clocks = Clocks {
         now: options.now.unwrap_or(snapshot.server_now),
         server_now: snapshot.server_now,
@@ -237,10 +238,10 @@ pub async fn prune(
     policies: &[Policy],
     options: &PruneOptions,
     progress: &dyn Progress,
-) -> Result<Outcome> {
+) -> Result<Maintenance> {
     let started = Instant::now();
     let session = connect(cfg, CreateDatabase::Never).await?;
-    let first = catalog::read(&session.client, policies).await?;
+    let first = live::read(&session.client, policies).await?;
     let clocks = Clocks {
         now: options.now.unwrap_or(first.server_now),
         server_now: first.server_now,
@@ -253,7 +254,7 @@ pub async fn prune(
     let locked = Locked::lock(session, cfg).await?;
     let result = async {
         let client = &locked.session.client;
-        let snapshot = catalog::read(client, policies).await?;
+        let snapshot = live::read(client, policies).await?;
         // The server's clock read again under the lock; a --now stays as given.
         let clocks = Clocks {
             now: options.now.unwrap_or(snapshot.server_now),
@@ -271,7 +272,7 @@ pub async fn prune(
 async fn prune_plans<'p>(
     client: &Client,
     policies: &'p [Policy],
-    snapshot: &catalog::Snapshot,
+    snapshot: &live::Snapshot,
     clocks: Clocks,
     options: &PruneOptions,
 ) -> Result<Vec<TablePlan<'p>>> {
@@ -283,8 +284,7 @@ async fn prune_plans<'p>(
     for plan in &plans {
         if let (Some(parent), false) = (&plan.parent, plan.kept.is_empty()) {
             // Unreadable (no SELECT on a partition): the highest partition is kept instead.
-            if let Ok(Some(found)) = catalog::newest_rows(client, parent, &plan.policy.column).await
-            {
+            if let Ok(Some(found)) = live::newest_rows(client, parent, &plan.policy.column).await {
                 newest.insert(plan.policy.table.clone(), found);
             }
         }
@@ -331,7 +331,7 @@ fn planned(
     mode: Mode,
     plans: Vec<TablePlan<'_>>,
     started: Instant,
-) -> Outcome {
+) -> Maintenance {
     let mut failures = Vec::new();
     let mut tables = Vec::with_capacity(plans.len());
     for plan in plans {
@@ -353,7 +353,7 @@ fn planned(
         }
         tables.push(run);
     }
-    Outcome {
+    Maintenance {
         report: report(cfg, clocks, mode, tables, started),
         failures,
     }
@@ -368,7 +368,7 @@ async fn execute(
     plans: Vec<TablePlan<'_>>,
     progress: &dyn Progress,
     started: Instant,
-) -> Outcome {
+) -> Maintenance {
     let mut tables = Vec::with_capacity(plans.len());
     let mut failures = Vec::new();
     for plan in plans {
@@ -378,7 +378,7 @@ async fn execute(
             (Some(e), _) => errors.push(e),
             (None, None) => {}
             (None, Some(parent)) => {
-                let target = apply::Target {
+                let target = apply::Partitioned {
                     schema: &parent.schema,
                     table: &parent.table,
                     oid: parent.oid,
@@ -428,7 +428,7 @@ async fn execute(
         }
         tables.push(run);
     }
-    Outcome {
+    Maintenance {
         report: report(cfg, clocks, Mode::Apply, tables, started),
         failures,
     }

@@ -83,7 +83,7 @@ impl Kind {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Outcome {
+pub enum Status {
     Pass,
     Fail,
     /// Could not be judged (an earlier check failed, or no scratch database); the summary says
@@ -95,7 +95,7 @@ pub enum Outcome {
 #[derive(Debug, Clone, Serialize)]
 pub struct Check {
     pub name: Kind,
-    pub status: Outcome,
+    pub status: Status,
     /// One line: what was found.
     pub summary: String,
     /// One line per problem, each naming its object.
@@ -132,8 +132,8 @@ impl VerifyReport {
         self.checks
             .iter()
             .filter_map(|c| match c.status {
-                Outcome::Fail => Some(c.name.failure_code()),
-                Outcome::Skipped if self.require_all => Some(1),
+                Status::Fail => Some(c.name.failure_code()),
+                Status::Skipped if self.require_all => Some(1),
                 _ => None,
             })
             .max()
@@ -356,21 +356,21 @@ mod tests {
             duration_ms: 0.0,
         };
         let failed = report(vec![
-            check(Kind::History, Outcome::Fail),
-            check(Kind::Pending, Outcome::Fail),
-            check(Kind::Schema, Outcome::Skipped),
+            check(Kind::History, Status::Fail),
+            check(Kind::Pending, Status::Fail),
+            check(Kind::Schema, Status::Skipped),
         ]);
         assert_eq!(failed.exit_code(), 4);
         let pending = report(vec![
-            check(Kind::History, Outcome::Pass),
-            check(Kind::Pending, Outcome::Fail),
+            check(Kind::History, Status::Pass),
+            check(Kind::Pending, Status::Fail),
         ]);
         assert_eq!(pending.exit_code(), 1);
-        let fine = report(vec![check(Kind::History, Outcome::Pass)]);
+        let fine = report(vec![check(Kind::History, Status::Pass)]);
         assert_eq!(fine.exit_code(), 0);
         let mut skipped = report(vec![
-            check(Kind::History, Outcome::Pass),
-            check(Kind::Schema, Outcome::Skipped),
+            check(Kind::History, Status::Pass),
+            check(Kind::Schema, Status::Skipped),
         ]);
         assert_eq!(skipped.exit_code(), 0, "skipped is not failed");
         skipped.require_all = true;
