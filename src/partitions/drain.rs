@@ -21,7 +21,7 @@ use super::live::{self, DefaultPartition, Parent, Snapshot};
 use super::plan::{Action, Clocks};
 use super::policy::Policy;
 use super::tables::{parent, MissingTable, TablePlan};
-use super::{planned, report, table_run, Maintenance, Step};
+use super::{table_run, Header, Maintenance, Step};
 use crate::db::ident::{quote_ident, quote_literal};
 use crate::db::retry::{is_lock_timeout, retrying};
 use crate::db::DbConfig;
@@ -53,19 +53,15 @@ pub async fn drain_default(
     let policies = std::slice::from_ref(policy);
     let session = connect(cfg, CreateDatabase::Never).await?;
     let first = live::read(&session.client, policies).await?;
-    let clocks = Clocks {
-        now: first.server_now,
-        server_now: first.server_now,
+    let header = Header {
+        cfg,
+        clocks: Clocks::at(None, first.server_now),
+        mode: options.mode,
+        started,
     };
     let first_plan = plan(policy, &first);
     if options.mode == Mode::DryRun || first_plan.actions.is_empty() {
-        return Ok(planned(
-            cfg,
-            clocks,
-            options.mode,
-            vec![first_plan],
-            started,
-        ));
+        return Ok(header.planned(vec![first_plan]));
     }
     drop(first_plan);
     let locked = Locked::lock(session, cfg).await?;
@@ -73,16 +69,7 @@ pub async fn drain_default(
         let client = &locked.session.client;
         let snapshot = live::read(client, policies).await?;
         let locked_plan = plan(policy, &snapshot);
-        Ok(run(
-            client,
-            cfg,
-            clocks,
-            locked_plan,
-            options.batch,
-            progress,
-            started,
-        )
-        .await)
+        Ok(run(client, header, locked_plan, options.batch, progress).await)
     }
     .await;
     locked.finish(result).await
@@ -159,12 +146,10 @@ fn empty_note(default: &DefaultPartition) -> String {
 
 async fn run(
     client: &Client,
-    cfg: &DbConfig,
-    clocks: Clocks,
+    header: Header<'_>,
     plan: TablePlan<'_>,
     batch: u32,
     progress: &dyn Progress,
-    started: Instant,
 ) -> Maintenance {
     let mut table = table_run(&plan);
     let mut failures = Vec::new();
@@ -197,7 +182,7 @@ async fn run(
                     parent,
                     default,
                     batch,
-                    cfg.lock_retries,
+                    header.cfg.lock_retries,
                     progress,
                 )
                 .await
@@ -241,7 +226,11 @@ async fn run(
         }
     }
     Maintenance {
-        report: report(cfg, clocks, Mode::Apply, vec![table], started),
+        report: Header {
+            mode: Mode::Apply,
+            ..header
+        }
+        .report(vec![table]),
         failures,
     }
 }

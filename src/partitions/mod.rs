@@ -150,10 +150,7 @@ pub async fn create(
     let started = Instant::now();
     let session = connect(cfg, CreateDatabase::Never).await?;
     let shapes = live::parents(&session.client, policies).await?;
-    let clocks = Clocks {
-        now: options.now.unwrap_or(shapes.server_now),
-        server_now: shapes.server_now,
-    };
+    let clocks = Clocks::at(options.now, shapes.server_now);
     // The steady state: the partitions the plan wants, by name, already hold exactly the wanted
     // bounds. Only they are read (see live), however many partitions the tables have.
     let expected = expected_names(policies, &shapes, clocks.now, options.ahead);
@@ -170,8 +167,14 @@ pub async fn create(
         options.ahead,
         MissingTable::Refuse,
     );
+    let header = Header {
+        cfg,
+        clocks,
+        mode: options.mode,
+        started,
+    };
     if plans.iter().all(TablePlan::is_quiet) {
-        return Ok(planned(cfg, clocks, options.mode, plans, started));
+        return Ok(header.planned(plans));
     }
     let snapshot = live::partitions(&session.client, shapes, Partitions::All).await?;
     let plans = plan_create(
@@ -182,7 +185,7 @@ pub async fn create(
         MissingTable::Refuse,
     );
     if options.mode == Mode::DryRun || plans.iter().all(|p| p.actions.is_empty()) {
-        return Ok(planned(cfg, clocks, options.mode, plans, started));
+        return Ok(header.planned(plans));
     }
     let locked = Locked::lock(session, cfg).await?;
     let result = ensure_with(
@@ -221,15 +224,18 @@ async fn ensure_with(
     let started = Instant::now();
     let client = &locked.session.client;
     let snapshot = live::read(client, policies).await?;
-    let clocks = Clocks {
-        now: options.now.unwrap_or(snapshot.server_now),
-        server_now: snapshot.server_now,
-    };
+    let clocks = Clocks::at(options.now, snapshot.server_now);
     let plans = plan_create(policies, &snapshot, clocks.now, options.ahead, missing);
+    let header = Header {
+        cfg,
+        clocks,
+        mode: options.mode,
+        started,
+    };
     if options.mode == Mode::DryRun {
-        return Ok(planned(cfg, clocks, options.mode, plans, started));
+        return Ok(header.planned(plans));
     }
-    Ok(execute(client, cfg, clocks, plans, progress, started).await)
+    Ok(execute(client, header, plans, progress).await)
 }
 
 /// `dhctl partition prune`.
@@ -242,13 +248,16 @@ pub async fn prune(
     let started = Instant::now();
     let session = connect(cfg, CreateDatabase::Never).await?;
     let first = live::read(&session.client, policies).await?;
-    let clocks = Clocks {
-        now: options.now.unwrap_or(first.server_now),
-        server_now: first.server_now,
-    };
+    let clocks = Clocks::at(options.now, first.server_now);
     let plans = prune_plans(&session.client, policies, &first, clocks, options).await?;
+    let header = Header {
+        cfg,
+        clocks,
+        mode: options.mode,
+        started,
+    };
     if options.mode == Mode::DryRun || plans.iter().all(|p| p.actions.is_empty()) {
-        return Ok(planned(cfg, clocks, options.mode, plans, started));
+        return Ok(header.planned(plans));
     }
     drop(plans);
     let locked = Locked::lock(session, cfg).await?;
@@ -256,12 +265,9 @@ pub async fn prune(
         let client = &locked.session.client;
         let snapshot = live::read(client, policies).await?;
         // The server's clock read again under the lock; a --now stays as given.
-        let clocks = Clocks {
-            now: options.now.unwrap_or(snapshot.server_now),
-            server_now: snapshot.server_now,
-        };
+        let clocks = Clocks::at(options.now, snapshot.server_now);
         let plans = prune_plans(client, policies, &snapshot, clocks, options).await?;
-        Ok(execute(client, cfg, clocks, plans, progress, started).await)
+        Ok(execute(client, Header { clocks, ..header }, plans, progress).await)
     }
     .await;
     locked.finish(result).await
@@ -306,56 +312,56 @@ fn table_run(plan: &TablePlan<'_>) -> TableRun {
     }
 }
 
-fn report(
-    cfg: &DbConfig,
+/// What a run's report says whatever its tables: the database, the clocks, whether it is a dry
+/// run, and when it started (for `duration_ms`).
+#[derive(Clone, Copy)]
+struct Header<'a> {
+    cfg: &'a DbConfig,
     clocks: Clocks,
     mode: Mode,
-    tables: Vec<TableRun>,
     started: Instant,
-) -> RunReport {
-    RunReport {
-        database: cfg.display_target(),
-        now: clocks.now,
-        server_now: clocks.server_now,
-        dry_run: mode == Mode::DryRun,
-        exit_code: tables.iter().map(|t| t.exit_code).max().unwrap_or(0),
-        tables,
-        duration_ms: ms(started.elapsed()),
-    }
 }
 
-/// The report of a plan (a dry run, or nothing to do): refused tables are its failures.
-fn planned(
-    cfg: &DbConfig,
-    clocks: Clocks,
-    mode: Mode,
-    plans: Vec<TablePlan<'_>>,
-    started: Instant,
-) -> Maintenance {
-    let mut failures = Vec::new();
-    let mut tables = Vec::with_capacity(plans.len());
-    for plan in plans {
-        let mut run = table_run(&plan);
-        run.steps = plan
-            .actions
-            .into_iter()
-            .map(|action| Step {
-                action,
-                attempts: None,
-                duration_ms: None,
-            })
-            .collect();
-        if let Some(e) = plan.refusal {
-            run.error = Some(e.to_string());
-            run.hint = e.hint();
-            run.exit_code = e.exit_code();
-            failures.push(e);
+impl Header<'_> {
+    fn report(&self, tables: Vec<TableRun>) -> RunReport {
+        RunReport {
+            database: self.cfg.display_target(),
+            now: self.clocks.now,
+            server_now: self.clocks.server_now,
+            dry_run: self.mode == Mode::DryRun,
+            exit_code: tables.iter().map(|t| t.exit_code).max().unwrap_or(0),
+            tables,
+            duration_ms: ms(self.started.elapsed()),
         }
-        tables.push(run);
     }
-    Maintenance {
-        report: report(cfg, clocks, mode, tables, started),
-        failures,
+
+    /// The outcome of a plan (a dry run, or nothing to do): refused tables are its failures.
+    fn planned(&self, plans: Vec<TablePlan<'_>>) -> Maintenance {
+        let mut failures = Vec::new();
+        let mut tables = Vec::with_capacity(plans.len());
+        for plan in plans {
+            let mut run = table_run(&plan);
+            run.steps = plan
+                .actions
+                .into_iter()
+                .map(|action| Step {
+                    action,
+                    attempts: None,
+                    duration_ms: None,
+                })
+                .collect();
+            if let Some(e) = plan.refusal {
+                run.error = Some(e.to_string());
+                run.hint = e.hint();
+                run.exit_code = e.exit_code();
+                failures.push(e);
+            }
+            tables.push(run);
+        }
+        Maintenance {
+            report: self.report(tables),
+            failures,
+        }
     }
 }
 
@@ -363,11 +369,9 @@ fn planned(
 /// would fail only skips that partition), never the run.
 async fn execute(
     client: &Client,
-    cfg: &DbConfig,
-    clocks: Clocks,
+    header: Header<'_>,
     plans: Vec<TablePlan<'_>>,
     progress: &dyn Progress,
-    started: Instant,
 ) -> Maintenance {
     let mut tables = Vec::with_capacity(plans.len());
     let mut failures = Vec::new();
@@ -386,7 +390,9 @@ async fn execute(
                 };
                 let mut actions = plan.actions.into_iter();
                 for action in actions.by_ref() {
-                    match apply::run(client, &target, &action, cfg.lock_retries, progress).await {
+                    match apply::run(client, &target, &action, header.cfg.lock_retries, progress)
+                        .await
+                    {
                         Ok(done) => {
                             run.notes.extend(done.notes);
                             run.steps.push(Step {
@@ -429,7 +435,11 @@ async fn execute(
         tables.push(run);
     }
     Maintenance {
-        report: report(cfg, clocks, Mode::Apply, tables, started),
+        report: Header {
+            mode: Mode::Apply,
+            ..header
+        }
+        .report(tables),
         failures,
     }
 }

@@ -64,10 +64,7 @@ pub async fn inspect(
     now: Option<DateTime<Utc>>,
 ) -> Result<Inspection> {
     let snapshot = live::read(client, policies).await?;
-    let clocks = Clocks {
-        now: now.unwrap_or(snapshot.server_now),
-        server_now: snapshot.server_now,
-    };
+    let clocks = Clocks::at(now, snapshot.server_now);
     let now = clocks.now;
     let tables = policies
         .iter()
