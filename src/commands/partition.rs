@@ -3,12 +3,14 @@
 
 use crate::cli::{
     Format, GlobalArgs, PartitionCommand, PartitionCreateArgs, PartitionDrainArgs,
-    PartitionPruneArgs, PartitionStatusArgs,
+    PartitionPruneArgs, PartitionStatusArgs, PartitionsDirArg,
 };
 use crate::db::{CreateDatabase, DbConfig};
 use crate::error::Result;
 use crate::output::{self, progress::Reporter};
-use crate::partitions::{self, policy, CreateOptions, DrainOptions, PruneOptions, RetentionMode};
+use crate::partitions::{
+    self, policy, CreateOptions, DrainOptions, Policy, PruneOptions, RetentionMode,
+};
 use crate::report::Mode;
 
 pub async fn run(command: &PartitionCommand, global: &GlobalArgs) -> Result<i32> {
@@ -24,14 +26,16 @@ pub async fn run(command: &PartitionCommand, global: &GlobalArgs) -> Result<i32>
     Ok(super::exit_after(outcome.failures))
 }
 
+/// The policies a command works on: every one, or the `--table` given.
+fn policies(dir: &PartitionsDirArg, table: Option<&str>) -> Result<Vec<Policy>> {
+    policy::select(policy::load(&dir.source())?, table)
+}
+
 async fn create(
     args: &PartitionCreateArgs,
     progress: &Reporter,
 ) -> Result<partitions::Maintenance> {
-    let policies = policy::select(
-        policy::load(&args.partitions.source())?,
-        args.table.as_deref(),
-    )?;
+    let policies = policies(&args.partitions, args.table.as_deref())?;
     if let Some(ahead) = args.ahead {
         partitions::check_ahead(ahead)?;
     }
@@ -45,10 +49,7 @@ async fn create(
 }
 
 async fn prune(args: &PartitionPruneArgs, progress: &Reporter) -> Result<partitions::Maintenance> {
-    let policies = policy::select(
-        policy::load(&args.partitions.source())?,
-        args.table.as_deref(),
-    )?;
+    let policies = policies(&args.partitions, args.table.as_deref())?;
     let cfg = DbConfig::from_args(&args.connect, &args.locks)?;
     let options = PruneOptions {
         now: args.now,
@@ -63,10 +64,7 @@ async fn drain_default(
     args: &PartitionDrainArgs,
     progress: &Reporter,
 ) -> Result<partitions::Maintenance> {
-    let policies = policy::select(
-        policy::load(&args.partitions.source())?,
-        Some(args.table.as_str()),
-    )?;
+    let policies = policies(&args.partitions, Some(args.table.as_str()))?;
     let cfg = DbConfig::from_args(&args.connect, &args.locks)?;
     let options = DrainOptions {
         batch: args.batch,
@@ -76,10 +74,7 @@ async fn drain_default(
 }
 
 async fn status(args: &PartitionStatusArgs, format: Format) -> Result<i32> {
-    let policies = policy::select(
-        policy::load(&args.partitions.source())?,
-        args.table.as_deref(),
-    )?;
+    let policies = policies(&args.partitions, args.table.as_deref())?;
     let cfg = super::unlocked(&args.connect)?;
     let session = crate::db::connect(&cfg, CreateDatabase::Never).await?;
     let inspection = partitions::inspect(&session.client, &policies, args.now).await?;
