@@ -2,8 +2,8 @@
 //! module per subcommand, each with `run(args, global) -> Result<i32>`, dispatched by [`run`].
 //! A command turns its flags into the domain's options, calls the domain modules, and hands the
 //! report to `output`; it is also the one place where two domains meet ("migrate, then ensure
-//! partitions under the same lock", [`migrate`]), so `migrations` and `partitions` never import
-//! each other. The `dhctl` binary only parses, calls [`execute`] and exits.
+//! partitions under the same lock", `commands::migrate`), so `migrations` and `partitions`
+//! never import each other. The `dhctl` binary only parses, calls [`execute`] and exits.
 
 mod manual;
 mod migrate;

@@ -10,6 +10,7 @@ mod harness;
 mod health;
 mod history;
 mod hostile;
+mod layers;
 mod migrate;
 mod packaging;
 mod partial_report;
