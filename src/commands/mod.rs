@@ -5,7 +5,8 @@
 //! partitions under the same lock", `commands::migrate`), so `migrations` and `partitions`
 //! never import each other. The `dhctl` binary only parses, calls [`execute`] and exits.
 
-mod manual;
+mod completions;
+mod man;
 mod migrate;
 mod new;
 mod partition;
@@ -129,8 +130,8 @@ pub async fn run(cli: &Cli) -> Result<i32> {
         Command::Verify(args) => verify::run(args, global).await,
         Command::New(args) => new::run(args, global),
         Command::Partition(command) => partition::run(command, global).await,
-        Command::Completions(args) => manual::completions(args),
-        Command::Man(args) => manual::man(args, global),
+        Command::Completions(args) => completions::run(args, global),
+        Command::Man(args) => man::run(args, global),
     }
 }
 

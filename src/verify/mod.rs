@@ -155,7 +155,7 @@ pub struct Options {
 }
 
 impl Options {
-    /// Validates the raw flags: `--now` must be RFC 3339, `--expect-fingerprint` sha256 hex.
+    /// `--now` (typed by clap) and `--expect-fingerprint`, which must be sha256 hex.
     pub fn parse(now: Option<DateTime<Utc>>, expect_fingerprint: Option<&str>) -> Result<Options> {
         let expect_fingerprint = expect_fingerprint
             .map(|text| {
