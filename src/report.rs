@@ -53,6 +53,16 @@ pub struct Failed<R> {
     pub report: Option<R>,
 }
 
+impl<R> Failed<R> {
+    /// The same failure with its report turned into the report of a larger run.
+    pub fn map_report<S>(self, f: impl FnOnce(R) -> S) -> Failed<S> {
+        Failed {
+            error: self.error,
+            report: self.report.map(f),
+        }
+    }
+}
+
 impl<R> From<crate::error::Error> for Box<Failed<R>> {
     fn from(error: crate::error::Error) -> Box<Failed<R>> {
         Box::new(Failed {

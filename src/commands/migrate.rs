@@ -26,6 +26,14 @@ pub struct MigrateRun {
 }
 
 impl MigrateRun {
+    /// The migrations, before (or without) partitions.
+    fn of(migrations: MigrateReport) -> MigrateRun {
+        MigrateRun {
+            migrations,
+            partition_create: None,
+        }
+    }
+
     fn render(&self) -> String {
         human::migrate(&self.migrations, self.partition_create.as_ref())
     }
@@ -89,33 +97,16 @@ async fn migrate_and_ensure(
         // A dry run against a database that does not exist yet: migrate would create it and
         // apply everything, which is the plan to show.
         Err(Error::MissingDatabase { .. }) if options.mode == Mode::DryRun => {
-            let migrations = migrate::plan_for_new_database(cfg, catalog, options)?;
-            return Ok((
-                MigrateRun {
-                    migrations,
-                    partition_create: None,
-                },
-                Vec::new(),
-            ));
+            let plan = migrate::plan_for_new_database(cfg, catalog, options)?;
+            return Ok((MigrateRun::of(plan), Vec::new()));
         }
         other => other?,
     };
     let result = async {
         let migrations = migrate::run(&mut locked, cfg, catalog, options, progress)
             .await
-            .map_err(|failed| {
-                Box::new(Failed {
-                    error: failed.error,
-                    report: failed.report.map(|migrations| MigrateRun {
-                        migrations,
-                        partition_create: None,
-                    }),
-                })
-            })?;
-        let mut run = MigrateRun {
-            migrations,
-            partition_create: None,
-        };
+            .map_err(|failed| Box::new(failed.map_report(MigrateRun::of)))?;
+        let mut run = MigrateRun::of(migrations);
         let Some(wanted) = ensure else {
             return Ok((run, Vec::new()));
         };

@@ -227,14 +227,8 @@ pub(super) fn kept_marker(schema: &str, table: &str) -> String {
 /// overwritten). Best effort: the detach is done and is what matters; a table left unmarked is
 /// still listed when its name is shaped like a partition's.
 async fn mark_kept(child: &Child<'_>) {
-    let Child {
-        client,
-        target,
-        schema,
-        name,
-        ..
-    } = *child;
-    let table = qualified(schema, name);
+    let Child { client, target, .. } = *child;
+    let table = child.qualified();
     let bare = client
         .query_one(
             "SELECT obj_description(to_regclass($1)::oid, 'pg_class') IS NULL",
@@ -268,13 +262,12 @@ async fn recheck(
     (from, to): (Option<DateTime<Utc>>, Option<DateTime<Utc>>),
 ) -> Result<(), Box<Failed>> {
     let Child {
-        client,
         target,
         schema,
         name,
         ..
     } = *child;
-    let now = live::partition(client, target.oid, schema, name).await?;
+    let now = live::partition(child.client, target.oid, schema, name).await?;
     match now {
         Some(p) if p.from == from && p.to == to && !p.detach_pending => Ok(()),
         other => Err(Box::new(Failed {

@@ -57,15 +57,21 @@ fn versions(report: &serde_json::Value) -> Vec<i64> {
         .collect()
 }
 
-#[test]
-fn a_failed_migrate_reports_the_migrations_it_applied_in_human_output() {
-    let db = TestDb::new("pmigh");
+/// Runs migrate with the third migration failing.
+fn migrated_until_the_third(format: &str) -> (TestDb, Run) {
+    let db = TestDb::new(&format!("pmig{format}"));
     let dir = three_migrations();
     failing_third(&dir);
     let run = dhctl(&db.url)
-        .args(["migrate", "--no-partitions"])
+        .args(["migrate", "--no-partitions", "--format", format])
         .migrations_dir(dir.path())
         .run();
+    (db, run)
+}
+
+#[test]
+fn a_failed_migrate_reports_the_migrations_it_applied_in_human_output() {
+    let (db, run) = migrated_until_the_third("human");
     run.expect_code(2);
     assert!(run.stdout.contains("first"), "{}", run.stdout);
     assert!(run.stdout.contains("second"), "{}", run.stdout);
@@ -86,13 +92,7 @@ fn a_failed_migrate_reports_the_migrations_it_applied_in_human_output() {
 
 #[test]
 fn a_failed_migrate_reports_the_migrations_it_applied_in_json() {
-    let db = TestDb::new("pmigj");
-    let dir = three_migrations();
-    failing_third(&dir);
-    let run = dhctl(&db.url)
-        .args(["migrate", "--no-partitions", "--format", "json"])
-        .migrations_dir(dir.path())
-        .run();
+    let (db, run) = migrated_until_the_third("json");
     run.expect_code(2);
     let doc = run.json();
     assert_eq!(
