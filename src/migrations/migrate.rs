@@ -15,8 +15,7 @@ use super::history::{self, HistoryRow, Use};
 use super::status::{self, State};
 use crate::db::ident::TableName;
 use crate::db::retry::is_lock_timeout;
-use crate::db::CreateDatabase;
-use crate::db::{DbConfig, Locked};
+use crate::db::{CreateDatabase, DbConfig, Locked};
 use crate::error::{Error, Result, SqlDetail};
 use crate::progress::Progress;
 use crate::report::{ms, Failed, Mode, Sql};
@@ -85,9 +84,10 @@ pub fn plan_for_new_database(
 }
 
 /// Applies the pending migrations on a session that holds the lock (the command layer then
-/// ensures partitions under the same lock). History is read once, under the lock; each migration then runs in
-/// its own transaction with its history row (see [`execute`]), so the cost is linear in the
-/// number of migrations.
+/// ensures partitions under the same lock). History is read once, under the lock; each
+/// migration then runs in its own transaction with its history row (see [`execute`]), so the
+/// cost is linear in the number of migrations. A failing migration's error carries the report
+/// of those applied before it.
 pub async fn run(
     locked: &mut Locked,
     cfg: &DbConfig,

@@ -10,8 +10,7 @@ pub mod rollback;
 pub mod split;
 pub mod status;
 
-use crate::db::DbConfig;
-use crate::db::{connect, CreateDatabase};
+use crate::db::{connect, CreateDatabase, DbConfig};
 use crate::error::Result;
 
 pub use catalog::{Catalog, Migration};

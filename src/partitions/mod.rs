@@ -29,9 +29,7 @@ pub use plan::{Action, Clocks, Coverage, Existing, Kept};
 pub use policy::{Policy, RetentionMode};
 pub use status::{inspect, Inspection, TableStatus};
 
-use crate::db::DbConfig;
-use crate::db::Locked;
-use crate::db::{connect, CreateDatabase};
+use crate::db::{connect, CreateDatabase, DbConfig, Locked};
 use crate::error::{Error, Result};
 use crate::progress::Progress;
 use crate::report::{ms, Mode};

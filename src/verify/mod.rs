@@ -21,8 +21,7 @@ use std::time::Instant;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::db::DbConfig;
-use crate::db::{connect, CreateDatabase, Session};
+use crate::db::{connect, CreateDatabase, DbConfig, Session};
 use crate::error::{Error, Result};
 use crate::migrations::history::{self, HistoryRow};
 use crate::migrations::status::{self, Counts, Entry, State};

@@ -31,8 +31,7 @@ use super::pipeline;
 use super::replay::Build;
 use super::snapshot::Snapshot;
 use crate::db::ident::quote_ident;
-use crate::db::DbConfig;
-use crate::db::{connect, CreateDatabase, Session};
+use crate::db::{connect, CreateDatabase, DbConfig, Session};
 use crate::error::{Error, Result};
 
 /// Where the schema check rebuilt the migrations.
