@@ -33,7 +33,7 @@ use crate::db::{connect, CreateDatabase, DbConfig, Locked};
 use crate::error::{Error, Result};
 use crate::progress::Progress;
 use crate::report::{ms, Mode};
-use live::Partitions;
+use live::Which;
 use tables::{expected_names, plan_create, plan_prune, MissingTable, Newest, TablePlan};
 
 /// Refuses an `--ahead` past the per-run cap before anything connects.
@@ -152,12 +152,7 @@ pub async fn create(
     // The steady state: the partitions the plan wants, by name, already hold exactly the wanted
     // bounds. Only they are read (see live), however many partitions the tables have.
     let expected = expected_names(policies, &shapes, clocks.now, options.ahead);
-    let named = live::partitions(
-        &session.client,
-        shapes.clone(),
-        Partitions::Named(&expected),
-    )
-    .await?;
+    let named = live::partitions(&session.client, shapes.clone(), Which::Named(&expected)).await?;
     let plans = plan_create(
         policies,
         &named,
@@ -174,7 +169,7 @@ pub async fn create(
     if plans.iter().all(TablePlan::is_quiet) {
         return Ok(header.planned(plans));
     }
-    let snapshot = live::partitions(&session.client, shapes, Partitions::All).await?;
+    let snapshot = live::partitions(&session.client, shapes, Which::All).await?;
     let plans = plan_create(
         policies,
         &snapshot,
