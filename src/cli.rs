@@ -1,10 +1,15 @@
-//! Command-line types (clap derive) and nothing else: parsing values into domain types happens in
-//! `config`, running commands in the domain modules.
+//! Command-line types (clap derive): flags are typed here, at the edge, by value parsers
+//! (durations, `--now`, `--retention`, `--history-table`), so a bad value is refused before
+//! anything runs. Connection settings are assembled in `config`; commands run in `commands`.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
+use chrono::{DateTime, Datelike, Utc};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::partitions::Retention;
+use crate::source::Source;
 
 /// Schema migrations and partition maintenance for the DataHub API gateway's PostgreSQL.
 ///
@@ -83,7 +88,7 @@ pub struct ConnectArgs {
     /// somewhere else. Default: refinery_schema_history, found by name in whichever schema holds
     /// it (created in the first schema of the role's search_path when there is none).
     #[arg(long, env = "DHCTL_HISTORY_TABLE", hide_env_values = true, value_name = "SCHEMA.NAME", value_parser = parse_history_table)]
-    pub history_table: Option<crate::migrations::history::TableName>,
+    pub history_table: Option<crate::db::ident::TableName>,
 }
 
 /// The dhctl advisory lock and DDL lock_timeout: the commands that change the schema.
@@ -139,6 +144,13 @@ pub struct MigrationsDirArg {
     pub migrations_dir: Option<PathBuf>,
 }
 
+impl MigrationsDirArg {
+    /// The folder given, or the migrations compiled in.
+    pub fn source(&self) -> Source {
+        Source::dir_or_embedded(self.migrations_dir.as_deref())
+    }
+}
+
 /// Where partition policies come from: the commands that read them.
 #[derive(Debug, Clone, Args)]
 pub struct PartitionsDirArg {
@@ -150,6 +162,13 @@ pub struct PartitionsDirArg {
         value_name = "DIR"
     )]
     pub partitions_dir: Option<PathBuf>,
+}
+
+impl PartitionsDirArg {
+    /// The folder given, or the policies compiled in.
+    pub fn source(&self) -> Source {
+        Source::dir_or_embedded(self.partitions_dir.as_deref())
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -268,8 +287,8 @@ pub struct MigrateArgs {
     pub no_create_database: bool,
 
     /// Take "now" for partition creation from this RFC 3339 time instead of the server's clock.
-    #[arg(long, value_name = "TIMESTAMP")]
-    pub now: Option<String>,
+    #[arg(long, value_name = "TIMESTAMP", value_parser = parse_now)]
+    pub now: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Args)]
@@ -331,8 +350,8 @@ pub struct VerifyArgs {
     pub lock_timeout: Duration,
 
     /// Take "now" for the partition checks from this RFC 3339 time instead of the server's clock.
-    #[arg(long, value_name = "TIMESTAMP")]
-    pub now: Option<String>,
+    #[arg(long, value_name = "TIMESTAMP", value_parser = parse_now)]
+    pub now: Option<DateTime<Utc>>,
 
     /// Also fail (exit 1) unless the schema's fingerprint is this one (as printed by verify on
     /// the environment to compare with), e.g. sha256:3f2a….
@@ -446,8 +465,8 @@ pub struct PartitionCreateArgs {
     pub table: Option<String>,
 
     /// Take "now" from this RFC 3339 time instead of the server's clock (tests, backfills).
-    #[arg(long, value_name = "TIMESTAMP")]
-    pub now: Option<String>,
+    #[arg(long, value_name = "TIMESTAMP", value_parser = parse_now)]
+    pub now: Option<DateTime<Utc>>,
 
     /// Print the plan without changing anything.
     #[arg(long)]
@@ -465,16 +484,16 @@ pub struct PartitionPruneArgs {
 
     /// Override the policy's retention, e.g. "13 months", "90 days". Needs --table: one
     /// retention for every table would cut the longer-lived ones short.
-    #[arg(long, value_name = "DURATION", requires = "table")]
-    pub retention: Option<String>,
+    #[arg(long, value_name = "DURATION", requires = "table", value_parser = Retention::parse)]
+    pub retention: Option<Retention>,
 
     /// Only this table (default: every policy with a retention).
     #[arg(long, value_name = "TABLE")]
     pub table: Option<String>,
 
     /// Take "now" from this RFC 3339 time instead of the server's clock.
-    #[arg(long, value_name = "TIMESTAMP")]
-    pub now: Option<String>,
+    #[arg(long, value_name = "TIMESTAMP", value_parser = parse_now)]
+    pub now: Option<DateTime<Utc>>,
 
     /// Detach but keep the tables (as retention_mode = "detach" does).
     #[arg(long)]
@@ -497,13 +516,28 @@ pub struct PartitionStatusArgs {
     pub table: Option<String>,
 
     /// Take "now" from this RFC 3339 time instead of the server's clock.
-    #[arg(long, value_name = "TIMESTAMP")]
-    pub now: Option<String>,
+    #[arg(long, value_name = "TIMESTAMP", value_parser = parse_now)]
+    pub now: Option<DateTime<Utc>>,
+}
+
+/// A `--now` value: an RFC 3339 time, limited to 1970–9000 so partition names keep four-digit
+/// years.
+fn parse_now(text: &str) -> Result<DateTime<Utc>, String> {
+    let parsed = DateTime::parse_from_rfc3339(text.trim()).map_err(|e| {
+        format!("`{text}` is not an RFC 3339 time ({e}); write e.g. 2026-11-15T10:00:00Z")
+    })?;
+    let now = parsed.with_timezone(&Utc);
+    if !(1970..=9000).contains(&now.year()) {
+        return Err(format!(
+            "`{text}` is out of range; use a time between 1970 and 9000"
+        ));
+    }
+    Ok(now)
 }
 
 /// A `--history-table` value: schema.name.
-fn parse_history_table(text: &str) -> Result<crate::migrations::history::TableName, String> {
-    crate::migrations::history::TableName::parse(text)
+fn parse_history_table(text: &str) -> Result<crate::db::ident::TableName, String> {
+    crate::db::ident::TableName::parse(text)
 }
 
 /// What a duration may be, for error messages and `--help`.

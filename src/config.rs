@@ -17,29 +17,8 @@ use tokio_postgres::config::{
 use crate::cli::{ConnectArgs, LockArgs};
 use crate::conninfo::{self, shorten};
 use crate::db::tls::{ClientCert, TlsSettings, Verify};
+use crate::db::{DbConfig, DEFAULT_CONNECT_TIMEOUT, DEFAULT_HOST};
 use crate::error::{Error, Result};
-
-/// How long one connection attempt (TCP, TLS and startup) may take when neither the connection
-/// string nor PGCONNECT_TIMEOUT says. libpq waits forever; an init container must not, and 10 s
-/// leaves room for a TLS handshake and SCRAM across regions.
-pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// The host dhctl connects to when none is given (libpq would use its unix socket).
-const DEFAULT_HOST: &str = "127.0.0.1";
-
-/// Everything needed to open dhctl's session.
-#[derive(Clone)]
-pub struct DbConfig {
-    pub pg: tokio_postgres::Config,
-    pub tls: TlsSettings,
-    /// Retry healable connection failures for this long.
-    pub wait: Option<Duration>,
-    pub lock_wait: Duration,
-    pub lock_timeout: Duration,
-    pub lock_retries: u32,
-    /// `--history-table schema.name`; None: find refinery_schema_history by name.
-    pub history_table: Option<crate::migrations::history::TableName>,
-}
 
 impl DbConfig {
     /// `locks` is `LockArgs::default()` for commands that take no lock.
@@ -57,16 +36,6 @@ impl DbConfig {
             lock_retries: locks.lock_retries,
             history_table: args.history_table.clone(),
         })
-    }
-
-    /// `user@host:port/dbname`, for messages. Never includes the password.
-    pub fn display_target(&self) -> String {
-        describe(&self.pg)
-    }
-
-    pub fn dbname(&self) -> &str {
-        // parse_connection refuses a configuration without a database name.
-        self.pg.get_dbname().unwrap_or("postgres")
     }
 }
 
@@ -679,35 +648,10 @@ fn password_from_file(file: &Path, pg: &tokio_postgres::Config) -> Result<Option
     Ok(found.flatten())
 }
 
-/// `user@host:port/dbname` for any config (`user@h1:p1,h2:p2/dbname` with several hosts), built
-/// from its fields: never includes the password.
-pub fn describe(pg: &tokio_postgres::Config) -> String {
-    let ports = pg.get_ports();
-    let count = pg.get_hosts().len().max(pg.get_hostaddrs().len()).max(1);
-    let hosts: Vec<String> = (0..count)
-        .map(|i| {
-            let host = match (pg.get_hosts().get(i), pg.get_hostaddrs().get(i)) {
-                (Some(Host::Tcp(h)), _) => h.clone(),
-                (Some(Host::Unix(p)), _) => p.display().to_string(),
-                (None, Some(addr)) => addr.to_string(),
-                (None, None) => DEFAULT_HOST.into(),
-            };
-            let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
-            format!("{host}:{port}")
-        })
-        .collect();
-    let user = pg.get_user().unwrap_or("?");
-    let db = pg.get_dbname().unwrap_or("?");
-    format!("{user}@{}/{db}", hosts.join(","))
-}
-
-pub fn wants_tls(pg: &tokio_postgres::Config) -> bool {
-    !matches!(pg.get_ssl_mode(), SslMode::Disable)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::db::describe;
 
     fn parse_with(
         url: &str,

@@ -7,7 +7,8 @@
 
 use std::path::PathBuf;
 
-use crate::db::lock::Holder;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
 
 /// Everything that can go wrong in dhctl. Messages are lower-case, name the object and say what
 /// to do; the `hint` is printed on its own line where one helps.
@@ -77,6 +78,39 @@ pub enum Error {
     /// Several independent units failed (e.g. partition maintenance of several tables).
     #[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))]
     Many(Vec<Error>),
+}
+
+/// The session holding the dhctl advisory lock, as `pg_stat_activity` shows it: what
+/// [`Error::LockBusy`] names (`db::lock` looks it up). Defined here so the error type depends on
+/// no other module.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Holder {
+    pub pid: i32,
+    pub application_name: Option<String>,
+    /// When the holder's session connected (dhctl takes the lock right after connecting).
+    pub since: Option<DateTime<Utc>>,
+    pub client_addr: Option<String>,
+}
+
+impl std::fmt::Display for Holder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "pid {}", self.pid)?;
+        match self.application_name.as_deref() {
+            Some(name) if !name.is_empty() => write!(f, " (application_name '{name}')")?,
+            _ => write!(f, " (no application_name)")?,
+        }
+        if let Some(addr) = &self.client_addr {
+            write!(f, " from {addr}")?;
+        }
+        if let Some(since) = self.since {
+            write!(
+                f,
+                ", connected since {}",
+                since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            )?;
+        }
+        Ok(())
+    }
 }
 
 /// What the server said about a failed statement, with the place in the file when known.

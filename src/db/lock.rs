@@ -11,11 +11,11 @@
 
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
-use serde::Serialize;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::Client;
 
+use super::{connect, CreateDatabase, DbConfig, Session};
+pub use crate::error::Holder;
 use crate::error::{Error, Result};
 
 /// The advisory lock key: the ASCII bytes of "dhctl_mg" as a big-endian i64. Advisory locks are
@@ -25,37 +25,6 @@ pub const LOCK_KEY: i64 = i64::from_be_bytes(*b"dhctl_mg");
 
 /// How long one blocking attempt may wait before it is re-entered (see the module comment).
 const ATTEMPT_TIMEOUT: Duration = Duration::from_millis(1000);
-
-/// The session holding the lock, as `pg_stat_activity` shows it.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct Holder {
-    pub pid: i32,
-    pub application_name: Option<String>,
-    /// When the holder's session connected (dhctl takes the lock right after connecting).
-    pub since: Option<DateTime<Utc>>,
-    pub client_addr: Option<String>,
-}
-
-impl std::fmt::Display for Holder {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "pid {}", self.pid)?;
-        match self.application_name.as_deref() {
-            Some(name) if !name.is_empty() => write!(f, " (application_name '{name}')")?,
-            _ => write!(f, " (no application_name)")?,
-        }
-        if let Some(addr) = &self.client_addr {
-            write!(f, " from {addr}")?;
-        }
-        if let Some(since) = self.since {
-            write!(
-                f,
-                ", connected since {}",
-                since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-            )?;
-        }
-        Ok(())
-    }
-}
 
 /// Proof that this session holds the lock. Release it with [`LockGuard::release`]; if the
 /// process dies instead, the server frees it when the session ends.
@@ -195,9 +164,65 @@ pub async fn holder(client: &Client) -> Result<Option<Holder>> {
     }))
 }
 
+/// A session that holds the dhctl advisory lock, with `lock_timeout` set for its DDL: the one
+/// way to a connection that may change the schema (connect → lock → settings).
+pub struct Locked {
+    pub session: Session,
+    guard: LockGuard,
+}
+
+impl Locked {
+    pub async fn open(cfg: &DbConfig, create: CreateDatabase) -> Result<Locked> {
+        let session = connect(cfg, create).await?;
+        Locked::lock(session, cfg).await
+    }
+
+    /// Takes the lock on a session already open (partition commands first look, without the
+    /// lock, whether there is anything to do at all).
+    pub async fn lock(session: Session, cfg: &DbConfig) -> Result<Locked> {
+        let guard = acquire(&session.client, session.backend_pid, cfg.lock_wait).await?;
+        // Every DDL statement from here on gives up after lock_timeout instead of queueing in
+        // front of the gateway's traffic (and everything queued behind it); see db::retry.
+        // The same statement checks that it still reaches the backend holding the lock.
+        let ms = cfg.lock_timeout.as_millis().max(1).to_string();
+        let pid: i32 = session
+            .client
+            .query_one(
+                "SELECT pg_backend_pid() FROM (SELECT set_config('lock_timeout', $1, false)) s",
+                &[&ms],
+            )
+            .await
+            .map_err(|e| Error::sql("setting lock_timeout", &e))?
+            .get(0);
+        if pid != session.backend_pid {
+            // The lock sits on a pooled backend we cannot reach again: end that backend so the
+            // lock does not outlive this run (same role, so no extra privilege is needed).
+            let _ = session
+                .client
+                .execute("SELECT pg_terminate_backend($1)", &[&session.backend_pid])
+                .await;
+            return Err(Error::Pooled);
+        }
+        Ok(Locked { session, guard })
+    }
+
+    /// Releases the lock and passes `result` through. A release error only surfaces when the
+    /// work itself succeeded; after a failure the session may be gone, and the server frees
+    /// the lock with it.
+    pub async fn finish<T, E: From<Error>>(self, result: Result<T, E>) -> Result<T, E> {
+        let released = self.guard.release(&self.session.client).await;
+        match (result, released) {
+            (Ok(value), Ok(())) => Ok(value),
+            (Ok(_), Err(e)) => Err(e.into()),
+            (Err(e), _) => Err(e),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::DateTime;
 
     #[test]
     fn lock_key_is_the_documented_constant() {

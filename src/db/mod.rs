@@ -4,6 +4,7 @@
 pub mod ident;
 pub mod lock;
 pub mod retry;
+mod settings;
 pub mod tls;
 
 use std::sync::Mutex;
@@ -14,8 +15,9 @@ use tokio_postgres::{CancelToken, Client, NoTls};
 
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use crate::config::{describe, wants_tls, DbConfig};
 use crate::error::{describe_driver_error, Error, Result};
+pub use lock::Locked;
+pub use settings::{describe, wants_tls, DbConfig, DEFAULT_CONNECT_TIMEOUT, DEFAULT_HOST};
 
 /// The oldest server dhctl supports: 14 brings `DETACH PARTITION … CONCURRENTLY` and
 /// `client_connection_check_interval`, both of which dhctl relies on.
@@ -223,7 +225,7 @@ async fn open(
     let limit = pg
         .get_connect_timeout()
         .copied()
-        .unwrap_or(crate::config::DEFAULT_CONNECT_TIMEOUT);
+        .unwrap_or(DEFAULT_CONNECT_TIMEOUT);
     let count = pg.get_hosts().len().max(pg.get_hostaddrs().len()).max(1);
     let start = match pg.get_load_balance_hosts() {
         tokio_postgres::config::LoadBalanceHosts::Random => {

@@ -37,22 +37,22 @@ pub struct Report {
 
 /// A finished readiness check, its JSON serialised once for every probe that shares it.
 #[derive(Debug)]
-pub struct Outcome {
+pub struct Answer {
     pub ok: bool,
     pub body: Bytes,
 }
 
-impl Outcome {
-    fn of(report: &Report) -> Outcome {
-        Outcome {
+impl Answer {
+    fn of(report: &Report) -> Answer {
+        Answer {
             ok: report.status == Verdict::Ok,
             body: Bytes::from(serde_json::to_vec(report).unwrap_or_default()),
         }
     }
 
     /// The check task died without a result (it cannot panic by design; this is the net).
-    fn lost() -> Outcome {
-        Outcome {
+    fn lost() -> Answer {
+        Answer {
             ok: false,
             body: Bytes::from_static(br#"{"status":"error","checks":{}}"#),
         }
@@ -74,8 +74,8 @@ pub struct Readiness {
 
 #[derive(Default)]
 struct Flight {
-    last: Option<(Instant, Arc<Outcome>)>,
-    running: Option<watch::Receiver<Option<Arc<Outcome>>>>,
+    last: Option<(Instant, Arc<Answer>)>,
+    running: Option<watch::Receiver<Option<Arc<Answer>>>>,
 }
 
 impl Readiness {
@@ -113,7 +113,7 @@ impl Readiness {
     }
 
     /// The readiness verdict for one probe: a fresh cached one, the one in flight, or a new one.
-    pub async fn probe(self: &Arc<Self>) -> Arc<Outcome> {
+    pub async fn probe(self: &Arc<Self>) -> Arc<Answer> {
         let mut receiver = {
             let mut flight = self.state.lock().unwrap_or_else(|p| p.into_inner());
             if let Some((at, outcome)) = &flight.last {
@@ -144,12 +144,12 @@ impl Readiness {
         let shared = receiver.wait_for(Option::is_some).await;
         match shared.ok().and_then(|v| v.as_ref().map(Arc::clone)) {
             Some(outcome) => outcome,
-            None => Arc::new(Outcome::lost()),
+            None => Arc::new(Answer::lost()),
         }
     }
 
     /// Runs every check concurrently and logs each failure (and each recovery) once.
-    async fn run_checks(&self) -> Outcome {
+    async fn run_checks(&self) -> Answer {
         let (database, redis) = tokio::join!(self.deps.check_database(), self.deps.check_redis());
         let (database, migrations) = database;
         let ok = [Some(&database), Some(&redis), migrations.as_ref()]
@@ -195,7 +195,7 @@ impl Readiness {
         if ok && previous == FAILED {
             tracing::info!("readiness recovered: every check passes again");
         }
-        Outcome::of(&Report {
+        Answer::of(&Report {
             status: if ok { Verdict::Ok } else { Verdict::Error },
             checks: Checks {
                 database,

@@ -14,7 +14,7 @@ use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisConnectionI
 use crate::config::parse_database_url;
 use crate::db::tls::TlsSettings;
 use crate::error::{Error, Result};
-use crate::migrations::Source;
+use crate::source::Source;
 
 /// Every variable dhctl-health reads, its default and meaning: `dhctl-health --help` prints
 /// this table, and a unit test checks that `from_lookup` reads nothing that is not in it.
@@ -242,10 +242,9 @@ impl HealthConfig {
         let redis = redis(&get)?;
         let require_migrated = match flag(&get, "DHCTL_READY_REQUIRE_MIGRATED")? {
             false => None,
-            true => Some(match get("DHCTL_MIGRATIONS_DIR") {
-                Some(dir) => Source::Dir(PathBuf::from(dir)),
-                None => Source::Embedded,
-            }),
+            true => Some(Source::dir_or_embedded(
+                get("DHCTL_MIGRATIONS_DIR").map(PathBuf::from).as_deref(),
+            )),
         };
         let limits = Limits {
             max_connections: number(&get, "HEALTH_MAX_CONNECTIONS", 1024usize)?.max(1),

@@ -9,7 +9,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, R
 
 use super::config::HealthConfig;
 use super::report::{classify, Check, Failure, Reason, Verdict};
-use crate::config::describe;
+use crate::db::describe;
 use crate::db::tls::make_connector;
 use crate::error::{describe_driver_error, Result};
 use crate::migrations::{catalog, history, status, Catalog};
@@ -111,7 +111,7 @@ impl Dependencies {
                     }))
                 }
             };
-            conn.keep();
+            conn.return_to_pool();
             Ok::<_, Failure>((db_took, pending))
         };
         let outcome = tokio::time::timeout(self.timeout, work).await;
@@ -251,13 +251,15 @@ fn redis_failure(err: &redis::RedisError) -> Failure {
     Failure::new(reason, format!("redis: {err}"))
 }
 
-/// A pooled connection that is thrown away unless the check succeeded with it. A connection
+/// A pooled connection that is thrown away when dropped, unless the check succeeded with it
+/// ([`Discard::return_to_pool`]). A connection
 /// whose check failed or timed out may be stuck (a server that stopped answering mid-query);
 /// returning it to the pool would make every later check wait on it too.
 struct Discard(Option<Object>);
 
 impl Discard {
-    fn keep(&mut self) {
+    /// The check succeeded: the connection goes back to the pool when dropped.
+    fn return_to_pool(&mut self) {
         self.0 = None;
     }
 }

@@ -1,7 +1,7 @@
 //! JSON log lines on stderr, one event per line.
 //!
 //! No line can hold a password because none is ever given one: connection targets are logged
-//! from the parsed settings (`user@host:port/database`, see `crate::config::describe` and
+//! from the parsed settings (`user@host:port/database`, see `crate::db::describe` and
 //! `RedisSettings::describe`), never from a URL's text, and the drivers' error texts name no
 //! password. Masking is by structure, not by searching the text: an earlier version replaced
 //! each configured password wherever it appeared, which with user = database = password

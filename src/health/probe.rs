@@ -22,13 +22,13 @@ pub enum ProbeError {
 
 /// The parts of an `http://host[:port][/path]` URL that a GET needs.
 #[derive(Debug, PartialEq, Eq)]
-pub struct Target {
+pub struct Endpoint {
     pub host: String,
     pub port: u16,
     pub path: String,
 }
 
-pub fn parse_url(url: &str) -> Result<Target, ProbeError> {
+pub fn parse_url(url: &str) -> Result<Endpoint, ProbeError> {
     let rest = url.trim().strip_prefix("http://").ok_or_else(|| {
         ProbeError::BadUrl(
             "--check-url takes an http:// URL, e.g. http://127.0.0.1:3000/health/live".into(),
@@ -74,7 +74,7 @@ pub fn parse_url(url: &str) -> Result<Target, ProbeError> {
             "--check-url needs a host and a path without spaces".into(),
         ));
     }
-    Ok(Target {
+    Ok(Endpoint {
         host: host.to_string(),
         port,
         path: path.to_string(),

@@ -141,7 +141,7 @@ pub async fn serve(
 }
 
 fn describe_target(config: &HealthConfig) -> String {
-    crate::config::describe(&config.database.pg)
+    crate::db::describe(&config.database.pg)
 }
 
 /// Completes on the first SIGTERM or SIGINT (Ctrl-C).

@@ -11,19 +11,11 @@
 //! connection is made.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::split::{self, Span};
 use crate::error::{Error, FileProblem, Result};
-
-/// Where migrations come from.
-#[derive(Debug, Clone)]
-pub enum Source {
-    /// The sql/ folder compiled into the binary.
-    Embedded,
-    /// A folder read at run time (`--migrations-dir`).
-    Dir(PathBuf),
-}
+use crate::source::Source;
 
 /// One section (up or down) of a migration file.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -14,7 +14,8 @@ use tokio_postgres::types::Type;
 use tokio_postgres::Client;
 
 use super::catalog::{Section, Transaction};
-use super::history::{self, TableName};
+use super::history;
+use crate::db::ident::TableName;
 use crate::db::restore_session;
 use crate::db::retry::{self, is_lock_timeout};
 

@@ -15,7 +15,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Deserialize;
 use tokio_postgres::GenericClient;
 
-use crate::db::ident::quote_ident;
+use crate::db::ident::{quote_ident, TableName};
 use crate::error::{Error, Result};
 
 /// refinery's default table name, looked up in every schema unless `--history-table` says
@@ -33,58 +33,6 @@ fn shown(ident: &str) -> String {
         ident.to_string()
     } else {
         quote_ident(ident)
-    }
-}
-
-/// A schema-qualified table name, as given to `--history-table schema.name`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TableName {
-    pub schema: String,
-    pub name: String,
-}
-
-impl TableName {
-    /// `schema.name`, both parts as stored in the catalog (case-sensitive, no quotes).
-    pub fn parse(text: &str) -> std::result::Result<TableName, String> {
-        let Some((schema, name)) = text.split_once('.') else {
-            return Err(format!(
-                "`{text}` is not schema-qualified; write it as schema.name, e.g. public.{TABLE}"
-            ));
-        };
-        // A temporary schema would hold history for one session only (and dhctl's session reset
-        // drops temporary tables after every migration).
-        if schema.eq_ignore_ascii_case("pg_temp") || schema.starts_with("pg_temp_") {
-            return Err(format!(
-                "`{text}`: a temporary schema cannot keep history; name a permanent schema"
-            ));
-        }
-        for (what, part) in [("schema", schema), ("table", name)] {
-            if part.is_empty()
-                || part.len() > crate::db::ident::MAX_IDENT_LEN
-                || part.contains('.')
-                || part.chars().any(char::is_control)
-                || part.trim() != part
-            {
-                return Err(format!(
-                    "`{text}`: the {what} name must be 1 to 63 bytes without dots, control characters or leading or trailing spaces; write it as schema.name"
-                ));
-            }
-        }
-        Ok(TableName {
-            schema: schema.into(),
-            name: name.into(),
-        })
-    }
-
-    /// The name quoted for SQL text.
-    pub fn sql(&self) -> String {
-        format!("{}.{}", quote_ident(&self.schema), quote_ident(&self.name))
-    }
-}
-
-impl std::fmt::Display for TableName {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}.{}", self.schema, self.name)
     }
 }
 

@@ -11,28 +11,22 @@ use serde::Serialize;
 
 use super::catalog::{Catalog, Migration, Transaction};
 use super::execute::{self, Bookkeeping};
-use super::history::{self, HistoryRow, TableName, Use};
+use super::history::{self, HistoryRow, Use};
 use super::status::{self, State};
-use super::{Locked, Progress};
-use crate::config::DbConfig;
+use crate::db::ident::TableName;
 use crate::db::retry::is_lock_timeout;
-use crate::db::CreateDatabase;
+use crate::db::{CreateDatabase, DbConfig, Locked};
 use crate::error::{Error, Result, SqlDetail};
-
-/// Whether to change anything.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    Apply,
-    DryRun,
-}
+use crate::progress::Progress;
+use crate::report::{ms, Failed, Mode, Sql};
 
 #[derive(Debug, Clone)]
 pub struct Options {
     pub to: Option<i64>,
     pub mode: Mode,
     pub create: CreateDatabase,
-    /// Include each migration's SQL in the plan (dry runs with --verbose).
-    pub show_sql: bool,
+    /// Whether the plan carries each migration's SQL (dry runs with --verbose).
+    pub sql: Sql,
 }
 
 /// One migration applied, or planned by a dry run.
@@ -64,53 +58,11 @@ pub struct MigrateReport {
     /// Applied by this run, or planned in a dry run.
     pub steps: Vec<Step>,
     pub duration_ms: f64,
-    /// The partitions ensured after migrating (null with --no-partitions or --dry-run); named
-    /// apart from partition status's list of partitions (docs/json.md).
-    #[serde(rename = "partition_create")]
-    pub partitions: Option<crate::partitions::RunReport>,
 }
 
-/// `dhctl migrate` from start to end: connect (creating the database when `options.create`
-/// allows), take the lock, apply the pending migrations, then, when `partitions` is given, create
-/// what the policies want under the same lock, so the gateway can write today's rows at once.
-/// Returns the report and the partition failures it already describes (one table failing does
-/// not undo the migrations or stop the other tables).
-pub async fn command(
-    cfg: &DbConfig,
-    catalog: &Catalog,
-    options: &Options,
-    partitions: Option<&Partitions<'_>>,
-    progress: &dyn Progress,
-) -> Result<(MigrateReport, Vec<Error>)> {
-    let mut locked = match Locked::open(cfg, options.create).await {
-        // A dry run against a database that does not exist yet: migrate would create it and
-        // apply everything, which is the plan to show.
-        Err(Error::MissingDatabase { .. }) if options.mode == Mode::DryRun => {
-            return Ok((plan_for_new_database(cfg, catalog, options)?, Vec::new()));
-        }
-        other => other?,
-    };
-    let mut failures = Vec::new();
-    let mut result = run(&mut locked, cfg, catalog, options, progress).await;
-    if let (Ok(report), Some(wanted)) = (&mut result, partitions) {
-        let create = crate::partitions::CreateOptions {
-            now: wanted.now,
-            ahead: None,
-            mode: Mode::Apply,
-        };
-        match crate::partitions::ensure(&locked, cfg, wanted.policies, &create, progress).await {
-            Ok(outcome) => {
-                report.partitions = Some(outcome.report);
-                failures = outcome.failures;
-            }
-            Err(e) => result = Err(e),
-        }
-    }
-    let report = locked.finish(result).await?;
-    Ok((report, failures))
-}
-
-fn plan_for_new_database(
+/// The plan of a dry run against a database that does not exist yet: migrate would create it and
+/// apply everything.
+pub fn plan_for_new_database(
     cfg: &DbConfig,
     catalog: &Catalog,
     options: &Options,
@@ -118,7 +70,7 @@ fn plan_for_new_database(
     let started = Instant::now();
     let steps = plan(catalog, &[], options.to)?
         .into_iter()
-        .map(|m| step(m, None, None, options.show_sql))
+        .map(|m| step(m, None, None, options.sql))
         .collect();
     Ok(MigrateReport {
         database: cfg.display_target(),
@@ -128,28 +80,21 @@ fn plan_for_new_database(
         ahead: Vec::new(),
         steps,
         duration_ms: ms(started.elapsed()),
-        partitions: None,
     })
 }
 
-/// The partitions `migrate` ensures after migrating.
-pub struct Partitions<'a> {
-    pub policies: &'a [crate::partitions::Policy],
-    /// "Now" for the partition plan; None for the server's clock.
-    pub now: Option<chrono::DateTime<chrono::Utc>>,
-}
-
-/// Runs `dhctl migrate` up to and excluding partitions (the caller ensures those under the same
-/// lock, through [`Locked`]). History is read once, under the lock; each migration then runs in
-/// its own transaction with its history row (see [`execute`]), so the cost is linear in the
-/// number of migrations.
+/// Applies the pending migrations on a session that holds the lock (the command layer then
+/// ensures partitions under the same lock). History is read once, under the lock; each
+/// migration then runs in its own transaction with its history row (see [`execute`]), so the
+/// cost is linear in the number of migrations. A failing migration's error carries the report
+/// of those applied before it.
 pub async fn run(
     locked: &mut Locked,
     cfg: &DbConfig,
     catalog: &Catalog,
     options: &Options,
     progress: &dyn Progress,
-) -> Result<MigrateReport> {
+) -> Result<MigrateReport, Box<Failed<MigrateReport>>> {
     let started = Instant::now();
     let client = &locked.session.client;
     let history::History {
@@ -165,12 +110,11 @@ pub async fn run(
         ahead: status::ahead(&status::diff(catalog, &history)),
         steps: Vec::with_capacity(plan.len()),
         duration_ms: 0.0,
-        partitions: None,
     };
     if options.mode == Mode::DryRun {
         report.steps = plan
             .iter()
-            .map(|m| step(m, None, None, options.show_sql))
+            .map(|m| step(m, None, None, options.sql))
             .collect();
         report.duration_ms = ms(started.elapsed());
         return Ok(report);
@@ -194,15 +138,22 @@ pub async fn run(
             name: &m.name,
             checksum: m.checksum,
         };
-        let attempts = runner
-            .section(&m.up, &book, &on_retry)
-            .await
-            .map_err(|f| migration_error(m, &f, &located.table))?;
+        let attempts = match runner.section(&m.up, &book, &on_retry).await {
+            Ok(attempts) => attempts,
+            Err(f) => {
+                // The migrations before this one stay applied: the error carries them.
+                report.duration_ms = ms(started.elapsed());
+                return Err(Box::new(Failed {
+                    error: migration_error(m, &f, &located.table),
+                    report: (!report.steps.is_empty()).then_some(report),
+                }));
+            }
+        };
         let took = began.elapsed();
         progress.finished(&m.file, took);
         report
             .steps
-            .push(step(m, Some(took), Some(attempts), false));
+            .push(step(m, Some(took), Some(attempts), Sql::Hidden));
     }
     progress.done();
     report.duration_ms = ms(started.elapsed());
@@ -333,7 +284,7 @@ pub(crate) fn statement_location(
     m.location(section, before + within)
 }
 
-fn step(m: &Migration, took: Option<Duration>, attempts: Option<u32>, show_sql: bool) -> Step {
+fn step(m: &Migration, took: Option<Duration>, attempts: Option<u32>, sql: Sql) -> Step {
     Step {
         version: m.version,
         name: m.name.clone(),
@@ -341,12 +292,8 @@ fn step(m: &Migration, took: Option<Duration>, attempts: Option<u32>, show_sql: 
         transaction: m.up.transaction,
         duration_ms: took.map(ms),
         attempts,
-        sql: show_sql.then(|| m.up.sql.clone()),
+        sql: (sql == Sql::Shown).then(|| m.up.sql.clone()),
     }
-}
-
-pub(crate) fn ms(d: Duration) -> f64 {
-    (d.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0
 }
 
 #[cfg(test)]

@@ -10,83 +10,10 @@ pub mod rollback;
 pub mod split;
 pub mod status;
 
-use std::time::Duration;
+use crate::db::{connect, CreateDatabase, DbConfig};
+use crate::error::Result;
 
-use crate::config::DbConfig;
-use crate::db::lock::{self, LockGuard};
-use crate::db::{connect, CreateDatabase, Session};
-use crate::error::{Error, Result};
-
-pub use catalog::{Catalog, Migration, Source};
-
-/// Progress of a long command, reported by the library and drawn by `output` (a bar on a
-/// terminal, plain lines otherwise). The library never prints.
-pub trait Progress: Send + Sync {
-    fn planned(&self, _total: usize) {}
-    fn started(&self, _what: &str) {}
-    fn finished(&self, _what: &str, _took: Duration) {}
-    fn retrying(&self, _what: &str, _attempt: u32, _reason: &str) {}
-    fn done(&self) {}
-}
-
-/// Progress that goes nowhere (tests, JSON output).
-pub struct Silent;
-impl Progress for Silent {}
-
-/// A session that holds the dhctl advisory lock, with `lock_timeout` set for its DDL: the one
-/// way to a connection that may change the schema (connect → lock → settings).
-pub struct Locked {
-    pub session: Session,
-    guard: LockGuard,
-}
-
-impl Locked {
-    pub async fn open(cfg: &DbConfig, create: CreateDatabase) -> Result<Locked> {
-        let session = connect(cfg, create).await?;
-        Locked::lock(session, cfg).await
-    }
-
-    /// Takes the lock on a session already open (partition commands first look, without the
-    /// lock, whether there is anything to do at all).
-    pub async fn lock(session: Session, cfg: &DbConfig) -> Result<Locked> {
-        let guard = lock::acquire(&session.client, session.backend_pid, cfg.lock_wait).await?;
-        // Every DDL statement from here on gives up after lock_timeout instead of queueing in
-        // front of the gateway's traffic (and everything queued behind it); see db::retry.
-        // The same statement checks that it still reaches the backend holding the lock.
-        let ms = cfg.lock_timeout.as_millis().max(1).to_string();
-        let pid: i32 = session
-            .client
-            .query_one(
-                "SELECT pg_backend_pid() FROM (SELECT set_config('lock_timeout', $1, false)) s",
-                &[&ms],
-            )
-            .await
-            .map_err(|e| Error::sql("setting lock_timeout", &e))?
-            .get(0);
-        if pid != session.backend_pid {
-            // The lock sits on a pooled backend we cannot reach again: end that backend so the
-            // lock does not outlive this run (same role, so no extra privilege is needed).
-            let _ = session
-                .client
-                .execute("SELECT pg_terminate_backend($1)", &[&session.backend_pid])
-                .await;
-            return Err(Error::Pooled);
-        }
-        Ok(Locked { session, guard })
-    }
-
-    /// Releases the lock and passes `result` through. A release error only surfaces when the
-    /// work itself succeeded; after a failure the session may be gone, and the server frees
-    /// the lock with it.
-    pub async fn finish<T>(self, result: Result<T>) -> Result<T> {
-        let released = self.guard.release(&self.session.client).await;
-        match (result, released) {
-            (Ok(value), Ok(())) => Ok(value),
-            (Ok(_), Err(e)) => Err(e),
-            (Err(e), _) => Err(e),
-        }
-    }
-}
+pub use catalog::{Catalog, Migration};
 
 /// What `dhctl status` reports.
 #[derive(Debug, Clone, serde::Serialize)]

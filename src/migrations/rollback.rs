@@ -8,16 +8,18 @@ use serde::Serialize;
 
 use super::catalog::{Catalog, Migration};
 use super::execute::{self, Bookkeeping};
-use super::history::{self, HistoryRow, TableName, Use};
-use super::migrate::{ms, statement_location, Mode};
-use super::{Locked, Progress};
-use crate::config::DbConfig;
+use super::history::{self, HistoryRow, Use};
+use super::migrate::statement_location;
+use crate::db::ident::TableName;
 use crate::db::retry::is_lock_timeout;
+use crate::db::{DbConfig, Locked};
 use crate::error::{Error, Result, SqlDetail};
+use crate::progress::Progress;
+use crate::report::{ms, Failed, Mode, Sql};
 
 /// Which applied migrations to undo.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Target {
+pub enum Undo {
     /// The newest N.
     Steps(u32),
     /// Everything newer than this version, which must be applied (a typo in a destructive
@@ -46,30 +48,24 @@ pub struct RollbackReport {
     pub duration_ms: f64,
 }
 
-/// `dhctl rollback` from start to end: connect (never creating the database), take the lock,
-/// undo, release.
-pub async fn command(
-    cfg: &DbConfig,
-    catalog: &Catalog,
-    target: Target,
-    mode: Mode,
-    show_sql: bool,
-    progress: &dyn Progress,
-) -> Result<RollbackReport> {
-    let mut locked = Locked::open(cfg, crate::db::CreateDatabase::Never).await?;
-    let result = run(&mut locked, cfg, catalog, target, mode, show_sql, progress).await;
-    locked.finish(result).await
+/// How `rollback` runs: what to undo, whether to change anything, whether a dry run's plan
+/// carries the SQL.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    pub target: Undo,
+    pub mode: Mode,
+    pub sql: Sql,
 }
 
+/// Undoes the chosen migrations on a session that holds the lock. A failed down section leaves
+/// the ones undone before it undone: the error carries them.
 pub async fn run(
     locked: &mut Locked,
     cfg: &DbConfig,
     catalog: &Catalog,
-    target: Target,
-    mode: Mode,
-    show_sql: bool,
+    options: Options,
     progress: &dyn Progress,
-) -> Result<RollbackReport> {
+) -> Result<RollbackReport, Box<Failed<RollbackReport>>> {
     let started = Instant::now();
     let history = history::read(
         &locked.session.client,
@@ -79,23 +75,30 @@ pub async fn run(
     .await?;
     let table = history.located.table;
     let history = history.rows;
-    let targets = select(catalog, &history, target)?;
+    let targets = select(catalog, &history, options.target)?;
+    let apply = options.mode == Mode::Apply;
     let mut report = RollbackReport {
         database: cfg.display_target(),
-        dry_run: mode == Mode::DryRun,
+        dry_run: !apply,
         rolled_back: Vec::with_capacity(targets.len()),
         duration_ms: 0.0,
     };
-    if mode == Mode::Apply {
+    if apply {
         progress.planned(targets.len());
     }
     for m in targets {
         let down = m.down.as_ref().expect("select checked every down section");
         let mut took = None;
-        if mode == Mode::Apply {
+        if apply {
             progress.started(&m.file);
             let began = Instant::now();
-            undo(locked, cfg, &table, m, progress).await?;
+            if let Err(error) = undo(locked, cfg, &table, m, progress).await {
+                report.duration_ms = ms(started.elapsed());
+                return Err(Box::new(Failed {
+                    error,
+                    report: (!report.rolled_back.is_empty()).then_some(report),
+                }));
+            }
             took = Some(began.elapsed());
             progress.finished(&m.file, began.elapsed());
         }
@@ -104,10 +107,10 @@ pub async fn run(
             name: m.name.clone(),
             file: m.file.clone(),
             duration_ms: took.map(ms),
-            sql: show_sql.then(|| down.sql.clone()),
+            sql: (options.sql == Sql::Shown).then(|| down.sql.clone()),
         });
     }
-    if mode == Mode::Apply {
+    if apply {
         progress.done();
     }
     report.duration_ms = ms(started.elapsed());
@@ -118,14 +121,14 @@ pub async fn run(
 pub fn select<'c>(
     catalog: &'c Catalog,
     history: &[HistoryRow],
-    target: Target,
+    target: Undo,
 ) -> Result<Vec<&'c Migration>> {
     let mut applied: Vec<&HistoryRow> = history.iter().collect();
     applied.sort_by_key(|h| std::cmp::Reverse(h.version));
     let chosen: Vec<&HistoryRow> = match target {
         // Nothing applied: nothing to undo, whatever the count (as `--steps 0` and `--all` say).
-        Target::Steps(_) if applied.is_empty() => Vec::new(),
-        Target::Steps(n) => {
+        Undo::Steps(_) if applied.is_empty() => Vec::new(),
+        Undo::Steps(n) => {
             if n as usize > applied.len() {
                 return Err(Error::usage_hint(
                     format!(
@@ -140,7 +143,7 @@ pub fn select<'c>(
             }
             applied.into_iter().take(n as usize).collect()
         }
-        Target::To(version) => {
+        Undo::To(version) => {
             if !applied.iter().any(|h| h.version == version) {
                 return Err(not_applied(version, &applied));
             }
@@ -149,7 +152,7 @@ pub fn select<'c>(
                 .filter(|h| h.version > version)
                 .collect()
         }
-        Target::All => applied,
+        Undo::All => applied,
     };
     let mut migrations = Vec::with_capacity(chosen.len());
     let newest_file = catalog.migrations.iter().map(|m| m.version).max();
@@ -310,7 +313,7 @@ mod tests {
     fn steps_take_the_newest() {
         let c = catalog();
         let h = rows(&c, &[20240101000001, 20240101000003]);
-        let t = select(&c, &h, Target::Steps(1)).unwrap();
+        let t = select(&c, &h, Undo::Steps(1)).unwrap();
         assert_eq!(t[0].version, 20240101000003);
     }
 
@@ -318,7 +321,7 @@ mod tests {
     fn refuses_when_down_section_is_missing() {
         let c = catalog();
         let h = rows(&c, &[20240101000001, 20240101000002, 20240101000003]);
-        let err = select(&c, &h, Target::To(20240101000001)).unwrap_err();
+        let err = select(&c, &h, Undo::To(20240101000001)).unwrap_err();
         assert_eq!(err.exit_code(), 2);
         assert!(err.to_string().contains("20240101000002_b.sql"), "{err}");
     }
@@ -328,20 +331,20 @@ mod tests {
         let c = catalog();
         let mut h = rows(&c, &[20240101000001]);
         h[0].checksum = "1".into();
-        assert_eq!(select(&c, &h, Target::Steps(1)).unwrap_err().exit_code(), 4);
+        assert_eq!(select(&c, &h, Undo::Steps(1)).unwrap_err().exit_code(), 4);
     }
 
     #[test]
     fn to_must_name_an_applied_version_and_all_takes_everything() {
         let c = catalog();
         let h = rows(&c, &[20240101000001, 20240101000003]);
-        let err = select(&c, &h, Target::To(20240101000009)).unwrap_err();
+        let err = select(&c, &h, Undo::To(20240101000009)).unwrap_err();
         assert_eq!(err.exit_code(), 2);
         assert!(err.hint().unwrap().contains("20240101000003"), "{err:?}");
-        assert!(select(&c, &h, Target::To(0)).is_err());
-        let t = select(&c, &h, Target::To(20240101000001)).unwrap();
+        assert!(select(&c, &h, Undo::To(0)).is_err());
+        let t = select(&c, &h, Undo::To(20240101000001)).unwrap();
         assert_eq!(t.len(), 1);
-        let all = select(&c, &rows(&c, &[20240101000001]), Target::All).unwrap();
+        let all = select(&c, &rows(&c, &[20240101000001]), Undo::All).unwrap();
         assert_eq!(all[0].version, 20240101000001);
     }
 
@@ -355,7 +358,7 @@ mod tests {
             applied_on: String::new(),
             checksum: "1".into(),
         });
-        let err = select(&c, &h, Target::Steps(1)).unwrap_err();
+        let err = select(&c, &h, Undo::Steps(1)).unwrap_err();
         assert_eq!(err.exit_code(), 2);
         assert!(err.to_string().contains("ahead of this release"), "{err}");
     }
@@ -364,6 +367,6 @@ mod tests {
     fn refuses_more_steps_than_applied() {
         let c = catalog();
         let h = rows(&c, &[20240101000001]);
-        assert_eq!(select(&c, &h, Target::Steps(2)).unwrap_err().exit_code(), 2);
+        assert_eq!(select(&c, &h, Undo::Steps(2)).unwrap_err().exit_code(), 2);
     }
 }

@@ -48,7 +48,9 @@ fn millis(ms: Option<f64>) -> String {
     ms.map(|m| format!("{m:.1} ms")).unwrap_or_default()
 }
 
-pub fn migrate(r: &MigrateReport) -> String {
+/// A migrate run: the migrations, then the partitions ensured after them (None with
+/// `--no-partitions` or `--dry-run`).
+pub fn migrate(r: &MigrateReport, partitions: Option<&crate::partitions::RunReport>) -> String {
     let mut out = migrations_part(r);
     if !r.ahead.is_empty() {
         out.push_str(&format!(
@@ -61,7 +63,7 @@ pub fn migrate(r: &MigrateReport) -> String {
                 .join(", ")
         ));
     }
-    if let Some(partitions) = &r.partitions {
+    if let Some(partitions) = partitions {
         out.push_str(&super::partitions::ensured(partitions));
     }
     out

@@ -64,20 +64,57 @@ pub fn error(format: Format, err: &Error) {
     let hint = err.hint();
     error_lines(err, hint.as_deref());
     if format == Format::Json {
-        let doc = serde_json::json!({
-            "error": {
-                "exit_code": err.exit_code(),
-                "message": err.to_string(),
-                "hint": hint,
-                "sqlstate": match err { Error::Sql { detail, .. } => Some(&detail.sqlstate), _ => None },
-                "holder": match err { Error::LockBusy { holder, .. } => serde_json::to_value(holder).ok(), _ => None },
-            }
-        });
-        write_stdout(&format!(
-            "{}\n",
-            escape::json(serde_json::to_string_pretty(&doc).unwrap_or_default())
-        ));
+        let doc = serde_json::json!({ "error": error_body(err, hint.as_deref()) });
+        write_json(&doc);
     }
+}
+
+/// A run that failed after doing part of its work: the report of what it did (a table of the
+/// migrations applied before the failing one) comes first, then the error. In JSON both are one
+/// document, the report under `report` before `error` (docs/json.md).
+pub fn failed_run<T: Serialize>(
+    format: Format,
+    report: &T,
+    human: impl FnOnce(&T) -> String,
+    err: &Error,
+) {
+    let hint = err.hint();
+    match format {
+        Format::Human => {
+            emit(format, report, human);
+            error_lines(err, hint.as_deref());
+        }
+        Format::Json => {
+            error_lines(err, hint.as_deref());
+            #[derive(Serialize)]
+            struct Document<'a, T: Serialize> {
+                report: &'a T,
+                error: serde_json::Value,
+            }
+            write_json(&Document {
+                report,
+                error: error_body(err, hint.as_deref()),
+            });
+        }
+    }
+}
+
+/// The body of an error document: the same fields for every error (docs/json.md).
+fn error_body(err: &Error, hint: Option<&str>) -> serde_json::Value {
+    serde_json::json!({
+        "exit_code": err.exit_code(),
+        "message": err.to_string(),
+        "hint": hint,
+        "sqlstate": match err { Error::Sql { detail, .. } => Some(&detail.sqlstate), _ => None },
+        "holder": match err { Error::LockBusy { holder, .. } => serde_json::to_value(holder).ok(), _ => None },
+    })
+}
+
+fn write_json(doc: &impl Serialize) {
+    write_stdout(&format!(
+        "{}\n",
+        escape::json(serde_json::to_string_pretty(doc).unwrap_or_default())
+    ));
 }
 
 /// Errors of a run whose report (on stdout) already says what failed: `error: …` lines on

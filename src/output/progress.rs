@@ -8,7 +8,7 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::escape;
-use crate::migrations::Progress;
+use crate::progress::Progress;
 
 pub enum Reporter {
     Bar(Mutex<Option<ProgressBar>>),

@@ -2,15 +2,15 @@
 //! its summary (the fingerprint is the fingerprint row's), then a verdict line.
 
 use super::human::{cell, lines_cell, table};
-use crate::verify::{Outcome, VerifyReport};
+use crate::verify::{Status, VerifyReport};
 
 pub fn human(r: &VerifyReport) -> String {
     let mut t = table(&["name", "status", "summary"]);
     for c in &r.checks {
         let result = match c.status {
-            Outcome::Pass => "pass",
-            Outcome::Fail => "FAIL",
-            Outcome::Skipped => "skipped",
+            Status::Pass => "pass",
+            Status::Fail => "FAIL",
+            Status::Skipped => "skipped",
         };
         let mut details = c.summary.clone();
         for line in &c.details {
@@ -25,15 +25,11 @@ pub fn human(r: &VerifyReport) -> String {
             lines_cell(&details),
         ]);
     }
-    let failed = r
-        .checks
-        .iter()
-        .filter(|c| c.status == Outcome::Fail)
-        .count();
+    let failed = r.checks.iter().filter(|c| c.status == Status::Fail).count();
     let skipped: Vec<&str> = r
         .checks
         .iter()
-        .filter(|c| c.status == Outcome::Skipped)
+        .filter(|c| c.status == Status::Skipped)
         .map(|c| c.name.as_str())
         .collect();
     let mut verdict = if failed == 0 && skipped.is_empty() {

@@ -12,27 +12,27 @@ use tokio_postgres::Client;
 
 use tokio_postgres::types::Oid;
 
-use super::catalog;
 use super::child::{attach_sql, properties, standalone_sql, Properties};
+use super::live;
 use super::period::sql_timestamp;
 use super::plan::{Action, Then};
 use crate::db::ident::{quote_ident, quote_literal};
 use crate::db::retry::{is_lock_timeout, Backoff};
 use crate::error::{Error, SqlDetail};
-use crate::migrations::Progress;
+use crate::progress::Progress;
 
 /// The CHECK that lets ATTACH skip its validation scan; dropped in the same transaction.
 pub(super) const BOUNDS_CHECK: &str = "dhctl_partition_bounds";
 
-/// The table being maintained.
-pub struct Target<'a> {
+/// The partitioned table an action works on: its schema, name, oid and partition key column.
+pub struct Partitioned<'a> {
     pub schema: &'a str,
     pub table: &'a str,
     pub oid: Oid,
     pub column: &'a str,
 }
 
-impl Target<'_> {
+impl Partitioned<'_> {
     /// A relation in the parent's schema (the parent, a partition being created).
     pub(super) fn qualified(&self, name: &str) -> String {
         qualified(self.schema, name)
@@ -46,6 +46,18 @@ impl Target<'_> {
 
 fn qualified(schema: &str, name: &str) -> String {
     format!("{}.{}", quote_ident(schema), quote_ident(name))
+}
+
+/// One partition of the table being maintained, with what every statement about it needs: the
+/// session (which holds the lock), the retry budget and where progress goes.
+#[derive(Clone, Copy)]
+struct Child<'a> {
+    client: &'a Client,
+    target: &'a Partitioned<'a>,
+    schema: &'a str,
+    name: &'a str,
+    retries: u32,
+    progress: &'a dyn Progress,
 }
 
 /// How an action went: what was done, attempts (more than 1 after lock timeouts), wall time,
@@ -86,97 +98,120 @@ impl From<Error> for Box<Failed> {
 /// Runs one action. Errors name the partition and say what is left behind.
 pub async fn run(
     client: &Client,
-    target: &Target<'_>,
+    target: &Partitioned<'_>,
     action: &Action,
     retries: u32,
     progress: &dyn Progress,
 ) -> Result<Done, Box<Failed>> {
     let started = Instant::now();
     let mut notes = Vec::new();
-    let attempts = match action {
-        Action::Create { name, from, to } => {
-            let props = properties(client, target).await?;
-            notes = props.notes.clone();
-            create(client, target, name, *from, *to, &props, retries, progress).await?
-        }
-        Action::Detach {
-            schema,
-            name,
-            from,
-            to,
-            then,
-        } => {
-            recheck(client, target, schema, name, (*from, Some(*to))).await?;
-            if *then == Then::Drop {
-                refuse_undroppable(client, schema, name).await?;
+    let attempts =
+        match action {
+            Action::Create { name, from, to } => {
+                let props = properties(client, target).await?;
+                notes = props.notes.clone();
+                create(client, target, name, *from, *to, &props, retries, progress).await?
             }
-            let mut attempts = detach(client, target, schema, name, retries, progress).await?;
-            mark_kept(client, target, schema, name).await;
-            if *then == Then::Drop {
-                let dropped = drop(client, target, schema, name, retries, progress).await;
-                attempts = attempts.max(kept_on_failure(dropped, action)?);
+            Action::Detach { .. } | Action::Finalize { .. } => {
+                detach_and_drop(client, target, action, retries, progress).await?
             }
-            attempts
-        }
-        Action::Finalize {
-            schema, name, then, ..
-        } => {
-            // A pending detach is finished whatever would stop the drop: it blocks every other
-            // detach of the table. The table is then kept, and the report says why.
-            let blocked = match then {
-                Then::Drop => refuse_undroppable(client, schema, name).await.err(),
-                Then::Keep => None,
-            };
-            let mut attempts = finalize(client, target, schema, name, retries, progress).await?;
-            mark_kept(client, target, schema, name).await;
-            if let Some(mut blocked) = blocked {
-                let mut done = action.clone();
-                if let Action::Finalize { then, .. } = &mut done {
-                    *then = Then::Keep;
-                }
-                blocked.done = Some(done);
-                return Err(blocked);
-            }
-            if *then == Then::Drop {
-                let dropped = drop(client, target, schema, name, retries, progress).await;
-                attempts = attempts.max(kept_on_failure(dropped, action)?);
-            }
-            attempts
-        }
-        Action::Drain { .. } => {
-            return Err(Error::usage(
+            Action::Drain { .. } => return Err(Error::usage(
                 "a drain runs through `dhctl partition drain-default`, not with create or prune",
             )
-            .into())
-        }
-        Action::Reattach {
-            schema,
-            name,
-            from,
-            to,
-        } => {
-            let (attempts, what) = reattach(
-                client,
-                target,
+            .into()),
+            Action::Reattach {
                 schema,
                 name,
-                (*from, *to),
-                retries,
-                progress,
-            )
-            .await?;
-            if let Some(what) = what {
-                notes.push(what);
+                from,
+                to,
+            } => {
+                let (attempts, what) = reattach(
+                    client,
+                    target,
+                    schema,
+                    name,
+                    (*from, *to),
+                    retries,
+                    progress,
+                )
+                .await?;
+                if let Some(what) = what {
+                    notes.push(what);
+                }
+                attempts
             }
-            attempts
-        }
-    };
+        };
     Ok(Done {
         action: action.clone(),
         attempts,
         took: started.elapsed(),
         notes,
     })
+}
+
+/// Detaches a partition past retention (CONCURRENTLY), or finishes a detach an earlier run left
+/// pending, marks the table as detached by prune, then drops it unless it is to be kept.
+async fn detach_and_drop(
+    client: &Client,
+    target: &Partitioned<'_>,
+    action: &Action,
+    retries: u32,
+    progress: &dyn Progress,
+) -> Result<u32, Box<Failed>> {
+    let (Action::Detach {
+        schema, name, then, ..
+    }
+    | Action::Finalize {
+        schema, name, then, ..
+    }) = action
+    else {
+        unreachable!("run passes only detach and finalize actions");
+    };
+    let child = Child {
+        client,
+        target,
+        schema,
+        name,
+        retries,
+        progress,
+    };
+    let mut blocked = None;
+    let mut attempts = match action {
+        Action::Detach { from, to, .. } => {
+            recheck(&child, (*from, Some(*to))).await?;
+            if *then == Then::Drop {
+                refuse_undroppable(client, schema, name).await?;
+            }
+            detach(&child).await?
+        }
+        _ => {
+            // A pending detach is finished whatever would stop the drop: it blocks every other
+            // detach of the table. The table is then kept, and the report says why.
+            if *then == Then::Drop {
+                blocked = refuse_undroppable(client, schema, name).await.err();
+            }
+            finalize(&child).await?
+        }
+    };
+    mark_kept(&child).await;
+    if let Some(mut blocked) = blocked {
+        blocked.done = Some(kept(action));
+        return Err(blocked);
+    }
+    if *then == Then::Drop {
+        let dropped = drop(&child).await;
+        attempts = attempts.max(kept_on_failure(dropped, action)?);
+    }
+    Ok(attempts)
+}
+
+/// A detach or finalize as it was done when its table is kept rather than dropped.
+fn kept(action: &Action) -> Action {
+    let mut done = action.clone();
+    if let Action::Detach { then, .. } | Action::Finalize { then, .. } = &mut done {
+        *then = Then::Keep;
+    }
+    done
 }
 
 /// The comment prune puts on a table it detached from `schema.table`, so that status still lists
@@ -191,8 +226,9 @@ pub(super) fn kept_marker(schema: &str, table: &str) -> String {
 /// Marks a just-detached table with `kept_marker`, unless it has a comment of its own (never
 /// overwritten). Best effort: the detach is done and is what matters; a table left unmarked is
 /// still listed when its name is shaped like a partition's.
-async fn mark_kept(client: &Client, target: &Target<'_>, schema: &str, name: &str) {
-    let table = qualified(schema, name);
+async fn mark_kept(child: &Child<'_>) {
+    let Child { client, target, .. } = *child;
+    let table = child.qualified();
     let bare = client
         .query_one(
             "SELECT obj_description(to_regclass($1)::oid, 'pg_class') IS NULL",
@@ -211,13 +247,9 @@ async fn mark_kept(client: &Client, target: &Target<'_>, schema: &str, name: &st
 /// A failed DROP after a successful detach: report the detach that happened, table kept.
 fn kept_on_failure(dropped: Result<u32, Error>, planned: &Action) -> Result<u32, Box<Failed>> {
     dropped.map_err(|error| {
-        let mut done = planned.clone();
-        if let Action::Detach { then, .. } | Action::Finalize { then, .. } = &mut done {
-            *then = Then::Keep;
-        }
         Box::new(Failed {
             error,
-            done: Some(done),
+            done: Some(kept(planned)),
             next: Next::NextPartition,
         })
     })
@@ -226,13 +258,16 @@ fn kept_on_failure(dropped: Result<u32, Error>, planned: &Action) -> Result<u32,
 /// Reads the partition again under the lock, right before detaching it: it must still be a
 /// partition of this parent, in this schema, with the planned bounds.
 async fn recheck(
-    client: &Client,
-    target: &Target<'_>,
-    schema: &str,
-    name: &str,
+    child: &Child<'_>,
     (from, to): (Option<DateTime<Utc>>, Option<DateTime<Utc>>),
 ) -> Result<(), Box<Failed>> {
-    let now = catalog::partition(client, target.oid, schema, name).await?;
+    let Child {
+        target,
+        schema,
+        name,
+        ..
+    } = *child;
+    let now = live::partition(child.client, target.oid, schema, name).await?;
     match now {
         Some(p) if p.from == from && p.to == to && !p.detach_pending => Ok(()),
         other => Err(Box::new(Failed {
@@ -308,7 +343,7 @@ async fn refuse_undroppable(client: &Client, schema: &str, name: &str) -> Result
 #[allow(clippy::too_many_arguments)]
 async fn create(
     client: &Client,
-    target: &Target<'_>,
+    target: &Partitioned<'_>,
     name: &str,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
@@ -353,7 +388,7 @@ async fn create(
 /// so ATTACH does not scan.
 async fn reattach(
     client: &Client,
-    target: &Target<'_>,
+    target: &Partitioned<'_>,
     schema: &str,
     name: &str,
     (from, to): (Option<DateTime<Utc>>, Option<DateTime<Utc>>),
@@ -371,7 +406,7 @@ async fn reattach(
         bound(from, "MINVALUE"),
         bound(to, "MAXVALUE")
     );
-    let sql = match catalog::partition(client, target.oid, schema, name).await? {
+    let sql = match live::partition(client, target.oid, schema, name).await? {
         Some(p) if !p.detach_pending => return Ok((1, None)),
         Some(_) => format!("ALTER TABLE {parent} DETACH PARTITION {child} FINALIZE;\n{attach}"),
         None => attach,
@@ -398,126 +433,141 @@ async fn reattach(
         })
 }
 
+impl Child<'_> {
+    /// The partition, schema-qualified and quoted.
+    fn qualified(&self) -> String {
+        qualified(self.schema, self.name)
+    }
+
+    /// `ALTER TABLE parent DETACH PARTITION child` and how (`CONCURRENTLY`, `FINALIZE`).
+    fn detach_sql(&self, how: &str) -> String {
+        format!(
+            "ALTER TABLE {} DETACH PARTITION {} {how}",
+            self.target.parent(),
+            self.qualified()
+        )
+    }
+
+    /// Runs `sql`, retrying lock timeouts (progress under `label`); a failure says what dhctl
+    /// was doing (`context`) and how to go on.
+    async fn run(
+        &self,
+        sql: &str,
+        label: &str,
+        context: String,
+        hint: Option<String>,
+    ) -> Result<u32, Error> {
+        retry(self.client, sql, self.retries, self.progress, label)
+            .await
+            .map_err(|(e, attempts)| failed(context, self.target, &e, attempts, hint))
+    }
+}
+
 /// `DETACH PARTITION … CONCURRENTLY`: two transactions, no ACCESS EXCLUSIVE on the parent. It
 /// cannot run inside a transaction block, so it is sent alone. When it times out in its second
 /// transaction the detach stays pending; the retry then finalises it instead.
-async fn detach(
-    client: &Client,
-    target: &Target<'_>,
-    schema: &str,
-    name: &str,
-    retries: u32,
-    progress: &dyn Progress,
-) -> Result<u32, Error> {
-    let sql = format!(
-        "ALTER TABLE {} DETACH PARTITION {} CONCURRENTLY",
-        target.parent(),
-        qualified(schema, name)
-    );
-    let context = || format!("detaching partition {name} from {}", target.table);
-    let mut backoff = Backoff::new(retries);
+async fn detach(child: &Child<'_>) -> Result<u32, Error> {
+    let sql = child.detach_sql("CONCURRENTLY");
+    let context = || {
+        format!(
+            "detaching partition {} from {}",
+            child.name, child.target.table
+        )
+    };
+    let mut backoff = Backoff::new(child.retries);
     loop {
-        match client.batch_execute(&sql).await {
+        match child.client.batch_execute(&sql).await {
             Ok(()) => return Ok(backoff.attempts()),
             Err(e) if is_lock_timeout(&e) => {
                 let attempts = backoff.attempts();
-                if attempts > retries {
+                if attempts > child.retries {
                     let hint = "if the detach was left pending, the next `dhctl partition prune` \
                                 finishes it; retry later, or raise --lock-timeout / --lock-retries";
-                    return Err(failed(context(), target, &e, attempts, Some(hint.into())));
+                    return Err(failed(
+                        context(),
+                        child.target,
+                        &e,
+                        attempts,
+                        Some(hint.into()),
+                    ));
                 }
-                progress.retrying(name, attempts, "lock_timeout");
+                child
+                    .progress
+                    .retrying(child.name, attempts, "lock_timeout");
                 backoff.pause().await;
-                match pending(client, target, schema, name).await? {
+                match pending(child).await? {
                     Some(true) => {
-                        let more =
-                            finalize(client, target, schema, name, retries, progress).await?;
+                        let more = finalize(child).await?;
                         return Ok(attempts + more);
                     }
                     Some(false) => continue,
                     None => return Ok(attempts),
                 }
             }
-            Err(e) => return Err(failed(context(), target, &e, backoff.attempts(), None)),
+            Err(e) => {
+                return Err(failed(
+                    context(),
+                    child.target,
+                    &e,
+                    backoff.attempts(),
+                    None,
+                ))
+            }
         }
     }
 }
 
-/// Whether `name` is still a partition (`Some(pending)`) or already detached (`None`).
-async fn pending(
-    client: &Client,
-    target: &Target<'_>,
-    schema: &str,
-    name: &str,
-) -> Result<Option<bool>, Error> {
-    let row = client
+/// Whether the partition is still one (`Some(pending)`) or already detached (`None`).
+async fn pending(child: &Child<'_>) -> Result<Option<bool>, Error> {
+    let row = child
+        .client
         .query_opt(
             "SELECT i.inhdetachpending FROM pg_inherits i \
              WHERE i.inhrelid = to_regclass($1)::oid AND i.inhparent = to_regclass($2)::oid",
-            &[&qualified(schema, name), &target.parent()],
+            &[&child.qualified(), &child.target.parent()],
         )
         .await
-        .map_err(|e| Error::sql(format!("reading the detach state of {name}"), &e))?;
+        .map_err(|e| Error::sql(format!("reading the detach state of {}", child.name), &e))?;
     Ok(row.map(|r| r.get(0)))
 }
 
-async fn finalize(
-    client: &Client,
-    target: &Target<'_>,
-    schema: &str,
-    name: &str,
-    retries: u32,
-    progress: &dyn Progress,
-) -> Result<u32, Error> {
-    let sql = format!(
-        "ALTER TABLE {} DETACH PARTITION {} FINALIZE",
-        target.parent(),
-        qualified(schema, name)
-    );
+async fn finalize(child: &Child<'_>) -> Result<u32, Error> {
+    let Child { name, target, .. } = *child;
     // Its own label: after a detach that timed out, "attempt 1" of the detach was reported
     // already, and the finalize's attempts are counted afresh.
-    let label = format!("{name} (finishing the detach)");
-    retry(client, &sql, retries, progress, &label)
+    child
+        .run(
+            &child.detach_sql("FINALIZE"),
+            &format!("{name} (finishing the detach)"),
+            format!(
+                "finishing the pending detach of {name} from {}",
+                target.table
+            ),
+            None,
+        )
         .await
-        .map_err(|(e, attempts)| {
-            failed(
-                format!(
-                    "finishing the pending detach of {name} from {}",
-                    target.table
-                ),
-                target,
-                &e,
-                attempts,
-                None,
-            )
-        })
 }
 
 /// Drops a detached partition: ACCESS EXCLUSIVE on the child only, which nothing uses now.
-async fn drop(
-    client: &Client,
-    target: &Target<'_>,
-    schema: &str,
-    name: &str,
-    retries: u32,
-    progress: &dyn Progress,
-) -> Result<u32, Error> {
-    let sql = format!("DROP TABLE {}", qualified(schema, name));
-    retry(client, &sql, retries, progress, name)
+async fn drop(child: &Child<'_>) -> Result<u32, Error> {
+    let Child {
+        schema,
+        name,
+        target,
+        ..
+    } = *child;
+    child
+        .run(
+            &format!("DROP TABLE {}", child.qualified()),
+            name,
+            format!("dropping detached partition {name} of {}", target.table),
+            Some(format!(
+                "{schema}.{name} is detached (no longer a partition) and kept; `dhctl \
+                 partition status` lists it until it is gone; drop it by hand with DROP \
+                 TABLE once nothing uses it"
+            )),
+        )
         .await
-        .map_err(|(e, attempts)| {
-            failed(
-                format!("dropping detached partition {name} of {}", target.table),
-                target,
-                &e,
-                attempts,
-                Some(format!(
-                    "{schema}.{name} is detached (no longer a partition) and kept; `dhctl \
-                     partition status` lists it until it is gone; drop it by hand with DROP \
-                     TABLE once nothing uses it"
-                )),
-            )
-        })
 }
 
 /// Runs `sql`, retrying lock timeouts; on failure returns the error and the attempts made.
@@ -537,7 +587,7 @@ pub(super) async fn retry(
 /// A statement error with what dhctl was doing; a lock timeout says how to find the blocker.
 pub(super) fn failed(
     context: String,
-    target: &Target<'_>,
+    target: &Partitioned<'_>,
     e: &tokio_postgres::Error,
     attempts: u32,
     hint: Option<String>,

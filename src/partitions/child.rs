@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use tokio_postgres::types::Oid;
 use tokio_postgres::Client;
 
-use super::apply::{Target, BOUNDS_CHECK};
+use super::apply::{Partitioned, BOUNDS_CHECK};
 use super::period::sql_timestamp;
 use crate::db::ident::{quote_ident, quote_literal};
 use crate::error::Error;
@@ -48,7 +48,7 @@ SELECT a.privilege_type::text, CASE WHEN a.grantee = 0::oid THEN NULL
 FROM pg_class c, aclexplode(c.relacl) a
 WHERE c.oid = $1 AND a.grantee <> c.relowner";
 
-pub async fn properties(client: &Client, target: &Target<'_>) -> Result<Properties, Error> {
+pub async fn properties(client: &Client, target: &Partitioned<'_>) -> Result<Properties, Error> {
     let read = |e| Error::sql(format!("reading the properties of {}", target.table), &e);
     let row = client
         .query_one(PROPERTIES, &[&target.oid])
@@ -135,7 +135,7 @@ pub async fn properties(client: &Client, target: &Target<'_>) -> Result<Properti
 /// `CREATE TABLE` of the standalone child, with the CHECK on its bounds that lets ATTACH skip
 /// its scan.
 pub fn standalone_sql(
-    target: &Target<'_>,
+    target: &Partitioned<'_>,
     name: &str,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
@@ -175,7 +175,7 @@ pub fn standalone_sql(
 /// ATTACH of the standalone child, then the CHECK dropped and the parent's replica identity,
 /// grants and owner given to it.
 pub fn attach_sql(
-    target: &Target<'_>,
+    target: &Partitioned<'_>,
     name: &str,
     from: DateTime<Utc>,
     to: DateTime<Utc>,

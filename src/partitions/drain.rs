@@ -15,20 +15,19 @@ use std::time::Instant;
 use chrono::{DateTime, Utc};
 use tokio_postgres::Client;
 
-use super::apply::{self, Target};
-use super::catalog::{self, DefaultPartition, Parent, Snapshot};
+use super::apply::{self, Partitioned};
 use super::child;
+use super::live::{self, DefaultPartition, Parent, Snapshot};
 use super::plan::{Action, Clocks};
 use super::policy::Policy;
 use super::tables::{parent, MissingTable, TablePlan};
-use super::{planned, report, table_run, Outcome, Step};
-use crate::config::DbConfig;
+use super::{table_run, Header, Maintenance, Step};
 use crate::db::ident::{quote_ident, quote_literal};
 use crate::db::retry::{is_lock_timeout, retrying};
-use crate::db::{connect, CreateDatabase};
+use crate::db::{connect, CreateDatabase, DbConfig, Locked};
 use crate::error::{Error, Result};
-use crate::migrations::migrate::{ms, Mode};
-use crate::migrations::{Locked, Progress};
+use crate::progress::Progress;
+use crate::report::{ms, Mode};
 
 /// The rows moved per batch when `--batch` is not given: small enough that each batch is a short
 /// transaction, large enough that a period of a few million rows takes minutes, not hours.
@@ -47,41 +46,28 @@ pub async fn drain_default(
     policy: &Policy,
     options: &DrainOptions,
     progress: &dyn Progress,
-) -> Result<Outcome> {
+) -> Result<Maintenance> {
     let started = Instant::now();
     let policies = std::slice::from_ref(policy);
     let session = connect(cfg, CreateDatabase::Never).await?;
-    let first = catalog::read(&session.client, policies).await?;
-    let clocks = Clocks {
-        now: first.server_now,
-        server_now: first.server_now,
+    let first = live::read(&session.client, policies).await?;
+    let header = Header {
+        cfg,
+        clocks: Clocks::at(None, first.server_now),
+        mode: options.mode,
+        started,
     };
     let first_plan = plan(policy, &first);
     if options.mode == Mode::DryRun || first_plan.actions.is_empty() {
-        return Ok(planned(
-            cfg,
-            clocks,
-            options.mode,
-            vec![first_plan],
-            started,
-        ));
+        return Ok(header.planned(vec![first_plan]));
     }
     drop(first_plan);
     let locked = Locked::lock(session, cfg).await?;
     let result = async {
         let client = &locked.session.client;
-        let snapshot = catalog::read(client, policies).await?;
+        let snapshot = live::read(client, policies).await?;
         let locked_plan = plan(policy, &snapshot);
-        Ok(run(
-            client,
-            cfg,
-            clocks,
-            locked_plan,
-            options.batch,
-            progress,
-            started,
-        )
-        .await)
+        Ok(run(client, header, locked_plan, options.batch, progress).await)
     }
     .await;
     locked.finish(result).await
@@ -158,13 +144,11 @@ fn empty_note(default: &DefaultPartition) -> String {
 
 async fn run(
     client: &Client,
-    cfg: &DbConfig,
-    clocks: Clocks,
+    header: Header<'_>,
     plan: TablePlan<'_>,
     batch: u32,
     progress: &dyn Progress,
-    started: Instant,
-) -> Outcome {
+) -> Maintenance {
     let mut table = table_run(&plan);
     let mut failures = Vec::new();
     if let (Some(parent), Some(default)) = (
@@ -173,7 +157,7 @@ async fn run(
             .as_ref()
             .and_then(|p| p.default_partition.as_ref()),
     ) {
-        let target = Target {
+        let target = Partitioned {
             schema: &parent.schema,
             table: &parent.table,
             oid: parent.oid,
@@ -196,7 +180,7 @@ async fn run(
                     parent,
                     default,
                     batch,
-                    cfg.lock_retries,
+                    header.cfg.lock_retries,
                     progress,
                 )
                 .await
@@ -239,8 +223,12 @@ async fn run(
             }
         }
     }
-    Outcome {
-        report: report(cfg, clocks, Mode::Apply, vec![table], started),
+    Maintenance {
+        report: Header {
+            mode: Mode::Apply,
+            ..header
+        }
+        .report(vec![table]),
         failures,
     }
 }
@@ -257,7 +245,7 @@ impl Period<'_> {
     async fn drain(
         &self,
         client: &Client,
-        target: &Target<'_>,
+        target: &Partitioned<'_>,
         parent: &Parent,
         default: &DefaultPartition,
         batch: u32,
@@ -381,7 +369,7 @@ impl Period<'_> {
 
     fn stopped(
         &self,
-        target: &Target<'_>,
+        target: &Partitioned<'_>,
         e: &tokio_postgres::Error,
         attempts: u32,
         moved: i64,

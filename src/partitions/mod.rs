@@ -8,9 +8,9 @@
 //! report gives each table's outcome and the worst exit code.
 
 pub mod apply;
-pub mod catalog;
 mod child;
 mod drain;
+pub mod live;
 pub mod period;
 pub mod plan;
 pub mod policy;
@@ -19,40 +19,22 @@ mod tables;
 
 use std::time::Instant;
 
-use chrono::{DateTime, Datelike, Utc};
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio_postgres::Client;
 
 pub use drain::{drain_default, DrainOptions, DEFAULT_BATCH};
 pub use period::{Interval, Retention};
 pub use plan::{Action, Clocks, Coverage, Existing, Kept};
-pub use policy::{Policy, RetentionMode, Source};
+pub use policy::{Policy, RetentionMode};
 pub use status::{inspect, Inspection, TableStatus};
 
-use crate::config::DbConfig;
-use crate::db::{connect, CreateDatabase};
+use crate::db::{connect, CreateDatabase, DbConfig, Locked};
 use crate::error::{Error, Result};
-use crate::migrations::migrate::{ms, Mode};
-use crate::migrations::{Locked, Progress};
-use catalog::Partitions;
+use crate::progress::Progress;
+use crate::report::{ms, Mode};
+use live::Which;
 use tables::{expected_names, plan_create, plan_prune, MissingTable, Newest, TablePlan};
-
-/// Parses a `--now` value (RFC 3339). Limited to 1970–9000 so names keep four-digit years.
-pub fn parse_now(flag: &str, text: &str) -> Result<DateTime<Utc>> {
-    let parsed = DateTime::parse_from_rfc3339(text.trim()).map_err(|e| {
-        Error::usage_hint(
-            format!("{flag} `{text}` is not an RFC 3339 time ({e})"),
-            "write e.g. 2026-11-15T10:00:00Z",
-        )
-    })?;
-    let now = parsed.with_timezone(&Utc);
-    if !(1970..=9000).contains(&now.year()) {
-        return Err(Error::usage(format!(
-            "{flag} `{text}` is out of range; use a time between 1970 and 9000"
-        )));
-    }
-    Ok(now)
-}
 
 /// Refuses an `--ahead` past the per-run cap before anything connects.
 pub fn check_ahead(ahead: u32) -> Result<()> {
@@ -146,8 +128,9 @@ impl RunReport {
     }
 }
 
-/// A report with the errors of the tables that failed (the worst exit code wins).
-pub struct Outcome {
+/// What a partition run did: its report, and the errors of the tables that failed (the worst
+/// exit code wins).
+pub struct Maintenance {
     pub report: RunReport,
     pub failures: Vec<Error>,
 }
@@ -161,23 +144,15 @@ pub async fn create(
     policies: &[Policy],
     options: &CreateOptions,
     progress: &dyn Progress,
-) -> Result<Outcome> {
+) -> Result<Maintenance> {
     let started = Instant::now();
     let session = connect(cfg, CreateDatabase::Never).await?;
-    let shapes = catalog::parents(&session.client, policies).await?;
-    let clocks = Clocks {
-        now: options.now.unwrap_or(shapes.server_now),
-        server_now: shapes.server_now,
-    };
+    let shapes = live::parents(&session.client, policies).await?;
+    let clocks = Clocks::at(options.now, shapes.server_now);
     // The steady state: the partitions the plan wants, by name, already hold exactly the wanted
-    // bounds. Only they are read (see catalog), however many partitions the tables have.
+    // bounds. Only they are read (see live), however many partitions the tables have.
     let expected = expected_names(policies, &shapes, clocks.now, options.ahead);
-    let named = catalog::partitions(
-        &session.client,
-        shapes.clone(),
-        Partitions::Named(&expected),
-    )
-    .await?;
+    let named = live::partitions(&session.client, shapes.clone(), Which::Named(&expected)).await?;
     let plans = plan_create(
         policies,
         &named,
@@ -185,10 +160,16 @@ pub async fn create(
         options.ahead,
         MissingTable::Refuse,
     );
+    let header = Header {
+        cfg,
+        clocks,
+        mode: options.mode,
+        started,
+    };
     if plans.iter().all(TablePlan::is_quiet) {
-        return Ok(planned(cfg, clocks, options.mode, plans, started));
+        return Ok(header.planned(plans));
     }
-    let snapshot = catalog::partitions(&session.client, shapes, Partitions::All).await?;
+    let snapshot = live::partitions(&session.client, shapes, Which::All).await?;
     let plans = plan_create(
         policies,
         &snapshot,
@@ -197,7 +178,7 @@ pub async fn create(
         MissingTable::Refuse,
     );
     if options.mode == Mode::DryRun || plans.iter().all(|p| p.actions.is_empty()) {
-        return Ok(planned(cfg, clocks, options.mode, plans, started));
+        return Ok(header.planned(plans));
     }
     let locked = Locked::lock(session, cfg).await?;
     let result = ensure_with(
@@ -221,7 +202,7 @@ pub async fn ensure(
     policies: &[Policy],
     options: &CreateOptions,
     progress: &dyn Progress,
-) -> Result<Outcome> {
+) -> Result<Maintenance> {
     ensure_with(locked, cfg, policies, options, MissingTable::Skip, progress).await
 }
 
@@ -232,19 +213,22 @@ async fn ensure_with(
     options: &CreateOptions,
     missing: MissingTable,
     progress: &dyn Progress,
-) -> Result<Outcome> {
+) -> Result<Maintenance> {
     let started = Instant::now();
     let client = &locked.session.client;
-    let snapshot = catalog::read(client, policies).await?;
-    let clocks = Clocks {
-        now: options.now.unwrap_or(snapshot.server_now),
-        server_now: snapshot.server_now,
-    };
+    let snapshot = live::read(client, policies).await?;
+    let clocks = Clocks::at(options.now, snapshot.server_now);
     let plans = plan_create(policies, &snapshot, clocks.now, options.ahead, missing);
+    let header = Header {
+        cfg,
+        clocks,
+        mode: options.mode,
+        started,
+    };
     if options.mode == Mode::DryRun {
-        return Ok(planned(cfg, clocks, options.mode, plans, started));
+        return Ok(header.planned(plans));
     }
-    Ok(execute(client, cfg, clocks, plans, progress, started).await)
+    Ok(execute(client, header, plans, progress).await)
 }
 
 /// `dhctl partition prune`.
@@ -253,30 +237,30 @@ pub async fn prune(
     policies: &[Policy],
     options: &PruneOptions,
     progress: &dyn Progress,
-) -> Result<Outcome> {
+) -> Result<Maintenance> {
     let started = Instant::now();
     let session = connect(cfg, CreateDatabase::Never).await?;
-    let first = catalog::read(&session.client, policies).await?;
-    let clocks = Clocks {
-        now: options.now.unwrap_or(first.server_now),
-        server_now: first.server_now,
-    };
+    let first = live::read(&session.client, policies).await?;
+    let clocks = Clocks::at(options.now, first.server_now);
     let plans = prune_plans(&session.client, policies, &first, clocks, options).await?;
+    let header = Header {
+        cfg,
+        clocks,
+        mode: options.mode,
+        started,
+    };
     if options.mode == Mode::DryRun || plans.iter().all(|p| p.actions.is_empty()) {
-        return Ok(planned(cfg, clocks, options.mode, plans, started));
+        return Ok(header.planned(plans));
     }
     drop(plans);
     let locked = Locked::lock(session, cfg).await?;
     let result = async {
         let client = &locked.session.client;
-        let snapshot = catalog::read(client, policies).await?;
+        let snapshot = live::read(client, policies).await?;
         // The server's clock read again under the lock; a --now stays as given.
-        let clocks = Clocks {
-            now: options.now.unwrap_or(snapshot.server_now),
-            server_now: snapshot.server_now,
-        };
+        let clocks = Clocks::at(options.now, snapshot.server_now);
         let plans = prune_plans(client, policies, &snapshot, clocks, options).await?;
-        Ok(execute(client, cfg, clocks, plans, progress, started).await)
+        Ok(execute(client, Header { clocks, ..header }, plans, progress).await)
     }
     .await;
     locked.finish(result).await
@@ -287,7 +271,7 @@ pub async fn prune(
 async fn prune_plans<'p>(
     client: &Client,
     policies: &'p [Policy],
-    snapshot: &catalog::Snapshot,
+    snapshot: &live::Snapshot,
     clocks: Clocks,
     options: &PruneOptions,
 ) -> Result<Vec<TablePlan<'p>>> {
@@ -299,8 +283,7 @@ async fn prune_plans<'p>(
     for plan in &plans {
         if let (Some(parent), false) = (&plan.parent, plan.kept.is_empty()) {
             // Unreadable (no SELECT on a partition): the highest partition is kept instead.
-            if let Ok(Some(found)) = catalog::newest_rows(client, parent, &plan.policy.column).await
-            {
+            if let Ok(Some(found)) = live::newest_rows(client, parent, &plan.policy.column).await {
                 newest.insert(plan.policy.table.clone(), found);
             }
         }
@@ -322,56 +305,56 @@ fn table_run(plan: &TablePlan<'_>) -> TableRun {
     }
 }
 
-fn report(
-    cfg: &DbConfig,
+/// What a run's report says whatever its tables: the database, the clocks, whether it is a dry
+/// run, and when it started (for `duration_ms`).
+#[derive(Clone, Copy)]
+struct Header<'a> {
+    cfg: &'a DbConfig,
     clocks: Clocks,
     mode: Mode,
-    tables: Vec<TableRun>,
     started: Instant,
-) -> RunReport {
-    RunReport {
-        database: cfg.display_target(),
-        now: clocks.now,
-        server_now: clocks.server_now,
-        dry_run: mode == Mode::DryRun,
-        exit_code: tables.iter().map(|t| t.exit_code).max().unwrap_or(0),
-        tables,
-        duration_ms: ms(started.elapsed()),
-    }
 }
 
-/// The report of a plan (a dry run, or nothing to do): refused tables are its failures.
-fn planned(
-    cfg: &DbConfig,
-    clocks: Clocks,
-    mode: Mode,
-    plans: Vec<TablePlan<'_>>,
-    started: Instant,
-) -> Outcome {
-    let mut failures = Vec::new();
-    let mut tables = Vec::with_capacity(plans.len());
-    for plan in plans {
-        let mut run = table_run(&plan);
-        run.steps = plan
-            .actions
-            .into_iter()
-            .map(|action| Step {
-                action,
-                attempts: None,
-                duration_ms: None,
-            })
-            .collect();
-        if let Some(e) = plan.refusal {
-            run.error = Some(e.to_string());
-            run.hint = e.hint();
-            run.exit_code = e.exit_code();
-            failures.push(e);
+impl Header<'_> {
+    fn report(&self, tables: Vec<TableRun>) -> RunReport {
+        RunReport {
+            database: self.cfg.display_target(),
+            now: self.clocks.now,
+            server_now: self.clocks.server_now,
+            dry_run: self.mode == Mode::DryRun,
+            exit_code: tables.iter().map(|t| t.exit_code).max().unwrap_or(0),
+            tables,
+            duration_ms: ms(self.started.elapsed()),
         }
-        tables.push(run);
     }
-    Outcome {
-        report: report(cfg, clocks, mode, tables, started),
-        failures,
+
+    /// The outcome of a plan (a dry run, or nothing to do): refused tables are its failures.
+    fn planned(&self, plans: Vec<TablePlan<'_>>) -> Maintenance {
+        let mut failures = Vec::new();
+        let mut tables = Vec::with_capacity(plans.len());
+        for plan in plans {
+            let mut run = table_run(&plan);
+            run.steps = plan
+                .actions
+                .into_iter()
+                .map(|action| Step {
+                    action,
+                    attempts: None,
+                    duration_ms: None,
+                })
+                .collect();
+            if let Some(e) = plan.refusal {
+                run.error = Some(e.to_string());
+                run.hint = e.hint();
+                run.exit_code = e.exit_code();
+                failures.push(e);
+            }
+            tables.push(run);
+        }
+        Maintenance {
+            report: self.report(tables),
+            failures,
+        }
     }
 }
 
@@ -379,12 +362,10 @@ fn planned(
 /// would fail only skips that partition), never the run.
 async fn execute(
     client: &Client,
-    cfg: &DbConfig,
-    clocks: Clocks,
+    header: Header<'_>,
     plans: Vec<TablePlan<'_>>,
     progress: &dyn Progress,
-    started: Instant,
-) -> Outcome {
+) -> Maintenance {
     let mut tables = Vec::with_capacity(plans.len());
     let mut failures = Vec::new();
     for plan in plans {
@@ -394,7 +375,7 @@ async fn execute(
             (Some(e), _) => errors.push(e),
             (None, None) => {}
             (None, Some(parent)) => {
-                let target = apply::Target {
+                let target = apply::Partitioned {
                     schema: &parent.schema,
                     table: &parent.table,
                     oid: parent.oid,
@@ -402,7 +383,9 @@ async fn execute(
                 };
                 let mut actions = plan.actions.into_iter();
                 for action in actions.by_ref() {
-                    match apply::run(client, &target, &action, cfg.lock_retries, progress).await {
+                    match apply::run(client, &target, &action, header.cfg.lock_retries, progress)
+                        .await
+                    {
                         Ok(done) => {
                             run.notes.extend(done.notes);
                             run.steps.push(Step {
@@ -444,8 +427,12 @@ async fn execute(
         }
         tables.push(run);
     }
-    Outcome {
-        report: report(cfg, clocks, Mode::Apply, tables, started),
+    Maintenance {
+        report: Header {
+            mode: Mode::Apply,
+            ..header
+        }
+        .report(tables),
         failures,
     }
 }

@@ -245,6 +245,16 @@ pub struct Clocks {
     pub server_now: DateTime<Utc>,
 }
 
+impl Clocks {
+    /// `now` as given (`--now`), or the server's clock.
+    pub fn at(now: Option<DateTime<Utc>>, server_now: DateTime<Utc>) -> Clocks {
+        Clocks {
+            now: now.unwrap_or(server_now),
+            server_now,
+        }
+    }
+}
+
 /// A partition prune leaves in place although its retention is over, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Kept {

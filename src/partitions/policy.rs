@@ -4,13 +4,14 @@
 //! key, before any connection is made (exit 2). What only the database can tell (is the table
 //! range-partitioned on a timestamptz column?) is checked by `catalog` before anything changes.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::Serialize;
 
 use super::period::{Interval, Retention};
 use crate::db::ident::{is_plain_name, MAX_IDENT_LEN};
 use crate::error::{Error, FileProblem, Result};
+use crate::source::Source;
 
 /// The largest `premake`: a year of daily partitions. Beyond that a typo is likelier than a need.
 pub const MAX_PREMAKE: u32 = 366;
@@ -23,15 +24,6 @@ const KEYS: [&str; 6] = [
     "retention",
     "retention_mode",
 ];
-
-/// Where policies come from.
-#[derive(Debug, Clone)]
-pub enum Source {
-    /// partitions/ as compiled into the binary.
-    Embedded,
-    /// A folder read at run time (`--partitions-dir`).
-    Dir(PathBuf),
-}
 
 /// What happens to a partition past its retention.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio_postgres::Client;
 
-use super::catalog::{self, DefaultPartition, Other, Unusable};
+use super::live::{self, DefaultPartition, Other, Unusable};
 use super::period::{Interval, Retention};
 use super::plan::{self, Action, Clocks, Coverage, Existing, Kept};
 use super::policy::{Policy, RetentionMode};
@@ -63,11 +63,8 @@ pub async fn inspect(
     policies: &[Policy],
     now: Option<DateTime<Utc>>,
 ) -> Result<Inspection> {
-    let snapshot = catalog::read(client, policies).await?;
-    let clocks = Clocks {
-        now: now.unwrap_or(snapshot.server_now),
-        server_now: snapshot.server_now,
-    };
+    let snapshot = live::read(client, policies).await?;
+    let clocks = Clocks::at(now, snapshot.server_now);
     let now = clocks.now;
     let tables = policies
         .iter()
@@ -79,7 +76,7 @@ pub async fn inspect(
 
 fn describe(
     policy: &Policy,
-    found: std::result::Result<catalog::Parent, Unusable>,
+    found: std::result::Result<live::Parent, Unusable>,
     clocks: Clocks,
 ) -> TableStatus {
     let now = clocks.now;

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 
-use super::catalog::{Parent, Snapshot, Unusable};
+use super::live::{Parent, Snapshot, Unusable};
 use super::period::sql_timestamp;
 use super::plan::{self, Action, Clocks, Kept};
 use super::policy::Policy;

@@ -1,13 +1,13 @@
 //! The checks themselves: each turns the gathered [`Context`] into a pass, fail or skip with
 //! details that name objects. One function per [`Kind`]; `run` dispatches.
 
-use super::{compare, Check, Context, Expected, Kind, Outcome};
+use super::{compare, Check, Context, Expected, Kind, Status};
 use crate::error::Result;
 use crate::migrations::status::{self, Counts, Entry, State};
 use crate::partitions::inspect;
 
 impl Check {
-    pub(super) fn new(name: Kind, status: Outcome, summary: impl Into<String>) -> Check {
+    pub(super) fn new(name: Kind, status: Status, summary: impl Into<String>) -> Check {
         Check {
             name,
             status,
@@ -42,11 +42,11 @@ fn history_check(ctx: &Context<'_>) -> Check {
         } else {
             "no migration applied yet (no refinery_schema_history table)".to_string()
         };
-        return Check::new(Kind::History, Outcome::Pass, summary);
+        return Check::new(Kind::History, Status::Pass, summary);
     }
     let mut check = Check::new(
         Kind::History,
-        Outcome::Fail,
+        Status::Fail,
         format!(
             "{} modified, {} missing and {} ahead of this release of {} applied migration(s)",
             counts.modified,
@@ -76,11 +76,11 @@ fn pending_check(ctx: &Context<'_>) -> Check {
         .filter(|e| e.state == State::Pending)
         .collect();
     if pending.is_empty() {
-        return Check::new(Kind::Pending, Outcome::Pass, "no migration pending");
+        return Check::new(Kind::Pending, Status::Pass, "no migration pending");
     }
     let mut check = Check::new(
         Kind::Pending,
-        Outcome::Fail,
+        Status::Fail,
         format!(
             "{} migration(s) not applied; run `dhctl migrate`",
             pending.len()
@@ -99,13 +99,13 @@ fn schema_check(ctx: &Context<'_>) -> Check {
             Expected::Built(expected) => expected,
             Expected::Drift => return Check::new(
                 Kind::Schema,
-                Outcome::Skipped,
+                Status::Skipped,
                 "not compared: the history check failed, so the SQL that was applied is unknown",
             ),
             Expected::Unavailable(why) => {
                 let mut check = Check::new(
                     Kind::Schema,
-                    Outcome::Skipped,
+                    Status::Skipped,
                     format!("not compared: {}", why.reason),
                 );
                 check.details = vec![format!("to run it: {}", why.fix)];
@@ -116,7 +116,7 @@ fn schema_check(ctx: &Context<'_>) -> Check {
     let mut check = if differences.is_empty() {
         Check::new(
             Kind::Schema,
-            Outcome::Pass,
+            Status::Pass,
             format!(
                 "schema {} matches the {} applied migration(s): {} table(s), {} object(s)",
                 ctx.facts.live,
@@ -128,7 +128,7 @@ fn schema_check(ctx: &Context<'_>) -> Check {
     } else {
         let mut check = Check::new(
             Kind::Schema,
-            Outcome::Fail,
+            Status::Fail,
             format!(
                 "{} difference(s) between schema {} and what the {} applied migration(s) produce",
                 differences.len(),
@@ -149,7 +149,7 @@ fn fingerprint_check(ctx: &Context<'_>) -> Check {
         Some(expected) if *expected != actual => {
             let mut check = Check::new(
                 Kind::Fingerprint,
-                Outcome::Fail,
+                Status::Fail,
                 format!("{actual}, not the expected {expected}"),
             );
             check.details = vec![format!(
@@ -161,10 +161,10 @@ fn fingerprint_check(ctx: &Context<'_>) -> Check {
         }
         Some(_) => Check::new(
             Kind::Fingerprint,
-            Outcome::Pass,
+            Status::Pass,
             format!("{actual} (as expected)"),
         ),
-        None => Check::new(Kind::Fingerprint, Outcome::Pass, actual),
+        None => Check::new(Kind::Fingerprint, Status::Pass, actual),
     }
 }
 
@@ -174,7 +174,7 @@ async fn partitions_check(ctx: &Context<'_>) -> Result<Check> {
     if ctx.policies.is_empty() {
         return Ok(Check::new(
             Kind::Partitions,
-            Outcome::Pass,
+            Status::Pass,
             "no partition policy",
         ));
     }
@@ -221,10 +221,10 @@ async fn partitions_check(ctx: &Context<'_>) -> Result<Check> {
         runways.push(format!("{name} {} ahead", coverage.runway));
     }
     let (status, summary) = if details.is_empty() {
-        (Outcome::Pass, format!("runway: {}", runways.join(", ")))
+        (Status::Pass, format!("runway: {}", runways.join(", ")))
     } else {
         (
-            Outcome::Fail,
+            Status::Fail,
             format!("{} problem(s) with partition coverage", details.len()),
         )
     };

@@ -30,9 +30,8 @@ use super::live::Facts;
 use super::pipeline;
 use super::replay::Build;
 use super::snapshot::Snapshot;
-use crate::config::DbConfig;
 use crate::db::ident::quote_ident;
-use crate::db::{connect, CreateDatabase, Session};
+use crate::db::{connect, CreateDatabase, DbConfig, Session};
 use crate::error::{Error, Result};
 
 /// Where the schema check rebuilt the migrations.
@@ -54,7 +53,7 @@ pub struct ScratchUrl {
 
 impl std::fmt::Debug for ScratchUrl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "ScratchUrl({})", crate::config::describe(&self.pg))
+        write!(f, "ScratchUrl({})", crate::db::describe(&self.pg))
     }
 }
 

@@ -137,9 +137,9 @@ pub struct Snapshot {
     keys: Vec<(Interval, String)>,
 }
 
-/// Which partitions to read.
+/// Which partitions of the tables to read: all of them, or only the ones named.
 #[derive(Debug, Clone, Copy)]
-pub enum Partitions<'a> {
+pub enum Which<'a> {
     All,
     /// Only these names (the create no-op check).
     Named(&'a [String]),
@@ -227,7 +227,7 @@ ORDER BY 1, 2";
 /// Reads every policy's table and all its partitions.
 pub async fn read(client: &Client, policies: &[Policy]) -> Result<Snapshot> {
     let snapshot = parents(client, policies).await?;
-    partitions(client, snapshot, Partitions::All).await
+    partitions(client, snapshot, Which::All).await
 }
 
 /// Reads how each policy's table is partitioned (no partitions yet) and the server's clock.
@@ -304,7 +304,7 @@ pub async fn parents(client: &Client, policies: &[Policy]) -> Result<Snapshot> {
 pub async fn partitions(
     client: &Client,
     mut snapshot: Snapshot,
-    which: Partitions<'_>,
+    which: Which<'_>,
 ) -> Result<Snapshot> {
     let oids: Vec<Oid> = snapshot
         .tables
@@ -315,8 +315,8 @@ pub async fn partitions(
         return Ok(snapshot);
     }
     let names: Option<&[String]> = match which {
-        Partitions::All => None,
-        Partitions::Named(names) => Some(names),
+        Which::All => None,
+        Which::Named(names) => Some(names),
     };
     let rows = pinned(client, CHILDREN, &[&oids, &names])
         .await
@@ -338,7 +338,7 @@ pub async fn partitions(
             .partitions
             .sort_by(|a, b| (a.from, &a.name).cmp(&(b.from, &b.name)));
     }
-    if let Partitions::All = which {
+    if let Which::All = which {
         for (policy, parent) in policies_of(&mut snapshot) {
             parent.others = others(client, parent).await?;
             if let Some(default) = parent.default_partition.as_mut() {

@@ -1,0 +1,132 @@
+//! `dhctl migrate`: apply the pending migrations, then ensure the partitions every policy wants
+//! under the same lock, so the gateway can write today's rows at once. The one place the
+//! `migrations` and `partitions` domains meet.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::cli::{Format, GlobalArgs, MigrateArgs};
+use crate::db::{CreateDatabase, DbConfig, Locked};
+use crate::error::{Error, Result};
+use crate::migrations::catalog::{self, Catalog};
+use crate::migrations::migrate::{self, MigrateReport};
+use crate::output::{self, human, progress::Reporter};
+use crate::partitions::{self, policy, CreateOptions, Policy, RunReport};
+use crate::progress::Progress;
+use crate::report::{Failed, Mode, Sql};
+
+/// What `dhctl migrate` reports: the migrations, then the partitions ensured after them.
+#[derive(Debug, Clone, Serialize)]
+pub struct MigrateRun {
+    #[serde(flatten)]
+    pub migrations: MigrateReport,
+    /// Null with --no-partitions or --dry-run; named apart from partition status's list of
+    /// partitions (docs/json.md).
+    pub partition_create: Option<RunReport>,
+}
+
+impl MigrateRun {
+    /// The migrations, before (or without) partitions.
+    fn of(migrations: MigrateReport) -> MigrateRun {
+        MigrateRun {
+            migrations,
+            partition_create: None,
+        }
+    }
+
+    fn render(&self) -> String {
+        human::migrate(&self.migrations, self.partition_create.as_ref())
+    }
+}
+
+/// The partitions `migrate` ensures after migrating.
+struct Ensure<'a> {
+    policies: &'a [Policy],
+    /// "Now" for the partition plan; None for the server's clock.
+    now: Option<DateTime<Utc>>,
+}
+
+pub async fn run(args: &MigrateArgs, global: &GlobalArgs) -> Result<i32> {
+    let format = global.format;
+    let catalog = catalog::load(&args.migrations.source())?;
+    let cfg = DbConfig::from_args(&args.connect, &args.locks)?;
+    let mode = Mode::dry_run_if(args.dry_run);
+    let create = if args.no_create_database || args.dry_run {
+        CreateDatabase::Never
+    } else {
+        CreateDatabase::IfMissing
+    };
+    let options = migrate::Options {
+        to: args.to,
+        mode,
+        create,
+        sql: Sql::shown_if(global.verbose),
+    };
+    // Policies are validated before anything changes; a dry run does not touch them.
+    let policies = if args.no_partitions || args.dry_run {
+        None
+    } else {
+        Some(policy::load(&args.partitions.source())?)
+    };
+    let ensure = policies.as_deref().map(|policies| Ensure {
+        policies,
+        now: args.now,
+    });
+    let progress = Reporter::for_stderr(format == Format::Json, "applying");
+    match migrate_and_ensure(&cfg, &catalog, &options, ensure.as_ref(), &progress).await {
+        Ok((run, failures)) => {
+            output::emit(format, &run, MigrateRun::render);
+            Ok(super::exit_after(failures))
+        }
+        Err(failed) => super::report_failure(format, *failed, MigrateRun::render),
+    }
+}
+
+/// `dhctl migrate` from start to end: connect (creating the database when `options.create`
+/// allows), take the lock, apply the pending migrations, then, when `ensure` is given, create
+/// what the policies want under the same lock. Returns the report and the partition failures it
+/// already describes (one table failing does not undo the migrations or stop the other tables).
+async fn migrate_and_ensure(
+    cfg: &DbConfig,
+    catalog: &Catalog,
+    options: &migrate::Options,
+    ensure: Option<&Ensure<'_>>,
+    progress: &dyn Progress,
+) -> Result<(MigrateRun, Vec<Error>), Box<Failed<MigrateRun>>> {
+    let mut locked = match Locked::open(cfg, options.create).await {
+        // A dry run against a database that does not exist yet: migrate would create it and
+        // apply everything, which is the plan to show.
+        Err(Error::MissingDatabase { .. }) if options.mode == Mode::DryRun => {
+            let plan = migrate::plan_for_new_database(cfg, catalog, options)?;
+            return Ok((MigrateRun::of(plan), Vec::new()));
+        }
+        other => other?,
+    };
+    let result = async {
+        let migrations = migrate::run(&mut locked, cfg, catalog, options, progress)
+            .await
+            .map_err(|failed| Box::new(failed.map_report(MigrateRun::of)))?;
+        let mut run = MigrateRun::of(migrations);
+        let Some(wanted) = ensure else {
+            return Ok((run, Vec::new()));
+        };
+        let create = CreateOptions {
+            now: wanted.now,
+            ahead: None,
+            mode: Mode::Apply,
+        };
+        match partitions::ensure(&locked, cfg, wanted.policies, &create, progress).await {
+            Ok(outcome) => {
+                run.partition_create = Some(outcome.report);
+                Ok((run, outcome.failures))
+            }
+            // The migrations stay applied: the error carries them.
+            Err(error) => Err(Box::new(Failed {
+                error,
+                report: (!run.migrations.steps.is_empty()).then_some(run),
+            })),
+        }
+    }
+    .await;
+    locked.finish(result).await
+}
