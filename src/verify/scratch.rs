@@ -18,8 +18,6 @@
 //! The replay itself and both snapshots are [`super::pipeline`]'s; what is read from the live
 //! database first is [`super::live`]'s.
 
-use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, Hasher};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -394,15 +392,10 @@ impl ScratchDb {
 }
 
 /// `dhctl_verify_<pid>_<16 hex digits>`: the creating backend's pid, so a later verify can tell
-/// a left-over (its creator gone) from one in use; random per run (the std hasher's random
-/// keys), so two verifies never collide.
+/// a left-over (its creator gone) from one in use; 64 random bits per run, so two verifies never
+/// collide.
 fn scratch_name(backend_pid: i32) -> String {
-    let mut hasher = RandomState::new().build_hasher();
-    hasher.write_u32(std::process::id());
-    if let Ok(since) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
-        hasher.write_u128(since.as_nanos());
-    }
-    format!("dhctl_verify_{backend_pid}_{:016x}", hasher.finish())
+    format!("dhctl_verify_{backend_pid}_{:016x}", rand::random::<u64>())
 }
 
 #[cfg(test)]
