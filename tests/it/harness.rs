@@ -18,7 +18,12 @@ pub fn server_url() -> String {
 /// The test server's TCP host and port (from DHCTL_TEST_DATABASE_URL), for tests that write a
 /// connection string of their own.
 pub fn server_host_port() -> (String, u16) {
-    let config: postgres::Config = server_url().parse().expect("DHCTL_TEST_DATABASE_URL");
+    host_port(&server_url())
+}
+
+/// The TCP host and port `url` connects to (127.0.0.1 and 5432 when it names none).
+pub fn host_port(url: &str) -> (String, u16) {
+    let config: postgres::Config = url.parse().expect("a test connection URL");
     let host = match config.get_hosts().first() {
         Some(postgres::config::Host::Tcp(h)) => h.clone(),
         _ => "127.0.0.1".into(),
@@ -26,18 +31,42 @@ pub fn server_host_port() -> (String, u16) {
     (host, config.get_ports().first().copied().unwrap_or(5432))
 }
 
+/// Parses a test's connection URL, changes it with `edit` and writes it back. Every part is
+/// given as it is written in a URL (percent-encoded where it needs to be): the setters encode
+/// only what a URL cannot hold, never a `%`.
+fn edit_url(url: &str, edit: impl FnOnce(&mut url::Url) -> Result<(), ()>) -> String {
+    let mut parsed = url::Url::parse(url).unwrap_or_else(|e| panic!("{url:?}: {e}"));
+    edit(&mut parsed).unwrap_or_else(|()| panic!("cannot change {url:?}"));
+    parsed.into()
+}
+
 /// `url` with its database name replaced.
 pub fn with_dbname(url: &str, dbname: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, format!("?{q}")),
-        None => (url, String::new()),
-    };
-    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
-    let base = match base[scheme_end..].find('/') {
-        Some(slash) => &base[..scheme_end + slash],
-        None => base,
-    };
-    format!("{base}/{dbname}{query}")
+    edit_url(url, |u| {
+        u.set_path(&format!("/{dbname}"));
+        Ok(())
+    })
+}
+
+/// `url` logging in as `user`, with `password` or none.
+pub fn with_user(url: &str, user: &str, password: Option<&str>) -> String {
+    edit_url(url, |u| {
+        u.set_username(user)?;
+        u.set_password(password)
+    })
+}
+
+/// `url` with its password replaced (the user kept).
+pub fn with_password(url: &str, password: &str) -> String {
+    edit_url(url, |u| u.set_password(Some(password)))
+}
+
+/// `url` reaching the server at `host:port` instead.
+pub fn with_host_port(url: &str, host: &str, port: u16) -> String {
+    edit_url(url, |u| {
+        u.set_host(Some(host)).map_err(|_| ())?;
+        u.set_port(Some(port))
+    })
 }
 
 /// A blocking admin connection to `url`; panics with instructions when the server is down.
@@ -324,13 +353,7 @@ impl Role {
 
     /// `url` connecting as this role instead (the test server trusts local connections).
     pub fn url_for(&self, db: &TestDb) -> String {
-        let url = db.url.clone();
-        let scheme_end = url.find("://").map(|i| i + 3).unwrap_or(0);
-        let at = url[scheme_end..]
-            .find('@')
-            .map(|i| scheme_end + i + 1)
-            .unwrap_or(scheme_end);
-        format!("{}{}@{}", &url[..scheme_end], self.name, &url[at..])
+        with_user(&db.url, &self.name, None)
     }
 }
 
