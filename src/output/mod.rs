@@ -8,6 +8,7 @@ pub mod human;
 pub mod manual;
 pub mod partitions;
 pub mod progress;
+pub mod table;
 pub mod verify;
 
 use std::io::Write;
