@@ -2,6 +2,7 @@
 //! database on the server at DHCTL_TEST_DATABASE_URL and drives the real `dhctl` binary.
 
 mod adversary_misc;
+mod certs;
 mod cli;
 mod cluster;
 mod connection;

@@ -1,6 +1,6 @@
 //! `rediss://`: Redis over TLS with the same CA rules as PostgreSQL (issue 13): verified against
 //! `REDIS_TLS_CA_FILE` or the compiled-in roots, never downgraded, `#insecure` refused. A
-//! redis-server of the test's own serves TLS with a CA and certificate made here by openssl.
+//! redis-server of the test's own serves TLS with the test CA's certificate for 127.0.0.1.
 
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
@@ -8,6 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use super::support::*;
+use crate::certs::Certs;
 use crate::harness::{wait_until, TestDb};
 
 /// A port below the ephemeral range that nothing listens on right now (redis-server's
@@ -18,77 +19,6 @@ fn free_low_port() -> u16 {
         .map(|i| 20000 + (seed.wrapping_mul(7).wrapping_add(i * 13)) % 12000)
         .find(|port| TcpListener::bind(("127.0.0.1", *port)).is_ok())
         .expect("no free port in 20000..32000")
-}
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("openssl is not installed");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A CA, and a server certificate it signed for 127.0.0.1, in `dir`.
-fn make_certificates(dir: &Path) {
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-            "-subj",
-            "/CN=dhctl test CA",
-        ],
-    );
-    openssl(
-        dir,
-        &[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-            "-subj",
-            "/CN=127.0.0.1",
-        ],
-    );
-    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-extfile",
-            "san.ext",
-            "-out",
-            "server.pem",
-        ],
-    );
 }
 
 struct TlsRedis {
@@ -110,11 +40,11 @@ impl TlsRedis {
             ])
             .args([
                 "--tls-cert-file",
-                "server.pem",
+                "server.crt",
                 "--tls-key-file",
                 "server.key",
             ])
-            .args(["--tls-ca-cert-file", "ca.pem", "--tls-auth-clients", "no"])
+            .args(["--tls-ca-cert-file", "ca.crt", "--tls-auth-clients", "no"])
             .args(["--save", "", "--appendonly", "no"])
             .current_dir(dir)
             .stdout(Stdio::null())
@@ -150,10 +80,9 @@ fn config_exit_code(env: &[(&str, &str)]) -> Option<i32> {
 #[test]
 fn rediss_is_verified_against_the_configured_ca_and_never_downgraded() {
     let db = TestDb::new("health_rediss");
-    let dir = tempfile::tempdir().unwrap();
-    make_certificates(dir.path());
-    let redis = TlsRedis::start(dir.path());
-    let ca = dir.path().join("ca.pem");
+    let certs = Certs::make();
+    let redis = TlsRedis::start(certs.dir.path());
+    let ca = certs.path("ca.crt");
     let ca = ca.to_str().unwrap();
     let rediss = format!("rediss://127.0.0.1:{}", redis.port);
     let plain = format!("redis://127.0.0.1:{}", redis.port);
@@ -178,7 +107,7 @@ fn rediss_is_verified_against_the_configured_ca_and_never_downgraded() {
     assert_eq!(r["checks"]["redis"]["status"], "error", "{r}");
 
     // Settings that would downgrade or cannot work are exit 2 at start.
-    let not_pem = dir.path().join("server.csr");
+    let not_pem = certs.path("server.csr");
     for env in [
         vec![("REDIS_URL", plain.as_str()), ("REDIS_TLS_CA_FILE", ca)],
         vec![("REDIS_HOST", "127.0.0.1"), ("REDIS_TLS_CA_FILE", ca)],
