@@ -61,6 +61,21 @@ pub fn with_password(url: &str, password: &str) -> String {
     edit_url(url, |u| u.set_password(Some(password)))
 }
 
+/// `url` with the query parameter `key=value` added (`value` percent-encoded here; libpq reads
+/// no `+` as a space, so not form-encoded).
+pub fn with_param(url: &str, key: &str, value: &str) -> String {
+    use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
+    let param = format!("{key}={}", utf8_percent_encode(value, NON_ALPHANUMERIC));
+    edit_url(url, |u| {
+        let query = match u.query() {
+            Some(query) if !query.is_empty() => format!("{query}&{param}"),
+            _ => param,
+        };
+        u.set_query(Some(&query));
+        Ok(())
+    })
+}
+
 /// `url` reaching the server at `host:port` instead.
 pub fn with_host_port(url: &str, host: &str, port: u16) -> String {
     edit_url(url, |u| {
@@ -349,6 +364,15 @@ impl Role {
             ))
             .expect("create role");
         Role { name }
+    }
+
+    /// A role like [`Role::new`]'s, but allowed to create databases.
+    pub fn creator(label: &str) -> Role {
+        let role = Role::new(label, "");
+        connect(&server_url())
+            .batch_execute(&format!("ALTER ROLE \"{}\" CREATEDB", role.name))
+            .unwrap();
+        role
     }
 
     /// `url` connecting as this role instead (the test server trusts local connections).

@@ -19,15 +19,6 @@ fn sleeps_in_the_scratch_database(flag: &str) -> String {
     )
 }
 
-/// A role like [`Role::new`]'s, but allowed to create databases.
-fn creator(label: &str) -> Role {
-    let role = Role::new(label, "");
-    connect(&server_url())
-        .batch_execute(&format!("ALTER ROLE \"{}\" CREATEDB", role.name))
-        .unwrap();
-    role
-}
-
 #[test]
 fn an_owner_without_createdb_gets_every_other_check_and_the_schema_check_with_scratch_url() {
     let owner = Role::new("vowner", "");
@@ -41,10 +32,7 @@ fn an_owner_without_createdb_gets_every_other_check_and_the_schema_check_with_sc
         )),
         "f"
     );
-    dhctl(&url)
-        .args(["migrate", "--no-create-database"])
-        .run()
-        .expect_code(0);
+    migrate_as_owner(&url, None);
     assert_eq!(
         db.value("SELECT tableowner FROM pg_tables WHERE tablename = 'api_keys'"),
         owner.name
@@ -66,9 +54,7 @@ fn an_owner_without_createdb_gets_every_other_check_and_the_schema_check_with_sc
         details(schema)[0].contains("--scratch-url"),
         "the fix is named: {schema:#}"
     );
-    for other in ["history", "pending", "partitions", "fingerprint"] {
-        assert_eq!(check(&report, other)["status"], "pass", "{other}");
-    }
+    assert_the_other_checks_pass(&report);
     dhctl(&url)
         .args(["verify", "--require-all"])
         .run()
@@ -159,7 +145,7 @@ fn sleeping_rebuild(db: &TestDb, owner: &str) -> String {
 
 #[test]
 fn a_killed_verify_leaves_a_scratch_database_that_the_next_one_drops() {
-    let owner = creator("vkill");
+    let owner = Role::creator("vkill");
     let flag = Role::new("vkillflag", "");
     let db = TestDb::owned_by("vkill", &owner);
     let url = owner.url_for(&db);
@@ -167,11 +153,7 @@ fn a_killed_verify_leaves_a_scratch_database_that_the_next_one_drops() {
         "20240101000006_sleep_in_scratch.sql",
         &sleeps_in_the_scratch_database(&flag.name),
     )]);
-    dhctl(&url)
-        .args(["migrate", "--no-create-database"])
-        .migrations_dir(dir.path())
-        .run()
-        .expect_code(0);
+    migrate_as_owner(&url, Some(dir.path()));
 
     let mut child = dhctl(&url)
         .args(["verify"])
@@ -211,7 +193,7 @@ fn a_killed_verify_leaves_a_scratch_database_that_the_next_one_drops() {
 
 #[test]
 fn ctrl_c_during_the_rebuild_drops_the_scratch_database_and_exits_130() {
-    let owner = creator("vsigint");
+    let owner = Role::creator("vsigint");
     let db = TestDb::owned_by("vsigint", &owner);
     let url = owner.url_for(&db);
     let flag = Role::new("vsigintflag", "");
@@ -219,11 +201,7 @@ fn ctrl_c_during_the_rebuild_drops_the_scratch_database_and_exits_130() {
         "20240101000006_sleep_in_scratch.sql",
         &sleeps_in_the_scratch_database(&flag.name),
     )]);
-    dhctl(&url)
-        .args(["migrate", "--no-create-database"])
-        .migrations_dir(dir.path())
-        .run()
-        .expect_code(0);
+    migrate_as_owner(&url, Some(dir.path()));
     let mut child = dhctl(&url)
         .args(["verify"])
         .migrations_dir(dir.path())
