@@ -102,12 +102,12 @@ pub async fn open(
     facts: &Facts,
     url: Option<&ScratchUrl>,
 ) -> Result<std::result::Result<ScratchDb, Unavailable>> {
-    if let Some(url) = url {
-        return open_url(cfg, url).await.map(Ok);
-    }
     const FIX: &str = "give the role CREATEDB (ALTER ROLE … CREATEDB), or pass --scratch-url \
                        (DHCTL_VERIFY_SCRATCH_URL) naming an empty database on the same server \
                        that the role may create objects in";
+    if let Some(url) = url {
+        return open_url(cfg, url).await.map(Ok);
+    }
     if facts.read_only {
         return Ok(Err(Unavailable {
             reason: "the session is read-only (a standby, or default_transaction_read_only), so \

@@ -236,7 +236,7 @@ pub fn bin() -> PathBuf {
 /// from the caller), run in an empty folder (no stray .env).
 pub struct Dhctl {
     command: Command,
-    _cwd: tempfile::TempDir,
+    cwd: tempfile::TempDir,
 }
 
 pub fn dhctl(url: &str) -> Dhctl {
@@ -256,7 +256,7 @@ pub fn dhctl(url: &str) -> Dhctl {
         .env("NO_COLOR", "1")
         .current_dir(cwd.path())
         .stdin(Stdio::null());
-    Dhctl { command, _cwd: cwd }
+    Dhctl { command, cwd }
 }
 
 impl Dhctl {
@@ -276,7 +276,7 @@ impl Dhctl {
 
     /// Writes a `.env` file into the folder dhctl runs in.
     pub fn dotenv(self, contents: &str) -> Dhctl {
-        std::fs::write(self._cwd.path().join(".env"), contents).unwrap();
+        std::fs::write(self.cwd.path().join(".env"), contents).unwrap();
         self
     }
 

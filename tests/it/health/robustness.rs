@@ -53,7 +53,7 @@ fn garbage_bytes_close_the_connection_and_the_server_keeps_serving() {
     let server = start(&[("DATABASE_URL", &db.url)]);
     let mut noise = vec![0u8; 64 * 1024];
     let mut x: u32 = 0x1234_5678;
-    for b in noise.iter_mut() {
+    for b in &mut noise {
         // xorshift: fixed, reproducible noise.
         x ^= x << 13;
         x ^= x >> 17;

@@ -148,9 +148,8 @@ pub fn start(env: &[(&str, &str)]) -> Health {
                 .map_err(|e| e.to_string())
         })
     });
-    let addr = match addr_rx.recv_timeout(Duration::from_secs(30)) {
-        Ok(addr) => addr,
-        Err(_) => panic!("the in-process server did not start: {:?}", thread.join()),
+    let Ok(addr) = addr_rx.recv_timeout(Duration::from_secs(30)) else {
+        panic!("the in-process server did not start: {:?}", thread.join())
     };
     Health {
         addr,
@@ -532,12 +531,9 @@ impl Proxy {
         let (flag, open) = (Arc::clone(&stop), Arc::clone(&streams));
         let accept = std::thread::spawn(move || {
             while !flag.load(std::sync::atomic::Ordering::SeqCst) {
-                let client = match listener.accept() {
-                    Ok((client, _)) => client,
-                    Err(_) => {
-                        std::thread::sleep(Duration::from_millis(10));
-                        continue;
-                    }
+                let Ok((client, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
                 };
                 let _ = client.set_nonblocking(false);
                 let Ok(server) = TcpStream::connect(upstream) else {
