@@ -2,14 +2,12 @@
 //! `REDIS_TLS_CA_FILE` or the compiled-in roots, never downgraded, `#insecure` refused. A
 //! redis-server of the test's own serves TLS with the test CA's certificate for 127.0.0.1.
 
-use std::net::{TcpListener, TcpStream};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::net::TcpListener;
+use std::process::Command;
 
 use super::support::*;
 use crate::certs::Certs;
-use crate::harness::{wait_until, TestDb};
+use crate::harness::TestDb;
 
 /// A port below the ephemeral range that nothing listens on right now (redis-server's
 /// `--tls-port 0` means "no TLS", so it cannot pick its own).
@@ -19,51 +17,6 @@ fn free_low_port() -> u16 {
         .map(|i| 20000 + (seed.wrapping_mul(7).wrapping_add(i * 13)) % 12000)
         .find(|port| TcpListener::bind(("127.0.0.1", *port)).is_ok())
         .expect("no free port in 20000..32000")
-}
-
-struct TlsRedis {
-    child: Child,
-    port: u16,
-}
-
-impl TlsRedis {
-    fn start(dir: &Path) -> TlsRedis {
-        let port = free_low_port();
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                "0",
-                "--tls-port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-            ])
-            .args([
-                "--tls-cert-file",
-                "server.crt",
-                "--tls-key-file",
-                "server.key",
-            ])
-            .args(["--tls-ca-cert-file", "ca.crt", "--tls-auth-clients", "no"])
-            .args(["--save", "", "--appendonly", "no"])
-            .current_dir(dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server is not installed (apt-get install redis-server)");
-        let up = wait_until(Duration::from_secs(10), || {
-            TcpStream::connect(("127.0.0.1", port)).is_ok()
-        });
-        assert!(up, "redis-server (TLS) did not start on port {port}");
-        TlsRedis { child, port }
-    }
-}
-
-impl Drop for TlsRedis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn config_exit_code(env: &[(&str, &str)]) -> Option<i32> {
@@ -81,7 +34,7 @@ fn config_exit_code(env: &[(&str, &str)]) -> Option<i32> {
 fn rediss_is_verified_against_the_configured_ca_and_never_downgraded() {
     let db = TestDb::new("health_rediss");
     let certs = Certs::make();
-    let redis = TlsRedis::start(certs.dir.path());
+    let redis = Redis::start_tls(free_low_port(), &certs);
     let ca = certs.path("ca.crt");
     let ca = ca.to_str().unwrap();
     let rediss = format!("rediss://127.0.0.1:{}", redis.port);

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use dhctl::health::{logging, serve, HealthConfig};
 use tracing_subscriber::fmt::MakeWriter;
 
+use crate::certs::Certs;
 use crate::harness::{connect, server_url, wait_until};
 
 pub fn bin() -> PathBuf {
@@ -451,9 +452,38 @@ pub struct Redis {
 }
 
 impl Redis {
+    /// Plain TCP.
     pub fn start(port: u16) -> Redis {
+        Redis::launch(port, &["--port", &port.to_string()])
+    }
+
+    /// TLS only, with `certs`' server certificate; clients need not show one.
+    pub fn start_tls(port: u16, certs: &Certs) -> Redis {
+        let file = |name: &str| certs.path(name).display().to_string();
+        Redis::launch(
+            port,
+            &[
+                "--port",
+                "0",
+                "--tls-port",
+                &port.to_string(),
+                "--tls-cert-file",
+                &file("server.crt"),
+                "--tls-key-file",
+                &file("server.key"),
+                "--tls-ca-cert-file",
+                &file("ca.crt"),
+                "--tls-auth-clients",
+                "no",
+            ],
+        )
+    }
+
+    /// redis-server with `listen`, keeping nothing on disk; waits until `port` accepts.
+    fn launch(port: u16, listen: &[&str]) -> Redis {
         let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(listen)
+            .args(["--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no", "--dir", "/tmp"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
