@@ -25,9 +25,6 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::Client;
 
 use super::live::Facts;
-use super::pipeline;
-use super::replay::Build;
-use super::snapshot::Snapshot;
 use crate::config::DbConfig;
 use crate::db::ident::quote_ident;
 use crate::db::{connect, CreateDatabase, Session};
@@ -380,14 +377,9 @@ impl ScratchDb {
         notes
     }
 
-    /// Replays `build` in the scratch database and snapshots it (see [`pipeline::rebuild`]).
-    pub async fn rebuild(
-        &self,
-        build: &Build<'_>,
-        facts: &Facts,
-        lock_timeout: Duration,
-    ) -> Result<(Snapshot, Vec<String>)> {
-        pipeline::rebuild(&self.session.client, self.kind, build, facts, lock_timeout).await
+    /// The connection to the scratch database, for [`super::pipeline::rebuild`].
+    pub fn client(&self) -> &Client {
+        &self.session.client
     }
 }
 
