@@ -16,6 +16,7 @@ use tokio_postgres::config::{
 
 use crate::cli::{ConnectArgs, LockArgs};
 use crate::conninfo::{self, shorten};
+use crate::db::tls::{ClientCert, TlsSettings, Verify};
 use crate::error::{Error, Result};
 
 /// How long one connection attempt (TCP, TLS and startup) may take when neither the connection
@@ -38,33 +39,6 @@ pub struct DbConfig {
     pub lock_retries: u32,
     /// `--history-table schema.name`; None: find refinery_schema_history by name.
     pub history_table: Option<crate::migrations::history::TableName>,
-}
-
-/// How much of the server's certificate to verify.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verify {
-    /// Encrypt only (libpq `prefer`/`require` without a CA).
-    Nothing,
-    /// The chain up to a trusted CA (libpq `verify-ca`).
-    Chain,
-    /// The chain and the host name (libpq `verify-full`).
-    Full,
-}
-
-/// TLS settings taken from the connection string and flags (applied by `db::tls`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TlsSettings {
-    pub verify: Verify,
-    pub root_cert: Option<PathBuf>,
-    /// A client certificate to present (libpq `sslcert` and `sslkey`).
-    pub client: Option<ClientCert>,
-}
-
-/// PEM files of a client certificate (with its chain) and its private key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClientCert {
-    pub cert: PathBuf,
-    pub key: PathBuf,
 }
 
 impl DbConfig {

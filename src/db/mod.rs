@@ -14,7 +14,7 @@ use tokio_postgres::{CancelToken, Client, NoTls};
 
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use crate::config::{describe, wants_tls, DbConfig, TlsSettings};
+use crate::config::{describe, wants_tls, DbConfig};
 use crate::error::{describe_driver_error, Error, Result};
 
 /// The oldest server dhctl supports: 14 brings `DETACH PARTITION … CONCURRENTLY` and
@@ -104,7 +104,7 @@ pub struct Session {
 
 /// The cancel token of the session in flight, so that Ctrl-C can cancel its running statement
 /// before the process exits (otherwise the backend would go on running it, holding its locks).
-static IN_FLIGHT: Mutex<Option<(CancelToken, Option<TlsSettings>)>> = Mutex::new(None);
+static IN_FLIGHT: Mutex<Option<(CancelToken, Option<tls::TlsSettings>)>> = Mutex::new(None);
 
 /// Cancels the statement running on the registered session, if any. Called on SIGINT/SIGTERM.
 pub async fn cancel_in_flight() {
@@ -218,7 +218,7 @@ impl Attempt {
 async fn open(
     pg: &tokio_postgres::Config,
     tls: Option<&MakeRustlsConnect>,
-    settings: &TlsSettings,
+    settings: &tls::TlsSettings,
 ) -> std::result::Result<Session, Attempt> {
     let limit = pg
         .get_connect_timeout()
@@ -318,7 +318,7 @@ fn single_host(pg: &tokio_postgres::Config, i: usize) -> tokio_postgres::Config 
 async fn open_one(
     pg: &tokio_postgres::Config,
     tls: Option<&MakeRustlsConnect>,
-    settings: &TlsSettings,
+    settings: &tls::TlsSettings,
 ) -> std::result::Result<Session, tokio_postgres::Error> {
     let client = match tls {
         Some(connector) => {

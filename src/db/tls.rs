@@ -11,7 +11,7 @@
 //! self-signed certificate (the Debian and RDS defaults) under the default sslmode, so dhctl
 //! follows libpq instead (docs/configuration.md).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -23,8 +23,34 @@ use rustls::{
 };
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use crate::config::{TlsSettings, Verify};
 use crate::error::{Error, Result};
+
+/// How much of the server's certificate to verify.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verify {
+    /// Encrypt only (libpq `prefer`/`require` without a CA).
+    Nothing,
+    /// The chain up to a trusted CA (libpq `verify-ca`).
+    Chain,
+    /// The chain and the host name (libpq `verify-full`).
+    Full,
+}
+
+/// TLS settings taken from the connection string and flags.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSettings {
+    pub verify: Verify,
+    pub root_cert: Option<PathBuf>,
+    /// A client certificate to present (libpq `sslcert` and `sslkey`).
+    pub client: Option<ClientCert>,
+}
+
+/// PEM files of a client certificate (with its chain) and its private key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientCert {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
 
 pub fn make_connector(settings: &TlsSettings) -> Result<MakeRustlsConnect> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());

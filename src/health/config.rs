@@ -12,7 +12,7 @@ use std::time::Duration;
 use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisConnectionInfo};
 
 use crate::config::parse_database_url;
-use crate::config::TlsSettings;
+use crate::db::tls::TlsSettings;
 use crate::error::{Error, Result};
 use crate::migrations::Source;
 

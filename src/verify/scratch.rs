@@ -44,7 +44,7 @@ pub enum Scratch {
 #[derive(Clone)]
 pub struct ScratchUrl {
     pub pg: tokio_postgres::Config,
-    pub tls: crate::config::TlsSettings,
+    pub tls: crate::db::tls::TlsSettings,
 }
 
 impl std::fmt::Debug for ScratchUrl {
