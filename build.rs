@@ -5,11 +5,13 @@
 //! silence (`X.SQL`, a directory or a dangling link named `*.sql`) fails the build, naming it.
 
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-fn main() {
-    let root = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
-    let out = std::env::var("OUT_DIR").expect("cargo sets OUT_DIR");
+use anyhow::{bail, Context};
+
+fn main() -> anyhow::Result<()> {
+    let root = std::env::var("CARGO_MANIFEST_DIR").context("cargo sets CARGO_MANIFEST_DIR")?;
+    let out = std::env::var("OUT_DIR").context("cargo sets OUT_DIR")?;
     let mut code = String::new();
     for (constant, folder, extension) in [
         ("MIGRATIONS", "sql", "sql"),
@@ -17,36 +19,45 @@ fn main() {
     ] {
         let dir = Path::new(&root).join(folder);
         println!("cargo:rerun-if-changed={}", dir.display());
-        let mut files: Vec<_> = std::fs::read_dir(&dir)
-            .map(|entries| entries.filter_map(|e| e.ok()).map(|e| e.path()).collect())
-            .unwrap_or_default();
-        files.retain(|p| {
-            let name = p.file_name().unwrap_or_default().to_string_lossy();
-            let lower = name.to_lowercase();
-            if name.starts_with('.') || !lower.ends_with(&format!(".{extension}")) {
-                return false;
-            }
-            if !name.ends_with(&format!(".{extension}")) || !p.is_file() {
-                panic!(
-                    "{folder}/{name} looks like a {extension} file but is not one (an upper-case \
-                     extension, a directory or a dangling link): rename, fix or remove it"
-                );
-            }
-            true
-        });
-        files.sort();
-        writeln!(code, "pub static {constant}: &[(&str, &[u8])] = &[").unwrap();
-        for path in files {
+        writeln!(code, "pub static {constant}: &[(&str, &[u8])] = &[")?;
+        for (name, path) in embedded(&dir, folder, extension)? {
             println!("cargo:rerun-if-changed={}", path.display());
-            let name = path.file_name().unwrap().to_string_lossy().into_owned();
             writeln!(
                 code,
                 "    ({name:?}, include_bytes!({:?})),",
                 path.display().to_string()
-            )
-            .unwrap();
+            )?;
         }
-        writeln!(code, "];").unwrap();
+        writeln!(code, "];")?;
     }
-    std::fs::write(Path::new(&out).join("embedded.rs"), code).expect("write embedded.rs");
+    std::fs::write(Path::new(&out).join("embedded.rs"), code).context("write embedded.rs")
+}
+
+/// The files of `dir` to embed, sorted by name: those whose name ends in `.<extension>`, hidden
+/// ones left out. A missing folder embeds nothing.
+fn embedded(dir: &Path, folder: &str, extension: &str) -> anyhow::Result<Vec<(String, PathBuf)>> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(Vec::new());
+    };
+    let suffix = format!(".{extension}");
+    let mut files = Vec::new();
+    for path in entries.filter_map(Result::ok).map(|e| e.path()) {
+        let name = path
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        if name.starts_with('.') || !name.to_lowercase().ends_with(&suffix) {
+            continue;
+        }
+        if !name.ends_with(&suffix) || !path.is_file() {
+            bail!(
+                "{folder}/{name} looks like a {extension} file but is not one (an upper-case \
+                 extension, a directory or a dangling link): rename, fix or remove it"
+            );
+        }
+        files.push((name, path));
+    }
+    files.sort();
+    Ok(files)
 }

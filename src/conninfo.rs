@@ -9,7 +9,7 @@
 //! and says to percent-encode. Error messages name the part that is wrong and never quote a
 //! password, whole or in part where that can be avoided.
 
-use percent_encoding::percent_decode;
+use percent_encoding::percent_decode_str;
 
 /// A connection string that cannot be parsed: what is wrong, and how to fix it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -278,29 +278,31 @@ fn parse_netloc(netloc: &str) -> Result<(Vec<String>, Vec<String>), ParseError> 
 }
 
 /// Percent-decodes one part of a URL. Like libpq, a `%` must start a two-digit hex escape and
-/// `%00` is refused; the result must be UTF-8. `part` names it in the error, never its text.
+/// `%00` is refused (percent-encoding passes a stray `%` through and decodes `%00` to a NUL, so
+/// both are checked first); the result must be UTF-8. `part` names it in the error, never its
+/// text.
 fn decode(text: &str, part: &str) -> Result<String, ParseError> {
-    let bytes = text.as_bytes();
-    for (i, b) in bytes.iter().enumerate() {
-        if *b == b'%' {
-            let hex = |j: usize| bytes.get(j).is_some_and(u8::is_ascii_hexdigit);
-            if !(hex(i + 1) && hex(i + 2)) {
+    // Each piece after a `%` must open with the escape's two hex digits.
+    for escaped in text.split('%').skip(1) {
+        match escaped.as_bytes() {
+            [b'0', b'0', ..] => {
+                return Err(err(
+                    format!("{part} in the connection URL contains %00, which libpq refuses"),
+                    "remove the NUL character",
+                ))
+            }
+            [high, low, ..] if high.is_ascii_hexdigit() && low.is_ascii_hexdigit() => {}
+            _ => {
                 return Err(err(
                     format!(
                         "{part} in the connection URL has a \"%\" that does not start a %XX escape"
                     ),
                     ENCODE_HINT,
-                ));
-            }
-            if bytes[i + 1] == b'0' && bytes[i + 2] == b'0' {
-                return Err(err(
-                    format!("{part} in the connection URL contains %00, which libpq refuses"),
-                    "remove the NUL character",
-                ));
+                ))
             }
         }
     }
-    percent_decode(bytes)
+    percent_decode_str(text)
         .decode_utf8()
         .map(|s| s.into_owned())
         .map_err(|_| {

@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use anyhow::Context;
 use clap::Parser;
 
 use dhctl::health::config::environment_help;
@@ -26,6 +27,10 @@ struct Args {
     timeout_ms: u64,
 }
 
+#[allow(
+    clippy::print_stderr,
+    reason = "probe mode answers a HEALTHCHECK with one plain line; the server logs through tracing"
+)]
 fn main() {
     let args = Args::parse();
     if let Some(url) = args.check_url {
@@ -53,26 +58,28 @@ fn main() {
         (Some(problem), _) => fail(&problem.to_string(), problem.hint()),
         (None, Err(e)) => fail(&e.to_string(), e.hint()),
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    match run(config) {
+        Ok(()) => std::process::exit(0),
+        // `{:#}` is the message with its causes, as "cannot listen on HOST:PORT: <why>".
+        Err(e) => fail(&format!("{e:#}"), None),
+    }
+}
+
+/// Starts the runtime, binds `HOST:PORT` and serves until a signal.
+fn run(config: HealthConfig) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => fail(&format!("cannot start the async runtime: {e}"), None),
-    };
-    let outcome = runtime.block_on(async {
-        let addr = (config.host.clone(), config.port);
-        let listener = tokio::net::TcpListener::bind(addr)
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind((config.host.as_str(), config.port))
             .await
-            .map_err(|e| format!("cannot listen on {}:{}: {e}", config.host, config.port))?;
+            .with_context(|| format!("cannot listen on {}:{}", config.host, config.port))?;
+        // dhctl's errors already name their cause in their message: no chain to add to it.
         serve(listener, config, signal())
             .await
-            .map_err(|e| e.to_string())
-    });
-    match outcome {
-        Ok(()) => std::process::exit(0),
-        Err(message) => fail(&message, None),
-    }
+            .map_err(|e| anyhow::anyhow!("{e}"))
+    })
 }
 
 /// Logs the error as a JSON line and exits 2 (DESIGN.md: configuration and setup errors).

@@ -4,8 +4,6 @@
 //! traffic for longer than that; when it times out it is rolled back and tried again after a
 //! random pause, a bounded number of times, then dhctl gives up with exit 2.
 
-use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, Hasher};
 use std::time::Duration;
 
 use tokio_postgres::error::SqlState;
@@ -39,7 +37,8 @@ impl Backoff {
         if self.attempt >= self.retries {
             return false;
         }
-        let pause = pause_for(self.attempt, random_unit());
+        // rand's f64 is uniform in [0, 1).
+        let pause = pause_for(self.attempt, rand::random());
         self.attempt += 1;
         tracing::info!(
             attempt = self.attempt,
@@ -58,18 +57,6 @@ pub fn pause_for(attempt: u32, unit: f64) -> Duration {
         .saturating_mul(1u32 << attempt.min(16))
         .min(MAX_PAUSE);
     ceiling.mul_f64(0.5 + 0.5 * unit.clamp(0.0, 1.0))
-}
-
-/// A random number in [0, 1) from the process's randomly keyed SipHash: no RNG dependency.
-fn random_unit() -> f64 {
-    let mut hasher = RandomState::new().build_hasher();
-    hasher.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos(),
-    );
-    (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// Runs `attempt` until it succeeds, fails with anything but a lock timeout, or the budget of
@@ -173,13 +160,5 @@ mod tests {
         )
         .await;
         assert_eq!(ok, Ok((3, 3)));
-    }
-
-    #[test]
-    fn random_units_are_in_range() {
-        for _ in 0..100 {
-            let u = random_unit();
-            assert!((0.0..1.0).contains(&u));
-        }
     }
 }

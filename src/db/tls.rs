@@ -61,13 +61,13 @@ pub fn make_connector(settings: &TlsSettings) -> Result<MakeRustlsConnect> {
             Verify::Chain | Verify::Full => {
                 let roots = Arc::new(root_store(settings.root_cert.as_deref())?);
                 Some(
-                    WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
+                    WebPkiServerVerifier::builder_with_provider(roots, Arc::clone(&provider))
                         .build()
                         .map_err(|e| Error::usage(format!("TLS setup failed: {e}")))?,
                 )
             }
         },
-        provider: provider.clone(),
+        provider: Arc::clone(&provider),
     };
     let builder = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()

@@ -118,7 +118,7 @@ impl Dependencies {
         let took = started.elapsed();
         match outcome {
             Ok(Ok((db_took, pending))) => {
-                let migrations = pending.map(|p| self.migrations_check(p, migrations_took));
+                let migrations = pending.map(|p| Self::migrations_check(p, migrations_took));
                 (Check::ok(db_took), migrations)
             }
             Ok(Err(failure)) => (Check::failed(took, failure), self.not_checked()),
@@ -138,7 +138,7 @@ impl Dependencies {
         })
     }
 
-    fn migrations_check(&self, pending: Result<usize, Failure>, took: Duration) -> Check {
+    fn migrations_check(pending: Result<usize, Failure>, took: Duration) -> Check {
         match pending {
             Ok(0) => Check {
                 pending: Some(0),

@@ -7,8 +7,7 @@
 //! handler cannot fail: every input maps to a response.
 
 use std::convert::Infallible;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use chrono::{SecondsFormat, Utc};
@@ -158,55 +157,14 @@ pub fn is_sane_request_id(bytes: &[u8]) -> bool {
     !bytes.is_empty() && bytes.len() <= MAX_REQUEST_ID && bytes.iter().all(|b| b.is_ascii_graphic())
 }
 
-/// A random-looking, process-unique id in UUID v4 layout (36 characters: it fits the
-/// gateway's `request_logs.request_id VARCHAR(36)`). A counter guarantees uniqueness within
-/// the process; a per-process random seed (std's hash keys come from the OS) makes ids from
-/// different processes differ; splitmix64 spreads the bits. Not for secrets.
+/// A random UUID v4 (36 characters: it fits the gateway's `request_logs.request_id
+/// VARCHAR(36)`), from rand's thread-local generator. Formatted into a stack buffer: this runs
+/// for most probes, and a probe should cost one allocation (the header's own), not a String too.
 fn new_request_id() -> HeaderValue {
-    static SEED: OnceLock<u64> = OnceLock::new();
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let seed = *SEED.get_or_init(|| {
-        use std::hash::{BuildHasher, Hasher};
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u128(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos())
-                .unwrap_or_default(),
-        );
-        h.finish()
-    });
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let hi = splitmix64(seed ^ n.wrapping_mul(2));
-    let lo = splitmix64(seed.rotate_left(32) ^ n.wrapping_mul(2).wrapping_add(1));
-    // Formatted into a stack buffer: this runs for most probes, and a probe should cost one
-    // allocation (the header's own), not a String as well.
-    let mut text = [0u8; 36];
-    let mut at = 0;
-    for (value, digits) in [
-        (hi >> 32, 8),
-        ((hi >> 16) & 0xffff, 4),
-        (0x4000 | (hi & 0x0fff), 4),
-        (0x8000 | ((lo >> 48) & 0x3fff), 4),
-        (lo & 0xffff_ffff_ffff, 12),
-    ] {
-        if at > 0 {
-            text[at] = b'-';
-            at += 1;
-        }
-        for i in (0..digits).rev() {
-            text[at] = b"0123456789abcdef"[((value >> (4 * i)) & 0xf) as usize];
-            at += 1;
-        }
-    }
-    HeaderValue::from_bytes(&text).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
-}
-
-fn splitmix64(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    x ^ (x >> 31)
+    let id = uuid::Builder::from_random_bytes(rand::random()).into_uuid();
+    let mut text = uuid::Uuid::encode_buffer();
+    HeaderValue::from_str(id.hyphenated().encode_lower(&mut text))
+        .unwrap_or_else(|_| HeaderValue::from_static("unknown"))
 }
 
 /// At most `max` characters of `text`, on a character boundary.

@@ -1,48 +1,12 @@
 //! Human renderings of each report: comfy-table tables and one-line summaries.
 
-use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, ContentArrangement, Table};
+use comfy_table::CellAlignment;
 
-use super::escape;
+use super::table::{cell, table};
 use crate::migrations::migrate::MigrateReport;
 use crate::migrations::new::NewReport;
 use crate::migrations::rollback::RollbackReport;
 use crate::migrations::StatusReport;
-
-/// Narrower than this, a terminal's reported width is not believed: a pty that reports 0 columns
-/// (some CI runners, `stty cols 0`, a serial console) would make comfy-table squeeze every
-/// column to one character, which is worse than not wrapping at all.
-const MIN_TABLE_WIDTH: u16 = 20;
-
-/// How a table fits the terminal: wrapped to a width that makes sense, else not wrapped.
-pub(crate) fn arrangement(terminal_width: Option<u16>) -> ContentArrangement {
-    match terminal_width {
-        Some(width) if width >= MIN_TABLE_WIDTH => ContentArrangement::Dynamic,
-        _ => ContentArrangement::Disabled,
-    }
-}
-
-pub(crate) fn table(header: &[&str]) -> Table {
-    let mut t = Table::new();
-    t.load_style(UTF8_FULL_CONDENSED);
-    if std::env::var_os("NO_COLOR").is_some() {
-        t.force_no_tty();
-    }
-    let fit = arrangement(t.width());
-    t.set_content_arrangement(fit);
-    t.set_header(header.iter().map(Cell::new));
-    t
-}
-
-/// A table cell holding one value (a name, a file, a version): control characters escaped,
-/// newlines included, so a value can neither drive the terminal nor forge a row.
-pub(crate) fn cell(value: impl std::fmt::Display) -> Cell {
-    Cell::new(escape::field(&value.to_string()))
-}
-
-/// A table cell whose lines are meant (verify's details): control characters but `\n` escaped.
-pub(crate) fn lines_cell(value: &str) -> Cell {
-    Cell::new(escape::text(value))
-}
 
 fn millis(ms: Option<f64>) -> String {
     ms.map(|m| format!("{m:.1} ms")).unwrap_or_default()
@@ -101,18 +65,14 @@ fn migrations_part(r: &MigrateReport) -> String {
     }
     out.push_str(&format!("{t}\n"));
     if r.dry_run {
-        out.push_str(&format!(
-            "dry run: {} migration(s) would be applied to {}; nothing was changed\n",
-            r.steps.len(),
-            r.database
+        out.push_str(&dry_run_footer(
+            &format!(
+                "{} migration(s) would be applied to {}",
+                r.steps.len(),
+                r.database
+            ),
+            r.steps.iter().map(|s| (s.file.clone(), s.sql.as_deref())),
         ));
-        for s in r.steps.iter().filter(|s| s.sql.is_some()) {
-            out.push_str(&format!(
-                "\n-- {}\n{}\n",
-                s.file,
-                s.sql.as_deref().unwrap_or_default().trim_end()
-            ));
-        }
     } else {
         out.push_str(&format!(
             "applied {} migration(s) to {} in {:.1} ms\n",
@@ -169,18 +129,16 @@ pub fn rollback(r: &RollbackReport) -> String {
     }
     let mut out = format!("{t}\n");
     if r.dry_run {
-        out.push_str(&format!(
-            "dry run: {} migration(s) would be rolled back on {}; nothing was changed\n",
-            r.rolled_back.len(),
-            r.database
+        out.push_str(&dry_run_footer(
+            &format!(
+                "{} migration(s) would be rolled back on {}",
+                r.rolled_back.len(),
+                r.database
+            ),
+            r.rolled_back
+                .iter()
+                .map(|s| (format!("{} (down)", s.file), s.sql.as_deref())),
         ));
-        for s in r.rolled_back.iter().filter(|s| s.sql.is_some()) {
-            out.push_str(&format!(
-                "\n-- {} (down)\n{}\n",
-                s.file,
-                s.sql.as_deref().unwrap_or_default().trim_end()
-            ));
-        }
     } else {
         out.push_str(&format!(
             "rolled back {} migration(s) on {}\n",
@@ -191,36 +149,21 @@ pub fn rollback(r: &RollbackReport) -> String {
     out
 }
 
-pub fn new(r: &NewReport) -> String {
-    format!("created {}\n", r.path.display())
+/// A dry run's footer: what it would have done, then the SQL of each step that carries some
+/// (`--dry-run -v`), under a `-- <label>` line.
+fn dry_run_footer<'a>(
+    would: &str,
+    steps: impl Iterator<Item = (String, Option<&'a str>)>,
+) -> String {
+    let mut out = format!("dry run: {would}; nothing was changed\n");
+    for (label, sql) in steps {
+        if let Some(sql) = sql {
+            out.push_str(&format!("\n-- {label}\n{}\n", sql.trim_end()));
+        }
+    }
+    out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_terminal_without_a_believable_width_gets_unwrapped_tables() {
-        for width in [None, Some(0), Some(1), Some(19)] {
-            assert!(
-                matches!(arrangement(width), ContentArrangement::Disabled),
-                "{width:?}"
-            );
-        }
-        for width in [Some(20), Some(80), Some(u16::MAX)] {
-            assert!(
-                matches!(arrangement(width), ContentArrangement::Dynamic),
-                "{width:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn cells_escape_what_they_hold() {
-        let mut t = table(&["name"]);
-        t.add_row(vec![cell("a\x1b[2J\nforged row")]);
-        let shown = t.to_string();
-        assert!(shown.contains("a\\x1b[2J\\nforged row"), "{shown}");
-        assert!(!shown.contains('\x1b'));
-    }
+pub fn new(r: &NewReport) -> String {
+    format!("created {}\n", r.path.display())
 }

@@ -2,6 +2,7 @@
 //! (clap_mangen), both generated from the clap definitions in `cli`, so they cannot drift from
 //! `--help`.
 
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use clap::CommandFactory;
@@ -54,7 +55,7 @@ fn render(cmd: &clap::Command) -> Vec<u8> {
 fn roff_text(text: &str) -> String {
     let escaped = text.replace('\\', "\\e").replace('-', "\\-");
     match escaped.chars().next() {
-        Some('.') | Some('\'') => format!("\\&{escaped}"),
+        Some('.' | '\'') => format!("\\&{escaped}"),
         _ => escaped,
     }
 }
@@ -173,9 +174,8 @@ fn write_pages(cmd: &clap::Command, dir: &Path, files: &mut Vec<String>) -> std:
 
 /// The human rendering of [`ManPages`]: one written path per line.
 pub fn human(pages: &ManPages) -> String {
-    pages
-        .files
-        .iter()
-        .map(|file| format!("{}\n", pages.dir.join(file).display()))
-        .collect()
+    pages.files.iter().fold(String::new(), |mut out, file| {
+        let _ = writeln!(out, "{}", pages.dir.join(file).display());
+        out
+    })
 }

@@ -3,15 +3,23 @@
 //! Every human line passes through [`escape`], so no control character from a file, an argument
 //! or the database reaches the terminal raw.
 
+#![allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "the one module that prints"
+)]
+
 pub mod escape;
 pub mod human;
 pub mod manual;
 pub mod partitions;
 pub mod progress;
+pub mod table;
 pub mod verify;
 
 use std::io::Write;
 
+use clap::CommandFactory;
 use serde::Serialize;
 
 use crate::cli::Format;
@@ -85,12 +93,12 @@ pub fn failed_run<T: Serialize>(
             error_lines(err, hint.as_deref());
         }
         Format::Json => {
-            error_lines(err, hint.as_deref());
             #[derive(Serialize)]
             struct Document<'a, T: Serialize> {
                 report: &'a T,
                 error: serde_json::Value,
             }
+            error_lines(err, hint.as_deref());
             write_json(&Document {
                 report,
                 error: error_body(err, hint.as_deref()),
@@ -197,16 +205,17 @@ fn variable_behind(err: &clap::Error) -> Option<String> {
     if typed {
         return None;
     }
-    fn find(cmd: &clap::Command, long: &str) -> Option<String> {
-        cmd.get_arguments()
-            .find(|a| a.get_long() == Some(long))
-            .and_then(|a| a.get_env())
-            .map(|e| e.to_string_lossy().into_owned())
-            .or_else(|| cmd.get_subcommands().find_map(|sub| find(sub, long)))
-    }
-    use clap::CommandFactory;
-    let variable = find(&crate::cli::Cli::command(), long)?;
+    let variable = env_of(&crate::cli::Cli::command(), long)?;
     std::env::var_os(&variable).map(|_| variable)
+}
+
+/// The environment variable behind the flag `--<long>` of `cmd` or of any of its subcommands.
+fn env_of(cmd: &clap::Command, long: &str) -> Option<String> {
+    cmd.get_arguments()
+        .find(|a| a.get_long() == Some(long))
+        .and_then(|a| a.get_env())
+        .map(|e| e.to_string_lossy().into_owned())
+        .or_else(|| cmd.get_subcommands().find_map(|sub| env_of(sub, long)))
 }
 
 /// Whether the refused command line asked for JSON (`--format json`, or DHCTL_FORMAT=json

@@ -2,7 +2,7 @@
 //! changed and nothing at all when nothing changed, so a daily cron job mails nothing.
 
 use super::escape;
-use super::human::{cell, table};
+use super::table::{cell, table};
 use crate::partitions::period::sql_timestamp;
 use crate::partitions::plan::Then;
 use crate::partitions::{Action, Inspection, Kept, RunReport};

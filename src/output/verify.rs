@@ -1,7 +1,7 @@
 //! The human rendering of `dhctl verify`: one table row per check, its problems and notes under
 //! its summary (the fingerprint is the fingerprint row's), then a verdict line.
 
-use super::human::{cell, lines_cell, table};
+use super::table::{cell, lines_cell, table};
 use crate::verify::{Status, VerifyReport};
 
 pub fn human(r: &VerifyReport) -> String {

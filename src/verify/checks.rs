@@ -139,7 +139,7 @@ fn schema_check(ctx: &Context<'_>) -> Check {
         check.details = differences.iter().map(ToString::to_string).collect();
         check
     };
-    check.notes = ctx.build_notes.clone();
+    check.notes.clone_from(&ctx.build_notes);
     check
 }
 

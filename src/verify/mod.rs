@@ -276,7 +276,8 @@ async fn gather<'a>(
             Err(unavailable) => Expected::Unavailable(unavailable),
             Ok(db) => {
                 kind = Some(db.kind);
-                let rebuilt = db.rebuild(&build, &facts, cfg.lock_timeout).await;
+                let rebuilt =
+                    pipeline::rebuild(db.client(), db.kind, &build, &facts, cfg.lock_timeout).await;
                 // Dropped on every path, the failed rebuild's included.
                 let closing = db.close(client).await;
                 build_notes.extend(closing);

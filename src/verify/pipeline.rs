@@ -197,7 +197,7 @@ async fn pipeline(
         })
         .collect();
     std::future::poll_fn(|cx| {
-        for answer in answers.iter_mut() {
+        for answer in &mut answers {
             let _ = Pin::new(answer).poll(cx);
         }
         Poll::Ready(())

@@ -68,6 +68,8 @@ enum Treatment {
 }
 
 fn classify(words: &[Word<'_>]) -> Treatment {
+    const CLUSTER: &str = "it acts on the cluster (roles, databases, tablespaces, server \
+                           settings), which the scratch database shares with the live one";
     let upper = |i: usize| -> String {
         words
             .get(i)
@@ -82,8 +84,6 @@ fn classify(words: &[Word<'_>]) -> Treatment {
         .position(|w| w.text.eq_ignore_ascii_case("ON"))
         .map(|i| upper(i + 1));
     let shared = |kind: &str| matches!(kind, "DATABASE" | "TABLESPACE" | "ROLE" | "PARAMETER");
-    const CLUSTER: &str = "it acts on the cluster (roles, databases, tablespaces, server \
-                           settings), which the scratch database shares with the live one";
     match (first.as_str(), second.as_str()) {
         // A transaction:false migration may group statements in BEGIN … COMMIT; inside the
         // scratch transaction they run all the same, and the schema they leave is the same.

@@ -18,8 +18,6 @@
 //! The replay itself and both snapshots are [`super::pipeline`]'s; what is read from the live
 //! database first is [`super::live`]'s.
 
-use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, Hasher};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -27,9 +25,6 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::Client;
 
 use super::live::Facts;
-use super::pipeline;
-use super::replay::Build;
-use super::snapshot::Snapshot;
 use crate::db::ident::quote_ident;
 use crate::db::{connect, CreateDatabase, DbConfig, Session};
 use crate::error::{Error, Result};
@@ -103,12 +98,12 @@ pub async fn open(
     facts: &Facts,
     url: Option<&ScratchUrl>,
 ) -> Result<std::result::Result<ScratchDb, Unavailable>> {
-    if let Some(url) = url {
-        return open_url(cfg, url).await.map(Ok);
-    }
     const FIX: &str = "give the role CREATEDB (ALTER ROLE … CREATEDB), or pass --scratch-url \
                        (DHCTL_VERIFY_SCRATCH_URL) naming an empty database on the same server \
                        that the role may create objects in";
+    if let Some(url) = url {
+        return open_url(cfg, url).await.map(Ok);
+    }
     if facts.read_only {
         return Ok(Err(Unavailable {
             reason: "the session is read-only (a standby, or default_transaction_read_only), so \
@@ -381,27 +376,17 @@ impl ScratchDb {
         notes
     }
 
-    /// Replays `build` in the scratch database and snapshots it (see [`pipeline::rebuild`]).
-    pub async fn rebuild(
-        &self,
-        build: &Build<'_>,
-        facts: &Facts,
-        lock_timeout: Duration,
-    ) -> Result<(Snapshot, Vec<String>)> {
-        pipeline::rebuild(&self.session.client, self.kind, build, facts, lock_timeout).await
+    /// The connection to the scratch database, for [`super::pipeline::rebuild`].
+    pub fn client(&self) -> &Client {
+        &self.session.client
     }
 }
 
 /// `dhctl_verify_<pid>_<16 hex digits>`: the creating backend's pid, so a later verify can tell
-/// a left-over (its creator gone) from one in use; random per run (the std hasher's random
-/// keys), so two verifies never collide.
+/// a left-over (its creator gone) from one in use; 64 random bits per run, so two verifies never
+/// collide.
 fn scratch_name(backend_pid: i32) -> String {
-    let mut hasher = RandomState::new().build_hasher();
-    hasher.write_u32(std::process::id());
-    if let Ok(since) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
-        hasher.write_u128(since.as_nanos());
-    }
-    format!("dhctl_verify_{backend_pid}_{:016x}", hasher.finish())
+    format!("dhctl_verify_{backend_pid}_{:016x}", rand::random::<u64>())
 }
 
 #[cfg(test)]

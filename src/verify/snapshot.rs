@@ -180,7 +180,7 @@ impl Snapshot {
         let digest = hasher.finalize();
         let mut hex = String::with_capacity(7 + digest.len() * 2);
         hex.push_str("sha256:");
-        for byte in digest.iter() {
+        for byte in &digest {
             hex.push(HEX[usize::from(byte >> 4)]);
             hex.push(HEX[usize::from(byte & 0x0f)]);
         }

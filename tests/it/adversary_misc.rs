@@ -2,16 +2,7 @@
 //! test failed before its fix.
 
 use crate::harness::*;
-use crate::verify::{check, details};
-
-/// A role like [`Role::new`]'s, but allowed to create databases.
-fn creator(label: &str) -> Role {
-    let role = Role::new(label, "");
-    connect(&server_url())
-        .batch_execute(&format!("ALTER ROLE \"{}\" CREATEDB", role.name))
-        .unwrap();
-    role
-}
+use crate::verify::{assert_the_other_checks_pass, check, details, migrate_as_owner};
 
 /// 16 hex digits unique to this test process and `n` (database names are cluster-wide).
 fn hex(n: u64) -> String {
@@ -27,13 +18,10 @@ fn database_exists(name: &str) -> bool {
 
 #[test]
 fn stale_scratch_cleanup_drops_only_marked_databases_and_survives_odd_pids() {
-    let owner = creator("advstale");
+    let owner = Role::creator("advstale");
     let db = TestDb::owned_by("advstale", &owner);
     let url = owner.url_for(&db);
-    dhctl(&url)
-        .args(["migrate", "--no-create-database"])
-        .run()
-        .expect_code(0);
+    migrate_as_owner(&url, None);
     // A user's database that merely looks like a scratch one (pid 1 is never a backend).
     let users = format!("dhctl_verify_1_{}", hex(1));
     // Left-overs verify marked: one with a pid that does not fit int4.
@@ -90,14 +78,11 @@ fn stale_scratch_cleanup_drops_only_marked_databases_and_survives_odd_pids() {
 
 #[test]
 fn an_untrusted_extension_an_admin_installed_does_not_stop_verify_for_a_createdb_role() {
-    let owner = creator("advext");
+    let owner = Role::creator("advext");
     let db = TestDb::owned_by("advext", &owner);
     let url = owner.url_for(&db);
     db.exec("CREATE EXTENSION pg_buffercache");
-    dhctl(&url)
-        .args(["migrate", "--no-create-database"])
-        .run()
-        .expect_code(0);
+    migrate_as_owner(&url, None);
     let run = dhctl(&url).args(["verify", "--format", "json"]).run();
     run.expect_code(0);
     let report = run.json();
@@ -107,9 +92,7 @@ fn an_untrusted_extension_an_admin_installed_does_not_stop_verify_for_a_createdb
         schema["notes"].to_string().contains("pg_buffercache"),
         "the skipped extension is named: {schema:#}"
     );
-    for other in ["history", "pending", "partitions", "fingerprint"] {
-        assert_eq!(check(&report, other)["status"], "pass", "{other}");
-    }
+    assert_the_other_checks_pass(&report);
     // A real difference is still found.
     db.exec("ALTER TABLE api_keys ADD COLUMN label text");
     let run = dhctl(&url).args(["verify", "--format", "json"]).run();
@@ -322,7 +305,7 @@ fn sigint_during_a_transaction_false_migration_says_earlier_statements_were_kept
 /// schema check is skipped with the reason, and the other checks still decide.
 #[test]
 fn a_migration_using_an_extension_the_role_cannot_create_skips_only_the_schema_check() {
-    let owner = creator("advextuse");
+    let owner = Role::creator("advextuse");
     let db = TestDb::owned_by("advextuse", &owner);
     let url = owner.url_for(&db);
     db.exec("CREATE EXTENSION pg_buffercache");
@@ -330,11 +313,7 @@ fn a_migration_using_an_extension_the_role_cannot_create_skips_only_the_schema_c
         "20300101000001_buffers.sql",
         "-- migrate:up\nCREATE VIEW public.buffers AS SELECT count(*) AS n FROM pg_buffercache;\n",
     )]);
-    dhctl(&url)
-        .args(["migrate", "--no-create-database"])
-        .migrations_dir(dir.path())
-        .run()
-        .expect_code(0);
+    migrate_as_owner(&url, Some(dir.path()));
     let run = dhctl(&url)
         .args(["verify", "--format", "json"])
         .migrations_dir(dir.path())
@@ -350,9 +329,7 @@ fn a_migration_using_an_extension_the_role_cannot_create_skips_only_the_schema_c
             .contains("pg_buffercache"),
         "{schema:#}"
     );
-    for other in ["history", "pending", "partitions", "fingerprint"] {
-        assert_eq!(check(&report, other)["status"], "pass", "{other}");
-    }
+    assert_the_other_checks_pass(&report);
     drop(db);
     drop(owner);
 }

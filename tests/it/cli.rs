@@ -440,7 +440,9 @@ fn every_json_field_is_in_the_vocabulary() {
     }
 
     let mut seen = BTreeSet::new();
-    documents.iter().for_each(|d| keys(d, &mut seen));
+    for d in &documents {
+        keys(d, &mut seen);
+    }
     for wanted in [
         "applied_before",
         "steps",
@@ -468,8 +470,8 @@ fn every_json_field_is_in_the_vocabulary() {
 #[test]
 fn log_lines_escape_a_hostile_database_name() {
     let name = format!("dhctl_t_esc_{}{TITLE}", std::process::id());
-    let url = with_dbname(&server_url(), "DBNAME").replace(
-        "DBNAME",
+    let url = with_dbname(
+        &server_url(),
         &format!("dhctl_t_esc_{}%1b]0;pwned%07", std::process::id()),
     );
     let run = dhctl(&url).args(["migrate", "-v", "--no-partitions"]).run();

@@ -307,9 +307,8 @@ fn the_second_host_is_tried_when_the_first_never_answers() {
 /// A TLS cluster of the test's own that wants a client certificate from `certuser` and a SCRAM
 /// password from `pwuser`.
 mod with_tls {
-    use std::process::Command;
-
-    use crate::cluster::{Certs, Cluster};
+    use crate::certs::Certs;
+    use crate::cluster::Cluster;
     use crate::harness::*;
 
     const HBA: &str = "local all all trust\n\
@@ -343,56 +342,13 @@ mod with_tls {
         Setup { certs, cluster }
     }
 
-    /// A client certificate for `cn`, signed by the test CA, key mode 0600.
+    /// A client certificate `client.{key,crt}` for `cn`, signed by the test CA, key mode 0600.
     fn client_cert(certs: &Certs, cn: &str) {
-        let run = |args: &[&str]| {
-            let out = Command::new("openssl")
-                .args(args)
-                .current_dir(certs.dir.path())
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        };
-        // Extensions make it an X.509 v3 certificate, which rustls requires.
-        std::fs::write(
-            certs.path("client.ext"),
+        certs.issue(
+            "client",
+            cn,
             "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n",
-        )
-        .unwrap();
-        run(&[
-            "req",
-            "-new",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-subj",
-            &format!("/CN={cn}"),
-            "-keyout",
-            "client.key",
-            "-out",
-            "client.csr",
-        ]);
-        run(&[
-            "x509",
-            "-req",
-            "-in",
-            "client.csr",
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-extfile",
-            "client.ext",
-            "-out",
-            "client.crt",
-        ]);
+        );
         set_mode(&certs.path("client.key"), 0o600);
     }
 
@@ -525,65 +481,17 @@ mod with_tls {
         )
     }
 
-    fn openssl(certs: &Certs, args: &[&str]) {
-        let out = Command::new("openssl")
-            .args(args)
-            .current_dir(certs.dir.path())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
     /// Where libpq is laxer, dhctl keeps the safe choice (docs/security.md): a host name only in
     /// the subject CN does not satisfy verify-full, and a self-signed CA:TRUE certificate pinned
     /// as its own root is not a server certificate.
     #[test]
     fn cn_only_names_and_ca_certificates_as_servers_are_refused() {
         let certs = Certs::make();
-        std::fs::write(
-            certs.path("cn_only.ext"),
+        // Named only in the subject CN, with no subjectAltName.
+        certs.issue(
+            "cn_only",
+            "localhost",
             "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
-        )
-        .unwrap();
-        openssl(
-            &certs,
-            &[
-                "req",
-                "-new",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-subj",
-                "/CN=localhost",
-                "-keyout",
-                "cn_only.key",
-                "-out",
-                "cn_only.csr",
-            ],
-        );
-        openssl(
-            &certs,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                "cn_only.csr",
-                "-CA",
-                "ca.crt",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-days",
-                "2",
-                "-extfile",
-                "cn_only.ext",
-                "-out",
-                "cn_only.crt",
-            ],
         );
         let cluster = serving(&certs, "cn_only.crt", "cn_only.key");
         let url = |mode: &str, ca: &str| {
@@ -604,28 +512,25 @@ mod with_tls {
         status(&url("verify-ca", "ca.crt")).expect_code(0);
         drop(cluster);
 
-        openssl(
-            &certs,
-            &[
-                "req",
-                "-x509",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-subj",
-                "/CN=localhost",
-                "-addext",
-                "subjectAltName=DNS:localhost",
-                "-addext",
-                "basicConstraints=critical,CA:TRUE",
-                "-days",
-                "2",
-                "-keyout",
-                "selfca.key",
-                "-out",
-                "selfca.crt",
-            ],
-        );
+        certs.openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-days",
+            "2",
+            "-keyout",
+            "selfca.key",
+            "-out",
+            "selfca.crt",
+        ]);
         let cluster = serving(&certs, "selfca.crt", "selfca.key");
         let url = |mode: &str| {
             format!(
@@ -650,7 +555,7 @@ mod with_tls {
 fn prefer_with_a_ca_never_falls_back_to_plaintext() {
     // The shared server accepts plaintext too, so libpq's fallback would connect here; dhctl
     // fails on the certificate its CA does not sign.
-    let certs = crate::cluster::Certs::make();
+    let certs = crate::certs::Certs::make();
     let url = format!(
         "postgres://postgres@127.0.0.1:5432/postgres?sslmode=prefer&sslrootcert={}",
         certs.path("other_ca.crt").display()

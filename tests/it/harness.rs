@@ -18,7 +18,12 @@ pub fn server_url() -> String {
 /// The test server's TCP host and port (from DHCTL_TEST_DATABASE_URL), for tests that write a
 /// connection string of their own.
 pub fn server_host_port() -> (String, u16) {
-    let config: postgres::Config = server_url().parse().expect("DHCTL_TEST_DATABASE_URL");
+    host_port(&server_url())
+}
+
+/// The TCP host and port `url` connects to (127.0.0.1 and 5432 when it names none).
+pub fn host_port(url: &str) -> (String, u16) {
+    let config: postgres::Config = url.parse().expect("a test connection URL");
     let host = match config.get_hosts().first() {
         Some(postgres::config::Host::Tcp(h)) => h.clone(),
         _ => "127.0.0.1".into(),
@@ -26,18 +31,57 @@ pub fn server_host_port() -> (String, u16) {
     (host, config.get_ports().first().copied().unwrap_or(5432))
 }
 
+/// Parses a test's connection URL, changes it with `edit` and writes it back. Every part is
+/// given as it is written in a URL (percent-encoded where it needs to be): the setters encode
+/// only what a URL cannot hold, never a `%`.
+fn edit_url(url: &str, edit: impl FnOnce(&mut url::Url) -> Result<(), ()>) -> String {
+    let mut parsed = url::Url::parse(url).unwrap_or_else(|e| panic!("{url:?}: {e}"));
+    edit(&mut parsed).unwrap_or_else(|()| panic!("cannot change {url:?}"));
+    parsed.into()
+}
+
 /// `url` with its database name replaced.
 pub fn with_dbname(url: &str, dbname: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, format!("?{q}")),
-        None => (url, String::new()),
-    };
-    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
-    let base = match base[scheme_end..].find('/') {
-        Some(slash) => &base[..scheme_end + slash],
-        None => base,
-    };
-    format!("{base}/{dbname}{query}")
+    edit_url(url, |u| {
+        u.set_path(&format!("/{dbname}"));
+        Ok(())
+    })
+}
+
+/// `url` logging in as `user`, with `password` or none.
+pub fn with_user(url: &str, user: &str, password: Option<&str>) -> String {
+    edit_url(url, |u| {
+        u.set_username(user)?;
+        u.set_password(password)
+    })
+}
+
+/// `url` with its password replaced (the user kept).
+pub fn with_password(url: &str, password: &str) -> String {
+    edit_url(url, |u| u.set_password(Some(password)))
+}
+
+/// `url` with the query parameter `key=value` added (`value` percent-encoded here; libpq reads
+/// no `+` as a space, so not form-encoded).
+pub fn with_param(url: &str, key: &str, value: &str) -> String {
+    use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
+    let param = format!("{key}={}", utf8_percent_encode(value, NON_ALPHANUMERIC));
+    edit_url(url, |u| {
+        let query = match u.query() {
+            Some(query) if !query.is_empty() => format!("{query}&{param}"),
+            _ => param,
+        };
+        u.set_query(Some(&query));
+        Ok(())
+    })
+}
+
+/// `url` reaching the server at `host:port` instead.
+pub fn with_host_port(url: &str, host: &str, port: u16) -> String {
+    edit_url(url, |u| {
+        u.set_host(Some(host)).map_err(|_| ())?;
+        u.set_port(Some(port))
+    })
 }
 
 /// A blocking admin connection to `url`; panics with instructions when the server is down.
@@ -192,7 +236,7 @@ pub fn bin() -> PathBuf {
 /// from the caller), run in an empty folder (no stray .env).
 pub struct Dhctl {
     command: Command,
-    _cwd: tempfile::TempDir,
+    cwd: tempfile::TempDir,
 }
 
 pub fn dhctl(url: &str) -> Dhctl {
@@ -212,7 +256,7 @@ pub fn dhctl(url: &str) -> Dhctl {
         .env("NO_COLOR", "1")
         .current_dir(cwd.path())
         .stdin(Stdio::null());
-    Dhctl { command, _cwd: cwd }
+    Dhctl { command, cwd }
 }
 
 impl Dhctl {
@@ -232,7 +276,7 @@ impl Dhctl {
 
     /// Writes a `.env` file into the folder dhctl runs in.
     pub fn dotenv(self, contents: &str) -> Dhctl {
-        std::fs::write(self._cwd.path().join(".env"), contents).unwrap();
+        std::fs::write(self.cwd.path().join(".env"), contents).unwrap();
         self
     }
 
@@ -322,15 +366,18 @@ impl Role {
         Role { name }
     }
 
+    /// A role like [`Role::new`]'s, but allowed to create databases.
+    pub fn creator(label: &str) -> Role {
+        let role = Role::new(label, "");
+        connect(&server_url())
+            .batch_execute(&format!("ALTER ROLE \"{}\" CREATEDB", role.name))
+            .unwrap();
+        role
+    }
+
     /// `url` connecting as this role instead (the test server trusts local connections).
     pub fn url_for(&self, db: &TestDb) -> String {
-        let url = db.url.clone();
-        let scheme_end = url.find("://").map(|i| i + 3).unwrap_or(0);
-        let at = url[scheme_end..]
-            .find('@')
-            .map(|i| scheme_end + i + 1)
-            .unwrap_or(scheme_end);
-        format!("{}{}@{}", &url[..scheme_end], self.name, &url[at..])
+        with_user(&db.url, &self.name, None)
     }
 }
 

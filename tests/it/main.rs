@@ -1,7 +1,15 @@
 //! dhctl's integration tests: one binary (one link), a module per area. Every test gets its own
 //! database on the server at DHCTL_TEST_DATABASE_URL and drives the real `dhctl` binary.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::panic,
+    clippy::print_stderr,
+    reason = "a test's unwrap or panic is its assertion, and its stderr is the test log"
+)]
+
 mod adversary_misc;
+mod certs;
 mod cli;
 mod cluster;
 mod connection;

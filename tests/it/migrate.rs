@@ -432,7 +432,11 @@ fn an_unreachable_server_fails_fast_and_never_shows_the_password() {
 #[test]
 fn bad_credentials_fail_at_once_even_with_wait() {
     let db = TestDb::new("badrole");
-    let url = with_dbname(&server_url(), &db.name).replacen("postgres@", "no_such_role_x:pw@", 1);
+    let url = with_user(
+        &with_dbname(&server_url(), &db.name),
+        "no_such_role_x",
+        Some("pw"),
+    );
     let run = dhctl(&url).args(["status", "--wait", "30s"]).run();
     run.expect_code(2);
     assert!(
@@ -813,20 +817,11 @@ fn every_subcommand_documents_itself_without_showing_the_password() {
 fn wait_keeps_retrying_until_the_server_appears() {
     use crate::health::support::{closed_port, Proxy};
     let db = TestDb::new("waitheal");
-    let server: postgres::Config = db.url.parse().unwrap();
-    let host = match server.get_hosts().first() {
-        Some(postgres::config::Host::Tcp(h)) => h.clone(),
-        _ => "127.0.0.1".into(),
-    };
-    let server_port = server.get_ports().first().copied().unwrap_or(5432);
+    let (host, server_port) = host_port(&db.url);
     let upstream: std::net::SocketAddr = format!("{host}:{server_port}").parse().unwrap();
     // The database is reached through a port where nothing listens yet.
     let port = closed_port();
-    let url = db.url.replacen(
-        &format!("{host}:{server_port}"),
-        &format!("127.0.0.1:{port}"),
-        1,
-    );
+    let url = with_host_port(&db.url, "127.0.0.1", port);
     let started = Instant::now();
     let child = dhctl(&url)
         .args(["migrate", "--no-partitions", "--wait", "30s"])

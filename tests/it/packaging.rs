@@ -435,7 +435,9 @@ fn every_dhctl_command_in_compose_and_the_docs_is_one_dhctl_accepts() {
     for (origin, text) in &sources {
         let docs = YamlLoader::load_from_str(text).unwrap_or_else(|e| panic!("{origin}: {e}"));
         let before = lines.len();
-        docs.iter().for_each(|d| dhctl_command_lines(d, &mut lines));
+        for d in &docs {
+            dhctl_command_lines(d, &mut lines);
+        }
         for line in &mut lines[before..] {
             line.insert(0, origin.clone());
         }

@@ -54,6 +54,28 @@ pub fn everything(db: &TestDb) -> Vec<String> {
     )
 }
 
+/// Leaves `partition`'s `DETACH … CONCURRENTLY` pending, as an interrupted prune would: a
+/// reader's open transaction makes the detach wait in its second phase, where a
+/// statement_timeout cancels it. (Separate statements: in one simple-query string the two
+/// would be an implicit transaction block, which DETACH … CONCURRENTLY refuses.)
+pub fn interrupt_detach(db: &TestDb, table: &str, partition: &str) {
+    let mut reader = db.client();
+    let mut tx = reader.transaction().unwrap();
+    tx.batch_execute(&format!("SELECT count(*) FROM {table}"))
+        .unwrap();
+    let mut detacher = db.client();
+    detacher
+        .batch_execute("SET statement_timeout = '300ms'")
+        .unwrap();
+    let err = detacher
+        .batch_execute(&format!(
+            "ALTER TABLE {table} DETACH PARTITION {partition} CONCURRENTLY"
+        ))
+        .unwrap_err();
+    assert_eq!(err.code().unwrap().code(), "57014", "{err}");
+    tx.commit().unwrap();
+}
+
 pub fn migrated(label: &str) -> TestDb {
     let db = TestDb::new(label);
     dhctl(&db.url)

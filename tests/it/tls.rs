@@ -1,7 +1,8 @@
 //! TLS against a cluster of the test's own with ssl=on and a CA made in the test: libpq's
 //! sslmode semantics (src/db/tls.rs), and clear errors when verification fails.
 
-use crate::cluster::{Certs, Cluster};
+use crate::certs::Certs;
+use crate::cluster::Cluster;
 use crate::harness::*;
 
 /// TCP connections must use TLS (hostnossl is rejected); the unix socket is for the test's own

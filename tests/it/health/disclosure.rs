@@ -7,7 +7,7 @@ use std::fmt;
 use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
 
 use super::support::*;
-use crate::harness::{server_url, with_dbname, TestDb};
+use crate::harness::{server_url, with_dbname, with_user, TestDb};
 
 /// The keys of a JSON object line in order, duplicates kept (a `serde_json::Value` would
 /// silently keep the last of two equal keys, which is the bug being tested for).
@@ -48,12 +48,7 @@ fn parsed(lines: &[String]) -> Vec<serde_json::Value> {
 
 /// `postgres://USER:PASSWORD@host:port/DB` on the test server.
 fn url_as(user: &str, password: &str, db: &str) -> String {
-    let url = with_dbname(&server_url(), db);
-    let scheme_end = url.find("://").unwrap() + 3;
-    let at = url[scheme_end..]
-        .find('@')
-        .map_or(scheme_end, |i| scheme_end + i + 1);
-    format!("{}{user}:{password}@{}", &url[..scheme_end], &url[at..])
+    with_user(&with_dbname(&server_url(), db), user, Some(password))
 }
 
 #[test]

@@ -5,7 +5,7 @@ use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
 use super::support::*;
-use crate::harness::{dhctl, wait_until, with_dbname, TestDb};
+use crate::harness::{dhctl, host_port, wait_until, with_dbname, with_host_port, TestDb};
 
 /// The check timeout these tests configure.
 const TIMEOUT_MS: u64 = 500;
@@ -110,14 +110,13 @@ fn ready_returns_to_200_when_redis_comes_back() {
 #[test]
 fn ready_returns_to_200_when_postgres_comes_back() {
     let db = TestDb::new("ready_pg_back");
-    let (upstream, url_at) = authority(&db.url);
-    let upstream = std::net::ToSocketAddrs::to_socket_addrs(&upstream)
+    let upstream = std::net::ToSocketAddrs::to_socket_addrs(&host_port(&db.url))
         .unwrap()
         .next()
         .unwrap();
     let port = closed_port();
     let proxy = Proxy::start(port, upstream);
-    let url = url_at(&format!("127.0.0.1:{port}"));
+    let url = with_host_port(&db.url, "127.0.0.1", port);
     let server = start_with(&[("DATABASE_URL", url)]);
     assert_eq!(server.get("/health/ready").status, 200);
 
@@ -137,21 +136,6 @@ fn ready_returns_to_200_when_postgres_comes_back() {
         "ready did not return to 200: broken connections were reused"
     );
     assert_eq!(server.get("/health").json()["status"], "ok");
-}
-
-/// The `host:port` of a postgres:// URL (DHCTL_TEST_DATABASE_URL may name any server), and a
-/// function that puts another one in its place.
-fn authority(url: &str) -> (String, impl Fn(&str) -> String + '_) {
-    let start = url.find("://").map(|i| i + 3).unwrap_or(0);
-    let end = url[start..].find('/').map_or(url.len(), |i| start + i);
-    let start = url[start..end].rfind('@').map_or(start, |i| start + i + 1);
-    let mut hostport = url[start..end].to_string();
-    if !hostport.contains(':') {
-        hostport.push_str(":5432");
-    }
-    (hostport, move |other: &str| {
-        format!("{}{other}{}", &url[..start], &url[end..])
-    })
 }
 
 /// Fires `n` probes at once from `n` threads; returns their status codes.

@@ -1,14 +1,13 @@
 //! `rediss://`: Redis over TLS with the same CA rules as PostgreSQL (issue 13): verified against
 //! `REDIS_TLS_CA_FILE` or the compiled-in roots, never downgraded, `#insecure` refused. A
-//! redis-server of the test's own serves TLS with a CA and certificate made here by openssl.
+//! redis-server of the test's own serves TLS with the test CA's certificate for 127.0.0.1.
 
-use std::net::{TcpListener, TcpStream};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::net::TcpListener;
+use std::process::Command;
 
 use super::support::*;
-use crate::harness::{wait_until, TestDb};
+use crate::certs::Certs;
+use crate::harness::TestDb;
 
 /// A port below the ephemeral range that nothing listens on right now (redis-server's
 /// `--tls-port 0` means "no TLS", so it cannot pick its own).
@@ -18,122 +17,6 @@ fn free_low_port() -> u16 {
         .map(|i| 20000 + (seed.wrapping_mul(7).wrapping_add(i * 13)) % 12000)
         .find(|port| TcpListener::bind(("127.0.0.1", *port)).is_ok())
         .expect("no free port in 20000..32000")
-}
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("openssl is not installed");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A CA, and a server certificate it signed for 127.0.0.1, in `dir`.
-fn make_certificates(dir: &Path) {
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-            "-subj",
-            "/CN=dhctl test CA",
-        ],
-    );
-    openssl(
-        dir,
-        &[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-            "-subj",
-            "/CN=127.0.0.1",
-        ],
-    );
-    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-extfile",
-            "san.ext",
-            "-out",
-            "server.pem",
-        ],
-    );
-}
-
-struct TlsRedis {
-    child: Child,
-    port: u16,
-}
-
-impl TlsRedis {
-    fn start(dir: &Path) -> TlsRedis {
-        let port = free_low_port();
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                "0",
-                "--tls-port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-            ])
-            .args([
-                "--tls-cert-file",
-                "server.pem",
-                "--tls-key-file",
-                "server.key",
-            ])
-            .args(["--tls-ca-cert-file", "ca.pem", "--tls-auth-clients", "no"])
-            .args(["--save", "", "--appendonly", "no"])
-            .current_dir(dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server is not installed (apt-get install redis-server)");
-        let up = wait_until(Duration::from_secs(10), || {
-            TcpStream::connect(("127.0.0.1", port)).is_ok()
-        });
-        assert!(up, "redis-server (TLS) did not start on port {port}");
-        TlsRedis { child, port }
-    }
-}
-
-impl Drop for TlsRedis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn config_exit_code(env: &[(&str, &str)]) -> Option<i32> {
@@ -150,10 +33,9 @@ fn config_exit_code(env: &[(&str, &str)]) -> Option<i32> {
 #[test]
 fn rediss_is_verified_against_the_configured_ca_and_never_downgraded() {
     let db = TestDb::new("health_rediss");
-    let dir = tempfile::tempdir().unwrap();
-    make_certificates(dir.path());
-    let redis = TlsRedis::start(dir.path());
-    let ca = dir.path().join("ca.pem");
+    let certs = Certs::make();
+    let redis = Redis::start_tls(free_low_port(), &certs);
+    let ca = certs.path("ca.crt");
     let ca = ca.to_str().unwrap();
     let rediss = format!("rediss://127.0.0.1:{}", redis.port);
     let plain = format!("redis://127.0.0.1:{}", redis.port);
@@ -178,7 +60,7 @@ fn rediss_is_verified_against_the_configured_ca_and_never_downgraded() {
     assert_eq!(r["checks"]["redis"]["status"], "error", "{r}");
 
     // Settings that would downgrade or cannot work are exit 2 at start.
-    let not_pem = dir.path().join("server.csr");
+    let not_pem = certs.path("server.csr");
     for env in [
         vec![("REDIS_URL", plain.as_str()), ("REDIS_TLS_CA_FILE", ca)],
         vec![("REDIS_HOST", "127.0.0.1"), ("REDIS_TLS_CA_FILE", ca)],

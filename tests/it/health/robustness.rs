@@ -6,7 +6,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use super::support::*;
-use crate::harness::{wait_until, with_dbname, TestDb};
+use crate::harness::{wait_until, with_dbname, with_password, TestDb};
 
 #[test]
 fn oversized_headers_get_431_and_the_server_keeps_serving() {
@@ -53,7 +53,7 @@ fn garbage_bytes_close_the_connection_and_the_server_keeps_serving() {
     let server = start(&[("DATABASE_URL", &db.url)]);
     let mut noise = vec![0u8; 64 * 1024];
     let mut x: u32 = 0x1234_5678;
-    for b in noise.iter_mut() {
+    for b in &mut noise {
         // xorshift: fixed, reproducible noise.
         x ^= x << 13;
         x ^= x >> 17;
@@ -211,13 +211,7 @@ fn passwords_never_appear_in_responses_or_log_lines() {
     const DB_PW: &str = "Db-pw-7f3a9c";
     const REDIS_PW: &str = "Redis-pw-c41e8d";
     let db = TestDb::new("health_secrets");
-    let with_pw = db
-        .url
-        .replacen("postgres@", &format!("postgres:{DB_PW}@"), 1);
-    assert!(
-        with_pw.contains(DB_PW),
-        "test URL has no user to add a password to"
-    );
+    let with_pw = with_password(&db.url, DB_PW);
     let closed_pg = with_dbname(
         &format!("postgres://postgres:{DB_PW}@127.0.0.1:{}", closed_port()),
         "datahub",

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use dhctl::health::{logging, serve, HealthConfig};
 use tracing_subscriber::fmt::MakeWriter;
 
+use crate::certs::Certs;
 use crate::harness::{connect, server_url, wait_until};
 
 pub fn bin() -> PathBuf {
@@ -148,9 +149,8 @@ pub fn start(env: &[(&str, &str)]) -> Health {
                 .map_err(|e| e.to_string())
         })
     });
-    let addr = match addr_rx.recv_timeout(Duration::from_secs(30)) {
-        Ok(addr) => addr,
-        Err(_) => panic!("the in-process server did not start: {:?}", thread.join()),
+    let Ok(addr) = addr_rx.recv_timeout(Duration::from_secs(30)) else {
+        panic!("the in-process server did not start: {:?}", thread.join())
     };
     Health {
         addr,
@@ -452,9 +452,38 @@ pub struct Redis {
 }
 
 impl Redis {
+    /// Plain TCP.
     pub fn start(port: u16) -> Redis {
+        Redis::launch(port, &["--port", &port.to_string()])
+    }
+
+    /// TLS only, with `certs`' server certificate; clients need not show one.
+    pub fn start_tls(port: u16, certs: &Certs) -> Redis {
+        let file = |name: &str| certs.path(name).display().to_string();
+        Redis::launch(
+            port,
+            &[
+                "--port",
+                "0",
+                "--tls-port",
+                &port.to_string(),
+                "--tls-cert-file",
+                &file("server.crt"),
+                "--tls-key-file",
+                &file("server.key"),
+                "--tls-ca-cert-file",
+                &file("ca.crt"),
+                "--tls-auth-clients",
+                "no",
+            ],
+        )
+    }
+
+    /// redis-server with `listen`, keeping nothing on disk; waits until `port` accepts.
+    fn launch(port: u16, listen: &[&str]) -> Redis {
         let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(listen)
+            .args(["--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no", "--dir", "/tmp"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -532,12 +561,9 @@ impl Proxy {
         let (flag, open) = (Arc::clone(&stop), Arc::clone(&streams));
         let accept = std::thread::spawn(move || {
             while !flag.load(std::sync::atomic::Ordering::SeqCst) {
-                let client = match listener.accept() {
-                    Ok((client, _)) => client,
-                    Err(_) => {
-                        std::thread::sleep(Duration::from_millis(10));
-                        continue;
-                    }
+                let Ok((client, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
                 };
                 let _ = client.set_nonblocking(false);
                 let Ok(server) = TcpStream::connect(upstream) else {

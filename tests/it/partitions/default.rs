@@ -89,7 +89,7 @@ fn drain_default_moves_rows_into_their_own_partitions_while_inserts_go_on() {
     // The gateway keeps inserting rows of the current month meanwhile; none may be lost.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let inserter = {
-        let stop = stop.clone();
+        let stop = std::sync::Arc::clone(&stop);
         let mut client = db.client();
         std::thread::spawn(move || {
             let mut done = 0u64;

@@ -34,24 +34,47 @@ pub fn with(db: &TestDb, dir: &tempfile::TempDir, args: &[&str]) -> Run {
         .run()
 }
 
-/// `schema.name` of every partition of `table`, sorted.
-/// Creates the table's January 2024 partition only (`--now` mid-January, nothing ahead).
-pub fn create_january(db: &TestDb, dir: &tempfile::TempDir) {
-    with(
-        db,
-        dir,
-        &[
-            "partition",
-            "create",
-            "--now",
-            "2024-01-15T00:00:00Z",
-            "--ahead",
-            "0",
-        ],
-    )
-    .expect_code(0);
+/// A scratch table (see [`scratch`]) and a folder with its policy, retention one month.
+fn pruned_monthly(db: &TestDb, table: &str) -> tempfile::TempDir {
+    scratch(db, table);
+    policies(&[(table, Some("1 month"))])
 }
 
+/// `partition create` with `--now` mid-January 2024, `ahead` months ahead, then `more` flags.
+fn create_in_january(db: &TestDb, dir: &tempfile::TempDir, ahead: &str, more: &[&str]) -> Run {
+    let mut args = vec![
+        "partition",
+        "create",
+        "--now",
+        "2024-01-15T00:00:00Z",
+        "--ahead",
+        ahead,
+    ];
+    args.extend_from_slice(more);
+    with(db, dir, &args)
+}
+
+/// Creates the table's January 2024 partition only (`--now` mid-January, nothing ahead).
+pub fn create_january(db: &TestDb, dir: &tempfile::TempDir) {
+    create_in_january(db, dir, "0", &[]).expect_code(0);
+}
+
+/// The partitions from January 2024 up to the server's month and two ahead.
+fn create_january_to_now(db: &TestDb, dir: &tempfile::TempDir) {
+    create_january(db, dir);
+    with(db, dir, &["partition", "create"]).expect_code(0);
+}
+
+/// The action of a prune report's first step, and what then became of the table.
+fn first_step(doc: &serde_json::Value) -> (&str, &str) {
+    let step = &doc["tables"][0]["steps"][0];
+    (
+        step["action"].as_str().unwrap_or_default(),
+        step["then"].as_str().unwrap_or_default(),
+    )
+}
+
+/// `schema.name` of every partition of `table`, sorted.
 pub fn attached(db: &TestDb, table: &str) -> Vec<String> {
     db.column(&format!(
         "SELECT c.relnamespace::regnamespace::text || '.' || c.relname FROM pg_inherits i \
@@ -96,10 +119,8 @@ fn prune_leaves_a_policy_without_retention_alone_and_prunes_the_others() {
 #[test]
 fn prune_with_now_past_the_server_clock_keeps_current_and_future_partitions() {
     let db = TestDb::new("fclock");
-    scratch(&db, "clocked");
-    let dir = policies(&[("clocked", Some("1 month"))]);
-    create_january(&db, &dir);
-    with(&db, &dir, &["partition", "create"]).expect_code(0);
+    let dir = pruned_monthly(&db, "clocked");
+    create_january_to_now(&db, &dir);
     db.exec("INSERT INTO clocked SELECT 1, now()");
     let run = with(
         &db,
@@ -135,8 +156,7 @@ fn prune_with_now_past_the_server_clock_keeps_current_and_future_partitions() {
 #[test]
 fn prune_detaches_the_partition_in_its_own_schema_and_says_which() {
     let db = TestDb::new("fschema");
-    scratch(&db, "sy");
-    let dir = policies(&[("sy", Some("1 month"))]);
+    let dir = pruned_monthly(&db, "sy");
     // Same name in two schemas: the old one in arch, the live month in public.
     db.exec(
         "CREATE SCHEMA arch; \
@@ -170,21 +190,8 @@ fn prune_detaches_the_partition_in_its_own_schema_and_says_which() {
 #[test]
 fn prune_does_not_detach_a_partition_it_could_not_drop() {
     let db = TestDb::new("fview");
-    scratch(&db, "viewed");
-    let dir = policies(&[("viewed", Some("1 month"))]);
-    with(
-        &db,
-        &dir,
-        &[
-            "partition",
-            "create",
-            "--now",
-            "2024-01-15T00:00:00Z",
-            "--ahead",
-            "1",
-        ],
-    )
-    .expect_code(0);
+    let dir = pruned_monthly(&db, "viewed");
+    create_in_january(&db, &dir, "1", &[]).expect_code(0);
     with(&db, &dir, &["partition", "create"]).expect_code(0);
     db.exec("CREATE VIEW jan AS SELECT * FROM viewed_2024_01");
     let run = with(&db, &dir, &["partition", "prune", "--format", "json"]);
@@ -207,10 +214,8 @@ fn prune_does_not_detach_a_partition_it_could_not_drop() {
 #[test]
 fn a_failed_drop_is_reported_as_detached_and_kept_and_status_shows_the_table() {
     let db = TestDb::new("fdrop");
-    scratch(&db, "stuck");
-    let dir = policies(&[("stuck", Some("1 month"))]);
-    create_january(&db, &dir);
-    with(&db, &dir, &["partition", "create"]).expect_code(0);
+    let dir = pruned_monthly(&db, "stuck");
+    create_january_to_now(&db, &dir);
     // Something dhctl cannot see in advance refuses the DROP (here an event trigger).
     db.exec(
         "CREATE FUNCTION no_drop() RETURNS event_trigger LANGUAGE plpgsql AS \
@@ -222,12 +227,7 @@ fn a_failed_drop_is_reported_as_detached_and_kept_and_status_shows_the_table() {
     db.exec("DROP EVENT TRIGGER frozen_drops");
     run.expect_code(2);
     let doc = run.json();
-    let step = &doc["tables"][0]["steps"][0];
-    assert_eq!(
-        (&step["action"], &step["then"]),
-        (&"detach".into(), &"keep".into()),
-        "{doc}"
-    );
+    assert_eq!(first_step(&doc), ("detach", "keep"), "{doc}");
     assert!(
         doc["tables"][0]["not_done"].as_array().unwrap().is_empty(),
         "{doc}"
@@ -242,19 +242,7 @@ fn a_failed_drop_is_reported_as_detached_and_kept_and_status_shows_the_table() {
     assert_eq!(others[0]["name"], "stuck_2024_01", "{others}");
     assert_eq!(others[0]["what"], "detached");
     // A create that wants the name again says so in its plan, before anything runs.
-    let again = with(
-        &db,
-        &dir,
-        &[
-            "partition",
-            "create",
-            "--now",
-            "2024-01-15T00:00:00Z",
-            "--ahead",
-            "0",
-            "--dry-run",
-        ],
-    );
+    let again = create_in_january(&db, &dir, "0", &["--dry-run"]);
     again.expect_code(2);
     assert!(
         again.stderr.contains("which is not a partition"),
@@ -266,21 +254,8 @@ fn a_failed_drop_is_reported_as_detached_and_kept_and_status_shows_the_table() {
 #[test]
 fn prune_never_leaves_a_table_without_partitions_and_keeps_the_newest_rows() {
     let db = TestDb::new("flast");
-    scratch(&db, "stale");
-    let dir = policies(&[("stale", Some("1 month"))]);
-    with(
-        &db,
-        &dir,
-        &[
-            "partition",
-            "create",
-            "--now",
-            "2024-01-15T00:00:00Z",
-            "--ahead",
-            "2",
-        ],
-    )
-    .expect_code(0);
+    let dir = pruned_monthly(&db, "stale");
+    create_in_january(&db, &dir, "2", &[]).expect_code(0);
     db.exec("INSERT INTO stale VALUES (1, '2024-02-10 00:00:00+00')");
     let run = with(&db, &dir, &["partition", "prune", "--format", "json"]);
     run.expect_code(0);
@@ -406,26 +381,10 @@ fn new_partitions_carry_generated_columns_owner_grants_replica_identity_and_stor
 #[test]
 fn an_interrupted_detach_of_the_current_month_is_attached_again_not_finished() {
     let db = TestDb::new("freattach");
-    scratch(&db, "live");
-    let dir = policies(&[("live", Some("1 month"))]);
+    let dir = pruned_monthly(&db, "live");
     with(&db, &dir, &["partition", "create"]).expect_code(0);
     let current = format!("live_{}", server_month(&db, 0));
-    // A reader's open transaction makes DETACH … CONCURRENTLY wait in its second phase; a
-    // statement_timeout then interrupts it, leaving the current month's detach pending.
-    let mut reader = db.client();
-    let mut tx = reader.transaction().unwrap();
-    tx.batch_execute("SELECT count(*) FROM live").unwrap();
-    let mut detacher = db.client();
-    detacher
-        .batch_execute("SET statement_timeout = '300ms'")
-        .unwrap();
-    let err = detacher
-        .batch_execute(&format!(
-            "ALTER TABLE live DETACH PARTITION {current} CONCURRENTLY"
-        ))
-        .unwrap_err();
-    assert_eq!(err.code().unwrap().code(), "57014", "{err}");
-    tx.commit().unwrap();
+    super::interrupt_detach(&db, "live", &current);
     let pending = format!(
         "SELECT inhdetachpending::text FROM pg_inherits WHERE inhrelid = '{current}'::regclass"
     );
@@ -475,16 +434,19 @@ fn odd_date_and_interval_styles_do_not_break_status_create_prune_or_verify() {
         super::bounds(&db, "request_logs"),
         super::four_months("request_logs")
     );
-    let status = dhctl(&db.url)
-        .args([
-            "partition",
-            "status",
-            "--now",
-            super::NOW,
-            "--format",
-            "json",
-        ])
-        .run();
+    let at_now = |command: &str| {
+        dhctl(&db.url)
+            .args([
+                "partition",
+                command,
+                "--now",
+                super::NOW,
+                "--format",
+                "json",
+            ])
+            .run()
+    };
+    let status = at_now("status");
     status.expect_code(0);
     let doc = status.json();
     assert_eq!(doc["tables"][0]["coverage"]["runway"], 3, "{doc}");
@@ -492,16 +454,7 @@ fn odd_date_and_interval_styles_do_not_break_status_create_prune_or_verify() {
         doc["tables"][0]["partitions"][1]["from"],
         "2026-11-01T00:00:00Z"
     );
-    let prune = dhctl(&db.url)
-        .args([
-            "partition",
-            "prune",
-            "--now",
-            super::NOW,
-            "--format",
-            "json",
-        ])
-        .run();
+    let prune = at_now("prune");
     prune.expect_code(0);
     assert_eq!(
         prune.json()["tables"][0]["steps"][0]["name"],
@@ -524,32 +477,14 @@ fn odd_date_and_interval_styles_do_not_break_status_create_prune_or_verify() {
 #[test]
 fn a_pending_detach_of_an_undroppable_partition_is_finished_and_the_table_kept() {
     let db = TestDb::new("fpendview");
-    scratch(&db, "pv");
-    let dir = policies(&[("pv", Some("1 month"))]);
-    create_january(&db, &dir);
-    with(&db, &dir, &["partition", "create"]).expect_code(0);
+    let dir = pruned_monthly(&db, "pv");
+    create_january_to_now(&db, &dir);
     db.exec("CREATE VIEW pv_jan AS SELECT * FROM pv_2024_01");
-    let mut reader = db.client();
-    let mut tx = reader.transaction().unwrap();
-    tx.batch_execute("SELECT count(*) FROM pv").unwrap();
-    let mut detacher = db.client();
-    detacher
-        .batch_execute("SET statement_timeout = '300ms'")
-        .unwrap();
-    let err = detacher
-        .batch_execute("ALTER TABLE pv DETACH PARTITION pv_2024_01 CONCURRENTLY")
-        .unwrap_err();
-    assert_eq!(err.code().unwrap().code(), "57014", "{err}");
-    tx.commit().unwrap();
+    super::interrupt_detach(&db, "pv", "pv_2024_01");
     let run = with(&db, &dir, &["partition", "prune", "--format", "json"]);
     run.expect_code(2);
     let doc = run.json();
-    let step = &doc["tables"][0]["steps"][0];
-    assert_eq!(
-        (&step["action"], &step["then"]),
-        (&"finalize".into(), &"keep".into()),
-        "{doc}"
-    );
+    assert_eq!(first_step(&doc), ("finalize", "keep"), "{doc}");
     assert!(
         doc["tables"][0]["error"]
             .as_str()

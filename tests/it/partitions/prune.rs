@@ -189,25 +189,7 @@ fn prune_with_keep_table_leaves_them_detached_and_dry_run_changes_nothing() {
 fn prune_finishes_a_detach_an_earlier_run_left_pending() {
     let db = migrated("ppending");
     create(&db, NOW).expect_code(0);
-    // A reader's open transaction makes DETACH … CONCURRENTLY wait in its second phase; a
-    // statement_timeout then interrupts it, leaving the detach pending.
-    let mut reader = db.client();
-    let mut tx = reader.transaction().unwrap();
-    tx.batch_execute("SELECT count(*) FROM request_logs")
-        .unwrap();
-    // Separate calls: in one simple-query string the two would be an implicit transaction
-    // block, which DETACH … CONCURRENTLY refuses.
-    let mut detacher = db.client();
-    detacher
-        .batch_execute("SET statement_timeout = '300ms'")
-        .unwrap();
-    let err = detacher
-        .batch_execute(
-            "ALTER TABLE request_logs DETACH PARTITION request_logs_2024_01 CONCURRENTLY",
-        )
-        .unwrap_err();
-    assert_eq!(err.code().unwrap().code(), "57014", "{err}");
-    tx.commit().unwrap();
+    interrupt_detach(&db, "request_logs", "request_logs_2024_01");
     assert_eq!(
         db.value("SELECT inhdetachpending::text FROM pg_inherits WHERE inhrelid = 'request_logs_2024_01'::regclass"),
         "true"

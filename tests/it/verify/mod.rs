@@ -19,6 +19,27 @@ pub fn migrated(label: &str) -> TestDb {
     db
 }
 
+/// `dhctl migrate` as `url`'s role, which owns the database and may not create it, from `dir`
+/// (the project's sql/ when none).
+pub fn migrate_as_owner(url: &str, dir: Option<&std::path::Path>) {
+    let mut migrate = dhctl(url).args(["migrate", "--no-create-database"]);
+    if let Some(dir) = dir {
+        migrate = migrate.migrations_dir(dir);
+    }
+    migrate.run().expect_code(0);
+}
+
+/// Every check but the schema check passed.
+pub fn assert_the_other_checks_pass(report: &Value) {
+    for other in ["history", "pending", "partitions", "fingerprint"] {
+        assert_eq!(
+            check(report, other)["status"],
+            "pass",
+            "{other}: {report:#}"
+        );
+    }
+}
+
 pub fn verify_json(url: &str) -> (i32, Value) {
     let run = dhctl(url).args(["verify", "--format", "json"]).run();
     assert!(
@@ -353,11 +374,7 @@ fn row_level_security_and_its_policies_are_compared() {
 #[test]
 fn a_read_only_session_skips_the_schema_check_and_the_others_decide() {
     let db = migrated("vreadonly");
-    let separator = if db.url.contains('?') { '&' } else { '?' };
-    let url = format!(
-        "{}{separator}options=-c%20default_transaction_read_only%3Don",
-        db.url
-    );
+    let url = with_param(&db.url, "options", "-c default_transaction_read_only=on");
     let run = dhctl(&url).args(["verify", "--format", "json"]).run();
     run.expect_code(0);
     let report = run.json();
@@ -367,9 +384,7 @@ fn a_read_only_session_skips_the_schema_check_and_the_others_decide() {
         schema["summary"].as_str().unwrap().contains("read-only"),
         "{schema:#}"
     );
-    for other in ["history", "pending", "partitions", "fingerprint"] {
-        assert_eq!(check(&report, other)["status"], "pass", "{other}");
-    }
+    assert_the_other_checks_pass(&report);
     assert_eq!(report["passed"], true);
     assert_eq!(report["scratch"], serde_json::Value::Null);
 

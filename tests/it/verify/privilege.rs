@@ -19,15 +19,6 @@ fn sleeps_in_the_scratch_database(flag: &str) -> String {
     )
 }
 
-/// A role like [`Role::new`]'s, but allowed to create databases.
-fn creator(label: &str) -> Role {
-    let role = Role::new(label, "");
-    connect(&server_url())
-        .batch_execute(&format!("ALTER ROLE \"{}\" CREATEDB", role.name))
-        .unwrap();
-    role
-}
-
 #[test]
 fn an_owner_without_createdb_gets_every_other_check_and_the_schema_check_with_scratch_url() {
     let owner = Role::new("vowner", "");
@@ -41,10 +32,7 @@ fn an_owner_without_createdb_gets_every_other_check_and_the_schema_check_with_sc
         )),
         "f"
     );
-    dhctl(&url)
-        .args(["migrate", "--no-create-database"])
-        .run()
-        .expect_code(0);
+    migrate_as_owner(&url, None);
     assert_eq!(
         db.value("SELECT tableowner FROM pg_tables WHERE tablename = 'api_keys'"),
         owner.name
@@ -66,9 +54,7 @@ fn an_owner_without_createdb_gets_every_other_check_and_the_schema_check_with_sc
         details(schema)[0].contains("--scratch-url"),
         "the fix is named: {schema:#}"
     );
-    for other in ["history", "pending", "partitions", "fingerprint"] {
-        assert_eq!(check(&report, other)["status"], "pass", "{other}");
-    }
+    assert_the_other_checks_pass(&report);
     dhctl(&url)
         .args(["verify", "--require-all"])
         .run()
@@ -157,46 +143,72 @@ fn sleeping_rebuild(db: &TestDb, owner: &str) -> String {
     seen.unwrap()
 }
 
-#[test]
-fn a_killed_verify_leaves_a_scratch_database_that_the_next_one_drops() {
-    let owner = creator("vkill");
-    let flag = Role::new("vkillflag", "");
-    let db = TestDb::owned_by("vkill", &owner);
+/// A verify caught in its rebuild: a migration sleeps in its scratch database while `flag`
+/// exists. Fields drop in order: the databases before the roles that own them.
+struct Rebuilding {
+    child: std::process::Child,
+    /// The sleeping backend's pid.
+    pid: String,
+    url: String,
+    dir: tempfile::TempDir,
+    db: TestDb,
+    flag: Role,
+    owner: Role,
+}
+
+/// Migrates a database owned by a CREATEDB role, then starts a verify and waits until its
+/// rebuild sleeps.
+fn rebuilding(label: &str) -> Rebuilding {
+    let owner = Role::creator(label);
+    let flag = Role::new(&format!("{label}flag"), "");
+    let db = TestDb::owned_by(label, &owner);
     let url = owner.url_for(&db);
     let dir = migrations_with(&[(
         "20240101000006_sleep_in_scratch.sql",
         &sleeps_in_the_scratch_database(&flag.name),
     )]);
-    dhctl(&url)
-        .args(["migrate", "--no-create-database"])
-        .migrations_dir(dir.path())
-        .run()
-        .expect_code(0);
-
-    let mut child = dhctl(&url)
+    migrate_as_owner(&url, Some(dir.path()));
+    let child = dhctl(&url)
         .args(["verify"])
         .migrations_dir(dir.path())
         .spawn();
     let pid = sleeping_rebuild(&db, &owner.name);
-    child.kill().unwrap();
-    child.wait().unwrap();
+    Rebuilding {
+        child,
+        pid,
+        url,
+        dir,
+        db,
+        flag,
+        owner,
+    }
+}
+
+#[test]
+fn a_killed_verify_leaves_a_scratch_database_that_the_next_one_drops() {
+    let mut r = rebuilding("vkill");
+    r.child.kill().unwrap();
+    r.child.wait().unwrap();
     // client_connection_check_interval: the backend notices its client is gone by itself.
-    let gone = format!("SELECT count(*) FROM pg_stat_activity WHERE pid = {pid}");
+    let gone = format!(
+        "SELECT count(*) FROM pg_stat_activity WHERE pid = {}",
+        r.pid
+    );
     assert!(
-        wait_until(Duration::from_secs(15), || db.value(&gone) == "0"),
+        wait_until(Duration::from_secs(15), || r.db.value(&gone) == "0"),
         "the killed verify's backend is still there"
     );
-    let left = scratch_databases(&owner.name);
+    let left = scratch_databases(&r.owner.name);
     assert_eq!(
         left.len(),
         1,
         "kill -9 leaves the scratch database: {left:?}"
     );
 
-    drop(flag);
-    let run = dhctl(&url)
+    drop(r.flag);
+    let run = dhctl(&r.url)
         .args(["verify", "--format", "json"])
-        .migrations_dir(dir.path())
+        .migrations_dir(r.dir.path())
         .run();
     run.expect_code(0);
     let notes = check(&run.json(), "schema")["notes"].to_string();
@@ -204,44 +216,22 @@ fn a_killed_verify_leaves_a_scratch_database_that_the_next_one_drops() {
         notes.contains(&format!("dropped scratch database {}", left[0])),
         "{notes}"
     );
-    assert!(scratch_databases(&owner.name).is_empty());
-    drop(db);
-    drop(owner);
+    assert!(scratch_databases(&r.owner.name).is_empty());
 }
 
 #[test]
 fn ctrl_c_during_the_rebuild_drops_the_scratch_database_and_exits_130() {
-    let owner = creator("vsigint");
-    let db = TestDb::owned_by("vsigint", &owner);
-    let url = owner.url_for(&db);
-    let flag = Role::new("vsigintflag", "");
-    let dir = migrations_with(&[(
-        "20240101000006_sleep_in_scratch.sql",
-        &sleeps_in_the_scratch_database(&flag.name),
-    )]);
-    dhctl(&url)
-        .args(["migrate", "--no-create-database"])
-        .migrations_dir(dir.path())
-        .run()
-        .expect_code(0);
-    let mut child = dhctl(&url)
-        .args(["verify"])
-        .migrations_dir(dir.path())
-        .spawn();
-    let _ = sleeping_rebuild(&db, &owner.name);
-    assert_eq!(scratch_databases(&owner.name).len(), 1);
+    let mut r = rebuilding("vsigint");
+    assert_eq!(scratch_databases(&r.owner.name).len(), 1);
     let status = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
+        .args(["-INT", &r.child.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
-    let exit = child.wait().unwrap();
+    let exit = r.child.wait().unwrap();
     assert_eq!(exit.code(), Some(130));
     assert!(
-        scratch_databases(&owner.name).is_empty(),
+        scratch_databases(&r.owner.name).is_empty(),
         "Ctrl-C drops the scratch database before exiting"
     );
-    drop(db);
-    drop(flag);
-    drop(owner);
 }
