@@ -282,9 +282,15 @@ impl Run<'_> {
                 None => Ok(()),
             }
         };
-        let escape = async {
+        // In dhctl's transaction the escape and lock checks run as one block before the write;
+        // outside one, the lock check follows the write, which then stands whatever it says.
+        let checks = async {
             match xid {
-                Some(xid) => self.client.batch_execute(&escaped_sql(xid)).await,
+                Some(xid) => {
+                    self.client
+                        .batch_execute(&transaction_checks_sql(xid))
+                        .await
+                }
                 None => Ok(()),
             }
         };
@@ -336,21 +342,26 @@ impl Run<'_> {
                 None => Ok(()),
             }
         };
-        let lock_held = still_locked_sql();
-        let (restored, escaped, written, held, committed) = futures_util::future::join5(
-            restore,
-            escape,
-            write,
-            self.client.batch_execute(&lock_held),
-            commit,
-        )
-        .await;
+        let held = async {
+            match xid {
+                Some(_) => Ok(()),
+                None => self.client.batch_execute(&still_locked_sql()).await,
+            }
+        };
+        let (restored, checked, written, held, committed) =
+            futures_util::future::join5(restore, checks, write, held, commit).await;
         restored.map_err(|e| failure(e, None, Stage::Session))?;
-        escaped.map_err(|e| failure(e, Some(section.sql.len()), Stage::Section))?;
-        // Outside a transaction the history write stands even when the lock check fails.
-        let recorded = xid.is_none();
+        checked.map_err(|e| {
+            if e.code() == Some(&tokio_postgres::error::SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE)
+            {
+                failure(e, None, Stage::Lock { recorded: false })
+            } else {
+                failure(e, Some(section.sql.len()), Stage::Section)
+            }
+        })?;
         written.map_err(|e| failure(e, None, Stage::History))?;
-        held.map_err(|e| failure(e, None, Stage::Lock { recorded }))?;
+        // Outside a transaction the history write stands even when the lock check fails.
+        held.map_err(|e| failure(e, None, Stage::Lock { recorded: true }))?;
         committed.map_err(|e| failure(e, None, Stage::Commit))
     }
 }
@@ -406,11 +417,15 @@ const CLOSED_TRANSACTION: &str = "DO $$BEGIN \
 /// the section ran COMMIT, ROLLBACK, ABORT or END (or a procedure committed), so part of it was
 /// committed or lost, and what followed ran outside any transaction.
 fn escaped_sql(xid: i64) -> String {
+    format!("DO $$BEGIN {} END$$", escaped_check(xid))
+}
+
+fn escaped_check(xid: i64) -> String {
     format!(
-        "DO $$BEGIN IF pg_catalog.txid_current() OPERATOR(pg_catalog.<>) {xid}::pg_catalog.int8 THEN \
+        "IF pg_catalog.txid_current() OPERATOR(pg_catalog.<>) {xid}::pg_catalog.int8 THEN \
          RAISE EXCEPTION 'the section ended the transaction dhctl runs it in (COMMIT, ROLLBACK, ABORT or END): what ran before that point was committed or lost, and what came after ran outside any transaction' \
          USING ERRCODE = '25000', HINT = 'check the database by hand before running dhctl again; then remove the COMMIT or ROLLBACK (dhctl runs each migration in a transaction of its own), or mark the section transaction:false and write it to be rerun'; \
-         END IF; END$$"
+         END IF;"
     )
 }
 
@@ -421,9 +436,13 @@ fn escaped_sql(xid: i64) -> String {
 /// database's search_path (writable schemas included): every operator is pg_catalog's, named,
 /// so no operator another role planted (CVE-2018-1058) can run as the migrating role.
 fn still_locked_sql() -> String {
+    format!("DO $$BEGIN {} END$$", lock_check())
+}
+
+fn lock_check() -> String {
     let key = crate::db::lock::LOCK_KEY;
     format!(
-        "DO $$BEGIN IF NOT EXISTS (SELECT FROM pg_catalog.pg_locks \
+        "IF NOT EXISTS (SELECT FROM pg_catalog.pg_locks \
            WHERE locktype OPERATOR(pg_catalog.=) 'advisory' \
            AND pid OPERATOR(pg_catalog.=) pg_catalog.pg_backend_pid() AND granted \
            AND objsubid OPERATOR(pg_catalog.=) 1::pg_catalog.int2 \
@@ -431,10 +450,16 @@ fn still_locked_sql() -> String {
            AND objid OPERATOR(pg_catalog.=) {}::pg_catalog.oid) THEN \
          RAISE EXCEPTION 'the migration released dhctl''s advisory lock (pg_advisory_unlock_all() or DISCARD ALL): other runners may be migrating at the same time' \
          USING ERRCODE = '55000', HINT = 'remove that statement from the file; dhctl holds the lock for the whole run'; \
-         END IF; END$$",
+         END IF;",
         (key >> 32) as u32,
         (key & 0xffff_ffff) as u32
     )
+}
+
+/// Both checks of a transactional section, [`escaped_sql`] then [`still_locked_sql`], as one
+/// anonymous block: PostgreSQL compiles every DO block afresh, so one costs half of two.
+fn transaction_checks_sql(xid: i64) -> String {
+    format!("DO $$BEGIN {} {} END$$", escaped_check(xid), lock_check())
 }
 
 fn failure(error: tokio_postgres::Error, statement: Option<usize>, stage: Stage) -> Failure {
