@@ -12,6 +12,7 @@
 use std::time::{Duration, Instant};
 
 use tokio_postgres::error::SqlState;
+use tokio_postgres::types::Type;
 use tokio_postgres::Client;
 
 use super::{connect, CreateDatabase, DbConfig, Session};
@@ -44,9 +45,9 @@ impl LockGuard {
     /// the lock never outlives the run in a pooled connection.
     pub async fn release(self, client: &Client) -> Result<()> {
         let row = client
-            .query_one(
+            .query_typed_one(
                 "SELECT CASE WHEN pg_backend_pid() = $1 THEN pg_advisory_unlock_all() IS NULL END",
-                &[&self.backend_pid],
+                &[(&self.backend_pid, Type::INT4)],
             )
             .await
             .map_err(|e| Error::sql("releasing the dhctl advisory lock", &e))?;
@@ -74,9 +75,9 @@ impl LockGuard {
 /// again: the attempt returns NULL and dhctl refuses (`Error::Pooled`).
 pub async fn acquire(client: &Client, backend_pid: i32, wait: Duration) -> Result<LockGuard> {
     let got: Option<bool> = client
-        .query_one(
+        .query_typed_one(
             "SELECT CASE WHEN pg_backend_pid() = $2 THEN pg_try_advisory_lock($1) END",
-            &[&LOCK_KEY, &backend_pid],
+            &[(&LOCK_KEY, Type::INT8), (&backend_pid, Type::INT4)],
         )
         .await
         .map_err(|e| Error::sql("taking the dhctl advisory lock", &e))?

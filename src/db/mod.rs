@@ -11,6 +11,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use tokio_postgres::error::SqlState;
+use tokio_postgres::types::Type;
 use tokio_postgres::{CancelToken, Client, NoTls};
 
 use tokio_postgres_rustls::MakeRustlsConnect;
@@ -347,12 +348,16 @@ async fn open_one(
     }
     // One round trip: the server version, the backend, and dhctl's session settings (set here
     // rather than as a startup `options` parameter, which PgBouncer rejects).
+    // Typed parameters: no separate prepare round trip.
     let row = client
-        .query_one(
+        .query_typed_one(
             &format!(
                 "SELECT current_setting('server_version_num')::int4, pg_backend_pid(), {SETTINGS}"
             ),
-            &[&CLIENT_CONNECTION_CHECK_INTERVAL, &None::<String>],
+            &[
+                (&CLIENT_CONNECTION_CHECK_INTERVAL, Type::TEXT),
+                (&None::<String>, Type::TEXT),
+            ],
         )
         .await?;
     let server_version: i32 = row.get(0);

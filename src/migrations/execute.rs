@@ -7,8 +7,12 @@
 //! ([`crate::db::restore_session`]): whatever the migration SET (search_path, a role,
 //! lock_timeout = 0, read-only defaults …) neither changes how dhctl records it nor outlives it.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::Poll;
 use std::time::Duration;
+
+use futures_util::future::maybe_done;
 
 use tokio_postgres::types::Type;
 use tokio_postgres::Client;
@@ -102,24 +106,43 @@ impl Run<'_> {
         }
     }
 
+    /// A transactional section in two round trips, whatever its length: BEGIN with every
+    /// statement behind it, then dhctl's session, its checks, the history write and COMMIT.
+    /// Statements are still sent one by one (as psql sends a file), so the first one that fails
+    /// is the one an error names; the ones behind it are refused by the aborted transaction
+    /// (25P02) and never run.
     async fn wrapped(&self, section: &Section, book: &Bookkeeping<'_>) -> Result<(), Failure> {
-        // The transaction's id, so that a section that ends it (COMMIT, ROLLBACK, END, a
-        // procedure that commits) is caught instead of recorded as if nothing had happened.
-        let xid = self
-            .client
-            .simple_query("BEGIN; SELECT pg_catalog.txid_current()::pg_catalog.text")
-            .await
-            .map_err(|e| failure(e, None, Stage::Session))?
-            .iter()
-            .find_map(|m| match m {
-                tokio_postgres::SimpleQueryMessage::Row(row) => {
-                    row.get(0).and_then(|x| x.parse::<i64>().ok())
-                }
-                _ => None,
-            })
-            .unwrap_or(0);
         let outcome = async {
-            if let Err(mut failed) = self.statements(section, &|_| {}, 0, false).await {
+            let statements = super::split::split(&section.sql);
+            // The transaction's id, so that a section that ends it (COMMIT, ROLLBACK, END, a
+            // procedure that commits) is caught instead of recorded as if nothing had happened.
+            // BEGIN and the id travel in one message: if either fails, the block is aborted
+            // and the statements behind it are refused rather than run outside a transaction.
+            let begin = self
+                .client
+                .simple_query("BEGIN; SELECT pg_catalog.txid_current()::pg_catalog.text");
+            let run = in_order(
+                statements
+                    .iter()
+                    .map(|statement| self.client.batch_execute(statement.sql)),
+            );
+            let (begun, outcomes) = futures_util::future::join(begin, run).await;
+            let xid = begun
+                .map_err(|e| failure(e, None, Stage::Session))?
+                .iter()
+                .find_map(|m| match m {
+                    tokio_postgres::SimpleQueryMessage::Row(row) => {
+                        row.get(0).and_then(|x| x.parse::<i64>().ok())
+                    }
+                    _ => None,
+                })
+                .unwrap_or(0);
+            let failed = statements
+                .iter()
+                .zip(outcomes)
+                .find_map(|(statement, outcome)| outcome.err().map(|e| (statement.offset, e)));
+            if let Some((offset, error)) = failed {
+                let mut failed = failure(error, Some(offset), Stage::Section);
                 // Still in dhctl's (now aborted) transaction, the check fails with 25P02 and the
                 // statement's own error stands; out of it, the escape is the error to report
                 // (and no lock_timeout retry may run the committed part again).
@@ -131,16 +154,8 @@ impl Run<'_> {
                 }
                 return Err(failed);
             }
-            // dhctl's session before dhctl's check: a migration's `SET statement_timeout = 1`
-            // would cancel it.
-            restore_session(self.client, self.lock_timeout)
+            self.finish(section, book, Finish::Transaction { xid })
                 .await
-                .map_err(|e| failure(e, None, Stage::Session))?;
-            self.client
-                .batch_execute(&escaped_sql(xid))
-                .await
-                .map_err(|e| failure(e, Some(section.sql.len()), Stage::Section))?;
-            self.finish(book, Transaction::Wrapped).await
         }
         .await;
         if outcome.is_err() {
@@ -201,7 +216,7 @@ impl Run<'_> {
                 return Err(failure);
             }
         };
-        self.finish(book, Transaction::None).await?;
+        self.finish(section, book, Finish::Restored).await?;
         Ok(attempts)
     }
 
@@ -246,11 +261,45 @@ impl Run<'_> {
         Ok(most)
     }
 
-    /// Restores dhctl's session, writes history and (in a transaction) commits: sent together,
-    /// one round trip. The results are judged in order: a COMMIT of a transaction that an
-    /// earlier step aborted answers ROLLBACK without an error, so it never counts alone.
-    async fn finish(&self, book: &Bookkeeping<'_>, mode: Transaction) -> Result<(), Failure> {
+    /// dhctl's bookkeeping after the section's statements, sent together: one round trip. In
+    /// dhctl's transaction that is: restore dhctl's session (before dhctl's checks: a
+    /// migration's `SET statement_timeout = 1` would cancel them), check the section did not
+    /// leave the transaction, write history, check the lock, COMMIT. The results are judged in
+    /// order: a COMMIT of a transaction that an earlier step aborted answers ROLLBACK without an
+    /// error, so it never counts alone.
+    async fn finish(
+        &self,
+        section: &Section,
+        book: &Bookkeeping<'_>,
+        how: Finish,
+    ) -> Result<(), Failure> {
+        let xid = match how {
+            Finish::Transaction { xid } => Some(xid),
+            Finish::Restored => None,
+        };
+        let restore = async {
+            match xid {
+                Some(_) => restore_session(self.client, self.lock_timeout).await,
+                None => Ok(()),
+            }
+        };
+        // In dhctl's transaction the escape and lock checks run as one block before the write;
+        // outside one, the lock check follows the write, which then stands whatever it says.
+        let checks = async {
+            match xid {
+                Some(xid) => {
+                    self.client
+                        .batch_execute(&transaction_checks_sql(xid))
+                        .await
+                }
+                None => Ok(()),
+            }
+        };
         let write = async {
+            // In dhctl's transaction the write also requires that transaction: a section that
+            // escaped it fails the check above, and this write, running on its own and
+            // committed at once, must then record nothing.
+            let guard = xid.unwrap_or(0);
             match book {
                 Bookkeeping::Record {
                     version,
@@ -259,46 +308,94 @@ impl Run<'_> {
                 } => {
                     let applied_on = history::now_text();
                     let checksum = checksum.to_string();
-                    self.client
-                        .query_typed(
-                            &history::insert_sql(self.table),
-                            &[
-                                (version, Type::INT8),
-                                (name, Type::TEXT),
-                                (&applied_on, Type::TEXT),
-                                (&checksum, Type::TEXT),
-                            ],
-                        )
-                        .await
+                    let mut params: Vec<(&(dyn tokio_postgres::types::ToSql + Sync), Type)> = vec![
+                        (version, Type::INT8),
+                        (name, Type::TEXT),
+                        (&applied_on, Type::TEXT),
+                        (&checksum, Type::TEXT),
+                    ];
+                    let sql = match xid {
+                        Some(_) => {
+                            params.push((&guard, Type::INT8));
+                            history::insert_in_transaction_sql(self.table)
+                        }
+                        None => history::insert_sql(self.table),
+                    };
+                    self.client.query_typed(&sql, &params).await
                 }
                 Bookkeeping::Erase { version } => {
-                    self.client
-                        .query_typed(&history::delete_sql(self.table), &[(version, Type::INT8)])
-                        .await
+                    let mut params: Vec<(&(dyn tokio_postgres::types::ToSql + Sync), Type)> =
+                        vec![(version, Type::INT8)];
+                    let sql = match xid {
+                        Some(_) => {
+                            params.push((&guard, Type::INT8));
+                            history::delete_in_transaction_sql(self.table)
+                        }
+                        None => history::delete_sql(self.table),
+                    };
+                    self.client.query_typed(&sql, &params).await
                 }
             }
         };
         let commit = async {
-            match mode {
-                Transaction::Wrapped => self.client.batch_execute("COMMIT").await,
-                Transaction::None => Ok(()),
+            match xid {
+                Some(_) => self.client.batch_execute("COMMIT").await,
+                None => Ok(()),
             }
         };
-        let lock_held = still_locked_sql();
-        let (restored, written, held, committed) = futures_util::future::join4(
-            restore_session(self.client, self.lock_timeout),
-            write,
-            self.client.batch_execute(&lock_held),
-            commit,
-        )
-        .await;
+        let held = async {
+            match xid {
+                Some(_) => Ok(()),
+                None => self.client.batch_execute(&still_locked_sql()).await,
+            }
+        };
+        let (restored, checked, written, held, committed) =
+            futures_util::future::join5(restore, checks, write, held, commit).await;
         restored.map_err(|e| failure(e, None, Stage::Session))?;
-        // Outside a transaction the history write stands even when the lock check fails.
-        let recorded = mode == Transaction::None;
+        checked.map_err(|e| {
+            if e.code() == Some(&tokio_postgres::error::SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE)
+            {
+                failure(e, None, Stage::Lock { recorded: false })
+            } else {
+                failure(e, Some(section.sql.len()), Stage::Section)
+            }
+        })?;
         written.map_err(|e| failure(e, None, Stage::History))?;
-        held.map_err(|e| failure(e, None, Stage::Lock { recorded }))?;
+        // Outside a transaction the history write stands even when the lock check fails.
+        held.map_err(|e| failure(e, None, Stage::Lock { recorded: true }))?;
         committed.map_err(|e| failure(e, None, Stage::Commit))
     }
+}
+
+/// How [`Run::finish`] ends a section.
+#[derive(Debug, Clone, Copy)]
+enum Finish {
+    /// The section ran in dhctl's transaction `xid`, which finish checks, restores and commits.
+    Transaction { xid: i64 },
+    /// The section ran outside a transaction and dhctl's session is already restored.
+    Restored,
+}
+
+/// Runs `requests` as one pipeline: each is polled once, in order, which sends its message
+/// (tokio-postgres sends on the first poll), before any answer is awaited; the answers come back
+/// in the same order. join_all promises no polling order for long lists, so this does it by hand.
+async fn in_order<F: Future>(requests: impl Iterator<Item = F>) -> Vec<F::Output> {
+    let mut pending: Vec<_> = requests.map(|f| Box::pin(maybe_done(f))).collect();
+    std::future::poll_fn(|cx| {
+        for request in pending.iter_mut() {
+            let _ = request.as_mut().poll(cx);
+        }
+        Poll::Ready(())
+    })
+    .await;
+    let mut outputs = Vec::with_capacity(pending.len());
+    for mut request in pending {
+        request.as_mut().await;
+        if let Some(output) = request.as_mut().take_output() {
+            outputs.push(output);
+        }
+    }
+    outputs
 }
 
 /// The timeouts that could end dhctl's session, or cancel its bookkeeping, before it restores
@@ -321,11 +418,15 @@ const CLOSED_TRANSACTION: &str = "DO $$BEGIN \
 /// the section ran COMMIT, ROLLBACK, ABORT or END (or a procedure committed), so part of it was
 /// committed or lost, and what followed ran outside any transaction.
 fn escaped_sql(xid: i64) -> String {
+    format!("DO $$BEGIN {} END$$", escaped_check(xid))
+}
+
+fn escaped_check(xid: i64) -> String {
     format!(
-        "DO $$BEGIN IF pg_catalog.txid_current() OPERATOR(pg_catalog.<>) {xid}::pg_catalog.int8 THEN \
+        "IF pg_catalog.txid_current() OPERATOR(pg_catalog.<>) {xid}::pg_catalog.int8 THEN \
          RAISE EXCEPTION 'the section ended the transaction dhctl runs it in (COMMIT, ROLLBACK, ABORT or END): what ran before that point was committed or lost, and what came after ran outside any transaction' \
          USING ERRCODE = '25000', HINT = 'check the database by hand before running dhctl again; then remove the COMMIT or ROLLBACK (dhctl runs each migration in a transaction of its own), or mark the section transaction:false and write it to be rerun'; \
-         END IF; END$$"
+         END IF;"
     )
 }
 
@@ -336,9 +437,13 @@ fn escaped_sql(xid: i64) -> String {
 /// database's search_path (writable schemas included): every operator is pg_catalog's, named,
 /// so no operator another role planted (CVE-2018-1058) can run as the migrating role.
 fn still_locked_sql() -> String {
+    format!("DO $$BEGIN {} END$$", lock_check())
+}
+
+fn lock_check() -> String {
     let key = crate::db::lock::LOCK_KEY;
     format!(
-        "DO $$BEGIN IF NOT EXISTS (SELECT FROM pg_catalog.pg_locks \
+        "IF NOT EXISTS (SELECT FROM pg_catalog.pg_locks \
            WHERE locktype OPERATOR(pg_catalog.=) 'advisory' \
            AND pid OPERATOR(pg_catalog.=) pg_catalog.pg_backend_pid() AND granted \
            AND objsubid OPERATOR(pg_catalog.=) 1::pg_catalog.int2 \
@@ -346,10 +451,16 @@ fn still_locked_sql() -> String {
            AND objid OPERATOR(pg_catalog.=) {}::pg_catalog.oid) THEN \
          RAISE EXCEPTION 'the migration released dhctl''s advisory lock (pg_advisory_unlock_all() or DISCARD ALL): other runners may be migrating at the same time' \
          USING ERRCODE = '55000', HINT = 'remove that statement from the file; dhctl holds the lock for the whole run'; \
-         END IF; END$$",
+         END IF;",
         (key >> 32) as u32,
         (key & 0xffff_ffff) as u32
     )
+}
+
+/// Both checks of a transactional section, [`escaped_sql`] then [`still_locked_sql`], as one
+/// anonymous block: PostgreSQL compiles every DO block afresh, so one costs half of two.
+fn transaction_checks_sql(xid: i64) -> String {
+    format!("DO $$BEGIN {} {} END$$", escaped_check(xid), lock_check())
 }
 
 fn failure(error: tokio_postgres::Error, statement: Option<usize>, stage: Stage) -> Failure {

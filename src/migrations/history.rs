@@ -119,7 +119,13 @@ pub async fn locate(
     let name = wanted.map_or(TABLE, |w| w.name.as_str());
     let schema = wanted.map(|w| w.schema.as_str());
     let row = client
-        .query_one(FIND, &[&schema, &name])
+        .query_typed_one(
+            FIND,
+            &[
+                (&schema, tokio_postgres::types::Type::TEXT),
+                (&name, tokio_postgres::types::Type::NAME),
+            ],
+        )
         .await
         .map_err(|e| Error::sql("finding the history table", &e))?;
     let current: Option<String> = row.get(0);
@@ -254,7 +260,7 @@ pub async fn read_rows(client: &impl GenericClient, table: &TableName) -> Result
         table.sql()
     );
     let rows = client
-        .query(&sql, &[])
+        .query_typed(&sql, &[])
         .await
         .map_err(|e| Error::sql(format!("reading {table}"), &e))?;
     rows.iter()
@@ -340,6 +346,26 @@ pub async fn create(client: &impl GenericClient, located: &mut Located) -> Resul
 pub fn insert_sql(table: &TableName) -> String {
     format!(
         "INSERT INTO {} (version, name, applied_on, checksum) VALUES ($1, $2, $3, $4)",
+        table.sql()
+    )
+}
+
+/// [`insert_sql`] for dhctl's transaction `$5` (a txid): records nothing when run in any other
+/// transaction, such as the one-statement transaction of a session whose migration ended
+/// dhctl's (see src/migrations/execute.rs).
+pub fn insert_in_transaction_sql(table: &TableName) -> String {
+    format!(
+        "INSERT INTO {} (version, name, applied_on, checksum) SELECT $1, $2, $3, $4 \
+         WHERE pg_catalog.txid_current() OPERATOR(pg_catalog.=) $5",
+        table.sql()
+    )
+}
+
+/// [`delete_sql`] for dhctl's transaction `$2` (a txid), as [`insert_in_transaction_sql`].
+pub fn delete_in_transaction_sql(table: &TableName) -> String {
+    format!(
+        "DELETE FROM {} WHERE version OPERATOR(pg_catalog.=) $1 \
+         AND pg_catalog.txid_current() OPERATOR(pg_catalog.=) $2",
         table.sql()
     )
 }

@@ -231,6 +231,33 @@ fn a_failing_migration_names_file_and_line_and_leaves_nothing_behind() {
 }
 
 #[test]
+fn statements_sent_behind_a_failing_one_never_run_and_the_error_names_the_failing_one() {
+    // dhctl sends a migration's statements at once; the ones behind a failure must be refused
+    // by the aborted transaction, not run. A sequence shows it: nextval is not rolled back.
+    let db = TestDb::new("pipelined");
+    db.exec("CREATE SEQUENCE public.outside");
+    let bad = "-- migrate:up\nCREATE TABLE first_one (id int);\n\nINSERT INTO nowhere VALUES (1);\nSELECT nextval('public.outside');\nCREATE TABLE after_it (id int);\n";
+    let dir = migrations_with(&[("20240101000006_broken.sql", bad)]);
+    let run = dhctl(&db.url)
+        .migrations_dir(dir.path())
+        .args(["migrate", "--no-partitions"])
+        .run();
+    run.expect_code(2);
+    assert!(
+        run.stderr.contains("20240101000006_broken.sql:4:") && run.stderr.contains("42P01"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(db.value("SELECT is_called FROM public.outside"), "f");
+    let tables = db.tables();
+    assert!(
+        !tables.contains(&"first_one".to_string()) && !tables.contains(&"after_it".to_string()),
+        "{tables:?}"
+    );
+    assert_eq!(db.history().len(), 5, "earlier migrations stay applied");
+}
+
+#[test]
 fn kill_9_mid_migration_leaves_no_partial_migration_and_no_stale_lock() {
     let db = migrated("kill9");
     let (dir, mut child, backend) = migrate_until_asleep(&db);
