@@ -140,22 +140,29 @@ fn folder(files: &[(&str, String)]) -> tempfile::TempDir {
 
 /// A section whose last statement sets a 1 ms timeout: dhctl's checks and history write run
 /// after it, and must neither be cancelled nor find the session gone.
+///
+/// `idle_session_timeout = 1` is also a race inside the server: the backend arms the 1 ms timer
+/// before it reads the message dhctl already sent, and a backend descheduled for a millisecond
+/// on a loaded machine ends the session however quickly dhctl answered. So that case gets three
+/// tries, and a try that loses the race must fail the honest way (exit 2, the statements kept,
+/// the migration not recorded); statement_timeout is deterministic and gets one.
 #[test]
 fn a_section_ending_with_a_one_millisecond_timeout_is_recorded() {
-    for (label, setting, header) in [
+    for (label, setting, header, tries) in [
         (
             "advst",
             "statement_timeout",
             "-- migrate:up transaction:false",
+            1,
         ),
         (
             "advis",
             "idle_session_timeout",
             "-- migrate:up transaction:false",
+            3,
         ),
-        ("advstw", "statement_timeout", "-- migrate:up"),
+        ("advstw", "statement_timeout", "-- migrate:up", 1),
     ] {
-        let db = TestDb::new(label);
         let dir = folder(&[
             (
                 "20300101000001_timeout.sql",
@@ -166,20 +173,38 @@ fn a_section_ending_with_a_one_millisecond_timeout_is_recorded() {
                 "-- migrate:up\nCREATE TABLE public.second (id int);\n".to_string(),
             ),
         ]);
-        let run = dhctl(&db.url)
-            .migrations_dir(dir.path())
-            .args(["migrate", "--no-partitions", "--format", "json"])
-            .run();
-        assert_eq!(run.code, 0, "{setting} {header}: {}", run.stdout);
-        assert_eq!(
-            db.history(),
-            vec![20300101000001, 20300101000002],
-            "{setting} {header}"
-        );
-        assert_eq!(
-            db.tables(),
-            vec!["first", "refinery_schema_history", "second"]
-        );
+        let mut recorded = false;
+        for _ in 0..tries {
+            let db = TestDb::new(label);
+            let run = dhctl(&db.url)
+                .migrations_dir(dir.path())
+                .args(["migrate", "--no-partitions", "--format", "json"])
+                .run();
+            if run.code != 0 && setting == "idle_session_timeout" {
+                let hint = run.json()["error"]["hint"].to_string();
+                assert_eq!(run.code, 2, "{setting}: {}", run.stdout);
+                assert!(
+                    hint.contains("statements were kept") && hint.contains("not recorded"),
+                    "{setting}: {}",
+                    run.stdout
+                );
+                assert_eq!(db.history(), Vec::<i64>::new(), "{setting}");
+                continue;
+            }
+            assert_eq!(run.code, 0, "{setting} {header}: {}", run.stdout);
+            assert_eq!(
+                db.history(),
+                vec![20300101000001, 20300101000002],
+                "{setting} {header}"
+            );
+            assert_eq!(
+                db.tables(),
+                vec!["first", "refinery_schema_history", "second"]
+            );
+            recorded = true;
+            break;
+        }
+        assert!(recorded, "{setting} {header}: every try lost the session");
     }
 }
 
