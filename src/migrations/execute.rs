@@ -382,7 +382,7 @@ enum Finish {
 async fn in_order<F: Future>(requests: impl Iterator<Item = F>) -> Vec<F::Output> {
     let mut pending: Vec<_> = requests.map(|f| Box::pin(maybe_done(f))).collect();
     std::future::poll_fn(|cx| {
-        for request in pending.iter_mut() {
+        for request in &mut pending {
             let _ = request.as_mut().poll(cx);
         }
         Poll::Ready(())
