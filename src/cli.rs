@@ -156,6 +156,9 @@ pub struct PartitionsDirArg {
 pub enum Format {
     Human,
     Json,
+    /// GitHub Actions workflow commands (`::error file=…,line=…::…`) for `dhctl lint`, so a
+    /// pull request shows each finding on its line; other commands print human output.
+    Github,
 }
 
 #[derive(Debug, Subcommand)]
@@ -201,6 +204,17 @@ pub enum Command {
     ///
     /// Example: dhctl verify --format json
     Verify(VerifyArgs),
+
+    /// Lint migration files: what each statement locks, rewrites, scans or breaks.
+    ///
+    /// Offline: lints the whole catalog (compiled in, or --migrations-dir), or the files and
+    /// folders named, against the tables earlier migrations made. Exit 0 when no finding is an
+    /// error, 1 when one is, 2 when a file cannot be linted (the statement is named by
+    /// file:line). Accept one finding with `-- dhctl:allow RULE reason` on the line just before
+    /// the statement. Rules and safe patterns: docs/lint.md.
+    ///
+    /// Example: dhctl lint --plan sql/20250301000000_add_column.sql --format github
+    Lint(LintArgs),
 
     /// Write a new migration file named <UTC timestamp>_<NAME>.sql with up and down markers.
     ///
@@ -270,6 +284,24 @@ pub struct MigrateArgs {
     /// Take "now" for partition creation from this RFC 3339 time instead of the server's clock.
     #[arg(long, value_name = "TIMESTAMP")]
     pub now: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct LintArgs {
+    #[command(flatten)]
+    pub migrations: MigrationsDirArg,
+    #[command(flatten)]
+    pub partitions: PartitionsDirArg,
+
+    /// Show every statement's lock plan: the relations it locks, the lock mode, and whether it
+    /// rewrites or scans them.
+    #[arg(long)]
+    pub plan: bool,
+
+    /// Migration files or folders of them to lint (default: every migration of the catalog).
+    /// Earlier migrations of the catalog still tell which tables exist.
+    #[arg(value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
 }
 
 #[derive(Debug, Args)]

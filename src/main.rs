@@ -227,6 +227,20 @@ async fn run(cli: &Cli) -> Result<i32> {
             Ok(0)
         }
         Command::Partition(command) => partition(format, command).await,
+        Command::Lint(args) => {
+            let report = dhctl::lint::run(&dhctl::lint::Options {
+                migrations: migration_source(&args.migrations),
+                partitions: policy_source(&args.partitions),
+                paths: args.paths.clone(),
+                plan: if args.plan {
+                    dhctl::lint::Plan::Collect
+                } else {
+                    dhctl::lint::Plan::Skip
+                },
+            })?;
+            output::lint::emit(format, &report);
+            Ok(report.exit_code())
+        }
         Command::Verify(args) => {
             let options =
                 verify::Options::parse(args.now.as_deref(), args.expect_fingerprint.as_deref())?

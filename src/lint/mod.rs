@@ -14,6 +14,7 @@
 //! is assumed large, so a finding about locking or rewriting one is an error.
 
 mod allow;
+mod files;
 pub mod locks;
 mod rules;
 mod schema;
@@ -26,6 +27,7 @@ use serde::Serialize;
 use crate::migrations::catalog::{Migration, Section, Transaction};
 use crate::Error;
 
+pub use files::{managed_tables, pending, run, Options};
 pub use locks::{Effect, Lock, LockMode};
 
 /// How bad a finding is: an error fails `dhctl lint` (exit 1) and stops `migrate`.

@@ -5,6 +5,7 @@
 
 pub mod escape;
 pub mod human;
+pub mod lint;
 pub mod manual;
 pub mod partitions;
 pub mod progress;
@@ -28,7 +29,8 @@ pub fn emit<T: Serialize>(format: Format, value: &T, human: impl FnOnce(&T) -> S
             }
         },
         // The renderers escape each value already; this catches whatever one missed.
-        Format::Human => escape::text(&human(value)).into_owned(),
+        // GitHub workflow commands are lint's; other reports have no line to annotate.
+        Format::Human | Format::Github => escape::text(&human(value)).into_owned(),
     };
     write_stdout(&text);
 }
