@@ -284,6 +284,12 @@ pub struct MigrateArgs {
     /// Take "now" for partition creation from this RFC 3339 time instead of the server's clock.
     #[arg(long, value_name = "TIMESTAMP")]
     pub now: Option<String>,
+
+    /// Apply pending migrations even when `dhctl lint` finds errors in them (statements that
+    /// lock, rewrite or scan an existing table, or fail at run time). Without it migrate
+    /// refuses them (exit 1) before applying anything and prints the findings.
+    #[arg(long, env = "DHCTL_ALLOW_UNSAFE", hide_env_values = true)]
+    pub allow_unsafe: bool,
 }
 
 #[derive(Debug, Args)]

@@ -173,17 +173,28 @@ async fn run(cli: &Cli) -> Result<i32> {
             } else {
                 CreateDatabase::IfMissing
             };
+            // Policies are validated before anything changes. A dry run does not create
+            // partitions, but lints with what the policies manage, as the real run would.
+            let loaded = if args.no_partitions {
+                None
+            } else {
+                Some(policy::load(&policy_source(&args.partitions))?)
+            };
+            let managed = dhctl::lint::managed_tables(loaded.as_deref().unwrap_or_default());
+            let policies = loaded.filter(|_| !args.dry_run);
             let options = migrate::Options {
                 to: args.to,
                 mode,
                 create,
                 show_sql: global.verbose,
-            };
-            // Policies are validated before anything changes; a dry run does not touch them.
-            let policies = if args.no_partitions || args.dry_run {
-                None
-            } else {
-                Some(policy::load(&policy_source(&args.partitions))?)
+                lint: migrate::LintGate {
+                    findings: if args.allow_unsafe {
+                        migrate::UnsafeFindings::Allow
+                    } else {
+                        migrate::UnsafeFindings::Refuse
+                    },
+                    managed,
+                },
             };
             let now = parse_now(args.now.as_deref())?;
             let partitions = policies

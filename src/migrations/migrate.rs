@@ -33,6 +33,23 @@ pub struct Options {
     pub create: CreateDatabase,
     /// Include each migration's SQL in the plan (dry runs with --verbose).
     pub show_sql: bool,
+    /// What to do with lint errors in the pending migrations.
+    pub lint: LintGate,
+}
+
+/// migrate lints the migrations it is about to apply (never the applied ones) and refuses
+/// error findings unless told otherwise (`--allow-unsafe`).
+#[derive(Debug, Clone)]
+pub struct LintGate {
+    pub findings: UnsafeFindings,
+    /// Tables whose partitions a policy manages (empty with --no-partitions).
+    pub managed: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnsafeFindings {
+    Refuse,
+    Allow,
 }
 
 /// One migration applied, or planned by a dry run.
@@ -68,6 +85,8 @@ pub struct MigrateReport {
     /// apart from partition status's list of partitions (docs/json.md).
     #[serde(rename = "partition_create")]
     pub partitions: Option<crate::partitions::RunReport>,
+    /// The lint of the pending migrations, with their lock plan (null when nothing is pending).
+    pub lint: Option<crate::lint::Report>,
 }
 
 /// `dhctl migrate` from start to end: connect (creating the database when `options.create`
@@ -116,7 +135,9 @@ fn plan_for_new_database(
     options: &Options,
 ) -> Result<MigrateReport> {
     let started = Instant::now();
-    let steps = plan(catalog, &[], options.to)?
+    let pending = plan(catalog, &[], options.to)?;
+    let lint = lint_pending(catalog, &pending, options)?;
+    let steps = pending
         .into_iter()
         .map(|m| step(m, None, None, options.show_sql))
         .collect();
@@ -129,7 +150,32 @@ fn plan_for_new_database(
         steps,
         duration_ms: ms(started.elapsed()),
         partitions: None,
+        lint,
     })
+}
+
+/// Lints the pending migrations (nothing when none is pending: an up-to-date database pays
+/// nothing). Error findings stop a run that would apply them, before anything is applied,
+/// unless `--allow-unsafe`; a dry run shows them with the lock plan.
+fn lint_pending(
+    catalog: &Catalog,
+    pending: &[&Migration],
+    options: &Options,
+) -> Result<Option<crate::lint::Report>> {
+    if pending.is_empty() {
+        return Ok(None);
+    }
+    let versions: Vec<i64> = pending.iter().map(|m| m.version).collect();
+    let report = crate::lint::pending(catalog, &versions, &options.lint.managed)?;
+    if report.errors > 0
+        && options.mode == Mode::Apply
+        && options.lint.findings == UnsafeFindings::Refuse
+    {
+        return Err(Error::Unsafe {
+            report: Box::new(report),
+        });
+    }
+    Ok(Some(report))
 }
 
 /// The partitions `migrate` ensures after migrating.
@@ -157,6 +203,7 @@ pub async fn run(
         rows: history,
     } = history::read(client, cfg.history_table.as_ref(), Use::Write).await?;
     let plan = plan(catalog, &history, options.to)?;
+    let lint = lint_pending(catalog, &plan, options)?;
     let mut report = MigrateReport {
         database: cfg.display_target(),
         dry_run: options.mode == Mode::DryRun,
@@ -166,6 +213,7 @@ pub async fn run(
         steps: Vec::with_capacity(plan.len()),
         duration_ms: 0.0,
         partitions: None,
+        lint,
     };
     if options.mode == Mode::DryRun {
         report.steps = plan

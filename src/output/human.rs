@@ -61,6 +61,16 @@ pub fn migrate(r: &MigrateReport) -> String {
                 .join(", ")
         ));
     }
+    if let Some(lint) = &r.lint {
+        // A dry run shows the lock plan; a run shows the findings --allow-unsafe let through.
+        let shown = crate::lint::Report {
+            plan: lint.plan.clone().filter(|_| r.dry_run),
+            ..lint.clone()
+        };
+        if shown.plan.is_some() || !shown.findings.is_empty() {
+            out.push_str(&super::lint::human(&shown, false));
+        }
+    }
     if let Some(partitions) = &r.partitions {
         out.push_str(&super::partitions::ensured(partitions));
     }

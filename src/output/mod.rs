@@ -64,9 +64,21 @@ pub fn write_stdout_bytes(bytes: &[u8]) {
 /// document on stdout, so a CI job parsing stdout sees what went wrong.
 pub fn error(format: Format, err: &Error) {
     let hint = err.hint();
+    if let (Error::Unsafe { report }, Format::Human | Format::Github) = (err, format) {
+        // The findings are why migrate stopped: on stderr, before the error line.
+        let findings = crate::lint::Report {
+            plan: None,
+            ..(**report).clone()
+        };
+        let text = match format {
+            Format::Github => lint::github(&findings),
+            _ => lint::human(&findings, false),
+        };
+        let _ = std::io::stderr().lock().write_all(text.as_bytes());
+    }
     error_lines(err, hint.as_deref());
     if format == Format::Json {
-        let doc = serde_json::json!({
+        let mut doc = serde_json::json!({
             "error": {
                 "exit_code": err.exit_code(),
                 "message": err.to_string(),
@@ -75,6 +87,9 @@ pub fn error(format: Format, err: &Error) {
                 "holder": match err { Error::LockBusy { holder, .. } => serde_json::to_value(holder).ok(), _ => None },
             }
         });
+        if let Error::Unsafe { report } = err {
+            doc["lint"] = serde_json::to_value(report).unwrap_or_default();
+        }
         write_stdout(&format!(
             "{}\n",
             escape::json(serde_json::to_string_pretty(&doc).unwrap_or_default())
