@@ -10,6 +10,7 @@ mod harness;
 mod health;
 mod history;
 mod hostile;
+mod lint;
 mod migrate;
 mod packaging;
 mod partitions;
