@@ -14,7 +14,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// webhook_deliveries partitions live in partitions/.
 ///
 /// Exit codes: 0 ok · 1 check failed (pending migrations with `status --exit-code`, a failed
-/// `verify` check) · 2 error (connection, SQL, bad input) · 3 lock busy after --lock-wait ·
+/// `verify` check, a `lint` error finding, `migrate` refusing one) · 2 error (connection, SQL, bad input) · 3 lock busy after --lock-wait ·
 /// 4 drift (an applied migration was modified or its file is missing) · 130 interrupted.
 ///
 /// A .env file in the working directory is loaded first; real environment variables win over it.
@@ -39,7 +39,8 @@ pub struct Cli {
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
     /// Output format: human tables on a terminal, or one JSON document on stdout (its fields are
-    /// defined in docs/json.md).
+    /// defined in docs/json.md); `github` writes `dhctl lint`'s findings as GitHub Actions
+    /// annotations (other commands print human output with it).
     #[arg(long, global = true, env = "DHCTL_FORMAT", hide_env_values = true, value_enum, default_value_t = Format::Human)]
     pub format: Format,
 

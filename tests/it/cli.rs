@@ -124,9 +124,10 @@ fn a_file_name_and_an_argument_with_control_characters_are_escaped() {
 
 /// Every `--help` page of every subcommand.
 fn help_pages() -> Vec<(String, String)> {
-    let commands: [&[&str]; 12] = [
+    let commands: [&[&str]; 13] = [
         &[],
         &["migrate"],
+        &["lint"],
         &["rollback"],
         &["status"],
         &["verify"],
