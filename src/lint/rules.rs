@@ -320,15 +320,15 @@ fn alter_table(alter: &ast::AlterTable, mode: &Mode, schema: &Schema, out: &mut 
             ast::AlterTableAction::AlterColumn(column) if !new => {
                 let col = column.column_name_ref().map(|c| name(c.syntax())).unwrap_or_default();
                 match column.option() {
-                    Some(ast::AlterColumnOption::SetType(set)) => {
-                        if type_change_rewrites(schema, &table, &col, &set) {
-                            let ty = set.ty().map(|t| type_text(t.syntax())).unwrap_or_default();
-                            out.report(
-                                Rule::ColumnTypeRewrite,
-                                format!("ALTER COLUMN {col} TYPE {ty} rewrites {table}{every_partition} (and its indexes) under ACCESS EXCLUSIVE"),
-                                "expand/contract: add a new column, write both from the gateway, backfill in batches, switch reads, drop the old column later (docs/lint.md); varchar(n) to a larger n or to text needs no rewrite",
-                            );
-                        }
+                    Some(ast::AlterColumnOption::SetType(set))
+                        if type_change_rewrites(schema, &table, &col, &set) =>
+                    {
+                        let ty = set.ty().map(|t| type_text(t.syntax())).unwrap_or_default();
+                        out.report(
+                            Rule::ColumnTypeRewrite,
+                            format!("ALTER COLUMN {col} TYPE {ty} rewrites {table}{every_partition} (and its indexes) under ACCESS EXCLUSIVE"),
+                            "expand/contract: add a new column, write both from the gateway, backfill in batches, switch reads, drop the old column later (docs/lint.md); varchar(n) to a larger n or to text needs no rewrite",
+                        );
                     }
                     Some(ast::AlterColumnOption::SetNotNull(_)) if !schema.proven_not_null(&table, &col) => {
                         out.report(
