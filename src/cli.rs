@@ -296,6 +296,8 @@ pub struct MigrateArgs {
 #[derive(Debug, Args)]
 pub struct LintArgs {
     #[command(flatten)]
+    pub connect: ConnectArgs,
+    #[command(flatten)]
     pub migrations: MigrationsDirArg,
     #[command(flatten)]
     pub partitions: PartitionsDirArg,
@@ -304,6 +306,23 @@ pub struct LintArgs {
     /// rewrites or scans them.
     #[arg(long)]
     pub plan: bool,
+
+    /// Connect (no lock, nothing written) and lint only the migrations not yet applied, with
+    /// the live size of every table they lock: a finding about locking, scanning or rewriting
+    /// a table below --small-table is a warning. Without it nothing connects and every
+    /// existing table is assumed large.
+    #[arg(long, conflicts_with = "paths")]
+    pub pending: bool,
+
+    /// With --pending: tables smaller than this on disk (all partitions counted) are small
+    /// (bytes, or with kB, MB, GB).
+    #[arg(
+        long,
+        value_name = "SIZE",
+        default_value = "10MB",
+        requires = "pending"
+    )]
+    pub small_table: String,
 
     /// Migration files or folders of them to lint (default: every migration of the catalog).
     /// Earlier migrations of the catalog still tell which tables exist.

@@ -84,7 +84,7 @@ fn read(parsed: &Parsed, path: &str) -> crate::Result<Vec<Allow>> {
         let Some(rule_name) = words.next() else {
             return Err(bad(path, comment.line, "names no rule"));
         };
-        let Some(rule) = Rule::from_name(rule_name).filter(|r| *r != Rule::UnusedAllow) else {
+        let Some(rule) = Rule::from_name(rule_name) else {
             return Err(bad(
                 path,
                 comment.line,
@@ -121,7 +121,7 @@ fn read(parsed: &Parsed, path: &str) -> crate::Result<Vec<Allow>> {
 fn bad(path: &str, line: usize, what: &str) -> Error {
     let rules: Vec<&str> = Rule::ALL
         .iter()
-        .filter(|r| **r != Rule::UnusedAllow)
+        .filter(|r| Rule::from_name(r.name()).is_some())
         .map(|r| r.name())
         .collect();
     Error::usage_hint(

@@ -25,6 +25,7 @@ pub fn run(options: &Options) -> Result<Report> {
     let catalog = catalog::load(&options.migrations)?;
     let context = Context {
         managed: managed_tables(&policy::load(&options.partitions)?),
+        ..Context::default()
     };
     if options.paths.is_empty() {
         let inputs: Vec<(String, &Migration)> = catalog
@@ -73,13 +74,52 @@ pub fn run(options: &Options) -> Result<Report> {
 /// Lints the pending migrations `migrate` is about to apply, the applied ones teaching only the
 /// schema. Names are file names, as migrate's other messages write them.
 pub fn pending(catalog: &Catalog, pending: &[i64], managed: &[String]) -> Result<Report> {
-    let inputs: Vec<Input<'_>> = catalog
+    // migrate applies what the server accepts; a statement dhctl's parser cannot read is a
+    // warning there, not a reason to refuse.
+    let context = Context {
+        managed: managed.to_vec(),
+        unparseable: super::Unparseable::Warn,
+    };
+    lint_pending(catalog, pending, &context, Plan::Collect, |m| {
+        m.file.clone()
+    })
+}
+
+/// [`pending`] for `lint --pending`: files named as `dhctl lint` names them.
+pub(crate) fn pending_in(
+    catalog: &Catalog,
+    source: &Source,
+    pending: &[i64],
+    managed: &[String],
+    plan: Plan,
+) -> Result<Report> {
+    let context = Context {
+        managed: managed.to_vec(),
+        ..Context::default()
+    };
+    lint_pending(catalog, pending, &context, plan, |m| {
+        display(source, &m.file)
+    })
+}
+
+fn lint_pending(
+    catalog: &Catalog,
+    pending: &[i64],
+    context: &Context,
+    plan: Plan,
+    path: impl Fn(&Migration) -> String,
+) -> Result<Report> {
+    let named: Vec<(String, &Migration)> = catalog
         .migrations
         .iter()
         .filter(|m| pending.last().is_none_or(|last| m.version <= *last))
-        .map(|m| Input {
+        .map(|m| (path(m), m))
+        .collect();
+    let inputs: Vec<Input<'_>> = named
+        .iter()
+        .map(|(path, m)| Input {
             migration: m,
-            path: &m.file,
+            path,
             target: if pending.contains(&m.version) {
                 Target::Lint
             } else {
@@ -87,10 +127,7 @@ pub fn pending(catalog: &Catalog, pending: &[i64], managed: &[String]) -> Result
             },
         })
         .collect();
-    let context = Context {
-        managed: managed.to_vec(),
-    };
-    lint(&inputs, &context, Plan::Collect)
+    lint(&inputs, context, plan)
 }
 
 /// The tables whose partitions the policies manage, named as the linter names tables.

@@ -77,6 +77,8 @@ pub struct Lock {
     pub relation: String,
     pub mode: LockMode,
     pub effect: Effect,
+    /// The relation's size on disk (all partitions counted) with `lint --pending`; null offline.
+    pub size_bytes: Option<u64>,
 }
 
 /// Adds `lock`, merging with an entry for the same relation (strongest mode, largest effect).
@@ -93,6 +95,7 @@ pub(crate) fn push(locks: &mut Vec<Lock>, relation: &str, mode: LockMode, effect
             relation: relation.to_string(),
             mode,
             effect,
+            size_bytes: None,
         }),
     }
 }

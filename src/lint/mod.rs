@@ -15,6 +15,7 @@
 
 mod allow;
 mod files;
+mod live;
 pub mod locks;
 mod rules;
 mod schema;
@@ -28,6 +29,7 @@ use crate::migrations::catalog::{Migration, Section, Transaction};
 use crate::Error;
 
 pub use files::{managed_tables, pending, run, Options};
+pub use live::{parse_size, pending_live, SMALL_TABLE_DEFAULT};
 pub use locks::{Effect, Lock, LockMode};
 
 /// How bad a finding is: an error fails `dhctl lint` (exit 1) and stops `migrate`.
@@ -61,10 +63,11 @@ pub enum Rule {
     DropBreaksGateway,
     ManualPartitionChange,
     UnusedAllow,
+    Unparseable,
 }
 
 impl Rule {
-    pub const ALL: [Rule; 20] = [
+    pub const ALL: [Rule; 21] = [
         Rule::IndexWithoutConcurrently,
         Rule::IndexOnPartitionedTable,
         Rule::DropIndexWithoutConcurrently,
@@ -85,6 +88,7 @@ impl Rule {
         Rule::DropBreaksGateway,
         Rule::ManualPartitionChange,
         Rule::UnusedAllow,
+        Rule::Unparseable,
     ];
 
     pub fn name(self) -> &'static str {
@@ -109,21 +113,29 @@ impl Rule {
             Rule::DropBreaksGateway => "drop-breaks-gateway",
             Rule::ManualPartitionChange => "manual-partition-change",
             Rule::UnusedAllow => "unused-allow",
+            Rule::Unparseable => "unparseable",
         }
     }
 
+    /// The rule an allow comment names; the two about the lint itself cannot be allowed.
     pub fn from_name(name: &str) -> Option<Rule> {
-        Rule::ALL.into_iter().find(|r| r.name() == name)
+        Rule::ALL
+            .into_iter()
+            .filter(|r| !matches!(r, Rule::UnusedAllow | Rule::Unparseable))
+            .find(|r| r.name() == name)
     }
 
     /// Renames and drops break the running gateway's queries, but are sometimes the point of a
-    /// migration (the contract step of expand/contract): warnings. An unused allow is a
-    /// warning too. Everything else locks, rewrites or fails: an error.
+    /// migration (the contract step of expand/contract): warnings. A section that cannot be
+    /// rerun only hurts after some other failure, so it warns rather than stopping migrate. An
+    /// unused allow, and (migrate only) a migration the parser cannot read, are warnings too. Everything else locks, rewrites or fails: an error.
     pub fn severity(self) -> Severity {
         match self {
-            Rule::RenameBreaksGateway | Rule::DropBreaksGateway | Rule::UnusedAllow => {
-                Severity::Warning
-            }
+            Rule::RenameBreaksGateway
+            | Rule::DropBreaksGateway
+            | Rule::NotRerunnable
+            | Rule::UnusedAllow
+            | Rule::Unparseable => Severity::Warning,
             _ => Severity::Error,
         }
     }
@@ -172,6 +184,8 @@ pub struct Report {
     pub warnings: usize,
     /// Every statement's locks, with `--plan`; null otherwise.
     pub plan: Option<Vec<PlanStep>>,
+    /// The server's version (`server_version_num`) with `--pending`; null offline.
+    pub server_version: Option<i32>,
 }
 
 impl Report {
@@ -209,11 +223,23 @@ pub enum Plan {
 pub struct Context {
     /// Tables whose partitions a policy in partitions/ creates and drops.
     pub managed: Vec<String>,
+    pub unparseable: Unparseable,
+}
+
+/// What a statement the parser cannot read does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Unparseable {
+    /// `dhctl lint`: exit 2 naming file:line; a linter that skipped it would pass what it never
+    /// checked.
+    #[default]
+    Fail,
+    /// migrate: a warning, and the server judges the SQL (a gap in the parser must never stop
+    /// valid SQL from being applied; a real syntax error fails with the server's message).
+    Warn,
 }
 
 /// Lints the targets among `inputs` (in version order; the others only teach the schema).
-/// An unparseable statement or a bad allow comment in a target is an error naming file:line
-/// (exit 2): a linter that skips what it cannot read would pass what it never checked.
+/// A bad allow comment in a target is an error naming file:line (exit 2).
 pub fn lint(inputs: &[Input<'_>], context: &Context, plan: Plan) -> crate::Result<Report> {
     let mut schema = schema::Schema::new(&context.managed);
     let mut report = Report {
@@ -221,8 +247,26 @@ pub fn lint(inputs: &[Input<'_>], context: &Context, plan: Plan) -> crate::Resul
         ..Report::default()
     };
     for input in inputs {
-        let lint = input.target == Target::Lint;
-        let up = sql::parse_section(&input.migration.up, input.path, lint)?;
+        let up = sql::parse_section(&input.migration.up);
+        let down = match (&input.migration.down, input.target) {
+            (Some(section), Target::Lint) => Some((section, sql::parse_section(section))),
+            _ => None,
+        };
+        let mut lint = input.target == Target::Lint;
+        let error = up
+            .syntax_error
+            .as_ref()
+            .or(down.as_ref().and_then(|(_, d)| d.syntax_error.as_ref()));
+        if let (true, Some((line, message))) = (lint, error) {
+            match context.unparseable {
+                Unparseable::Fail => return Err(unparseable(input.path, *line, message)),
+                Unparseable::Warn => {
+                    report.files += 1;
+                    report.findings.push(unparsed(input.path, *line, message));
+                    lint = false;
+                }
+            }
+        }
         schema.begin_migration();
         let mode = Mode {
             section: SectionKind::Up,
@@ -230,31 +274,29 @@ pub fn lint(inputs: &[Input<'_>], context: &Context, plan: Plan) -> crate::Resul
         };
         let mut findings = Vec::new();
         let mut steps = Vec::new();
-        // The down section runs against the schema as the up left it; what it drops is not
-        // learnt (later migrations build on the up).
-        let before_up = lint.then(|| schema.clone());
         rules::check_section(&up, &mode, &mut schema, &mut findings, &mut steps);
         if !lint {
             continue;
         }
         report.files += 1;
         let mut findings = allow::apply(findings, &up, input.path)?;
-        if let (Some(down), Some(_)) = (&input.migration.down, before_up) {
-            let parsed = sql::parse_section(down, input.path, true)?;
+        if let Some((section, parsed)) = &down {
             let mode = Mode {
                 section: SectionKind::Down,
-                transaction: down.transaction,
+                transaction: section.transaction,
             };
+            // The down runs against the schema as the up left it; what it drops is not learnt
+            // (later migrations build on the up).
             let mut scratch = schema.clone();
             let mut down_findings = Vec::new();
             rules::check_section(
-                &parsed,
+                parsed,
                 &mode,
                 &mut scratch,
                 &mut down_findings,
                 &mut Vec::new(),
             );
-            findings.extend(allow::apply(down_findings, &parsed, input.path)?);
+            findings.extend(allow::apply(down_findings, parsed, input.path)?);
         }
         findings.sort_by_key(|f| f.line);
         for f in &mut findings {
@@ -297,6 +339,20 @@ fn unparseable(path: &str, line: usize, detail: &str) -> Error {
         "fix the statement's syntax; if PostgreSQL accepts it and dhctl's parser does not, \
          report it, and lint the other files by naming them (`dhctl lint FILE...`)",
     )
+}
+
+/// The warning migrate gives for a migration its parser cannot read.
+fn unparsed(path: &str, line: usize, detail: &str) -> Finding {
+    Finding {
+        file: path.to_string(),
+        line,
+        rule: Rule::Unparseable,
+        severity: Severity::Warning,
+        message: format!("dhctl's parser cannot read this migration ({detail}), so it was not linted"),
+        hint: "check it with `dhctl lint FILE`; if PostgreSQL accepts the statement, the migration applies as usual".into(),
+        statement: String::new(),
+        locks: Vec::new(),
+    }
 }
 
 /// Maps a byte offset in a section to the file's line.

@@ -39,7 +39,7 @@ pub(crate) fn check_section(
             {
                 out.report(
                     Rule::NotRerunnable,
-                    "runs outside a transaction and fails when run again: if a later statement of this transaction:false section fails, the section cannot simply be rerun".into(),
+                    format!("{} runs outside a transaction and fails when run again: if a later statement of this transaction:false section fails, the section cannot simply be rerun", head(&statement.text)),
                     "write it to be idempotent (CREATE … IF NOT EXISTS, DROP … IF EXISTS, ADD COLUMN IF NOT EXISTS), or move it into its own migration",
                 );
             }
@@ -52,6 +52,13 @@ pub(crate) fn check_section(
             locks,
         });
     }
+}
+
+/// The start of a statement, up to its first parenthesis: `CREATE TABLE public.t`.
+fn head(statement: &str) -> String {
+    let cut = statement.find(['(', ';']).unwrap_or(statement.len());
+    let head: String = statement[..cut].chars().take(80).collect();
+    head.trim_end().to_string()
 }
 
 /// Where findings of one statement go.
@@ -96,7 +103,7 @@ fn outside_transaction_only(stmt: &ast::Stmt, out: &mut Out<'_>) {
     if concurrently {
         out.report(
             Rule::ConcurrentlyInTransaction,
-            "CONCURRENTLY cannot run inside a transaction block, and this section runs in one: the migration fails when applied".into(),
+            format!("{}: CONCURRENTLY cannot run inside a transaction block, and this section runs in one, so the migration fails when applied", head(&out.statement.text)),
             "mark the section `-- migrate:up transaction:false` (or `-- migrate:down transaction:false`), alone in its migration, with IF [NOT] EXISTS so that it can be rerun",
         );
     }
@@ -577,6 +584,13 @@ fn canonical_type(ty: &str) -> String {
 fn rerunnable(stmt: &ast::Stmt) -> bool {
     let node = stmt.syntax();
     match stmt {
+        // A temporary table ends with the session; a rerun starts a new one.
+        ast::Stmt::CreateTable(_) | ast::Stmt::CreateTableAs(_)
+            if has_token(node, SyntaxKind::TEMP_KW)
+                || has_token(node, SyntaxKind::TEMPORARY_KW) =>
+        {
+            true
+        }
         ast::Stmt::CreateTable(_)
         | ast::Stmt::CreateIndex(_)
         | ast::Stmt::CreateSequence(_)
@@ -648,6 +662,17 @@ fn learn(stmt: &ast::Stmt, schema: &mut Schema) {
                     columns,
                 },
             );
+        }
+        // Tables made from a query (and materialized views, which can be indexed) are new too.
+        ast::Stmt::CreateTableAs(create) => {
+            if let Some(table) = create.table_name().map(|t| name(t.syntax())) {
+                schema.create_table(&table, Table::default());
+            }
+        }
+        ast::Stmt::CreateMaterializedView(view) => {
+            if let Some(path) = view.view().and_then(|v| v.path()) {
+                schema.create_table(&name(path.syntax()), Table::default());
+            }
         }
         ast::Stmt::CreateIndex(index) => {
             if let (Some(n), Some(table)) = (

@@ -5,7 +5,7 @@
 use squawk_syntax::ast::{self, AstNode};
 use squawk_syntax::{SourceFile, SyntaxKind, SyntaxNode};
 
-use super::{line_of, unparseable};
+use super::line_of;
 use crate::migrations::catalog::Section;
 
 /// One statement of a section.
@@ -24,6 +24,8 @@ pub(crate) struct Comment {
 }
 
 pub(crate) struct Parsed {
+    /// The first syntax error: the file's line and the parser's message.
+    pub syntax_error: Option<(usize, String)>,
     pub statements: Vec<Statement>,
     pub comments: Vec<Comment>,
     /// The line of each statement's first token and of its last, to tell which lines only hold
@@ -34,16 +36,14 @@ pub(crate) struct Parsed {
 /// Longest statement text a report carries (the file has the rest).
 const STATEMENT_CHARS: usize = 200;
 
-/// Parses a section. With `strict`, a syntax error is exit 2 naming the line; without it (an
-/// earlier migration read only for its tables), what parses is used.
-pub(crate) fn parse_section(section: &Section, path: &str, strict: bool) -> crate::Result<Parsed> {
+/// Parses a section. The parser always yields a tree; its first syntax error is kept for the
+/// caller to decide (`dhctl lint` fails, migrate warns and lets the server judge).
+pub(crate) fn parse_section(section: &Section) -> Parsed {
     let parse = SourceFile::parse(&section.sql);
-    if strict {
-        if let Some(error) = parse.errors().first() {
-            let offset = usize::from(error.range().start()).min(section.sql.len());
-            return Err(unparseable(path, line_of(section, offset), error.message()));
-        }
-    }
+    let syntax_error = parse.errors().first().map(|error| {
+        let offset = usize::from(error.range().start()).min(section.sql.len());
+        (line_of(section, offset), error.message().to_string())
+    });
     let file = parse.tree();
     let mut statements = Vec::new();
     let mut statement_lines = Vec::new();
@@ -71,11 +71,12 @@ pub(crate) fn parse_section(section: &Section, path: &str, strict: bool) -> crat
             text: t.text().to_string(),
         })
         .collect();
-    Ok(Parsed {
+    Parsed {
+        syntax_error,
         statements,
         comments,
         statement_lines,
-    })
+    }
 }
 
 /// The offset of a node's first token that is not whitespace or a comment.
@@ -173,14 +174,9 @@ mod tests {
 
     #[test]
     fn statements_start_at_their_first_token_not_at_the_comment_above() {
-        let parsed = parse_section(
-            &section(
-                "-- a comment\nCREATE TABLE t (id int);\n\n-- another\nCREATE INDEX i ON t (id);\n",
-            ),
-            "x.sql",
-            true,
-        )
-        .unwrap();
+        let parsed = parse_section(&section(
+            "-- a comment\nCREATE TABLE t (id int);\n\n-- another\nCREATE INDEX i ON t (id);\n",
+        ));
         let lines: Vec<usize> = parsed.statements.iter().map(|s| s.line).collect();
         assert_eq!(lines, [4, 7]);
         assert_eq!(parsed.statements[1].text, "CREATE INDEX i ON t (id);");
@@ -190,20 +186,15 @@ mod tests {
 
     #[test]
     fn a_syntax_error_names_its_line() {
-        let err = parse_section(&section("SELECT 1;\nCREATE TABLE (;\n"), "x.sql", true)
-            .err()
-            .unwrap();
-        assert!(err.to_string().starts_with("x.sql:4: cannot lint"), "{err}");
+        let parsed = parse_section(&section("SELECT 1;\nCREATE TABLE (;\n"));
+        assert_eq!(parsed.syntax_error.map(|(line, _)| line), Some(4));
     }
 
     #[test]
     fn names_fold_like_postgresql() {
-        let parsed = parse_section(
-            &section("ALTER TABLE public.\"Mixed\" ADD COLUMN a int; ALTER TABLE Api_Keys ADD COLUMN b int;"),
-            "x.sql",
-            true,
-        )
-        .unwrap();
+        let parsed = parse_section(&section(
+            "ALTER TABLE public.\"Mixed\" ADD COLUMN a int; ALTER TABLE Api_Keys ADD COLUMN b int;",
+        ));
         let names: Vec<String> = parsed
             .statements
             .iter()

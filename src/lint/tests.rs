@@ -32,6 +32,7 @@ fn lint_after_seed(extra: &[(&str, &str)]) -> crate::Result<Report> {
         .collect();
     let context = Context {
         managed: vec!["request_logs".into(), "webhook_deliveries".into()],
+        ..Context::default()
     };
     lint(&inputs, &context, Plan::Collect)
 }
@@ -94,6 +95,7 @@ fn the_seed_lints_clean() {
         .collect();
     let context = Context {
         managed: vec!["request_logs".into(), "webhook_deliveries".into()],
+        ..Context::default()
     };
     let all = lint(&inputs, &context, Plan::Skip).unwrap();
     assert_eq!(report.files, 0);
@@ -389,7 +391,8 @@ fn findings_name_file_line_statement_and_locks() {
         [Lock {
             relation: "api_keys".into(),
             mode: LockMode::Share,
-            effect: Effect::Scan
+            effect: Effect::Scan,
+            size_bytes: None,
         }]
     );
     assert_eq!(report.exit_code(), 1);
@@ -413,6 +416,7 @@ fn the_lock_plan_follows_postgresql_s_table() {
         relation: relation.into(),
         mode,
         effect,
+        size_bytes: Option::None,
     };
     use Effect::*;
     use LockMode::*;
@@ -448,4 +452,37 @@ fn an_unparseable_statement_is_named_by_file_and_line() {
         "{err}"
     );
     assert_eq!(err.exit_code(), 2);
+}
+
+#[test]
+fn migrate_warns_on_what_its_parser_cannot_read_and_leaves_it_to_the_server() {
+    let mut files: Vec<(String, Vec<u8>)> = crate::embedded::MIGRATIONS
+        .iter()
+        .map(|(n, b)| (n.to_string(), b.to_vec()))
+        .collect();
+    files.push((
+        "20250101000000_broken.sql".into(),
+        b"-- migrate:up\nCREATE TABLE t (a int);\nSELEC 1;\n".to_vec(),
+    ));
+    let catalog = catalog::parse_files(files).unwrap();
+    let report = pending(&catalog, &[20250101000000], &[]).unwrap();
+    let found: Vec<_> = report
+        .findings
+        .iter()
+        .map(|f| (f.rule.name(), f.line, f.severity))
+        .collect();
+    assert_eq!(found, [("unparseable", 3, Severity::Warning)]);
+    assert_eq!(report.exit_code(), 0);
+}
+
+#[test]
+fn temporary_tables_and_materialized_views_are_new() {
+    let found = rules_of_no_transaction(
+        "CREATE TEMP TABLE scratch (id int);\nCREATE TABLE IF NOT EXISTS t (a int);",
+    );
+    assert!(found.is_empty(), "{found:?}");
+    silent(
+        "index-without-concurrently",
+        "CREATE MATERIALIZED VIEW per_key AS SELECT api_key_id, count(*) FROM audit_logs GROUP BY 1; CREATE UNIQUE INDEX per_key_id ON per_key (api_key_id);",
+    );
 }

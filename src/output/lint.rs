@@ -83,7 +83,15 @@ fn locks(locks: &[Lock]) -> String {
                 crate::lint::Effect::Scan => ", scans",
                 crate::lint::Effect::Rewrite => ", rewrites",
             };
-            format!("{} {}{effect}", escape::field(&l.relation), l.mode.as_str())
+            let size = l
+                .size_bytes
+                .map(|b| format!(", {b} bytes on disk"))
+                .unwrap_or_default();
+            format!(
+                "{} {}{effect}{size}",
+                escape::field(&l.relation),
+                l.mode.as_str()
+            )
         })
         .collect::<Vec<_>>()
         .join("; ")
@@ -149,12 +157,14 @@ mod tests {
                     relation: "t".into(),
                     mode: LockMode::Share,
                     effect: Effect::Scan,
+                    size_bytes: Some(8192),
                 }],
             }],
             files: 1,
             errors: 1,
             warnings: 0,
             plan: None,
+            server_version: None,
         }
     }
 
@@ -175,7 +185,10 @@ mod tests {
             text.starts_with("sql/2025_x,y.sql:7: error[index-without-concurrently]: 100% blocked"),
             "{text}"
         );
-        assert!(text.contains("  locks: t SHARE, scans\n"), "{text}");
+        assert!(
+            text.contains("  locks: t SHARE, scans, 8192 bytes on disk\n"),
+            "{text}"
+        );
         assert!(
             text.ends_with("1 file(s) linted: 1 error(s), 0 warning(s)\n"),
             "{text}"

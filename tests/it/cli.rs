@@ -155,6 +155,7 @@ fn help_pages() -> Vec<(String, String)> {
 fn help_lists_each_flag_only_on_the_commands_that_use_it() {
     let connects = [
         "migrate",
+        "lint",
         "rollback",
         "status",
         "verify",

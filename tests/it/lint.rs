@@ -145,6 +145,7 @@ fn the_corpus_gets_its_expected_verdicts_and_safe_cases_apply() {
             let warning = [
                 "rename-breaks-gateway",
                 "drop-breaks-gateway",
+                "not-rerunnable",
                 "unused-allow",
             ]
             .contains(&f["rule"].as_str().unwrap());
@@ -241,4 +242,95 @@ fn apply(case: &Case, dir: &Path, report: &serde_json::Value) -> usize {
         }
     }
     checked
+}
+
+#[test]
+fn pending_lints_only_unapplied_migrations_and_weighs_findings_by_live_size() {
+    let db = TestDb::new("lintpending");
+    dhctl(&db.url)
+        .args(["migrate", "--no-partitions"])
+        .run()
+        .expect_code(0);
+    db.exec(ROWS);
+    let dir = migrations_with(&[(
+        "20250101000000_index.sql",
+        "-- migrate:up\nCREATE INDEX idx_audit_logs_action ON audit_logs (action);\n",
+    )]);
+    // Offline every existing table is large: an error.
+    dhctl(&db.url)
+        .args(["lint"])
+        .migrations_dir(dir.path())
+        .run()
+        .expect_code(1);
+    // Connected, audit_logs (50 rows) is below the default 10MB: a warning naming its size.
+    let run = dhctl(&db.url)
+        .args(["lint", "--pending", "--format", "json"])
+        .migrations_dir(dir.path())
+        .run();
+    run.expect_code(0);
+    let report = run.json();
+    assert_eq!(report["files"], 1, "only the pending migration: {report}");
+    assert!(report["server_version"].as_i64().unwrap() >= 140000);
+    let finding = &report["findings"][0];
+    assert_eq!(finding["rule"], "index-without-concurrently");
+    assert_eq!(finding["severity"], "warning");
+    let size = finding["locks"][0]["size_bytes"].as_u64().unwrap();
+    assert!(size > 0 && size < 10 << 20, "{finding}");
+    // A threshold below the table's size makes it large again.
+    dhctl(&db.url)
+        .args(["lint", "--pending", "--small-table", "1kB"])
+        .migrations_dir(dir.path())
+        .run()
+        .expect_code(1);
+    // Nothing pending: nothing linted.
+    dhctl(&db.url)
+        .args(["migrate", "--no-partitions", "--allow-unsafe"])
+        .migrations_dir(dir.path())
+        .run()
+        .expect_code(0);
+    let run = dhctl(&db.url)
+        .args(["lint", "--pending", "--format", "json"])
+        .migrations_dir(dir.path())
+        .run();
+    run.expect_code(0);
+    assert_eq!(run.json()["files"], 0);
+}
+
+#[test]
+fn migrate_refuses_error_findings_before_applying_anything() {
+    let db = TestDb::new("lintgate");
+    dhctl(&db.url)
+        .args(["migrate", "--no-partitions"])
+        .run()
+        .expect_code(0);
+    let dir = migrations_with(&[
+        (
+            "20250101000000_table.sql",
+            "-- migrate:up\nCREATE TABLE notes (id int);\n",
+        ),
+        (
+            "20250101000001_rewrite.sql",
+            "-- migrate:up\nALTER TABLE request_logs ALTER COLUMN response_status TYPE bigint;\n",
+        ),
+    ]);
+    let run = dhctl(&db.url)
+        .args(["migrate", "--no-partitions", "--format", "json"])
+        .migrations_dir(dir.path())
+        .run();
+    run.expect_code(1);
+    let error = run.json();
+    assert_eq!(error["lint"]["findings"][0]["rule"], "column-type-rewrite");
+    assert_eq!(
+        db.history().len(),
+        5,
+        "nothing of the pending migrations was applied"
+    );
+    assert!(!db.tables().contains(&"notes".to_string()));
+    dhctl(&db.url)
+        .args(["migrate", "--no-partitions"])
+        .env("DHCTL_ALLOW_UNSAFE", "true")
+        .migrations_dir(dir.path())
+        .run()
+        .expect_code(0);
+    assert_eq!(db.history().len(), 7);
 }
