@@ -201,7 +201,7 @@ pub struct Input<'a> {
     pub migration: &'a Migration,
     /// How the user names the file (a path relative to where dhctl runs, or `sql/…`).
     pub path: &'a str,
-    /// Lint it (true), or only learn the tables it creates (an earlier, applied migration).
+    /// Lint it, or only learn the tables it creates (an earlier migration).
     pub target: Target,
 }
 
