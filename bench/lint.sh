@@ -2,7 +2,7 @@
 # Times `dhctl lint` next to squawk on the same 1,000 migration files, in one hyperfine run
 # (paired: same machine, same moment, alternating), and prints the ratio dhctl/squawk of the
 # medians and means. The files are the corpus's single-file cases (tests/lint/*.sql), each
-# copied under 25 versions, after the shipped sql/ (so dhctl lints 1,005 files, squawk 1,000).
+# copied under as many versions as it takes, after the shipped sql/ (so dhctl lints 1,005 files, squawk 1,000).
 #
 #   bench/lint.sh                   # needs squawk on PATH (pip install squawk-cli)
 #   RUNS=20 SQUAWK=/path/to/squawk DHCTL_BIN=/path/to/dhctl bench/lint.sh
@@ -29,7 +29,7 @@ fi
 mkdir -p "$out/sql" "$out/only"
 cp sql/*.sql "$out/sql/"
 n=0
-for copy in $(seq 1 25); do
+for copy in $(seq 1 100); do
     for case in tests/lint/*.sql; do
         n=$((n + 1))
         version=$(printf '2025%010d' "$n")
