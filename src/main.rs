@@ -239,23 +239,7 @@ async fn run(cli: &Cli) -> Result<i32> {
         }
         Command::Partition(command) => partition(format, command).await,
         Command::Lint(args) => {
-            let options = dhctl::lint::Options {
-                migrations: migration_source(&args.migrations),
-                partitions: policy_source(&args.partitions),
-                paths: args.paths.clone(),
-                plan: if args.plan {
-                    dhctl::lint::Plan::Collect
-                } else {
-                    dhctl::lint::Plan::Skip
-                },
-            };
-            let report = if args.pending {
-                let small = dhctl::lint::parse_size(&args.small_table)
-                    .map_err(|e| Error::usage(format!("--small-table: {e}")))?;
-                dhctl::lint::pending_live(&unlocked(&args.connect)?, &options, small).await?
-            } else {
-                dhctl::lint::run(&options)?
-            };
+            let report = dhctl::lint::command(args).await?;
             output::lint::emit(format, &report);
             Ok(report.exit_code())
         }

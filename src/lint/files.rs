@@ -190,3 +190,27 @@ fn io(path: &Path, source: std::io::Error) -> Error {
         source,
     }
 }
+
+/// `dhctl lint` from its command line: offline over the catalog or the named paths, or with
+/// `--pending` against the database the connection options name (no lock taken).
+pub async fn command(args: &crate::cli::LintArgs) -> Result<Report> {
+    let options = Options {
+        migrations: match &args.migrations.migrations_dir {
+            Some(dir) => Source::Dir(dir.clone()),
+            None => Source::Embedded,
+        },
+        partitions: match &args.partitions.partitions_dir {
+            Some(dir) => policy::Source::Dir(dir.clone()),
+            None => policy::Source::Embedded,
+        },
+        paths: args.paths.clone(),
+        plan: if args.plan { Plan::Collect } else { Plan::Skip },
+    };
+    if !args.pending {
+        return run(&options);
+    }
+    let small = super::parse_size(&args.small_table)
+        .map_err(|e| Error::usage(format!("--small-table: {e}")))?;
+    let cfg = crate::config::DbConfig::from_args(&args.connect, &crate::cli::LockArgs::default())?;
+    super::pending_live(&cfg, &options, small).await
+}

@@ -28,7 +28,7 @@ use serde::Serialize;
 use crate::migrations::catalog::{Migration, Section, Transaction};
 use crate::Error;
 
-pub use files::{managed_tables, pending, run, Options};
+pub use files::{command, managed_tables, pending, run, Options};
 pub use live::{parse_size, pending_live, SMALL_TABLE_DEFAULT};
 pub use locks::{Effect, Lock, LockMode};
 
