@@ -291,6 +291,12 @@ pub struct MigrateArgs {
     /// refuses them (exit 1) before applying anything and prints the findings.
     #[arg(long, env = "DHCTL_ALLOW_UNSAFE", hide_env_values = true)]
     pub allow_unsafe: bool,
+
+    /// Tables smaller than this on disk (all partitions counted) are small: lint findings
+    /// about locking, scanning or rewriting them are warnings and do not stop migrate (bytes,
+    /// or with kB, MB, GB).
+    #[arg(long, value_name = "SIZE", default_value = "10MB")]
+    pub small_table: String,
 }
 
 #[derive(Debug, Args)]

@@ -194,6 +194,8 @@ async fn run(cli: &Cli) -> Result<i32> {
                         migrate::UnsafeFindings::Refuse
                     },
                     managed,
+                    small_table: dhctl::lint::parse_size(&args.small_table)
+                        .map_err(|e| Error::usage(format!("--small-table: {e}")))?,
                 },
             };
             let now = parse_now(args.now.as_deref())?;

@@ -42,10 +42,39 @@ pub async fn pending_live(cfg: &DbConfig, options: &Options, small_table: u64) -
             options.plan,
         )?
     };
-    let sizes = table_sizes(&session.client, &relations(&report)).await?;
-    weigh(&mut report, &sizes, small_table);
+    let names = relations(&report);
+    let sizes = table_sizes(&session.client, &names).await?;
+    weigh(&mut report, &missing_as_empty(sizes, &names), small_table);
     report.server_version = Some(session.server_version);
     Ok(report)
+}
+
+/// migrate's lint: the pending migrations, weighed by the live size of the tables they lock
+/// (`client` None: the database does not exist yet, so every table is new).
+pub async fn pending_weighed(
+    client: Option<&tokio_postgres::Client>,
+    catalog: &catalog::Catalog,
+    pending: &[i64],
+    managed: &[String],
+    small_table: u64,
+) -> Result<Report> {
+    let mut report = files::pending(catalog, pending, managed)?;
+    let names = relations(&report);
+    let sizes = match client {
+        Some(client) => table_sizes(client, &names).await?,
+        None => HashMap::new(),
+    };
+    weigh(&mut report, &missing_as_empty(sizes, &names), small_table);
+    Ok(report)
+}
+
+/// A table a pending statement locks that does not exist yet is created by an earlier pending
+/// statement (or the statement fails anyway): when this run starts it is empty.
+fn missing_as_empty(mut sizes: HashMap<String, u64>, names: &[String]) -> HashMap<String, u64> {
+    for name in names {
+        sizes.entry(name.clone()).or_insert(0);
+    }
+    sizes
 }
 
 /// Every relation a finding or plan step locks.
@@ -128,8 +157,8 @@ fn grows_with_size(rule: Rule) -> bool {
 }
 
 /// Fills each lock's `size_bytes` and turns an error into a warning when every table it locks
-/// exists and is smaller than `small_table`. A table that does not exist yet (created by an
-/// earlier pending migration) keeps the offline verdict.
+/// has a known size below `small_table`; a relation without one ("every table") keeps the
+/// offline verdict.
 pub(crate) fn weigh(report: &mut Report, sizes: &HashMap<String, u64>, small_table: u64) {
     let fill = |locks: &mut Vec<super::Lock>| {
         for lock in locks {

@@ -44,6 +44,8 @@ pub struct LintGate {
     pub findings: UnsafeFindings,
     /// Tables whose partitions a policy manages (empty with --no-partitions).
     pub managed: Vec<String>,
+    /// Below this size on disk a table is small: its locking findings are warnings.
+    pub small_table: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,7 +107,10 @@ pub async fn command(
         // A dry run against a database that does not exist yet: migrate would create it and
         // apply everything, which is the plan to show.
         Err(Error::MissingDatabase { .. }) if options.mode == Mode::DryRun => {
-            return Ok((plan_for_new_database(cfg, catalog, options)?, Vec::new()));
+            return Ok((
+                plan_for_new_database(cfg, catalog, options).await?,
+                Vec::new(),
+            ));
         }
         other => other?,
     };
@@ -129,14 +134,14 @@ pub async fn command(
     Ok((report, failures))
 }
 
-fn plan_for_new_database(
+async fn plan_for_new_database(
     cfg: &DbConfig,
     catalog: &Catalog,
     options: &Options,
 ) -> Result<MigrateReport> {
     let started = Instant::now();
     let pending = plan(catalog, &[], options.to)?;
-    let lint = lint_pending(catalog, &pending, options)?;
+    let lint = lint_pending(None, catalog, &pending, options).await?;
     let steps = pending
         .into_iter()
         .map(|m| step(m, None, None, options.show_sql))
@@ -155,9 +160,11 @@ fn plan_for_new_database(
 }
 
 /// Lints the pending migrations (nothing when none is pending: an up-to-date database pays
-/// nothing). Error findings stop a run that would apply them, before anything is applied,
+/// nothing), weighed by the live size of the tables they lock (`client` None: the database does
+/// not exist yet). Error findings stop a run that would apply them, before anything is applied,
 /// unless `--allow-unsafe`; a dry run shows them with the lock plan.
-fn lint_pending(
+async fn lint_pending(
+    client: Option<&tokio_postgres::Client>,
     catalog: &Catalog,
     pending: &[&Migration],
     options: &Options,
@@ -166,7 +173,14 @@ fn lint_pending(
         return Ok(None);
     }
     let versions: Vec<i64> = pending.iter().map(|m| m.version).collect();
-    let report = crate::lint::pending(catalog, &versions, &options.lint.managed)?;
+    let report = crate::lint::pending_weighed(
+        client,
+        catalog,
+        &versions,
+        &options.lint.managed,
+        options.lint.small_table,
+    )
+    .await?;
     if report.errors > 0
         && options.mode == Mode::Apply
         && options.lint.findings == UnsafeFindings::Refuse
@@ -203,7 +217,7 @@ pub async fn run(
         rows: history,
     } = history::read(client, cfg.history_table.as_ref(), Use::Write).await?;
     let plan = plan(catalog, &history, options.to)?;
-    let lint = lint_pending(catalog, &plan, options)?;
+    let lint = lint_pending(Some(client), catalog, &plan, options).await?;
     let mut report = MigrateReport {
         database: cfg.display_target(),
         dry_run: options.mode == Mode::DryRun,

@@ -313,8 +313,34 @@ fn migrate_refuses_error_findings_before_applying_anything() {
             "-- migrate:up\nALTER TABLE request_logs ALTER COLUMN response_status TYPE bigint;\n",
         ),
     ]);
+    // request_logs is empty here: small, so the rewrite is only a warning by default.
     let run = dhctl(&db.url)
-        .args(["migrate", "--no-partitions", "--format", "json"])
+        .args([
+            "migrate",
+            "--no-partitions",
+            "--dry-run",
+            "--format",
+            "json",
+        ])
+        .migrations_dir(dir.path())
+        .run();
+    run.expect_code(0);
+    let lint = &run.json()["lint"];
+    assert_eq!(lint["findings"][0]["severity"], "warning", "{lint}");
+    let size = lint["findings"][0]["locks"][0]["size_bytes"]
+        .as_u64()
+        .unwrap();
+    assert!(size < 10 << 20, "{lint}");
+    // With every table counted as large, it is an error and nothing is applied.
+    let run = dhctl(&db.url)
+        .args([
+            "migrate",
+            "--no-partitions",
+            "--small-table",
+            "0",
+            "--format",
+            "json",
+        ])
         .migrations_dir(dir.path())
         .run();
     run.expect_code(1);
@@ -327,8 +353,36 @@ fn migrate_refuses_error_findings_before_applying_anything() {
     );
     assert!(!db.tables().contains(&"notes".to_string()));
     dhctl(&db.url)
-        .args(["migrate", "--no-partitions"])
+        .args(["migrate", "--no-partitions", "--small-table", "0"])
         .env("DHCTL_ALLOW_UNSAFE", "true")
+        .migrations_dir(dir.path())
+        .run()
+        .expect_code(0);
+    assert_eq!(db.history().len(), 7);
+}
+
+#[test]
+fn a_fresh_database_is_not_refused_for_indexing_tables_the_run_creates() {
+    let db = TestDb::new("lintfresh");
+    let dir = migrations_with(&[
+        (
+            "20250101000000_notes.sql",
+            "-- migrate:up\nCREATE TABLE notes (id int);\n",
+        ),
+        (
+            "20250101000001_notes_index.sql",
+            "-- migrate:up\nCREATE INDEX idx_notes_id ON notes (id);\n",
+        ),
+    ]);
+    // Offline, notes exists when the second migration runs and may be large: an error.
+    dhctl(&db.url)
+        .args(["lint"])
+        .migrations_dir(dir.path())
+        .run()
+        .expect_code(1);
+    // migrate knows the run creates it: empty, so a warning, and everything applies.
+    dhctl(&db.url)
+        .args(["migrate", "--no-partitions"])
         .migrations_dir(dir.path())
         .run()
         .expect_code(0);
