@@ -99,9 +99,12 @@ fn relations(report: &Report) -> Vec<String> {
     names.into_iter().collect()
 }
 
-/// Size on disk (table, indexes and TOAST; a partitioned table's partitions summed) of each
-/// relation that exists. Unqualified names are the gateway's, in `public` (not whatever
-/// search_path says).
+/// Estimated size on disk of each relation that exists: pages of the table, its indexes and
+/// TOAST (a partitioned table's partitions summed) as pg_class last recorded them (VACUUM,
+/// ANALYZE, CREATE INDEX). Read from the catalogs only, so nothing waits on a lock the gateway
+/// or a migration holds (pg_total_relation_size and pg_partition_tree would); every function and
+/// operator is schema-qualified, so nothing planted in `public` runs. Unqualified names are the
+/// gateway's, in `public`.
 async fn table_sizes(
     client: &tokio_postgres::Client,
     names: &[String],
@@ -109,15 +112,29 @@ async fn table_sizes(
     if names.is_empty() {
         return Ok(HashMap::new());
     }
+    let qualified: Vec<String> = names.iter().map(|n| qualified(n)).collect();
     let rows = client
         .query(
-            "SELECT r.name, coalesce( \
-                 (SELECT sum(pg_total_relation_size(t.relid)) FROM pg_partition_tree(c.oid) t), \
-                 pg_total_relation_size(c.oid))::int8 \
-             FROM unnest($1::text[]) AS r(name) \
-             JOIN pg_class c ON c.oid = to_regclass( \
-                 CASE WHEN strpos(r.name, '.') > 0 THEN r.name ELSE 'public.' || r.name END)",
-            &[&names],
+            "WITH RECURSIVE tree(name, relid) AS ( \
+                 SELECT r.name, c.oid \
+                 FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.text[]), \
+                                pg_catalog.unnest($2::pg_catalog.text[])) AS r(name, qualified) \
+                 JOIN pg_catalog.pg_class c \
+                   ON c.oid OPERATOR(pg_catalog.=) pg_catalog.to_regclass(r.qualified) \
+               UNION ALL \
+                 SELECT t.name, i.inhrelid FROM tree t \
+                 JOIN pg_catalog.pg_inherits i ON i.inhparent OPERATOR(pg_catalog.=) t.relid \
+             ) \
+             SELECT t.name, pg_catalog.sum(p.relpages)::pg_catalog.int8 \
+                 OPERATOR(pg_catalog.*) pg_catalog.current_setting('block_size')::pg_catalog.int8 \
+             FROM tree t \
+             JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) t.relid \
+             JOIN pg_catalog.pg_class p ON p.oid OPERATOR(pg_catalog.=) c.oid \
+               OR p.oid OPERATOR(pg_catalog.=) c.reltoastrelid \
+               OR p.oid OPERATOR(pg_catalog.=) ANY (SELECT x.indexrelid FROM pg_catalog.pg_index x \
+                                                   WHERE x.indrelid OPERATOR(pg_catalog.=) c.oid) \
+             GROUP BY t.name",
+            &[&names, &qualified],
         )
         .await
         .map_err(|e| {
@@ -129,10 +146,27 @@ async fn table_sizes(
     Ok(rows
         .iter()
         .map(|row| {
-            let size: i64 = row.get(1);
-            (row.get::<_, String>(0), u64::try_from(size).unwrap_or(0))
+            let size: Option<i64> = row.get(1);
+            let size = size.and_then(|s| u64::try_from(s).ok()).unwrap_or(0);
+            (row.get::<_, String>(0), size)
         })
         .collect())
+}
+
+/// `api_keys` → `"public"."api_keys"`, `auth.sessions` → `"auth"."sessions"`: every part quoted,
+/// as the linter's names are already folded.
+fn qualified(name: &str) -> String {
+    let parts: Vec<&str> = name.split('.').collect();
+    let parts = if parts.len() == 1 {
+        vec!["public", parts[0]]
+    } else {
+        parts
+    };
+    parts
+        .iter()
+        .map(|p| format!("\"{}\"", p.replace('"', "\"\"")))
+        .collect::<Vec<_>>()
+        .join(".")
 }
 
 /// Findings whose harm grows with the table: locking it while building, scanning or rewriting.
@@ -279,6 +313,12 @@ mod tests {
         assert!(report.findings[0]
             .message
             .contains("below --small-table, 10 MiB"));
+    }
+
+    #[test]
+    fn names_are_qualified_and_quoted_as_folded() {
+        assert_eq!(qualified("api_keys"), "\"public\".\"api_keys\"");
+        assert_eq!(qualified("auth.Mixed"), "\"auth\".\"Mixed\"");
     }
 
     #[test]
