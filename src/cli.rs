@@ -19,7 +19,7 @@ use crate::source::Source;
 /// webhook_deliveries partitions live in partitions/.
 ///
 /// Exit codes: 0 ok · 1 check failed (pending migrations with `status --exit-code`, a failed
-/// `verify` check) · 2 error (connection, SQL, bad input) · 3 lock busy after --lock-wait ·
+/// `verify` check, a `lint` error finding, `migrate` refusing one) · 2 error (connection, SQL, bad input) · 3 lock busy after --lock-wait ·
 /// 4 drift (an applied migration was modified or its file is missing) · 130 interrupted.
 ///
 /// A .env file in the working directory is loaded first; real environment variables win over it.
@@ -44,7 +44,8 @@ pub struct Cli {
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
     /// Output format: human tables on a terminal, or one JSON document on stdout (its fields are
-    /// defined in docs/json.md).
+    /// defined in docs/json.md); `github` writes `dhctl lint`'s findings as GitHub Actions
+    /// annotations (other commands print human output with it).
     #[arg(long, global = true, env = "DHCTL_FORMAT", hide_env_values = true, value_enum, default_value_t = Format::Human)]
     pub format: Format,
 
@@ -175,6 +176,9 @@ impl PartitionsDirArg {
 pub enum Format {
     Human,
     Json,
+    /// GitHub Actions workflow commands (`::error file=…,line=…::…`) for `dhctl lint`, so a
+    /// pull request shows each finding on its line; other commands print human output.
+    Github,
 }
 
 #[derive(Debug, Subcommand)]
@@ -220,6 +224,17 @@ pub enum Command {
     ///
     /// Example: dhctl verify --format json
     Verify(VerifyArgs),
+
+    /// Lint migration files: what each statement locks, rewrites, scans or breaks.
+    ///
+    /// Offline: lints the whole catalog (compiled in, or --migrations-dir), or the files and
+    /// folders named, against the tables earlier migrations made. Exit 0 when no finding is an
+    /// error, 1 when one is, 2 when a file cannot be linted (the statement is named by
+    /// file:line). Accept one finding with `-- dhctl:allow RULE reason` on the line just before
+    /// the statement. Rules and safe patterns: docs/lint.md.
+    ///
+    /// Example: dhctl lint --plan sql/20250301000000_add_column.sql --format github
+    Lint(LintArgs),
 
     /// Write a new migration file named <UTC timestamp>_<NAME>.sql with up and down markers.
     ///
@@ -289,6 +304,56 @@ pub struct MigrateArgs {
     /// Take "now" for partition creation from this RFC 3339 time instead of the server's clock.
     #[arg(long, value_name = "TIMESTAMP", value_parser = parse_now)]
     pub now: Option<DateTime<Utc>>,
+
+    /// Apply pending migrations even when `dhctl lint` finds errors in them (statements that
+    /// lock, rewrite or scan an existing table, or fail at run time). Without it migrate
+    /// refuses them (exit 1) before applying anything and prints the findings.
+    #[arg(long, env = "DHCTL_ALLOW_UNSAFE", hide_env_values = true)]
+    pub allow_unsafe: bool,
+
+    /// Tables smaller than this on disk (all partitions counted) are small: lint findings
+    /// about locking, scanning or rewriting them are warnings and do not stop migrate (bytes,
+    /// or with kB, MB, GB).
+    #[arg(long, value_name = "SIZE", default_value = "10MB", value_parser = crate::lint::parse_size)]
+    pub small_table: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct LintArgs {
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    #[command(flatten)]
+    pub migrations: MigrationsDirArg,
+    #[command(flatten)]
+    pub partitions: PartitionsDirArg,
+
+    /// Show every statement's lock plan: the relations it locks, the lock mode, and whether it
+    /// rewrites or scans them.
+    #[arg(long)]
+    pub plan: bool,
+
+    /// Connect (no lock, nothing written) and lint only the migrations not yet applied, with
+    /// the live size of every table they lock: a finding about locking, scanning or rewriting
+    /// a table below --small-table is a warning. Without it nothing connects and every
+    /// existing table is assumed large.
+    #[arg(long, conflicts_with = "paths")]
+    pub pending: bool,
+
+    /// With --pending: tables smaller than this on disk (all partitions counted) are small
+    /// (bytes, or with kB, MB, GB).
+    #[arg(
+        long,
+        value_name = "SIZE",
+        default_value = "10MB",
+        requires = "pending",
+        value_parser = crate::lint::parse_size
+    )]
+    pub small_table: u64,
+
+    /// Migration files or folders of them to lint (default: every migration of the catalog).
+    /// Earlier migrations of the catalog still tell which tables exist.
+    #[arg(value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
 }
 
 #[derive(Debug, Args)]

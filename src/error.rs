@@ -75,6 +75,10 @@ pub enum Error {
     #[error("interrupted during a transaction:false migration; the statement in flight was cancelled, the section's statements before it were kept, and the migration may not be recorded: check the database and dhctl status before running again")]
     InterruptedOutsideTransaction,
 
+    /// migrate found error findings in the migrations it was about to apply; nothing was applied.
+    #[error("{errors} lint error(s) in the pending migrations; nothing was applied")]
+    Unsafe { errors: usize },
+
     /// Several independent units failed (e.g. partition maintenance of several tables).
     #[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))]
     Many(Vec<Error>),
@@ -165,6 +169,7 @@ impl Error {
             Error::LockBusy { .. } => 3,
             Error::Drift { .. } => 4,
             Error::Interrupted | Error::InterruptedOutsideTransaction => 130,
+            Error::Unsafe { .. } => 1,
             Error::Many(errors) => errors.iter().map(Error::exit_code).max().unwrap_or(2),
             Error::Usage { .. }
             | Error::Catalog { .. }
@@ -203,6 +208,12 @@ impl Error {
                     .into(),
             ),
             Error::Catalog { hints, .. } => (!hints.is_empty()).then(|| hints.join("\n")),
+            Error::Unsafe { .. } => Some(
+                "fix the statements (each finding's hint shows the safe pattern), accept one with \
+                 `-- dhctl:allow RULE reason` on the line before it, or pass --allow-unsafe \
+                 (DHCTL_ALLOW_UNSAFE=true) to apply them anyway; see docs/lint.md"
+                    .into(),
+            ),
             _ => None,
         }
     }

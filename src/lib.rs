@@ -32,6 +32,7 @@ pub mod conninfo;
 pub mod db;
 pub mod error;
 pub mod health;
+pub mod lint;
 pub mod migrations;
 pub mod output;
 pub mod partitions;

@@ -2,14 +2,19 @@
 //! under the same lock, so the gateway can write today's rows at once. The one place the
 //! `migrations` and `partitions` domains meet.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Mutex;
+
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::cli::{Format, GlobalArgs, MigrateArgs};
 use crate::db::{CreateDatabase, DbConfig, Locked};
 use crate::error::{Error, Result};
-use crate::migrations::catalog::{self, Catalog};
-use crate::migrations::migrate::{self, MigrateReport};
+use crate::lint;
+use crate::migrations::catalog::{self, Catalog, Migration};
+use crate::migrations::migrate::{self, Gate, MigrateReport};
 use crate::output::{self, human, progress::Reporter};
 use crate::partitions::{self, policy, CreateOptions, Policy, RunReport};
 use crate::progress::Progress;
@@ -20,6 +25,8 @@ use crate::report::{Failed, Mode, Sql};
 pub struct MigrateRun {
     #[serde(flatten)]
     pub migrations: MigrateReport,
+    /// The lint of the pending migrations, with their lock plan (null when nothing is pending).
+    pub lint: Option<lint::Report>,
     /// Null with --no-partitions or --dry-run; named apart from partition status's list of
     /// partitions (docs/json.md).
     pub partition_create: Option<RunReport>,
@@ -30,12 +37,60 @@ impl MigrateRun {
     fn of(migrations: MigrateReport) -> MigrateRun {
         MigrateRun {
             migrations,
+            lint: None,
             partition_create: None,
         }
     }
 
     fn render(&self) -> String {
-        human::migrate(&self.migrations, self.partition_create.as_ref())
+        human::migrate(
+            &self.migrations,
+            self.lint.as_ref(),
+            self.partition_create.as_ref(),
+        )
+    }
+}
+
+/// migrate lints the migrations it is about to apply (never the applied ones), weighed by the
+/// live size of the tables they lock, and refuses error findings unless `--allow-unsafe`; a dry
+/// run shows them with the lock plan. The report is kept for the run's output.
+struct LintGate {
+    refuse: bool,
+    /// Tables whose partitions a policy manages (empty with --no-partitions).
+    managed: Vec<String>,
+    /// Below this size on disk a table is small: its locking findings are warnings.
+    small_table: u64,
+    report: Mutex<Option<lint::Report>>,
+}
+
+impl LintGate {
+    fn take(&self) -> Option<lint::Report> {
+        self.report.lock().ok().and_then(|mut r| r.take())
+    }
+}
+
+impl Gate for LintGate {
+    fn check<'a>(
+        &'a self,
+        client: Option<&'a tokio_postgres::Client>,
+        catalog: &'a Catalog,
+        pending: &'a [&'a Migration],
+        mode: Mode,
+    ) -> Pin<Box<dyn Future<Output = Result<()>> + 'a>> {
+        Box::pin(async move {
+            let versions: Vec<i64> = pending.iter().map(|m| m.version).collect();
+            let report =
+                lint::pending_weighed(client, catalog, &versions, &self.managed, self.small_table)
+                    .await?;
+            let errors = report.errors;
+            if let Ok(mut kept) = self.report.lock() {
+                *kept = Some(report);
+            }
+            if errors > 0 && mode == Mode::Apply && self.refuse {
+                return Err(Error::Unsafe { errors });
+            }
+            Ok(())
+        })
     }
 }
 
@@ -62,23 +117,44 @@ pub async fn run(args: &MigrateArgs, global: &GlobalArgs) -> Result<i32> {
         create,
         sql: Sql::shown_if(global.verbose),
     };
-    // Policies are validated before anything changes; a dry run does not touch them.
-    let policies = if args.no_partitions || args.dry_run {
+    // Policies are validated before anything changes. A dry run does not create partitions,
+    // but lints with what the policies manage, as the real run would.
+    let loaded = if args.no_partitions {
         None
     } else {
         Some(policy::load(&args.partitions.source())?)
     };
+    let gate = LintGate {
+        refuse: !args.allow_unsafe,
+        managed: lint::managed_tables(loaded.as_deref().unwrap_or_default()),
+        small_table: args.small_table,
+        report: Mutex::new(None),
+    };
+    let policies = loaded.filter(|_| !args.dry_run);
     let ensure = policies.as_deref().map(|policies| Ensure {
         policies,
         now: args.now,
     });
     let progress = Reporter::for_stderr(format == Format::Json, "applying");
-    match migrate_and_ensure(&cfg, &catalog, &options, ensure.as_ref(), &progress).await {
-        Ok((run, failures)) => {
+    match migrate_and_ensure(&cfg, &catalog, &options, &gate, ensure.as_ref(), &progress).await {
+        Ok((mut run, failures)) => {
+            run.lint = gate.take();
             output::emit(format, &run, MigrateRun::render);
             Ok(super::exit_after(failures))
         }
-        Err(failed) => super::report_failure(format, *failed, MigrateRun::render),
+        Err(failed) => match (&failed.error, gate.take()) {
+            (Error::Unsafe { .. }, Some(findings)) => {
+                output::lint_refused(format, &findings, &failed.error);
+                Ok(failed.error.exit_code())
+            }
+            (_, findings) => {
+                let failed = (*failed).map_report(|mut run| {
+                    run.lint = findings;
+                    run
+                });
+                super::report_failure(format, failed, MigrateRun::render)
+            }
+        },
     }
 }
 
@@ -90,6 +166,7 @@ async fn migrate_and_ensure(
     cfg: &DbConfig,
     catalog: &Catalog,
     options: &migrate::Options,
+    gate: &LintGate,
     ensure: Option<&Ensure<'_>>,
     progress: &dyn Progress,
 ) -> Result<(MigrateRun, Vec<Error>), Box<Failed<MigrateRun>>> {
@@ -97,13 +174,13 @@ async fn migrate_and_ensure(
         // A dry run against a database that does not exist yet: migrate would create it and
         // apply everything, which is the plan to show.
         Err(Error::MissingDatabase { .. }) if options.mode == Mode::DryRun => {
-            let plan = migrate::plan_for_new_database(cfg, catalog, options)?;
+            let plan = migrate::plan_for_new_database(cfg, catalog, options, Some(gate)).await?;
             return Ok((MigrateRun::of(plan), Vec::new()));
         }
         other => other?,
     };
     let result = async {
-        let migrations = migrate::run(&mut locked, cfg, catalog, options, progress)
+        let migrations = migrate::run(&mut locked, cfg, catalog, options, Some(gate), progress)
             .await
             .map_err(|failed| Box::new(failed.map_report(MigrateRun::of)))?;
         let mut run = MigrateRun::of(migrations);

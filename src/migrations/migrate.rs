@@ -5,6 +5,8 @@
 //! history row, a `transaction:false` one statement by statement. A transaction or statement
 //! that hits lock_timeout is rolled back and retried (db::retry).
 
+use std::future::Future;
+use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -27,6 +29,19 @@ pub struct Options {
     pub create: CreateDatabase,
     /// Whether the plan carries each migration's SQL (dry runs with --verbose).
     pub sql: Sql,
+}
+
+/// A check of the migrations a run is about to apply, made under the lock before any of them is
+/// applied (the command layer passes dhctl lint's gate). `client` is None for the plan of a
+/// database that does not exist yet; an error stops the run with nothing applied.
+pub trait Gate: Sync {
+    fn check<'a>(
+        &'a self,
+        client: Option<&'a tokio_postgres::Client>,
+        catalog: &'a Catalog,
+        pending: &'a [&'a Migration],
+        mode: Mode,
+    ) -> Pin<Box<dyn Future<Output = Result<()>> + 'a>>;
 }
 
 /// One migration applied, or planned by a dry run.
@@ -62,13 +77,16 @@ pub struct MigrateReport {
 
 /// The plan of a dry run against a database that does not exist yet: migrate would create it and
 /// apply everything.
-pub fn plan_for_new_database(
+pub async fn plan_for_new_database(
     cfg: &DbConfig,
     catalog: &Catalog,
     options: &Options,
+    gate: Option<&dyn Gate>,
 ) -> Result<MigrateReport> {
     let started = Instant::now();
-    let steps = plan(catalog, &[], options.to)?
+    let pending = plan(catalog, &[], options.to)?;
+    gate_pending(gate, None, catalog, &pending, options.mode).await?;
+    let steps = pending
         .into_iter()
         .map(|m| step(m, None, None, options.sql))
         .collect();
@@ -83,6 +101,21 @@ pub fn plan_for_new_database(
     })
 }
 
+/// Runs the gate on the pending migrations; nothing when none is pending (an up-to-date
+/// database pays nothing).
+async fn gate_pending(
+    gate: Option<&dyn Gate>,
+    client: Option<&tokio_postgres::Client>,
+    catalog: &Catalog,
+    pending: &[&Migration],
+    mode: Mode,
+) -> Result<()> {
+    match gate {
+        Some(gate) if !pending.is_empty() => gate.check(client, catalog, pending, mode).await,
+        _ => Ok(()),
+    }
+}
+
 /// Applies the pending migrations on a session that holds the lock (the command layer then
 /// ensures partitions under the same lock). History is read once, under the lock; each
 /// migration then runs in its own transaction with its history row (see [`execute`]), so the
@@ -93,6 +126,7 @@ pub async fn run(
     cfg: &DbConfig,
     catalog: &Catalog,
     options: &Options,
+    gate: Option<&dyn Gate>,
     progress: &dyn Progress,
 ) -> Result<MigrateReport, Box<Failed<MigrateReport>>> {
     let started = Instant::now();
@@ -102,6 +136,7 @@ pub async fn run(
         rows: history,
     } = history::read(client, cfg.history_table.as_ref(), Use::Write).await?;
     let plan = plan(catalog, &history, options.to)?;
+    gate_pending(gate, Some(client), catalog, &plan, options.mode).await?;
     let mut report = MigrateReport {
         database: cfg.display_target(),
         dry_run: options.mode == Mode::DryRun,

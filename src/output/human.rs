@@ -14,7 +14,11 @@ fn millis(ms: Option<f64>) -> String {
 
 /// A migrate run: the migrations, then the partitions ensured after them (None with
 /// `--no-partitions` or `--dry-run`).
-pub fn migrate(r: &MigrateReport, partitions: Option<&crate::partitions::RunReport>) -> String {
+pub fn migrate(
+    r: &MigrateReport,
+    lint: Option<&crate::lint::Report>,
+    partitions: Option<&crate::partitions::RunReport>,
+) -> String {
     let mut out = migrations_part(r);
     if !r.ahead.is_empty() {
         out.push_str(&format!(
@@ -26,6 +30,16 @@ pub fn migrate(r: &MigrateReport, partitions: Option<&crate::partitions::RunRepo
                 .collect::<Vec<_>>()
                 .join(", ")
         ));
+    }
+    if let Some(lint) = lint {
+        // A dry run shows the lock plan; a run shows the findings --allow-unsafe let through.
+        let shown = crate::lint::Report {
+            plan: lint.plan.clone().filter(|_| r.dry_run),
+            ..lint.clone()
+        };
+        if shown.plan.is_some() || !shown.findings.is_empty() {
+            out.push_str(&super::lint::human(&shown, false));
+        }
     }
     if let Some(partitions) = partitions {
         out.push_str(&super::partitions::ensured(partitions));

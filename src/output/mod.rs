@@ -11,6 +11,7 @@
 
 pub mod escape;
 pub mod human;
+pub mod lint;
 pub mod manual;
 pub mod partitions;
 pub mod progress;
@@ -36,7 +37,8 @@ pub fn emit<T: Serialize>(format: Format, value: &T, human: impl FnOnce(&T) -> S
             }
         },
         // The renderers escape each value already; this catches whatever one missed.
-        Format::Human => escape::text(&human(value)).into_owned(),
+        // GitHub workflow commands are lint's; other reports have no line to annotate.
+        Format::Human | Format::Github => escape::text(&human(value)).into_owned(),
     };
     write_stdout(&text);
 }
@@ -77,6 +79,33 @@ pub fn error(format: Format, err: &Error) {
     }
 }
 
+/// migrate refused the lint errors of the migrations it was about to apply: the findings are
+/// why, so they come first (on stderr, or GitHub workflow commands with `--format github`), then
+/// the error; in JSON the error document also carries them under `lint`.
+pub fn lint_refused(format: Format, findings: &crate::lint::Report, err: &Error) {
+    let hint = err.hint();
+    match format {
+        Format::Human | Format::Github => {
+            let findings = crate::lint::Report {
+                plan: None,
+                ..findings.clone()
+            };
+            let text = match format {
+                Format::Github => lint::github(&findings),
+                _ => lint::human(&findings, false),
+            };
+            let _ = std::io::stderr().lock().write_all(text.as_bytes());
+            error_lines(err, hint.as_deref());
+        }
+        Format::Json => {
+            error_lines(err, hint.as_deref());
+            let mut doc = serde_json::json!({ "error": error_body(err, hint.as_deref()) });
+            doc["lint"] = serde_json::to_value(findings).unwrap_or_default();
+            write_json(&doc);
+        }
+    }
+}
+
 /// A run that failed after doing part of its work: the report of what it did (a table of the
 /// migrations applied before the failing one) comes first, then the error. In JSON both are one
 /// document, the report under `report` before `error` (docs/json.md).
@@ -88,7 +117,7 @@ pub fn failed_run<T: Serialize>(
 ) {
     let hint = err.hint();
     match format {
-        Format::Human => {
+        Format::Human | Format::Github => {
             emit(format, report, human);
             error_lines(err, hint.as_deref());
         }

@@ -124,9 +124,10 @@ fn a_file_name_and_an_argument_with_control_characters_are_escaped() {
 
 /// Every `--help` page of every subcommand.
 fn help_pages() -> Vec<(String, String)> {
-    let commands: [&[&str]; 12] = [
+    let commands: [&[&str]; 13] = [
         &[],
         &["migrate"],
+        &["lint"],
         &["rollback"],
         &["status"],
         &["verify"],
@@ -154,6 +155,7 @@ fn help_pages() -> Vec<(String, String)> {
 fn help_lists_each_flag_only_on_the_commands_that_use_it() {
     let connects = [
         "migrate",
+        "lint",
         "rollback",
         "status",
         "verify",
@@ -424,6 +426,24 @@ fn every_json_field_is_in_the_vocabulary() {
             .run()
             .json(),
     );
+    // lint: a clean catalog with its lock plan, and findings (exit 1) with their locks.
+    documents.push(
+        dhctl(&db.url)
+            .args(["lint", "--plan", "--format", "json"])
+            .run()
+            .expect_code(0)
+            .json(),
+    );
+    let unsafe_index = migrations_with(&[(
+        "20240101000009_index.sql",
+        "CREATE INDEX i ON api_keys (name);\n",
+    )]);
+    let findings = dhctl(&db.url)
+        .args(["lint", "--format", "json"])
+        .migrations_dir(unsafe_index.path())
+        .run();
+    findings.expect_code(1);
+    documents.push(findings.json());
     // A failing statement: an error document with a sqlstate.
     let failing = migrations_with(&[("20240101000009_divide.sql", "SELECT 1/0;\n")]);
     let error = dhctl(&db.url)

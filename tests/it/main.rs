@@ -19,6 +19,7 @@ mod health;
 mod history;
 mod hostile;
 mod layers;
+mod lint;
 mod migrate;
 mod packaging;
 mod partial_report;

@@ -13,8 +13,9 @@ use crate::harness::*;
 /// A URL with a password: nothing generated from the command line may show it.
 const URL_WITH_PASSWORD: &str = "postgres://u:sup3rsecret@127.0.0.1:1/x";
 
-const SUBCOMMANDS: [&str; 8] = [
+const SUBCOMMANDS: [&str; 9] = [
     "migrate",
+    "lint",
     "rollback",
     "status",
     "verify",

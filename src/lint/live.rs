@@ -1,0 +1,343 @@
+//! `dhctl lint --pending`: connect (no lock, nothing written), lint only the migrations not yet
+//! applied, and weigh each finding by the live size of the tables it locks: a finding about
+//! locking, scanning or rewriting an existing table stays an error when the table (all its
+//! partitions counted) is at least `--small-table`, and becomes a warning below it.
+
+use std::collections::{BTreeSet, HashMap};
+
+use super::files::{self, Options};
+use super::{Report, Rule, Severity};
+use crate::db::DbConfig;
+use crate::db::{self, CreateDatabase};
+use crate::migrations::catalog;
+use crate::migrations::history::{self, Use};
+use crate::migrations::status::{self, State};
+use crate::partitions::policy;
+use crate::{Error, Result};
+
+/// `--small-table`'s default: 10 MiB on disk. Below it, an index build or a rewrite takes well
+/// under a second on any server dhctl supports, shorter than the default lock_timeout (2s) that
+/// every other session's wait is compared with.
+pub const SMALL_TABLE_DEFAULT: u64 = 10 * 1024 * 1024;
+
+/// Lints the pending migrations of the database `cfg` names with its live sizes.
+pub async fn pending_live(cfg: &DbConfig, options: &Options, small_table: u64) -> Result<Report> {
+    let catalog = catalog::load(&options.migrations)?;
+    let managed = files::managed_tables(&policy::load(&options.partitions)?);
+    let session = db::connect(cfg, CreateDatabase::Never).await?;
+    let history = history::read(&session.client, cfg.history_table.as_ref(), Use::Read).await?;
+    let pending: Vec<i64> = status::diff(&catalog, &history.rows)
+        .iter()
+        .filter(|e| e.state == State::Pending)
+        .map(|e| e.version)
+        .collect();
+    let mut report = if pending.is_empty() {
+        Report::default()
+    } else {
+        files::pending_in(
+            &catalog,
+            &options.migrations,
+            &pending,
+            &managed,
+            options.plan,
+        )?
+    };
+    let names = relations(&report);
+    let sizes = table_sizes(&session.client, &names).await?;
+    weigh(&mut report, &missing_as_empty(sizes, &names), small_table);
+    report.server_version = Some(session.server_version);
+    Ok(report)
+}
+
+/// migrate's lint: the pending migrations, weighed by the live size of the tables they lock
+/// (`client` None: the database does not exist yet, so every table is new).
+pub async fn pending_weighed(
+    client: Option<&tokio_postgres::Client>,
+    catalog: &catalog::Catalog,
+    pending: &[i64],
+    managed: &[String],
+    small_table: u64,
+) -> Result<Report> {
+    let mut report = files::pending(catalog, pending, managed)?;
+    let names = relations(&report);
+    let sizes = match client {
+        Some(client) => table_sizes(client, &names).await?,
+        None => HashMap::new(),
+    };
+    weigh(&mut report, &missing_as_empty(sizes, &names), small_table);
+    Ok(report)
+}
+
+/// A table a pending statement locks that does not exist yet is created by an earlier pending
+/// statement (or the statement fails anyway): when this run starts it is empty.
+fn missing_as_empty(mut sizes: HashMap<String, u64>, names: &[String]) -> HashMap<String, u64> {
+    for name in names {
+        sizes.entry(name.clone()).or_insert(0);
+    }
+    sizes
+}
+
+/// Every relation a finding or plan step locks.
+fn relations(report: &Report) -> Vec<String> {
+    let mut names = BTreeSet::new();
+    let plan = report.plan.iter().flatten().flat_map(|s| s.locks.iter());
+    for lock in report
+        .findings
+        .iter()
+        .flat_map(|f| f.locks.iter())
+        .chain(plan)
+    {
+        // Only plain names: "(every table)" and the like are not relations.
+        if lock
+            .relation
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '$')
+        {
+            names.insert(lock.relation.clone());
+        }
+    }
+    names.into_iter().collect()
+}
+
+/// Estimated size on disk of each relation that exists: pages of the table, its indexes and
+/// TOAST (a partitioned table's partitions summed) as pg_class last recorded them (VACUUM,
+/// ANALYZE, CREATE INDEX). Read from the catalogs only, so nothing waits on a lock the gateway
+/// or a migration holds (pg_total_relation_size and pg_partition_tree would); every function and
+/// operator is schema-qualified, so nothing planted in `public` runs. Unqualified names are the
+/// gateway's, in `public`.
+async fn table_sizes(
+    client: &tokio_postgres::Client,
+    names: &[String],
+) -> Result<HashMap<String, u64>> {
+    if names.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let qualified: Vec<String> = names.iter().map(|n| qualified(n)).collect();
+    let rows = client
+        .query(
+            "WITH RECURSIVE tree(name, relid) AS ( \
+                 SELECT r.name, c.oid \
+                 FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.text[]), \
+                                pg_catalog.unnest($2::pg_catalog.text[])) AS r(name, qualified) \
+                 JOIN pg_catalog.pg_class c \
+                   ON c.oid OPERATOR(pg_catalog.=) pg_catalog.to_regclass(r.qualified) \
+               UNION ALL \
+                 SELECT t.name, i.inhrelid FROM tree t \
+                 JOIN pg_catalog.pg_inherits i ON i.inhparent OPERATOR(pg_catalog.=) t.relid \
+             ) \
+             SELECT t.name, pg_catalog.sum(p.relpages)::pg_catalog.int8 \
+                 OPERATOR(pg_catalog.*) pg_catalog.current_setting('block_size')::pg_catalog.int8 \
+             FROM tree t \
+             JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) t.relid \
+             JOIN pg_catalog.pg_class p ON p.oid OPERATOR(pg_catalog.=) c.oid \
+               OR p.oid OPERATOR(pg_catalog.=) c.reltoastrelid \
+               OR p.oid OPERATOR(pg_catalog.=) ANY (SELECT x.indexrelid FROM pg_catalog.pg_index x \
+                                                   WHERE x.indrelid OPERATOR(pg_catalog.=) c.oid) \
+             GROUP BY t.name",
+            &[&names, &qualified],
+        )
+        .await
+        .map_err(|e| {
+            Error::sql(
+                "reading the sizes of the tables the pending migrations lock",
+                &e,
+            )
+        })?;
+    Ok(rows
+        .iter()
+        .map(|row| {
+            let size: Option<i64> = row.get(1);
+            let size = size.and_then(|s| u64::try_from(s).ok()).unwrap_or(0);
+            (row.get::<_, String>(0), size)
+        })
+        .collect())
+}
+
+/// `api_keys` → `"public"."api_keys"`, `auth.sessions` → `"auth"."sessions"`: every part quoted,
+/// as the linter's names are already folded.
+fn qualified(name: &str) -> String {
+    let parts: Vec<&str> = name.split('.').collect();
+    let parts = if parts.len() == 1 {
+        vec!["public", parts[0]]
+    } else {
+        parts
+    };
+    parts
+        .iter()
+        .map(|p| format!("\"{}\"", p.replace('"', "\"\"")))
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+/// Findings whose harm grows with the table: locking it while building, scanning or rewriting.
+/// The others (a statement that fails at run time, a NOT NULL column on a table with rows, a
+/// non-rerunnable section, a breaking rename) are as bad on a small table.
+fn grows_with_size(rule: Rule) -> bool {
+    matches!(
+        rule,
+        Rule::IndexWithoutConcurrently
+            | Rule::IndexOnPartitionedTable
+            | Rule::DropIndexWithoutConcurrently
+            | Rule::ReindexWithoutConcurrently
+            | Rule::AddColumnVolatileDefault
+            | Rule::ColumnTypeRewrite
+            | Rule::SetNotNullScan
+            | Rule::ConstraintWithoutNotValid
+            | Rule::ValidateInSameTransaction
+            | Rule::ConstraintBuildsIndex
+            | Rule::RewriteUnderLock
+            | Rule::DetachWithoutConcurrently
+    )
+}
+
+/// Fills each lock's `size_bytes` and turns an error into a warning when every table it locks
+/// has a known size below `small_table`; a relation without one ("every table") keeps the
+/// offline verdict.
+pub(crate) fn weigh(report: &mut Report, sizes: &HashMap<String, u64>, small_table: u64) {
+    let fill = |locks: &mut Vec<super::Lock>| {
+        for lock in locks {
+            lock.size_bytes = sizes.get(&lock.relation).copied();
+        }
+    };
+    for step in report.plan.iter_mut().flatten() {
+        fill(&mut step.locks);
+    }
+    for finding in &mut report.findings {
+        fill(&mut finding.locks);
+        let small = !finding.locks.is_empty()
+            && finding
+                .locks
+                .iter()
+                .all(|l| l.size_bytes.is_some_and(|s| s < small_table));
+        if finding.severity == Severity::Error && grows_with_size(finding.rule) && small {
+            finding.severity = Severity::Warning;
+            finding.message.push_str(&format!(
+                " (a warning: every table it locks is below --small-table, {})",
+                human_size(small_table)
+            ));
+        }
+    }
+    report.errors = report
+        .findings
+        .iter()
+        .filter(|f| f.severity == Severity::Error)
+        .count();
+    report.warnings = report.findings.len() - report.errors;
+}
+
+/// `--small-table`: bytes, or a number with kB, MB, GB (or KiB, MiB, GiB: the same, powers of
+/// 1024, as PostgreSQL's size units are).
+pub fn parse_size(text: &str) -> std::result::Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a size; write e.g. 10MiB, 500kB or 1048576"))?;
+    let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" | "kib" | "k" => 1 << 10,
+        "mb" | "mib" | "m" => 1 << 20,
+        "gb" | "gib" | "g" => 1 << 30,
+        "tb" | "tib" | "t" => 1 << 40,
+        other => {
+            return Err(format!(
+                "unknown size unit `{other}` in `{text}`; use B, kB, MB, GB or TB"
+            ))
+        }
+    };
+    number
+        .checked_mul(factor)
+        .ok_or_else(|| format!("`{text}` is too large"))
+}
+
+fn human_size(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1 << 30 && b % (1 << 30) == 0 => format!("{} GiB", b >> 30),
+        b if b >= 1 << 20 && b % (1 << 20) == 0 => format!("{} MiB", b >> 20),
+        b if b >= 1 << 10 && b % (1 << 10) == 0 => format!("{} KiB", b >> 10),
+        b => format!("{b} bytes"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lint::{Effect, Finding, Lock, LockMode};
+
+    fn finding(rule: Rule, relations: &[&str]) -> Finding {
+        Finding {
+            file: "x.sql".into(),
+            line: 1,
+            rule,
+            severity: rule.severity(),
+            message: "m".into(),
+            hint: "h".into(),
+            statement: "s".into(),
+            locks: relations
+                .iter()
+                .map(|r| Lock {
+                    relation: r.to_string(),
+                    mode: LockMode::Share,
+                    effect: Effect::Scan,
+                    size_bytes: None,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_finding_on_small_tables_only_becomes_a_warning() {
+        let mut report = Report {
+            findings: vec![
+                finding(Rule::IndexWithoutConcurrently, &["small"]),
+                finding(Rule::IndexWithoutConcurrently, &["large"]),
+                finding(Rule::ConstraintWithoutNotValid, &["small", "large"]),
+                finding(
+                    Rule::ConstraintWithoutNotValid,
+                    &["small", "not_yet_created"],
+                ),
+                finding(Rule::AddColumnNotNull, &["small"]),
+            ],
+            ..Report::default()
+        };
+        let sizes = HashMap::from([("small".to_string(), 8192), ("large".to_string(), 1 << 30)]);
+        weigh(&mut report, &sizes, SMALL_TABLE_DEFAULT);
+        let severities: Vec<Severity> = report.findings.iter().map(|f| f.severity).collect();
+        assert_eq!(
+            severities,
+            [
+                Severity::Warning,
+                Severity::Error,
+                Severity::Error,
+                Severity::Error,
+                Severity::Error
+            ]
+        );
+        assert_eq!((report.errors, report.warnings), (4, 1));
+        assert_eq!(report.findings[1].locks[0].size_bytes, Some(1 << 30));
+        assert!(report.findings[0]
+            .message
+            .contains("below --small-table, 10 MiB"));
+    }
+
+    #[test]
+    fn names_are_qualified_and_quoted_as_folded() {
+        assert_eq!(qualified("api_keys"), "\"public\".\"api_keys\"");
+        assert_eq!(qualified("auth.Mixed"), "\"auth\".\"Mixed\"");
+    }
+
+    #[test]
+    fn sizes_take_postgresql_s_units() {
+        assert_eq!(parse_size("10MiB"), Ok(10 << 20));
+        assert_eq!(parse_size("500kB"), Ok(500 << 10));
+        assert_eq!(parse_size("1048576"), Ok(1 << 20));
+        assert_eq!(parse_size("2 GB"), Ok(2 << 30));
+        assert!(parse_size("ten").is_err());
+        assert!(parse_size("5 parsecs")
+            .unwrap_err()
+            .contains("unknown size unit"));
+    }
+}

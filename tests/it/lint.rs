@@ -1,0 +1,390 @@
+//! `dhctl lint` on the corpus in tests/lint/: each case (a migration file, or a folder of
+//! migrations applied in order after the shipped ones) says which rules it must raise
+//! (`-- expect: RULE…`) and which it shows silent (`-- guards: RULE…`). Every case is linted;
+//! every case that can apply is applied with `migrate` to a database whose tables hold rows
+//! (the safe ones without --allow-unsafe, so lint lets them through), and every table the lock
+//! plan says is rewritten must get a new relfilenode, every other one must keep its own.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use crate::harness::*;
+
+/// One corpus case.
+struct Case {
+    name: String,
+    /// (file name in the migrations folder, contents).
+    files: Vec<(String, String)>,
+    expect: BTreeSet<String>,
+    guards: BTreeSet<String>,
+    applies: bool,
+}
+
+fn corpus() -> Vec<Case> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lint");
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    entries.sort();
+    entries
+        .into_iter()
+        .map(|path| {
+            let name = path.file_stem().unwrap().to_string_lossy().into_owned();
+            let files: Vec<(String, String)> = if path.is_dir() {
+                let mut files: Vec<PathBuf> = std::fs::read_dir(&path)
+                    .unwrap()
+                    .map(|e| e.unwrap().path())
+                    .collect();
+                files.sort();
+                files
+                    .iter()
+                    .map(|f| {
+                        let file = f.file_name().unwrap().to_string_lossy().into_owned();
+                        (file, std::fs::read_to_string(f).unwrap())
+                    })
+                    .collect()
+            } else {
+                vec![(
+                    format!("20250101000000_{name}.sql"),
+                    std::fs::read_to_string(&path).unwrap(),
+                )]
+            };
+            let directive = |key: &str| -> BTreeSet<String> {
+                files
+                    .iter()
+                    .flat_map(|(_, text)| text.lines())
+                    .filter_map(|l| l.strip_prefix(key))
+                    .flat_map(|rest| rest.split_whitespace().map(str::to_string))
+                    .collect()
+            };
+            let applies = !directive("-- applies:").contains("no");
+            Case {
+                expect: directive("-- expect:"),
+                guards: directive("-- guards:"),
+                applies,
+                files,
+                name,
+            }
+        })
+        .collect()
+}
+
+/// The shipped migrations plus the case's files.
+fn folder(case: &Case) -> tempfile::TempDir {
+    let extra: Vec<(&str, &str)> = case
+        .files
+        .iter()
+        .map(|(n, t)| (n.as_str(), t.as_str()))
+        .collect();
+    migrations_with(&extra)
+}
+
+/// Rows in every table a case touches, so a NOT NULL without default fails as it would in
+/// production and a rewrite has data to rewrite.
+const ROWS: &str = "
+INSERT INTO api_keys (name, key_hash, key_prefix, created_by)
+    SELECT 'key ' || g, md5(g::text), 'dh_' || g, 'ops' FROM generate_series(1, 50) g;
+INSERT INTO request_logs (api_key_id, request_id, method, path, response_status, created_at)
+    SELECT (SELECT id FROM api_keys LIMIT 1), 'req-' || g, 'GET', '/v1/x', 200, '2024-01-15 00:00:00+00'
+    FROM generate_series(1, 50) g;
+INSERT INTO audit_logs (action, resource_type, resource_id, user_agent)
+    SELECT 'update', 'api_key', g::text, 'cli' FROM generate_series(1, 50) g;
+INSERT INTO webhooks (url, secret, events, description) VALUES ('https://example.test/h', 's', '{a}', 'd');
+";
+
+/// relfilenode of every table (partitions included; 0 for a partitioned parent), by name.
+fn relfilenodes(db: &TestDb) -> BTreeMap<String, String> {
+    db.column(
+        "SELECT c.relname || '=' || c.relfilenode FROM pg_class c \
+         JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') ORDER BY 1",
+    )
+    .into_iter()
+    .filter_map(|row| {
+        row.split_once('=')
+            .map(|(name, node)| (name.to_string(), node.to_string()))
+    })
+    .collect()
+}
+
+/// Ordinary tables a lock on `relation` covers: itself, or its partitions (pg_partition_tree
+/// lists nothing for a table that is not partitioned).
+fn leaves(db: &TestDb, relation: &str) -> Vec<String> {
+    db.column(&format!(
+        "SELECT c.relname FROM pg_class c WHERE c.relkind = 'r' AND (c.oid = to_regclass('public.{relation}') \
+         OR c.oid IN (SELECT relid FROM pg_partition_tree(to_regclass('public.{relation}')))) ORDER BY 1"
+    ))
+}
+
+#[test]
+fn the_corpus_gets_its_expected_verdicts_and_safe_cases_apply() {
+    let cases = corpus();
+    assert!(cases.len() >= 30, "the corpus is in tests/lint/");
+    let mut expected_somewhere = BTreeSet::new();
+    let mut guarded_somewhere = BTreeSet::new();
+    // Relfilenodes compared against the plan's claims, so a check that never runs cannot pass.
+    let mut checked = 0;
+    for case in &cases {
+        let dir = folder(case);
+        let targets: Vec<PathBuf> = case.files.iter().map(|(n, _)| dir.path().join(n)).collect();
+        let run = dhctl("postgres://nobody@127.0.0.1:1/none")
+            .args(["lint", "--plan", "--format", "json"])
+            .args(&targets)
+            .migrations_dir(dir.path())
+            .run();
+        let report = run.json();
+        let found: BTreeSet<String> = report["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["rule"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(found, case.expect, "{}: {report:#}", case.name);
+        for f in report["findings"].as_array().unwrap() {
+            let warning = [
+                "rename-breaks-gateway",
+                "drop-breaks-gateway",
+                "not-rerunnable",
+                "unused-allow",
+            ]
+            .contains(&f["rule"].as_str().unwrap());
+            let want = if warning { "warning" } else { "error" };
+            assert_eq!(f["severity"], want, "{}: {f}", case.name);
+        }
+        let errors = report["errors"].as_u64().unwrap();
+        assert_eq!(run.code, i32::from(errors > 0), "{}: {run:?}", case.name);
+        for rule in &case.guards {
+            assert!(!found.contains(rule), "{}: {rule} fired", case.name);
+        }
+        expected_somewhere.extend(case.expect.iter().cloned());
+        guarded_somewhere.extend(case.guards.iter().cloned());
+        if case.applies {
+            checked += apply(case, dir.path(), &report);
+        }
+    }
+    let rules: BTreeSet<String> = [
+        "index-without-concurrently",
+        "index-on-partitioned-table",
+        "drop-index-without-concurrently",
+        "reindex-without-concurrently",
+        "concurrently-in-transaction",
+        "vacuum-in-transaction",
+        "add-column-not-null",
+        "add-column-volatile-default",
+        "column-type-rewrite",
+        "set-not-null-scan",
+        "constraint-without-not-valid",
+        "validate-in-same-transaction",
+        "constraint-builds-index",
+        "rewrite-under-lock",
+        "detach-without-concurrently",
+        "not-rerunnable",
+        "rename-breaks-gateway",
+        "drop-breaks-gateway",
+        "manual-partition-change",
+        "unused-allow",
+    ]
+    .into_iter()
+    .map(str::to_string)
+    .collect();
+    assert_eq!(
+        expected_somewhere, rules,
+        "every rule has a case where it fires"
+    );
+    assert_eq!(
+        guarded_somewhere, rules,
+        "every rule has a case where it must not fire"
+    );
+    assert!(checked >= 20, "only {checked} relfilenodes were compared");
+}
+
+/// Applies a case to a database with rows and checks the plan's rewrite claims against the
+/// relfilenodes PostgreSQL reports.
+fn apply(case: &Case, dir: &Path, report: &serde_json::Value) -> usize {
+    let db = TestDb::new("lint");
+    dhctl(&db.url)
+        .args(["migrate", "--no-partitions"])
+        .run()
+        .expect_code(0);
+    db.exec(ROWS);
+    let before = relfilenodes(&db);
+    let mut migrate = dhctl(&db.url).args(["migrate", "--no-partitions"]);
+    let safe = report["errors"] == 0;
+    if !safe {
+        migrate = migrate.args(["--allow-unsafe"]);
+    }
+    let run = migrate.migrations_dir(dir).run();
+    assert_eq!(run.code, 0, "{} must apply: {run:?}", case.name);
+    let after = relfilenodes(&db);
+    let mut checked = 0;
+    for step in report["plan"].as_array().unwrap() {
+        for lock in step["locks"].as_array().unwrap() {
+            let relation = lock["relation"].as_str().unwrap();
+            if !before.contains_key(relation) {
+                continue;
+            }
+            let rewrite = lock["effect"] == "rewrite";
+            for leaf in leaves(&db, relation) {
+                let (Some(old), Some(new)) = (before.get(&leaf), after.get(&leaf)) else {
+                    continue;
+                };
+                checked += 1;
+                assert_eq!(
+                    old != new,
+                    rewrite,
+                    "{}: {} says {relation} is {}rewritten, but {leaf}'s relfilenode went {old} -> {new}",
+                    case.name,
+                    step["statement"],
+                    if rewrite { "" } else { "not " }
+                );
+            }
+        }
+    }
+    checked
+}
+
+#[test]
+fn pending_lints_only_unapplied_migrations_and_weighs_findings_by_live_size() {
+    let db = TestDb::new("lintpending");
+    dhctl(&db.url)
+        .args(["migrate", "--no-partitions"])
+        .run()
+        .expect_code(0);
+    db.exec(ROWS);
+    let dir = migrations_with(&[(
+        "20250101000000_index.sql",
+        "-- migrate:up\nCREATE INDEX idx_audit_logs_action ON audit_logs (action);\n",
+    )]);
+    // Offline every existing table is large: an error.
+    dhctl(&db.url)
+        .args(["lint"])
+        .migrations_dir(dir.path())
+        .run()
+        .expect_code(1);
+    // Connected, audit_logs (50 rows) is below the default 10MB: a warning naming its size.
+    let run = dhctl(&db.url)
+        .args(["lint", "--pending", "--format", "json"])
+        .migrations_dir(dir.path())
+        .run();
+    run.expect_code(0);
+    let report = run.json();
+    assert_eq!(report["files"], 1, "only the pending migration: {report}");
+    assert!(report["server_version"].as_i64().unwrap() >= 140000);
+    let finding = &report["findings"][0];
+    assert_eq!(finding["rule"], "index-without-concurrently");
+    assert_eq!(finding["severity"], "warning");
+    let size = finding["locks"][0]["size_bytes"].as_u64().unwrap();
+    assert!(size > 0 && size < 10 << 20, "{finding}");
+    // A threshold below the table's size makes it large again.
+    dhctl(&db.url)
+        .args(["lint", "--pending", "--small-table", "1kB"])
+        .migrations_dir(dir.path())
+        .run()
+        .expect_code(1);
+    // Nothing pending: nothing linted.
+    dhctl(&db.url)
+        .args(["migrate", "--no-partitions", "--allow-unsafe"])
+        .migrations_dir(dir.path())
+        .run()
+        .expect_code(0);
+    let run = dhctl(&db.url)
+        .args(["lint", "--pending", "--format", "json"])
+        .migrations_dir(dir.path())
+        .run();
+    run.expect_code(0);
+    assert_eq!(run.json()["files"], 0);
+}
+
+#[test]
+fn migrate_refuses_error_findings_before_applying_anything() {
+    let db = TestDb::new("lintgate");
+    dhctl(&db.url)
+        .args(["migrate", "--no-partitions"])
+        .run()
+        .expect_code(0);
+    let dir = migrations_with(&[
+        (
+            "20250101000000_table.sql",
+            "-- migrate:up\nCREATE TABLE notes (id int);\n",
+        ),
+        (
+            "20250101000001_rewrite.sql",
+            "-- migrate:up\nALTER TABLE request_logs ALTER COLUMN response_status TYPE bigint;\n",
+        ),
+    ]);
+    // request_logs is empty here: small, so the rewrite is only a warning by default.
+    let run = dhctl(&db.url)
+        .args([
+            "migrate",
+            "--no-partitions",
+            "--dry-run",
+            "--format",
+            "json",
+        ])
+        .migrations_dir(dir.path())
+        .run();
+    run.expect_code(0);
+    let lint = &run.json()["lint"];
+    assert_eq!(lint["findings"][0]["severity"], "warning", "{lint}");
+    let size = lint["findings"][0]["locks"][0]["size_bytes"]
+        .as_u64()
+        .unwrap();
+    assert!(size < 10 << 20, "{lint}");
+    // With every table counted as large, it is an error and nothing is applied.
+    let run = dhctl(&db.url)
+        .args([
+            "migrate",
+            "--no-partitions",
+            "--small-table",
+            "0",
+            "--format",
+            "json",
+        ])
+        .migrations_dir(dir.path())
+        .run();
+    run.expect_code(1);
+    let error = run.json();
+    assert_eq!(error["lint"]["findings"][0]["rule"], "column-type-rewrite");
+    assert_eq!(
+        db.history().len(),
+        5,
+        "nothing of the pending migrations was applied"
+    );
+    assert!(!db.tables().contains(&"notes".to_string()));
+    dhctl(&db.url)
+        .args(["migrate", "--no-partitions", "--small-table", "0"])
+        .env("DHCTL_ALLOW_UNSAFE", "true")
+        .migrations_dir(dir.path())
+        .run()
+        .expect_code(0);
+    assert_eq!(db.history().len(), 7);
+}
+
+#[test]
+fn a_fresh_database_is_not_refused_for_indexing_tables_the_run_creates() {
+    let db = TestDb::new("lintfresh");
+    let dir = migrations_with(&[
+        (
+            "20250101000000_notes.sql",
+            "-- migrate:up\nCREATE TABLE notes (id int);\n",
+        ),
+        (
+            "20250101000001_notes_index.sql",
+            "-- migrate:up\nCREATE INDEX idx_notes_id ON notes (id);\n",
+        ),
+    ]);
+    // Offline, notes exists when the second migration runs and may be large: an error.
+    dhctl(&db.url)
+        .args(["lint"])
+        .migrations_dir(dir.path())
+        .run()
+        .expect_code(1);
+    // migrate knows the run creates it: empty, so a warning, and everything applies.
+    dhctl(&db.url)
+        .args(["migrate", "--no-partitions"])
+        .migrations_dir(dir.path())
+        .run()
+        .expect_code(0);
+    assert_eq!(db.history().len(), 7);
+}

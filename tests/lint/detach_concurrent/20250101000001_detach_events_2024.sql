@@ -1,0 +1,2 @@
+-- migrate:up transaction:false
+ALTER TABLE events DETACH PARTITION events_2024 CONCURRENTLY;

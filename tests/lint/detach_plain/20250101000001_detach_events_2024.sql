@@ -1,0 +1,2 @@
+-- migrate:up
+ALTER TABLE events DETACH PARTITION events_2024;

@@ -1,0 +1,3 @@
+-- expect: rename-breaks-gateway
+-- migrate:up
+ALTER TABLE api_keys RENAME COLUMN created_by TO creator;

@@ -1,0 +1,3 @@
+-- expect: rewrite-under-lock
+-- migrate:up
+ALTER TABLE audit_logs SET UNLOGGED;

@@ -1,0 +1,3 @@
+-- expect: rewrite-under-lock
+-- migrate:up transaction:false
+VACUUM FULL audit_logs;

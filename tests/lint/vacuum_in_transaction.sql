@@ -1,0 +1,4 @@
+-- expect: vacuum-in-transaction
+-- applies: no
+-- migrate:up
+VACUUM (ANALYZE) audit_logs;

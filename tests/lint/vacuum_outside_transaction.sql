@@ -1,0 +1,3 @@
+-- guards: vacuum-in-transaction rewrite-under-lock
+-- migrate:up transaction:false
+VACUUM (ANALYZE) audit_logs;
