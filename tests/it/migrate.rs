@@ -231,6 +231,46 @@ fn a_failing_migration_names_file_and_line_and_leaves_nothing_behind() {
 }
 
 #[test]
+fn a_rollback_to_savepoint_behind_a_failure_does_not_let_later_statements_run() {
+    // ROLLBACK TO SAVEPOINT is the one statement an aborted transaction accepts, and it makes
+    // the transaction usable again: sent in the same pipeline as a failure before it, it would
+    // let every statement behind it run (a sequence's nextval stays, rollback or not), where
+    // psql would have stopped at the failure.
+    let db = TestDb::new("savepoint_pipeline");
+    db.exec("CREATE SEQUENCE public.outside");
+    let bad = "-- migrate:up\nCREATE TABLE first_one (id int);\nSAVEPOINT s;\nSELECT 1/0;\nROLLBACK TO SAVEPOINT s;\nSELECT nextval('public.outside');\nCREATE TABLE after_it (id int);\n";
+    let dir = migrations_with(&[("20240101000006_savepoint.sql", bad)]);
+    let run = dhctl(&db.url)
+        .migrations_dir(dir.path())
+        .args(["migrate", "--no-partitions"])
+        .run();
+    run.expect_code(2);
+    assert!(
+        run.stderr.contains("20240101000006_savepoint.sql:4:") && run.stderr.contains("22012"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(db.value("SELECT is_called FROM public.outside"), "f");
+    assert!(!db.tables().contains(&"first_one".to_string()));
+    assert_eq!(db.history().len(), 5, "earlier migrations stay applied");
+    // A savepoint rolled back to on purpose still works: the statements behind it run.
+    let good = "-- migrate:up\nCREATE TABLE first_one (id int);\nSAVEPOINT s;\nCREATE TABLE undone (id int);\nROLLBACK TO s;\nCREATE TABLE after_it (id int);\n";
+    let dir = migrations_with(&[("20240101000006_savepoint.sql", good)]);
+    dhctl(&db.url)
+        .migrations_dir(dir.path())
+        .args(["migrate", "--no-partitions"])
+        .run()
+        .expect_code(0);
+    let tables = db.tables();
+    assert!(
+        tables.contains(&"first_one".to_string())
+            && tables.contains(&"after_it".to_string())
+            && !tables.contains(&"undone".to_string()),
+        "{tables:?}"
+    );
+}
+
+#[test]
 fn statements_sent_behind_a_failing_one_never_run_and_the_error_names_the_failing_one() {
     // dhctl sends a migration's statements at once; the ones behind a failure must be refused
     // by the aborted transaction, not run. A sequence shows it: nextval is not rolled back.
