@@ -602,7 +602,7 @@ fn ends_no_transaction(section: &Section) -> std::result::Result<(), Problem> {
         let second = words.next().unwrap_or_default();
         let ends = match first.as_str() {
             "COMMIT" | "END" | "ABORT" | "BEGIN" => true,
-            "ROLLBACK" => !matches!(second.as_str(), "TO"),
+            "ROLLBACK" => !super::execute::rolls_back_to_savepoint(code),
             "START" | "PREPARE" => second == "TRANSACTION",
             _ => false,
         };

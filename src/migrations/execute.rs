@@ -422,7 +422,7 @@ fn first_failure(
 
 /// Whether `statement` is `ROLLBACK [WORK | TRANSACTION] TO [SAVEPOINT] name`: the statement
 /// that returns an aborted transaction to a savepoint, after which statements run again.
-fn rolls_back_to_savepoint(statement: &str) -> bool {
+pub(crate) fn rolls_back_to_savepoint(statement: &str) -> bool {
     let code = &statement[code_start(statement)..];
     let mut words = code
         .split(|c: char| c.is_whitespace() || c == ';')
