@@ -231,6 +231,31 @@ fn a_failing_migration_names_file_and_line_and_leaves_nothing_behind() {
 }
 
 #[test]
+fn a_section_may_set_its_transaction_s_isolation_level_first() {
+    // SET TRANSACTION ISOLATION LEVEL must come before any query of the transaction; dhctl's own
+    // look at the transaction (its id) must not be that query.
+    let db = TestDb::new("isolation_first");
+    let up = "-- migrate:up\nSET TRANSACTION ISOLATION LEVEL SERIALIZABLE;\nSET LOCAL transaction_deferrable = on;\n\
+              CREATE TABLE isolated AS SELECT pg_catalog.current_setting('transaction_isolation') AS level;\n\
+              -- migrate:down\nSET TRANSACTION ISOLATION LEVEL REPEATABLE READ;\nDROP TABLE isolated;\n";
+    let dir = migrations_with(&[("20240101000006_isolated.sql", up)]);
+    let migrate = dhctl(&db.url)
+        .migrations_dir(dir.path())
+        .args(["migrate", "--no-partitions"])
+        .run();
+    migrate.expect_code(0);
+    assert_eq!(db.value("SELECT level FROM isolated"), "serializable");
+    assert_eq!(db.history().len(), 6);
+    dhctl(&db.url)
+        .migrations_dir(dir.path())
+        .args(["rollback"])
+        .run()
+        .expect_code(0);
+    assert!(!db.tables().contains(&"isolated".to_string()));
+    assert_eq!(db.history().len(), 5);
+}
+
+#[test]
 fn a_rollback_to_savepoint_behind_a_failure_does_not_let_later_statements_run() {
     // ROLLBACK TO SAVEPOINT is the one statement an aborted transaction accepts, and it makes
     // the transaction usable again: sent in the same pipeline as a failure before it, it would
