@@ -231,6 +231,41 @@ fn a_failing_migration_names_file_and_line_and_leaves_nothing_behind() {
 }
 
 #[test]
+fn a_session_the_server_ends_mid_migration_is_not_blamed_on_the_file() {
+    // The backend ends while the pipelined statements run (here the migration ends its own
+    // backend, as an operator's pg_terminate_backend would): nothing is kept, the next run
+    // applies it, and the hint says the session ended rather than "fix the file".
+    let db = TestDb::new("terminated");
+    let up = "-- migrate:up\nCREATE TABLE before_it (id int);\n\
+              SELECT pg_catalog.pg_terminate_backend(pg_catalog.pg_backend_pid()) \
+              FROM pg_catalog.pg_tables WHERE tablename = 'marker';\nCREATE TABLE after_it (id int);\n";
+    db.exec("CREATE TABLE public.marker ()");
+    let dir = migrations_with(&[("20240101000006_terminated.sql", up)]);
+    let run = dhctl(&db.url)
+        .migrations_dir(dir.path())
+        .args(["migrate", "--no-partitions"])
+        .run();
+    run.expect_code(2);
+    assert!(
+        run.stderr.contains("20240101000006_terminated.sql:3:")
+            && run.stderr.contains("the server ended dhctl's session")
+            && !run.stderr.contains("fix the file"),
+        "{}",
+        run.stderr
+    );
+    let tables = db.tables();
+    assert!(!tables.contains(&"before_it".to_string()), "{tables:?}");
+    assert_eq!(db.history().len(), 5);
+    db.exec("DROP TABLE public.marker");
+    dhctl(&db.url)
+        .migrations_dir(dir.path())
+        .args(["migrate", "--no-partitions"])
+        .run()
+        .expect_code(0);
+    assert_eq!(db.history().len(), 6);
+}
+
+#[test]
 fn a_section_may_set_its_transaction_s_isolation_level_first() {
     // SET TRANSACTION ISOLATION LEVEL must come before any query of the transaction; dhctl's own
     // look at the transaction (its id) must not be that query.
