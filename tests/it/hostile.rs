@@ -192,7 +192,11 @@ fn copy_from_stdin_or_to_stdout_is_refused_before_anything_runs() {
     // left the session in copy mode and failed with "unexpected message from server".
     for (label, statement, mode) in [
         ("hcopyin", "COPY a FROM stdin", ""),
-        ("hcopyout", "copy (SELECT 1) TO STDOUT WITH (FORMAT csv)", ""),
+        (
+            "hcopyout",
+            "copy (SELECT 1) TO STDOUT WITH (FORMAT csv)",
+            "",
+        ),
         ("hcopyfree", "COPY a FROM STDIN", " transaction:false"),
     ] {
         let db = TestDb::new(label);
