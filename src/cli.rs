@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use chrono::{DateTime, Datelike, Utc};
+use chrono::{DateTime, Datelike, Timelike, Utc};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::partitions::Retention;
@@ -592,6 +592,11 @@ fn parse_now(text: &str) -> Result<DateTime<Utc>, String> {
         format!("`{text}` is not an RFC 3339 time ({e}); write e.g. 2026-11-15T10:00:00Z")
     })?;
     let now = parsed.with_timezone(&Utc);
+    if now.nanosecond() >= 1_000_000_000 {
+        return Err(format!(
+            "`{text}` is a leap second, which PostgreSQL reads as the next minute; use :59 or the next minute's :00"
+        ));
+    }
     if !(1970..=9000).contains(&now.year()) {
         return Err(format!(
             "`{text}` is out of range; use a time between 1970 and 9000"

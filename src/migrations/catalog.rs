@@ -111,6 +111,7 @@ enum Kind {
     EmptyUp,
     Psql,
     Transaction,
+    Copy,
 }
 
 impl Kind {
@@ -144,6 +145,11 @@ impl Kind {
             Kind::Psql => {
                 "migrations are sent to the server as SQL, not through psql: remove psql's \\ \
                  meta-commands (pg_dump 17.6 and later writes \\restrict and \\unrestrict lines)"
+            }
+            Kind::Copy => {
+                "COPY FROM STDIN and COPY TO STDOUT need a client that sends or takes the rows, \
+                 and dhctl sends none: write the rows as INSERT … VALUES, or COPY from or to a \
+                 file on the database server"
             }
             Kind::EmptyUp => {
                 "write the migration's SQL after `-- migrate:up`, or a comment saying why it does \
@@ -451,6 +457,7 @@ fn parse_file(file: &str, bytes: &[u8]) -> std::result::Result<Migration, Proble
     let (up, down) = parse_sections(&text)?;
     for section in std::iter::once(&up).chain(down.as_ref()) {
         ends_no_transaction(section)?;
+        copies_no_client_data(section)?;
     }
     if up.sql.trim().is_empty() {
         return Err(problem(Kind::EmptyUp, "the up section is empty"));
@@ -602,7 +609,7 @@ fn ends_no_transaction(section: &Section) -> std::result::Result<(), Problem> {
         let second = words.next().unwrap_or_default();
         let ends = match first.as_str() {
             "COMMIT" | "END" | "ABORT" | "BEGIN" => true,
-            "ROLLBACK" => !matches!(second.as_str(), "TO"),
+            "ROLLBACK" => !super::execute::rolls_back_to_savepoint(code),
             "START" | "PREPARE" => second == "TRANSACTION",
             _ => false,
         };
@@ -615,6 +622,35 @@ fn ends_no_transaction(section: &Section) -> std::result::Result<(), Problem> {
                     "line {line}: `{}` would end the transaction dhctl runs this section in",
                     code.lines().next().unwrap_or_default().trim()
                 ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `COPY … FROM STDIN` and `COPY … TO STDOUT` switch the connection into a copy mode that only
+/// a client feeding or reading the rows (psql) can leave; sent by dhctl they would end the
+/// session with "unexpected message from server".
+fn copies_no_client_data(section: &Section) -> std::result::Result<(), Problem> {
+    for statement in split::split(&section.sql) {
+        let words = split::words(statement.sql);
+        if !words
+            .first()
+            .is_some_and(|w| w.text.eq_ignore_ascii_case("COPY"))
+        {
+            continue;
+        }
+        let to_client = words.windows(2).any(|pair| {
+            let (a, b) = (pair[0].text, pair[1].text);
+            (a.eq_ignore_ascii_case("FROM") && b.eq_ignore_ascii_case("STDIN"))
+                || (a.eq_ignore_ascii_case("TO") && b.eq_ignore_ascii_case("STDOUT"))
+        });
+        if to_client {
+            let offset = statement.offset + words[0].offset;
+            let line = section.first_line + section.sql[..offset].matches('\n').count();
+            return Err(problem(
+                Kind::Copy,
+                format!("line {line}: a COPY FROM STDIN or COPY TO STDOUT, which dhctl cannot run"),
             ));
         }
     }

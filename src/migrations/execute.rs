@@ -107,7 +107,8 @@ impl Run<'_> {
     }
 
     /// A transactional section in two round trips, whatever its length: BEGIN with every
-    /// statement behind it, then dhctl's session, its checks, the history write and COMMIT.
+    /// statement behind it, then dhctl's session, its checks, the history write and COMMIT
+    /// (one more round trip after each ROLLBACK TO SAVEPOINT, see [`rolls_back_to_savepoint`]).
     /// Statements are still sent one by one (as psql sends a file), so the first one that fails
     /// is the one an error names; the ones behind it are refused by the aborted transaction
     /// (25P02) and never run.
@@ -116,31 +117,50 @@ impl Run<'_> {
             let statements = super::split::split(&section.sql);
             // The transaction's id, so that a section that ends it (COMMIT, ROLLBACK, END, a
             // procedure that commits) is caught instead of recorded as if nothing had happened.
-            // BEGIN and the id travel in one message: if either fails, the block is aborted
-            // and the statements behind it are refused rather than run outside a transaction.
-            let begin = self
-                .client
-                .simple_query("BEGIN; SELECT pg_catalog.txid_current()::pg_catalog.text");
-            let run = in_order(
-                statements
+            // Asked for right behind the section's leading SET TRANSACTION statements, which must
+            // come before any query of the transaction, and before everything else. BEGIN goes
+            // alone: it cannot fail in dhctl's clean session but with the connection, which the
+            // statements behind it would then fail with too.
+            let head = statements
+                .iter()
+                .take_while(|s| sets_transaction_mode(s.sql))
+                .count();
+            let (head, body) = statements.split_at(head);
+            // ROLLBACK TO SAVEPOINT makes an aborted transaction usable again, so nothing may be
+            // sent behind it before the statements ahead of it are known to have succeeded.
+            let mut chunks = body.split_inclusive(|s| rolls_back_to_savepoint(s.sql));
+            let first = chunks.next().unwrap_or_default();
+            let (begun, head_outcomes, id, outcomes) = futures_util::future::join4(
+                self.client.batch_execute("BEGIN"),
+                self.pipeline(head),
+                self.client
+                    .simple_query("SELECT pg_catalog.txid_current()::pg_catalog.text"),
+                self.pipeline(first),
+            )
+            .await;
+            begun.map_err(|e| failure(e, None, Stage::Session))?;
+            let mut failed = first_failure(head, head_outcomes);
+            // Behind a failed SET TRANSACTION the id's query is refused (25P02) like the rest.
+            let xid = match id {
+                Ok(messages) => messages
                     .iter()
-                    .map(|statement| self.client.batch_execute(statement.sql)),
-            );
-            let (begun, outcomes) = futures_util::future::join(begin, run).await;
-            let xid = begun
-                .map_err(|e| failure(e, None, Stage::Session))?
-                .iter()
-                .find_map(|m| match m {
-                    tokio_postgres::SimpleQueryMessage::Row(row) => {
-                        row.get(0).and_then(|x| x.parse::<i64>().ok())
-                    }
-                    _ => None,
-                })
-                .unwrap_or(0);
-            let failed = statements
-                .iter()
-                .zip(outcomes)
-                .find_map(|(statement, outcome)| outcome.err().map(|e| (statement.offset, e)));
+                    .find_map(|m| match m {
+                        tokio_postgres::SimpleQueryMessage::Row(row) => {
+                            row.get(0).and_then(|x| x.parse::<i64>().ok())
+                        }
+                        _ => None,
+                    })
+                    .unwrap_or(0),
+                Err(_) if failed.is_some() => 0,
+                Err(e) => return Err(failure(e, None, Stage::Session)),
+            };
+            failed = failed.or_else(|| first_failure(first, outcomes));
+            for chunk in chunks {
+                if failed.is_some() {
+                    break;
+                }
+                failed = first_failure(chunk, self.pipeline(chunk).await);
+            }
             if let Some((offset, error)) = failed {
                 let mut failed = failure(error, Some(offset), Stage::Section);
                 // Still in dhctl's (now aborted) transaction, the check fails with 25P02 and the
@@ -165,6 +185,14 @@ impl Run<'_> {
             let _ = restore_session(self.client, self.lock_timeout).await;
         }
         outcome
+    }
+
+    /// Sends `statements` one message each, all at once; their outcomes in order.
+    async fn pipeline(
+        &self,
+        statements: &[super::split::Statement<'_>],
+    ) -> Vec<Result<(), tokio_postgres::Error>> {
+        in_order(statements.iter().map(|s| self.client.batch_execute(s.sql))).await
     }
 
     async fn unwrapped(
@@ -396,6 +424,64 @@ async fn in_order<F: Future>(requests: impl Iterator<Item = F>) -> Vec<F::Output
         }
     }
     outputs
+}
+
+/// The first statement of `statements` whose outcome is an error: its offset and the error.
+fn first_failure(
+    statements: &[super::split::Statement<'_>],
+    outcomes: Vec<Result<(), tokio_postgres::Error>>,
+) -> Option<(usize, tokio_postgres::Error)> {
+    statements
+        .iter()
+        .zip(outcomes)
+        .find_map(|(statement, outcome)| outcome.err().map(|e| (statement.offset, e)))
+}
+
+/// Whether `statement` sets the current transaction's mode (`SET TRANSACTION …`, or the
+/// transaction_isolation, transaction_read_only and transaction_deferrable settings), which
+/// PostgreSQL refuses once the transaction ran a query (SQLSTATE 25001).
+fn sets_transaction_mode(statement: &str) -> bool {
+    let code = &statement[code_start(statement)..];
+    let mut words = code
+        .split(|c: char| c.is_whitespace() || c == ';' || c == '=')
+        .filter(|w| !w.is_empty());
+    if !words.next().is_some_and(|w| w.eq_ignore_ascii_case("SET")) {
+        return false;
+    }
+    let mut word = words.next().unwrap_or_default();
+    if word.eq_ignore_ascii_case("LOCAL") || word.eq_ignore_ascii_case("SESSION") {
+        word = words.next().unwrap_or_default();
+    }
+    [
+        "TRANSACTION",
+        "transaction_isolation",
+        "transaction_read_only",
+        "transaction_deferrable",
+    ]
+    .iter()
+    .any(|name| word.eq_ignore_ascii_case(name))
+}
+
+/// Whether `statement` is `ROLLBACK [WORK | TRANSACTION] TO [SAVEPOINT] name`: the statement
+/// that returns an aborted transaction to a savepoint, after which statements run again.
+pub(crate) fn rolls_back_to_savepoint(statement: &str) -> bool {
+    let code = &statement[code_start(statement)..];
+    let mut words = code
+        .split(|c: char| c.is_whitespace() || c == ';')
+        .filter(|w| !w.is_empty());
+    if !words
+        .next()
+        .is_some_and(|w| w.eq_ignore_ascii_case("ROLLBACK"))
+    {
+        return false;
+    }
+    match words.next() {
+        Some(w) if w.eq_ignore_ascii_case("WORK") || w.eq_ignore_ascii_case("TRANSACTION") => {
+            words.next().is_some_and(|w| w.eq_ignore_ascii_case("TO"))
+        }
+        Some(w) => w.eq_ignore_ascii_case("TO"),
+        None => false,
+    }
 }
 
 /// The timeouts that could end dhctl's session, or cancel its bookkeeping, before it restores
@@ -656,6 +742,47 @@ mod tests {
         let history = account(Stage::History, None, Transaction::None, true, "f.sql", &t);
         assert!(history.advice.contains("privileges"), "{history:?}");
         assert!(history.kept.contains("were kept"), "{history:?}");
+    }
+
+    #[test]
+    fn transaction_mode_settings_are_told_from_other_sets() {
+        for yes in [
+            "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE",
+            "-- first\nset transaction read write",
+            "SET LOCAL transaction_isolation = 'serializable'",
+            "SET SESSION transaction_deferrable TO on",
+            "SET transaction_read_only=off",
+        ] {
+            assert!(sets_transaction_mode(yes), "{yes}");
+        }
+        for no in [
+            "SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL SERIALIZABLE",
+            "SET LOCAL statement_timeout = 1",
+            "SET default_transaction_isolation = 'serializable'",
+            "SELECT 'SET TRANSACTION'",
+        ] {
+            assert!(!sets_transaction_mode(no), "{no}");
+        }
+    }
+
+    #[test]
+    fn rollback_to_savepoint_is_told_from_other_rollbacks() {
+        for yes in [
+            "ROLLBACK TO s",
+            "rollback to savepoint s",
+            "-- undo\n  Rollback Work To s",
+            "ROLLBACK TRANSACTION\nTO SAVEPOINT s",
+        ] {
+            assert!(rolls_back_to_savepoint(yes), "{yes}");
+        }
+        for no in [
+            "ROLLBACK",
+            "ROLLBACK AND CHAIN",
+            "ROLLBACK WORK",
+            "SELECT 'ROLLBACK TO'",
+        ] {
+            assert!(!rolls_back_to_savepoint(no), "{no}");
+        }
     }
 
     #[test]

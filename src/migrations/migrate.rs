@@ -280,9 +280,18 @@ fn migration_error(m: &Migration, failure: &execute::Failure, table: &TableName)
         Transaction::Wrapped => "nothing of it was kept; earlier migrations stay applied",
         Transaction::None => "it runs outside a transaction (transaction:false): statements before the failing one were kept",
     };
+    // The server ended the session (a terminated backend, a restart, a broken connection):
+    // the statement it was running when that happened is not what to fix.
+    let session_ended = pg.is_closed()
+        || pg
+            .code()
+            .is_some_and(|c| c.code().starts_with("08") || c.code().starts_with("57P"));
     let advice = if lock_timeout {
         "the file is not at fault: find the session holding the lock (pg_locks, pg_stat_activity), \
          then run dhctl migrate again, or raise --lock-timeout / --lock-retries"
+    } else if session_ended {
+        "the server ended dhctl's session (a terminated backend, a restart, a lost connection), \
+         not necessarily because of the file: run dhctl migrate again once the server answers"
     } else if failure.statement.is_none() {
         "dhctl could not record it in the history table; check the role's privileges on it, then run dhctl migrate again"
     } else {

@@ -185,3 +185,39 @@ fn a_history_table_name_with_stray_spaces_is_refused() {
         "1"
     );
 }
+
+#[test]
+fn copy_from_stdin_or_to_stdout_is_refused_before_anything_runs() {
+    // dhctl has no rows to feed COPY FROM STDIN and no reader for COPY TO STDOUT: sent, either
+    // left the session in copy mode and failed with "unexpected message from server".
+    for (label, statement, mode) in [
+        ("hcopyin", "COPY a FROM stdin", ""),
+        (
+            "hcopyout",
+            "copy (SELECT 1) TO STDOUT WITH (FORMAT csv)",
+            "",
+        ),
+        ("hcopyfree", "COPY a FROM STDIN", " transaction:false"),
+    ] {
+        let db = TestDb::new(label);
+        let dir = folder(&[(
+            "1_a.sql",
+            &format!("-- migrate:up{mode}\nCREATE TABLE a(i int);\n-- a note\n{statement};\n"),
+        )]);
+        let out = run(&db, &dir, &["migrate", "--no-partitions"]);
+        out.expect_code(2);
+        assert!(
+            out.stderr.contains("line 4:") && out.stderr.contains("COPY FROM STDIN"),
+            "{label}: {}",
+            out.stderr
+        );
+        assert!(db.tables().is_empty(), "{label}: something ran");
+    }
+    // COPY between the server and its own files, and the words in a string, are fine.
+    let db = TestDb::new("hcopyok");
+    let dir = folder(&[(
+        "1_a.sql",
+        "-- migrate:up\nCREATE TABLE a(i text);\nINSERT INTO a VALUES ('COPY a FROM STDIN');\n",
+    )]);
+    run(&db, &dir, &["migrate", "--no-partitions"]).expect_code(0);
+}

@@ -231,6 +231,107 @@ fn a_failing_migration_names_file_and_line_and_leaves_nothing_behind() {
 }
 
 #[test]
+fn a_session_the_server_ends_mid_migration_is_not_blamed_on_the_file() {
+    // The backend ends while the pipelined statements run (here the migration ends its own
+    // backend, as an operator's pg_terminate_backend would): nothing is kept, the next run
+    // applies it, and the hint says the session ended rather than "fix the file".
+    let db = TestDb::new("terminated");
+    let up = "-- migrate:up\nCREATE TABLE before_it (id int);\n\
+              SELECT pg_catalog.pg_terminate_backend(pg_catalog.pg_backend_pid()) \
+              FROM pg_catalog.pg_tables WHERE tablename = 'marker';\nCREATE TABLE after_it (id int);\n";
+    db.exec("CREATE TABLE public.marker ()");
+    let dir = migrations_with(&[("20240101000006_terminated.sql", up)]);
+    let run = dhctl(&db.url)
+        .migrations_dir(dir.path())
+        .args(["migrate", "--no-partitions"])
+        .run();
+    run.expect_code(2);
+    assert!(
+        run.stderr.contains("20240101000006_terminated.sql:3:")
+            && run.stderr.contains("the server ended dhctl's session")
+            && !run.stderr.contains("fix the file"),
+        "{}",
+        run.stderr
+    );
+    let tables = db.tables();
+    assert!(!tables.contains(&"before_it".to_string()), "{tables:?}");
+    assert_eq!(db.history().len(), 5);
+    db.exec("DROP TABLE public.marker");
+    dhctl(&db.url)
+        .migrations_dir(dir.path())
+        .args(["migrate", "--no-partitions"])
+        .run()
+        .expect_code(0);
+    assert_eq!(db.history().len(), 6);
+}
+
+#[test]
+fn a_section_may_set_its_transaction_s_isolation_level_first() {
+    // SET TRANSACTION ISOLATION LEVEL must come before any query of the transaction; dhctl's own
+    // look at the transaction (its id) must not be that query.
+    let db = TestDb::new("isolation_first");
+    let up = "-- migrate:up\nSET TRANSACTION ISOLATION LEVEL SERIALIZABLE;\nSET LOCAL transaction_deferrable = on;\n\
+              CREATE TABLE isolated AS SELECT pg_catalog.current_setting('transaction_isolation') AS level;\n\
+              -- migrate:down\nSET TRANSACTION ISOLATION LEVEL REPEATABLE READ;\nDROP TABLE isolated;\n";
+    let dir = migrations_with(&[("20240101000006_isolated.sql", up)]);
+    let migrate = dhctl(&db.url)
+        .migrations_dir(dir.path())
+        .args(["migrate", "--no-partitions"])
+        .run();
+    migrate.expect_code(0);
+    assert_eq!(db.value("SELECT level FROM isolated"), "serializable");
+    assert_eq!(db.history().len(), 6);
+    dhctl(&db.url)
+        .migrations_dir(dir.path())
+        .args(["rollback"])
+        .run()
+        .expect_code(0);
+    assert!(!db.tables().contains(&"isolated".to_string()));
+    assert_eq!(db.history().len(), 5);
+}
+
+#[test]
+fn a_rollback_to_savepoint_behind_a_failure_does_not_let_later_statements_run() {
+    // ROLLBACK TO SAVEPOINT is the one statement an aborted transaction accepts, and it makes
+    // the transaction usable again: sent in the same pipeline as a failure before it, it would
+    // let every statement behind it run (a sequence's nextval stays, rollback or not), where
+    // psql would have stopped at the failure.
+    let db = TestDb::new("savepoint_pipeline");
+    db.exec("CREATE SEQUENCE public.outside");
+    let bad = "-- migrate:up\nCREATE TABLE first_one (id int);\nSAVEPOINT s;\nSELECT 1/0;\nROLLBACK TO SAVEPOINT s;\nSELECT nextval('public.outside');\nCREATE TABLE after_it (id int);\n";
+    let dir = migrations_with(&[("20240101000006_savepoint.sql", bad)]);
+    let run = dhctl(&db.url)
+        .migrations_dir(dir.path())
+        .args(["migrate", "--no-partitions"])
+        .run();
+    run.expect_code(2);
+    assert!(
+        run.stderr.contains("20240101000006_savepoint.sql:4:") && run.stderr.contains("22012"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(db.value("SELECT is_called FROM public.outside"), "f");
+    assert!(!db.tables().contains(&"first_one".to_string()));
+    assert_eq!(db.history().len(), 5, "earlier migrations stay applied");
+    // A savepoint rolled back to on purpose still works, in each of its spellings (WORK and
+    // TRANSACTION are noise words, not the end of the transaction): the statements behind it run.
+    let good = "-- migrate:up\nCREATE TABLE first_one (id int);\nSAVEPOINT s;\nCREATE TABLE undone (id int);\nROLLBACK TO s;\nSAVEPOINT t;\nCREATE TABLE undone_too (id int);\nROLLBACK WORK TO SAVEPOINT t;\nSAVEPOINT u;\nCREATE TABLE undone_again (id int);\nrollback transaction to u;\nCREATE TABLE after_it (id int);\n";
+    let dir = migrations_with(&[("20240101000006_savepoint.sql", good)]);
+    dhctl(&db.url)
+        .migrations_dir(dir.path())
+        .args(["migrate", "--no-partitions"])
+        .run()
+        .expect_code(0);
+    let tables = db.tables();
+    assert!(
+        tables.contains(&"first_one".to_string())
+            && tables.contains(&"after_it".to_string())
+            && !tables.iter().any(|t| t.starts_with("undone")),
+        "{tables:?}"
+    );
+}
+
+#[test]
 fn statements_sent_behind_a_failing_one_never_run_and_the_error_names_the_failing_one() {
     // dhctl sends a migration's statements at once; the ones behind a failure must be refused
     // by the aborted transaction, not run. A sequence shows it: nextval is not rolled back.

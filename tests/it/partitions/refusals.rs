@@ -91,6 +91,13 @@ fn bad_policies_and_arguments_exit_2_and_change_nothing() {
             // Refused by clap's value parser, in clap's words, before anything is read.
             "invalid value 'tomorrow' for '--now <TIMESTAMP>'".into(),
         ),
+        (
+            vec![],
+            // RFC 3339 allows a leap second; taken, it was January's last second to dhctl and
+            // February's first to PostgreSQL, and came back as `…:60Z` in JSON.
+            vec!["--now".into(), "2030-01-31T23:59:60Z".into()],
+            "is a leap second".into(),
+        ),
     ];
     for (files, extra, wanted) in cases {
         let files: Vec<(&str, &str)> = files
