@@ -217,12 +217,7 @@ pub(crate) fn weigh(report: &mut Report, sizes: &HashMap<String, u64>, small_tab
             ));
         }
     }
-    report.errors = report
-        .findings
-        .iter()
-        .filter(|f| f.severity == Severity::Error)
-        .count();
-    report.warnings = report.findings.len() - report.errors;
+    report.count();
 }
 
 /// `--small-table`: bytes, or a number with kB, MB, GB (or KiB, MiB, GiB: the same, powers of

@@ -189,6 +189,16 @@ pub struct Report {
 }
 
 impl Report {
+    /// Counts the errors and warnings among the findings (after they change severity).
+    pub fn count(&mut self) {
+        self.errors = self
+            .findings
+            .iter()
+            .filter(|f| f.severity == Severity::Error)
+            .count();
+        self.warnings = self.findings.len() - self.errors;
+    }
+
     /// 0 when no finding is an error, 1 when one is (`dhctl lint`'s contract).
     pub fn exit_code(&self) -> i32 {
         i32::from(self.errors > 0)
@@ -310,12 +320,7 @@ pub fn lint(inputs: &[Input<'_>], context: &Context, plan: Plan) -> crate::Resul
             }));
         }
     }
-    report.errors = report
-        .findings
-        .iter()
-        .filter(|f| f.severity == Severity::Error)
-        .count();
-    report.warnings = report.findings.len() - report.errors;
+    report.count();
     Ok(report)
 }
 
