@@ -296,13 +296,12 @@ pub fn lint(inputs: &[Input<'_>], context: &Context, plan: Plan) -> crate::Resul
                 transaction: section.transaction,
             };
             // The down runs against the schema as the up left it; what it drops is not learnt
-            // (later migrations build on the up).
-            let mut scratch = schema.clone();
+            // (later migrations build on the up): check_section learns from up sections only.
             let mut down_findings = Vec::new();
             rules::check_section(
                 parsed,
                 &mode,
-                &mut scratch,
+                &mut schema,
                 &mut down_findings,
                 &mut Vec::new(),
             );
