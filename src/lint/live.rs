@@ -44,10 +44,10 @@ pub async fn pending_live(cfg: &DbConfig, options: &Options, small_table: u64) -
     };
     let names = relations(&report);
     let sizes = table_sizes(&session.client, &names).await?;
-    let absent = absent(&sizes, &names);
+    let absent = absent(&sizes, &names, &report.created);
     weigh(
         &mut report,
-        &missing_as_empty(sizes, &names),
+        &missing_as_empty(sizes, &absent),
         &absent,
         small_table,
     );
@@ -66,35 +66,49 @@ pub async fn pending_weighed(
 ) -> Result<Report> {
     let mut report = files::pending(catalog, pending, managed)?;
     let names = relations(&report);
-    let sizes = match client {
-        Some(client) => table_sizes(client, &names).await?,
-        None => HashMap::new(),
+    let (sizes, absent) = match client {
+        Some(client) => {
+            let sizes = table_sizes(client, &names).await?;
+            let absent = absent(&sizes, &names, &report.created);
+            (sizes, absent)
+        }
+        // No database yet: every table is one the run creates.
+        None => (HashMap::new(), names.iter().cloned().collect()),
     };
-    let absent = absent(&sizes, &names);
     weigh(
         &mut report,
-        &missing_as_empty(sizes, &names),
+        &missing_as_empty(sizes, &absent),
         &absent,
         small_table,
     );
     Ok(report)
 }
 
-/// A table a pending statement locks that does not exist yet is created by an earlier pending
-/// statement (or the statement fails anyway): when this run starts it is empty.
-fn missing_as_empty(mut sizes: HashMap<String, u64>, names: &[String]) -> HashMap<String, u64> {
-    for name in names {
+/// A table a pending statement locks that does not exist yet but a pending migration creates
+/// is empty when this run starts.
+fn missing_as_empty(
+    mut sizes: HashMap<String, u64>,
+    absent: &BTreeSet<String>,
+) -> HashMap<String, u64> {
+    for name in absent {
         sizes.entry(name.clone()).or_insert(0);
     }
     sizes
 }
 
-/// The relations a pending statement locks that do not exist when the run starts: the run
-/// itself creates them.
-fn absent(sizes: &HashMap<String, u64>, names: &[String]) -> BTreeSet<String> {
+/// The relations a pending statement locks that do not exist when the run starts and that a
+/// pending migration creates. A missing name no pending migration creates is not known to be
+/// empty: the statement may reach another table than the linter's name says (a `SET
+/// search_path` earlier in the migration, a table created by a DO block), so it keeps no size
+/// and the offline verdict.
+fn absent(
+    sizes: &HashMap<String, u64>,
+    names: &[String],
+    created: &BTreeSet<String>,
+) -> BTreeSet<String> {
     names
         .iter()
-        .filter(|n| !sizes.contains_key(*n))
+        .filter(|n| !sizes.contains_key(*n) && created.contains(*n))
         .cloned()
         .collect()
 }

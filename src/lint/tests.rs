@@ -169,6 +169,11 @@ fn drops_and_reindex() {
         "drop-index-without-concurrently",
         "CREATE INDEX j ON api_keys (name); DROP INDEX j;",
     );
+    // An index lives in its table's schema: DROP INDEX names it so (the subway corpus).
+    silent(
+        "drop-index-without-concurrently",
+        "CREATE TABLE ops.t (a int); CREATE INDEX j ON ops.t (a); DROP INDEX IF EXISTS ops.j;",
+    );
     fires("reindex-without-concurrently", "REINDEX TABLE api_keys;");
     silent(
         "reindex-without-concurrently",
