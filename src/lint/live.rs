@@ -44,7 +44,13 @@ pub async fn pending_live(cfg: &DbConfig, options: &Options, small_table: u64) -
     };
     let names = relations(&report);
     let sizes = table_sizes(&session.client, &names).await?;
-    weigh(&mut report, &missing_as_empty(sizes, &names), small_table);
+    let absent = absent(&sizes, &names, &report.created);
+    weigh(
+        &mut report,
+        &missing_as_empty(sizes, &absent),
+        &absent,
+        small_table,
+    );
     report.server_version = Some(session.server_version);
     Ok(report)
 }
@@ -60,21 +66,51 @@ pub async fn pending_weighed(
 ) -> Result<Report> {
     let mut report = files::pending(catalog, pending, managed)?;
     let names = relations(&report);
-    let sizes = match client {
-        Some(client) => table_sizes(client, &names).await?,
-        None => HashMap::new(),
+    let (sizes, absent) = match client {
+        Some(client) => {
+            let sizes = table_sizes(client, &names).await?;
+            let absent = absent(&sizes, &names, &report.created);
+            (sizes, absent)
+        }
+        // No database yet: every table is one the run creates.
+        None => (HashMap::new(), names.iter().cloned().collect()),
     };
-    weigh(&mut report, &missing_as_empty(sizes, &names), small_table);
+    weigh(
+        &mut report,
+        &missing_as_empty(sizes, &absent),
+        &absent,
+        small_table,
+    );
     Ok(report)
 }
 
-/// A table a pending statement locks that does not exist yet is created by an earlier pending
-/// statement (or the statement fails anyway): when this run starts it is empty.
-fn missing_as_empty(mut sizes: HashMap<String, u64>, names: &[String]) -> HashMap<String, u64> {
-    for name in names {
+/// A table a pending statement locks that does not exist yet but a pending migration creates
+/// is empty when this run starts.
+fn missing_as_empty(
+    mut sizes: HashMap<String, u64>,
+    absent: &BTreeSet<String>,
+) -> HashMap<String, u64> {
+    for name in absent {
         sizes.entry(name.clone()).or_insert(0);
     }
     sizes
+}
+
+/// The relations a pending statement locks that do not exist when the run starts and that a
+/// pending migration creates. A missing name no pending migration creates is not known to be
+/// empty: the statement may reach another table than the linter's name says (a `SET
+/// search_path` earlier in the migration, a table created by a DO block), so it keeps no size
+/// and the offline verdict.
+fn absent(
+    sizes: &HashMap<String, u64>,
+    names: &[String],
+    created: &BTreeSet<String>,
+) -> BTreeSet<String> {
+    names
+        .iter()
+        .filter(|n| !sizes.contains_key(*n) && created.contains(*n))
+        .cloned()
+        .collect()
 }
 
 /// Every relation a finding or plan step locks.
@@ -192,8 +228,16 @@ fn grows_with_size(rule: Rule) -> bool {
 
 /// Fills each lock's `size_bytes` and turns an error into a warning when every table it locks
 /// has a known size below `small_table`; a relation without one ("every table") keeps the
-/// offline verdict.
-pub(crate) fn weigh(report: &mut Report, sizes: &HashMap<String, u64>, small_table: u64) {
+/// offline verdict. A NOT NULL column added without a default to a table that does not exist
+/// when the run starts (`absent`: an earlier pending migration creates it, as every table of a
+/// fresh database) is a warning too: the table holds only what the pending migrations insert,
+/// and if they insert a row the statement fails in its own transaction, as psql's would.
+pub(crate) fn weigh(
+    report: &mut Report,
+    sizes: &HashMap<String, u64>,
+    absent: &BTreeSet<String>,
+    small_table: u64,
+) {
     let fill = |locks: &mut Vec<super::Lock>| {
         for lock in locks {
             lock.size_bytes = sizes.get(&lock.relation).copied();
@@ -215,6 +259,21 @@ pub(crate) fn weigh(report: &mut Report, sizes: &HashMap<String, u64>, small_tab
                 " (a warning: every table it locks is below --small-table, {})",
                 human_size(small_table)
             ));
+        }
+        let altered = finding
+            .locks
+            .iter()
+            .filter(|l| l.mode == super::LockMode::AccessExclusive);
+        let created_by_this_run = altered.clone().next().is_some()
+            && altered.clone().all(|l| absent.contains(&l.relation));
+        if finding.rule == Rule::AddColumnNotNull
+            && finding.severity == Severity::Error
+            && created_by_this_run
+        {
+            finding.severity = Severity::Warning;
+            finding.message.push_str(
+                " (a warning: the table does not exist yet, an earlier pending migration creates it, so it holds only the rows pending migrations insert)",
+            );
         }
     }
     report.count();
@@ -299,7 +358,7 @@ mod tests {
             ..Report::default()
         };
         let sizes = HashMap::from([("small".to_string(), 8192), ("large".to_string(), 1 << 30)]);
-        weigh(&mut report, &sizes, SMALL_TABLE_DEFAULT);
+        weigh(&mut report, &sizes, &BTreeSet::new(), SMALL_TABLE_DEFAULT);
         let severities: Vec<Severity> = report.findings.iter().map(|f| f.severity).collect();
         assert_eq!(
             severities,
@@ -316,6 +375,27 @@ mod tests {
         assert!(report.findings[0]
             .message
             .contains("below --small-table, 10 MiB"));
+    }
+
+    #[test]
+    fn a_not_null_column_on_a_table_this_run_creates_is_a_warning() {
+        let on = |relation: &str, absent: &[&str]| {
+            let mut f = finding(Rule::AddColumnNotNull, &[relation, "referenced"]);
+            f.locks[0].mode = LockMode::AccessExclusive;
+            f.locks[1].mode = LockMode::ShareRowExclusive;
+            let mut report = Report {
+                findings: vec![f],
+                ..Report::default()
+            };
+            let absent = absent.iter().map(|a| a.to_string()).collect();
+            let sizes = HashMap::from([("existing".to_string(), 0), ("referenced".to_string(), 0)]);
+            weigh(&mut report, &sizes, &absent, SMALL_TABLE_DEFAULT);
+            report.findings[0].severity
+        };
+        // A fresh database: the table an earlier pending migration creates is empty.
+        assert_eq!(on("created_in_run", &["created_in_run"]), Severity::Warning);
+        // A table that exists may hold rows even when pg_class says 0 pages (never analysed).
+        assert_eq!(on("existing", &[]), Severity::Error);
     }
 
     #[test]

@@ -186,6 +186,10 @@ pub struct Report {
     pub plan: Option<Vec<PlanStep>>,
     /// The server's version (`server_version_num`) with `--pending`; null offline.
     pub server_version: Option<i32>,
+    /// The tables and indexes the linted migrations create (as the linter names them): a live
+    /// lint counts one that does not exist yet as empty, and any other missing name as unknown.
+    #[serde(skip)]
+    pub created: std::collections::BTreeSet<String>,
 }
 
 impl Report {
@@ -285,6 +289,9 @@ pub fn lint(inputs: &[Input<'_>], context: &Context, plan: Plan) -> crate::Resul
         let mut findings = Vec::new();
         let mut steps = Vec::new();
         rules::check_section(&up, &mode, &mut schema, &mut findings, &mut steps);
+        if input.target == Target::Lint {
+            report.created.extend(schema.created_here().cloned());
+        }
         if !lint {
             continue;
         }

@@ -684,7 +684,13 @@ fn learn(stmt: &ast::Stmt, schema: &mut Schema) {
                 index.index().and_then(|i| i.path()),
                 relation(index.table_relation_name()),
             ) {
-                schema.create_index(&name(n.syntax()), &table);
+                // The index lives in its table's schema (CREATE INDEX takes no schema for it):
+                // `CREATE INDEX i ON upchieve.schools` makes upchieve.i, as DROP INDEX names it.
+                let index = match table.rsplit_once('.') {
+                    Some((table_schema, _)) => format!("{table_schema}.{}", name(n.syntax())),
+                    None => name(n.syntax()),
+                };
+                schema.create_index(&index, &table);
             }
         }
         ast::Stmt::DropTable(drop) => {

@@ -52,6 +52,11 @@ impl Schema {
         self.new.contains(relation)
     }
 
+    /// The tables and indexes the current migration created.
+    pub fn created_here(&self) -> impl Iterator<Item = &String> {
+        self.new.iter()
+    }
+
     /// True when an earlier migration created the table (the gateway's code uses it).
     pub fn created_earlier(&self, name: &str) -> bool {
         self.tables.contains_key(name) && !self.is_new(name)

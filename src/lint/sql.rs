@@ -39,7 +39,18 @@ const STATEMENT_CHARS: usize = 200;
 /// Parses a section. The parser always yields a tree; its first syntax error is kept for the
 /// caller to decide (`dhctl lint` fails, migrate warns and lets the server judge).
 pub(crate) fn parse_section(section: &Section) -> Parsed {
-    let parse = SourceFile::parse(&section.sql);
+    let unread = |offset: usize, message: String| Parsed {
+        syntax_error: Some((line_of(section, offset), message)),
+        statements: Vec::new(),
+        comments: Vec::new(),
+        statement_lines: Vec::new(),
+    };
+    if let Some(offset) = too_deep(&section.sql) {
+        return unread(offset, format!("nested more than {MAX_NESTING} levels deep (parentheses, brackets, CASE or prefix operators); dhctl's parser does not read it"));
+    }
+    let Some(parse) = parse_on_large_stack(&section.sql) else {
+        return unread(0, "dhctl's parser failed on this section".into());
+    };
     let syntax_error = parse.errors().first().map(|error| {
         let offset = usize::from(error.range().start()).min(section.sql.len());
         (line_of(section, offset), error.message().to_string())
@@ -77,6 +88,63 @@ pub(crate) fn parse_section(section: &Section) -> Parsed {
         comments,
         statement_lines,
     }
+}
+
+/// The deepest nesting dhctl parses. squawk's parser descends recursively, so a statement
+/// nested thousands of levels deep (PostgreSQL takes 5,000 parentheses) overflowed the stack and
+/// aborted dhctl, migrate included; past this depth the statement is unparseable instead (lint:
+/// exit 2; migrate: a warning, and the server judges it). Hand-written SQL stays far below.
+pub(crate) const MAX_NESTING: usize = 1000;
+
+/// The stack the parser runs on: enough for MAX_NESTING levels of any kind in a debug build.
+const PARSER_STACK: usize = 256 << 20;
+
+/// The offset of the first token past [`MAX_NESTING`] levels: parentheses, brackets and CASE
+/// open a level (closing ones close it), and a run of prefix operators (NOT, -, +, ~) adds one
+/// level per operator, as each is a recursion of the parser. Strings, quoted names, comments and
+/// dollar-quoted bodies are single tokens of the lexer, so what they hold does not count.
+fn too_deep(sql: &str) -> Option<usize> {
+    use squawk_lexer::TokenKind as K;
+    let mut depth = 0usize;
+    let mut prefix_run = 0usize;
+    let mut offset = 0usize;
+    for token in squawk_lexer::tokenize(sql) {
+        let start = offset;
+        offset += token.len as usize;
+        let word = || sql.get(start..offset).unwrap_or("");
+        match token.kind {
+            K::Whitespace | K::LineComment | K::BlockComment { .. } => continue,
+            K::OpenParen | K::OpenBracket => depth += 1,
+            K::CloseParen | K::CloseBracket => depth = depth.saturating_sub(1),
+            K::Ident if word().eq_ignore_ascii_case("case") => depth += 1,
+            K::Ident if word().eq_ignore_ascii_case("end") => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        let prefix = matches!(token.kind, K::Minus | K::Plus | K::Tilde)
+            || (token.kind == K::Ident && word().eq_ignore_ascii_case("not"));
+        prefix_run = if prefix { prefix_run + 1 } else { 0 };
+        if depth + prefix_run > MAX_NESTING {
+            return Some(start);
+        }
+    }
+    None
+}
+
+/// Parses on a thread of its own with a stack of [`PARSER_STACK`] (reserved, touched only as
+/// deep as the statement goes), so nesting up to [`MAX_NESTING`] parses whatever the calling
+/// thread's stack is. None when the parser panicked.
+fn parse_on_large_stack(sql: &str) -> Option<squawk_syntax::Parse<SourceFile>> {
+    std::thread::scope(|scope| {
+        match std::thread::Builder::new()
+            .name("dhctl-parse".into())
+            .stack_size(PARSER_STACK)
+            .spawn_scoped(scope, || SourceFile::parse(sql))
+        {
+            Ok(handle) => handle.join().ok(),
+            // No thread to be had: parse here, within MAX_NESTING still.
+            Err(_) => Some(SourceFile::parse(sql)),
+        }
+    })
 }
 
 /// The offset of a node's first token that is not whitespace or a comment.

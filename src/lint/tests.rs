@@ -169,6 +169,11 @@ fn drops_and_reindex() {
         "drop-index-without-concurrently",
         "CREATE INDEX j ON api_keys (name); DROP INDEX j;",
     );
+    // An index lives in its table's schema: DROP INDEX names it so (the subway corpus).
+    silent(
+        "drop-index-without-concurrently",
+        "CREATE TABLE ops.t (a int); CREATE INDEX j ON ops.t (a); DROP INDEX IF EXISTS ops.j;",
+    );
     fires("reindex-without-concurrently", "REINDEX TABLE api_keys;");
     silent(
         "reindex-without-concurrently",
@@ -485,4 +490,35 @@ fn temporary_tables_and_materialized_views_are_new() {
         "index-without-concurrently",
         "CREATE MATERIALIZED VIEW per_key AS SELECT api_key_id, count(*) FROM audit_logs GROUP BY 1; CREATE UNIQUE INDEX per_key_id ON per_key (api_key_id);",
     );
+}
+
+/// squawk's parser recurses per level: 5,000 nested parentheses (which PostgreSQL takes)
+/// overflowed the stack and aborted dhctl, lint and migrate alike. Past MAX_NESTING it is a
+/// statement dhctl cannot lint (exit 2; migrate warns); up to it, it parses on the large stack.
+#[test]
+fn deep_nesting_is_unparseable_not_a_stack_overflow() {
+    let nested = |open: &str, close: &str, n: usize| {
+        format!(
+            "-- migrate:up\nSELECT {}1{};\n",
+            open.repeat(n),
+            close.repeat(n)
+        )
+    };
+    for (open, close) in [
+        ("(", ")"),
+        ("ARRAY[", "]"),
+        ("CASE WHEN true THEN ", " END"),
+        ("NOT ", ""),
+    ] {
+        let deep = nested(open, close, 100_000);
+        let err = lint_after_seed(&[("20250101000000_deep.sql", &deep)]).unwrap_err();
+        assert!(
+            err.to_string().contains("20250101000000_deep.sql:2")
+                && err.to_string().contains("nested more than"),
+            "{open}: {err}"
+        );
+        let fine = nested(open, close, super::sql::MAX_NESTING - 1);
+        lint_after_seed(&[("20250101000000_fine.sql", &fine)])
+            .unwrap_or_else(|e| panic!("{open}: {e}"));
+    }
 }

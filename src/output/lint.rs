@@ -165,6 +165,7 @@ mod tests {
             warnings: 0,
             plan: None,
             server_version: None,
+            ..Report::default()
         }
     }
 

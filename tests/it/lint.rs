@@ -388,3 +388,56 @@ fn a_fresh_database_is_not_refused_for_indexing_tables_the_run_creates() {
         .expect_code(0);
     assert_eq!(db.history().len(), 7);
 }
+
+#[test]
+fn a_fresh_database_is_not_refused_for_a_not_null_column_on_a_table_the_run_creates() {
+    // The shape of real catalogs (the subway corpus: 14 such statements): a later migration
+    // adds a NOT NULL column without a default to a table an earlier one created.
+    let db = TestDb::new("lintfreshnn");
+    let dir = migrations_with(&[
+        (
+            "20250101000000_notes.sql",
+            "-- migrate:up\nCREATE TABLE notes (id int);\n",
+        ),
+        (
+            "20250101000001_notes_key.sql",
+            "-- migrate:up\nALTER TABLE notes ADD COLUMN key text NOT NULL;\n",
+        ),
+    ]);
+    dhctl(&db.url)
+        .args(["lint"])
+        .migrations_dir(dir.path())
+        .run()
+        .expect_code(1);
+    dhctl(&db.url)
+        .args(["migrate", "--no-partitions"])
+        .migrations_dir(dir.path())
+        .run()
+        .expect_code(0);
+    assert_eq!(db.history().len(), 7);
+}
+
+#[test]
+fn a_name_the_linter_cannot_resolve_is_not_counted_as_an_empty_new_table() {
+    // After SET search_path the unqualified name is ops.big, which holds rows; the linter reads
+    // public.big, which does not exist. It must not count as a table the run creates.
+    let db = TestDb::new("lintsearchpath");
+    dhctl(&db.url)
+        .args(["migrate", "--no-partitions"])
+        .run()
+        .expect_code(0);
+    db.exec(
+        "CREATE SCHEMA ops; CREATE TABLE ops.big (id int); \
+         INSERT INTO ops.big SELECT g FROM generate_series(1, 1000) g; ANALYZE ops.big;",
+    );
+    let dir = migrations_with(&[(
+        "20250101000000_index.sql",
+        "-- migrate:up\nSET search_path TO ops;\nCREATE INDEX idx_big_id ON big (id);\n",
+    )]);
+    let run = dhctl(&db.url)
+        .args(["migrate", "--no-partitions", "--small-table", "1kB"])
+        .migrations_dir(dir.path())
+        .run();
+    run.expect_code(1);
+    assert_eq!(db.history().len(), 5, "nothing applied");
+}
