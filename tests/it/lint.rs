@@ -361,26 +361,24 @@ fn migrate_refuses_error_findings_before_applying_anything() {
     assert_eq!(db.history().len(), 7);
 }
 
-#[test]
-fn a_fresh_database_is_not_refused_for_indexing_tables_the_run_creates() {
-    let db = TestDb::new("lintfresh");
+/// Two migrations on top of the seed's five: one creates `notes`, the next one (`change`) does
+/// what would be an error on an existing table. Offline, notes exists when `change` runs and
+/// may be large: `dhctl lint` exits 1. migrate knows the run itself creates notes: empty, so a
+/// warning, and both apply.
+fn refused_offline_applied_by_a_run_that_creates_the_table(label: &str, change: &str) {
+    let db = TestDb::new(label);
     let dir = migrations_with(&[
         (
             "20250101000000_notes.sql",
             "-- migrate:up\nCREATE TABLE notes (id int);\n",
         ),
-        (
-            "20250101000001_notes_index.sql",
-            "-- migrate:up\nCREATE INDEX idx_notes_id ON notes (id);\n",
-        ),
+        ("20250101000001_notes_change.sql", change),
     ]);
-    // Offline, notes exists when the second migration runs and may be large: an error.
     dhctl(&db.url)
         .args(["lint"])
         .migrations_dir(dir.path())
         .run()
         .expect_code(1);
-    // migrate knows the run creates it: empty, so a warning, and everything applies.
     dhctl(&db.url)
         .args(["migrate", "--no-partitions"])
         .migrations_dir(dir.path())
@@ -390,31 +388,20 @@ fn a_fresh_database_is_not_refused_for_indexing_tables_the_run_creates() {
 }
 
 #[test]
+fn a_fresh_database_is_not_refused_for_indexing_tables_the_run_creates() {
+    refused_offline_applied_by_a_run_that_creates_the_table(
+        "lintfresh",
+        "-- migrate:up\nCREATE INDEX idx_notes_id ON notes (id);\n",
+    );
+}
+
+#[test]
 fn a_fresh_database_is_not_refused_for_a_not_null_column_on_a_table_the_run_creates() {
-    // The shape of real catalogs (the subway corpus: 14 such statements): a later migration
-    // adds a NOT NULL column without a default to a table an earlier one created.
-    let db = TestDb::new("lintfreshnn");
-    let dir = migrations_with(&[
-        (
-            "20250101000000_notes.sql",
-            "-- migrate:up\nCREATE TABLE notes (id int);\n",
-        ),
-        (
-            "20250101000001_notes_key.sql",
-            "-- migrate:up\nALTER TABLE notes ADD COLUMN key text NOT NULL;\n",
-        ),
-    ]);
-    dhctl(&db.url)
-        .args(["lint"])
-        .migrations_dir(dir.path())
-        .run()
-        .expect_code(1);
-    dhctl(&db.url)
-        .args(["migrate", "--no-partitions"])
-        .migrations_dir(dir.path())
-        .run()
-        .expect_code(0);
-    assert_eq!(db.history().len(), 7);
+    // The shape of real catalogs (the subway corpus: 14 such statements).
+    refused_offline_applied_by_a_run_that_creates_the_table(
+        "lintfreshnn",
+        "-- migrate:up\nALTER TABLE notes ADD COLUMN key text NOT NULL;\n",
+    );
 }
 
 #[test]

@@ -297,22 +297,8 @@ fn a_rollback_to_savepoint_behind_a_failure_does_not_let_later_statements_run() 
     // let every statement behind it run (a sequence's nextval stays, rollback or not), where
     // psql would have stopped at the failure.
     let db = TestDb::new("savepoint_pipeline");
-    db.exec("CREATE SEQUENCE public.outside");
     let bad = "-- migrate:up\nCREATE TABLE first_one (id int);\nSAVEPOINT s;\nSELECT 1/0;\nROLLBACK TO SAVEPOINT s;\nSELECT nextval('public.outside');\nCREATE TABLE after_it (id int);\n";
-    let dir = migrations_with(&[("20240101000006_savepoint.sql", bad)]);
-    let run = dhctl(&db.url)
-        .migrations_dir(dir.path())
-        .args(["migrate", "--no-partitions"])
-        .run();
-    run.expect_code(2);
-    assert!(
-        run.stderr.contains("20240101000006_savepoint.sql:4:") && run.stderr.contains("22012"),
-        "{}",
-        run.stderr
-    );
-    assert_eq!(db.value("SELECT is_called FROM public.outside"), "f");
-    assert!(!db.tables().contains(&"first_one".to_string()));
-    assert_eq!(db.history().len(), 5, "earlier migrations stay applied");
+    the_pipeline_stops_at_the_failure(&db, "20240101000006_savepoint.sql", bad, 4, "22012");
     // A savepoint rolled back to on purpose still works, in each of its spellings (WORK and
     // TRANSACTION are noise words, not the end of the transaction): the statements behind it run.
     let good = "-- migrate:up\nCREATE TABLE first_one (id int);\nSAVEPOINT s;\nCREATE TABLE undone (id int);\nROLLBACK TO s;\nSAVEPOINT t;\nCREATE TABLE undone_too (id int);\nROLLBACK WORK TO SAVEPOINT t;\nSAVEPOINT u;\nCREATE TABLE undone_again (id int);\nrollback transaction to u;\nCREATE TABLE after_it (id int);\n";
@@ -336,16 +322,29 @@ fn statements_sent_behind_a_failing_one_never_run_and_the_error_names_the_failin
     // dhctl sends a migration's statements at once; the ones behind a failure must be refused
     // by the aborted transaction, not run. A sequence shows it: nextval is not rolled back.
     let db = TestDb::new("pipelined");
-    db.exec("CREATE SEQUENCE public.outside");
     let bad = "-- migrate:up\nCREATE TABLE first_one (id int);\n\nINSERT INTO nowhere VALUES (1);\nSELECT nextval('public.outside');\nCREATE TABLE after_it (id int);\n";
-    let dir = migrations_with(&[("20240101000006_broken.sql", bad)]);
+    the_pipeline_stops_at_the_failure(&db, "20240101000006_broken.sql", bad, 4, "42P01");
+}
+
+/// Applies `file` (whose statements use the sequence public.outside) on top of the seed's five:
+/// it must fail at `line` with `sqlstate`, and nothing behind the failure may have run (nextval
+/// is not rolled back, so the sequence shows it), nor anything of the migration be kept.
+fn the_pipeline_stops_at_the_failure(
+    db: &TestDb,
+    file: &str,
+    sql: &str,
+    line: usize,
+    sqlstate: &str,
+) {
+    db.exec("CREATE SEQUENCE public.outside");
+    let dir = migrations_with(&[(file, sql)]);
     let run = dhctl(&db.url)
         .migrations_dir(dir.path())
         .args(["migrate", "--no-partitions"])
         .run();
     run.expect_code(2);
     assert!(
-        run.stderr.contains("20240101000006_broken.sql:4:") && run.stderr.contains("42P01"),
+        run.stderr.contains(&format!("{file}:{line}:")) && run.stderr.contains(sqlstate),
         "{}",
         run.stderr
     );
