@@ -2,7 +2,7 @@
 //! database the connection options name (no lock taken, nothing written).
 
 use crate::cli::{GlobalArgs, LintArgs};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::lint::{self, Options, Plan};
 use crate::output;
 
@@ -17,7 +17,12 @@ pub async fn run(args: &LintArgs, global: &GlobalArgs) -> Result<i32> {
         let cfg = super::unlocked(&args.connect)?;
         lint::pending_live(&cfg, &options, args.small_table).await?
     } else {
-        lint::run(&options)?
+        // Off the runtime's one thread: linting a large or pathological file is CPU work that
+        // would otherwise keep the signal handler from running (SIGTERM would wait for it).
+        tracing::debug!(paths = options.paths.len(), "linting");
+        tokio::task::spawn_blocking(move || lint::run(&options))
+            .await
+            .map_err(|e| Error::usage(format!("the lint stopped: {e}")))??
     };
     output::lint::emit(global.format, &report);
     Ok(report.exit_code())

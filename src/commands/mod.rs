@@ -72,7 +72,13 @@ pub fn execute(cli: &Cli, env_problem: Option<Error>) -> i32 {
             .enable_all()
             .build()
         {
-            Ok(runtime) => runtime.block_on(run_until_signal(cli)),
+            Ok(runtime) => {
+                let outcome = runtime.block_on(run_until_signal(cli));
+                // Dropping the runtime would wait for blocking work still running (a lint
+                // interrupted by SIGTERM): the outcome is decided, so do not wait.
+                runtime.shutdown_background();
+                outcome
+            }
             Err(e) => Err(Error::usage(format!("cannot start the async runtime: {e}"))),
         },
     };
@@ -88,23 +94,27 @@ pub fn execute(cli: &Cli, env_problem: Option<Error>) -> i32 {
 /// Runs the command; SIGINT or SIGTERM cancels the statement in flight on the server (so the
 /// backend does not go on holding locks) and exits 130.
 async fn run_until_signal(cli: &Cli) -> Result<i32> {
-    let signal = async {
-        #[cfg(unix)]
-        {
-            use tokio::signal::unix::{signal, SignalKind};
-            match signal(SignalKind::terminate()) {
-                Ok(mut term) => {
-                    tokio::select! { _ = tokio::signal::ctrl_c() => {}, _ = term.recv() => {} }
+    // Registered before the command starts, so a signal that arrives at any point of it is
+    // seen, not the default action's abrupt end.
+    #[cfg(unix)]
+    let signal = {
+        use tokio::signal::unix::{signal, SignalKind};
+        let streams = signal(SignalKind::terminate())
+            .and_then(|term| Ok((term, signal(SignalKind::interrupt())?)));
+        async move {
+            match streams {
+                Ok((mut term, mut int)) => {
+                    tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
                 }
                 Err(_) => {
                     let _ = tokio::signal::ctrl_c().await;
                 }
             }
         }
-        #[cfg(not(unix))]
-        {
-            let _ = tokio::signal::ctrl_c().await;
-        }
+    };
+    #[cfg(not(unix))]
+    let signal = async {
+        let _ = tokio::signal::ctrl_c().await;
     };
     tokio::select! {
         result = run(cli) => result,

@@ -177,6 +177,15 @@ fn read_paths(paths: &[PathBuf]) -> Result<(Catalog, BTreeMap<String, String>)> 
                     entry.display()
                 )));
             };
+            // A FIFO, socket or device would block the read or never end: only regular files
+            // (or symlinks to them) are migrations.
+            let meta = std::fs::metadata(&entry).map_err(|source| io(&entry, source))?;
+            if !meta.is_file() {
+                return Err(Error::usage(format!(
+                    "{}: not a regular file (a FIFO, socket or device); name migration files or folders of them",
+                    entry.display()
+                )));
+            }
             let bytes = std::fs::read(&entry).map_err(|source| io(&entry, source))?;
             shown.insert(name.to_string(), entry.display().to_string());
             files.push((name.to_string(), bytes));

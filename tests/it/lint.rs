@@ -428,3 +428,60 @@ fn a_name_the_linter_cannot_resolve_is_not_counted_as_an_empty_new_table() {
     run.expect_code(1);
     assert_eq!(db.history().len(), 5, "nothing applied");
 }
+
+#[test]
+fn a_path_that_is_not_a_regular_file_is_refused_instead_of_read() {
+    // A FIFO named like a migration would block the read forever (and a device never ends).
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("20300101000000_pipe.sql");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    for path in [fifo.as_path(), dir.path()] {
+        let run = dhctl("postgres://unused@127.0.0.1:1/none")
+            .args(["lint"])
+            .args([path])
+            .run();
+        run.expect_code(2);
+        assert!(run.stderr.contains("not a regular file"), "{}", run.stderr);
+    }
+}
+
+#[test]
+fn sigterm_stops_a_long_lint() {
+    // A 200,000-term sum takes the parser minutes (its time grows with the square of the
+    // length). The lint runs off the runtime's thread, so SIGTERM ends dhctl (130) at once
+    // instead of after the lint. dhctl logs "linting" only after its signal handlers are
+    // registered, so the signal is sent then.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("20300101000000_long.sql");
+    let sum = vec!["1"; 200_000].join("+");
+    std::fs::write(&file, format!("-- migrate:up\nSELECT {sum};\n")).unwrap();
+    let mut child = dhctl("postgres://unused@127.0.0.1:1/none")
+        .args(["lint", "-v"])
+        .args([&file])
+        .spawn();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stderr));
+    assert!(
+        lines.any(|l| l.is_ok_and(|l| l.contains("linting"))),
+        "dhctl never said it was linting"
+    );
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // Bounded, so a regression fails here instead of hanging the suite for the lint's minutes.
+    let mut code = None;
+    let ended = wait_until(std::time::Duration::from_secs(60), || {
+        code = child.try_wait().unwrap().map(|s| s.code());
+        code.is_some()
+    });
+    if !ended {
+        let _ = child.kill();
+    }
+    assert_eq!(code, Some(Some(130)), "dhctl went on linting after SIGTERM");
+}
