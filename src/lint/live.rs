@@ -34,13 +34,8 @@ pub async fn pending_live(cfg: &DbConfig, options: &Options, small_table: u64) -
     let mut report = if pending.is_empty() {
         Report::default()
     } else {
-        files::pending_in(
-            &catalog,
-            &options.migrations,
-            &pending,
-            &managed,
-            options.plan,
-        )?
+        let (source, plan) = (options.migrations.clone(), options.plan);
+        off_thread(move || files::pending_in(&catalog, &source, &pending, &managed, plan)).await?
     };
     let names = relations(&report);
     let sizes = table_sizes(&session.client, &names).await?;
@@ -64,7 +59,8 @@ pub async fn pending_weighed(
     managed: &[String],
     small_table: u64,
 ) -> Result<Report> {
-    let mut report = files::pending(catalog, pending, managed)?;
+    let (catalog, pending, managed) = (catalog.clone(), pending.to_vec(), managed.to_vec());
+    let mut report = off_thread(move || files::pending(&catalog, &pending, &managed)).await?;
     let names = relations(&report);
     let (sizes, absent) = match client {
         Some(client) => {
@@ -82,6 +78,16 @@ pub async fn pending_weighed(
         small_table,
     );
     Ok(report)
+}
+
+/// Runs the lint off the runtime's one thread: it is CPU work that can take long on a large or
+/// pathological file, and on that thread it would keep the signal handler (Ctrl-C, SIGTERM:
+/// cancel and exit 130) from running until it ended.
+async fn off_thread(lint: impl FnOnce() -> Result<Report> + Send + 'static) -> Result<Report> {
+    tracing::debug!("linting the pending migrations");
+    tokio::task::spawn_blocking(lint)
+        .await
+        .map_err(|e| Error::usage(format!("the lint stopped: {e}")))?
 }
 
 /// A table a pending statement locks that does not exist yet but a pending migration creates

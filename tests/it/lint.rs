@@ -485,3 +485,53 @@ fn sigterm_stops_a_long_lint() {
     }
     assert_eq!(code, Some(Some(130)), "dhctl went on linting after SIGTERM");
 }
+
+#[test]
+fn sigterm_during_migrates_lint_exits_130_with_nothing_applied_and_the_lock_released() {
+    // The same long file as above, pending: migrate lints it under the lock, off the runtime's
+    // thread, so SIGTERM cancels the run at once; nothing is applied and the lock goes with the
+    // session.
+    let db = TestDb::new("lintsigterm");
+    let sum = vec!["1"; 200_000].join("+");
+    let long = format!("-- migrate:up\nSELECT {sum};\n");
+    let dir = migrations_with(&[("20300101000000_long.sql", long.as_str())]);
+    let mut child = dhctl(&db.url)
+        .migrations_dir(dir.path())
+        .args(["migrate", "--no-partitions", "-v"])
+        .spawn();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stderr));
+    assert!(
+        lines.any(|l| l.is_ok_and(|l| l.contains("linting the pending migrations"))),
+        "migrate never said it was linting"
+    );
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut code = None;
+    let ended = wait_until(std::time::Duration::from_secs(60), || {
+        code = child.try_wait().unwrap().map(|s| s.code());
+        code.is_some()
+    });
+    if !ended {
+        let _ = child.kill();
+    }
+    assert_eq!(
+        code,
+        Some(Some(130)),
+        "migrate went on linting after SIGTERM"
+    );
+    assert_eq!(
+        db.tables(),
+        Vec::<String>::new(),
+        "nothing applied, not even the seed's, nor a history table"
+    );
+    let held = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' \
+                AND database = (SELECT oid FROM pg_database WHERE datname = current_database())";
+    assert!(
+        wait_until(std::time::Duration::from_secs(30), || db.value(held) == "0"),
+        "the advisory lock outlived dhctl"
+    );
+}
