@@ -459,30 +459,11 @@ fn sigterm_stops_a_long_lint() {
     let file = dir.path().join("20300101000000_long.sql");
     let sum = vec!["1"; 200_000].join("+");
     std::fs::write(&file, format!("-- migrate:up\nSELECT {sum};\n")).unwrap();
-    let mut child = dhctl("postgres://unused@127.0.0.1:1/none")
+    let child = dhctl("postgres://unused@127.0.0.1:1/none")
         .args(["lint", "-v"])
         .args([&file])
         .spawn();
-    let stderr = child.stderr.take().unwrap();
-    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stderr));
-    assert!(
-        lines.any(|l| l.is_ok_and(|l| l.contains("linting"))),
-        "dhctl never said it was linting"
-    );
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    // Bounded, so a regression fails here instead of hanging the suite for the lint's minutes.
-    let mut code = None;
-    let ended = wait_until(std::time::Duration::from_secs(60), || {
-        code = child.try_wait().unwrap().map(|s| s.code());
-        code.is_some()
-    });
-    if !ended {
-        let _ = child.kill();
-    }
+    let code = sigterm_once_it_logs(child, "linting");
     assert_eq!(code, Some(Some(130)), "dhctl went on linting after SIGTERM");
 }
 
@@ -495,29 +476,11 @@ fn sigterm_during_migrates_lint_exits_130_with_nothing_applied_and_the_lock_rele
     let sum = vec!["1"; 200_000].join("+");
     let long = format!("-- migrate:up\nSELECT {sum};\n");
     let dir = migrations_with(&[("20300101000000_long.sql", long.as_str())]);
-    let mut child = dhctl(&db.url)
+    let child = dhctl(&db.url)
         .migrations_dir(dir.path())
         .args(["migrate", "--no-partitions", "-v"])
         .spawn();
-    let stderr = child.stderr.take().unwrap();
-    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stderr));
-    assert!(
-        lines.any(|l| l.is_ok_and(|l| l.contains("linting the pending migrations"))),
-        "migrate never said it was linting"
-    );
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let mut code = None;
-    let ended = wait_until(std::time::Duration::from_secs(60), || {
-        code = child.try_wait().unwrap().map(|s| s.code());
-        code.is_some()
-    });
-    if !ended {
-        let _ = child.kill();
-    }
+    let code = sigterm_once_it_logs(child, "linting the pending migrations");
     assert_eq!(
         code,
         Some(Some(130)),
@@ -534,4 +497,30 @@ fn sigterm_during_migrates_lint_exits_130_with_nothing_applied_and_the_lock_rele
         wait_until(std::time::Duration::from_secs(30), || db.value(held) == "0"),
         "the advisory lock outlived dhctl"
     );
+}
+
+/// Waits for `child` (spawned with -v) to log `started`, which dhctl does only once its signal
+/// handlers are registered, sends it SIGTERM and returns its exit code. Bounded, so a
+/// regression fails instead of hanging the suite for the lint's minutes.
+fn sigterm_once_it_logs(mut child: std::process::Child, started: &str) -> Option<Option<i32>> {
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stderr));
+    assert!(
+        lines.any(|l| l.is_ok_and(|l| l.contains(started))),
+        "dhctl never logged {started:?}"
+    );
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut code = None;
+    let ended = wait_until(std::time::Duration::from_secs(60), || {
+        code = child.try_wait().unwrap().map(|s| s.code());
+        code.is_some()
+    });
+    if !ended {
+        let _ = child.kill();
+    }
+    code
 }
