@@ -325,14 +325,7 @@ pub async fn partitions(
         parent.partitions = rows
             .iter()
             .filter(|r| r.get::<_, Oid>(0) == parent.oid)
-            .map(|r| Existing {
-                schema: r.get(5),
-                name: r.get(1),
-                detach_pending: r.get(2),
-                from: r.get(3),
-                to: r.get(4),
-                foreign: r.get(6),
-            })
+            .map(existing)
             .collect();
         parent
             .partitions
@@ -552,13 +545,19 @@ pub async fn partition(
     Ok(rows
         .iter()
         .filter(|r| r.get::<_, String>(5) == schema)
-        .map(|r| Existing {
-            schema: r.get(5),
-            name: r.get(1),
-            detach_pending: r.get(2),
-            from: r.get(3),
-            to: r.get(4),
-            foreign: r.get(6),
-        })
+        .map(existing)
         .next())
+}
+
+/// A partition from a row of [`CHILDREN`]'s shape (parent oid, name, detach pending, from, to,
+/// schema, foreign): the one reading of those columns.
+fn existing(r: &tokio_postgres::Row) -> Existing {
+    Existing {
+        schema: r.get(5),
+        name: r.get(1),
+        detach_pending: r.get(2),
+        from: r.get(3),
+        to: r.get(4),
+        foreign: r.get(6),
+    }
 }
