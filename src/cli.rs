@@ -92,6 +92,31 @@ pub struct ConnectArgs {
     pub history_table: Option<crate::db::ident::TableName>,
 }
 
+/// Run on every database of a fleet file: migrate, rollback, status, verify, lint --pending and
+/// partition create / prune / status.
+#[derive(Debug, Clone, Args)]
+pub struct FleetArgs {
+    /// Run on every target of this TOML file instead of DATABASE_URL (docs/fleet.md): groups
+    /// one after another in its `order`, targets of a group up to `parallel` at once, one
+    /// report, the worst exit code (130, then 2 > 4 > 3 > 1 > 0). A bad file is exit 2 before
+    /// anything connects.
+    #[arg(
+        long,
+        env = "DHCTL_TARGETS",
+        hide_env_values = true,
+        value_name = "FILE"
+    )]
+    pub targets: Option<PathBuf>,
+
+    /// With --targets: run only this target, or the targets of this group (repeatable).
+    #[arg(long, value_name = "NAME|GROUP")]
+    pub only: Vec<String>,
+
+    /// With --targets: at most N targets at once, instead of the file's `parallel`.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub parallel: Option<u32>,
+}
+
 /// The dhctl advisory lock and DDL lock_timeout: the commands that change the schema.
 #[derive(Debug, Clone, Args)]
 pub struct LockArgs {
@@ -274,10 +299,12 @@ pub struct ManArgs {
     pub dir: Option<PathBuf>,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct MigrateArgs {
     #[command(flatten)]
     pub connect: ConnectArgs,
+    #[command(flatten)]
+    pub fleet: FleetArgs,
     #[command(flatten)]
     pub locks: LockArgs,
     #[command(flatten)]
@@ -318,10 +345,12 @@ pub struct MigrateArgs {
     pub small_table: u64,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct LintArgs {
     #[command(flatten)]
     pub connect: ConnectArgs,
+    #[command(flatten)]
+    pub fleet: FleetArgs,
     #[command(flatten)]
     pub migrations: MigrationsDirArg,
     #[command(flatten)]
@@ -356,10 +385,12 @@ pub struct LintArgs {
     pub paths: Vec<PathBuf>,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct RollbackArgs {
     #[command(flatten)]
     pub connect: ConnectArgs,
+    #[command(flatten)]
+    pub fleet: FleetArgs,
     #[command(flatten)]
     pub locks: LockArgs,
     #[command(flatten)]
@@ -383,10 +414,12 @@ pub struct RollbackArgs {
     pub dry_run: bool,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct StatusArgs {
     #[command(flatten)]
     pub connect: ConnectArgs,
+    #[command(flatten)]
+    pub fleet: FleetArgs,
     #[command(flatten)]
     pub migrations: MigrationsDirArg,
 
@@ -401,10 +434,12 @@ pub struct StatusArgs {
     pub strict: bool,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct VerifyArgs {
     #[command(flatten)]
     pub connect: ConnectArgs,
+    #[command(flatten)]
+    pub fleet: FleetArgs,
     #[command(flatten)]
     pub migrations: MigrationsDirArg,
     #[command(flatten)]
@@ -512,10 +547,12 @@ pub struct PartitionDrainArgs {
     pub dry_run: bool,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct PartitionCreateArgs {
     #[command(flatten)]
     pub connect: ConnectArgs,
+    #[command(flatten)]
+    pub fleet: FleetArgs,
     #[command(flatten)]
     pub locks: LockArgs,
     #[command(flatten)]
@@ -538,10 +575,12 @@ pub struct PartitionCreateArgs {
     pub dry_run: bool,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct PartitionPruneArgs {
     #[command(flatten)]
     pub connect: ConnectArgs,
+    #[command(flatten)]
+    pub fleet: FleetArgs,
     #[command(flatten)]
     pub locks: LockArgs,
     #[command(flatten)]
@@ -569,10 +608,12 @@ pub struct PartitionPruneArgs {
     pub dry_run: bool,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct PartitionStatusArgs {
     #[command(flatten)]
     pub connect: ConnectArgs,
+    #[command(flatten)]
+    pub fleet: FleetArgs,
     #[command(flatten)]
     pub partitions: PartitionsDirArg,
 

@@ -23,7 +23,8 @@
 //!   to a session that may change the schema; retries, identifiers), [`progress`] (the
 //!   [`progress::Progress`] a long run reports to), [`report`] ([`report::Mode`], durations,
 //!   [`report::Failed`]: a failed run with its partial report), [`source`] (files compiled in or
-//!   a folder), [`error`] (the one error type and its exit codes; depends on nothing).
+//!   a folder), [`error`] (the one error type and its exit codes; depends on nothing),
+//!   [`fleet`] (a `--targets` file read and checked, and the pure rollout schedule).
 
 pub mod cli;
 pub mod commands;
@@ -31,6 +32,7 @@ pub mod config;
 pub mod conninfo;
 pub mod db;
 pub mod error;
+pub mod fleet;
 pub mod health;
 pub mod lint;
 pub mod migrations;

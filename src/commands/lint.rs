@@ -1,12 +1,14 @@
 //! `dhctl lint`: offline over the catalog or the named paths, or with `--pending` against the
 //! database the connection options name (no lock taken, nothing written).
 
-use crate::cli::{GlobalArgs, LintArgs};
+use super::{Produced, Shown};
+use crate::cli::{Format, LintArgs};
 use crate::error::{Error, Result};
-use crate::lint::{self, Options, Plan};
+use crate::lint::{self, Options, Plan, Report};
 use crate::output;
 
-pub async fn run(args: &LintArgs, global: &GlobalArgs) -> Result<i32> {
+/// `dhctl lint`: offline, or with `--pending` on the database `args` names.
+pub(crate) async fn produce(args: &LintArgs) -> Result<Produced<Report>> {
     let options = Options {
         migrations: args.migrations.source(),
         partitions: args.partitions.source(),
@@ -24,6 +26,23 @@ pub async fn run(args: &LintArgs, global: &GlobalArgs) -> Result<i32> {
             .await
             .map_err(|e| Error::usage(format!("the lint stopped: {e}")))??
     };
-    output::lint::emit(global.format, &report);
-    Ok(report.exit_code())
+    let code = report.exit_code();
+    Ok(Produced::ran(report, code))
+}
+
+impl Shown for Report {
+    fn human(&self) -> String {
+        output::lint::human(self, false)
+    }
+
+    fn emit(&self, format: Format) {
+        output::lint::emit(format, self);
+    }
+
+    fn changed(&self) -> String {
+        format!(
+            "{} file(s) linted: {} error(s), {} warning(s)",
+            self.files, self.errors, self.warnings
+        )
+    }
 }

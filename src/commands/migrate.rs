@@ -9,13 +9,14 @@ use std::sync::Mutex;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::cli::{Format, GlobalArgs, MigrateArgs};
+use super::{End, Produced, Shown};
+use crate::cli::{GlobalArgs, MigrateArgs};
 use crate::db::{CreateDatabase, DbConfig, Locked};
 use crate::error::{Error, Result};
 use crate::lint;
 use crate::migrations::catalog::{self, Catalog, Migration};
 use crate::migrations::migrate::{self, Gate, MigrateReport};
-use crate::output::{self, human, progress::Reporter};
+use crate::output::{human, progress::Reporter};
 use crate::partitions::{self, policy, CreateOptions, Policy, RunReport};
 use crate::progress::Progress;
 use crate::report::{Failed, Mode, Sql};
@@ -101,8 +102,12 @@ struct Ensure<'a> {
     now: Option<DateTime<Utc>>,
 }
 
-pub async fn run(args: &MigrateArgs, global: &GlobalArgs) -> Result<i32> {
-    let format = global.format;
+/// `dhctl migrate` on the database `args` names; `progress` shows each step.
+pub(crate) async fn produce(
+    args: &MigrateArgs,
+    global: &GlobalArgs,
+    progress: &Reporter,
+) -> Result<Produced<MigrateRun>> {
     let catalog = catalog::load(&args.migrations.source())?;
     let cfg = DbConfig::from_args(&args.connect, &args.locks)?;
     let mode = Mode::dry_run_if(args.dry_run);
@@ -135,26 +140,56 @@ pub async fn run(args: &MigrateArgs, global: &GlobalArgs) -> Result<i32> {
         policies,
         now: args.now,
     });
-    let progress = Reporter::for_stderr(format == Format::Json, "applying");
-    match migrate_and_ensure(&cfg, &catalog, &options, &gate, ensure.as_ref(), &progress).await {
+    match migrate_and_ensure(&cfg, &catalog, &options, &gate, ensure.as_ref(), progress).await {
         Ok((mut run, failures)) => {
             run.lint = gate.take();
-            output::emit(format, &run, MigrateRun::render);
-            Ok(super::exit_after(failures))
+            Ok(Produced {
+                report: Some(run),
+                end: End::Failures(failures),
+            })
         }
         Err(failed) => match (&failed.error, gate.take()) {
-            (Error::Unsafe { .. }, Some(findings)) => {
-                output::lint_refused(format, &findings, &failed.error);
-                Ok(failed.error.exit_code())
-            }
+            (Error::Unsafe { .. }, Some(findings)) => Ok(Produced {
+                report: None,
+                end: End::Refused {
+                    findings,
+                    error: failed.error,
+                },
+            }),
             (_, findings) => {
                 let failed = (*failed).map_report(|mut run| {
                     run.lint = findings;
                     run
                 });
-                super::report_failure(format, failed, MigrateRun::render)
+                super::report_failure(failed)
             }
         },
+    }
+}
+
+impl Shown for MigrateRun {
+    fn human(&self) -> String {
+        self.render()
+    }
+
+    fn changed(&self) -> String {
+        let m = &self.migrations;
+        let steps = m.steps.len();
+        let mut text = match (m.dry_run, steps) {
+            (_, 0) => "nothing to apply".to_string(),
+            (true, n) => format!("would apply {n} migration(s)"),
+            (false, n) => format!("applied {n} migration(s)"),
+        };
+        if m.creates_database {
+            text = format!("created the database, {text}");
+        }
+        if let Some(created) = &self.partition_create {
+            let made: usize = created.tables.iter().map(|t| t.steps.len()).sum();
+            if made > 0 {
+                text.push_str(&format!(", {made} partition step(s)"));
+            }
+        }
+        text
     }
 }
 

@@ -6,6 +6,7 @@
 //! never import each other. The `dhctl` binary only parses, calls [`execute`] and exits.
 
 mod completions;
+mod fleet;
 mod lint;
 mod man;
 mod migrate;
@@ -20,7 +21,7 @@ use serde::Serialize;
 use crate::cli::{Cli, Command, ConnectArgs, Format, LockArgs};
 use crate::db::DbConfig;
 use crate::error::{Error, Result};
-use crate::output;
+use crate::output::{self, progress::Reporter};
 use crate::report::Failed;
 
 /// Prepares the process environment before the command line is parsed: drops every empty
@@ -116,30 +117,65 @@ async fn run_until_signal(cli: &Cli) -> Result<i32> {
     let signal = async {
         let _ = tokio::signal::ctrl_c().await;
     };
+    if let Some(fleet) = fleet::requested(&cli.command)? {
+        return fleet::run(cli, fleet, signal).await;
+    }
+    // Boxed, so the handler below can drop it after the cancel.
+    let mut run = Box::pin(run(cli));
     tokio::select! {
-        result = run(cli) => result,
+        result = &mut run => result,
         () = signal => {
+            // Cancelled while the sessions are still open (their registrations go with them),
+            // then dropped: the backends roll back and free the lock at once.
             crate::db::cancel_in_flight().await;
-            crate::verify::scratch::drop_after_interrupt().await;
-            // The run's future is dropped by now; the flag it left says where it was.
-            if crate::migrations::execute::outside_transaction_in_flight() {
-                Err(Error::InterruptedOutsideTransaction)
-            } else {
-                Err(Error::Interrupted)
-            }
+            drop(run);
+            Err(interrupted(None).await)
         }
     }
 }
 
-/// Dispatch: one arm per subcommand, each the subcommand's `run`.
+/// After SIGINT/SIGTERM, once the interrupted work is dropped: drops the scratch databases
+/// verify had made, and says how `target`'s work ended (None: the one database of a command
+/// without --targets).
+async fn interrupted(target: Option<crate::db::inflight::TargetId>) -> Error {
+    crate::verify::scratch::drop_after_interrupt().await;
+    interrupt_error(target)
+}
+
+/// How `target`'s interrupted work ended: its future is dropped by now, and the flag it left
+/// says whether a `transaction:false` section was running.
+fn interrupt_error(target: Option<crate::db::inflight::TargetId>) -> Error {
+    if crate::migrations::execute::outside_transaction_in_flight(target) {
+        Error::InterruptedOutsideTransaction
+    } else {
+        Error::Interrupted
+    }
+}
+
+/// Dispatch: one arm per subcommand, each the subcommand's `run`. A command given `--targets`
+/// runs on every target of the fleet file instead ([`fleet`]).
 pub async fn run(cli: &Cli) -> Result<i32> {
     let global = &cli.global;
+    let format = global.format;
+    let json = format == Format::Json;
     match &cli.command {
-        Command::Migrate(args) => migrate::run(args, global).await,
-        Command::Rollback(args) => rollback::run(args, global).await,
-        Command::Status(args) => status::run(args, global).await,
-        Command::Verify(args) => verify::run(args, global).await,
-        Command::Lint(args) => lint::run(args, global).await,
+        Command::Migrate(args) => {
+            let progress = Reporter::for_stderr(json, "applying");
+            Ok(show(
+                format,
+                migrate::produce(args, global, &progress).await?,
+            ))
+        }
+        Command::Rollback(args) => {
+            let progress = Reporter::for_stderr(json, "rolling back");
+            Ok(show(
+                format,
+                rollback::produce(args, global, &progress).await?,
+            ))
+        }
+        Command::Status(args) => Ok(show(format, status::produce(args).await?)),
+        Command::Verify(args) => Ok(show(format, verify::produce(args).await?)),
+        Command::Lint(args) => Ok(show(format, lint::produce(args).await?)),
         Command::New(args) => new::run(args, global),
         Command::Partition(command) => partition::run(command, global).await,
         Command::Completions(args) => completions::run(args, global),
@@ -147,33 +183,99 @@ pub async fn run(cli: &Cli) -> Result<i32> {
     }
 }
 
+/// What a command produced for one database, before anything is printed: its report and how
+/// it ended. A command without `--targets` prints it ([`show`]); a fleet puts each target's
+/// into one report (`output::fleet`).
+pub(crate) struct Produced<R> {
+    /// None only when `end` says why there is none ([`End::Refused`]).
+    pub report: Option<R>,
+    pub end: End,
+}
+
+/// How a command's run ended.
+pub(crate) enum End {
+    /// It ran; this is its exit code (0, or 1 when a check failed).
+    Code(i32),
+    /// It ran, and the report describes these failures (one table failing does not stop the
+    /// others); printed on stderr after the report.
+    Failures(Vec<Error>),
+    /// It failed part of the way; the report says what it did before.
+    Failed(Error),
+    /// migrate refused the lint errors of what it was about to apply; nothing was applied.
+    Refused {
+        findings: crate::lint::Report,
+        error: Error,
+    },
+}
+
+impl<R> Produced<R> {
+    fn ran(report: R, code: i32) -> Produced<R> {
+        Produced {
+            report: Some(report),
+            end: End::Code(code),
+        }
+    }
+
+    /// The exit code of the run, as the command without --targets exits.
+    pub fn exit_code(&self) -> i32 {
+        match &self.end {
+            End::Code(code) => *code,
+            End::Failures(failures) if failures.is_empty() => 0,
+            End::Failures(failures) => failures.iter().map(Error::exit_code).max().unwrap_or(2),
+            End::Failed(error) | End::Refused { error, .. } => error.exit_code(),
+        }
+    }
+}
+
+/// A command's report, as it is shown.
+pub(crate) trait Shown: Serialize + Sized {
+    /// The human rendering (what stdout shows without --format json).
+    fn human(&self) -> String;
+
+    /// Prints the report on stdout in `format`.
+    fn emit(&self, format: Format) {
+        output::emit(format, self, Self::human);
+    }
+
+    /// One line for a fleet's table: what the run changed, or found.
+    fn changed(&self) -> String;
+}
+
+/// Prints what a command produced for the one database it ran on, as every command always has;
+/// returns its exit code.
+fn show<R: Shown>(format: Format, produced: Produced<R>) -> i32 {
+    let code = produced.exit_code();
+    match (produced.report, produced.end) {
+        (Some(report), End::Code(_)) => report.emit(format),
+        (Some(report), End::Failures(failures)) => {
+            report.emit(format);
+            if !failures.is_empty() {
+                output::failures(&failures);
+            }
+        }
+        (Some(report), End::Failed(error)) => {
+            output::failed_run(format, &report, R::human, &error);
+        }
+        (_, End::Refused { findings, error }) => output::lint_refused(format, &findings, &error),
+        (None, End::Failed(error)) => output::error(format, &error),
+        (None, _) => {}
+    }
+    code
+}
+
 /// The connection of a command that takes no lock.
 fn unlocked(connect: &ConnectArgs) -> Result<DbConfig> {
     DbConfig::from_args(connect, &LockArgs::default())
 }
 
-/// 0, or the exit code of the failures a report already described (printed on stderr).
-fn exit_after(failures: Vec<Error>) -> i32 {
-    if failures.is_empty() {
-        return 0;
-    }
-    output::failures(&failures);
-    Error::Many(failures).exit_code()
-}
-
-/// A run that failed: with the report of what it did before, the report is printed before the
-/// error (`output::failed_run`) and the error's exit code returned; without one, the error goes
-/// the usual way.
-fn report_failure<R: Serialize>(
-    format: Format,
-    failed: Failed<R>,
-    human: impl FnOnce(&R) -> String,
-) -> Result<i32> {
+/// A run that failed: with the report of what it did before, that report and the error (shown
+/// as `output::failed_run` shows them); without one, the error goes the usual way.
+fn report_failure<R>(failed: Failed<R>) -> Result<Produced<R>> {
     match failed.report {
-        Some(report) => {
-            output::failed_run(format, &report, human, &failed.error);
-            Ok(failed.error.exit_code())
-        }
+        Some(report) => Ok(Produced {
+            report: Some(report),
+            end: End::Failed(failed.error),
+        }),
         None => Err(failed.error),
     }
 }

@@ -1,6 +1,9 @@
 //! `dhctl partition create | prune | drain-default | status`. Every input is checked before
 //! connecting.
 
+use serde::Serialize;
+
+use super::{End, Produced, Shown};
 use crate::cli::{
     Format, GlobalArgs, PartitionCommand, PartitionCreateArgs, PartitionDrainArgs,
     PartitionPruneArgs, PartitionStatusArgs, PartitionsDirArg,
@@ -9,10 +12,12 @@ use crate::db::{CreateDatabase, DbConfig};
 use crate::error::Result;
 use crate::output::{self, progress::Reporter};
 use crate::partitions::{
-    self, policy, CreateOptions, DrainOptions, Policy, PruneOptions, RetentionMode,
+    self, policy, CreateOptions, DrainOptions, Inspection, Policy, PruneOptions, RetentionMode,
+    RunReport,
 };
 use crate::report::Mode;
 
+/// A partition subcommand on the one database its flags name.
 pub async fn run(command: &PartitionCommand, global: &GlobalArgs) -> Result<i32> {
     let format = global.format;
     let progress = Reporter::for_stderr(format == Format::Json, "creating");
@@ -20,10 +25,61 @@ pub async fn run(command: &PartitionCommand, global: &GlobalArgs) -> Result<i32>
         PartitionCommand::Create(args) => create(args, &progress).await?,
         PartitionCommand::Prune(args) => prune(args, &progress).await?,
         PartitionCommand::DrainDefault(args) => drain_default(args, &progress).await?,
-        PartitionCommand::Status(args) => return status(args, format).await,
+        PartitionCommand::Status(args) => return Ok(super::show(format, status(args).await?)),
     };
-    output::emit(format, &outcome.report, output::partitions::run);
-    Ok(super::exit_after(outcome.failures))
+    Ok(super::show(format, ran(outcome)))
+}
+
+/// A maintenance run's report, with the per-table failures it describes.
+pub(crate) fn ran(outcome: partitions::Maintenance) -> Produced<RunReport> {
+    Produced {
+        report: Some(outcome.report),
+        end: End::Failures(outcome.failures),
+    }
+}
+
+impl Shown for RunReport {
+    fn human(&self) -> String {
+        output::partitions::run(self)
+    }
+
+    fn changed(&self) -> String {
+        let steps: usize = self.tables.iter().map(|t| t.steps.len()).sum();
+        let failed = self.tables.iter().filter(|t| t.error.is_some()).count();
+        let mut text = match (self.dry_run, steps) {
+            (_, 0) => "nothing to do".to_string(),
+            (true, n) => format!("{n} step(s) planned"),
+            (false, n) => format!("{n} step(s) done"),
+        };
+        if failed > 0 {
+            text.push_str(&format!(", {failed} table(s) failed"));
+        }
+        text
+    }
+}
+
+/// `partition status`'s report: the inspection, with the database it was read from.
+#[derive(Serialize)]
+pub(crate) struct Located {
+    pub database: String,
+    #[serde(flatten)]
+    pub report: Inspection,
+}
+
+impl Shown for Located {
+    fn human(&self) -> String {
+        output::partitions::status(&self.report)
+    }
+
+    fn changed(&self) -> String {
+        let runway: Vec<String> = self
+            .report
+            .tables
+            .iter()
+            .map(|t| format!("{} {}", t.table, t.partitions.len()))
+            .collect();
+        format!("partitions: {}", runway.join(", "))
+    }
 }
 
 /// The policies a command works on: every one, or the `--table` given.
@@ -31,7 +87,7 @@ fn policies(dir: &PartitionsDirArg, table: Option<&str>) -> Result<Vec<Policy>> 
     policy::select(policy::load(&dir.source())?, table)
 }
 
-async fn create(
+pub(crate) async fn create(
     args: &PartitionCreateArgs,
     progress: &Reporter,
 ) -> Result<partitions::Maintenance> {
@@ -48,7 +104,10 @@ async fn create(
     partitions::create(&cfg, &policies, &options, progress).await
 }
 
-async fn prune(args: &PartitionPruneArgs, progress: &Reporter) -> Result<partitions::Maintenance> {
+pub(crate) async fn prune(
+    args: &PartitionPruneArgs,
+    progress: &Reporter,
+) -> Result<partitions::Maintenance> {
     let policies = policies(&args.partitions, args.table.as_deref())?;
     let cfg = DbConfig::from_args(&args.connect, &args.locks)?;
     let options = PruneOptions {
@@ -73,15 +132,17 @@ async fn drain_default(
     partitions::drain_default(&cfg, &policies[0], &options, progress).await
 }
 
-async fn status(args: &PartitionStatusArgs, format: Format) -> Result<i32> {
+/// `partition status` on the database `args` names.
+pub(crate) async fn status(args: &PartitionStatusArgs) -> Result<Produced<Located>> {
     let policies = policies(&args.partitions, args.table.as_deref())?;
     let cfg = super::unlocked(&args.connect)?;
     let session = crate::db::connect(&cfg, CreateDatabase::Never).await?;
     let inspection = partitions::inspect(&session.client, &policies, args.now).await?;
-    let located = output::WithDatabase {
-        database: cfg.display_target(),
-        report: &inspection,
-    };
-    output::emit(format, &located, |l| output::partitions::status(l.report));
-    Ok(0)
+    Ok(Produced::ran(
+        Located {
+            database: cfg.display_target(),
+            report: inspection,
+        },
+        0,
+    ))
 }

@@ -1,23 +1,49 @@
 //! `dhctl status`: every migration's state; no lock, no change.
 
-use crate::cli::{GlobalArgs, StatusArgs};
+use super::{Produced, Shown};
+use crate::cli::StatusArgs;
 use crate::error::Result;
-use crate::migrations::{catalog, status_report, Ahead};
-use crate::output::{self, human};
+use crate::migrations::{catalog, status_report, Ahead, StatusReport};
+use crate::output::human;
 
-pub async fn run(args: &StatusArgs, global: &GlobalArgs) -> Result<i32> {
+/// `dhctl status` on the database `args` names.
+pub(crate) async fn produce(args: &StatusArgs) -> Result<Produced<StatusReport>> {
     let catalog = catalog::load(&args.migrations.source())?;
     let cfg = super::unlocked(&args.connect)?;
     let report = status_report(&cfg, &catalog).await?;
-    output::emit(global.format, &report, human::status);
     let ahead = if args.strict {
         Ahead::Refused
     } else {
         Ahead::Allowed
     };
-    Ok(if args.exit_code {
+    let code = if args.exit_code {
         report.exit_code(ahead)
     } else {
         0
-    })
+    };
+    Ok(Produced::ran(report, code))
+}
+
+impl Shown for StatusReport {
+    fn human(&self) -> String {
+        human::status(self)
+    }
+
+    fn changed(&self) -> String {
+        let c = &self.counts;
+        let mut parts = vec![
+            format!("{} applied", c.applied),
+            format!("{} pending", c.pending),
+        ];
+        for (n, what) in [
+            (c.modified, "modified"),
+            (c.missing, "missing"),
+            (c.ahead, "ahead"),
+        ] {
+            if n > 0 {
+                parts.push(format!("{n} {what}"));
+            }
+        }
+        parts.join(", ")
+    }
 }

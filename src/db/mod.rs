@@ -2,17 +2,17 @@
 //! database), session settings, the advisory lock, lock_timeout retries and identifier quoting.
 
 pub mod ident;
+pub mod inflight;
 pub mod lock;
 pub mod retry;
 mod settings;
 pub mod tls;
 
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::Type;
-use tokio_postgres::{CancelToken, Client, NoTls};
+use tokio_postgres::{Client, NoTls};
 
 use tokio_postgres_rustls::MakeRustlsConnect;
 
@@ -103,27 +103,14 @@ pub struct Session {
     pub backend_pid: i32,
     /// True when `connect` created the database for this session.
     pub created_database: bool,
+    /// Its entry among the open sessions (cancelled on SIGINT, counted by a fleet).
+    _registered: inflight::Registration,
 }
 
-/// The cancel token of the session in flight, so that Ctrl-C can cancel its running statement
-/// before the process exits (otherwise the backend would go on running it, holding its locks).
-static IN_FLIGHT: Mutex<Option<(CancelToken, Option<tls::TlsSettings>)>> = Mutex::new(None);
-
-/// Cancels the statement running on the registered session, if any. Called on SIGINT/SIGTERM.
+/// Cancels the statement running on every open session (all of a fleet's targets). Called on
+/// SIGINT/SIGTERM, before the sessions are dropped ([`inflight`]).
 pub async fn cancel_in_flight() {
-    let entry = IN_FLIGHT.lock().ok().and_then(|mut g| g.take());
-    let Some((token, tls)) = entry else { return };
-    let outcome = if let Some(settings) = tls {
-        match tls::make_connector(&settings) {
-            Ok(connector) => token.cancel_query(connector).await,
-            Err(_) => return,
-        }
-    } else {
-        token.cancel_query(NoTls).await
-    };
-    if let Err(e) = outcome {
-        tracing::debug!(error = %e, "cancel request failed");
-    }
+    inflight::cancel_all().await;
 }
 
 /// Connects to the configured database, applying dhctl's session settings.
@@ -343,9 +330,7 @@ async fn open_one(
             client
         }
     };
-    if let Ok(mut slot) = IN_FLIGHT.lock() {
-        *slot = Some((client.cancel_token(), tls.map(|_| settings.clone())));
-    }
+    let registered = inflight::register(client.cancel_token(), tls.map(|_| settings.clone()));
     // One round trip: the server version, the backend, and dhctl's session settings (set here
     // rather than as a startup `options` parameter, which PgBouncer rejects).
     // Typed parameters: no separate prepare round trip.
@@ -367,6 +352,7 @@ async fn open_one(
         server_version,
         backend_pid,
         created_database: false,
+        _registered: registered,
     })
 }
 

@@ -8,7 +8,7 @@
 //! lock_timeout = 0, read-only defaults …) neither changes how dhctl records it nor outlives it.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 use std::task::Poll;
 use std::time::Duration;
 
@@ -20,16 +20,32 @@ use tokio_postgres::Client;
 use super::catalog::{Section, Transaction};
 use super::history;
 use crate::db::ident::TableName;
+use crate::db::inflight::TargetId;
 use crate::db::restore_session;
 use crate::db::retry::{self, is_lock_timeout};
 
-/// True while a `transaction:false` section (or its bookkeeping) runs: an interrupt then
-/// leaves the statements before the cancelled one in place.
-static OUTSIDE_TRANSACTION: AtomicBool = AtomicBool::new(false);
+/// Who is running a `transaction:false` section (or its bookkeeping) right now: the fleet target
+/// (None outside a fleet) of each. An interrupt then leaves the statements before the cancelled
+/// one in place. Per target, so that one target's section says nothing about another's.
+static OUTSIDE_TRANSACTION: Mutex<Vec<Option<TargetId>>> = Mutex::new(Vec::new());
 
-/// Whether a `transaction:false` section was running (for the interrupt's message).
-pub fn outside_transaction_in_flight() -> bool {
-    OUTSIDE_TRANSACTION.load(Ordering::SeqCst)
+/// Whether `target` (None: the single database of a command without --targets) was running a
+/// `transaction:false` section (for the interrupt's message).
+pub fn outside_transaction_in_flight(target: Option<TargetId>) -> bool {
+    OUTSIDE_TRANSACTION
+        .lock()
+        .map(|set| set.contains(&target))
+        .unwrap_or(false)
+}
+
+fn outside_transaction(running: bool) {
+    let target = crate::db::inflight::current_target();
+    if let Ok(mut set) = OUTSIDE_TRANSACTION.lock() {
+        set.retain(|t| *t != target);
+        if running {
+            set.push(target);
+        }
+    }
 }
 
 /// What dhctl records once the section ran.
@@ -203,9 +219,9 @@ impl Run<'_> {
     ) -> Result<u32, Failure> {
         // Cleared by hand, not by a guard's Drop: after SIGINT the runner's future is dropped
         // before main asks, and the flag must still say a section was in flight.
-        OUTSIDE_TRANSACTION.store(true, Ordering::SeqCst);
+        outside_transaction(true);
         let outcome = self.unwrapped_inner(section, book, on_retry).await;
-        OUTSIDE_TRANSACTION.store(false, Ordering::SeqCst);
+        outside_transaction(false);
         outcome
     }
 

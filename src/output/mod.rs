@@ -10,6 +10,7 @@
 )]
 
 pub mod escape;
+pub mod fleet;
 pub mod human;
 pub mod lint;
 pub mod manual;

@@ -14,6 +14,9 @@ pub enum Reporter {
     Bar(Mutex<Option<ProgressBar>>),
     /// Plain lines, starting with the verb ("applying", "rolling back").
     Lines(&'static str),
+    /// The same lines, kept for later: a fleet target's, printed as one block when it ends so
+    /// that targets running at once do not interleave.
+    Kept(&'static str, Mutex<String>),
     Quiet,
 }
 
@@ -26,6 +29,39 @@ impl Reporter {
             Reporter::Bar(Mutex::new(None))
         } else {
             Reporter::Lines(verb)
+        }
+    }
+
+    /// Lines kept for later ([`Reporter::taken`]); `quiet` for JSON output.
+    pub fn kept(quiet: bool, verb: &'static str) -> Reporter {
+        if quiet {
+            Reporter::Quiet
+        } else {
+            Reporter::Kept(verb, Mutex::new(String::new()))
+        }
+    }
+
+    /// The lines a [`Reporter::Kept`] has kept (emptied).
+    pub fn taken(&self) -> String {
+        match self {
+            Reporter::Kept(_, kept) => kept
+                .lock()
+                .map(|mut k| std::mem::take(&mut *k))
+                .unwrap_or_default(),
+            _ => String::new(),
+        }
+    }
+
+    /// A line, as the variant wants it.
+    fn say(&self, text: &str) {
+        match self {
+            Reporter::Kept(_, kept) => {
+                if let Ok(mut k) = kept.lock() {
+                    k.push_str(&escape::text(text));
+                    k.push('\n');
+                }
+            }
+            _ => line(text),
         }
     }
 }
@@ -59,7 +95,7 @@ impl Progress for Reporter {
                     bar.set_message(what.to_string());
                 }
             }
-            Reporter::Lines(verb) => line(&format!("{verb} {what}")),
+            Reporter::Lines(verb) | Reporter::Kept(verb, _) => self.say(&format!("{verb} {what}")),
             Reporter::Quiet => {}
         }
     }
@@ -76,7 +112,7 @@ impl Progress for Reporter {
                     bar.inc(1);
                 }
             }
-            Reporter::Lines(_) => line(&format!(
+            Reporter::Lines(_) | Reporter::Kept(..) => self.say(&format!(
                 "  done {what} ({:.1} ms)",
                 took.as_secs_f64() * 1000.0
             )),
@@ -95,7 +131,7 @@ impl Progress for Reporter {
                 Some(bar) => bar.println(text),
                 None => line(&text),
             },
-            Reporter::Lines(_) => line(&text),
+            Reporter::Lines(_) | Reporter::Kept(..) => self.say(&text),
             Reporter::Quiet => {}
         }
     }

@@ -86,9 +86,10 @@ pub struct ScratchDb {
 /// ever dropped as left-overs. Plain ASCII, no quote: it is spliced into COMMENT ON DATABASE.
 pub const SCRATCH_MARKER: &str = "dhctl verify scratch database, dropped when verify ends";
 
-/// The database a verify created, for dropping it after Ctrl-C (the future that owns it is
-/// dropped then, so its own clean-up never runs).
-static CREATED: Mutex<Option<(DbConfig, String)>> = Mutex::new(None);
+/// The databases verify created and has not dropped yet (one per fleet target at most), for
+/// dropping them after Ctrl-C (the futures that own them are dropped then, so their own clean-up
+/// never runs).
+static CREATED: Mutex<Vec<(DbConfig, String)>> = Mutex::new(Vec::new());
 
 /// Opens the scratch database: `url` when given, else a new database when the role may create
 /// one; else says why not.
@@ -126,11 +127,11 @@ pub async fn open(
     let notes = drop_stale(client).await;
     let name = scratch_name(live.backend_pid);
     let create = create_statement(live, &name).await?;
-    if let Ok(mut slot) = CREATED.lock() {
-        *slot = Some((cfg.clone(), name.clone()));
+    if let Ok(mut created) = CREATED.lock() {
+        created.push((cfg.clone(), name.clone()));
     }
     if let Err(e) = client.batch_execute(&create).await {
-        forget_created();
+        forget_created(&name);
         if e.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE) {
             return Ok(Err(Unavailable {
                 reason: format!(
@@ -326,7 +327,7 @@ async fn drop_database(client: &Client, name: &str) -> Option<String> {
     // FORCE: the scratch session may not have finished closing yet (PostgreSQL 13+).
     let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(name));
     let outcome = client.batch_execute(&sql).await;
-    forget_created();
+    forget_created(name);
     outcome.err().map(|e| {
         format!(
             "could not drop scratch database {name}: {}; the next verify drops it, or run \
@@ -337,26 +338,31 @@ async fn drop_database(client: &Client, name: &str) -> Option<String> {
     })
 }
 
-fn forget_created() {
-    if let Ok(mut slot) = CREATED.lock() {
-        *slot = None;
+fn forget_created(name: &str) {
+    if let Ok(mut created) = CREATED.lock() {
+        created.retain(|(_, n)| n != name);
     }
 }
 
-/// After Ctrl-C: drops the scratch database a verify had created, over a fresh connection to the
-/// live database (the verify's own session went with its future). Best effort.
+/// After Ctrl-C: drops every scratch database a verify had created (one per fleet target at
+/// most), each over a fresh connection to its live database (the verify's own session went with
+/// its future), all at once. Best effort.
 pub async fn drop_after_interrupt() {
-    let entry = CREATED.lock().ok().and_then(|mut slot| slot.take());
-    let Some((cfg, name)) = entry else { return };
-    let mut cfg = cfg;
-    cfg.wait = None;
-    let attempt = async {
-        let session = connect(&cfg, CreateDatabase::Never).await.ok()?;
-        drop_database(&session.client, &name).await
-    };
-    if let Ok(Some(problem)) = tokio::time::timeout(Duration::from_secs(10), attempt).await {
-        tracing::warn!("{problem}");
-    }
+    let entries = CREATED
+        .lock()
+        .map(|mut created| std::mem::take(&mut *created))
+        .unwrap_or_default();
+    futures_util::future::join_all(entries.into_iter().map(|(mut cfg, name)| async move {
+        cfg.wait = None;
+        let attempt = async {
+            let session = connect(&cfg, CreateDatabase::Never).await.ok()?;
+            drop_database(&session.client, &name).await
+        };
+        if let Ok(Some(problem)) = tokio::time::timeout(Duration::from_secs(10), attempt).await {
+            tracing::warn!("{problem}");
+        }
+    }))
+    .await;
 }
 
 impl ScratchDb {

@@ -1,0 +1,445 @@
+//! `--targets FILE`: one command on every database of a fleet file (docs/fleet.md), in one
+//! process and one runtime. The file and every target's connection string are checked before
+//! anything connects; then [`crate::fleet::schedule::Rollout`] decides what starts when, each
+//! target's run is the command's own (`produce`, as without --targets) inside
+//! [`crate::db::inflight::for_target`], and `output::fleet` prints one report. SIGINT/SIGTERM
+//! cancels the statement of every target in flight, drops their work (their transactions roll
+//! back, their locks go with their sessions) and exits 130.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use futures_util::future::LocalBoxFuture;
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use futures_util::FutureExt;
+
+use super::{End, Produced, Shown};
+use crate::cli::{
+    Cli, Command, ConnectArgs, FleetArgs, GlobalArgs, LintArgs, LockArgs, MigrateArgs,
+    PartitionCommand, PartitionCreateArgs, PartitionPruneArgs, PartitionStatusArgs, RollbackArgs,
+    StatusArgs, VerifyArgs,
+};
+use crate::db::inflight::{self, TargetId};
+use crate::db::DbConfig;
+use crate::error::{Error, Result};
+use crate::fleet::schedule::{Rollout, State};
+use crate::fleet::{self, Fleet};
+use crate::output::{self, fleet::Row, progress::Reporter};
+
+/// The fleet flags of the command, when it was given `--targets` (or DHCTL_TARGETS). `--only`
+/// and `--parallel` without it are refused: they would otherwise be ignored.
+pub(super) fn requested(command: &Command) -> Result<Option<&FleetArgs>> {
+    let args = match command {
+        Command::Migrate(a) => &a.fleet,
+        Command::Rollback(a) => &a.fleet,
+        Command::Status(a) => &a.fleet,
+        Command::Verify(a) => &a.fleet,
+        Command::Lint(a) => &a.fleet,
+        Command::Partition(PartitionCommand::Create(a)) => &a.fleet,
+        Command::Partition(PartitionCommand::Prune(a)) => &a.fleet,
+        Command::Partition(PartitionCommand::Status(a)) => &a.fleet,
+        _ => return Ok(None),
+    };
+    if args.targets.is_none() {
+        if !args.only.is_empty() || args.parallel.is_some() {
+            return Err(Error::usage_hint(
+                "--only and --parallel need --targets",
+                "name the fleet file with --targets FILE (or DHCTL_TARGETS)",
+            ));
+        }
+        return Ok(None);
+    }
+    if let Command::Lint(a) = command {
+        if !a.pending {
+            return Err(Error::usage_hint(
+                "lint --targets needs --pending: an offline lint reads no database",
+                "run `dhctl lint --pending --targets FILE`, or lint offline once without --targets",
+            ));
+        }
+    }
+    Ok(Some(args))
+}
+
+/// Runs the command on the fleet `args` names; `signal` resolves on SIGINT or SIGTERM.
+pub(super) async fn run(
+    cli: &Cli,
+    args: &FleetArgs,
+    signal: impl Future<Output = ()>,
+) -> Result<i32> {
+    let Some(path) = args.targets.as_deref() else {
+        return Err(Error::usage("no fleet file given"));
+    };
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let fleet = fleet::parse(&shown, &text, &|key| std::env::var(key).ok())?;
+    let waves = fleet::schedule(&fleet, &args.only)?;
+    let parallel = args.parallel.map_or(fleet.parallel, |n| n as usize);
+    let plan = Plan {
+        fleet: &fleet,
+        file: &shown,
+        rollout: Rollout::new(waves, fleet.targets.len(), parallel, fleet.on_error),
+        parallel,
+    };
+    let global = &cli.global;
+    match &cli.command {
+        Command::Migrate(a) => plan.roll(a, global, signal).await,
+        Command::Rollback(a) => plan.roll(a, global, signal).await,
+        Command::Status(a) => plan.roll(a, global, signal).await,
+        Command::Verify(a) => plan.roll(a, global, signal).await,
+        Command::Lint(a) => plan.roll(a, global, signal).await,
+        Command::Partition(PartitionCommand::Create(a)) => plan.roll(a, global, signal).await,
+        Command::Partition(PartitionCommand::Prune(a)) => plan.roll(a, global, signal).await,
+        Command::Partition(PartitionCommand::Status(a)) => plan.roll(a, global, signal).await,
+        _ => Err(Error::usage("this command does not take --targets")),
+    }
+}
+
+/// A command's flags, as a fleet runs the command on one target.
+trait OnTarget: Clone {
+    type Report: Shown;
+    /// The progress lines' verb.
+    const VERB: &'static str;
+    /// Connections one target's run holds open at once.
+    const CONNECTIONS: usize = 1;
+    fn connect(&mut self) -> &mut ConnectArgs;
+    fn produce<'a>(
+        &'a self,
+        global: &'a GlobalArgs,
+        progress: &'a Reporter,
+    ) -> LocalBoxFuture<'a, Result<Produced<Self::Report>>>;
+}
+
+impl OnTarget for MigrateArgs {
+    type Report = super::migrate::MigrateRun;
+    const VERB: &'static str = "applying";
+    fn connect(&mut self) -> &mut ConnectArgs {
+        &mut self.connect
+    }
+    fn produce<'a>(
+        &'a self,
+        global: &'a GlobalArgs,
+        progress: &'a Reporter,
+    ) -> LocalBoxFuture<'a, Result<Produced<Self::Report>>> {
+        super::migrate::produce(self, global, progress).boxed_local()
+    }
+}
+
+impl OnTarget for RollbackArgs {
+    type Report = crate::migrations::rollback::RollbackReport;
+    const VERB: &'static str = "rolling back";
+    fn connect(&mut self) -> &mut ConnectArgs {
+        &mut self.connect
+    }
+    fn produce<'a>(
+        &'a self,
+        global: &'a GlobalArgs,
+        progress: &'a Reporter,
+    ) -> LocalBoxFuture<'a, Result<Produced<Self::Report>>> {
+        super::rollback::produce(self, global, progress).boxed_local()
+    }
+}
+
+impl OnTarget for StatusArgs {
+    type Report = crate::migrations::StatusReport;
+    const VERB: &'static str = "reading";
+    fn connect(&mut self) -> &mut ConnectArgs {
+        &mut self.connect
+    }
+    fn produce<'a>(
+        &'a self,
+        _: &'a GlobalArgs,
+        _: &'a Reporter,
+    ) -> LocalBoxFuture<'a, Result<Produced<Self::Report>>> {
+        super::status::produce(self).boxed_local()
+    }
+}
+
+impl OnTarget for VerifyArgs {
+    type Report = crate::verify::VerifyReport;
+    const VERB: &'static str = "verifying";
+    /// The live database and the scratch database the schema is rebuilt in.
+    const CONNECTIONS: usize = 2;
+    fn connect(&mut self) -> &mut ConnectArgs {
+        &mut self.connect
+    }
+    fn produce<'a>(
+        &'a self,
+        _: &'a GlobalArgs,
+        _: &'a Reporter,
+    ) -> LocalBoxFuture<'a, Result<Produced<Self::Report>>> {
+        super::verify::produce(self).boxed_local()
+    }
+}
+
+impl OnTarget for LintArgs {
+    type Report = crate::lint::Report;
+    const VERB: &'static str = "linting";
+    fn connect(&mut self) -> &mut ConnectArgs {
+        &mut self.connect
+    }
+    fn produce<'a>(
+        &'a self,
+        _: &'a GlobalArgs,
+        _: &'a Reporter,
+    ) -> LocalBoxFuture<'a, Result<Produced<Self::Report>>> {
+        super::lint::produce(self).boxed_local()
+    }
+}
+
+impl OnTarget for PartitionCreateArgs {
+    type Report = crate::partitions::RunReport;
+    const VERB: &'static str = "creating";
+    fn connect(&mut self) -> &mut ConnectArgs {
+        &mut self.connect
+    }
+    fn produce<'a>(
+        &'a self,
+        _: &'a GlobalArgs,
+        progress: &'a Reporter,
+    ) -> LocalBoxFuture<'a, Result<Produced<Self::Report>>> {
+        async move {
+            let outcome = super::partition::create(self, progress).await?;
+            Ok(super::partition::ran(outcome))
+        }
+        .boxed_local()
+    }
+}
+
+impl OnTarget for PartitionPruneArgs {
+    type Report = crate::partitions::RunReport;
+    const VERB: &'static str = "pruning";
+    fn connect(&mut self) -> &mut ConnectArgs {
+        &mut self.connect
+    }
+    fn produce<'a>(
+        &'a self,
+        _: &'a GlobalArgs,
+        progress: &'a Reporter,
+    ) -> LocalBoxFuture<'a, Result<Produced<Self::Report>>> {
+        async move {
+            let outcome = super::partition::prune(self, progress).await?;
+            Ok(super::partition::ran(outcome))
+        }
+        .boxed_local()
+    }
+}
+
+impl OnTarget for PartitionStatusArgs {
+    type Report = super::partition::Located;
+    const VERB: &'static str = "reading";
+    fn connect(&mut self) -> &mut ConnectArgs {
+        &mut self.connect
+    }
+    fn produce<'a>(
+        &'a self,
+        _: &'a GlobalArgs,
+        _: &'a Reporter,
+    ) -> LocalBoxFuture<'a, Result<Produced<Self::Report>>> {
+        super::partition::status(self).boxed_local()
+    }
+}
+
+/// A fleet about to run: the file, and the rollout of the targets `--only` selected.
+struct Plan<'f> {
+    fleet: &'f Fleet,
+    file: &'f str,
+    rollout: Rollout,
+    parallel: usize,
+}
+
+/// How one target's run ended.
+enum Ran<R> {
+    Produced(Produced<R>),
+    Failed(Error),
+}
+
+impl Plan<'_> {
+    /// Each selected target's flags: the command's, with the target's connection string, every
+    /// one parsed (no connection made) so that a bad one stops the fleet before anything runs.
+    fn flags<A: OnTarget>(&self, args: &A) -> Result<Vec<Option<A>>> {
+        let mut flags: Vec<Option<A>> = vec![None; self.fleet.targets.len()];
+        for (_, i) in self.rollout.targets() {
+            let target = &self.fleet.targets[i];
+            let mut one = args.clone();
+            one.connect().database_url = Some(target.url.clone());
+            if let Err(e) = DbConfig::from_args(one.connect(), &LockArgs::default()) {
+                // The parser's messages never quote the string (no password); they name it
+                // DATABASE_URL, which here is the target's.
+                return Err(Error::Usage {
+                    message: format!(
+                        "{}: target \"{}\" ({}): {}",
+                        self.file,
+                        target.name,
+                        target.source,
+                        e.to_string()
+                            .replace("DATABASE_URL: ", "")
+                            .replace("DATABASE_URL", "the connection string")
+                    ),
+                    hint: e.hint(),
+                });
+            }
+            flags[i] = Some(one);
+        }
+        Ok(flags)
+    }
+
+    async fn roll<A: OnTarget>(
+        mut self,
+        args: &A,
+        global: &GlobalArgs,
+        signal: impl Future<Output = ()>,
+    ) -> Result<i32> {
+        let format = global.format;
+        let flags = self.flags(args)?;
+        let json = format == crate::cli::Format::Json;
+        let reporters: Vec<Reporter> = (0..flags.len())
+            .map(|_| Reporter::kept(json, A::VERB))
+            .collect();
+        let mut ran: Vec<Option<(Ran<A::Report>, Duration)>> =
+            (0..flags.len()).map(|_| None).collect();
+        let mut started = vec![None::<Instant>; flags.len()];
+        let began = Instant::now();
+        inflight::reset_peak();
+        let mut running = FuturesUnordered::new();
+        let mut interrupted = false;
+        tokio::pin!(signal);
+        loop {
+            while let Some(i) = self.rollout.start() {
+                let Some(one) = flags[i].as_ref() else {
+                    continue;
+                };
+                started[i] = Some(Instant::now());
+                let work = inflight::for_target(TargetId(i), one.produce(global, &reporters[i]));
+                running.push(work.map(move |result| (i, result)).boxed_local());
+            }
+            if self.rollout.is_over() {
+                break;
+            }
+            tokio::select! {
+                Some((i, result)) = running.next() => {
+                    let took = started[i].map(|s| s.elapsed()).unwrap_or_default();
+                    let outcome = match result {
+                        Ok(produced) => Ran::Produced(produced),
+                        Err(error) => Ran::Failed(error),
+                    };
+                    let code = exit_code(&outcome);
+                    let target = &self.fleet.targets[i];
+                    output::fleet::target_ended(
+                        &target.name,
+                        &target.group,
+                        &reporters[i].taken(),
+                        &errors(&outcome),
+                    );
+                    ran[i] = Some((outcome, took));
+                    self.rollout.finish(i, code != 0);
+                }
+                () = &mut signal => {
+                    interrupted = true;
+                    self.rollout.stop();
+                    // Every target's statement, while its session is still open; then the work
+                    // is dropped, and each session with it.
+                    crate::db::cancel_in_flight().await;
+                    running.clear();
+                    crate::verify::scratch::drop_after_interrupt().await;
+                    for (i, slot) in ran.iter_mut().enumerate() {
+                        if self.rollout.state(i) == State::Running {
+                            let took = started[i].map(|s| s.elapsed()).unwrap_or_default();
+                            let error = super::interrupt_error(Some(TargetId(i)));
+                            *slot = Some((Ran::Failed(error), took));
+                        }
+                    }
+                    break;
+                }
+            }
+        }
+        drop(running);
+        let peak = inflight::peak_connections();
+        let rows: Vec<Row<'_, A::Report>> = self
+            .rollout
+            .targets()
+            .map(|(group, i)| row(&self.fleet.targets[i].name, group, ran[i].as_ref()))
+            .collect();
+        let exit_code = if interrupted {
+            130
+        } else {
+            fleet::worst(rows.iter().filter_map(|r| r.exit_code))
+        };
+        let totals = output::fleet::Totals {
+            exit_code,
+            interrupted,
+            parallel: self.parallel,
+            peak,
+            limit: self.parallel * A::CONNECTIONS,
+            took: began.elapsed(),
+        };
+        output::fleet::emit(format, &rows, &totals);
+        Ok(exit_code)
+    }
+}
+
+fn exit_code<R>(ran: &Ran<R>) -> i32 {
+    match ran {
+        Ran::Produced(p) => p.exit_code(),
+        Ran::Failed(e) => e.exit_code(),
+    }
+}
+
+/// The errors a target's run ended with, as its stderr block lists them.
+fn errors<R>(ran: &Ran<R>) -> Vec<&Error> {
+    match ran {
+        Ran::Failed(e) => vec![e],
+        Ran::Produced(p) => match &p.end {
+            End::Code(_) => Vec::new(),
+            End::Failures(failures) => failures.iter().collect(),
+            End::Failed(e) | End::Refused { error: e, .. } => vec![e],
+        },
+    }
+}
+
+/// One target's row of the report; `ran` is None for a skipped one.
+fn row<'a, R: Shown>(
+    name: &'a str,
+    group: &'a str,
+    ran: Option<&'a (Ran<R>, Duration)>,
+) -> Row<'a, R> {
+    let mut row = Row {
+        name,
+        group,
+        exit_code: None,
+        took: None,
+        summary: String::new(),
+        detail: String::new(),
+        result: None,
+        error: None,
+        lint: None,
+    };
+    let Some((ran, took)) = ran else {
+        return row;
+    };
+    row.exit_code = Some(exit_code(ran));
+    row.took = Some(*took);
+    match ran {
+        Ran::Failed(e) => row.error = Some(e),
+        Ran::Produced(p) => {
+            if let Some(report) = &p.report {
+                row.summary = report.changed();
+                row.detail = report.human();
+                row.result = Some(report);
+            }
+            match &p.end {
+                End::Code(_) => {}
+                End::Failures(failures) => row.error = failures.first(),
+                End::Failed(e) => row.error = Some(e),
+                End::Refused { findings, error } => {
+                    row.error = Some(error);
+                    row.lint = Some(findings);
+                    row.detail = output::lint::human(findings, false);
+                }
+            }
+        }
+    }
+    row
+}
