@@ -45,6 +45,9 @@ pub struct Totals {
 /// A target's block on stderr, written at once when it ends: its progress lines (kept while it
 /// ran) and its errors.
 pub fn target_ended(name: &str, group: &str, progress: &str, errors: &[&Error]) {
+    if progress.is_empty() && errors.is_empty() {
+        return;
+    }
     let mut text = format!("── {} ({}) ──\n", escape::field(name), escape::field(group));
     text.push_str(progress);
     for err in errors {

@@ -14,6 +14,7 @@ mod cli;
 mod cluster;
 mod connection;
 mod files;
+mod fleet;
 mod harness;
 mod health;
 mod history;
