@@ -33,11 +33,13 @@ impl FleetFile {
 
 /// `[[target]]` tables, one per (name, url, group).
 fn targets(list: &[(String, String, &str)]) -> String {
-    list.iter()
-        .map(|(name, url, group)| {
-            format!("[[target]]\nname = \"{name}\"\nurl = \"{url}\"\ngroup = \"{group}\"\n\n")
-        })
-        .collect()
+    let mut text = String::new();
+    for (name, url, group) in list {
+        text.push_str(&format!(
+            "[[target]]\nname = \"{name}\"\nurl = \"{url}\"\ngroup = \"{group}\"\n\n"
+        ));
+    }
+    text
 }
 
 /// dhctl with the fleet file and no DATABASE_URL.
@@ -130,7 +132,7 @@ fn a_fleet_of_forty_databases_is_migrated_four_at_a_time() {
             Arc::clone(&done),
             Arc::clone(&most),
             Arc::clone(&samples),
-            names.clone(),
+            names,
         );
         std::thread::spawn(move || {
             let mut admin = connect(&server_url());
@@ -154,17 +156,14 @@ fn a_fleet_of_forty_databases_is_migrated_four_at_a_time() {
         let t = entry(&doc, &format!("db-{i}"));
         assert_eq!(t["exit_code"], 0, "{t}");
         assert_eq!(t["skipped"], false);
-        assert_eq!(
-            t["result"]["database"].as_str().unwrap().contains(&db.name),
-            true
-        );
+        assert!(t["result"]["database"].as_str().unwrap().contains(&db.name));
         assert_eq!(t["result"]["steps"].as_array().unwrap().len(), 5, "{t}");
         assert!(t["error"].is_null());
         assert_eq!(db.history().len(), 5, "{}", db.name);
     }
     // Never more connections than `parallel` allows: counted by dhctl and seen by the server.
     let peak = doc["connections"]["peak"].as_u64().unwrap();
-    assert!(peak >= 1 && peak <= 4, "{}", doc["connections"]);
+    assert!((1..=4).contains(&peak), "{}", doc["connections"]);
     assert_eq!(doc["connections"]["limit"], 4);
     assert!(samples.load(Ordering::SeqCst) > 0);
     let seen = most.load(Ordering::SeqCst);
