@@ -51,6 +51,13 @@ pub(super) fn requested(command: &Command) -> Result<Option<&FleetArgs>> {
     }
     if let Command::Lint(a) = command {
         if !a.pending {
+            // A fleet file exported for the other commands does not stop an offline lint; one
+            // given on the command line is a mistake worth naming.
+            let from_environment = std::env::var_os("DHCTL_TARGETS")
+                .is_some_and(|v| Some(std::path::Path::new(&v)) == args.targets.as_deref());
+            if from_environment && args.only.is_empty() && args.parallel.is_none() {
+                return Ok(None);
+            }
             return Err(Error::usage_hint(
                 "lint --targets needs --pending: an offline lint reads no database",
                 "run `dhctl lint --pending --targets FILE`, or lint offline once without --targets",

@@ -514,9 +514,18 @@ fn a_bad_fleet_file_exits_2_before_anything_connects() {
         assert!(out.stderr.contains(expected), "{text}\n{}", out.stderr);
         assert!(!out.stderr.contains("s3cret") && !out.stdout.contains("s3cret"));
     }
-    // lint needs --pending with --targets; --only needs --targets.
+    // lint needs --pending with --targets typed; a fleet exported in DHCTL_TARGETS does not stop
+    // an offline lint. --only needs --targets.
     let file = FleetFile::new(&ok);
-    fleet_dhctl(&file).args(["lint"]).run().expect_code(2);
+    dhctl(&never.url)
+        .args([
+            std::ffi::OsStr::new("lint"),
+            "--targets".as_ref(),
+            file.path().as_os_str(),
+        ])
+        .run()
+        .expect_code(2);
+    fleet_dhctl(&file).args(["lint"]).run().expect_code(0);
     dhctl(&never.url)
         .args(["status", "--only", "x"])
         .run()
