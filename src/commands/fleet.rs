@@ -316,6 +316,8 @@ impl Plan<'_> {
         loop {
             while let Some(i) = self.rollout.start() {
                 let Some(one) = flags[i].as_ref() else {
+                    // Every scheduled target has its flags (see `flags`); never left running.
+                    self.rollout.finish(i, false);
                     continue;
                 };
                 started[i] = Some(Instant::now());

@@ -152,8 +152,9 @@ fn interrupt_error(target: Option<crate::db::inflight::TargetId>) -> Error {
     }
 }
 
-/// Dispatch: one arm per subcommand, each the subcommand's `run`. A command given `--targets`
-/// runs on every target of the fleet file instead ([`fleet`]).
+/// Dispatch: one arm per subcommand, each the subcommand's `run` (or its `produce`, then
+/// [`show`]), on the one database its flags name. A command given `--targets` never gets here:
+/// `run_until_signal` hands it to [`fleet`].
 pub async fn run(cli: &Cli) -> Result<i32> {
     let global = &cli.global;
     let format = global.format;
