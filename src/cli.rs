@@ -189,24 +189,30 @@ pub enum Command {
     /// advisory lock so that any number of runners may start at once, refuses to run (exit 4)
     /// while an applied migration is modified or missing, then applies each pending migration in
     /// its own transaction (or outside one, for `-- migrate:up transaction:false`). A failing
-    /// migration leaves nothing behind; the ones before it stay applied.
+    /// migration leaves nothing behind; the ones before it stay applied. Out-of-order
+    /// migrations (older than the newest applied one) are refused (exit 2, nothing applied)
+    /// unless --allow-out-of-order.
     ///
     /// Example: dhctl migrate --wait 60s
     Migrate(MigrateArgs),
 
     /// Undo applied migrations by running their down sections (destructive: drops what they made).
     ///
-    /// Undoes the last applied migration, or the last --steps N, or every migration newer than
-    /// --to VERSION (an applied version), or --all. Refuses before running any SQL when a target has no `-- migrate:down`
+    /// Undoes the last applied migration, or the last --steps N, or every migration applied
+    /// after --to VERSION (an applied version), or --all, newest-applied first: history order,
+    /// which differs from version order once an out-of-order migration was applied (the plan
+    /// names each such one). Refuses before running any SQL when a target has no `-- migrate:down`
     /// section (exit 2) or its file was modified or is missing (exit 4). Each down section runs
     /// with the removal of its history row in one transaction.
     ///
     /// Example: dhctl rollback --steps 2 --dry-run
     Rollback(RollbackArgs),
 
-    /// Show every migration as applied, pending, modified or missing. Takes no lock.
+    /// Show every migration as applied, pending, out-of-order, modified, missing or ahead.
+    /// Takes no lock.
     ///
-    /// With --exit-code: 0 when up to date, 1 when migrations are pending, 4 on drift.
+    /// With --exit-code: 0 when up to date, 1 when migrations are pending or out-of-order
+    /// (older than the newest applied one), 4 on drift.
     ///
     /// Example: dhctl status --exit-code --format json
     Status(StatusArgs),
@@ -311,6 +317,12 @@ pub struct MigrateArgs {
     #[arg(long, env = "DHCTL_ALLOW_UNSAFE", hide_env_values = true)]
     pub allow_unsafe: bool,
 
+    /// Apply out-of-order migrations (not applied, older than the newest applied one: a branch
+    /// merged late) with the others, in version order, after the lint gate. Without it migrate
+    /// refuses them (exit 2), names each and applies nothing; `--dry-run` shows them marked.
+    #[arg(long, env = "DHCTL_ALLOW_OUT_OF_ORDER", hide_env_values = true)]
+    pub allow_out_of_order: bool,
+
     /// Tables smaller than this on disk (all partitions counted) are small: lint findings
     /// about locking, scanning or rewriting them are warnings and do not stop migrate (bytes,
     /// or with kB, MB, GB).
@@ -369,8 +381,9 @@ pub struct RollbackArgs {
     #[arg(long, value_name = "N", conflicts_with_all = ["to", "all"])]
     pub steps: Option<u32>,
 
-    /// Undo every applied migration newer than VERSION, which must be an applied version (it
-    /// stays applied).
+    /// Undo every migration applied after VERSION, which must be an applied version (it stays
+    /// applied). In version order this is every version newer than VERSION; docs/history.md
+    /// says what it means once migrations were applied out of order.
     #[arg(long, value_name = "VERSION", conflicts_with = "all")]
     pub to: Option<i64>,
 
@@ -390,7 +403,8 @@ pub struct StatusArgs {
     #[command(flatten)]
     pub migrations: MigrationsDirArg,
 
-    /// Exit 1 when migrations are pending and 4 on drift (modified or missing), for CI.
+    /// Exit 1 when migrations are pending or out-of-order and 4 on drift (modified or
+    /// missing), for CI.
     /// Applied migrations newer than every file (`ahead`: the database is ahead of this
     /// release, as in a rolling deploy) do not fail it.
     #[arg(long)]

@@ -113,6 +113,11 @@ pub async fn run(args: &MigrateArgs, global: &GlobalArgs) -> Result<i32> {
     };
     let options = migrate::Options {
         to: args.to,
+        order: if args.allow_out_of_order {
+            migrate::Order::AllowOutOfOrder
+        } else {
+            migrate::Order::Strict
+        },
         mode,
         create,
         sql: Sql::shown_if(global.verbose),

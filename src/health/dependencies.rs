@@ -107,7 +107,7 @@ impl Dependencies {
                     migrations_took = t.elapsed();
                     Some(history.map(|h| {
                         let entries = status::diff(catalog, h.as_deref().unwrap_or_default());
-                        status::Counts::of(&entries).pending
+                        status::Counts::of(&entries).unapplied()
                     }))
                 }
             };

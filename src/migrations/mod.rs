@@ -36,11 +36,12 @@ pub enum Ahead {
 
 impl StatusReport {
     /// `status --exit-code`: 4 on drift (and, with `--strict`, when the database is ahead of
-    /// this release), 1 with pending migrations, else 0.
+    /// this release), 1 with pending or out-of-order migrations (both wait to be applied),
+    /// else 0.
     pub fn exit_code(&self, ahead: Ahead) -> i32 {
         if self.counts.drift() || (ahead == Ahead::Refused && self.counts.ahead > 0) {
             4
-        } else if self.counts.pending > 0 {
+        } else if self.counts.unapplied() > 0 {
             1
         } else {
             0

@@ -67,9 +67,13 @@ fn migrations_part(r: &MigrateReport) -> String {
     }
     let mut t = table(&["version", "name", "transaction", "duration"]);
     for s in &r.steps {
+        let name = match s.predates {
+            Some(newest) => format!("{} (out-of-order: older than {newest})", s.name),
+            None => s.name.clone(),
+        };
         t.add_row(vec![
             cell(s.version),
-            cell(&s.name),
+            cell(name),
             cell(match s.transaction {
                 crate::migrations::catalog::Transaction::Wrapped => "wrapped",
                 crate::migrations::catalog::Transaction::None => "none",
@@ -78,6 +82,13 @@ fn migrations_part(r: &MigrateReport) -> String {
         ]);
     }
     out.push_str(&format!("{t}\n"));
+    let out_of_order = r.steps.iter().filter(|s| s.predates.is_some()).count();
+    if out_of_order > 0 && r.dry_run && !r.allow_out_of_order {
+        out.push_str(&format!(
+            "{out_of_order} of them out-of-order (older than the newest applied migration): {}\n",
+            crate::migrations::status::OUT_OF_ORDER_ADVICE
+        ));
+    }
     if r.dry_run {
         out.push_str(&dry_run_footer(
             &format!(
@@ -123,10 +134,27 @@ pub fn status(r: &StatusReport) -> String {
     if c.missing > 0 {
         summary.push_str(&format!(", {} missing", c.missing));
     }
+    if c.out_of_order > 0 {
+        summary.push_str(&format!(", {} out-of-order", c.out_of_order));
+    }
     if c.ahead > 0 {
         summary.push_str(&format!(", {} ahead (applied by a newer release)", c.ahead));
     }
-    format!("{t}\n{summary}\n")
+    let mut out = format!("{t}\n{summary}\n");
+    let out_of_order: Vec<String> = r
+        .migrations
+        .iter()
+        .filter(|e| e.state == crate::migrations::status::State::OutOfOrder)
+        .map(crate::migrations::status::out_of_order_line)
+        .collect();
+    if !out_of_order.is_empty() {
+        out.push_str(&format!(
+            "{}\n{}\n",
+            out_of_order.join("\n"),
+            crate::migrations::status::OUT_OF_ORDER_ADVICE
+        ));
+    }
+    out
 }
 
 pub fn rollback(r: &RollbackReport) -> String {
@@ -135,9 +163,13 @@ pub fn rollback(r: &RollbackReport) -> String {
     }
     let mut t = table(&["version", "name", "duration"]);
     for s in &r.rolled_back {
+        let name = match s.predates {
+            Some(newer) => format!("{} (applied out of order, after {newer})", s.name),
+            None => s.name.clone(),
+        };
         t.add_row(vec![
             cell(s.version),
-            cell(&s.name),
+            cell(name),
             cell(millis(s.duration_ms)).set_alignment(CellAlignment::Right),
         ]);
     }

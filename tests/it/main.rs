@@ -21,6 +21,7 @@ mod hostile;
 mod layers;
 mod lint;
 mod migrate;
+mod out_of_order;
 mod packaging;
 mod partial_report;
 mod partitions;
