@@ -212,9 +212,12 @@ pub enum Command {
     /// Takes no lock.
     ///
     /// With --exit-code: 0 when up to date, 1 when migrations are pending or out-of-order
-    /// (older than the newest applied one), 4 on drift.
+    /// (older than the newest applied one), 4 on drift. With --until-current DURATION: wait
+    /// until nothing is pending (exit 0), 1 when DURATION runs out, 4 at once on drift.
     ///
     /// Example: dhctl status --exit-code --format json
+    ///
+    /// Example (an application's init container): dhctl status --until-current 10m
     Status(StatusArgs),
 
     /// Check that the live database is what the migrations say (history, pending, schema,
@@ -413,6 +416,15 @@ pub struct StatusArgs {
     /// With --exit-code, also exit 4 when the database is ahead of this release.
     #[arg(long, requires = "exit_code")]
     pub strict: bool,
+
+    /// Wait until no migration is left to apply, then print the status and exit 0; exit 1
+    /// when DURATION runs out with migrations pending (or out-of-order), 4 at once on drift.
+    /// Polls once a second without the lock on one connection (reopened if it drops); a
+    /// database or history table that does not exist yet is waited for. One line per change
+    /// of state on stderr. For an application's init container while a Job migrates.
+    /// DURATION as for --wait.
+    #[arg(long, env = "DHCTL_UNTIL_CURRENT", hide_env_values = true, value_name = "DURATION", value_parser = parse_duration, conflicts_with = "exit_code")]
+    pub until_current: Option<Duration>,
 }
 
 #[derive(Debug, Args)]

@@ -9,6 +9,7 @@ pub mod new;
 pub mod rollback;
 pub mod split;
 pub mod status;
+pub mod wait;
 
 use crate::db::{connect, CreateDatabase, DbConfig};
 use crate::error::Result;

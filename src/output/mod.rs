@@ -172,6 +172,32 @@ fn error_lines(err: &Error, hint: Option<&str>) {
     }
 }
 
+/// `status --until-current`: one line on stderr per change of what the wait sees (stdout
+/// carries the final status report), whether or not stderr is a terminal.
+pub fn waiting(seen: &crate::migrations::wait::Observed) {
+    use crate::migrations::wait::Observed;
+    let line = match seen {
+        Observed::NoDatabase => "waiting: the database does not exist yet".to_string(),
+        Observed::Unapplied {
+            pending,
+            out_of_order,
+            history_table,
+        } => {
+            let mut line = format!("waiting: {pending} pending");
+            if *out_of_order > 0 {
+                line.push_str(&format!(", {out_of_order} out-of-order"));
+            }
+            if !history_table {
+                line.push_str(" (no history table yet)");
+            }
+            line
+        }
+        Observed::Reconnecting => "waiting: the connection dropped; reconnecting".to_string(),
+        Observed::Current { applied } => format!("current: {applied} applied, none pending"),
+    };
+    note(&line);
+}
+
 /// A warning or note on stderr (never stdout, which carries results).
 pub fn note(text: &str) {
     let _ = writeln!(std::io::stderr().lock(), "{}", escape::text(text));

@@ -29,4 +29,5 @@ mod pooler;
 mod privilege;
 mod session;
 mod tls;
+mod until_current;
 mod verify;
