@@ -234,6 +234,23 @@ pub enum Command {
     /// Example: dhctl verify --format json
     Verify(VerifyArgs),
 
+    /// Adopt a database made without dhctl: check its schema, then record the migrations it has.
+    ///
+    /// For a database built by hand, restored from a dump, or migrated by dbmate. First checks
+    /// that the live schema is exactly what the migrations up to --version V build (verify's
+    /// rebuild in a scratch database and comparison; partitions are not compared), then writes
+    /// their history rows (refinery's checksums) in one transaction under the advisory lock.
+    /// Exit 1 when the schema differs (each difference named, nothing written); exit 2 when
+    /// the history table already has rows, V is not a version of the catalog, or a dbmate
+    /// version has no file. With --from-dbmate the versions come from dbmate's
+    /// schema_migrations instead. docs/baseline.md.
+    ///
+    /// Example: dhctl baseline --version 20240101000005 --dry-run
+    // `--version` here is the migration version (the and Flyway's spelling), so this
+    // subcommand does not take the propagated `--version` flag; `dhctl --version` still works.
+    #[command(disable_version_flag = true)]
+    Baseline(BaselineArgs),
+
     /// Lint migration files: what each statement locks, rewrites, scans or breaks.
     ///
     /// Offline: lints the whole catalog (compiled in, or --migrations-dir), or the files and
@@ -331,6 +348,45 @@ pub struct MigrateArgs {
     /// or with kB, MB, GB).
     #[arg(long, value_name = "SIZE", default_value = "10MB", value_parser = crate::lint::parse_size)]
     pub small_table: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct BaselineArgs {
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    #[command(flatten)]
+    pub locks: LockArgs,
+    #[command(flatten)]
+    pub migrations: MigrationsDirArg,
+
+    /// The newest migration the database already has: it and every older migration of the
+    /// catalog are recorded as applied.
+    #[arg(
+        long,
+        value_name = "VERSION",
+        required_unless_present = "from_dbmate",
+        conflicts_with = "from_dbmate"
+    )]
+    pub version: Option<i64>,
+
+    /// Record the versions dbmate applied, read from its schema_migrations table (each must be
+    /// a migration file here), instead of --version.
+    #[arg(long)]
+    pub from_dbmate: bool,
+
+    /// Check the schema and print what would be recorded, without writing anything.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Rebuild the migrations in this empty database (same server) instead of creating a
+    /// scratch database, as for verify: for a role without CREATEDB.
+    #[arg(
+        long,
+        env = "DHCTL_VERIFY_SCRATCH_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub scratch_url: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -5,6 +5,7 @@
 //! partitions under the same lock", `commands::migrate`), so `migrations` and `partitions`
 //! never import each other. The `dhctl` binary only parses, calls [`execute`] and exits.
 
+mod baseline;
 mod completions;
 mod lint;
 mod man;
@@ -139,6 +140,7 @@ pub async fn run(cli: &Cli) -> Result<i32> {
         Command::Rollback(args) => rollback::run(args, global).await,
         Command::Status(args) => status::run(args, global).await,
         Command::Verify(args) => verify::run(args, global).await,
+        Command::Baseline(args) => baseline::run(args, global).await,
         Command::Lint(args) => lint::run(args, global).await,
         Command::New(args) => new::run(args, global),
         Command::Partition(command) => partition::run(command, global).await,

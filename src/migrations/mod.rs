@@ -1,7 +1,9 @@
 //! Migrations: the catalog of files, refinery's history table, the pure status diff, and the
 //! commands that change the schema (migrate, rollback) or the folder (new).
 
+pub mod baseline;
 pub mod catalog;
+pub mod dbmate;
 pub mod execute;
 pub mod history;
 pub mod migrate;
@@ -22,6 +24,10 @@ pub struct StatusReport {
     pub database: String,
     /// False when the database has no history table yet (everything is pending).
     pub history_table: bool,
+    /// dbmate's `schema_migrations` (schema.name), when this database has one and no dhctl
+    /// history: it was migrated by dbmate and must be adopted (`baseline --from-dbmate`), not
+    /// migrated again. Null otherwise.
+    pub dbmate_table: Option<String>,
     pub counts: status::Counts,
     pub migrations: Vec<status::Entry>,
 }
@@ -60,9 +66,15 @@ pub async fn status_report(cfg: &DbConfig, catalog: &Catalog) -> Result<StatusRe
     )
     .await?;
     let migrations = status::diff(catalog, &history.rows);
+    let dbmate_table = if history.rows.is_empty() {
+        dbmate::find(&session.client).await?.map(|t| t.to_string())
+    } else {
+        None
+    };
     Ok(StatusReport {
         database: cfg.display_target(),
         history_table: history.located.exists,
+        dbmate_table,
         counts: status::Counts::of(&migrations),
         migrations,
     })

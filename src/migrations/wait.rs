@@ -154,6 +154,7 @@ fn report_of(
     StatusReport {
         database: cfg.display_target(),
         history_table,
+        dbmate_table: None,
         counts: Counts::of(&migrations),
         migrations,
     }

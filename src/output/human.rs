@@ -3,6 +3,7 @@
 use comfy_table::CellAlignment;
 
 use super::table::{cell, table};
+use crate::migrations::baseline::BaselineReport;
 use crate::migrations::migrate::MigrateReport;
 use crate::migrations::new::NewReport;
 use crate::migrations::rollback::RollbackReport;
@@ -110,6 +111,16 @@ fn migrations_part(r: &MigrateReport) -> String {
 }
 
 pub fn status(r: &StatusReport) -> String {
+    if let Some(table) = &r.dbmate_table {
+        return format!(
+            "{}: migrated by dbmate ({table} exists) and no dhctl history: none of the {} \
+             migrations is recorded for dhctl, and `dhctl migrate` refuses to apply them again\n\
+             hint: adopt it with `dhctl baseline --from-dbmate` (checks the schema, then records \
+             dbmate's applied versions)\n",
+            r.database,
+            r.migrations.len()
+        );
+    }
     let mut t = table(&["version", "name", "state", "applied at"]);
     for e in &r.migrations {
         t.add_row(vec![
@@ -206,6 +217,50 @@ fn dry_run_footer<'a>(
         if let Some(sql) = sql {
             out.push_str(&format!("\n-- {label}\n{}\n", sql.trim_end()));
         }
+    }
+    out
+}
+
+pub fn baseline(r: &BaselineReport) -> String {
+    let mut t = table(&["version", "name"]);
+    for s in &r.steps {
+        t.add_row(vec![cell(s.version), cell(&s.name)]);
+    }
+    let mut out = format!("{t}\n");
+    if !r.differences.is_empty() {
+        out.push_str(&format!(
+            "{}: the schema is not what these {} migration(s) build; nothing was recorded. {} difference(s):\n",
+            r.database,
+            r.steps.len(),
+            r.differences.len()
+        ));
+        for d in &r.differences {
+            out.push_str(&format!("  {d}\n"));
+        }
+        out.push_str(
+            "hint: make the database match (or choose the --version it matches), then run baseline again; `dhctl verify` names the same differences once adopted\n",
+        );
+        return out;
+    }
+    for note in &r.notes {
+        out.push_str(&format!("note: {note}\n"));
+    }
+    let from = match &r.dbmate_table {
+        Some(table) => format!(" (dbmate's {table})"),
+        None => String::new(),
+    };
+    if r.recorded {
+        out.push_str(&format!(
+            "{}: the schema matches; recorded {} migration(s){from} as applied\n",
+            r.database,
+            r.steps.len()
+        ));
+    } else {
+        out.push_str(&format!(
+            "dry run: the schema of {} matches; {} migration(s){from} would be recorded as applied; nothing was changed\n",
+            r.database,
+            r.steps.len()
+        ));
     }
     out
 }

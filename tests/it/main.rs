@@ -9,6 +9,7 @@
 )]
 
 mod adversary_misc;
+mod baseline;
 mod certs;
 mod cli;
 mod cluster;
