@@ -29,6 +29,9 @@ pub enum Observed {
         out_of_order: usize,
         history_table: bool,
     },
+    /// dbmate migrated this database and dhctl has no history: it waits for
+    /// `baseline --from-dbmate` (migrate refuses such a database).
+    Dbmate { table: String },
     /// The connection dropped; reconnecting.
     Reconnecting,
     /// Nothing left to apply.
@@ -113,11 +116,24 @@ pub async fn until_current(
                         });
                         return Ok(Waited::Current(latest));
                     }
-                    report_change(Observed::Unapplied {
-                        pending: counts.pending,
-                        out_of_order: counts.out_of_order,
-                        history_table: read.located.exists,
-                    });
+                    // Looked for only while dhctl has no history (one more catalog query).
+                    let dbmate = match read.rows.is_empty() {
+                        true => super::dbmate::find(&open.client).await?,
+                        false => None,
+                    };
+                    match dbmate {
+                        Some(table) => {
+                            latest.dbmate_table = Some(table.to_string());
+                            report_change(Observed::Dbmate {
+                                table: table.to_string(),
+                            });
+                        }
+                        None => report_change(Observed::Unapplied {
+                            pending: counts.pending,
+                            out_of_order: counts.out_of_order,
+                            history_table: read.located.exists,
+                        }),
+                    }
                 }
                 Err(e) if open.client.is_closed() || connection_lost(&e) => {
                     report_change(Observed::Reconnecting);

@@ -192,6 +192,9 @@ pub fn waiting(seen: &crate::migrations::wait::Observed) {
             }
             line
         }
+        Observed::Dbmate { table } => format!(
+            "waiting: migrated by dbmate ({table}) and no dhctl history; adopt it with `dhctl baseline --from-dbmate` (migrate refuses it)"
+        ),
         Observed::Reconnecting => "waiting: the connection dropped; reconnecting".to_string(),
         Observed::Current { applied } => format!("current: {applied} applied, none pending"),
     };

@@ -198,3 +198,22 @@ fn a_dropped_connection_is_reopened_within_the_wait() {
     let (code, stdout) = finish(waiter);
     assert_eq!(code, 0, "{stdout}");
 }
+
+#[test]
+fn a_dbmate_database_is_named_while_waiting_for_its_adoption() {
+    let db = TestDb::new("uc_dbmate");
+    db.exec(
+        "CREATE TABLE schema_migrations (version varchar(128) PRIMARY KEY); \
+         INSERT INTO schema_migrations VALUES ('20240101000001')",
+    );
+    let run = dhctl(&db.url)
+        .args(["status", "--until-current", "1s", "--format", "json"])
+        .run();
+    run.expect_code(1);
+    assert!(
+        run.stderr.contains("migrated by dbmate") && run.stderr.contains("baseline --from-dbmate"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(run.json()["dbmate_table"], "public.schema_migrations");
+}
