@@ -122,11 +122,10 @@ pub async fn record(
     located: &mut Located,
     migrations: &[&Migration],
 ) -> Result<()> {
-    let begin = client
+    client
         .batch_execute("BEGIN")
         .await
-        .map_err(|e| Error::sql("starting baseline's transaction", &e));
-    begin?;
+        .map_err(|e| Error::sql("starting baseline's transaction", &e))?;
     let result = async {
         history::create(client, located).await?;
         let table = &located.table;

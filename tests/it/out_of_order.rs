@@ -143,6 +143,13 @@ fn migrate_refuses_them_with_exit_2_and_applies_them_in_version_order_when_allow
         .unwrap()
         .contains("--allow-out-of-order"));
     assert_eq!(db.history().len(), 6, "nothing applied");
+    // lint --pending lints them too: they are not applied.
+    let lint = dhctl(&db.url)
+        .args(["lint", "--pending", "--format", "json"])
+        .migrations_dir(dir.path())
+        .run();
+    lint.expect_code(0);
+    assert_eq!(lint.json()["files"], 2, "{}", lint.stdout);
 
     let allowed = dhctl(&db.url)
         .args(["migrate", "--no-partitions", "--format", "json"])
