@@ -92,11 +92,19 @@ fn migrations_part(r: &MigrateReport) -> String {
     }
     if r.dry_run {
         out.push_str(&dry_run_footer(
-            &format!(
-                "{} migration(s) would be applied to {}",
-                r.steps.len(),
-                r.database
-            ),
+            &if out_of_order > 0 && !r.allow_out_of_order {
+                format!(
+                    "{} migration(s) would be applied to {} with --allow-out-of-order (without it migrate refuses and applies none)",
+                    r.steps.len(),
+                    r.database
+                )
+            } else {
+                format!(
+                    "{} migration(s) would be applied to {}",
+                    r.steps.len(),
+                    r.database
+                )
+            },
             r.steps.iter().map(|s| (s.file.clone(), s.sql.as_deref())),
         ));
     } else {
