@@ -17,19 +17,22 @@ use tokio_postgres::config::{
 use crate::cli::{ConnectArgs, LockArgs};
 use crate::conninfo::{self, shorten};
 use crate::db::tls::{ClientCert, TlsSettings, Verify};
-use crate::db::{DbConfig, DEFAULT_CONNECT_TIMEOUT, DEFAULT_HOST};
+use crate::db::{Access, DbConfig, DEFAULT_CONNECT_TIMEOUT, DEFAULT_HOST};
 use crate::error::{Error, Result};
 
 impl DbConfig {
-    /// `locks` is `LockArgs::default()` for commands that take no lock.
-    pub fn from_args(args: &ConnectArgs, locks: &LockArgs) -> Result<DbConfig> {
+    /// `locks` is `LockArgs::default()` for commands that take no lock; `access` says whether
+    /// the command changes the database (then it needs a writable primary).
+    pub fn from_args(args: &ConnectArgs, locks: &LockArgs, access: Access) -> Result<DbConfig> {
         let url = args.database_url.as_deref().unwrap_or("");
         let (pg, tls) = parse_connection(url, args.ssl_root_cert.as_deref(), &|key| {
             std::env::var(key).ok()
         })?;
+        check_access(&pg, access)?;
         Ok(DbConfig {
             pg,
             tls,
+            access,
             wait: args.wait,
             lock_wait: locks.lock_wait,
             lock_timeout: locks.lock_timeout,
@@ -37,6 +40,21 @@ impl DbConfig {
             history_table: args.history_table.clone(),
         })
     }
+}
+
+/// A command that writes asks for a writable server whatever the string says (`any` then acts
+/// as `read-write`), but cannot honour `read-only`: no server it finds could take its changes.
+fn check_access(pg: &tokio_postgres::Config, access: Access) -> Result<()> {
+    if access == Access::Write && pg.get_target_session_attrs() == TargetSessionAttrs::ReadOnly {
+        return Err(usage(
+            "target_session_attrs=read-only asks for a read-only server, and this command \
+             changes the database",
+            "remove target_session_attrs (write commands look for the primary themselves) or \
+             set target_session_attrs=read-write; keep read-only for status, verify and lint \
+             --pending, which run on a standby",
+        ));
+    }
+    Ok(())
 }
 
 /// Loads `.env` from the working directory (never a parent's), without overriding variables
@@ -388,7 +406,18 @@ pub fn parse_connection(
             "any" => TargetSessionAttrs::Any,
             "read-write" => TargetSessionAttrs::ReadWrite,
             "read-only" => TargetSessionAttrs::ReadOnly,
-            _ => return Err(invalid("target_session_attrs", value, "any, read-write or read-only (libpq's primary, standby and prefer-standby are not supported)")),
+            _ => {
+                return Err(usage(
+                    format!(
+                        "target_session_attrs {} is not supported: dhctl supports any, \
+                         read-write and read-only (libpq's primary, standby and \
+                         prefer-standby are not)",
+                        shorten(value)
+                    ),
+                    "use read-write to reach the primary (commands that change the \
+                     database ask for it anyway), read-only or any for a standby",
+                ))
+            }
         });
     }
     if let Some(value) = get("channel_binding") {

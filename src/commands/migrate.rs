@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::cli::{Format, GlobalArgs, MigrateArgs};
-use crate::db::{CreateDatabase, DbConfig, Locked};
+use crate::db::{Access, CreateDatabase, DbConfig, Locked};
 use crate::error::{Error, Result};
 use crate::lint;
 use crate::migrations::catalog::{self, Catalog, Migration};
@@ -104,7 +104,7 @@ struct Ensure<'a> {
 pub async fn run(args: &MigrateArgs, global: &GlobalArgs) -> Result<i32> {
     let format = global.format;
     let catalog = catalog::load(&args.migrations.source())?;
-    let cfg = DbConfig::from_args(&args.connect, &args.locks)?;
+    let cfg = DbConfig::from_args(&args.connect, &args.locks, Access::Write)?;
     let mode = Mode::dry_run_if(args.dry_run);
     let create = if args.no_create_database || args.dry_run {
         CreateDatabase::Never
