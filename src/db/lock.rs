@@ -211,12 +211,19 @@ impl Locked {
     /// work itself succeeded; after a failure the session may be gone, and the server frees
     /// the lock with it.
     pub async fn finish<T, E: From<Error>>(self, result: Result<T, E>) -> Result<T, E> {
-        let released = self.guard.release(&self.session.client).await;
+        let (released, _session) = self.release().await;
         match (result, released) {
             (Ok(value), Ok(())) => Ok(value),
             (Ok(_), Err(e)) => Err(e.into()),
             (Err(e), _) => Err(e),
         }
+    }
+
+    /// Releases the lock and keeps the session, for work after the lock (`migrate
+    /// --wait-replicas` waits for the standbys without holding it).
+    pub async fn release(self) -> (Result<()>, Session) {
+        let released = self.guard.release(&self.session.client).await;
+        (released, self.session)
     }
 }
 

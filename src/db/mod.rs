@@ -3,6 +3,7 @@
 
 pub mod ident;
 pub mod lock;
+pub mod replicas;
 pub mod retry;
 pub mod server;
 mod settings;

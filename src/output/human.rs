@@ -47,6 +47,45 @@ pub fn migrate(
     out
 }
 
+/// `migrate --wait-replicas`: one row per standby, or a line saying there is none.
+pub fn replicas(r: &crate::db::replicas::Replicas) -> String {
+    if r.standbys.is_empty() {
+        return format!(
+            "no standby is streaming from this server: nothing to wait for (target_lsn {})\n",
+            r.target_lsn
+        );
+    }
+    let mut t = table(&[
+        "application name",
+        "client addr",
+        "replication state",
+        "replay lsn",
+        "lag bytes",
+        "caught up",
+    ]);
+    for s in &r.standbys {
+        t.add_row(vec![
+            cell(&s.application_name),
+            cell(s.client_addr.as_deref().unwrap_or("local socket")),
+            cell(&s.replication_state),
+            cell(s.replay_lsn.as_deref().unwrap_or("-")),
+            cell(s.lag_bytes.map(|b| b.to_string()).unwrap_or_else(|| "-".into()))
+                .set_alignment(CellAlignment::Right),
+            cell(if s.caught_up { "yes" } else { "no" }),
+        ]);
+    }
+    let verdict = if r.caught_up {
+        "every standby has replayed"
+    } else {
+        "not every standby has replayed"
+    };
+    format!(
+        "{t}\n{verdict} target_lsn {} (waited {:.1} s)\n",
+        r.target_lsn,
+        r.waited_ms / 1000.0
+    )
+}
+
 fn migrations_part(r: &MigrateReport) -> String {
     let mut out = String::new();
     if r.creates_database {

@@ -104,6 +104,18 @@ pub async fn open(
     if let Some(url) = url {
         return open_url(cfg, url).await.map(Ok);
     }
+    if live.server.in_recovery {
+        return Ok(Err(Unavailable {
+            reason: "the server is a standby in recovery (read-only), so no scratch database \
+                     can be created on it"
+                .into(),
+            fix: "run verify against the primary, or pass --scratch-url \
+                  (DHCTL_VERIFY_SCRATCH_URL) naming an empty database on the primary (the same \
+                  roles and extensions), where verify builds and rolls back; the other checks \
+                  ran on the standby"
+                .into(),
+        }));
+    }
     if facts.read_only {
         return Ok(Err(Unavailable {
             reason: "the session is read-only (a standby, or default_transaction_read_only), so \

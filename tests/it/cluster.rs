@@ -4,6 +4,10 @@
 //!
 //! Binaries: DHCTL_TEST_PG_BIN (scripts/pg-matrix sets it to the major under test), else the
 //! newest /usr/lib/postgresql/*/bin.
+//!
+//! Replication: [`Cluster::primary`] streams WAL, [`Cluster::standby_of`] clones one with
+//! `pg_basebackup -R` (from the same bin folder) into a hot standby, and [`Cluster::promote`],
+//! [`Cluster::stop`] play a failover.
 
 #![allow(dead_code)]
 
@@ -67,6 +71,13 @@ pub struct Cluster {
     pub port: u16,
 }
 
+/// postgresql.conf lines of a primary that streams to standbys.
+pub const PRIMARY_CONF: &str = "wal_level = replica\nmax_wal_senders = 10\nhot_standby = on\n";
+
+/// pg_hba.conf that trusts local and 127.0.0.1 connections, replication ones included.
+pub const REPLICATION_HBA: &str = "local all all trust\nlocal replication all trust\n\
+    host all all 127.0.0.1/32 trust\nhost replication all 127.0.0.1/32 trust\n";
+
 impl Cluster {
     /// Starts a cluster with extra `postgresql.conf` lines and the given pg_hba.conf.
     pub fn start(conf: &str, hba: &str, files: &[(&str, &[u8])]) -> Cluster {
@@ -122,6 +133,110 @@ impl Cluster {
             ],
         );
         Cluster { dir, port }
+    }
+
+    /// A primary that streams WAL to standbys (see [`Cluster::standby_of`]).
+    pub fn primary() -> Cluster {
+        Cluster::start(PRIMARY_CONF, REPLICATION_HBA, &[])
+    }
+
+    /// A hot standby of `primary`, cloned with `pg_basebackup -R` over 127.0.0.1 and started;
+    /// it streams under `name` (its cluster_name, which the walreceiver sends as its
+    /// application_name, so the primary's pg_stat_replication shows it).
+    pub fn standby_of(primary: &Cluster, name: &str) -> Cluster {
+        let dir = tempfile::Builder::new()
+            .prefix("dhctl-standby")
+            .tempdir()
+            .unwrap();
+        let path = dir.path();
+        chown_postgres(path);
+        let data = path.join("db");
+        let basebackup = pg_bin().join("pg_basebackup");
+        assert!(
+            basebackup.exists(),
+            "{} is missing: the standby tests need pg_basebackup next to initdb",
+            basebackup.display()
+        );
+        as_postgres(
+            &basebackup,
+            &[
+                "-D",
+                data.to_str().unwrap(),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &primary.port.to_string(),
+                "-U",
+                "postgres",
+                "-R",
+                "-X",
+                "stream",
+                "-c",
+                "fast",
+            ],
+        );
+        let port = free_port();
+        // The copy carries the primary's postgresql.conf; later lines win.
+        let mut config = std::fs::OpenOptions::new()
+            .append(true)
+            .open(data.join("postgresql.conf"))
+            .unwrap();
+        std::io::Write::write_all(
+            &mut config,
+            format!(
+                "\nport = {port}\nunix_socket_directories = '{}'\ncluster_name = '{name}'\n",
+                path.display()
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        let standby = Cluster { dir, port };
+        standby.pg_ctl(&["-w", "-t", "60", "start"]);
+        standby
+    }
+
+    /// `pg_ctl` on this cluster's data folder, logging to its server.log.
+    fn pg_ctl(&self, args: &[&str]) {
+        let data = self.path("db");
+        let log = self.path("server.log");
+        let mut all = vec!["-D", data.to_str().unwrap(), "-l", log.to_str().unwrap()];
+        all.extend_from_slice(args);
+        as_postgres(&pg_bin().join("pg_ctl"), &all);
+    }
+
+    /// Promotes a standby to primary and waits until it accepts writes.
+    pub fn promote(&self) {
+        self.pg_ctl(&["-w", "-t", "60", "promote"]);
+    }
+
+    /// Stops the server (fast shutdown: sessions are ended, nothing is lost).
+    pub fn stop(&self) {
+        self.pg_ctl(&["-w", "-t", "60", "-m", "fast", "stop"]);
+    }
+
+    /// `postgres://postgres@127.0.0.1:PORT/dbname` over TCP (pg_hba must trust 127.0.0.1).
+    pub fn url(&self, dbname: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{dbname}", self.port)
+    }
+
+    /// The first column of the first row of `sql` in `dbname`, as text ("NULL" for null).
+    pub fn value(&self, dbname: &str, sql: &str) -> String {
+        let config = format!(
+            "host={} port={} user=postgres dbname={dbname}",
+            self.dir.path().display(),
+            self.port
+        );
+        let mut client = postgres::Client::connect(&config, postgres::NoTls)
+            .unwrap_or_else(|e| panic!("connect to {dbname} on port {}: {e}", self.port));
+        client
+            .simple_query(sql)
+            .unwrap_or_else(|e| panic!("{sql}: {e:?}"))
+            .into_iter()
+            .find_map(|m| match m {
+                postgres::SimpleQueryMessage::Row(r) => Some(r.get(0).unwrap_or("NULL").to_string()),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("{sql}: no row"))
     }
 
     /// A blocking admin connection over the unix socket (which pg_hba trusts).
