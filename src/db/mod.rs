@@ -494,7 +494,13 @@ fn connect_error(cfg: &DbConfig, tried: &Tried, waited: Duration, waiting: bool)
 
 /// The server answered and is not the kind the command wants: name it, say why, and that
 /// nothing was changed.
-fn unfit_error(cfg: &DbConfig, tried: &Tried, why: Unfit, waited: Duration, waiting: bool) -> Error {
+fn unfit_error(
+    cfg: &DbConfig,
+    tried: &Tried,
+    why: Unfit,
+    waited: Duration,
+    waiting: bool,
+) -> Error {
     let target = cfg.display_target();
     let waited_note = if waiting {
         format!("; gave up after waiting {:.1}s", waited.as_secs_f64())

@@ -219,7 +219,10 @@ mod tests {
         let text = e.to_string();
         assert!(text.contains("2 standby(s)"), "{text}");
         assert!(text.contains("db3 (10.0.0.2): 160 bytes behind"), "{text}");
-        assert!(text.contains("db4 (10.0.0.2): no replay position"), "{text}");
+        assert!(
+            text.contains("db4 (10.0.0.2): no replay position"),
+            "{text}"
+        );
         assert!(!text.contains("db2"), "{text}");
         let none = Replicas {
             target_lsn: "0/1".into(),

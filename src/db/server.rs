@@ -49,7 +49,9 @@ impl Unfit {
                 "read-only by setting (default_transaction_read_only is on for this server, \
                  database or role)"
             }
-            Unfit::NotReadOnly => "writable, and target_session_attrs=read-only asks for a read-only server",
+            Unfit::NotReadOnly => {
+                "writable, and target_session_attrs=read-only asks for a read-only server"
+            }
         }
     }
 }

@@ -69,8 +69,12 @@ pub fn replicas(r: &crate::db::replicas::Replicas) -> String {
             cell(s.client_addr.as_deref().unwrap_or("local socket")),
             cell(&s.replication_state),
             cell(s.replay_lsn.as_deref().unwrap_or("-")),
-            cell(s.lag_bytes.map(|b| b.to_string()).unwrap_or_else(|| "-".into()))
-                .set_alignment(CellAlignment::Right),
+            cell(
+                s.lag_bytes
+                    .map(|b| b.to_string())
+                    .unwrap_or_else(|| "-".into()),
+            )
+            .set_alignment(CellAlignment::Right),
             cell(if s.caught_up { "yes" } else { "no" }),
         ]);
     }

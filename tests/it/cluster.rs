@@ -72,7 +72,10 @@ pub struct Cluster {
 }
 
 /// postgresql.conf lines of a primary that streams to standbys.
-pub const PRIMARY_CONF: &str = "wal_level = replica\nmax_wal_senders = 10\nhot_standby = on\n";
+/// fsync is off: the cluster is thrown away, and a busy test machine's disk would otherwise
+/// make every checkpoint of pg_basebackup and every commit slow.
+pub const PRIMARY_CONF: &str =
+    "wal_level = replica\nmax_wal_senders = 10\nhot_standby = on\nfsync = off\nwal_keep_size = '256MB'\n";
 
 /// pg_hba.conf that trusts local and 127.0.0.1 connections, replication ones included.
 pub const REPLICATION_HBA: &str = "local all all trust\nlocal replication all trust\n\
@@ -99,6 +102,8 @@ impl Cluster {
                 "trust",
                 "-E",
                 "UTF8",
+                // A throwaway cluster: not waiting for the disk saves seconds per test.
+                "--no-sync",
             ],
         );
         for (name, bytes) in files {
@@ -152,29 +157,29 @@ impl Cluster {
         chown_postgres(path);
         let data = path.join("db");
         let basebackup = pg_bin().join("pg_basebackup");
-        assert!(
-            basebackup.exists(),
-            "{} is missing: the standby tests need pg_basebackup next to initdb",
-            basebackup.display()
-        );
-        as_postgres(
-            &basebackup,
-            &[
-                "-D",
-                data.to_str().unwrap(),
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &primary.port.to_string(),
-                "-U",
-                "postgres",
-                "-R",
-                "-X",
-                "stream",
-                "-c",
-                "fast",
-            ],
-        );
+        if basebackup.exists() {
+            as_postgres(
+                &basebackup,
+                &[
+                    "-D",
+                    data.to_str().unwrap(),
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    &primary.port.to_string(),
+                    "-U",
+                    "postgres",
+                    "-R",
+                    "-X",
+                    "stream",
+                    "-c",
+                    "fast",
+                    "--no-sync",
+                ],
+            );
+        } else {
+            low_level_backup(primary, &data);
+        }
         let port = free_port();
         // The copy carries the primary's postgresql.conf; later lines win.
         let mut config = std::fs::OpenOptions::new()
@@ -233,7 +238,9 @@ impl Cluster {
             .unwrap_or_else(|e| panic!("{sql}: {e:?}"))
             .into_iter()
             .find_map(|m| match m {
-                postgres::SimpleQueryMessage::Row(r) => Some(r.get(0).unwrap_or("NULL").to_string()),
+                postgres::SimpleQueryMessage::Row(r) => {
+                    Some(r.get(0).unwrap_or("NULL").to_string())
+                }
                 _ => None,
             })
             .unwrap_or_else(|| panic!("{sql}: no row"))
@@ -264,6 +271,75 @@ impl Drop for Cluster {
             .args(["-D", data.to_str().unwrap(), "-m", "immediate", "stop"])
             .output();
     }
+}
+
+/// What `pg_basebackup -R` does, with the server's low-level backup API and a file copy (docs:
+/// continuous-archiving, "Making a Base Backup Using the Low Level API"), for bin folders that
+/// ship no pg_basebackup: scripts/pg-matrix's embedded-postgres bundles hold only initdb, pg_ctl
+/// and postgres. pg_wal is left empty: the standby streams the WAL from the backup's start, which
+/// the primary keeps (PRIMARY_CONF's wal_keep_size).
+fn low_level_backup(primary: &Cluster, data: &Path) {
+    let mut admin = primary.admin();
+    let version: i32 = admin
+        .query_one("SELECT current_setting('server_version_num')::int4", &[])
+        .unwrap()
+        .get(0);
+    // PostgreSQL 15 renamed the functions and dropped the exclusive mode.
+    let (start, stop) = if version >= 150000 {
+        (
+            "SELECT pg_backup_start('dhctl-test', true)::text",
+            "SELECT labelfile FROM pg_backup_stop()",
+        )
+    } else {
+        (
+            "SELECT pg_start_backup('dhctl-test', true, false)::text",
+            "SELECT labelfile FROM pg_stop_backup(false)",
+        )
+    };
+    admin.query_one(start, &[]).unwrap();
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg(primary.path("db"))
+        .arg(data)
+        .status()
+        .unwrap();
+    assert!(status.success(), "copying the primary's data folder");
+    let label: String = admin.query_one(stop, &[]).unwrap().get(0);
+    for leftover in ["postmaster.pid", "postmaster.opts"] {
+        let _ = std::fs::remove_file(data.join(leftover));
+    }
+    for emptied in ["pg_wal", "pg_replslot", "pg_stat_tmp"] {
+        for entry in std::fs::read_dir(data.join(emptied)).unwrap() {
+            let entry = entry.unwrap().path();
+            if entry.is_dir() {
+                std::fs::remove_dir_all(entry).unwrap();
+            } else {
+                std::fs::remove_file(entry).unwrap();
+            }
+        }
+    }
+    std::fs::create_dir(data.join("pg_wal/archive_status")).unwrap();
+    std::fs::write(data.join("backup_label"), label).unwrap();
+    std::fs::write(data.join("standby.signal"), "").unwrap();
+    let mut auto = std::fs::OpenOptions::new()
+        .append(true)
+        .open(data.join("postgresql.auto.conf"))
+        .unwrap();
+    std::io::Write::write_all(
+        &mut auto,
+        format!(
+            "primary_conninfo = 'host=127.0.0.1 port={} user=postgres'\n",
+            primary.port
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    let status = Command::new("chown")
+        .args(["-R", "postgres"])
+        .arg(data)
+        .status()
+        .unwrap();
+    assert!(status.success());
 }
 
 fn chown_postgres(path: &Path) {

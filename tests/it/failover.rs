@@ -73,6 +73,10 @@ fn a_multi_host_url_that_lists_the_standby_first_migrates_the_primary_and_waits_
         .run();
     run.expect_code(0);
     let doc = run.json();
+    eprintln!(
+        "TIMING took {:?} replicas {} duration {}",
+        run.took, doc["replicas"], doc["duration_ms"]
+    );
     assert_eq!(history_rows(&primary), shipped_migrations());
     // The guarantee of --wait-replicas: when migrate returns, the standby has the schema.
     assert_eq!(history_rows(&standby), shipped_migrations());
@@ -181,9 +185,7 @@ fn a_standby_serves_the_reading_commands_and_refuses_the_writing_ones() {
         "postgres://postgres@127.0.0.1:{},127.0.0.1:{}/app?target_session_attrs=read-only",
         primary.port, standby.port
     );
-    let status = dhctl(&read_only)
-        .args(["status", "--format", "json"])
-        .run();
+    let status = dhctl(&read_only).args(["status", "--format", "json"]).run();
     status.expect_code(0);
 }
 
@@ -285,7 +287,10 @@ fn a_database_read_only_by_setting_refuses_writes_and_serves_reads() {
     run.expect_code(2);
     let message = run.json()["error"]["message"].as_str().unwrap().to_string();
     assert!(message.contains("read-only by setting"), "{message}");
-    assert!(message.contains("default_transaction_read_only"), "{message}");
+    assert!(
+        message.contains("default_transaction_read_only"),
+        "{message}"
+    );
     assert_eq!(
         db.value("SELECT count(*) FROM pg_class WHERE relnamespace = 'public'::regnamespace"),
         "0"
@@ -317,7 +322,11 @@ fn wait_replicas_with_no_standby_says_so_and_succeeds() {
         .args(["migrate", "--wait-replicas", "5s"])
         .run();
     human.expect_code(0);
-    assert!(human.stdout.contains("no standby is streaming"), "{}", human.stdout);
+    assert!(
+        human.stdout.contains("no standby is streaming"),
+        "{}",
+        human.stdout
+    );
     // Without the flag the key is null.
     let plain = dhctl(&db.url).args(["migrate", "--format", "json"]).run();
     assert!(plain.json()["replicas"].is_null());
@@ -332,7 +341,10 @@ fn unsupported_or_contradictory_target_session_attrs_are_refused_before_connecti
         run.expect_code(2);
         let message = run.json()["error"]["message"].as_str().unwrap().to_string();
         assert!(message.contains(value), "{message}");
-        assert!(message.contains("any, read-write and read-only"), "{message}");
+        assert!(
+            message.contains("any, read-write and read-only"),
+            "{message}"
+        );
     }
     let url = with_param(&db.url, "target_session_attrs", "read-only");
     let run = dhctl(&url).args(["migrate", "--format", "json"]).run();
