@@ -710,6 +710,50 @@ mod tests {
     }
 
     #[test]
+    fn both_multi_host_forms_reach_the_driver_with_target_session_attrs() {
+        let (pg, _) = parse(
+            "postgres://u:hunter2@h1:5432,h2:5433/db?target_session_attrs=read-write&connect_timeout=2",
+        )
+        .unwrap();
+        assert_eq!(describe(&pg), "u@h1:5432,h2:5433/db");
+        assert_eq!(pg.get_target_session_attrs(), TargetSessionAttrs::ReadWrite);
+        assert_eq!(pg.get_connect_timeout(), Some(&Duration::from_secs(2)));
+        let (pg, _) =
+            parse("host=a,b port=6001,6002 user=u dbname=db target_session_attrs=read-only")
+                .unwrap();
+        assert_eq!(describe(&pg), "u@a:6001,b:6002/db");
+        assert_eq!(pg.get_target_session_attrs(), TargetSessionAttrs::ReadOnly);
+        let (pg, _) = parse("host=a,b port=6001 user=u dbname=db").unwrap();
+        assert_eq!(describe(&pg), "u@a:6001,b:6001/db");
+        assert!(parse("host=a,b port=1,2,3 user=u dbname=db").is_err());
+    }
+
+    #[test]
+    fn unsupported_target_session_attrs_are_named_with_the_supported_ones() {
+        for value in ["standby", "prefer-standby", "primary"] {
+            let e = parse(&format!(
+                "postgres://u:hunter2@h/db?target_session_attrs={value}"
+            ))
+            .unwrap_err();
+            assert_eq!(e.exit_code(), 2);
+            let text = e.to_string();
+            assert!(text.contains(&format!("\"{value}\"")), "{text}");
+            assert!(text.contains("any, read-write and read-only"), "{text}");
+        }
+    }
+
+    #[test]
+    fn a_writing_command_cannot_ask_for_a_read_only_server() {
+        let (pg, _) = parse("postgres://u@h1,h2/db?target_session_attrs=read-only").unwrap();
+        assert!(check_access(&pg, Access::Read).is_ok());
+        let e = check_access(&pg, Access::Write).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.to_string().contains("read-only"), "{e}");
+        let (pg, _) = parse("postgres://u@h1,h2/db?target_session_attrs=any").unwrap();
+        assert!(check_access(&pg, Access::Write).is_ok());
+    }
+
+    #[test]
     fn key_value_strings_are_accepted() {
         let (pg, _) = parse("host=127.0.0.1 user=postgres dbname=x password=pw").unwrap();
         assert_eq!(pg.get_dbname(), Some("x"));

@@ -510,15 +510,15 @@ fn unfit_error(
     let (what, none) = match (cfg.access, why) {
         (Access::Write, _) => (
             "this command changes the database and needs a writable primary",
-            "none of its hosts is a writable primary",
+            "this command changes the database, and none of its hosts is a writable primary",
         ),
         (Access::Read, Unfit::NotReadOnly) => (
             "target_session_attrs=read-only asks for a read-only server",
-            "none of its hosts is read-only",
+            "none of its hosts is read-only, as target_session_attrs=read-only asks",
         ),
         (Access::Read, _) => (
             "target_session_attrs=read-write asks for a writable server",
-            "none of its hosts is writable",
+            "none of its hosts is writable, as target_session_attrs=read-write asks",
         ),
     };
     let message = match tried.hosts.as_slice() {
@@ -526,7 +526,7 @@ fn unfit_error(
             "cannot use {target}: {host} is {}, and {what}{waited_note}; nothing was changed",
             why.reason()
         ),
-        _ => format!("cannot use {target}: {none}, and {what}{waited_note}; nothing was changed"),
+        _ => format!("cannot use {target}: {none}{waited_note}; nothing was changed"),
     };
     let hint = match (cfg.access, why) {
         (Access::Write, Unfit::ReadOnlySetting) => {
@@ -724,4 +724,86 @@ pub fn check_server_version(session: &Session) -> Result<()> {
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(access: Access, hosts: &[(&str, u16)]) -> DbConfig {
+        let mut pg = tokio_postgres::Config::new();
+        pg.user("app").password("hunter2").dbname("datahub");
+        for (host, port) in hosts {
+            pg.host(*host).port(*port);
+        }
+        DbConfig {
+            pg,
+            tls: tls::TlsSettings {
+                verify: tls::Verify::Nothing,
+                root_cert: None,
+                client: None,
+            },
+            access,
+            wait: None,
+            lock_wait: Duration::from_secs(60),
+            lock_timeout: Duration::from_secs(2),
+            lock_retries: 5,
+            history_table: None,
+        }
+    }
+
+    #[test]
+    fn a_standby_is_named_with_why_and_never_the_password() {
+        let one = cfg(Access::Write, &[("db2", 5433)]);
+        let tried = Tried {
+            hosts: vec![("db2:5433".into(), Attempt::Unfit(Unfit::Standby))],
+        };
+        let e = connect_error(&one, &tried, Duration::ZERO, false);
+        let text = format!("{e} {}", e.hint().unwrap_or_default());
+        assert_eq!(e.exit_code(), 2);
+        assert!(text.contains("db2:5433 is a standby in recovery"), "{text}");
+        assert!(text.contains("nothing was changed"), "{text}");
+        assert!(text.contains("target_session_attrs=read-write"), "{text}");
+        assert!(
+            !text.contains("hunter2") && !text.contains("gave up"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn several_hosts_are_each_listed_and_the_refusal_outranks_silence() {
+        let two = cfg(Access::Write, &[("db1", 5432), ("db2", 5432)]);
+        let tried = Tried {
+            hosts: vec![
+                ("db1:5432".into(), Attempt::TimedOut(Duration::from_secs(3))),
+                ("db2:5432".into(), Attempt::Unfit(Unfit::ReadOnlySetting)),
+            ],
+        };
+        assert!(matches!(tried.worst(), Attempt::Unfit(_)));
+        assert!(is_healable(tried.worst()), "a failover heals under --wait");
+        let e = connect_error(&two, &tried, Duration::from_secs(5), true);
+        let text = e.to_string();
+        assert!(
+            text.contains("none of its hosts is a writable primary"),
+            "{text}"
+        );
+        assert!(text.contains("gave up after waiting 5.0s"), "{text}");
+        assert!(
+            text.contains("db1:5432: no answer within connect_timeout (3s)"),
+            "{text}"
+        );
+        assert!(text.contains("db2:5432: read-only by setting"), "{text}");
+        assert!(e.hint().unwrap().contains("default_transaction_read_only"));
+    }
+
+    #[test]
+    fn a_reading_command_asks_for_what_the_string_says_and_a_writing_one_for_read_write() {
+        let mut read = cfg(Access::Read, &[("db1", 5432)]);
+        assert_eq!(read.wanted(), TargetSessionAttrs::Any);
+        read.pg.target_session_attrs(TargetSessionAttrs::ReadOnly);
+        assert_eq!(read.wanted(), TargetSessionAttrs::ReadOnly);
+        let mut write = cfg(Access::Write, &[("db1", 5432)]);
+        write.pg.target_session_attrs(TargetSessionAttrs::Any);
+        assert_eq!(write.wanted(), TargetSessionAttrs::ReadWrite);
+    }
 }
