@@ -19,7 +19,9 @@ use crate::source::Source;
 /// webhook_deliveries partitions live in partitions/.
 ///
 /// Exit codes: 0 ok · 1 check failed (pending migrations with `status --exit-code`, a failed
-/// `verify` check, a `lint` error finding, `migrate` refusing one) · 2 error (connection, SQL, bad input) · 3 lock busy after --lock-wait ·
+/// `verify` check, a `lint` error finding, `migrate` refusing one) · 2 error (connection, SQL,
+/// bad input; a command that changes the database reaching only a standby; `migrate
+/// --wait-replicas` running out) · 3 lock busy after --lock-wait ·
 /// 4 drift (an applied migration was modified or its file is missing) · 130 interrupted.
 ///
 /// A .env file in the working directory is loaded first; real environment variables win over it.
@@ -193,9 +195,11 @@ pub enum Command {
     /// advisory lock so that any number of runners may start at once, refuses to run (exit 4)
     /// while an applied migration is modified or missing, then applies each pending migration in
     /// its own transaction (or outside one, for `-- migrate:up transaction:false`). A failing
-    /// migration leaves nothing behind; the ones before it stay applied.
+    /// migration leaves nothing behind; the ones before it stay applied. Needs a writable
+    /// primary: with several hosts in DATABASE_URL it finds it, and a standby alone is refused
+    /// (exit 2) before anything runs (docs/failover.md).
     ///
-    /// Example: dhctl migrate --wait 60s
+    /// Example: dhctl migrate --wait 60s --wait-replicas 30s
     Migrate(MigrateArgs),
 
     /// Undo applied migrations by running their down sections (destructive: drops what they made).

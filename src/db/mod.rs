@@ -1,5 +1,6 @@
-//! Everything about dhctl's own database session: connecting (TLS, `--wait`, creating a missing
-//! database), session settings, the advisory lock, lock_timeout retries and identifier quoting.
+//! Everything about dhctl's own database session: connecting (TLS, `--wait`, several hosts and
+//! the kind of server a command needs, creating a missing database), session settings, the
+//! advisory lock, lock_timeout retries, waiting for standbys and identifier quoting.
 
 pub mod ident;
 pub mod lock;
