@@ -110,6 +110,8 @@ pub struct Session {
     pub backend_pid: i32,
     /// Primary or standby, writable or not, when the session started.
     pub server: ServerState,
+    /// Which of the configuration's hosts it reached (0 with one host).
+    pub host: usize,
     /// True when `connect` created the database for this session.
     pub created_database: bool,
 }
@@ -315,8 +317,11 @@ async fn open(
     for i in (0..count).map(|n| (start + n) % count) {
         let one = single_host(pg, i);
         let failure = match tokio::time::timeout(limit, open_one(&one, tls, settings)).await {
-            Ok(Ok(session)) => match server::fit(wanted, session.server) {
-                Ok(()) => return Ok(session),
+            Ok(Ok(mut session)) => match server::fit(wanted, session.server) {
+                Ok(()) => {
+                    session.host = i;
+                    return Ok(session);
+                }
                 // Dropping the session closes it; the next host may be the one.
                 Err(why) => Attempt::Unfit(why),
             },
@@ -326,6 +331,19 @@ async fn open(
         tried.hosts.push((host_port(pg, i), failure));
     }
     Err(tried)
+}
+
+impl DbConfig {
+    /// This configuration narrowed to the one host `session` reached, for a second session that
+    /// must meet the same server (verify's scratch database lives there).
+    pub fn on_host_of(&self, session: &Session) -> DbConfig {
+        let mut pinned = self.clone();
+        pinned.pg = single_host(&self.pg, session.host);
+        pinned
+            .pg
+            .target_session_attrs(self.pg.get_target_session_attrs());
+        pinned
+    }
 }
 
 /// The `i`th host of a multi-host configuration, with every other setting.
@@ -443,6 +461,7 @@ async fn open_one(
         server_version,
         backend_pid,
         server,
+        host: 0,
         created_database: false,
     })
 }

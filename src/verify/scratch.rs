@@ -139,7 +139,7 @@ pub async fn open(
     let name = scratch_name(live.backend_pid);
     let create = create_statement(live, &name).await?;
     if let Ok(mut slot) = CREATED.lock() {
-        *slot = Some((cfg.clone(), name.clone()));
+        *slot = Some((cfg.on_host_of(live), name.clone()));
     }
     if let Err(e) = client.batch_execute(&create).await {
         forget_created();
@@ -170,7 +170,8 @@ pub async fn open(
             &e,
         ));
     }
-    let mut scratch_cfg = cfg.clone();
+    // On the server it was created on, whichever host of a multi-host URL that was.
+    let mut scratch_cfg = cfg.on_host_of(live);
     scratch_cfg.pg.dbname(&name);
     scratch_cfg.wait = None;
     match connect(&scratch_cfg, CreateDatabase::Never).await {

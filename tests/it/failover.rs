@@ -111,17 +111,31 @@ fn a_multi_host_url_that_lists_the_standby_first_migrates_the_primary_and_waits_
     let again = dhctl(&pairs).args(["migrate", "--format", "json"]).run();
     again.expect_code(0);
     assert_eq!(again.json()["steps"].as_array().unwrap().len(), 0);
+
+    // A reading command asking for read-write lands on the primary, the second host: verify
+    // rebuilds in a scratch database there and compares.
+    let verify = dhctl(&format!("{url}?target_session_attrs=read-write"))
+        .args(["verify", "--format", "json", "--require-all"])
+        .run();
+    verify.expect_code(0);
+    assert_eq!(verify.json()["scratch"], "database");
 }
 
 #[test]
 fn a_standby_serves_the_reading_commands_and_refuses_the_writing_ones() {
     let (primary, standby) = primary_and_standby();
+    let on_standby = format!("postgres://postgres:hunter2@127.0.0.1:{}/app", standby.port);
+    // Never migrated: status reads no history table, and creates none on the standby.
+    let status = dhctl(&on_standby)
+        .args(["status", "--format", "json"])
+        .run();
+    status.expect_code(0);
+    assert_eq!(status.json()["history_table"], false);
     dhctl(&primary.url("app"))
         .args(["migrate", "--wait-replicas", "60s"])
         .run()
         .expect_code(0);
     let applied = history_rows(&primary);
-    let on_standby = format!("postgres://postgres:hunter2@127.0.0.1:{}/app", standby.port);
 
     let status = dhctl(&on_standby)
         .args(["status", "--format", "json", "--exit-code"])
