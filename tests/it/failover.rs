@@ -173,6 +173,7 @@ fn a_standby_serves_the_reading_commands_and_refuses_the_writing_ones() {
         &["rollback"],
         &["partition", "create"],
         &["partition", "prune"],
+        &["partition", "drain-default", "--table", "request_logs"],
         &["migrate", "--dry-run"],
     ] {
         let run = dhctl(&on_standby)
