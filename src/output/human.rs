@@ -224,3 +224,35 @@ fn dry_run_footer<'a>(
 pub fn new(r: &NewReport) -> String {
     format!("created {}\n", r.path.display())
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::db::replicas::{Replicas, Standby};
+
+    #[test]
+    fn replicas_show_one_row_per_standby_with_its_lag() {
+        let report = Replicas {
+            target_lsn: "0/3000100".into(),
+            caught_up: false,
+            waited_ms: 1500.0,
+            standbys: vec![Standby {
+                application_name: "db2".into(),
+                client_addr: None,
+                replication_state: "streaming".into(),
+                replay_lsn: Some("0/3000000".into()),
+                lag_bytes: Some(256),
+                caught_up: false,
+            }],
+        };
+        let text = super::replicas(&report);
+        for expected in [
+            "application name",
+            "db2",
+            "local socket",
+            "256",
+            "not every standby has replayed target_lsn 0/3000100 (waited 1.5 s)",
+        ] {
+            assert!(text.contains(expected), "{expected}: {text}");
+        }
+    }
+}
