@@ -19,7 +19,9 @@ use crate::source::Source;
 /// webhook_deliveries partitions live in partitions/.
 ///
 /// Exit codes: 0 ok · 1 check failed (pending migrations with `status --exit-code`, a failed
-/// `verify` check, a `lint` error finding, `migrate` refusing one) · 2 error (connection, SQL, bad input) · 3 lock busy after --lock-wait ·
+/// `verify` check, a `lint` error finding, `migrate` refusing one) · 2 error (connection, SQL,
+/// bad input; a command that changes the database reaching only a standby; `migrate
+/// --wait-replicas` running out) · 3 lock busy after --lock-wait ·
 /// 4 drift (an applied migration was modified or its file is missing) · 130 interrupted.
 ///
 /// A .env file in the working directory is loaded first; real environment variables win over it.
@@ -58,7 +60,10 @@ pub struct GlobalArgs {
 #[derive(Debug, Clone, Args)]
 pub struct ConnectArgs {
     /// PostgreSQL connection string, URL (postgres://user:pass@host:5432/db?sslmode=require) or
-    /// key=value (host=… user=… dbname=… password='a b'). sslmode as libpq: disable, prefer
+    /// key=value (host=… user=… dbname=… password='a b'). Several hosts
+    /// (postgres://u@db1:5432,db2:5432/db, host=db1,db2 port=5432,5432) are tried in order:
+    /// commands that change the database take the first writable primary, the others the first
+    /// that answers (target_session_attrs=any, read-write or read-only chooses). sslmode as libpq: disable, prefer
     /// (default), require (both encrypt without verifying), verify-ca, verify-full;
     /// sslrootcert=FILE names the CA, sslcert/sslkey a client certificate. libpq's PGHOST,
     /// PGUSER, PGPASSWORD, PGSSLMODE, … and ~/.pgpass fill what it leaves out. Prefer the
@@ -79,8 +84,9 @@ pub struct ConnectArgs {
     )]
     pub ssl_root_cert: Option<PathBuf>,
 
-    /// Keep retrying a connection that can heal (refused, reset, server starting up) for this
-    /// long. Bad credentials or a bad URL fail at once. Default: no retry.
+    /// Keep retrying a connection that can heal (refused, reset, server starting up, only a
+    /// standby answering a command that writes, as during a failover) for this long. Bad
+    /// credentials or a bad URL fail at once. Default: no retry.
     /// DURATION: 500ms, 30s, 2m, 1m30s, 1h, 1d (a bare number is seconds; at most 7 days).
     #[arg(long, env = "DHCTL_WAIT", hide_env_values = true, value_name = "DURATION", value_parser = parse_duration)]
     pub wait: Option<Duration>,
@@ -191,9 +197,11 @@ pub enum Command {
     /// its own transaction (or outside one, for `-- migrate:up transaction:false`). A failing
     /// migration leaves nothing behind; the ones before it stay applied. Out-of-order
     /// migrations (older than the newest applied one) are refused (exit 2, nothing applied)
-    /// unless --allow-out-of-order.
+    /// unless --allow-out-of-order. Needs a writable primary: with several hosts in
+    /// DATABASE_URL it finds it, and a standby alone is refused (exit 2) before anything runs
+    /// (docs/failover.md).
     ///
-    /// Example: dhctl migrate --wait 60s
+    /// Example: dhctl migrate --wait 60s --wait-replicas 30s
     Migrate(MigrateArgs),
 
     /// Undo applied migrations by running their down sections (destructive: drops what they made).
@@ -330,6 +338,14 @@ pub struct MigrateArgs {
     /// Take "now" for partition creation from this RFC 3339 time instead of the server's clock.
     #[arg(long, value_name = "TIMESTAMP", value_parser = parse_now)]
     pub now: Option<DateTime<Utc>>,
+
+    /// After migrating, wait up to this long until every streaming standby of the primary has
+    /// replayed the run's last commit (pg_stat_replication), so nothing reading from a replica
+    /// sees the old schema; reports each standby's lag. Exit 2 when one is still behind at the
+    /// end (the migration stays committed). No standby connected: nothing to wait for.
+    /// The advisory lock is released before the wait. DURATION as for --wait.
+    #[arg(long, env = "DHCTL_WAIT_REPLICAS", hide_env_values = true, value_name = "DURATION", value_parser = parse_duration)]
+    pub wait_replicas: Option<Duration>,
 
     /// Apply pending migrations even when `dhctl lint` finds errors in them (statements that
     /// lock, rewrite or scan an existing table, or fail at run time). Without it migrate

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::cli::{BaselineArgs, GlobalArgs};
 use crate::db::ident::{quote_ident, TableName};
-use crate::db::{CreateDatabase, DbConfig, Locked};
+use crate::db::{Access, CreateDatabase, DbConfig, Locked};
 use crate::error::{Error, Result};
 use crate::migrations::baseline::{self, BaselineReport, Recorded, Source};
 use crate::migrations::history::{self, Use};
@@ -47,7 +47,7 @@ pub async fn run(args: &BaselineArgs, global: &GlobalArgs) -> Result<i32> {
         .as_deref()
         .map(ScratchUrl::parse)
         .transpose()?;
-    let cfg = DbConfig::from_args(&args.connect, &args.locks)?;
+    let cfg = DbConfig::from_args(&args.connect, &args.locks, Access::Write)?;
     let mode = Mode::dry_run_if(args.dry_run);
     let locked = Locked::open(&cfg, CreateDatabase::Never).await?;
     let result = adopt(&locked, &cfg, &catalog, args, scratch_url.as_ref(), mode).await;

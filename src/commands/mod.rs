@@ -19,7 +19,7 @@ mod verify;
 use serde::Serialize;
 
 use crate::cli::{Cli, Command, ConnectArgs, Format, LockArgs};
-use crate::db::DbConfig;
+use crate::db::{Access, DbConfig};
 use crate::error::{Error, Result};
 use crate::output;
 use crate::report::Failed;
@@ -151,7 +151,7 @@ pub async fn run(cli: &Cli) -> Result<i32> {
 
 /// The connection of a command that takes no lock.
 fn unlocked(connect: &ConnectArgs) -> Result<DbConfig> {
-    DbConfig::from_args(connect, &LockArgs::default())
+    DbConfig::from_args(connect, &LockArgs::default(), Access::Read)
 }
 
 /// 0, or the exit code of the failures a report already described (printed on stderr).

@@ -1,7 +1,7 @@
 //! `dhctl rollback`: undo applied migrations under the lock.
 
 use crate::cli::{Format, GlobalArgs, RollbackArgs};
-use crate::db::{CreateDatabase, DbConfig, Locked};
+use crate::db::{Access, CreateDatabase, DbConfig, Locked};
 use crate::error::Result;
 use crate::migrations::catalog;
 use crate::migrations::rollback::{self, Undo};
@@ -11,7 +11,7 @@ use crate::report::{Mode, Sql};
 pub async fn run(args: &RollbackArgs, global: &GlobalArgs) -> Result<i32> {
     let format = global.format;
     let catalog = catalog::load(&args.migrations.source())?;
-    let cfg = DbConfig::from_args(&args.connect, &args.locks)?;
+    let cfg = DbConfig::from_args(&args.connect, &args.locks, Access::Write)?;
     let target = match (args.steps, args.to, args.all) {
         (_, _, true) => Undo::All,
         (_, Some(to), false) => Undo::To(to),

@@ -1,7 +1,7 @@
 //! `dhctl verify`: check the live database against the migrations; no lock, no change.
 
 use crate::cli::{GlobalArgs, LockArgs, VerifyArgs};
-use crate::db::DbConfig;
+use crate::db::{Access, DbConfig};
 use crate::error::Result;
 use crate::migrations::catalog;
 use crate::output;
@@ -16,7 +16,7 @@ pub async fn run(args: &VerifyArgs, global: &GlobalArgs) -> Result<i32> {
         lock_timeout: args.lock_timeout,
         ..LockArgs::default()
     };
-    let cfg = DbConfig::from_args(&args.connect, &locks)?;
+    let cfg = DbConfig::from_args(&args.connect, &locks, Access::Read)?;
     let policies = policy::load(&args.partitions.source())?;
     let report = verify::run(&cfg, &catalog, &policies, &options).await?;
     output::emit(global.format, &report, output::verify::human);

@@ -48,6 +48,49 @@ pub fn migrate(
     out
 }
 
+/// `migrate --wait-replicas`: one row per standby, or a line saying there is none.
+pub fn replicas(r: &crate::db::replicas::Replicas) -> String {
+    if r.standbys.is_empty() {
+        return format!(
+            "no standby is streaming from this server: nothing to wait for (target_lsn {})\n",
+            r.target_lsn
+        );
+    }
+    let mut t = table(&[
+        "application name",
+        "client addr",
+        "replication state",
+        "replay lsn",
+        "lag bytes",
+        "caught up",
+    ]);
+    for s in &r.standbys {
+        t.add_row(vec![
+            cell(&s.application_name),
+            cell(s.client_addr.as_deref().unwrap_or("local socket")),
+            cell(&s.replication_state),
+            cell(s.replay_lsn.as_deref().unwrap_or("-")),
+            cell(
+                s.lag_bytes
+                    .map(|b| b.to_string())
+                    .unwrap_or_else(|| "-".into()),
+            )
+            .set_alignment(CellAlignment::Right),
+            cell(if s.caught_up { "yes" } else { "no" }),
+        ]);
+    }
+    let verdict = if r.caught_up {
+        "every standby has replayed"
+    } else {
+        "not every standby has replayed"
+    };
+    format!(
+        "{t}\n{verdict} target_lsn {} (waited {:.1} s)\n",
+        r.target_lsn,
+        r.waited_ms / 1000.0
+    )
+}
+
 fn migrations_part(r: &MigrateReport) -> String {
     let mut out = String::new();
     if r.creates_database {
@@ -275,4 +318,36 @@ pub fn baseline(r: &BaselineReport) -> String {
 
 pub fn new(r: &NewReport) -> String {
     format!("created {}\n", r.path.display())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::db::replicas::{Replicas, Standby};
+
+    #[test]
+    fn replicas_show_one_row_per_standby_with_its_lag() {
+        let report = Replicas {
+            target_lsn: "0/3000100".into(),
+            caught_up: false,
+            waited_ms: 1500.0,
+            standbys: vec![Standby {
+                application_name: "db2".into(),
+                client_addr: None,
+                replication_state: "streaming".into(),
+                replay_lsn: Some("0/3000000".into()),
+                lag_bytes: Some(256),
+                caught_up: false,
+            }],
+        };
+        let text = super::replicas(&report);
+        for expected in [
+            "application name",
+            "db2",
+            "local socket",
+            "256",
+            "not every standby has replayed target_lsn 0/3000100 (waited 1.5 s)",
+        ] {
+            assert!(text.contains(expected), "{expected}: {text}");
+        }
+    }
 }

@@ -14,6 +14,7 @@ mod certs;
 mod cli;
 mod cluster;
 mod connection;
+mod failover;
 mod files;
 mod harness;
 mod health;
