@@ -30,6 +30,7 @@ pub mod commands;
 pub mod config;
 pub mod conninfo;
 pub mod db;
+pub mod dump;
 pub mod error;
 pub mod health;
 pub mod lint;

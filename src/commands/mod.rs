@@ -6,6 +6,7 @@
 //! never import each other. The `dhctl` binary only parses, calls [`execute`] and exits.
 
 mod completions;
+mod dump;
 mod lint;
 mod man;
 mod migrate;
@@ -139,6 +140,7 @@ pub async fn run(cli: &Cli) -> Result<i32> {
         Command::Rollback(args) => rollback::run(args, global).await,
         Command::Status(args) => status::run(args, global).await,
         Command::Verify(args) => verify::run(args, global).await,
+        Command::Dump(args) => dump::run(args, global).await,
         Command::Lint(args) => lint::run(args, global).await,
         Command::New(args) => new::run(args, global),
         Command::Partition(command) => partition::run(command, global).await,
