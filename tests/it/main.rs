@@ -13,6 +13,7 @@ mod certs;
 mod cli;
 mod cluster;
 mod connection;
+mod dump;
 mod files;
 mod harness;
 mod health;
