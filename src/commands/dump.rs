@@ -11,13 +11,13 @@ use crate::output;
 #[derive(Serialize)]
 struct Written<'a> {
     database: String,
-    /// The file written; absent when the SQL is in `sql`.
-    output: Option<String>,
-    /// The dump's text; absent with --output.
+    /// The file written; null when the SQL is in `sql`.
+    path: Option<String>,
+    /// The dump's text; null with --output.
     sql: Option<&'a str>,
     objects: usize,
     history_rows: usize,
-    warnings: &'a [String],
+    not_dumped: &'a [String],
 }
 
 /// `--format json` of `--check` (docs/json.md).
@@ -26,7 +26,7 @@ struct Checked<'a> {
     database: String,
     #[serde(flatten)]
     comparison: &'a file::Comparison,
-    warnings: &'a [String],
+    not_dumped: &'a [String],
 }
 
 pub async fn run(args: &DumpArgs, global: &GlobalArgs) -> Result<i32> {
@@ -42,14 +42,14 @@ pub async fn run(args: &DumpArgs, global: &GlobalArgs) -> Result<i32> {
         AppliedOn::Load
     };
     let dump = dump::run(&cfg, applied_on).await?;
-    output::dump::warnings(&dump.warnings);
+    output::dump::warnings(&dump.not_dumped);
     let database = cfg.display_target();
     if let (Some(path), Some(committed)) = (&args.check, committed) {
         let comparison = file::diff(&path.display().to_string(), &committed, &dump.sql);
         let report = Checked {
             database,
             comparison: &comparison,
-            warnings: &dump.warnings,
+            not_dumped: &dump.not_dumped,
         };
         output::emit(global.format, &report, |r| {
             output::dump::check_human(r.comparison)
@@ -58,16 +58,16 @@ pub async fn run(args: &DumpArgs, global: &GlobalArgs) -> Result<i32> {
     }
     let mut report = Written {
         database,
-        output: None,
+        path: None,
         sql: None,
         objects: dump.objects,
         history_rows: dump.history_rows,
-        warnings: &dump.warnings,
+        not_dumped: &dump.not_dumped,
     };
     match &args.output {
         Some(path) => {
             file::write_atomically(path, &dump.sql)?;
-            report.output = Some(path.display().to_string());
+            report.path = Some(path.display().to_string());
             output::emit(global.format, &report, |r| {
                 output::dump::written_human(r.objects, r.history_rows, &path.display().to_string())
             });

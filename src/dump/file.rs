@@ -55,7 +55,7 @@ fn set_readable(_file: &std::fs::File) -> std::io::Result<()> {
 #[derive(Debug, Clone, Serialize)]
 pub struct Comparison {
     /// The file compared with.
-    pub file: String,
+    pub path: String,
     /// The live dump is byte for byte the file.
     pub equal: bool,
     /// A unified diff from the file to the live dump; absent when equal.
@@ -110,7 +110,7 @@ pub fn check_folder(path: &Path) -> Result<()> {
 pub fn diff(file: &str, committed: &str, live: &str) -> Comparison {
     if committed == live {
         return Comparison {
-            file: file.into(),
+            path: file.into(),
             equal: true,
             diff: None,
         };
@@ -121,7 +121,7 @@ pub fn diff(file: &str, committed: &str, live: &str) -> Comparison {
         .header(file, "live database")
         .to_string();
     Comparison {
-        file: file.into(),
+        path: file.into(),
         equal: false,
         diff: Some(text),
     }
@@ -143,7 +143,10 @@ mod tests {
         let c = diff("schema.sql", "a\nb\nc\n", "a\nB\nc\n");
         assert!(!c.equal);
         let text = c.diff.unwrap();
-        assert!(text.starts_with("--- schema.sql\n+++ live database\n"), "{text}");
+        assert!(
+            text.starts_with("--- schema.sql\n+++ live database\n"),
+            "{text}"
+        );
         assert!(text.contains("\n-b\n+B\n"), "{text}");
     }
 

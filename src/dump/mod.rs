@@ -41,7 +41,7 @@ pub struct Dump {
     pub history_rows: usize,
     /// What the database holds that the dump does not represent, one line each (also in the
     /// dump's header).
-    pub warnings: Vec<String>,
+    pub not_dumped: Vec<String>,
 }
 
 /// Reads the database's catalog (one read-only, repeatable-read transaction, so every query
@@ -58,10 +58,7 @@ pub async fn run(cfg: &DbConfig, applied_on: AppliedOn) -> Result<Dump> {
         .await
         .map_err(|e| reading(&e))?;
     let found = history::read(client, cfg.history_table.as_ref(), history::Use::Read).await?;
-    let rows = client
-        .query(CATALOG, &[])
-        .await
-        .map_err(|e| reading(&e))?;
+    let rows = client.query(CATALOG, &[]).await.map_err(|e| reading(&e))?;
     let statements = rows
         .iter()
         .map(|r| {
@@ -103,5 +100,10 @@ pub async fn run(cfg: &DbConfig, applied_on: AppliedOn) -> Result<Dump> {
         .map_err(|e| reading(&e))?;
     warnings.sort();
     warnings.dedup();
-    Ok(text::assemble(statements, history.as_ref(), applied_on, warnings))
+    Ok(text::assemble(
+        statements,
+        history.as_ref(),
+        applied_on,
+        warnings,
+    ))
 }

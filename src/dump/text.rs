@@ -116,13 +116,15 @@ pub fn assemble(
     }
     let history_rows = history.map_or(0, |h| h.rows.len());
     if let Some(history) = history.filter(|h| !h.rows.is_empty()) {
-        sql.push_str("\n-- Migration history (refinery's table, read by dhctl status and verify)\n\n");
+        sql.push_str(
+            "\n-- Migration history (refinery's table, read by dhctl status and verify)\n\n",
+        );
         sql.push_str(&history_insert(history, applied_on));
     }
     super::Dump {
         objects: statements.len() + usize::from(history_rows > 0),
         history_rows,
-        warnings,
+        not_dumped: warnings,
         sql,
     }
 }
@@ -237,10 +239,17 @@ mod tests {
 
     #[test]
     fn natural_order_compares_numbers_by_value() {
-        assert_eq!(natural("FROM (9) TO (10)", "FROM (10) TO (11)"), Ordering::Less);
+        assert_eq!(
+            natural("FROM (9) TO (10)", "FROM (10) TO (11)"),
+            Ordering::Less
+        );
         assert_eq!(natural("t_2024_02", "t_2024_10"), Ordering::Less);
         assert_eq!(natural("a", "b"), Ordering::Less);
-        assert_eq!(natural("a1", "a01"), "a1".cmp("a01"), "total: ties fall back");
+        assert_eq!(
+            natural("a1", "a01"),
+            "a1".cmp("a01"),
+            "total: ties fall back"
+        );
         assert_eq!(natural("", "a"), Ordering::Less);
         assert_eq!(natural("abc", "abc"), Ordering::Equal);
     }
@@ -276,9 +285,7 @@ mod tests {
             AppliedOn::Load,
             vec!["rule r on t\nis not dumped".into()],
         );
-        assert!(dump
-            .sql
-            .contains("-- WARNING: rule r on t is not dumped\n"));
+        assert!(dump.sql.contains("-- WARNING: rule r on t is not dumped\n"));
     }
 
     fn history() -> History {
@@ -305,7 +312,9 @@ mod tests {
     fn history_rows_carry_no_time_unless_kept() {
         let load = assemble(Vec::new(), Some(&history()), AppliedOn::Load, Vec::new());
         assert!(!load.sql.contains("2026-01"), "{}", load.sql);
-        assert!(load.sql.contains("    (1, 'it''s', '11'),\n    (2, 'b', '22')"));
+        assert!(load
+            .sql
+            .contains("    (1, 'it''s', '11'),\n    (2, 'b', '22')"));
         assert_eq!(load.history_rows, 2);
         let keep = assemble(Vec::new(), Some(&history()), AppliedOn::Keep, Vec::new());
         assert!(keep

@@ -33,12 +33,15 @@ pub fn written_human(objects: usize, history_rows: usize, path: &str) -> String 
 
 pub fn check_human(c: &Comparison) -> String {
     match &c.diff {
-        None => format!("{} is up to date with the database\n", escape::field(&c.file)),
+        None => format!(
+            "{} is up to date with the database\n",
+            escape::field(&c.path)
+        ),
         Some(diff) => format!(
             "{diff}\n{} differs from the database's schema: run `dhctl dump --output {}` and \
              commit the result\n",
-            escape::field(&c.file),
-            escape::field(&c.file)
+            escape::field(&c.path),
+            escape::field(&c.path)
         ),
     }
 }
