@@ -20,20 +20,41 @@ rel AS (
       AND NOT EXISTS (SELECT 1 FROM ext WHERE ext.classid = 'pg_class'::regclass AND ext.objid = c.oid)
 ),
 tbl AS (SELECT * FROM rel WHERE relkind IN ('r', 'p')),
--- Functions whose signature names a relation's row type, or whose body is parsed at creation
--- (BEGIN ATOMIC), need the relations first: they come after the views.
-fn AS (
+-- Functions, with what their signature or their parsed body (BEGIN ATOMIC, RETURN …) names:
+-- `uses` 0 nothing but types, 1 tables, 2 views (through the functions they call too), and
+-- `depth`, the longest chain of the dump's functions they call, so callees come first.
+fn_base AS (
     SELECT p.oid, p.prokind, p.oid::regprocedure::text AS sig,
-           (p.prosqlbody IS NOT NULL OR EXISTS (
-               SELECT 1 FROM pg_type ty JOIN pg_class rc ON rc.oid = ty.typrelid
-               WHERE rc.relkind <> 'c'
-                 AND ty.oid = ANY (array_append(coalesce(p.proallargtypes, p.proargtypes::oid[]), p.prorettype)))
-           ) AS late
+           coalesce((SELECT max(CASE WHEN rc.relkind IN ('v', 'm') THEN 2 ELSE 1 END)
+                     FROM pg_class rc
+                     WHERE rc.relkind <> 'c'
+                       AND (rc.oid IN (SELECT ty.typrelid FROM pg_type ty
+                                       WHERE ty.oid = ANY (array_append(coalesce(p.proallargtypes, p.proargtypes::oid[]), p.prorettype)))
+                            OR rc.oid IN (SELECT d.refobjid FROM pg_depend d
+                                          WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid
+                                            AND d.refclassid = 'pg_class'::regclass))), 0) AS uses
     FROM pg_proc p JOIN ns ON ns.oid = p.pronamespace
     WHERE p.prokind IN ('f', 'p', 'w')
       AND NOT EXISTS (SELECT 1 FROM ext WHERE ext.classid = 'pg_proc'::regclass AND ext.objid = p.oid)
       -- A range type's constructors come with CREATE TYPE.
       AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'i')
+),
+fn_calls AS (
+    SELECT DISTINCT d.objid AS caller, d.refobjid AS callee
+    FROM pg_depend d JOIN fn_base a ON a.oid = d.objid JOIN fn_base b ON b.oid = d.refobjid
+    WHERE d.classid = 'pg_proc'::regclass AND d.refclassid = 'pg_proc'::regclass AND d.objid <> d.refobjid
+),
+fn AS (
+    WITH RECURSIVE reach(caller, callee, depth) AS (
+        SELECT oid, oid, 0 FROM fn_base
+        UNION ALL
+        SELECT reach.caller, c.callee, reach.depth + 1 FROM reach JOIN fn_calls c ON c.caller = reach.callee
+        WHERE reach.depth < 100
+    )
+    SELECT f.oid, f.prokind, f.sig, r.depth, r.uses
+    FROM fn_base f
+    JOIN (SELECT reach.caller, max(reach.depth) AS depth, max(b.uses) AS uses
+          FROM reach JOIN fn_base b ON b.oid = reach.callee GROUP BY reach.caller) r ON r.caller = f.oid
 ),
 -- How many views stand between a view and the tables (0: it reads no other view), so that a
 -- view is created after the views it reads.
@@ -154,8 +175,8 @@ FROM pg_type ty JOIN ns ON ns.oid = ty.typnamespace JOIN pg_class tc ON tc.oid =
 WHERE ty.typtype = 'c' AND tc.relkind = 'c'
   AND NOT EXISTS (SELECT 1 FROM ext WHERE ext.classid = 'pg_type'::regclass AND ext.objid = ty.oid)
 UNION ALL
--- 40: functions and procedures that need no relation (110: the others).
-SELECT CASE WHEN fn.late THEN 110 ELSE 40 END, fn.sig, '', '',
+-- 40: functions and procedures that need no relation; 98: those that need tables, 110: views.
+SELECT CASE fn.uses WHEN 0 THEN 40 WHEN 1 THEN 98 ELSE 110 END, lpad(fn.depth::text, 3, '0'), fn.sig, '',
        rtrim(pg_get_functiondef(fn.oid), E'\n') || ';'
 FROM fn
 UNION ALL
@@ -190,6 +211,32 @@ SELECT 60, t.qname, '', '',
        || ';'
 FROM tbl t WHERE NOT t.relispartition
 UNION ALL
+-- 62: column settings CREATE TABLE has no words for: storage, compression, statistics target
+-- (where not the type's default); 75: a partition's columns where they differ from its
+-- parent's (the partition got the parent's default, NOT NULL, storage and compression).
+SELECT CASE WHEN t.relispartition THEN 75 ELSE 62 END, t.qname, lpad(a.attnum::text, 5, '0'), x.ord::text,
+       'ALTER TABLE ONLY ' || t.qname || ' ALTER COLUMN ' || quote_ident(a.attname) || ' ' || x.change || ';'
+FROM tbl t
+JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum > 0 AND NOT a.attisdropped
+JOIN pg_type ty ON ty.oid = a.atttypid
+LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+LEFT JOIN pg_inherits inh ON inh.inhrelid = t.oid AND t.relispartition
+LEFT JOIN pg_attribute pa ON pa.attrelid = inh.inhparent AND pa.attname = a.attname AND NOT pa.attisdropped
+LEFT JOIN pg_attrdef pd ON pd.adrelid = pa.attrelid AND pd.adnum = pa.attnum
+CROSS JOIN LATERAL (VALUES
+    (1, CASE WHEN t.relispartition AND a.attgenerated = '' AND pa.attrelid IS NOT NULL
+                  AND pg_get_expr(d.adbin, d.adrelid) IS DISTINCT FROM pg_get_expr(pd.adbin, pd.adrelid)
+             THEN coalesce('SET DEFAULT ' || pg_get_expr(d.adbin, d.adrelid), 'DROP DEFAULT') END),
+    (2, CASE WHEN t.relispartition AND a.attnotnull AND NOT pa.attnotnull THEN 'SET NOT NULL' END),
+    (3, CASE WHEN a.attstorage <> CASE WHEN t.relispartition THEN pa.attstorage ELSE ty.typstorage END
+             THEN 'SET STORAGE ' || CASE a.attstorage WHEN 'p' THEN 'PLAIN' WHEN 'e' THEN 'EXTERNAL'
+                                                      WHEN 'm' THEN 'MAIN' ELSE 'EXTENDED' END END),
+    (4, CASE WHEN a.attcompression <> CASE WHEN t.relispartition THEN pa.attcompression ELSE '' END
+             THEN 'SET COMPRESSION ' || CASE a.attcompression WHEN 'p' THEN 'pglz' WHEN 'l' THEN 'lz4' ELSE 'DEFAULT' END END),
+    (5, CASE WHEN coalesce(a.attstattarget::int, -1) >= 0 THEN 'SET STATISTICS ' || a.attstattarget END)
+) x(ord, change)
+WHERE x.change IS NOT NULL
+UNION ALL
 -- 70: partitions, after their parent, in bound order (the DEFAULT partition last).
 SELECT 70, lpad(((SELECT count(*) FROM pg_partition_ancestors(t.oid)) - 1)::text, 3, '0') || ' ' || i.inhparent::regclass::text,
        CASE WHEN pg_get_expr(t.relpartbound, t.oid) = 'DEFAULT' THEN '2' ELSE '1 ' || pg_get_expr(t.relpartbound, t.oid) END,
@@ -212,6 +259,12 @@ SELECT CASE WHEN t.relkind = 'm' THEN 105 WHEN t.relispartition THEN 85 ELSE 80 
 FROM rel t JOIN pg_index i ON i.indrelid = t.oid JOIN pg_class ic ON ic.oid = i.indexrelid
 WHERE t.relkind IN ('r', 'p', 'm') AND NOT ic.relispartition
   AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid AND k.conrelid = i.indrelid AND k.contype IN ('p', 'u', 'x'))
+UNION ALL
+-- 86: CLUSTER ON.
+SELECT 86, t.qname, '', '',
+       'ALTER TABLE ONLY ' || t.qname || ' CLUSTER ON ' || quote_ident(ic.relname) || ';'
+FROM rel t JOIN pg_index i ON i.indrelid = t.oid JOIN pg_class ic ON ic.oid = i.indexrelid
+WHERE t.relkind IN ('r', 'm') AND i.indisclustered
 UNION ALL
 -- 90: constraints added after every table: foreign keys (a cycle between two tables loads),
 -- checks NOT VALID, and a partition's own constraints (not those it has from its parent).
@@ -243,6 +296,10 @@ FROM rel v JOIN view_depth vd ON vd.view = v.oid
 UNION ALL
 -- 120: triggers (not those a partition has from its parent's, nor constraint internals).
 SELECT 120, t.qname, tg.tgname::text, '', pg_get_triggerdef(tg.oid) || ';'
+       || CASE tg.tgenabled WHEN 'O' THEN ''
+               ELSE E'\nALTER TABLE ' || t.qname || ' '
+                    || CASE tg.tgenabled WHEN 'D' THEN 'DISABLE' WHEN 'R' THEN 'ENABLE REPLICA' ELSE 'ENABLE ALWAYS' END
+                    || ' TRIGGER ' || quote_ident(tg.tgname) || ';' END
 FROM rel t JOIN pg_trigger tg ON tg.tgrelid = t.oid
 WHERE NOT tg.tgisinternal AND tg.tgparentid = 0
 UNION ALL
@@ -269,6 +326,9 @@ UNION ALL
 SELECT 140, '1 ' || ns.nspname::text, '', '',
        'COMMENT ON SCHEMA ' || quote_ident(ns.nspname) || ' IS ' || quote_literal(d.description) || ';'
 FROM ns JOIN pg_description d ON d.classoid = 'pg_namespace'::regclass AND d.objoid = ns.oid AND d.objsubid = 0
+-- The comment every database's public schema has (whose owner, before PostgreSQL 15 the
+-- bootstrap superuser, is the only role that may set it).
+WHERE NOT (ns.nspname = 'public' AND d.description = 'standard public schema')
 UNION ALL
 SELECT 140, '2 ' || r.qname, lpad(d.objsubid::text, 5, '0'), '',
        'COMMENT ON '

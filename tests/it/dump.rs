@@ -81,6 +81,14 @@ fn the_same_database_dumps_the_same_bytes_and_so_do_two_migrated_alike() {
     assert!(partitions[1].contains("events_2024_09"));
     assert!(partitions[2].contains("events_2024_10"));
     assert!(partitions[3].contains("events_other"));
+    let buckets: Vec<&str> = first
+        .lines()
+        .filter(|l| l.contains(" PARTITION OF billing.buckets "))
+        .collect();
+    assert!(
+        buckets[0].contains("buckets_9") && buckets[1].contains("buckets_10"),
+        "{buckets:?}"
+    );
     // What only time decides stays out: no applied_on of the source's history.
     let applied_on = a.value("SELECT min(applied_on) FROM refinery_schema_history");
     assert!(!first.contains(&applied_on[..10]), "{first}");
@@ -102,6 +110,13 @@ fn a_loaded_dump_dumps_identically_and_is_migrated() {
         "PARTITION OF public.request_logs FOR VALUES FROM ('2026-03-01 00:00:00+00')",
         "CREATE EXTENSION IF NOT EXISTS pgcrypto",
         "INSERT INTO public.refinery_schema_history",
+        "ALTER TABLE ONLY public.events_2024_09 ALTER COLUMN kind SET DEFAULT 'september'::text;",
+        "ALTER TABLE ONLY billing.customers ALTER COLUMN name SET STORAGE EXTERNAL;",
+        "ALTER TABLE ONLY billing.invoices ALTER COLUMN issued_on SET STATISTICS 200;",
+        "ALTER TABLE ONLY billing.invoices CLUSTER ON invoices_pkey;",
+        "ALTER TABLE billing.invoices DISABLE TRIGGER invoices_touch;",
+        "CREATE POLICY customers_visible ON billing.customers",
+        "CREATE UNLOGGED TABLE billing.scratch",
     ] {
         assert!(sql.contains(expected), "missing {expected:?}:\n{sql}");
     }
