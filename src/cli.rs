@@ -238,7 +238,7 @@ pub enum Command {
     /// --check FILE exits 1 and prints a unified diff when the live schema differs from FILE
     /// (CI: "schema.sql is stale"), 0 when equal, 2 when FILE is missing.
     ///
-    /// Example: dhctl dump --output schema.sql && psql -X -v ON_ERROR_STOP=1 -f schema.sql
+    /// Example: dhctl dump --output schema.sql; dhctl dump --check schema.sql
     Dump(DumpArgs),
 
     /// Lint migration files: what each statement locks, rewrites, scans or breaks.

@@ -109,12 +109,13 @@ col AS (
     LEFT JOIN identity_seq iseq ON iseq.relid = a.attrelid AND iseq.attnum = a.attnum
     WHERE a.attnum > 0 AND NOT a.attisdropped
 ),
--- Constraints written inside CREATE TABLE: primary keys, unique, exclusion and valid checks of
--- tables that are not partitions. Everything else is added after the tables.
+-- Constraints written inside CREATE TABLE: the valid checks of tables that are not partitions.
+-- Primary keys, unique and exclusion constraints are added right after the table (64): CREATE
+-- TABLE silently drops a unique constraint that repeats the primary key's columns, ALTER TABLE
+-- keeps it. Everything else is added after every table (90).
 inline_con AS (
     SELECT con.oid, con.conrelid FROM pg_constraint con JOIN tbl t ON t.oid = con.conrelid
-    WHERE NOT t.relispartition AND con.conislocal
-      AND (con.contype IN ('p', 'u', 'x') OR (con.contype = 'c' AND con.convalidated))
+    WHERE NOT t.relispartition AND con.conislocal AND con.contype = 'c' AND con.convalidated
 )
 SELECT section, k1, k2, k3, stmt FROM (
 -- 10: schemas (public too: IF NOT EXISTS makes it a no-op where it exists).
@@ -202,8 +203,7 @@ SELECT 60, t.qname, '', '',
               || ARRAY(SELECT 'CONSTRAINT ' || quote_ident(con.conname) || ' ' || pg_get_constraintdef(con.oid)
                        FROM inline_con ic JOIN pg_constraint con ON con.oid = ic.oid
                        WHERE ic.conrelid = t.oid
-                       ORDER BY CASE con.contype WHEN 'p' THEN 1 WHEN 'u' THEN 2 WHEN 'x' THEN 3 ELSE 4 END,
-                                con.conname COLLATE "C"),
+                       ORDER BY con.conname COLLATE "C"),
               E',\n    '), '')
        || E'\n)'
        || CASE WHEN t.relkind = 'p' THEN ' PARTITION BY ' || pg_get_partkeydef(t.oid) ELSE '' END
@@ -266,9 +266,13 @@ SELECT 86, t.qname, '', '',
 FROM rel t JOIN pg_index i ON i.indrelid = t.oid JOIN pg_class ic ON ic.oid = i.indexrelid
 WHERE t.relkind IN ('r', 'm') AND i.indisclustered
 UNION ALL
--- 90: constraints added after every table: foreign keys (a cycle between two tables loads),
--- checks NOT VALID, and a partition's own constraints (not those it has from its parent).
-SELECT 90, t.qname, con.conname::text, '',
+-- 64: primary keys, unique and exclusion constraints of tables that are not partitions, before
+-- the partitions (which get them from their parent); 90: constraints added after every table:
+-- foreign keys (so a cycle between two tables loads), checks NOT VALID, and a partition's own
+-- constraints (not those it has from its parent).
+SELECT CASE WHEN NOT t.relispartition AND con.contype IN ('p', 'u', 'x') THEN 64 ELSE 90 END,
+       t.qname,
+       CASE WHEN con.contype = 'p' THEN '1 ' ELSE '2 ' END || con.conname::text, '',
        'ALTER TABLE ' || CASE WHEN t.relkind = 'r' AND con.contype <> 'f' THEN 'ONLY ' ELSE '' END || t.qname
        || ' ADD CONSTRAINT ' || quote_ident(con.conname) || ' ' || pg_get_constraintdef(con.oid) || ';'
 FROM tbl t JOIN pg_constraint con ON con.conrelid = t.oid

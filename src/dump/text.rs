@@ -42,6 +42,7 @@ fn title(section: i32) -> &'static str {
         50 => "Sequences (their current values are data, not dumped)",
         60 => "Tables",
         62 => "Column storage, compression and statistics",
+        64 => "Primary keys, unique and exclusion constraints",
         70 => "Partitions, in bound order",
         75 => "Partitions' columns that differ from their parent's",
         80 => "Indexes",

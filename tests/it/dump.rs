@@ -117,6 +117,7 @@ fn a_loaded_dump_dumps_identically_and_is_migrated() {
         "ALTER TABLE billing.invoices DISABLE TRIGGER invoices_touch;",
         "CREATE POLICY customers_visible ON billing.customers",
         "CREATE UNLOGGED TABLE billing.scratch",
+        "ADD CONSTRAINT memberships_same_as_pk UNIQUE (customer_id, plan);",
     ] {
         assert!(sql.contains(expected), "missing {expected:?}:\n{sql}");
     }
