@@ -78,8 +78,9 @@ pub fn read(path: &Path) -> Result<String> {
             }
         }
     })?;
-    // Not UTF-8: compared as it reads; it differs from any dump, which is UTF-8.
-    Ok(String::from_utf8_lossy(&bytes).into_owned())
+    // Not UTF-8: compared as it reads; it differs from any dump, which is UTF-8. A checkout
+    // that turned LF into CRLF (git's autocrlf) is not a stale file.
+    Ok(String::from_utf8_lossy(&bytes).replace("\r\n", "\n"))
 }
 
 /// Refuses an `--output` whose folder does not exist (before anything is read), with a hint.
@@ -162,6 +163,14 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, ["schema.sql"]);
+    }
+
+    #[test]
+    fn a_crlf_checkout_reads_as_lf() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("schema.sql");
+        std::fs::write(&path, "a;\r\nb;\r\n").unwrap();
+        assert_eq!(read(&path).unwrap(), "a;\nb;\n");
     }
 
     #[test]
