@@ -151,7 +151,14 @@ FROM pg_type ty JOIN ns ON ns.oid = ty.typnamespace JOIN pg_range r ON r.rngtypi
 WHERE ty.typtype = 'r'
   AND NOT EXISTS (SELECT 1 FROM ext WHERE ext.classid = 'pg_type'::regclass AND ext.objid = ty.oid)
 UNION ALL
-SELECT 30, '3', ty.oid::regtype::text, '',
+-- A domain over a domain after it: keyed by how deep its base type chain is.
+SELECT 30, '3 ' || lpad((WITH RECURSIVE chain(base, n) AS (
+                             SELECT ty.typbasetype, 0
+                             UNION ALL
+                             SELECT b.typbasetype, chain.n + 1 FROM chain JOIN pg_type b ON b.oid = chain.base
+                             WHERE b.typtype = 'd' AND chain.n < 100)
+                         SELECT max(n) FROM chain)::text, 3, '0'),
+       ty.oid::regtype::text, '',
        'CREATE DOMAIN ' || ty.oid::regtype::text || ' AS ' || format_type(ty.typbasetype, ty.typtypmod)
        || CASE WHEN ty.typcollation <> 0 AND ty.typcollation <> (SELECT b.typcollation FROM pg_type b WHERE b.oid = ty.typbasetype)
                THEN ' COLLATE ' || ty.typcollation::regcollation::text ELSE '' END

@@ -56,6 +56,24 @@ SELECT 'relation ' || c.oid::regclass::text || ' is in tablespace ' || quote_ide
 FROM pg_class c JOIN own ON own.classid = 'pg_class'::regclass AND own.oid = c.oid
 JOIN pg_tablespace ts ON ts.oid = c.reltablespace
 UNION ALL
+-- A partition's copy of its parent's index or constraint is named by the loading server, by its
+-- rule (the partition's name first); one named otherwise (made on the partition before the
+-- parent's and attached) comes back under the server's name.
+SELECT 'index ' || quote_ident(ic.relname) || ' of partition ' || c.oid::regclass::text
+       || ' belongs to its parent''s index and is named by the server on load (' || quote_ident(c.relname) || '_…)'
+FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid JOIN pg_class c ON c.oid = i.indrelid
+JOIN own ON own.classid = 'pg_class'::regclass AND own.oid = c.oid
+WHERE c.relispartition AND ic.relispartition
+  AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid AND k.conrelid = c.oid)
+  AND left(ic.relname, least(length(c.relname), 20)) <> left(c.relname, 20)
+UNION ALL
+SELECT 'constraint ' || quote_ident(con.conname) || ' of partition ' || c.oid::regclass::text
+       || ' belongs to its parent''s and is named by the server on load (' || quote_ident(c.relname) || '_…)'
+FROM pg_constraint con JOIN pg_class c ON c.oid = con.conrelid
+JOIN own ON own.classid = 'pg_class'::regclass AND own.oid = c.oid
+WHERE c.relispartition AND con.conparentid <> 0 AND con.contype IN ('p', 'u', 'x')
+  AND left(con.conname, least(length(c.relname), 20)) <> left(c.relname, 20)
+UNION ALL
 SELECT 'event trigger ' || quote_ident(e.evtname) || ' is not dumped'
 FROM pg_event_trigger e
 WHERE NOT EXISTS (SELECT 1 FROM ext WHERE ext.classid = 'pg_event_trigger'::regclass AND ext.objid = e.oid)
