@@ -51,13 +51,15 @@ pub async fn run(cfg: &DbConfig, applied_on: AppliedOn) -> Result<Dump> {
     let client = &session.client;
     let reading = |e: &tokio_postgres::Error| Error::sql("reading the catalog for the dump", e);
     client
-        .batch_execute(
-            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; \
-             SET LOCAL search_path = ''",
-        )
+        .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         .await
         .map_err(|e| reading(&e))?;
+    // Before the empty search_path: where a missing history table would go is read from it.
     let found = history::read(client, cfg.history_table.as_ref(), history::Use::Read).await?;
+    client
+        .batch_execute("SET LOCAL search_path = ''")
+        .await
+        .map_err(|e| reading(&e))?;
     let rows = client.query(CATALOG, &[]).await.map_err(|e| reading(&e))?;
     let statements = rows
         .iter()
@@ -79,8 +81,8 @@ pub async fn run(cfg: &DbConfig, applied_on: AppliedOn) -> Result<Dump> {
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(|e| reading(&e))?;
     // The history table's name as the other statements spell it (quoted only where needed).
-    let history = match found.located.exists {
-        true => Some(text::History {
+    let history = if found.located.exists {
+        Some(text::History {
             table: client
                 .query_one(
                     "SELECT pg_catalog.to_regclass($1)::text",
@@ -91,8 +93,9 @@ pub async fn run(cfg: &DbConfig, applied_on: AppliedOn) -> Result<Dump> {
                 .map_err(|e| reading(&e))?
                 .unwrap_or_else(|| found.located.table.sql()),
             rows: found.rows,
-        }),
-        false => None,
+        })
+    } else {
+        None
     };
     client
         .batch_execute("COMMIT")
