@@ -214,6 +214,7 @@ SELECT 60, t.qname, '', '',
               E',\n    '), '')
        || E'\n)'
        || CASE WHEN t.relkind = 'p' THEN ' PARTITION BY ' || pg_get_partkeydef(t.oid) ELSE '' END
+       || coalesce(' USING ' || (SELECT quote_ident(am.amname) FROM pg_am am WHERE am.oid = t.relam AND am.amname <> 'heap'), '')
        || coalesce(' WITH (' || array_to_string(t.reloptions, ', ') || ')', '')
        || ';'
 FROM tbl t WHERE NOT t.relispartition
@@ -251,6 +252,7 @@ SELECT 70, lpad(((SELECT count(*) FROM pg_partition_ancestors(t.oid)) - 1)::text
        'CREATE ' || CASE WHEN t.relpersistence = 'u' THEN 'UNLOGGED ' ELSE '' END || 'TABLE ' || t.qname
        || ' PARTITION OF ' || i.inhparent::regclass::text || ' ' || pg_get_expr(t.relpartbound, t.oid)
        || CASE WHEN t.relkind = 'p' THEN ' PARTITION BY ' || pg_get_partkeydef(t.oid) ELSE '' END
+       || coalesce(' USING ' || (SELECT quote_ident(am.amname) FROM pg_am am WHERE am.oid = t.relam AND am.amname <> 'heap'), '')
        || coalesce(' WITH (' || array_to_string(t.reloptions, ', ') || ')', '')
        || ';'
 FROM tbl t JOIN pg_inherits i ON i.inhrelid = t.oid
