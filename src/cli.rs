@@ -258,6 +258,21 @@ pub enum Command {
     // subcommand does not take the propagated `--version` flag; `dhctl --version` still works.
     #[command(disable_version_flag = true)]
     Baseline(BaselineArgs),
+    /// Print the database's schema as SQL that loads into an empty database, history included.
+    ///
+    /// Built from the catalog (no pg_dump needed, whatever the server's version): schemas,
+    /// extensions, types, sequences, tables, partitions in bound order, constraints, indexes,
+    /// views, functions, triggers, policies, comments, and the migration history's rows, so that
+    /// `dhctl status` and `dhctl verify` pass on the loaded database. No table rows, sequence
+    /// values, owners or grants; anything else it cannot represent is named in the file's header
+    /// and on stderr. The same schema always gives the same bytes (docs/dump.md). Takes no lock,
+    /// changes nothing.
+    ///
+    /// --check FILE exits 1 and prints a unified diff when the live schema differs from FILE
+    /// (CI: "schema.sql is stale"), 0 when equal, 2 when FILE is missing.
+    ///
+    /// Example: dhctl dump --output schema.sql; dhctl dump --check schema.sql
+    Dump(DumpArgs),
 
     /// Lint migration files: what each statement locks, rewrites, scans or breaks.
     ///
@@ -541,6 +556,28 @@ pub struct VerifyArgs {
     /// can be had), instead of reporting it and exiting on the others.
     #[arg(long, env = "DHCTL_VERIFY_REQUIRE_ALL", hide_env_values = true)]
     pub require_all: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DumpArgs {
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+
+    /// Write the dump to FILE (atomically: a reader sees the old file or the whole new one)
+    /// instead of stdout.
+    #[arg(long, value_name = "FILE", conflicts_with = "check")]
+    pub output: Option<PathBuf>,
+
+    /// Compare the dump with FILE instead of printing it: exit 0 when equal, 1 with a unified
+    /// diff (FILE → live database) when not, 2 when FILE does not exist.
+    #[arg(long, value_name = "FILE")]
+    pub check: Option<PathBuf>,
+
+    /// Record the history rows' applied_on as stored, instead of the time the dump is loaded.
+    /// The dump then depends on when the migrations ran: two databases migrated from the same
+    /// files no longer dump alike.
+    #[arg(long)]
+    pub keep_applied_on: bool,
 }
 
 #[derive(Debug, Args)]

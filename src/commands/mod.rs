@@ -7,6 +7,7 @@
 
 mod baseline;
 mod completions;
+mod dump;
 mod lint;
 mod man;
 mod migrate;
@@ -141,6 +142,7 @@ pub async fn run(cli: &Cli) -> Result<i32> {
         Command::Status(args) => status::run(args, global).await,
         Command::Verify(args) => verify::run(args, global).await,
         Command::Baseline(args) => baseline::run(args, global).await,
+        Command::Dump(args) => dump::run(args, global).await,
         Command::Lint(args) => lint::run(args, global).await,
         Command::New(args) => new::run(args, global),
         Command::Partition(command) => partition::run(command, global).await,

@@ -9,6 +9,7 @@
     reason = "the one module that prints"
 )]
 
+pub mod dump;
 pub mod escape;
 pub mod human;
 pub mod lint;
@@ -43,7 +44,7 @@ pub fn emit<T: Serialize>(format: Format, value: &T, human: impl FnOnce(&T) -> S
     write_stdout(&text);
 }
 
-fn write_stdout(text: &str) {
+pub(crate) fn write_stdout(text: &str) {
     if text.is_empty() {
         return;
     }

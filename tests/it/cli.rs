@@ -448,6 +448,16 @@ fn every_json_field_is_in_the_vocabulary() {
         .run();
     findings.expect_code(1);
     documents.push(findings.json());
+    // dump: printed, and --check against a stale file (exit 1, with its diff).
+    documents.push(json(&["dump"]));
+    let stale = dir.path().join("schema.sql");
+    std::fs::write(&stale, "-- stale\n").unwrap();
+    let check = dhctl(&db.url)
+        .args(["dump", "--format", "json", "--check"])
+        .args([&stale])
+        .run();
+    check.expect_code(1);
+    documents.push(check.json());
     // A failing statement: an error document with a sqlstate.
     let failing = migrations_with(&[("20240101000009_divide.sql", "SELECT 1/0;\n")]);
     let error = dhctl(&db.url)

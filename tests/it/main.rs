@@ -14,6 +14,7 @@ mod certs;
 mod cli;
 mod cluster;
 mod connection;
+mod dump;
 mod failover;
 mod files;
 mod harness;
