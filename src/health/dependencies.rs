@@ -2,6 +2,8 @@
 //! config and rustls connector) and one reconnecting Redis connection. Each check is bounded
 //! by the check timeout; a connection involved in a failure is thrown away, never reused.
 //! Failures carry a generic [`Reason`] for the response and the driver's text for the log.
+//! The database check also runs `/metrics`' schema reads (`schema`) on its connection, in what
+//! is left of its timeout.
 
 use std::time::{Duration, Instant};
 

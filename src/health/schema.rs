@@ -129,7 +129,9 @@ async fn bounded<T>(
     let run = async {
         // The server's own bounds come a quarter earlier than ours, so that normally it is the
         // server that gives up (an error, the connection intact) rather than us (mid-statement).
-        begin(client, left - left / 4).await.map_err(|e| failure(&e))?;
+        begin(client, left - left / 4)
+            .await
+            .map_err(|e| failure(&e))?;
         match work.await {
             Ok(value) => {
                 client

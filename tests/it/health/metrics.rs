@@ -297,6 +297,18 @@ fn partition_runway_age_retention_and_default_rows_match_the_catalog() {
         "default rows: {:?}",
         scrape(&server).get("dhctl_partition_default_rows", &t)
     );
+
+    // Every series is present now; docs/health.md lists each family with its type.
+    let doc =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/health.md")).unwrap();
+    let m = scrape(&server);
+    assert!(m.types.len() >= 20, "{:?}", m.types);
+    for (family, kind) in &m.types {
+        assert!(
+            doc.contains(&format!("| `{family}` | {kind} |")),
+            "docs/health.md does not list {family} ({kind})"
+        );
+    }
 }
 
 #[test]
@@ -484,4 +496,37 @@ fn four_hundred_concurrent_scrapes_cost_one_round_of_checks() {
     // PostgreSQL's count: each round reads the history table exactly once.
     let rounds = history_scans(&db) - before;
     assert_eq!(rounds, 1, "{rounds} reads of the history for 400 scrapes");
+}
+
+#[test]
+fn the_history_table_is_read_where_dhctl_history_table_says() {
+    let db = TestDb::new("metrics_history_table");
+    db.exec("CREATE SCHEMA ops");
+    dhctl(&db.url)
+        .env("DHCTL_HISTORY_TABLE", "ops.dhctl_history")
+        .args(["migrate", "--no-partitions"])
+        .run()
+        .expect_code(0);
+    let server = start_env(&[
+        ("DATABASE_URL", db.url.as_str()),
+        ("DHCTL_HISTORY_TABLE", "ops.dhctl_history"),
+        ("DHCTL_READY_REQUIRE_MIGRATED", "true"),
+    ]);
+    let ready = server.get("/health/ready");
+    assert_eq!(ready.status, 200, "{}", ready.body);
+    assert_eq!(ready.json()["checks"]["migrations"]["pending"], 0);
+    let m = scrape(&server);
+    assert_eq!(m.value("dhctl_migrations_applied", &[]), 5.0);
+    assert_eq!(m.value("dhctl_migrations_pending", &[]), 0.0);
+    drop(server);
+
+    // Without the variable the default name is looked for, and not found: all pending.
+    let server = start_env(&[
+        ("DATABASE_URL", db.url.as_str()),
+        ("DHCTL_READY_REQUIRE_MIGRATED", "true"),
+    ]);
+    assert_eq!(server.get("/health/ready").status, 503);
+    let m = scrape(&server);
+    assert_eq!(m.value("dhctl_migrations_applied", &[]), 0.0);
+    assert_eq!(m.value("dhctl_migrations_pending", &[]), 5.0);
 }
