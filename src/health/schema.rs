@@ -26,6 +26,7 @@ use crate::error::{Error, Result};
 use crate::migrations::{catalog, history, status, Catalog};
 use crate::partitions::live::{self, Parent};
 use crate::partitions::{policy, Policy};
+use crate::source::Source;
 
 /// What the reads compare the database with, loaded once at start.
 pub struct Schema {
@@ -40,10 +41,27 @@ impl Schema {
     /// start (exit 2) rather than making every later read wrong.
     pub fn load(config: &HealthConfig) -> Result<Schema> {
         Ok(Schema {
-            catalog: catalog::load(&config.migrations)?,
-            policies: policy::load(&config.partitions)?,
+            catalog: catalog::load(&config.migrations)
+                .map_err(|e| from_variable("DHCTL_MIGRATIONS_DIR", &config.migrations, e))?,
+            policies: policy::load(&config.partitions)
+                .map_err(|e| from_variable("DHCTL_PARTITIONS_DIR", &config.partitions, e))?,
             history_table: config.history_table.clone(),
         })
+    }
+}
+
+/// A folder's error, naming the variable that chose the folder (dhctl-health has no flags for
+/// them, so the file-level messages' `--migrations-dir` advice does not apply).
+fn from_variable(variable: &str, source: &Source, err: Error) -> Error {
+    match source {
+        Source::Embedded => err,
+        Source::Dir(dir) => Error::usage_hint(
+            format!("{variable}={}: {err}", dir.display()),
+            format!(
+                "point {variable} at the folder holding the files (readable by this process), \
+                 or unset it to use the set compiled into dhctl-health"
+            ),
+        ),
     }
 }
 
@@ -92,10 +110,16 @@ pub async fn read(client: &Client, schema: &Schema, budget: Duration) -> Facts {
     .await;
     let migrations_took = started.elapsed();
     if !usable_after_history {
+        // Not tried: the connection may be stuck, for the reason the history read gives.
+        let partitions = Err(migrations
+            .as_ref()
+            .err()
+            .cloned()
+            .unwrap_or_else(out_of_time));
         return Facts {
             migrations,
             migrations_took,
-            partitions: Err(out_of_time()),
+            partitions,
             connection_usable: false,
         };
     }

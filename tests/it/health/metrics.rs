@@ -394,6 +394,7 @@ fn metrics_answer_get_and_head_and_refuse_other_methods() {
 fn schema_reads_never_wait_behind_ddl_locks() {
     let db = TestDb::new("metrics_locks");
     dhctl(&db.url).args(["migrate"]).run().expect_code(0);
+    db.exec("CREATE TABLE webhook_deliveries_default PARTITION OF webhook_deliveries DEFAULT");
     let server = start_env(&[
         ("DATABASE_URL", db.url.as_str()),
         ("HEALTH_CHECK_TIMEOUT_MS", "4000"),
@@ -405,7 +406,10 @@ fn schema_reads_never_wait_behind_ddl_locks() {
     )
     .unwrap();
     let m = scrape(&server);
-    // The partition reads touch the catalog only: they go through untouched.
+    // The partition reads touch the catalog only (the DEFAULT partition's rows come from the
+    // statistics system): they go through untouched.
+    let w = [("table", "webhook_deliveries")];
+    assert_eq!(m.value("dhctl_partition_default_rows", &w), 0.0);
     assert_eq!(
         m.value("dhctl_collector_up", &[("collector", "partitions")]),
         1.0
@@ -529,4 +533,40 @@ fn the_history_table_is_read_where_dhctl_history_table_says() {
     let m = scrape(&server);
     assert_eq!(m.value("dhctl_migrations_applied", &[]), 0.0);
     assert_eq!(m.value("dhctl_migrations_pending", &[]), 5.0);
+}
+
+#[test]
+fn unreadable_migrations_or_policies_stop_the_server_at_start() {
+    let empty = tempfile::tempdir().unwrap();
+    let bad_policy = empty.path().join("request_logs.toml");
+    std::fs::write(
+        &bad_policy,
+        "table = \"request_logs\"\ninterval = \"fortnight\"\n",
+    )
+    .unwrap();
+    for (variable, value) in [
+        ("DHCTL_PARTITIONS_DIR", empty.path().display().to_string()),
+        ("DHCTL_MIGRATIONS_DIR", "/nonexistent/dhctl-sql".to_string()),
+        ("DHCTL_HISTORY_TABLE", "no_schema".to_string()),
+    ] {
+        let out = std::process::Command::new(bin())
+            .env_clear()
+            .env("DATABASE_URL", "postgres://postgres@127.0.0.1:1/postgres")
+            .env("PORT", "0")
+            .env(variable, &value)
+            .current_dir(empty.path())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{variable}={value}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let last: serde_json::Value =
+            serde_json::from_str(stderr.lines().last().unwrap_or_default()).unwrap();
+        assert_eq!(last["level"], "ERROR", "{stderr}");
+        let message = last["message"].as_str().unwrap();
+        assert!(message.starts_with(variable), "{variable}: {message}");
+        assert!(message.contains(&value), "{variable}: {message}");
+        if variable != "DHCTL_HISTORY_TABLE" {
+            assert!(last["hint"].as_str().unwrap().contains(variable), "{last}");
+        }
+    }
 }
