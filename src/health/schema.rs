@@ -12,11 +12,17 @@
 //! partition's rows come from the statistics system, not from a `count(*)`, which would lock
 //! the partition and queue behind an `ATTACH PARTITION` (ACCESS EXCLUSIVE on the default).
 //! One part's failure (no privilege, a timeout) leaves the other part and readiness alone.
+//!
+//! Every statement is sent with typed parameters (`query_typed`: an unnamed statement, no
+//! named prepared statement), as readiness's own are: dhctl-health often shares the gateway's
+//! `DATABASE_URL`, i.e. a transaction-pooling PgBouncer, where a named statement left on a
+//! server connection would collide with another replica's of the same name.
 
 use std::future::Future;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use tokio_postgres::types::Type;
 use tokio_postgres::Client;
 
 use super::config::HealthConfig;
@@ -193,9 +199,9 @@ async fn begin(client: &Client, left: Duration) -> Result<()> {
         .await
         .map_err(|e| Error::sql("starting the read", &e))?;
     client
-        .query(
+        .query_typed(
             "SELECT set_config('lock_timeout', $1, true), set_config('statement_timeout', $1, true)",
-            &[&ms],
+            &[(&ms, Type::TEXT)],
         )
         .await
         .map_err(|e| Error::sql("setting the read's timeouts", &e))?;
@@ -256,10 +262,10 @@ async fn default_rows(
     let schemas: Vec<&str> = defaults.iter().map(|(s, _)| s.as_str()).collect();
     let names: Vec<&str> = defaults.iter().map(|(_, n)| n.as_str()).collect();
     let rows = client
-        .query(
+        .query_typed(
             "SELECT d.s, d.n, pg_stat_get_live_tuples(to_regclass(format('%I.%I', d.s, d.n))) \
              FROM unnest($1::text[], $2::text[]) AS d(s, n)",
-            &[&schemas, &names],
+            &[(&schemas, Type::TEXT_ARRAY), (&names, Type::TEXT_ARRAY)],
         )
         .await
         .map_err(|e| Error::sql("reading the DEFAULT partitions' row estimates", &e))?;
