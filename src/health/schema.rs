@@ -14,9 +14,10 @@
 //! One part's failure (no privilege, a timeout) leaves the other part and readiness alone.
 //!
 //! Every statement is sent with typed parameters (`query_typed`: an unnamed statement, no
-//! named prepared statement), as readiness's own are: dhctl-health often shares the gateway's
-//! `DATABASE_URL`, i.e. a transaction-pooling PgBouncer, where a named statement left on a
-//! server connection would collide with another replica's of the same name.
+//! separate prepare round trip), as readiness's own are. dhctl-health often shares the
+//! gateway's `DATABASE_URL`, i.e. a transaction-pooling PgBouncer: each read is one explicit
+//! transaction, so all its statements reach one server connection, and it leaves nothing on
+//! that connection (tested with two replicas behind `pool_mode=transaction`, tests/it/pooler.rs).
 
 use std::future::Future;
 use std::time::{Duration, Instant};

@@ -238,9 +238,7 @@ pub async fn read(client: &Client, policies: &[Policy]) -> Result<Snapshot> {
 /// Reads how each policy's table is partitioned (no partitions yet) and the server's clock.
 pub async fn parents(client: &Client, policies: &[Policy]) -> Result<Snapshot> {
     let names: Vec<&str> = policies.iter().map(|p| p.table.as_str()).collect();
-    // Typed parameters, no named prepared statement: one round trip, and nothing left on a
-    // server connection that a transaction-pooling PgBouncer hands to another client
-    // (dhctl-health reads this through the gateway's pool).
+    // Typed parameters: no separate prepare round trip.
     let rows = client
         .query_typed(PARENTS, &[(&names, Type::TEXT_ARRAY)])
         .await
@@ -369,7 +367,10 @@ pub async fn bounds_in_transaction(client: &Client, mut snapshot: Snapshot) -> R
         .await
         .map_err(|e| Error::sql("pinning the settings partition bounds are read in", &e))?;
     let rows = client
-        .query_typed(CHILDREN, &[(&oids, Type::OID_ARRAY), (&all, Type::TEXT_ARRAY)])
+        .query_typed(
+            CHILDREN,
+            &[(&oids, Type::OID_ARRAY), (&all, Type::TEXT_ARRAY)],
+        )
         .await
         .map_err(|e| Error::sql("reading the partitions from the catalog", &e))?;
     assign(&mut snapshot, &rows);
