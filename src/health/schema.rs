@@ -193,19 +193,20 @@ async fn bounded<T>(
 /// BEGIN READ ONLY, then both timeouts for this transaction only (`set_config(…, true)` is
 /// `SET LOCAL`). lock_timeout is what keeps a read from queueing behind DDL; statement_timeout
 /// ends anything else slow on the server's side too, not only on ours.
+/// Both are sent before either answer is awaited (tokio-postgres pipelines futures polled
+/// together, in the order first polled): one round trip.
 async fn begin(client: &Client, left: Duration) -> Result<()> {
     let ms = left.as_millis().max(1).to_string();
-    client
-        .batch_execute("BEGIN READ ONLY")
-        .await
-        .map_err(|e| Error::sql("starting the read", &e))?;
-    client
-        .query_typed(
+    let (begun, set) = futures_util::future::join(
+        client.batch_execute("BEGIN READ ONLY"),
+        client.query_typed(
             "SELECT set_config('lock_timeout', $1, true), set_config('statement_timeout', $1, true)",
             &[(&ms, Type::TEXT)],
-        )
-        .await
-        .map_err(|e| Error::sql("setting the read's timeouts", &e))?;
+        ),
+    )
+    .await;
+    begun.map_err(|e| Error::sql("starting the read", &e))?;
+    set.map_err(|e| Error::sql("setting the read's timeouts", &e))?;
     Ok(())
 }
 

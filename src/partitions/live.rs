@@ -362,17 +362,17 @@ pub async fn bounds_in_transaction(client: &Client, mut snapshot: Snapshot) -> R
         return Ok(snapshot);
     }
     let all: Option<&[String]> = None;
-    client
-        .batch_execute(pin!())
-        .await
-        .map_err(|e| Error::sql("pinning the settings partition bounds are read in", &e))?;
-    let rows = client
-        .query_typed(
+    // Pipelined (one round trip): the settings are sent, and so take effect, first.
+    let (pinned, rows) = futures_util::future::join(
+        client.batch_execute(pin!()),
+        client.query_typed(
             CHILDREN,
             &[(&oids, Type::OID_ARRAY), (&all, Type::TEXT_ARRAY)],
-        )
-        .await
-        .map_err(|e| Error::sql("reading the partitions from the catalog", &e))?;
+        ),
+    )
+    .await;
+    pinned.map_err(|e| Error::sql("pinning the settings partition bounds are read in", &e))?;
+    let rows = rows.map_err(|e| Error::sql("reading the partitions from the catalog", &e))?;
     assign(&mut snapshot, &rows);
     Ok(snapshot)
 }
