@@ -10,12 +10,12 @@ use std::time::{Duration, Instant};
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 
 use super::config::HealthConfig;
+use super::metrics::MigrationFigures;
 use super::report::{classify, Check, Failure, Reason, Verdict};
 use super::schema::{self, Facts, Schema};
 use crate::db::describe;
 use crate::db::tls::make_connector;
 use crate::error::{describe_driver_error, Result};
-use crate::migrations::status;
 
 /// PostgreSQL and Redis, as the checks see them.
 pub struct Dependencies {
@@ -168,11 +168,12 @@ impl Dependencies {
     }
 
     /// Readiness's migrations check, from the round's read of the history: fails while
-    /// migrations are pending (those of a newer release, `ahead`, do not count).
+    /// migrations are not applied, out-of-order ones included (those of a newer release,
+    /// `ahead`, do not count). `pending` is the same figure as `dhctl_migrations_pending`.
     fn migrations_check(facts: &Facts) -> Check {
         let took = facts.migrations_took;
         match &facts.migrations {
-            Ok(entries) => match status::Counts::of(entries).pending {
+            Ok(entries) => match MigrationFigures::of(entries).pending {
                 0 => Check {
                     pending: Some(0),
                     ..Check::ok(took)

@@ -320,7 +320,6 @@ impl MigrationFigures {
         };
         for e in entries {
             match e.state {
-                State::Pending => m.pending += 1,
                 State::Applied => m.applied += 1,
                 State::Modified | State::Missing => {
                     m.applied += 1;
@@ -330,31 +329,43 @@ impl MigrationFigures {
                     m.applied += 1;
                     m.ahead += 1;
                 }
+                // Every state of a file not in the history (pending, and out-of-order where
+                // the status diff tells it apart): not applied yet.
+                _ => m.pending += 1,
             }
         }
         m
     }
 }
 
+/// Whether the history table records the entry (whatever its file says).
+fn recorded(state: State) -> bool {
+    matches!(
+        state,
+        State::Applied | State::Modified | State::Missing | State::Ahead
+    )
+}
+
 /// The newest version the history table records.
 fn newest_applied(entries: &[Entry]) -> Option<i64> {
     entries
         .iter()
-        .filter(|e| e.state != State::Pending)
+        .filter(|e| recorded(e.state))
         .map(|e| e.version)
         .max()
 }
 
-/// Pending migrations whose version is older than the newest applied one: a branch merged after
-/// a newer migration was applied. Computed from the status diff here, in one place, so that it
-/// can follow the status report's own out-of-order state once it has one.
+/// Migrations not applied whose version is older than the newest applied one: a branch merged
+/// after a newer migration was applied. The one place the metrics decide it, from the status
+/// diff's entries; it agrees with a diff that marks such entries out-of-order itself (they are
+/// not recorded either), so it can become a count of that state without changing a value.
 pub fn out_of_order(entries: &[Entry]) -> usize {
     let Some(newest) = newest_applied(entries) else {
         return 0;
     };
     entries
         .iter()
-        .filter(|e| e.state == State::Pending && e.version < newest)
+        .filter(|e| !recorded(e.state) && e.version < newest)
         .count()
 }
 
@@ -422,65 +433,82 @@ impl PartitionFigures {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::migrations::catalog::parse_files;
+    use crate::migrations::history::HistoryRow;
+    use crate::migrations::status;
     use crate::partitions::live::{DefaultPartition, Parent};
     use crate::partitions::{Existing, Interval, Retention, RetentionMode};
     use chrono::TimeZone;
 
-    fn entry(version: i64, state: State) -> Entry {
-        Entry {
-            version,
-            name: format!("m{version}"),
-            file: None,
-            state,
-            applied_at: None,
-        }
+    /// The status diff of the files `files` (version n is `2024010100000n`) against a history
+    /// that records `applied` as they are, `modified` with another checksum, and `gone`
+    /// (versions without a file).
+    fn entries(files: &[i64], applied: &[i64], modified: &[i64], gone: &[i64]) -> Vec<Entry> {
+        let version = |n: i64| 20240101000000 + n;
+        let catalog = parse_files(
+            files
+                .iter()
+                .map(|n| {
+                    (
+                        format!("{}_m{n}.sql", version(*n)),
+                        format!("SELECT {n};").into_bytes(),
+                    )
+                })
+                .collect(),
+        )
+        .unwrap();
+        let row = |n: i64, checksum: String| HistoryRow {
+            version: version(n),
+            name: format!("m{n}"),
+            applied_on: "2026-01-02T03:04:05Z".into(),
+            checksum,
+        };
+        let mut history: Vec<HistoryRow> = applied
+            .iter()
+            .map(|n| row(*n, catalog.get(version(*n)).unwrap().checksum.to_string()))
+            .collect();
+        history.extend(modified.iter().map(|n| row(*n, "1".into())));
+        history.extend(gone.iter().map(|n| row(*n, "9".into())));
+        status::diff(&catalog, &history)
     }
 
     #[test]
-    fn migration_counts_follow_the_status_states() {
-        let entries = [
-            entry(1, State::Applied),
-            entry(2, State::Pending),
-            entry(3, State::Modified),
-            entry(4, State::Missing),
-            entry(5, State::Applied),
-            entry(6, State::Pending),
-            entry(7, State::Ahead),
-        ];
+    fn migration_counts_follow_the_status_diff() {
+        // 1 and 5 applied, 3 modified, 4 applied but its file deleted (missing), 9 applied by a
+        // newer release (ahead); 2 and 6 not applied, both older than 9.
+        let all = entries(&[1, 2, 3, 5, 6], &[1, 5], &[3], &[4, 9]);
         assert_eq!(
-            MigrationFigures::of(&entries),
+            MigrationFigures::of(&all),
             MigrationFigures {
                 applied: 5,
                 pending: 2,
                 drifted: 2,
                 out_of_order: 2,
                 ahead: 1,
-                newest_applied: Some(7),
+                newest_applied: Some(20240101000009),
             }
         );
     }
 
     #[test]
-    fn out_of_order_means_pending_and_older_than_the_newest_applied() {
-        let cases: [(&[Entry], usize); 4] = [
-            (&[], 0),
+    fn out_of_order_means_not_applied_and_older_than_the_newest_applied() {
+        for (files, applied, expected) in [
+            (&[][..], &[][..], 0),
             // Nothing applied: nothing can be out of order.
-            (&[entry(1, State::Pending), entry(2, State::Pending)], 0),
-            // Pending after the newest applied: in order.
-            (&[entry(1, State::Applied), entry(2, State::Pending)], 0),
-            (
-                &[
-                    entry(1, State::Pending),
-                    entry(2, State::Applied),
-                    entry(3, State::Pending),
-                ],
-                1,
-            ),
-        ];
-        for (entries, expected) in cases {
-            assert_eq!(out_of_order(entries), expected, "{entries:?}");
+            (&[1, 2][..], &[][..], 0),
+            // Not applied, but after the newest applied: in order.
+            (&[1, 2][..], &[1][..], 0),
+            (&[1, 2, 3][..], &[2][..], 1),
+            (&[1, 2, 3, 4, 5][..], &[2, 4][..], 2),
+        ] {
+            let e = entries(files, applied, &[], &[]);
+            assert_eq!(out_of_order(&e), expected, "{files:?}, {applied:?} applied");
+            assert_eq!(
+                MigrationFigures::of(&e).pending,
+                files.len() - applied.len()
+            );
         }
-        assert_eq!(newest_applied(&[entry(1, State::Pending)]), None);
+        assert_eq!(newest_applied(&entries(&[1, 2], &[], &[], &[])), None);
     }
 
     fn at(y: i32, m: u32, d: u32) -> DateTime<Utc> {
