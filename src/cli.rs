@@ -19,7 +19,9 @@ use crate::source::Source;
 /// webhook_deliveries partitions live in partitions/.
 ///
 /// Exit codes: 0 ok · 1 check failed (pending migrations with `status --exit-code`, a failed
-/// `verify` check, a `lint` error finding, `migrate` refusing one) · 2 error (connection, SQL, bad input) · 3 lock busy after --lock-wait ·
+/// `verify` check, a `lint` error finding, `migrate` refusing one) · 2 error (connection, SQL,
+/// bad input; a command that changes the database reaching only a standby; `migrate
+/// --wait-replicas` running out) · 3 lock busy after --lock-wait ·
 /// 4 drift (an applied migration was modified or its file is missing) · 130 interrupted.
 ///
 /// A .env file in the working directory is loaded first; real environment variables win over it.
@@ -58,7 +60,10 @@ pub struct GlobalArgs {
 #[derive(Debug, Clone, Args)]
 pub struct ConnectArgs {
     /// PostgreSQL connection string, URL (postgres://user:pass@host:5432/db?sslmode=require) or
-    /// key=value (host=… user=… dbname=… password='a b'). sslmode as libpq: disable, prefer
+    /// key=value (host=… user=… dbname=… password='a b'). Several hosts
+    /// (postgres://u@db1:5432,db2:5432/db, host=db1,db2 port=5432,5432) are tried in order:
+    /// commands that change the database take the first writable primary, the others the first
+    /// that answers (target_session_attrs=any, read-write or read-only chooses). sslmode as libpq: disable, prefer
     /// (default), require (both encrypt without verifying), verify-ca, verify-full;
     /// sslrootcert=FILE names the CA, sslcert/sslkey a client certificate. libpq's PGHOST,
     /// PGUSER, PGPASSWORD, PGSSLMODE, … and ~/.pgpass fill what it leaves out. Prefer the
@@ -79,8 +84,9 @@ pub struct ConnectArgs {
     )]
     pub ssl_root_cert: Option<PathBuf>,
 
-    /// Keep retrying a connection that can heal (refused, reset, server starting up) for this
-    /// long. Bad credentials or a bad URL fail at once. Default: no retry.
+    /// Keep retrying a connection that can heal (refused, reset, server starting up, only a
+    /// standby answering a command that writes, as during a failover) for this long. Bad
+    /// credentials or a bad URL fail at once. Default: no retry.
     /// DURATION: 500ms, 30s, 2m, 1m30s, 1h, 1d (a bare number is seconds; at most 7 days).
     #[arg(long, env = "DHCTL_WAIT", hide_env_values = true, value_name = "DURATION", value_parser = parse_duration)]
     pub wait: Option<Duration>,
@@ -214,26 +220,37 @@ pub enum Command {
     /// advisory lock so that any number of runners may start at once, refuses to run (exit 4)
     /// while an applied migration is modified or missing, then applies each pending migration in
     /// its own transaction (or outside one, for `-- migrate:up transaction:false`). A failing
-    /// migration leaves nothing behind; the ones before it stay applied.
+    /// migration leaves nothing behind; the ones before it stay applied. Out-of-order
+    /// migrations (older than the newest applied one) are refused (exit 2, nothing applied)
+    /// unless --allow-out-of-order. Needs a writable primary: with several hosts in
+    /// DATABASE_URL it finds it, and a standby alone is refused (exit 2) before anything runs
+    /// (docs/failover.md).
     ///
-    /// Example: dhctl migrate --wait 60s
+    /// Example: dhctl migrate --wait 60s --wait-replicas 30s
     Migrate(MigrateArgs),
 
     /// Undo applied migrations by running their down sections (destructive: drops what they made).
     ///
-    /// Undoes the last applied migration, or the last --steps N, or every migration newer than
-    /// --to VERSION (an applied version), or --all. Refuses before running any SQL when a target has no `-- migrate:down`
+    /// Undoes the last applied migration, or the last --steps N, or every migration applied
+    /// after --to VERSION (an applied version), or --all, newest-applied first: history order,
+    /// which differs from version order once an out-of-order migration was applied (the plan
+    /// names each such one). Refuses before running any SQL when a target has no `-- migrate:down`
     /// section (exit 2) or its file was modified or is missing (exit 4). Each down section runs
     /// with the removal of its history row in one transaction.
     ///
     /// Example: dhctl rollback --steps 2 --dry-run
     Rollback(RollbackArgs),
 
-    /// Show every migration as applied, pending, modified or missing. Takes no lock.
+    /// Show every migration as applied, pending, out-of-order, modified, missing or ahead.
+    /// Takes no lock.
     ///
-    /// With --exit-code: 0 when up to date, 1 when migrations are pending, 4 on drift.
+    /// With --exit-code: 0 when up to date, 1 when migrations are pending or out-of-order
+    /// (older than the newest applied one), 4 on drift. With --until-current DURATION: wait
+    /// until nothing is pending (exit 0), 1 when DURATION runs out, 4 at once on drift.
     ///
     /// Example: dhctl status --exit-code --format json
+    ///
+    /// Example (an application's init container): dhctl status --until-current 10m
     Status(StatusArgs),
 
     /// Check that the live database is what the migrations say (history, pending, schema,
@@ -249,6 +266,38 @@ pub enum Command {
     ///
     /// Example: dhctl verify --format json
     Verify(VerifyArgs),
+
+    /// Adopt a database made without dhctl: check its schema, then record the migrations it has.
+    ///
+    /// For a database built by hand, restored from a dump, or migrated by dbmate. First checks
+    /// that the live schema is exactly what the migrations up to --version V build (verify's
+    /// rebuild in a scratch database and comparison; partitions are not compared), then writes
+    /// their history rows (refinery's checksums) in one transaction under the advisory lock.
+    /// Exit 1 when the schema differs (each difference named, nothing written); exit 2 when
+    /// the history table already has rows, V is not a version of the catalog, or a dbmate
+    /// version has no file. With --from-dbmate the versions come from dbmate's
+    /// schema_migrations instead. docs/baseline.md.
+    ///
+    /// Example: dhctl baseline --version 20240101000005 --dry-run
+    // `--version` here is the migration version (the and Flyway's spelling), so this
+    // subcommand does not take the propagated `--version` flag; `dhctl --version` still works.
+    #[command(disable_version_flag = true)]
+    Baseline(BaselineArgs),
+    /// Print the database's schema as SQL that loads into an empty database, history included.
+    ///
+    /// Built from the catalog (no pg_dump needed, whatever the server's version): schemas,
+    /// extensions, types, sequences, tables, partitions in bound order, constraints, indexes,
+    /// views, functions, triggers, policies, comments, and the migration history's rows, so that
+    /// `dhctl status` and `dhctl verify` pass on the loaded database. No table rows, sequence
+    /// values, owners or grants; anything else it cannot represent is named in the file's header
+    /// and on stderr. The same schema always gives the same bytes (docs/dump.md). Takes no lock,
+    /// changes nothing.
+    ///
+    /// --check FILE exits 1 and prints a unified diff when the live schema differs from FILE
+    /// (CI: "schema.sql is stale"), 0 when equal, 2 when FILE is missing.
+    ///
+    /// Example: dhctl dump --output schema.sql; dhctl dump --check schema.sql
+    Dump(DumpArgs),
 
     /// Lint migration files: what each statement locks, rewrites, scans or breaks.
     ///
@@ -332,17 +381,70 @@ pub struct MigrateArgs {
     #[arg(long, value_name = "TIMESTAMP", value_parser = parse_now)]
     pub now: Option<DateTime<Utc>>,
 
+    /// After migrating, wait up to this long until every streaming standby of the primary has
+    /// replayed the run's last commit (pg_stat_replication), so nothing reading from a replica
+    /// sees the old schema; reports each standby's lag. Exit 2 when one is still behind at the
+    /// end (the migration stays committed). No standby connected: nothing to wait for.
+    /// The advisory lock is released before the wait. DURATION as for --wait.
+    #[arg(long, env = "DHCTL_WAIT_REPLICAS", hide_env_values = true, value_name = "DURATION", value_parser = parse_duration)]
+    pub wait_replicas: Option<Duration>,
+
     /// Apply pending migrations even when `dhctl lint` finds errors in them (statements that
     /// lock, rewrite or scan an existing table, or fail at run time). Without it migrate
     /// refuses them (exit 1) before applying anything and prints the findings.
     #[arg(long, env = "DHCTL_ALLOW_UNSAFE", hide_env_values = true)]
     pub allow_unsafe: bool,
 
+    /// Apply out-of-order migrations (not applied, older than the newest applied one: a branch
+    /// merged late) with the others, in version order, after the lint gate. Without it migrate
+    /// refuses them (exit 2), names each and applies nothing; `--dry-run` shows them marked.
+    #[arg(long, env = "DHCTL_ALLOW_OUT_OF_ORDER", hide_env_values = true)]
+    pub allow_out_of_order: bool,
+
     /// Tables smaller than this on disk (all partitions counted) are small: lint findings
     /// about locking, scanning or rewriting them are warnings and do not stop migrate (bytes,
     /// or with kB, MB, GB).
     #[arg(long, value_name = "SIZE", default_value = "10MB", value_parser = crate::lint::parse_size)]
     pub small_table: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct BaselineArgs {
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    #[command(flatten)]
+    pub locks: LockArgs,
+    #[command(flatten)]
+    pub migrations: MigrationsDirArg,
+
+    /// The newest migration the database already has: it and every older migration of the
+    /// catalog are recorded as applied.
+    #[arg(
+        long,
+        value_name = "VERSION",
+        required_unless_present = "from_dbmate",
+        conflicts_with = "from_dbmate"
+    )]
+    pub version: Option<i64>,
+
+    /// Record the versions dbmate applied, read from its schema_migrations table (each must be
+    /// a migration file here), instead of --version.
+    #[arg(long)]
+    pub from_dbmate: bool,
+
+    /// Check the schema and print what would be recorded, without writing anything.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Rebuild the migrations in this empty database (same server) instead of creating a
+    /// scratch database, as for verify: for a role without CREATEDB.
+    #[arg(
+        long,
+        env = "DHCTL_VERIFY_SCRATCH_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub scratch_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -400,8 +502,9 @@ pub struct RollbackArgs {
     #[arg(long, value_name = "N", conflicts_with_all = ["to", "all"])]
     pub steps: Option<u32>,
 
-    /// Undo every applied migration newer than VERSION, which must be an applied version (it
-    /// stays applied).
+    /// Undo every migration applied after VERSION, which must be an applied version (it stays
+    /// applied). In version order this is every version newer than VERSION; docs/history.md
+    /// says what it means once migrations were applied out of order.
     #[arg(long, value_name = "VERSION", conflicts_with = "all")]
     pub to: Option<i64>,
 
@@ -423,7 +526,8 @@ pub struct StatusArgs {
     #[command(flatten)]
     pub migrations: MigrationsDirArg,
 
-    /// Exit 1 when migrations are pending and 4 on drift (modified or missing), for CI.
+    /// Exit 1 when migrations are pending or out-of-order and 4 on drift (modified or
+    /// missing), for CI.
     /// Applied migrations newer than every file (`ahead`: the database is ahead of this
     /// release, as in a rolling deploy) do not fail it.
     #[arg(long)]
@@ -432,6 +536,15 @@ pub struct StatusArgs {
     /// With --exit-code, also exit 4 when the database is ahead of this release.
     #[arg(long, requires = "exit_code")]
     pub strict: bool,
+
+    /// Wait until no migration is left to apply, then print the status and exit 0; exit 1
+    /// when DURATION runs out with migrations pending (or out-of-order), 4 at once on drift.
+    /// Polls once a second without the lock on one connection (reopened if it drops); a
+    /// database or history table that does not exist yet is waited for. One line per change
+    /// of state on stderr. For an application's init container while a Job migrates.
+    /// DURATION as for --wait.
+    #[arg(long, env = "DHCTL_UNTIL_CURRENT", hide_env_values = true, value_name = "DURATION", value_parser = parse_duration, conflicts_with = "exit_code")]
+    pub until_current: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -478,6 +591,28 @@ pub struct VerifyArgs {
     /// can be had), instead of reporting it and exiting on the others.
     #[arg(long, env = "DHCTL_VERIFY_REQUIRE_ALL", hide_env_values = true)]
     pub require_all: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DumpArgs {
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+
+    /// Write the dump to FILE (atomically: a reader sees the old file or the whole new one)
+    /// instead of stdout.
+    #[arg(long, value_name = "FILE", conflicts_with = "check")]
+    pub output: Option<PathBuf>,
+
+    /// Compare the dump with FILE instead of printing it: exit 0 when equal, 1 with a unified
+    /// diff (FILE → live database) when not, 2 when FILE does not exist.
+    #[arg(long, value_name = "FILE")]
+    pub check: Option<PathBuf>,
+
+    /// Record the history rows' applied_on as stored, instead of the time the dump is loaded.
+    /// The dump then depends on when the migrations ran: two databases migrated from the same
+    /// files no longer dump alike.
+    #[arg(long)]
+    pub keep_applied_on: bool,
 }
 
 #[derive(Debug, Args)]

@@ -17,19 +17,22 @@ use tokio_postgres::config::{
 use crate::cli::{ConnectArgs, LockArgs};
 use crate::conninfo::{self, shorten};
 use crate::db::tls::{ClientCert, TlsSettings, Verify};
-use crate::db::{DbConfig, DEFAULT_CONNECT_TIMEOUT, DEFAULT_HOST};
+use crate::db::{Access, DbConfig, DEFAULT_CONNECT_TIMEOUT, DEFAULT_HOST};
 use crate::error::{Error, Result};
 
 impl DbConfig {
-    /// `locks` is `LockArgs::default()` for commands that take no lock.
-    pub fn from_args(args: &ConnectArgs, locks: &LockArgs) -> Result<DbConfig> {
+    /// `locks` is `LockArgs::default()` for commands that take no lock; `access` says whether
+    /// the command changes the database (then it needs a writable primary).
+    pub fn from_args(args: &ConnectArgs, locks: &LockArgs, access: Access) -> Result<DbConfig> {
         let url = args.database_url.as_deref().unwrap_or("");
         let (pg, tls) = parse_connection(url, args.ssl_root_cert.as_deref(), &|key| {
             std::env::var(key).ok()
         })?;
+        check_access(&pg, access)?;
         Ok(DbConfig {
             pg,
             tls,
+            access,
             wait: args.wait,
             lock_wait: locks.lock_wait,
             lock_timeout: locks.lock_timeout,
@@ -37,6 +40,21 @@ impl DbConfig {
             history_table: args.history_table.clone(),
         })
     }
+}
+
+/// A command that writes asks for a writable server whatever the string says (`any` then acts
+/// as `read-write`), but cannot honour `read-only`: no server it finds could take its changes.
+fn check_access(pg: &tokio_postgres::Config, access: Access) -> Result<()> {
+    if access == Access::Write && pg.get_target_session_attrs() == TargetSessionAttrs::ReadOnly {
+        return Err(usage(
+            "target_session_attrs=read-only asks for a read-only server, and this command \
+             changes the database",
+            "remove target_session_attrs (write commands look for the primary themselves) or \
+             set target_session_attrs=read-write; keep read-only for status, verify and lint \
+             --pending, which run on a standby",
+        ));
+    }
+    Ok(())
 }
 
 /// Loads `.env` from the working directory (never a parent's), without overriding variables
@@ -388,7 +406,18 @@ pub fn parse_connection(
             "any" => TargetSessionAttrs::Any,
             "read-write" => TargetSessionAttrs::ReadWrite,
             "read-only" => TargetSessionAttrs::ReadOnly,
-            _ => return Err(invalid("target_session_attrs", value, "any, read-write or read-only (libpq's primary, standby and prefer-standby are not supported)")),
+            _ => {
+                return Err(usage(
+                    format!(
+                        "target_session_attrs {} is not supported: dhctl supports any, \
+                         read-write and read-only (libpq's primary, standby and \
+                         prefer-standby are not)",
+                        shorten(value)
+                    ),
+                    "use read-write to reach the primary (commands that change the \
+                     database ask for it anyway), read-only or any for a standby",
+                ))
+            }
         });
     }
     if let Some(value) = get("channel_binding") {
@@ -678,6 +707,50 @@ mod tests {
         assert!(!shown.contains("s3cr3t"));
         let (pg, _) = parse("postgres://alice:s3cr3t@a:1,b/gateway").unwrap();
         assert_eq!(describe(&pg), "alice@a:1,b:5432/gateway");
+    }
+
+    #[test]
+    fn both_multi_host_forms_reach_the_driver_with_target_session_attrs() {
+        let (pg, _) = parse(
+            "postgres://u:hunter2@h1:5432,h2:5433/db?target_session_attrs=read-write&connect_timeout=2",
+        )
+        .unwrap();
+        assert_eq!(describe(&pg), "u@h1:5432,h2:5433/db");
+        assert_eq!(pg.get_target_session_attrs(), TargetSessionAttrs::ReadWrite);
+        assert_eq!(pg.get_connect_timeout(), Some(&Duration::from_secs(2)));
+        let (pg, _) =
+            parse("host=a,b port=6001,6002 user=u dbname=db target_session_attrs=read-only")
+                .unwrap();
+        assert_eq!(describe(&pg), "u@a:6001,b:6002/db");
+        assert_eq!(pg.get_target_session_attrs(), TargetSessionAttrs::ReadOnly);
+        let (pg, _) = parse("host=a,b port=6001 user=u dbname=db").unwrap();
+        assert_eq!(describe(&pg), "u@a:6001,b:6001/db");
+        assert!(parse("host=a,b port=1,2,3 user=u dbname=db").is_err());
+    }
+
+    #[test]
+    fn unsupported_target_session_attrs_are_named_with_the_supported_ones() {
+        for value in ["standby", "prefer-standby", "primary"] {
+            let e = parse(&format!(
+                "postgres://u:hunter2@h/db?target_session_attrs={value}"
+            ))
+            .unwrap_err();
+            assert_eq!(e.exit_code(), 2);
+            let text = e.to_string();
+            assert!(text.contains(&format!("\"{value}\"")), "{text}");
+            assert!(text.contains("any, read-write and read-only"), "{text}");
+        }
+    }
+
+    #[test]
+    fn a_writing_command_cannot_ask_for_a_read_only_server() {
+        let (pg, _) = parse("postgres://u@h1,h2/db?target_session_attrs=read-only").unwrap();
+        assert!(check_access(&pg, Access::Read).is_ok());
+        let e = check_access(&pg, Access::Write).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.to_string().contains("read-only"), "{e}");
+        let (pg, _) = parse("postgres://u@h1,h2/db?target_session_attrs=any").unwrap();
+        assert!(check_access(&pg, Access::Write).is_ok());
     }
 
     #[test]

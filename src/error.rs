@@ -75,6 +75,11 @@ pub enum Error {
     #[error("interrupted during a transaction:false migration; the statement in flight was cancelled, the section's statements before it were kept, and the migration may not be recorded: check the database and dhctl status before running again")]
     InterruptedOutsideTransaction,
 
+    /// `migrate --wait-replicas`: a standby had not replayed the migration in time, or its
+    /// replay position cannot be seen. The migration itself is committed.
+    #[error("{message}")]
+    Replicas { message: String, hint: String },
+
     /// migrate found error findings in the migrations it was about to apply; nothing was applied.
     #[error("{errors} lint error(s) in the pending migrations; nothing was applied")]
     Unsafe { errors: usize },
@@ -177,6 +182,7 @@ impl Error {
             | Error::Sql { .. }
             | Error::Io { .. }
             | Error::MissingDatabase { .. }
+            | Error::Replicas { .. }
             | Error::Pooled => 2,
         }
     }
@@ -185,6 +191,7 @@ impl Error {
     pub fn hint(&self) -> Option<String> {
         match self {
             Error::Usage { hint, .. } | Error::Connect { hint, .. } => hint.clone(),
+            Error::Replicas { hint, .. } => Some(hint.clone()),
             Error::Sql { detail, .. } => detail
                 .hint
                 .clone()

@@ -15,7 +15,8 @@
 //!   code that prints.
 //! - **Domains** — [`migrations`] (files, history, the status diff, migrate, rollback, new),
 //!   [`partitions`] (policies, the live catalog, the pure plan, create/prune/drain/inspect),
-//!   [`verify`] (reads both), [`health`] (the `dhctl-health` server). `migrations` and
+//!   [`verify`] (reads both), [`dump`] (the schema as loadable SQL), [`health`] (the
+//!   `dhctl-health` server). `migrations` and
 //!   `partitions` never import each other.
 //! - **Settings** — [`cli`] (clap types; values typed by value parsers at the edge), [`config`]
 //!   (flags, environment and `.env` into [`db::DbConfig`]), [`conninfo`] (libpq's text formats).
@@ -31,6 +32,7 @@ pub mod commands;
 pub mod config;
 pub mod conninfo;
 pub mod db;
+pub mod dump;
 pub mod error;
 pub mod fleet;
 pub mod health;

@@ -60,8 +60,12 @@ fn main() {
     };
     match run(config) {
         Ok(()) => std::process::exit(0),
-        // `{:#}` is the message with its causes, as "cannot listen on HOST:PORT: <why>".
-        Err(e) => fail(&format!("{e:#}"), None),
+        // dhctl's errors already name their cause in their message, and may carry a hint.
+        Err(e) => match e.downcast_ref::<dhctl::Error>() {
+            Some(e) => fail(&e.to_string(), e.hint()),
+            // `{:#}` is the message with its causes, as "cannot listen on HOST:PORT: <why>".
+            None => fail(&format!("{e:#}"), None),
+        },
     }
 }
 
@@ -75,10 +79,9 @@ fn run(config: HealthConfig) -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind((config.host.as_str(), config.port))
             .await
             .with_context(|| format!("cannot listen on {}:{}", config.host, config.port))?;
-        // dhctl's errors already name their cause in their message: no chain to add to it.
         serve(listener, config, signal())
             .await
-            .map_err(|e| anyhow::anyhow!("{e}"))
+            .map_err(anyhow::Error::from)
     })
 }
 

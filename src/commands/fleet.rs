@@ -272,7 +272,9 @@ impl Plan<'_> {
             let target = &self.fleet.targets[i];
             let mut one = args.clone();
             one.connect().database_url = Some(target.url.clone());
-            if let Err(e) = DbConfig::from_args(one.connect(), &LockArgs::default()) {
+            if let Err(e) =
+                DbConfig::from_args(one.connect(), &LockArgs::default(), crate::db::Access::Read)
+            {
                 // The parser's messages never quote the string (no password); they name it
                 // DATABASE_URL, which here is the target's.
                 return Err(Error::Usage {

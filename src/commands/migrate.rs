@@ -5,13 +5,15 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::{End, Produced, Shown};
 use crate::cli::{GlobalArgs, MigrateArgs};
-use crate::db::{CreateDatabase, DbConfig, Locked};
+use crate::db::replicas::{self, Replicas};
+use crate::db::{Access, CreateDatabase, DbConfig, Locked};
 use crate::error::{Error, Result};
 use crate::lint;
 use crate::migrations::catalog::{self, Catalog, Migration};
@@ -31,6 +33,9 @@ pub struct MigrateRun {
     /// Null with --no-partitions or --dry-run; named apart from partition status's list of
     /// partitions (docs/json.md).
     pub partition_create: Option<RunReport>,
+    /// `--wait-replicas`: how far each standby had replayed at the end; null without it or in
+    /// a dry run.
+    pub replicas: Option<Replicas>,
 }
 
 impl MigrateRun {
@@ -40,15 +45,20 @@ impl MigrateRun {
             migrations,
             lint: None,
             partition_create: None,
+            replicas: None,
         }
     }
 
     fn render(&self) -> String {
-        human::migrate(
+        let mut out = human::migrate(
             &self.migrations,
             self.lint.as_ref(),
             self.partition_create.as_ref(),
-        )
+        );
+        if let Some(replicas) = &self.replicas {
+            out.push_str(&human::replicas(replicas));
+        }
+        out
     }
 }
 
@@ -109,7 +119,7 @@ pub(crate) async fn produce(
     progress: &Reporter,
 ) -> Result<Produced<MigrateRun>> {
     let catalog = catalog::load(&args.migrations.source())?;
-    let cfg = DbConfig::from_args(&args.connect, &args.locks)?;
+    let cfg = DbConfig::from_args(&args.connect, &args.locks, Access::Write)?;
     let mode = Mode::dry_run_if(args.dry_run);
     let create = if args.no_create_database || args.dry_run {
         CreateDatabase::Never
@@ -118,6 +128,11 @@ pub(crate) async fn produce(
     };
     let options = migrate::Options {
         to: args.to,
+        order: if args.allow_out_of_order {
+            migrate::Order::AllowOutOfOrder
+        } else {
+            migrate::Order::Strict
+        },
         mode,
         create,
         sql: Sql::shown_if(global.verbose),
@@ -140,7 +155,18 @@ pub(crate) async fn produce(
         policies,
         now: args.now,
     });
-    match migrate_and_ensure(&cfg, &catalog, &options, &gate, ensure.as_ref(), progress).await {
+    let wait_replicas = args.wait_replicas.filter(|_| !args.dry_run);
+    let outcome = migrate_and_ensure(
+        &cfg,
+        &catalog,
+        &options,
+        &gate,
+        ensure.as_ref(),
+        wait_replicas,
+        progress,
+    )
+    .await;
+    match outcome {
         Ok((mut run, failures)) => {
             run.lint = gate.take();
             Ok(Produced {
@@ -195,14 +221,16 @@ impl Shown for MigrateRun {
 
 /// `dhctl migrate` from start to end: connect (creating the database when `options.create`
 /// allows), take the lock, apply the pending migrations, then, when `ensure` is given, create
-/// what the policies want under the same lock. Returns the report and the partition failures it
-/// already describes (one table failing does not undo the migrations or stop the other tables).
+/// what the policies want under the same lock; with `wait_replicas`, release the lock and wait
+/// for the standbys. Returns the report and the partition failures it already describes (one
+/// table failing does not undo the migrations or stop the other tables).
 async fn migrate_and_ensure(
     cfg: &DbConfig,
     catalog: &Catalog,
     options: &migrate::Options,
     gate: &LintGate,
     ensure: Option<&Ensure<'_>>,
+    wait_replicas: Option<Duration>,
     progress: &dyn Progress,
 ) -> Result<(MigrateRun, Vec<Error>), Box<Failed<MigrateRun>>> {
     let mut locked = match Locked::open(cfg, options.create).await {
@@ -240,5 +268,41 @@ async fn migrate_and_ensure(
         }
     }
     .await;
-    locked.finish(result).await
+    let Some(limit) = wait_replicas else {
+        return locked.finish(result).await;
+    };
+    // The lock guards the schema, not the wait: released first, so the next runner (another
+    // pod's init container) is not held up by a slow standby.
+    let (released, session) = locked.release().await;
+    let (mut run, failures) = result?;
+    if let Err(error) = released {
+        return Err(Box::new(Failed {
+            error,
+            report: Some(run),
+        }));
+    }
+    match wait_for_standbys(&session.client, limit).await {
+        Ok(seen) => {
+            let behind = seen.check();
+            run.replicas = Some(seen);
+            match behind {
+                Ok(()) => Ok((run, failures)),
+                Err(error) => Err(Box::new(Failed {
+                    error,
+                    report: Some(run),
+                })),
+            }
+        }
+        Err(error) => Err(Box::new(Failed {
+            error,
+            report: Some(run),
+        })),
+    }
+}
+
+/// `--wait-replicas`: the commit every standby must replay, then the wait, both within `limit`.
+async fn wait_for_standbys(client: &tokio_postgres::Client, limit: Duration) -> Result<Replicas> {
+    let started = Instant::now();
+    let target = replicas::commit_lsn(client, limit).await?;
+    replicas::wait(client, &target, started, limit).await
 }

@@ -5,7 +5,9 @@
 //! partitions under the same lock", `commands::migrate`), so `migrations` and `partitions`
 //! never import each other. The `dhctl` binary only parses, calls [`execute`] and exits.
 
+mod baseline;
 mod completions;
+mod dump;
 mod fleet;
 mod lint;
 mod man;
@@ -19,7 +21,7 @@ mod verify;
 use serde::Serialize;
 
 use crate::cli::{Cli, Command, ConnectArgs, Format, LockArgs};
-use crate::db::DbConfig;
+use crate::db::{Access, DbConfig};
 use crate::error::{Error, Result};
 use crate::output::{self, progress::Reporter};
 use crate::report::Failed;
@@ -177,6 +179,8 @@ pub async fn run(cli: &Cli) -> Result<i32> {
         Command::Status(args) => Ok(show(format, status::produce(args).await?)),
         Command::Verify(args) => Ok(show(format, verify::produce(args).await?)),
         Command::Lint(args) => Ok(show(format, lint::produce(args).await?)),
+        Command::Baseline(args) => baseline::run(args, global).await,
+        Command::Dump(args) => dump::run(args, global).await,
         Command::New(args) => new::run(args, global),
         Command::Partition(command) => partition::run(command, global).await,
         Command::Completions(args) => completions::run(args, global),
@@ -266,7 +270,7 @@ fn show<R: Shown>(format: Format, produced: Produced<R>) -> i32 {
 
 /// The connection of a command that takes no lock.
 fn unlocked(connect: &ConnectArgs) -> Result<DbConfig> {
-    DbConfig::from_args(connect, &LockArgs::default())
+    DbConfig::from_args(connect, &LockArgs::default(), Access::Read)
 }
 
 /// A run that failed: with the report of what it did before, that report and the error (shown

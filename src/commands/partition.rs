@@ -8,7 +8,7 @@ use crate::cli::{
     Format, GlobalArgs, PartitionCommand, PartitionCreateArgs, PartitionDrainArgs,
     PartitionPruneArgs, PartitionStatusArgs, PartitionsDirArg,
 };
-use crate::db::{CreateDatabase, DbConfig};
+use crate::db::{Access, CreateDatabase, DbConfig};
 use crate::error::Result;
 use crate::output::{self, progress::Reporter};
 use crate::partitions::{
@@ -95,7 +95,7 @@ pub(crate) async fn create(
     if let Some(ahead) = args.ahead {
         partitions::check_ahead(ahead)?;
     }
-    let cfg = DbConfig::from_args(&args.connect, &args.locks)?;
+    let cfg = DbConfig::from_args(&args.connect, &args.locks, Access::Write)?;
     let options = CreateOptions {
         now: args.now,
         ahead: args.ahead,
@@ -109,7 +109,7 @@ pub(crate) async fn prune(
     progress: &Reporter,
 ) -> Result<partitions::Maintenance> {
     let policies = policies(&args.partitions, args.table.as_deref())?;
-    let cfg = DbConfig::from_args(&args.connect, &args.locks)?;
+    let cfg = DbConfig::from_args(&args.connect, &args.locks, Access::Write)?;
     let options = PruneOptions {
         now: args.now,
         retention: args.retention,
@@ -124,7 +124,7 @@ async fn drain_default(
     progress: &Reporter,
 ) -> Result<partitions::Maintenance> {
     let policies = policies(&args.partitions, Some(args.table.as_str()))?;
-    let cfg = DbConfig::from_args(&args.connect, &args.locks)?;
+    let cfg = DbConfig::from_args(&args.connect, &args.locks, Access::Write)?;
     let options = DrainOptions {
         batch: args.batch,
         mode: Mode::dry_run_if(args.dry_run),

@@ -2,7 +2,7 @@
 
 use super::{Produced, Shown};
 use crate::cli::{GlobalArgs, RollbackArgs};
-use crate::db::{CreateDatabase, DbConfig, Locked};
+use crate::db::{Access, CreateDatabase, DbConfig, Locked};
 use crate::error::Result;
 use crate::migrations::catalog;
 use crate::migrations::rollback::{self, RollbackReport, Undo};
@@ -16,7 +16,7 @@ pub(crate) async fn produce(
     progress: &Reporter,
 ) -> Result<Produced<RollbackReport>> {
     let catalog = catalog::load(&args.migrations.source())?;
-    let cfg = DbConfig::from_args(&args.connect, &args.locks)?;
+    let cfg = DbConfig::from_args(&args.connect, &args.locks, Access::Write)?;
     let target = match (args.steps, args.to, args.all) {
         (_, _, true) => Undo::All,
         (_, Some(to), false) => Undo::To(to),

@@ -3,13 +3,21 @@
 use super::{Produced, Shown};
 use crate::cli::StatusArgs;
 use crate::error::Result;
-use crate::migrations::{catalog, status_report, Ahead, StatusReport};
-use crate::output::human;
+use crate::migrations::{catalog, status_report, wait, Ahead, StatusReport};
+use crate::output::{self, human};
 
 /// `dhctl status` on the database `args` names.
 pub(crate) async fn produce(args: &StatusArgs) -> Result<Produced<StatusReport>> {
     let catalog = catalog::load(&args.migrations.source())?;
     let cfg = super::unlocked(&args.connect)?;
+    if let Some(limit) = args.until_current {
+        let waited = wait::until_current(&cfg, &catalog, limit, &output::waiting).await?;
+        let code = waited.exit_code();
+        let (wait::Waited::Current(report)
+        | wait::Waited::TimedOut(report)
+        | wait::Waited::Drift(report)) = waited;
+        return Ok(Produced::ran(report, code));
+    }
     let report = status_report(&cfg, &catalog).await?;
     let ahead = if args.strict {
         Ahead::Refused

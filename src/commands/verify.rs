@@ -2,7 +2,7 @@
 
 use super::{Produced, Shown};
 use crate::cli::{LockArgs, VerifyArgs};
-use crate::db::DbConfig;
+use crate::db::{Access, DbConfig};
 use crate::error::Result;
 use crate::migrations::catalog;
 use crate::output;
@@ -18,7 +18,7 @@ pub(crate) async fn produce(args: &VerifyArgs) -> Result<Produced<VerifyReport>>
         lock_timeout: args.lock_timeout,
         ..LockArgs::default()
     };
-    let cfg = DbConfig::from_args(&args.connect, &locks)?;
+    let cfg = DbConfig::from_args(&args.connect, &locks, Access::Read)?;
     let policies = policy::load(&args.partitions.source())?;
     let report = verify::run(&cfg, &catalog, &policies, &options).await?;
     let code = report.exit_code();

@@ -11,6 +11,7 @@
 
 use std::time::{Duration, Instant};
 
+use tokio_postgres::config::TargetSessionAttrs;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::Type;
 use tokio_postgres::Client;
@@ -181,6 +182,22 @@ impl Locked {
     /// Takes the lock on a session already open (partition commands first look, without the
     /// lock, whether there is anything to do at all).
     pub async fn lock(session: Session, cfg: &DbConfig) -> Result<Locked> {
+        // connect already refuses a standby for a DbConfig with Access::Write; this keeps the
+        // promise of this type for a session opened any other way.
+        if let Err(why) = super::server::fit(TargetSessionAttrs::ReadWrite, session.server) {
+            return Err(Error::Connect {
+                message: format!(
+                    "cannot change the database through this session: the server is {}; \
+                     nothing was changed",
+                    why.reason()
+                ),
+                hint: Some(
+                    "point DATABASE_URL at the primary, or list every node with \
+                     target_session_attrs=read-write (docs/failover.md)"
+                        .into(),
+                ),
+            });
+        }
         let guard = acquire(&session.client, session.backend_pid, cfg.lock_wait).await?;
         // Every DDL statement from here on gives up after lock_timeout instead of queueing in
         // front of the gateway's traffic (and everything queued behind it); see db::retry.
@@ -211,12 +228,19 @@ impl Locked {
     /// work itself succeeded; after a failure the session may be gone, and the server frees
     /// the lock with it.
     pub async fn finish<T, E: From<Error>>(self, result: Result<T, E>) -> Result<T, E> {
-        let released = self.guard.release(&self.session.client).await;
+        let (released, _session) = self.release().await;
         match (result, released) {
             (Ok(value), Ok(())) => Ok(value),
             (Ok(_), Err(e)) => Err(e.into()),
             (Err(e), _) => Err(e),
         }
+    }
+
+    /// Releases the lock and keeps the session, for work after the lock (`migrate
+    /// --wait-replicas` waits for the standbys without holding it).
+    pub async fn release(self) -> (Result<()>, Session) {
+        let released = self.guard.release(&self.session.client).await;
+        (released, self.session)
     }
 }
 

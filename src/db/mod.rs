@@ -1,15 +1,19 @@
-//! Everything about dhctl's own database session: connecting (TLS, `--wait`, creating a missing
-//! database), session settings, the advisory lock, lock_timeout retries and identifier quoting.
+//! Everything about dhctl's own database session: connecting (TLS, `--wait`, several hosts and
+//! the kind of server a command needs, creating a missing database), session settings, the
+//! advisory lock, lock_timeout retries, waiting for standbys and identifier quoting.
 
 pub mod ident;
 pub mod inflight;
 pub mod lock;
+pub mod replicas;
 pub mod retry;
+pub mod server;
 mod settings;
 pub mod tls;
 
 use std::time::{Duration, Instant};
 
+use tokio_postgres::config::TargetSessionAttrs;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::Type;
 use tokio_postgres::{Client, NoTls};
@@ -18,7 +22,10 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::error::{describe_driver_error, Error, Result};
 pub use lock::Locked;
-pub use settings::{describe, wants_tls, DbConfig, DEFAULT_CONNECT_TIMEOUT, DEFAULT_HOST};
+pub use server::{ServerState, Unfit};
+pub use settings::{
+    describe, host_port, wants_tls, Access, DbConfig, DEFAULT_CONNECT_TIMEOUT, DEFAULT_HOST,
+};
 
 /// The oldest server dhctl supports: 14 brings `DETACH PARTITION … CONCURRENTLY` and
 /// `client_connection_check_interval`, both of which dhctl relies on.
@@ -101,6 +108,10 @@ pub struct Session {
     /// The backend this session talks to. Behind a transaction-pooling proxy later statements
     /// may reach another one; the lock code compares against this to find out.
     pub backend_pid: i32,
+    /// Primary or standby, writable or not, when the session started.
+    pub server: ServerState,
+    /// Which of the configuration's hosts it reached (0 with one host).
+    pub host: usize,
     /// True when `connect` created the database for this session.
     pub created_database: bool,
     /// Its entry among the open sessions (cancelled on SIGINT, counted by a fleet).
@@ -115,10 +126,12 @@ pub async fn cancel_in_flight() {
 
 /// Connects to the configured database, applying dhctl's session settings.
 ///
-/// Retries what can heal (refused, reset, no answer within connect_timeout, the server starting
-/// up) until `cfg.wait` runs out;
-/// fails at once on bad credentials or a bad URL. Creates the database on SQLSTATE 3D000 when
-/// `create` allows.
+/// With several hosts, takes the first that answers and is the kind of server the command
+/// wants ([`DbConfig::wanted`]: a writable primary for a command that writes). Retries what can
+/// heal (refused, reset, no answer within connect_timeout, the server starting up, only a
+/// standby answering while a failover promotes it) until `cfg.wait` runs out; fails at once on
+/// bad credentials or a bad URL, and without `--wait` on a server of the wrong kind. Creates the
+/// database on SQLSTATE 3D000 when `create` allows.
 pub async fn connect(cfg: &DbConfig, create: CreateDatabase) -> Result<Session> {
     let started = Instant::now();
     let deadline = cfg.wait.map(|w| started + w);
@@ -131,13 +144,14 @@ pub async fn connect(cfg: &DbConfig, create: CreateDatabase) -> Result<Session> 
         None
     };
     loop {
-        match open(&cfg.pg, tls.as_ref(), &cfg.tls).await {
+        match open(&cfg.pg, cfg.wanted(), tls.as_ref(), &cfg.tls).await {
             Ok(mut session) => {
                 check_server_version(&session)?;
                 session.created_database = created;
                 return Ok(session);
             }
-            Err(err) => {
+            Err(tried) => {
+                let err = tried.worst();
                 let code = err.as_db_error().map(|d| d.code().clone());
                 if code.as_ref() == Some(&SqlState::INVALID_CATALOG_NAME) && !created {
                     if create == CreateDatabase::Never {
@@ -159,11 +173,11 @@ pub async fn connect(cfg: &DbConfig, create: CreateDatabase) -> Result<Session> 
                 ) {
                     return Err(Error::Pooled);
                 }
-                let healable = is_healable(&err);
+                let healable = is_healable(err);
                 let now = Instant::now();
                 match deadline {
                     Some(deadline) if healable && now < deadline => {
-                        tracing::info!(target = %cfg.display_target(), error = %connect_error(cfg, &err, now - started, true), "database not reachable yet; retrying");
+                        tracing::info!(target = %cfg.display_target(), error = %connect_error(cfg, &tried, now - started, true), "database not reachable yet; retrying");
                         let sleep = delay.min(deadline - now);
                         tokio::time::sleep(sleep).await;
                         delay = (delay * 2).min(Duration::from_secs(1));
@@ -171,7 +185,7 @@ pub async fn connect(cfg: &DbConfig, create: CreateDatabase) -> Result<Session> 
                     _ => {
                         return Err(connect_error(
                             cfg,
-                            &err,
+                            &tried,
                             started.elapsed(),
                             cfg.wait.is_some(),
                         ))
@@ -190,26 +204,87 @@ enum Attempt {
     /// Nothing conclusive within connect_timeout: a host that accepts TCP and never answers, a
     /// stalled TLS handshake or startup.
     TimedOut(Duration),
+    /// The server answered, and is not the kind the command wants (a standby where it writes).
+    Unfit(Unfit),
 }
 
 impl Attempt {
     fn as_db_error(&self) -> Option<&tokio_postgres::error::DbError> {
         match self {
             Attempt::Failed(err) => err.as_db_error(),
-            Attempt::TimedOut(_) => None,
+            Attempt::TimedOut(_) | Attempt::Unfit(_) => None,
         }
+    }
+
+    /// How much an attempt says about the target, to pick the one an error reports: a server's
+    /// own error (wrong password, missing database) over a server of the wrong kind over a
+    /// driver error over silence.
+    fn rank(&self) -> u8 {
+        match self {
+            Attempt::Failed(e) if e.as_db_error().is_some() => 3,
+            Attempt::Unfit(_) => 2,
+            Attempt::Failed(_) => 1,
+            Attempt::TimedOut(_) => 0,
+        }
+    }
+
+    /// What happened on one host, for a list of several.
+    fn summary(&self) -> String {
+        match self {
+            Attempt::Failed(err) => match err.as_db_error() {
+                Some(db) => format!("{} (SQLSTATE {})", db.message(), db.code().code()),
+                None => describe_driver_error(err),
+            },
+            Attempt::TimedOut(limit) => format!(
+                "no answer within connect_timeout ({}s)",
+                limit.as_secs_f64()
+            ),
+            Attempt::Unfit(why) => why.reason().to_string(),
+        }
+    }
+}
+
+/// Every host one connection attempt tried, in order, with what each said.
+#[derive(Debug)]
+struct Tried {
+    hosts: Vec<(String, Attempt)>,
+}
+
+impl Tried {
+    /// The attempt an error reports (see [`Attempt::rank`]); the last of equals.
+    fn worst(&self) -> &Attempt {
+        static NOTHING: Attempt = Attempt::TimedOut(DEFAULT_CONNECT_TIMEOUT);
+        self.hosts
+            .iter()
+            .map(|(_, attempt)| attempt)
+            .max_by_key(|attempt| attempt.rank())
+            .unwrap_or(&NOTHING)
+    }
+
+    /// "h1:5432: …; h2:5433: …" when there were several hosts, else nothing.
+    fn list(&self) -> Option<String> {
+        (self.hosts.len() > 1).then(|| {
+            self.hosts
+                .iter()
+                .map(|(host, attempt)| format!("{host}: {}", attempt.summary()))
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
     }
 }
 
 /// One connection attempt: each host in turn (libpq's order, or a random start under
 /// `load_balance_hosts=random`), each bounded as a whole (TCP, TLS, startup, session setup) by
-/// connect_timeout. tokio-postgres's own connect_timeout bounds only the TCP connect, so a
-/// server that accepts and never answers would otherwise hang dhctl forever.
+/// connect_timeout, until one answers and is the kind of server `wanted` asks for. tokio-postgres
+/// has this walk too, but its connect_timeout bounds only the TCP connect (a server that accepts
+/// and never answers would hang dhctl forever) and its error names no host; so dhctl hands it
+/// one host at a time.
 async fn open(
     pg: &tokio_postgres::Config,
+    wanted: TargetSessionAttrs,
     tls: Option<&MakeRustlsConnect>,
     settings: &tls::TlsSettings,
-) -> std::result::Result<Session, Attempt> {
+) -> std::result::Result<Session, Tried> {
     let limit = pg
         .get_connect_timeout()
         .copied()
@@ -225,26 +300,37 @@ async fn open(
         }
         _ => 0,
     };
-    // With several hosts, report what the most talkative one said: a server's own error (wrong
-    // password, missing database) over a driver error over silence.
-    let rank = |a: &Attempt| match a {
-        Attempt::Failed(e) if e.as_db_error().is_some() => 2,
-        Attempt::Failed(_) => 1,
-        Attempt::TimedOut(_) => 0,
-    };
-    let mut worst: Option<Attempt> = None;
+    let mut tried = Tried { hosts: Vec::new() };
     for i in (0..count).map(|n| (start + n) % count) {
         let one = single_host(pg, i);
         let failure = match tokio::time::timeout(limit, open_one(&one, tls, settings)).await {
-            Ok(Ok(session)) => return Ok(session),
+            Ok(Ok(mut session)) => match server::fit(wanted, session.server) {
+                Ok(()) => {
+                    session.host = i;
+                    return Ok(session);
+                }
+                // Dropping the session closes it; the next host may be the one.
+                Err(why) => Attempt::Unfit(why),
+            },
             Ok(Err(err)) => Attempt::Failed(err),
             Err(_) => Attempt::TimedOut(limit),
         };
-        if worst.as_ref().is_none_or(|w| rank(&failure) >= rank(w)) {
-            worst = Some(failure);
-        }
+        tried.hosts.push((host_port(pg, i), failure));
     }
-    Err(worst.unwrap_or(Attempt::TimedOut(limit)))
+    Err(tried)
+}
+
+impl DbConfig {
+    /// This configuration narrowed to the one host `session` reached, for a second session that
+    /// must meet the same server (verify's scratch database lives there).
+    pub fn on_host_of(&self, session: &Session) -> DbConfig {
+        let mut pinned = self.clone();
+        pinned.pg = single_host(&self.pg, session.host);
+        pinned
+            .pg
+            .target_session_attrs(self.pg.get_target_session_attrs());
+        pinned
+    }
 }
 
 /// The `i`th host of a multi-host configuration, with every other setting.
@@ -282,7 +368,8 @@ fn single_host(pg: &tokio_postgres::Config, i: usize) -> tokio_postgres::Config 
         .ssl_negotiation(pg.get_ssl_negotiation())
         .keepalives(pg.get_keepalives())
         .keepalives_idle(pg.get_keepalives_idle())
-        .target_session_attrs(pg.get_target_session_attrs())
+        // dhctl judges the server itself, on its session setup's row (see server.rs).
+        .target_session_attrs(TargetSessionAttrs::Any)
         .channel_binding(pg.get_channel_binding());
     match pg.get_hosts().get(i) {
         Some(Host::Tcp(host)) => {
@@ -331,13 +418,16 @@ async fn open_one(
         }
     };
     let registered = inflight::register(client.cancel_token(), tls.map(|_| settings.clone()));
-    // One round trip: the server version, the backend, and dhctl's session settings (set here
-    // rather than as a startup `options` parameter, which PgBouncer rejects).
-    // Typed parameters: no separate prepare round trip.
+    // One round trip: the server version, the backend, primary or standby, and dhctl's session
+    // settings (set here rather than as a startup `options` parameter, which PgBouncer
+    // rejects). transaction_read_only is read before the settings are applied, and none of them
+    // touches it. Typed parameters: no separate prepare round trip.
     let row = client
         .query_typed_one(
             &format!(
-                "SELECT current_setting('server_version_num')::int4, pg_backend_pid(), {SETTINGS}"
+                "SELECT current_setting('server_version_num')::int4, pg_backend_pid(), \
+                 pg_is_in_recovery(), current_setting('transaction_read_only') = 'on', \
+                 {SETTINGS}"
             ),
             &[
                 (&CLIENT_CONNECTION_CHECK_INTERVAL, Type::TEXT),
@@ -347,10 +437,16 @@ async fn open_one(
         .await?;
     let server_version: i32 = row.get(0);
     let backend_pid: i32 = row.get(1);
+    let server = ServerState {
+        in_recovery: row.get(2),
+        read_only: row.get(3),
+    };
     Ok(Session {
         client,
         server_version,
         backend_pid,
+        server,
+        host: 0,
         created_database: false,
         _registered: registered,
     })
@@ -360,7 +456,8 @@ async fn open_one(
 /// not answering within connect_timeout.
 fn is_healable(attempt: &Attempt) -> bool {
     let err = match attempt {
-        Attempt::TimedOut(_) => return true,
+        // A standby may be promoted, a primary may come back: a failover heals.
+        Attempt::TimedOut(_) | Attempt::Unfit(_) => return true,
         Attempt::Failed(err) => err,
     };
     if let Some(db) = err.as_db_error() {
@@ -385,9 +482,93 @@ fn is_healable(attempt: &Attempt) -> bool {
     err.is_closed() || err.to_string().contains("timed out")
 }
 
-fn connect_error(cfg: &DbConfig, attempt: &Attempt, waited: Duration, waiting: bool) -> Error {
+/// The error of a connection attempt that found no host to use: what the most talkative host
+/// said, and with several hosts what each one said, by `host:port`.
+fn connect_error(cfg: &DbConfig, tried: &Tried, waited: Duration, waiting: bool) -> Error {
+    let error = match tried.worst() {
+        Attempt::Unfit(why) => unfit_error(cfg, tried, *why, waited, waiting),
+        worst => attempt_error(cfg, worst, waited, waiting),
+    };
+    match (error, tried.list()) {
+        (Error::Connect { message, hint }, Some(list)) => Error::Connect {
+            message: format!("{message} (tried {list})"),
+            hint,
+        },
+        (error, _) => error,
+    }
+}
+
+/// The server answered and is not the kind the command wants: name it, say why, and that
+/// nothing was changed.
+fn unfit_error(
+    cfg: &DbConfig,
+    tried: &Tried,
+    why: Unfit,
+    waited: Duration,
+    waiting: bool,
+) -> Error {
+    let target = cfg.display_target();
+    let waited_note = if waiting {
+        format!("; gave up after waiting {:.1}s", waited.as_secs_f64())
+    } else {
+        String::new()
+    };
+    let (what, none) = match (cfg.access, why) {
+        (Access::Write, _) => (
+            "this command changes the database and needs a writable primary",
+            "this command changes the database, and none of its hosts is a writable primary",
+        ),
+        (Access::Read, Unfit::NotReadOnly) => (
+            "target_session_attrs=read-only asks for a read-only server",
+            "none of its hosts is read-only, as target_session_attrs=read-only asks",
+        ),
+        (Access::Read, _) => (
+            "target_session_attrs=read-write asks for a writable server",
+            "none of its hosts is writable, as target_session_attrs=read-write asks",
+        ),
+    };
+    let message = match tried.hosts.as_slice() {
+        [(host, _)] => format!(
+            "cannot use {target}: {host} is {}, and {what}{waited_note}; nothing was changed",
+            why.reason()
+        ),
+        _ => format!("cannot use {target}: {none}{waited_note}; nothing was changed"),
+    };
+    let hint = match (cfg.access, why) {
+        (Access::Write, Unfit::ReadOnlySetting) => {
+            "turn default_transaction_read_only off for dhctl's role or database (ALTER ROLE … \
+             SET default_transaction_read_only = off), or point DATABASE_URL at a writable primary"
+        }
+        (Access::Write, _) => {
+            "point DATABASE_URL at the primary, or list every node with \
+             target_session_attrs=read-write (postgres://user@db1:5432,db2:5432/datahub?\
+             target_session_attrs=read-write) and dhctl finds the primary; during a failover, \
+             --wait 60s keeps trying until a standby is promoted (docs/failover.md)"
+        }
+        (Access::Read, Unfit::NotReadOnly) => {
+            "list a standby in DATABASE_URL, or drop target_session_attrs=read-only"
+        }
+        (Access::Read, _) => {
+            "list the primary in DATABASE_URL too, or drop target_session_attrs=read-write: \
+             status, verify and lint --pending run on a standby"
+        }
+    };
+    Error::Connect {
+        message,
+        hint: Some(hint.into()),
+    }
+}
+
+fn attempt_error(cfg: &DbConfig, attempt: &Attempt, waited: Duration, waiting: bool) -> Error {
     let target = cfg.display_target();
     let err = match attempt {
+        // connect_error words these; a plain line should one ever reach here.
+        Attempt::Unfit(why) => {
+            return Error::Connect {
+                message: format!("cannot use {target}: the server is {}", why.reason()),
+                hint: None,
+            }
+        }
         Attempt::Failed(err) => err,
         Attempt::TimedOut(limit) => {
             let waited_note = if waiting {
@@ -507,9 +688,9 @@ async fn create_database(cfg: &DbConfig, tls: Option<&MakeRustlsConnect>) -> Res
     let dbname = cfg.dbname().to_string();
     let mut maintenance = cfg.pg.clone();
     maintenance.dbname("postgres");
-    let session = open(&maintenance, tls, &cfg.tls)
+    let session = open(&maintenance, cfg.wanted(), tls, &cfg.tls)
         .await
-        .map_err(|e| connect_error(cfg, &e, Duration::ZERO, false))?;
+        .map_err(|tried| connect_error(cfg, &tried, Duration::ZERO, false))?;
     let sql = format!("CREATE DATABASE {}", ident::quote_ident(&dbname));
     match session.client.batch_execute(&sql).await {
         Ok(()) => {
@@ -549,4 +730,86 @@ pub fn check_server_version(session: &Session) -> Result<()> {
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(access: Access, hosts: &[(&str, u16)]) -> DbConfig {
+        let mut pg = tokio_postgres::Config::new();
+        pg.user("app").password("hunter2").dbname("datahub");
+        for (host, port) in hosts {
+            pg.host(*host).port(*port);
+        }
+        DbConfig {
+            pg,
+            tls: tls::TlsSettings {
+                verify: tls::Verify::Nothing,
+                root_cert: None,
+                client: None,
+            },
+            access,
+            wait: None,
+            lock_wait: Duration::from_secs(60),
+            lock_timeout: Duration::from_secs(2),
+            lock_retries: 5,
+            history_table: None,
+        }
+    }
+
+    #[test]
+    fn a_standby_is_named_with_why_and_never_the_password() {
+        let one = cfg(Access::Write, &[("db2", 5433)]);
+        let tried = Tried {
+            hosts: vec![("db2:5433".into(), Attempt::Unfit(Unfit::Standby))],
+        };
+        let e = connect_error(&one, &tried, Duration::ZERO, false);
+        let text = format!("{e} {}", e.hint().unwrap_or_default());
+        assert_eq!(e.exit_code(), 2);
+        assert!(text.contains("db2:5433 is a standby in recovery"), "{text}");
+        assert!(text.contains("nothing was changed"), "{text}");
+        assert!(text.contains("target_session_attrs=read-write"), "{text}");
+        assert!(
+            !text.contains("hunter2") && !text.contains("gave up"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn several_hosts_are_each_listed_and_the_refusal_outranks_silence() {
+        let two = cfg(Access::Write, &[("db1", 5432), ("db2", 5432)]);
+        let tried = Tried {
+            hosts: vec![
+                ("db1:5432".into(), Attempt::TimedOut(Duration::from_secs(3))),
+                ("db2:5432".into(), Attempt::Unfit(Unfit::ReadOnlySetting)),
+            ],
+        };
+        assert!(matches!(tried.worst(), Attempt::Unfit(_)));
+        assert!(is_healable(tried.worst()), "a failover heals under --wait");
+        let e = connect_error(&two, &tried, Duration::from_secs(5), true);
+        let text = e.to_string();
+        assert!(
+            text.contains("none of its hosts is a writable primary"),
+            "{text}"
+        );
+        assert!(text.contains("gave up after waiting 5.0s"), "{text}");
+        assert!(
+            text.contains("db1:5432: no answer within connect_timeout (3s)"),
+            "{text}"
+        );
+        assert!(text.contains("db2:5432: read-only by setting"), "{text}");
+        assert!(e.hint().unwrap().contains("default_transaction_read_only"));
+    }
+
+    #[test]
+    fn a_reading_command_asks_for_what_the_string_says_and_a_writing_one_for_read_write() {
+        let mut read = cfg(Access::Read, &[("db1", 5432)]);
+        assert_eq!(read.wanted(), TargetSessionAttrs::Any);
+        read.pg.target_session_attrs(TargetSessionAttrs::ReadOnly);
+        assert_eq!(read.wanted(), TargetSessionAttrs::ReadOnly);
+        let mut write = cfg(Access::Write, &[("db1", 5432)]);
+        write.pg.target_session_attrs(TargetSessionAttrs::Any);
+        assert_eq!(write.wanted(), TargetSessionAttrs::ReadWrite);
+    }
 }

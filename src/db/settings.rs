@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use tokio_postgres::config::{Host, SslMode};
+use tokio_postgres::config::{Host, SslMode, TargetSessionAttrs};
 
 use super::tls::TlsSettings;
 
@@ -16,11 +16,24 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The host dhctl connects to when none is given (libpq would use its unix socket).
 pub const DEFAULT_HOST: &str = "127.0.0.1";
 
+/// What a command does with its session, which decides the servers it may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Reads only (status, verify, lint --pending, partition status): any server will do, a
+    /// hot standby included, unless `target_session_attrs` says otherwise.
+    Read,
+    /// Changes the database (migrate, rollback, partition create/prune/drain-default): only a
+    /// writable primary, whatever the connection string says (docs/failover.md).
+    Write,
+}
+
 /// Everything needed to open dhctl's session.
 #[derive(Clone)]
 pub struct DbConfig {
     pub pg: tokio_postgres::Config,
     pub tls: TlsSettings,
+    /// Read or write: with [`DbConfig::wanted`] it picks the server among several hosts.
+    pub access: Access,
     /// Retry healable connection failures for this long.
     pub wait: Option<Duration>,
     pub lock_wait: Duration,
@@ -36,6 +49,16 @@ impl DbConfig {
         describe(&self.pg)
     }
 
+    /// The kind of server a session must reach: read-write for a command that writes (libpq's
+    /// `target_session_attrs=read-write`), else what the connection string asked for (`any`
+    /// by default).
+    pub fn wanted(&self) -> TargetSessionAttrs {
+        match self.access {
+            Access::Write => TargetSessionAttrs::ReadWrite,
+            Access::Read => self.pg.get_target_session_attrs(),
+        }
+    }
+
     pub fn dbname(&self) -> &str {
         // parse_connection refuses a configuration without a database name.
         self.pg.get_dbname().unwrap_or("postgres")
@@ -45,23 +68,24 @@ impl DbConfig {
 /// `user@host:port/dbname` for any config (`user@h1:p1,h2:p2/dbname` with several hosts), built
 /// from its fields: never includes the password.
 pub fn describe(pg: &tokio_postgres::Config) -> String {
-    let ports = pg.get_ports();
     let count = pg.get_hosts().len().max(pg.get_hostaddrs().len()).max(1);
-    let hosts: Vec<String> = (0..count)
-        .map(|i| {
-            let host = match (pg.get_hosts().get(i), pg.get_hostaddrs().get(i)) {
-                (Some(Host::Tcp(h)), _) => h.clone(),
-                (Some(Host::Unix(p)), _) => p.display().to_string(),
-                (None, Some(addr)) => addr.to_string(),
-                (None, None) => DEFAULT_HOST.into(),
-            };
-            let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
-            format!("{host}:{port}")
-        })
-        .collect();
+    let hosts: Vec<String> = (0..count).map(|i| host_port(pg, i)).collect();
     let user = pg.get_user().unwrap_or("?");
     let db = pg.get_dbname().unwrap_or("?");
     format!("{user}@{}/{db}", hosts.join(","))
+}
+
+/// `host:port` of the `i`th host of a configuration, for messages that name one server.
+pub fn host_port(pg: &tokio_postgres::Config, i: usize) -> String {
+    let ports = pg.get_ports();
+    let host = match (pg.get_hosts().get(i), pg.get_hostaddrs().get(i)) {
+        (Some(Host::Tcp(h)), _) => h.clone(),
+        (Some(Host::Unix(p)), _) => p.display().to_string(),
+        (None, Some(addr)) => addr.to_string(),
+        (None, None) => DEFAULT_HOST.into(),
+    };
+    let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
+    format!("{host}:{port}")
 }
 
 pub fn wants_tls(pg: &tokio_postgres::Config) -> bool {

@@ -1,5 +1,6 @@
 //! Readiness: PostgreSQL (through the pool), Redis (PING) and, optionally, pending migrations,
-//! each bounded by the check timeout, run at most once at a time (single flight).
+//! each bounded by the check timeout, run at most once at a time (single flight). The same
+//! round reads what `/metrics` reports (the schema reads, see `schema`) and encodes it once.
 //!
 //! Probes never run checks themselves. The first probe that finds no fresh result starts one
 //! check in a task of its own; every probe arriving while it runs waits for that same result,
@@ -15,9 +16,13 @@ use bytes::Bytes;
 use serde::Serialize;
 use tokio::sync::watch;
 
+use chrono::Utc;
+
 use super::config::HealthConfig;
-use super::dependencies::Dependencies;
+use super::dependencies::{DatabaseRound, Dependencies};
+use super::metrics::{Metrics, Round};
 use super::report::{Check, Reason, Verdict};
+use super::schema::Facts;
 use crate::error::Result;
 
 #[derive(Debug, Clone, Serialize)]
@@ -35,18 +40,22 @@ pub struct Report {
     pub checks: Checks,
 }
 
-/// A finished readiness check, its JSON serialised once for every probe that shares it.
+/// A finished readiness round, its JSON and its metrics text encoded once for every probe and
+/// scrape that shares it.
 #[derive(Debug)]
 pub struct Answer {
     pub ok: bool,
     pub body: Bytes,
+    /// `/metrics`' body (Prometheus text, see `metrics`).
+    pub metrics: Bytes,
 }
 
 impl Answer {
-    fn of(report: &Report) -> Answer {
+    fn of(report: &Report, metrics: Bytes) -> Answer {
         Answer {
             ok: report.status == Verdict::Ok,
             body: Bytes::from(serde_json::to_vec(report).unwrap_or_default()),
+            metrics,
         }
     }
 
@@ -55,6 +64,7 @@ impl Answer {
         Answer {
             ok: false,
             body: Bytes::from_static(br#"{"status":"error","checks":{}}"#),
+            metrics: Bytes::new(),
         }
     }
 }
@@ -70,6 +80,10 @@ pub struct Readiness {
     cache: Duration,
     state: Mutex<Flight>,
     last_verdict: AtomicU8,
+    metrics: Metrics,
+    /// Whether each schema read (migrations, partitions) last succeeded, so that a lasting
+    /// failure (a role without SELECT on the history table) is logged once, not every round.
+    last_reads: [AtomicU8; 2],
 }
 
 #[derive(Default)]
@@ -86,6 +100,8 @@ impl Readiness {
             cache: config.ready_cache,
             state: Mutex::new(Flight::default()),
             last_verdict: AtomicU8::new(UNKNOWN),
+            metrics: Metrics::new(Utc::now()),
+            last_reads: [AtomicU8::new(UNKNOWN), AtomicU8::new(UNKNOWN)],
         }))
     }
 
@@ -112,7 +128,8 @@ impl Readiness {
         self.last_verdict.load(Ordering::Relaxed) == FAILED
     }
 
-    /// The readiness verdict for one probe: a fresh cached one, the one in flight, or a new one.
+    /// The readiness verdict (and metrics) for one probe or scrape: a fresh cached one, the one in
+    /// flight, or a new one.
     pub async fn probe(self: &Arc<Self>) -> Arc<Answer> {
         let mut receiver = {
             let mut flight = self.state.lock().unwrap_or_else(|p| p.into_inner());
@@ -150,8 +167,12 @@ impl Readiness {
 
     /// Runs every check concurrently and logs each failure (and each recovery) once.
     async fn run_checks(&self) -> Answer {
-        let (database, redis) = tokio::join!(self.deps.check_database(), self.deps.check_redis());
-        let (database, migrations) = database;
+        let (round, redis) = tokio::join!(self.deps.check_database(), self.deps.check_redis());
+        let DatabaseRound {
+            database,
+            migrations,
+            schema,
+        } = round;
         let ok = [Some(&database), Some(&redis), migrations.as_ref()]
             .into_iter()
             .flatten()
@@ -195,14 +216,54 @@ impl Readiness {
         if ok && previous == FAILED {
             tracing::info!("readiness recovered: every check passes again");
         }
-        Answer::of(&Report {
-            status: if ok { Verdict::Ok } else { Verdict::Error },
-            checks: Checks {
-                database,
-                redis,
-                migrations,
+        if let Some(facts) = &schema {
+            self.log_reads(facts);
+        }
+        let metrics = self.metrics.record(&Round {
+            at: Utc::now(),
+            ready: ok,
+            postgres: &database,
+            redis: &redis,
+            schema: schema.as_ref(),
+            policies: &self.deps.schema.policies,
+        });
+        Answer::of(
+            &Report {
+                status: if ok { Verdict::Ok } else { Verdict::Error },
+                checks: Checks {
+                    database,
+                    redis,
+                    migrations,
+                },
             },
-        })
+            metrics,
+        )
+    }
+
+    /// Logs a schema read that starts failing (with the driver's text) and one that recovers;
+    /// nothing while it stays as it was.
+    fn log_reads(&self, facts: &Facts) {
+        let reads = [
+            ("migrations", facts.migrations.as_ref().err()),
+            ("partitions", facts.partitions.as_ref().err()),
+        ];
+        for ((part, failure), last) in reads.into_iter().zip(&self.last_reads) {
+            let now = if failure.is_some() { FAILED } else { OK };
+            let before = last.swap(now, Ordering::Relaxed);
+            match failure {
+                Some(f) if before != FAILED => tracing::warn!(
+                    read = part,
+                    endpoint = self.deps.pg_target.as_str(),
+                    reason = f.reason.as_str(),
+                    error = f.detail.as_str(),
+                    "metrics read failed; its metrics are absent until it succeeds"
+                ),
+                None if before == FAILED => {
+                    tracing::info!(read = part, "metrics read recovered");
+                }
+                _ => {}
+            }
+        }
     }
 
     /// Closes the pool's connections (shutdown).

@@ -12,6 +12,7 @@ use std::time::Duration;
 use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisConnectionInfo};
 
 use crate::config::parse_database_url;
+use crate::db::ident::TableName;
 use crate::db::tls::TlsSettings;
 use crate::error::{Error, Result};
 use crate::source::Source;
@@ -77,7 +78,17 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
     (
         "DHCTL_MIGRATIONS_DIR",
         "embedded",
-        "migrations that check compares with",
+        "migrations that check and /metrics compare with",
+    ),
+    (
+        "DHCTL_PARTITIONS_DIR",
+        "embedded",
+        "partition policies /metrics reports on",
+    ),
+    (
+        "DHCTL_HISTORY_TABLE",
+        "found by name",
+        "the history table as schema.name, as for dhctl",
     ),
     ("HEALTH_MAX_CONNECTIONS", "1024", "open connections at once"),
     (
@@ -145,7 +156,15 @@ pub struct HealthConfig {
     /// whatever the probe rate. 0 keeps only single flight.
     pub ready_cache: Duration,
     /// `DHCTL_READY_REQUIRE_MIGRATED` (false): readiness also fails while migrations are pending.
-    pub require_migrated: Option<Source>,
+    pub require_migrated: bool,
+    /// `DHCTL_MIGRATIONS_DIR` (the embedded set): the migrations that the migrations check and
+    /// `/metrics` compare the history with.
+    pub migrations: Source,
+    /// `DHCTL_PARTITIONS_DIR` (the embedded set): the policies whose tables `/metrics` reports.
+    pub partitions: Source,
+    /// `DHCTL_HISTORY_TABLE` (found by name): where the history table is, as dhctl's
+    /// `--history-table` says.
+    pub history_table: Option<TableName>,
     pub limits: Limits,
 }
 
@@ -240,11 +259,14 @@ impl HealthConfig {
         }
         let database = database(&get, check_timeout)?;
         let redis = redis(&get)?;
-        let require_migrated = match flag(&get, "DHCTL_READY_REQUIRE_MIGRATED")? {
-            false => None,
-            true => Some(Source::dir_or_embedded(
-                get("DHCTL_MIGRATIONS_DIR").map(PathBuf::from).as_deref(),
-            )),
+        let require_migrated = flag(&get, "DHCTL_READY_REQUIRE_MIGRATED")?;
+        let dir = |key: &str| Source::dir_or_embedded(get(key).map(PathBuf::from).as_deref());
+        let history_table = match get("DHCTL_HISTORY_TABLE") {
+            None => None,
+            Some(text) => Some(
+                TableName::parse(text.trim())
+                    .map_err(|e| Error::usage(format!("DHCTL_HISTORY_TABLE: {e}")))?,
+            ),
         };
         let limits = Limits {
             max_connections: number(&get, "HEALTH_MAX_CONNECTIONS", 1024usize)?.max(1),
@@ -271,6 +293,9 @@ impl HealthConfig {
             check_timeout,
             ready_cache: millis(&get, "HEALTH_READY_CACHE_MS", 500)?,
             require_migrated,
+            migrations: dir("DHCTL_MIGRATIONS_DIR"),
+            partitions: dir("DHCTL_PARTITIONS_DIR"),
+            history_table,
             limits,
         })
     }
@@ -442,6 +467,7 @@ mod tests {
                 ("DATABASE_URL", "postgres://u@h/db"),
                 ("REDIS_URL", "redis://h"),
                 ("DHCTL_READY_REQUIRE_MIGRATED", "true"),
+                ("DHCTL_HISTORY_TABLE", "audit.history"),
             ][..],
         ] {
             let _ = HealthConfig::from_lookup(|key| {
@@ -468,7 +494,37 @@ mod tests {
         assert_eq!(c.check_timeout, Duration::from_millis(1000));
         assert_eq!(c.redis.describe(), "localhost:6379/0");
         assert_eq!(c.database.pg.get_application_name(), Some("dhctl-health"));
-        assert!(c.require_migrated.is_none());
+        assert!(!c.require_migrated);
+        assert_eq!(
+            (&c.migrations, &c.partitions, &c.history_table),
+            (&Source::Embedded, &Source::Embedded, &None)
+        );
+    }
+
+    #[test]
+    fn the_history_table_and_the_folders_are_dhctls_variables() {
+        let c = config(&[
+            ("DATABASE_URL", "postgres://u@h/db"),
+            ("DHCTL_HISTORY_TABLE", "audit.history"),
+            ("DHCTL_MIGRATIONS_DIR", "/srv/sql"),
+            ("DHCTL_PARTITIONS_DIR", "/srv/partitions"),
+        ])
+        .unwrap();
+        let table = c.history_table.unwrap();
+        assert_eq!(
+            (table.schema.as_str(), table.name.as_str()),
+            ("audit", "history")
+        );
+        assert_eq!(c.migrations, Source::Dir("/srv/sql".into()));
+        assert_eq!(c.partitions, Source::Dir("/srv/partitions".into()));
+        let err = config(&[
+            ("DATABASE_URL", "postgres://u@h/db"),
+            ("DHCTL_HISTORY_TABLE", "history"),
+        ])
+        .err()
+        .unwrap();
+        assert!(err.to_string().contains("DHCTL_HISTORY_TABLE"), "{err}");
+        assert!(err.to_string().contains("schema.name"), "{err}");
     }
 
     #[test]

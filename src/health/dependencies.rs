@@ -2,17 +2,20 @@
 //! config and rustls connector) and one reconnecting Redis connection. Each check is bounded
 //! by the check timeout; a connection involved in a failure is thrown away, never reused.
 //! Failures carry a generic [`Reason`] for the response and the driver's text for the log.
+//! The database check also runs `/metrics`' schema reads (`schema`) on its connection, in what
+//! is left of its timeout.
 
 use std::time::{Duration, Instant};
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 
 use super::config::HealthConfig;
+use super::metrics::MigrationFigures;
 use super::report::{classify, Check, Failure, Reason, Verdict};
+use super::schema::{self, Facts, Schema};
 use crate::db::describe;
 use crate::db::tls::make_connector;
 use crate::error::{describe_driver_error, Result};
-use crate::migrations::{catalog, history, status, Catalog};
 
 /// PostgreSQL and Redis, as the checks see them.
 pub struct Dependencies {
@@ -25,8 +28,25 @@ pub struct Dependencies {
     /// reconnect: a check after Redis comes back opens a new one).
     redis_conn: tokio::sync::Mutex<Option<redis::aio::MultiplexedConnection>>,
     pub redis_target: String,
-    catalog: Option<Catalog>,
+    /// The migrations, policies and history table the schema reads compare the database with.
+    pub schema: Schema,
+    require_migrated: RequireMigrated,
     timeout: Duration,
+}
+
+/// Whether readiness fails while migrations are pending (`DHCTL_READY_REQUIRE_MIGRATED`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RequireMigrated {
+    No,
+    Yes,
+}
+
+/// What one database check found: its verdict, the migrations check when required, and the
+/// schema reads when PostgreSQL answered.
+pub struct DatabaseRound {
+    pub database: Check,
+    pub migrations: Option<Check>,
+    pub schema: Option<Facts>,
 }
 
 impl Dependencies {
@@ -63,10 +83,6 @@ impl Dependencies {
         let redis_config = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(Some(config.check_timeout))
             .set_response_timeout(Some(config.check_timeout));
-        let catalog = match &config.require_migrated {
-            Some(source) => Some(catalog::load(source)?),
-            None => None,
-        };
         Ok(Dependencies {
             pool,
             pool_min: db.pool_min,
@@ -75,18 +91,25 @@ impl Dependencies {
             redis_config,
             redis_conn: tokio::sync::Mutex::new(None),
             redis_target: config.redis.describe(),
-            catalog,
+            schema: Schema::load(config)?,
+            require_migrated: if config.require_migrated {
+                RequireMigrated::Yes
+            } else {
+                RequireMigrated::No
+            },
             timeout: config.check_timeout,
         })
     }
 
-    /// `SELECT 1` on a pooled connection, then (when required) the migrations check on the same
-    /// connection, all within one timeout.
-    pub async fn check_database(&self) -> (Check, Option<Check>) {
+    /// `SELECT 1` on a pooled connection; then, on the same connection and within what is left
+    /// of the same timeout, the schema reads `/metrics` reports (see `schema`), from which the
+    /// migrations check (when required) is also taken. The database check's verdict is the
+    /// `SELECT 1` alone: a schema read that fails or runs out of time fails only its own part.
+    pub async fn check_database(&self) -> DatabaseRound {
         let started = Instant::now();
-        let mut migrations_took = Duration::ZERO;
-        let work = async {
-            let mut conn = Discard(Some(self.pool.get().await.map_err(|e| pool_failure(&e))?));
+        let ping = async {
+            // Wrapped at once: a failure below drops the connection instead of pooling it.
+            let conn = Discard(Some(self.pool.get().await.map_err(|e| pool_failure(&e))?));
             let client = conn
                 .0
                 .as_ref()
@@ -95,66 +118,78 @@ impl Dependencies {
                 .simple_query("SELECT 1")
                 .await
                 .map_err(|e| pg_failure(&e))?;
-            let db_took = started.elapsed();
-            let pending = match &self.catalog {
-                None => None,
-                Some(catalog) => {
-                    let t = Instant::now();
-                    let history = history::read(&***client, None, history::Use::Read)
-                        .await
-                        .map(|h| Some(h.rows))
-                        .map_err(|e| Failure::new(Reason::Unavailable, e.to_string()));
-                    migrations_took = t.elapsed();
-                    Some(history.map(|h| {
-                        let entries = status::diff(catalog, h.as_deref().unwrap_or_default());
-                        status::Counts::of(&entries).pending
-                    }))
-                }
-            };
-            conn.return_to_pool();
-            Ok::<_, Failure>((db_took, pending))
+            Ok::<_, Failure>(conn)
         };
-        let outcome = tokio::time::timeout(self.timeout, work).await;
-        let took = started.elapsed();
-        match outcome {
-            Ok(Ok((db_took, pending))) => {
-                let migrations = pending.map(|p| Self::migrations_check(p, migrations_took));
-                (Check::ok(db_took), migrations)
+        let mut conn = match tokio::time::timeout(self.timeout, ping).await {
+            Ok(Ok(conn)) => conn,
+            Ok(Err(failure)) => return self.unreached(Check::failed(started.elapsed(), failure)),
+            Err(_) => return self.unreached(self.timed_out(started.elapsed())),
+        };
+        let database = Check::ok(started.elapsed());
+        let facts = match conn.0.as_ref() {
+            Some(client) => {
+                let left = self.timeout.saturating_sub(started.elapsed());
+                schema::read(client, &self.schema, left).await
             }
-            Ok(Err(failure)) => (Check::failed(took, failure), self.not_checked()),
-            Err(_) => (self.timed_out(took), self.not_checked()),
+            None => return self.unreached(database),
+        };
+        if facts.connection_usable {
+            conn.return_to_pool();
+        }
+        let migrations = match self.require_migrated {
+            RequireMigrated::No => None,
+            RequireMigrated::Yes => Some(Self::migrations_check(&facts)),
+        };
+        DatabaseRound {
+            database,
+            migrations,
+            schema: Some(facts),
         }
     }
 
-    /// The migrations check when the database could not be asked: failed, without a second
-    /// log line for the same cause (see `Readiness::run_checks`).
-    fn not_checked(&self) -> Option<Check> {
-        self.catalog.as_ref().map(|_| Check {
-            status: Verdict::Error,
-            latency_ms: 0.0,
-            reason: Some(Reason::NotChecked),
-            pending: None,
-            detail: None,
-        })
+    /// The round when PostgreSQL could not be asked: the migrations check (if required) failed,
+    /// without a second log line for the same cause (see `Readiness::run_checks`).
+    fn unreached(&self, database: Check) -> DatabaseRound {
+        let migrations = match self.require_migrated {
+            RequireMigrated::No => None,
+            RequireMigrated::Yes => Some(Check {
+                status: Verdict::Error,
+                latency_ms: 0.0,
+                reason: Some(Reason::NotChecked),
+                pending: None,
+                detail: None,
+            }),
+        };
+        DatabaseRound {
+            database,
+            migrations,
+            schema: None,
+        }
     }
 
-    fn migrations_check(pending: Result<usize, Failure>, took: Duration) -> Check {
-        match pending {
-            Ok(0) => Check {
-                pending: Some(0),
-                ..Check::ok(took)
+    /// Readiness's migrations check, from the round's read of the history: fails while
+    /// migrations are not applied, out-of-order ones included (those of a newer release,
+    /// `ahead`, do not count). `pending` is the same figure as `dhctl_migrations_pending`.
+    fn migrations_check(facts: &Facts) -> Check {
+        let took = facts.migrations_took;
+        match &facts.migrations {
+            Ok(entries) => match MigrationFigures::of(entries).pending {
+                0 => Check {
+                    pending: Some(0),
+                    ..Check::ok(took)
+                },
+                n => Check {
+                    pending: Some(n),
+                    ..Check::failed(
+                        took,
+                        Failure::new(
+                            Reason::MigrationsPending,
+                            format!("{n} migration(s) pending; run `dhctl migrate`"),
+                        ),
+                    )
+                },
             },
-            Ok(n) => Check {
-                pending: Some(n),
-                ..Check::failed(
-                    took,
-                    Failure::new(
-                        Reason::MigrationsPending,
-                        format!("{n} migration(s) pending; run `dhctl migrate`"),
-                    ),
-                )
-            },
-            Err(failure) => Check::failed(took, failure),
+            Err(failure) => Check::failed(took, failure.clone()),
         }
     }
 

@@ -1,8 +1,9 @@
-//! The three routes, the 404 and 405 answers, and the headers every response carries.
+//! The four routes, the 404 and 405 answers, and the headers every response carries.
 //!
 //! Shapes follow the seed (DH-012) and DESIGN.md: `/health` and `/health/live` do no I/O;
-//! `/health/ready` asks [`Readiness`], which shares one check among concurrent probes. Every
-//! answer is JSON with `Cache-Control: no-store`, `X-Content-Type-Options: nosniff` and an
+//! `/health/ready` and `/metrics` ask [`Readiness`], which shares one round of checks among
+//! concurrent probes and scrapes. Every answer but `/metrics`' Prometheus text is JSON, with
+//! `Cache-Control: no-store`, `X-Content-Type-Options: nosniff` and an
 //! `X-Request-Id`: the caller's when it is a sane token, else a fresh UUID-shaped one. The
 //! handler cannot fail: every input maps to a response.
 
@@ -18,7 +19,8 @@ use hyper::header::{
 };
 use hyper::{Method, Request, Response, StatusCode};
 
-use super::checks::Readiness;
+use super::checks::{Answer, Readiness};
+use super::metrics::CONTENT_TYPE as METRICS_CONTENT_TYPE;
 
 /// The crate version `/health` reports.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -46,7 +48,10 @@ pub async fn handle<B>(
         Some(trimmed) => trimmed,
         None => path,
     };
-    let known = matches!(route, "/health" | "/health/ready" | "/health/live");
+    let known = matches!(
+        route,
+        "/health" | "/health/ready" | "/health/live" | "/metrics"
+    );
     let response = if !known {
         not_found(req.method(), path, &request_id)
     } else if req.method() != Method::GET && req.method() != Method::HEAD {
@@ -63,10 +68,30 @@ pub async fn handle<B>(
                 };
                 json(status, outcome.body.clone())
             }
+            "/metrics" => metrics(&*app.readiness.probe().await, &request_id),
             _ => json(StatusCode::OK, health_body(app.readiness.degraded())),
         }
     };
     Ok(with_common_headers(response, request_id))
+}
+
+/// `/metrics`: 200 with the round's Prometheus text whatever the dependencies' state (their
+/// `up` gauges say it), so a scrape records an outage instead of failing.
+fn metrics(outcome: &Answer, request_id: &HeaderValue) -> Response<Full<Bytes>> {
+    if outcome.metrics.is_empty() {
+        // Only when the round's task died (see `Answer::lost`).
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "UNAVAILABLE",
+            "no readiness round finished; retry",
+            request_id,
+        );
+    }
+    let mut response = json(StatusCode::OK, outcome.metrics.clone());
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(METRICS_CONTENT_TYPE));
+    response
 }
 
 fn health_body(degraded: bool) -> Bytes {
@@ -138,7 +163,10 @@ fn with_common_headers(
     request_id: HeaderValue,
 ) -> Response<Full<Bytes>> {
     let headers = response.headers_mut();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    // JSON unless the route said otherwise (/metrics).
+    headers
+        .entry(CONTENT_TYPE)
+        .or_insert(HeaderValue::from_static("application/json"));
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     headers.insert(X_REQUEST_ID.clone(), request_id);

@@ -28,7 +28,8 @@ pub async fn pending_live(cfg: &DbConfig, options: &Options, small_table: u64) -
     let history = history::read(&session.client, cfg.history_table.as_ref(), Use::Read).await?;
     let pending: Vec<i64> = status::diff(&catalog, &history.rows)
         .iter()
-        .filter(|e| e.state == State::Pending)
+        // Out-of-order migrations are not applied either: migrate --allow-out-of-order runs them.
+        .filter(|e| matches!(e.state, State::Pending | State::OutOfOrder))
         .map(|e| e.version)
         .collect();
     let mut report = if pending.is_empty() {

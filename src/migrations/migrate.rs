@@ -22,9 +22,20 @@ use crate::error::{Error, Result, SqlDetail};
 use crate::progress::Progress;
 use crate::report::{ms, Failed, Mode, Sql};
 
+/// What migrate does with out-of-order migrations (not applied, older than the newest applied
+/// one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    /// Refuse them (exit 2), naming each, before anything is applied.
+    Strict,
+    /// `--allow-out-of-order`: apply them with the others, in version order.
+    AllowOutOfOrder,
+}
+
 #[derive(Debug, Clone)]
 pub struct Options {
     pub to: Option<i64>,
+    pub order: Order,
     pub mode: Mode,
     pub create: CreateDatabase,
     /// Whether the plan carries each migration's SQL (dry runs with --verbose).
@@ -56,6 +67,8 @@ pub struct Step {
     /// 1, or more when lock_timeout made dhctl retry.
     pub attempts: Option<u32>,
     pub sql: Option<String>,
+    /// An out-of-order migration: the newest applied version it is older than; null otherwise.
+    pub predates: Option<i64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -70,6 +83,11 @@ pub struct MigrateReport {
     /// Applied migrations newer than every file this release knows: the database is ahead of
     /// this release (a rolling deploy or a release rollback). Not an error.
     pub ahead: Vec<status::Entry>,
+    /// Pending migrations older than the newest applied one (status entries, state
+    /// `out-of-order`). Refused unless `allow_out_of_order`.
+    pub out_of_order: Vec<status::Entry>,
+    /// `--allow-out-of-order`: out-of-order migrations are applied in version order.
+    pub allow_out_of_order: bool,
     /// Applied by this run, or planned in a dry run.
     pub steps: Vec<Step>,
     pub duration_ms: f64,
@@ -84,11 +102,12 @@ pub async fn plan_for_new_database(
     gate: Option<&dyn Gate>,
 ) -> Result<MigrateReport> {
     let started = Instant::now();
-    let pending = plan(catalog, &[], options.to)?;
+    let planned = plan(catalog, &[], options.to)?;
+    let pending: Vec<&Migration> = planned.iter().map(|p| p.migration).collect();
     gate_pending(gate, None, catalog, &pending, options.mode).await?;
-    let steps = pending
-        .into_iter()
-        .map(|m| step(m, None, None, options.sql))
+    let steps = planned
+        .iter()
+        .map(|p| step(p, None, None, options.sql))
         .collect();
     Ok(MigrateReport {
         database: cfg.display_target(),
@@ -96,6 +115,8 @@ pub async fn plan_for_new_database(
         creates_database: true,
         already_applied: 0,
         ahead: Vec::new(),
+        out_of_order: Vec::new(),
+        allow_out_of_order: options.order == Order::AllowOutOfOrder,
         steps,
         duration_ms: ms(started.elapsed()),
     })
@@ -135,21 +156,45 @@ pub async fn run(
         mut located,
         rows: history,
     } = history::read(client, cfg.history_table.as_ref(), Use::Write).await?;
+    if history.is_empty() {
+        if let Some(table) = super::dbmate::find(client).await? {
+            return Err(super::dbmate::adopt_first(&table).into());
+        }
+    }
     let plan = plan(catalog, &history, options.to)?;
-    gate_pending(gate, Some(client), catalog, &plan, options.mode).await?;
+    let entries = status::diff(catalog, &history);
+    let out_of_order: Vec<status::Entry> = entries
+        .iter()
+        .filter(|e| e.state == State::OutOfOrder)
+        .cloned()
+        .collect();
+    // Refused before the lint gate and before anything runs; a dry run shows the plan with
+    // them marked (as it shows lint findings a real run would refuse).
+    let refused: Vec<status::Entry> = out_of_order
+        .iter()
+        .filter(|e| plan.iter().any(|p| p.migration.version == e.version))
+        .cloned()
+        .collect();
+    if options.mode == Mode::Apply && options.order == Order::Strict && !refused.is_empty() {
+        return Err(out_of_order_refusal(&refused).into());
+    }
+    let pending: Vec<&Migration> = plan.iter().map(|p| p.migration).collect();
+    gate_pending(gate, Some(client), catalog, &pending, options.mode).await?;
     let mut report = MigrateReport {
         database: cfg.display_target(),
         dry_run: options.mode == Mode::DryRun,
         creates_database: locked.session.created_database,
         already_applied: history.len(),
-        ahead: status::ahead(&status::diff(catalog, &history)),
+        ahead: status::ahead(&entries),
+        out_of_order,
+        allow_out_of_order: options.order == Order::AllowOutOfOrder,
         steps: Vec::with_capacity(plan.len()),
         duration_ms: 0.0,
     };
     if options.mode == Mode::DryRun {
         report.steps = plan
             .iter()
-            .map(|m| step(m, None, None, options.sql))
+            .map(|p| step(p, None, None, options.sql))
             .collect();
         report.duration_ms = ms(started.elapsed());
         return Ok(report);
@@ -164,7 +209,8 @@ pub async fn run(
         lock_timeout: cfg.lock_timeout,
         retries: cfg.lock_retries,
     };
-    for m in plan {
+    for planned in &plan {
+        let m = planned.migration;
         progress.started(&m.file);
         let began = Instant::now();
         let on_retry = |attempt| progress.retrying(&m.file, attempt, "lock_timeout");
@@ -188,21 +234,30 @@ pub async fn run(
         progress.finished(&m.file, took);
         report
             .steps
-            .push(step(m, Some(took), Some(attempts), Sql::Hidden));
+            .push(step(planned, Some(took), Some(attempts), Sql::Hidden));
     }
     progress.done();
     report.duration_ms = ms(started.elapsed());
     Ok(report)
 }
 
-/// The pending migrations to apply, in order, after refusing on drift or an out-of-order file.
-/// Applied migrations newer than every file (the database is ahead of this release, in a
-/// rolling deploy) are neither drift nor a reason to stop.
+/// A migration a run applies, or would apply.
+#[derive(Debug)]
+struct Planned<'c> {
+    migration: &'c Migration,
+    /// Out-of-order: the newest applied version it is older than.
+    predates: Option<i64>,
+}
+
+/// The migrations not yet applied (pending and out-of-order), in version order up to `to`,
+/// after refusing on drift. Applied migrations newer than every file (the database is ahead of
+/// this release, in a rolling deploy) are neither drift nor a reason to stop. Whether the
+/// out-of-order ones may run is the caller's decision ([`Order`]).
 fn plan<'c>(
     catalog: &'c Catalog,
     history: &[HistoryRow],
     to: Option<i64>,
-) -> Result<Vec<&'c Migration>> {
+) -> Result<Vec<Planned<'c>>> {
     let entries = status::diff(catalog, history);
     if let Some(message) = status::drift_message(&entries) {
         return Err(Error::Drift {
@@ -217,24 +272,30 @@ fn plan<'c>(
             ));
         }
     }
-    let newest_applied = history.iter().map(|h| h.version).max();
-    let mut pending = Vec::new();
-    for entry in entries.iter().filter(|e| e.state == State::Pending) {
-        let Some(m) = catalog.get(entry.version) else {
-            continue;
-        };
-        if let Some(newest) = newest_applied.filter(|n| *n > m.version) {
-            return Err(Error::usage_hint(
-                format!("migration {} is older than the newest applied migration ({newest}); migrations apply in version order only", m.file),
-                "give the file a timestamp newer than the newest applied one (`dhctl new` writes one)",
-            ));
-        }
-        if to.is_some_and(|to| m.version > to) {
-            break;
-        }
-        pending.push(m);
-    }
-    Ok(pending)
+    Ok(entries
+        .iter()
+        .filter(|e| matches!(e.state, State::Pending | State::OutOfOrder))
+        .take_while(|e| to.is_none_or(|to| e.version <= to))
+        .filter_map(|e| {
+            catalog.get(e.version).map(|migration| Planned {
+                migration,
+                predates: e.predates,
+            })
+        })
+        .collect())
+}
+
+/// migrate without `--allow-out-of-order`: exit 2, each out-of-order migration named.
+pub fn out_of_order_refusal(out_of_order: &[status::Entry]) -> Error {
+    let lines: Vec<String> = out_of_order.iter().map(status::out_of_order_line).collect();
+    Error::usage_hint(
+        format!(
+            "{} out-of-order migration(s), nothing was applied:\n{}",
+            lines.len(),
+            lines.join("\n")
+        ),
+        status::OUT_OF_ORDER_ADVICE,
+    )
 }
 
 /// "migration X failed: X.sql:3: syntax error … (SQLSTATE 42601)". The line is the server's
@@ -328,7 +389,8 @@ pub(crate) fn statement_location(
     m.location(section, before + within)
 }
 
-fn step(m: &Migration, took: Option<Duration>, attempts: Option<u32>, sql: Sql) -> Step {
+fn step(planned: &Planned<'_>, took: Option<Duration>, attempts: Option<u32>, sql: Sql) -> Step {
+    let m = planned.migration;
     Step {
         version: m.version,
         name: m.name.clone(),
@@ -337,6 +399,7 @@ fn step(m: &Migration, took: Option<Duration>, attempts: Option<u32>, sql: Sql) 
         duration_ms: took.map(ms),
         attempts,
         sql: (sql == Sql::Shown).then(|| m.up.sql.clone()),
+        predates: planned.predates,
     }
 }
 
@@ -369,24 +432,39 @@ mod tests {
         let c = catalog();
         let p = plan(&c, &[applied(&c, 20240101000001)], Some(20240101000002)).unwrap();
         assert_eq!(
-            p.iter().map(|m| m.version).collect::<Vec<_>>(),
+            p.iter().map(|p| p.migration.version).collect::<Vec<_>>(),
             vec![20240101000002]
         );
     }
 
     #[test]
-    fn plan_refuses_an_out_of_order_file() {
+    fn plan_keeps_out_of_order_files_in_version_order_and_marks_them() {
         let c = catalog();
-        let err = plan(
-            &c,
-            &[applied(&c, 20240101000001), applied(&c, 20240101000003)],
-            None,
-        )
-        .unwrap_err();
+        let p = plan(&c, &[applied(&c, 20240101000003)], None).unwrap();
+        let planned: Vec<_> = p
+            .iter()
+            .map(|p| (p.migration.version, p.predates))
+            .collect();
+        assert_eq!(
+            planned,
+            vec![
+                (20240101000001, Some(20240101000003)),
+                (20240101000002, Some(20240101000003)),
+            ]
+        );
+        let to = plan(&c, &[applied(&c, 20240101000003)], Some(20240101000001)).unwrap();
+        assert_eq!(to.len(), 1);
+        let entries = status::diff(&c, &[applied(&c, 20240101000003)]);
+        let err = out_of_order_refusal(&entries[..2]);
         assert_eq!(err.exit_code(), 2);
+        let text = err.to_string();
         assert!(
-            err.to_string().contains("20240101000002_b.sql is older"),
-            "{err}"
+            text.contains("20240101000001_a.sql is out-of-order"),
+            "{text}"
+        );
+        assert!(
+            text.contains("20240101000002_b.sql is out-of-order"),
+            "{text}"
         );
     }
 

@@ -1,7 +1,9 @@
 //! Migrations: the catalog of files, refinery's history table, the pure status diff, and the
 //! commands that change the schema (migrate, rollback) or the folder (new).
 
+pub mod baseline;
 pub mod catalog;
+pub mod dbmate;
 pub mod execute;
 pub mod history;
 pub mod migrate;
@@ -9,6 +11,7 @@ pub mod new;
 pub mod rollback;
 pub mod split;
 pub mod status;
+pub mod wait;
 
 use crate::db::{connect, CreateDatabase, DbConfig};
 use crate::error::Result;
@@ -21,6 +24,10 @@ pub struct StatusReport {
     pub database: String,
     /// False when the database has no history table yet (everything is pending).
     pub history_table: bool,
+    /// dbmate's `schema_migrations` (schema.name), when this database has one and no dhctl
+    /// history: it was migrated by dbmate and must be adopted (`baseline --from-dbmate`), not
+    /// migrated again. Null otherwise.
+    pub dbmate_table: Option<String>,
     pub counts: status::Counts,
     pub migrations: Vec<status::Entry>,
 }
@@ -36,11 +43,12 @@ pub enum Ahead {
 
 impl StatusReport {
     /// `status --exit-code`: 4 on drift (and, with `--strict`, when the database is ahead of
-    /// this release), 1 with pending migrations, else 0.
+    /// this release), 1 with pending or out-of-order migrations (both wait to be applied),
+    /// else 0.
     pub fn exit_code(&self, ahead: Ahead) -> i32 {
         if self.counts.drift() || (ahead == Ahead::Refused && self.counts.ahead > 0) {
             4
-        } else if self.counts.pending > 0 {
+        } else if self.counts.unapplied() > 0 {
             1
         } else {
             0
@@ -58,9 +66,15 @@ pub async fn status_report(cfg: &DbConfig, catalog: &Catalog) -> Result<StatusRe
     )
     .await?;
     let migrations = status::diff(catalog, &history.rows);
+    let dbmate_table = if history.rows.is_empty() {
+        dbmate::find(&session.client).await?.map(|t| t.to_string())
+    } else {
+        None
+    };
     Ok(StatusReport {
         database: cfg.display_target(),
         history_table: history.located.exists,
+        dbmate_table,
         counts: status::Counts::of(&migrations),
         migrations,
     })

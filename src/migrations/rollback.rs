@@ -22,7 +22,7 @@ use crate::report::{ms, Failed, Mode, Sql};
 pub enum Undo {
     /// The newest N.
     Steps(u32),
-    /// Everything newer than this version, which must be applied (a typo in a destructive
+    /// Everything applied after this version, which must be applied (a typo in a destructive
     /// command must not pick the nearest version).
     To(i64),
     /// Every applied migration (`--all`).
@@ -36,6 +36,9 @@ pub struct RolledBack {
     pub file: String,
     pub duration_ms: Option<f64>,
     pub sql: Option<String>,
+    /// It was applied out of order: after this newer version. Rolling it back is named in the
+    /// plan; null for a migration applied in version order.
+    pub predates: Option<i64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -86,7 +89,7 @@ pub async fn run(
     if apply {
         progress.planned(targets.len());
     }
-    for m in targets {
+    for (m, predates) in targets {
         let down = m.down.as_ref().expect("select checked every down section");
         let mut took = None;
         if apply {
@@ -108,6 +111,7 @@ pub async fn run(
             file: m.file.clone(),
             duration_ms: took.map(ms),
             sql: (options.sql == Sql::Shown).then(|| down.sql.clone()),
+            predates,
         });
     }
     if apply {
@@ -117,14 +121,46 @@ pub async fn run(
     Ok(report)
 }
 
-/// The migrations to undo, newest first, after checking every one of them.
+/// The history in the order it was applied, newest-applied first: by `applied_on`, then by
+/// version (rows recorded in one instant, as `baseline` writes them, or with an unreadable
+/// time, fall back to version order). Each row comes with the newest version applied before
+/// it when that is newer than its own: it was applied out of order.
+pub fn applied_order(history: &[HistoryRow]) -> Vec<(&HistoryRow, Option<i64>)> {
+    let mut rows: Vec<&HistoryRow> = history.iter().collect();
+    rows.sort_by(|a, b| {
+        a.applied_at()
+            .cmp(&b.applied_at())
+            .then(a.version.cmp(&b.version))
+    });
+    let mut newest: Option<i64> = None;
+    let mut ordered: Vec<(&HistoryRow, Option<i64>)> = rows
+        .into_iter()
+        .map(|row| {
+            let predates = newest.filter(|n| *n > row.version);
+            newest = newest.max(Some(row.version));
+            (row, predates)
+        })
+        .collect();
+    ordered.reverse();
+    ordered
+}
+
+/// The migrations to undo, newest-applied first (history order: a stack, so nothing applied
+/// after a migration stays when it is undone), after checking every one of them; each with
+/// the newer version it was applied after, when it was applied out of order.
 pub fn select<'c>(
     catalog: &'c Catalog,
     history: &[HistoryRow],
     target: Undo,
-) -> Result<Vec<&'c Migration>> {
-    let mut applied: Vec<&HistoryRow> = history.iter().collect();
-    applied.sort_by_key(|h| std::cmp::Reverse(h.version));
+) -> Result<Vec<(&'c Migration, Option<i64>)>> {
+    let ordered = applied_order(history);
+    let applied: Vec<&HistoryRow> = ordered.iter().map(|(h, _)| *h).collect();
+    let predates_of = |version: i64| {
+        ordered
+            .iter()
+            .find(|(h, _)| h.version == version)
+            .and_then(|(_, p)| *p)
+    };
     let chosen: Vec<&HistoryRow> = match target {
         // Nothing applied: nothing to undo, whatever the count (as `--steps 0` and `--all` say).
         Undo::Steps(_) if applied.is_empty() => Vec::new(),
@@ -149,7 +185,7 @@ pub fn select<'c>(
             }
             applied
                 .into_iter()
-                .filter(|h| h.version > version)
+                .take_while(|h| h.version != version)
                 .collect()
         }
         Undo::All => applied,
@@ -188,7 +224,7 @@ pub fn select<'c>(
                 "add a down section that undoes the up section (its up section must stay byte-for-byte as applied)",
             ));
         }
-        migrations.push(m);
+        migrations.push((m, predates_of(row.version)));
     }
     Ok(migrations)
 }
@@ -314,7 +350,7 @@ mod tests {
         let c = catalog();
         let h = rows(&c, &[20240101000001, 20240101000003]);
         let t = select(&c, &h, Undo::Steps(1)).unwrap();
-        assert_eq!(t[0].version, 20240101000003);
+        assert_eq!(t[0].0.version, 20240101000003);
     }
 
     #[test]
@@ -345,7 +381,7 @@ mod tests {
         let t = select(&c, &h, Undo::To(20240101000001)).unwrap();
         assert_eq!(t.len(), 1);
         let all = select(&c, &rows(&c, &[20240101000001]), Undo::All).unwrap();
-        assert_eq!(all[0].version, 20240101000001);
+        assert_eq!(all[0].0.version, 20240101000001);
     }
 
     #[test]
@@ -361,6 +397,52 @@ mod tests {
         let err = select(&c, &h, Undo::Steps(1)).unwrap_err();
         assert_eq!(err.exit_code(), 2);
         assert!(err.to_string().contains("ahead of this release"), "{err}");
+    }
+
+    #[test]
+    fn undoes_in_history_order_and_names_what_was_applied_out_of_order() {
+        let c = parse_files(
+            [1, 2, 3]
+                .iter()
+                .map(|v| {
+                    (
+                        format!("2024010100000{v}_m{v}.sql"),
+                        format!("-- migrate:up\nSELECT {v};\n-- migrate:down\nSELECT -{v};")
+                            .into_bytes(),
+                    )
+                })
+                .collect(),
+        )
+        .unwrap();
+        // Applied 1, 3, then 2 (out of order, after 3).
+        let mut h = rows(&c, &[20240101000001, 20240101000003, 20240101000002]);
+        for (row, at) in h.iter_mut().zip(["01", "02", "03"]) {
+            row.applied_on = format!("2026-01-01T00:00:{at}Z");
+        }
+        let plan = |undo| {
+            select(&c, &h, undo)
+                .unwrap()
+                .iter()
+                .map(|(m, p)| (m.version, *p))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            plan(Undo::Steps(1)),
+            vec![(20240101000002, Some(20240101000003))]
+        );
+        assert_eq!(
+            plan(Undo::To(20240101000003)),
+            vec![(20240101000002, Some(20240101000003))],
+            "--to V undoes what was applied after V, the out-of-order one named"
+        );
+        assert_eq!(
+            plan(Undo::To(20240101000001)),
+            vec![
+                (20240101000002, Some(20240101000003)),
+                (20240101000003, None)
+            ]
+        );
+        assert!(plan(Undo::To(20240101000002)).is_empty());
     }
 
     #[test]

@@ -13,8 +13,13 @@ use super::history::HistoryRow;
 pub enum State {
     /// In the history and the file is as it was applied.
     Applied,
-    /// A file not yet applied.
+    /// A file not yet applied, newer than every applied migration.
     Pending,
+    /// A file not yet applied whose version is older than the newest applied migration (a
+    /// branch merged late). `migrate` refuses it unless `--allow-out-of-order`; it counts as
+    /// not applied wherever pending does (`status --exit-code`, verify, readiness).
+    #[serde(rename = "out-of-order")]
+    OutOfOrder,
     /// Applied, but the file's up section (or name) changed since.
     Modified,
     /// Applied, older than the newest file, and no file has its version any more.
@@ -30,6 +35,7 @@ impl State {
         match self {
             State::Applied => "applied",
             State::Pending => "pending",
+            State::OutOfOrder => "out-of-order",
             State::Modified => "modified",
             State::Missing => "missing",
             State::Ahead => "ahead",
@@ -46,6 +52,24 @@ pub struct Entry {
     pub state: State,
     /// When it was applied (RFC 3339), for applied, modified and missing entries.
     pub applied_at: Option<DateTime<Utc>>,
+    /// For an out-of-order entry: the newest applied version it is older than.
+    pub predates: Option<i64>,
+}
+
+/// What to do about out-of-order migrations: the same words in status, verify and migrate.
+pub const OUT_OF_ORDER_ADVICE: &str = "migrate refuses them (exit 2); apply them in version order \
+     with `dhctl migrate --allow-out-of-order` (DHCTL_ALLOW_OUT_OF_ORDER=true) if they do not \
+     depend on the order, or give each file a version newer than the newest applied one \
+     (`dhctl new` writes one)";
+
+/// One line naming an out-of-order migration and the applied version it predates.
+pub fn out_of_order_line(e: &Entry) -> String {
+    format!(
+        "migration {} is out-of-order: older than {}, the newest applied migration",
+        e.file.as_deref().unwrap_or(&e.name),
+        e.predates
+            .map_or_else(|| "?".to_string(), |v| v.to_string())
+    )
 }
 
 /// One entry per version found in either the catalog or the history, in version order. Linear:
@@ -56,10 +80,14 @@ pub struct Entry {
 /// else `missing` (drift). Without any file there is no release to be ahead of: `missing`.
 pub fn diff(catalog: &Catalog, history: &[HistoryRow]) -> Vec<Entry> {
     let by_version: HashMap<i64, &HistoryRow> = history.iter().map(|h| (h.version, h)).collect();
+    // Rows ahead of this release count too: a file older than them was skipped as well.
+    let newest_applied = history.iter().map(|h| h.version).max();
     let mut entries: Vec<Entry> = Vec::with_capacity(catalog.migrations.len().max(history.len()));
     for m in &catalog.migrations {
         let applied = by_version.get(&m.version).copied();
+        let predates = newest_applied.filter(|n| applied.is_none() && *n > m.version);
         let state = match applied {
+            None if predates.is_some() => State::OutOfOrder,
             None => State::Pending,
             Some(h) if h.name == m.name && h.checksum == m.checksum.to_string() => State::Applied,
             Some(_) => State::Modified,
@@ -70,6 +98,7 @@ pub fn diff(catalog: &Catalog, history: &[HistoryRow]) -> Vec<Entry> {
             file: Some(m.file.clone()),
             state,
             applied_at: applied.and_then(HistoryRow::applied_at),
+            predates,
         });
     }
     let newest_file = catalog.migrations.iter().map(|m| m.version).max();
@@ -85,6 +114,7 @@ pub fn diff(catalog: &Catalog, history: &[HistoryRow]) -> Vec<Entry> {
                 file: None,
                 state,
                 applied_at: h.applied_at(),
+                predates: None,
             });
         }
     }
@@ -106,6 +136,8 @@ pub fn ahead(entries: &[Entry]) -> Vec<Entry> {
 pub struct Counts {
     pub applied: usize,
     pub pending: usize,
+    /// Not applied and older than the newest applied migration (not counted in `pending`).
+    pub out_of_order: usize,
     pub modified: usize,
     pub missing: usize,
     pub ahead: usize,
@@ -118,6 +150,7 @@ impl Counts {
             match e.state {
                 State::Applied => c.applied += 1,
                 State::Pending => c.pending += 1,
+                State::OutOfOrder => c.out_of_order += 1,
                 State::Modified => c.modified += 1,
                 State::Missing => c.missing += 1,
                 State::Ahead => c.ahead += 1,
@@ -128,6 +161,11 @@ impl Counts {
 
     pub fn drift(&self) -> bool {
         self.modified + self.missing > 0
+    }
+
+    /// Files not yet applied: pending and out-of-order.
+    pub fn unapplied(&self) -> usize {
+        self.pending + self.out_of_order
     }
 }
 
@@ -212,6 +250,7 @@ mod tests {
             Counts {
                 applied: 1,
                 pending: 1,
+                out_of_order: 0,
                 modified: 1,
                 missing: 1,
                 ahead: 0,
@@ -264,6 +303,41 @@ mod tests {
         let mut r = row(&c, 20240101000001);
         r.name = "old_name".into();
         assert_eq!(diff(&c, &[r])[0].state, State::Modified);
+    }
+
+    #[test]
+    fn a_file_older_than_the_newest_applied_is_out_of_order() {
+        let c = catalog(&[
+            ("20240101000001_a.sql", "SELECT 1;"),
+            ("20240101000002_b.sql", "SELECT 2;"),
+            ("20240101000003_c.sql", "SELECT 3;"),
+            ("20240101000004_d.sql", "SELECT 4;"),
+        ]);
+        let entries = diff(&c, &[row(&c, 20240101000001), row(&c, 20240101000003)]);
+        let states: Vec<_> = entries
+            .iter()
+            .map(|e| (e.version, e.state, e.predates))
+            .collect();
+        assert_eq!(
+            states,
+            vec![
+                (20240101000001, State::Applied, None),
+                (20240101000002, State::OutOfOrder, Some(20240101000003)),
+                (20240101000003, State::Applied, None),
+                (20240101000004, State::Pending, None),
+            ]
+        );
+        let counts = Counts::of(&entries);
+        assert_eq!(
+            (counts.pending, counts.out_of_order, counts.unapplied()),
+            (1, 1, 2)
+        );
+        assert!(!counts.drift());
+        assert!(out_of_order_line(&entries[1]).contains("older than 20240101000003"));
+        assert_eq!(
+            serde_json::to_value(State::OutOfOrder).unwrap(),
+            "out-of-order"
+        );
     }
 
     #[test]

@@ -3,6 +3,7 @@
 use comfy_table::CellAlignment;
 
 use super::table::{cell, table};
+use crate::migrations::baseline::BaselineReport;
 use crate::migrations::migrate::MigrateReport;
 use crate::migrations::new::NewReport;
 use crate::migrations::rollback::RollbackReport;
@@ -47,6 +48,49 @@ pub fn migrate(
     out
 }
 
+/// `migrate --wait-replicas`: one row per standby, or a line saying there is none.
+pub fn replicas(r: &crate::db::replicas::Replicas) -> String {
+    if r.standbys.is_empty() {
+        return format!(
+            "no standby is streaming from this server: nothing to wait for (target_lsn {})\n",
+            r.target_lsn
+        );
+    }
+    let mut t = table(&[
+        "application name",
+        "client addr",
+        "replication state",
+        "replay lsn",
+        "lag bytes",
+        "caught up",
+    ]);
+    for s in &r.standbys {
+        t.add_row(vec![
+            cell(&s.application_name),
+            cell(s.client_addr.as_deref().unwrap_or("local socket")),
+            cell(&s.replication_state),
+            cell(s.replay_lsn.as_deref().unwrap_or("-")),
+            cell(
+                s.lag_bytes
+                    .map(|b| b.to_string())
+                    .unwrap_or_else(|| "-".into()),
+            )
+            .set_alignment(CellAlignment::Right),
+            cell(if s.caught_up { "yes" } else { "no" }),
+        ]);
+    }
+    let verdict = if r.caught_up {
+        "every standby has replayed"
+    } else {
+        "not every standby has replayed"
+    };
+    format!(
+        "{t}\n{verdict} target_lsn {} (waited {:.1} s)\n",
+        r.target_lsn,
+        r.waited_ms / 1000.0
+    )
+}
+
 fn migrations_part(r: &MigrateReport) -> String {
     let mut out = String::new();
     if r.creates_database {
@@ -67,9 +111,13 @@ fn migrations_part(r: &MigrateReport) -> String {
     }
     let mut t = table(&["version", "name", "transaction", "duration"]);
     for s in &r.steps {
+        let name = match s.predates {
+            Some(newest) => format!("{} (out-of-order: older than {newest})", s.name),
+            None => s.name.clone(),
+        };
         t.add_row(vec![
             cell(s.version),
-            cell(&s.name),
+            cell(name),
             cell(match s.transaction {
                 crate::migrations::catalog::Transaction::Wrapped => "wrapped",
                 crate::migrations::catalog::Transaction::None => "none",
@@ -78,13 +126,28 @@ fn migrations_part(r: &MigrateReport) -> String {
         ]);
     }
     out.push_str(&format!("{t}\n"));
+    let out_of_order = r.steps.iter().filter(|s| s.predates.is_some()).count();
+    if out_of_order > 0 && r.dry_run && !r.allow_out_of_order {
+        out.push_str(&format!(
+            "{out_of_order} of them out-of-order (older than the newest applied migration): {}\n",
+            crate::migrations::status::OUT_OF_ORDER_ADVICE
+        ));
+    }
     if r.dry_run {
         out.push_str(&dry_run_footer(
-            &format!(
-                "{} migration(s) would be applied to {}",
-                r.steps.len(),
-                r.database
-            ),
+            &if out_of_order > 0 && !r.allow_out_of_order {
+                format!(
+                    "{} migration(s) would be applied to {} with --allow-out-of-order (without it migrate refuses and applies none)",
+                    r.steps.len(),
+                    r.database
+                )
+            } else {
+                format!(
+                    "{} migration(s) would be applied to {}",
+                    r.steps.len(),
+                    r.database
+                )
+            },
             r.steps.iter().map(|s| (s.file.clone(), s.sql.as_deref())),
         ));
     } else {
@@ -99,6 +162,16 @@ fn migrations_part(r: &MigrateReport) -> String {
 }
 
 pub fn status(r: &StatusReport) -> String {
+    if let Some(table) = &r.dbmate_table {
+        return format!(
+            "{}: migrated by dbmate ({table} exists) and no dhctl history: none of the {} \
+             migrations is recorded for dhctl, and `dhctl migrate` refuses to apply them again\n\
+             hint: adopt it with `dhctl baseline --from-dbmate` (checks the schema, then records \
+             dbmate's applied versions)\n",
+            r.database,
+            r.migrations.len()
+        );
+    }
     let mut t = table(&["version", "name", "state", "applied at"]);
     for e in &r.migrations {
         t.add_row(vec![
@@ -123,10 +196,27 @@ pub fn status(r: &StatusReport) -> String {
     if c.missing > 0 {
         summary.push_str(&format!(", {} missing", c.missing));
     }
+    if c.out_of_order > 0 {
+        summary.push_str(&format!(", {} out-of-order", c.out_of_order));
+    }
     if c.ahead > 0 {
         summary.push_str(&format!(", {} ahead (applied by a newer release)", c.ahead));
     }
-    format!("{t}\n{summary}\n")
+    let mut out = format!("{t}\n{summary}\n");
+    let out_of_order: Vec<String> = r
+        .migrations
+        .iter()
+        .filter(|e| e.state == crate::migrations::status::State::OutOfOrder)
+        .map(crate::migrations::status::out_of_order_line)
+        .collect();
+    if !out_of_order.is_empty() {
+        out.push_str(&format!(
+            "{}\n{}\n",
+            out_of_order.join("\n"),
+            crate::migrations::status::OUT_OF_ORDER_ADVICE
+        ));
+    }
+    out
 }
 
 pub fn rollback(r: &RollbackReport) -> String {
@@ -135,9 +225,13 @@ pub fn rollback(r: &RollbackReport) -> String {
     }
     let mut t = table(&["version", "name", "duration"]);
     for s in &r.rolled_back {
+        let name = match s.predates {
+            Some(newer) => format!("{} (applied out of order, after {newer})", s.name),
+            None => s.name.clone(),
+        };
         t.add_row(vec![
             cell(s.version),
-            cell(&s.name),
+            cell(name),
             cell(millis(s.duration_ms)).set_alignment(CellAlignment::Right),
         ]);
     }
@@ -178,6 +272,82 @@ fn dry_run_footer<'a>(
     out
 }
 
+pub fn baseline(r: &BaselineReport) -> String {
+    let mut t = table(&["version", "name"]);
+    for s in &r.steps {
+        t.add_row(vec![cell(s.version), cell(&s.name)]);
+    }
+    let mut out = format!("{t}\n");
+    if !r.differences.is_empty() {
+        out.push_str(&format!(
+            "{}: the schema is not what these {} migration(s) build; nothing was recorded. {} difference(s):\n",
+            r.database,
+            r.steps.len(),
+            r.differences.len()
+        ));
+        for d in &r.differences {
+            out.push_str(&format!("  {d}\n"));
+        }
+        out.push_str(
+            "hint: make the database match (or choose the --version it matches), then run baseline again; `dhctl verify` names the same differences once adopted\n",
+        );
+        return out;
+    }
+    for note in &r.notes {
+        out.push_str(&format!("note: {note}\n"));
+    }
+    let from = match &r.dbmate_table {
+        Some(table) => format!(" (dbmate's {table})"),
+        None => String::new(),
+    };
+    if r.recorded {
+        out.push_str(&format!(
+            "{}: the schema matches; recorded {} migration(s){from} as applied\n",
+            r.database,
+            r.steps.len()
+        ));
+    } else {
+        out.push_str(&format!(
+            "dry run: the schema of {} matches; {} migration(s){from} would be recorded as applied; nothing was changed\n",
+            r.database,
+            r.steps.len()
+        ));
+    }
+    out
+}
+
 pub fn new(r: &NewReport) -> String {
     format!("created {}\n", r.path.display())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::db::replicas::{Replicas, Standby};
+
+    #[test]
+    fn replicas_show_one_row_per_standby_with_its_lag() {
+        let report = Replicas {
+            target_lsn: "0/3000100".into(),
+            caught_up: false,
+            waited_ms: 1500.0,
+            standbys: vec![Standby {
+                application_name: "db2".into(),
+                client_addr: None,
+                replication_state: "streaming".into(),
+                replay_lsn: Some("0/3000000".into()),
+                lag_bytes: Some(256),
+                caught_up: false,
+            }],
+        };
+        let text = super::replicas(&report);
+        for expected in [
+            "application name",
+            "db2",
+            "local socket",
+            "256",
+            "not every standby has replayed target_lsn 0/3000100 (waited 1.5 s)",
+        ] {
+            assert!(text.contains(expected), "{expected}: {text}");
+        }
+    }
 }

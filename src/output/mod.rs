@@ -9,6 +9,7 @@
     reason = "the one module that prints"
 )]
 
+pub mod dump;
 pub mod escape;
 pub mod fleet;
 pub mod human;
@@ -44,7 +45,7 @@ pub fn emit<T: Serialize>(format: Format, value: &T, human: impl FnOnce(&T) -> S
     write_stdout(&text);
 }
 
-fn write_stdout(text: &str) {
+pub(crate) fn write_stdout(text: &str) {
     if text.is_empty() {
         return;
     }
@@ -171,6 +172,35 @@ fn error_lines(err: &Error, hint: Option<&str>) {
     if let Some(hint) = hint {
         let _ = writeln!(stderr, "hint: {}", escape::text(hint));
     }
+}
+
+/// `status --until-current`: one line on stderr per change of what the wait sees (stdout
+/// carries the final status report), whether or not stderr is a terminal.
+pub fn waiting(seen: &crate::migrations::wait::Observed) {
+    use crate::migrations::wait::Observed;
+    let line = match seen {
+        Observed::NoDatabase => "waiting: the database does not exist yet".to_string(),
+        Observed::Unapplied {
+            pending,
+            out_of_order,
+            history_table,
+        } => {
+            let mut line = format!("waiting: {pending} pending");
+            if *out_of_order > 0 {
+                line.push_str(&format!(", {out_of_order} out-of-order"));
+            }
+            if !history_table {
+                line.push_str(" (no history table yet)");
+            }
+            line
+        }
+        Observed::Dbmate { table } => format!(
+            "waiting: migrated by dbmate ({table}) and no dhctl history; adopt it with `dhctl baseline --from-dbmate` (migrate refuses it)"
+        ),
+        Observed::Reconnecting => "waiting: the connection dropped; reconnecting".to_string(),
+        Observed::Current { applied } => format!("current: {applied} applied, none pending"),
+    };
+    note(&line);
 }
 
 /// A warning or note on stderr (never stdout, which carries results).

@@ -13,7 +13,7 @@
 //! else reads them all, and the other relations and the default's rows with them.
 
 use chrono::{DateTime, Utc};
-use tokio_postgres::types::Oid;
+use tokio_postgres::types::{Oid, Type};
 use tokio_postgres::Client;
 
 use serde::Serialize;
@@ -201,8 +201,13 @@ FROM bounds";
 /// transaction only: an `ALTER DATABASE … SET datestyle = 'SQL, YMD'` (or IntervalStyle,
 /// extra_float_digits, TimeZone) would otherwise print bounds that do not read back, or read
 /// back as other instants. SET LOCAL ends with the transaction, so the session is left as it was.
-const PINNED: &str = "BEGIN READ ONLY; SET LOCAL DateStyle = 'ISO, YMD'; \
-SET LOCAL IntervalStyle = 'postgres'; SET LOCAL TimeZone = 'UTC'; SET LOCAL extra_float_digits = 1";
+macro_rules! pin {
+    () => {
+        "SET LOCAL DateStyle = 'ISO, YMD'; SET LOCAL IntervalStyle = 'postgres'; \
+         SET LOCAL TimeZone = 'UTC'; SET LOCAL extra_float_digits = 1"
+    };
+}
+const PINNED: &str = concat!("BEGIN READ ONLY; ", pin!());
 
 /// Relations named like a parent's partitions (`<table>_YYYY_MM[_DD]`) that are not partitions
 /// of it, in any schema, and tables prune detached from it under any name (its comment,
@@ -233,14 +238,15 @@ pub async fn read(client: &Client, policies: &[Policy]) -> Result<Snapshot> {
 /// Reads how each policy's table is partitioned (no partitions yet) and the server's clock.
 pub async fn parents(client: &Client, policies: &[Policy]) -> Result<Snapshot> {
     let names: Vec<&str> = policies.iter().map(|p| p.table.as_str()).collect();
+    // Typed parameters: no separate prepare round trip.
     let rows = client
-        .query(PARENTS, &[&names])
+        .query_typed(PARENTS, &[(&names, Type::TEXT_ARRAY)])
         .await
         .map_err(|e| Error::sql("reading the partitioned tables from the catalog", &e))?;
     let server_now = match rows.first() {
         Some(row) => row.get(10),
         None => client
-            .query_one("SELECT now()", &[])
+            .query_typed_one("SELECT now()", &[])
             .await
             .map_err(|e| Error::sql("reading the server's clock", &e))?
             .get(0),
@@ -321,16 +327,7 @@ pub async fn partitions(
     let rows = pinned(client, CHILDREN, &[&oids, &names])
         .await
         .map_err(|e| Error::sql("reading the partitions from the catalog", &e))?;
-    for parent in snapshot.tables.iter_mut().filter_map(|t| t.as_mut().ok()) {
-        parent.partitions = rows
-            .iter()
-            .filter(|r| r.get::<_, Oid>(0) == parent.oid)
-            .map(existing)
-            .collect();
-        parent
-            .partitions
-            .sort_by(|a, b| (a.from, &a.name).cmp(&(b.from, &b.name)));
-    }
+    assign(&mut snapshot, &rows);
     if let Which::All = which {
         for (policy, parent) in policies_of(&mut snapshot) {
             parent.others = others(client, parent).await?;
@@ -348,6 +345,51 @@ pub async fn partitions(
         }
     }
     Ok(snapshot)
+}
+
+/// Adds every partition of every usable parent, bounds only: the catalog and nothing else (no
+/// look-alike relations, no count of a DEFAULT partition's rows, so no lock on any table).
+/// For a caller already inside a transaction (dhctl-health's `/metrics`, whose reads run under
+/// its own lock_timeout and statement_timeout); the bound settings are pinned with SET LOCAL,
+/// so they last until that transaction ends.
+pub async fn bounds_in_transaction(client: &Client, mut snapshot: Snapshot) -> Result<Snapshot> {
+    let oids: Vec<Oid> = snapshot
+        .tables
+        .iter()
+        .filter_map(|t| t.as_ref().ok().map(|p| p.oid))
+        .collect();
+    if oids.is_empty() {
+        return Ok(snapshot);
+    }
+    let all: Option<&[String]> = None;
+    // Pipelined (one round trip): the settings are sent, and so take effect, first.
+    let (pinned, rows) = futures_util::future::join(
+        client.batch_execute(pin!()),
+        client.query_typed(
+            CHILDREN,
+            &[(&oids, Type::OID_ARRAY), (&all, Type::TEXT_ARRAY)],
+        ),
+    )
+    .await;
+    pinned.map_err(|e| Error::sql("pinning the settings partition bounds are read in", &e))?;
+    let rows = rows.map_err(|e| Error::sql("reading the partitions from the catalog", &e))?;
+    assign(&mut snapshot, &rows);
+    Ok(snapshot)
+}
+
+/// Gives each usable parent its partitions among `rows` (of [`CHILDREN`]'s shape), sorted by
+/// lower bound.
+fn assign(snapshot: &mut Snapshot, rows: &[tokio_postgres::Row]) {
+    for parent in snapshot.tables.iter_mut().filter_map(|t| t.as_mut().ok()) {
+        parent.partitions = rows
+            .iter()
+            .filter(|r| r.get::<_, Oid>(0) == parent.oid)
+            .map(existing)
+            .collect();
+        parent
+            .partitions
+            .sort_by(|a, b| (a.from, &a.name).cmp(&(b.from, &b.name)));
+    }
 }
 
 /// The usable parents with the interval and column their rows are counted by.

@@ -73,22 +73,34 @@ fn pending_check(ctx: &Context<'_>) -> Check {
     let pending: Vec<&Entry> = ctx
         .entries
         .iter()
-        .filter(|e| e.state == State::Pending)
+        .filter(|e| matches!(e.state, State::Pending | State::OutOfOrder))
         .collect();
     if pending.is_empty() {
         return Check::new(Kind::Pending, Status::Pass, "no migration pending");
     }
-    let mut check = Check::new(
-        Kind::Pending,
-        Status::Fail,
+    let out_of_order = pending
+        .iter()
+        .filter(|e| e.state == State::OutOfOrder)
+        .count();
+    let summary = if out_of_order == 0 {
         format!(
             "{} migration(s) not applied; run `dhctl migrate`",
             pending.len()
-        ),
-    );
+        )
+    } else {
+        format!(
+            "{} migration(s) not applied, {out_of_order} of them out-of-order: {}",
+            pending.len(),
+            status::OUT_OF_ORDER_ADVICE
+        )
+    };
+    let mut check = Check::new(Kind::Pending, Status::Fail, summary);
     check.details = pending
         .iter()
-        .map(|e| format!("{}: pending", e.file.as_deref().unwrap_or(&e.name)))
+        .map(|e| match e.state {
+            State::OutOfOrder => status::out_of_order_line(e),
+            _ => format!("{}: pending", e.file.as_deref().unwrap_or(&e.name)),
+        })
         .collect();
     check
 }

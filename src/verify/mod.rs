@@ -244,6 +244,51 @@ pub async fn run(
     Ok(report)
 }
 
+/// What `migrations` build, rebuilt in a scratch database (created and dropped, or
+/// `scratch_url`) and snapshotted; with the build's notes and where it was built. Never touches
+/// a live object. Used by verify's schema check and by `baseline`.
+pub async fn rebuild_expected(
+    cfg: &DbConfig,
+    session: &Session,
+    facts: &Facts,
+    migrations: &[&Migration],
+    scratch_url: Option<&ScratchUrl>,
+) -> Result<(Expected, Vec<String>, Option<scratch::Scratch>)> {
+    let client = &session.client;
+    let mut build_notes = Vec::new();
+    let build: Build = replay::plan(migrations)?;
+    let db = match scratch::open(cfg, session, facts, scratch_url).await? {
+        Err(unavailable) => return Ok((Expected::Unavailable(unavailable), build_notes, None)),
+        Ok(db) => db,
+    };
+    let kind = db.kind;
+    let rebuilt = pipeline::rebuild(db.client(), db.kind, &build, facts, cfg.lock_timeout).await;
+    // Dropped on every path, the failed rebuild's included.
+    let closing = db.close(client).await;
+    build_notes.extend(closing);
+    let expected = match rebuilt {
+        Ok((snapshot, notes)) => {
+            build_notes.extend(notes);
+            build_notes.extend(build.notes);
+            Expected::Built(snapshot)
+        }
+        // An extension this role may not create was left out, and a migration (probably one
+        // using it) did not rebuild: the schema cannot be compared, other checks still can.
+        Err(e @ Error::Sql { .. }) if !facts.uncreatable.is_empty() => {
+            Expected::Unavailable(Unavailable {
+                reason: format!(
+                    "the migrations could not be rebuilt without the extension(s) \
+                     {} that this role may not create (they need a superuser): {e}",
+                    facts.uncreatable.join(", ")
+                ),
+                fix: "run as a role that may create them (a superuser)".into(),
+            })
+        }
+        Err(e) => return Err(e),
+    };
+    Ok((expected, build_notes, Some(kind)))
+}
+
 async fn gather<'a>(
     cfg: &DbConfig,
     session: &'a Session,
@@ -266,44 +311,10 @@ async fn gather<'a>(
         .filter_map(|e| catalog.get(e.version))
         .collect();
     let live = pipeline::live_snapshot(client, &facts, cfg.lock_timeout).await?;
-    let mut build_notes = Vec::new();
-    let mut kind = None;
-    let expected = if drift {
-        Expected::Drift
+    let (expected, build_notes, kind) = if drift {
+        (Expected::Drift, Vec::new(), None)
     } else {
-        let build: Build = replay::plan(&applied)?;
-        match scratch::open(cfg, session, &facts, options.scratch_url.as_ref()).await? {
-            Err(unavailable) => Expected::Unavailable(unavailable),
-            Ok(db) => {
-                kind = Some(db.kind);
-                let rebuilt =
-                    pipeline::rebuild(db.client(), db.kind, &build, &facts, cfg.lock_timeout).await;
-                // Dropped on every path, the failed rebuild's included.
-                let closing = db.close(client).await;
-                build_notes.extend(closing);
-                match rebuilt {
-                    Ok((snapshot, notes)) => {
-                        build_notes.extend(notes);
-                        build_notes.extend(build.notes);
-                        Expected::Built(snapshot)
-                    }
-                    // An extension this role may not create was left out, and a migration
-                    // (probably one using it) did not rebuild: the schema check cannot decide,
-                    // the other checks still can.
-                    Err(e @ Error::Sql { .. }) if !facts.uncreatable.is_empty() => {
-                        Expected::Unavailable(Unavailable {
-                            reason: format!(
-                                "the migrations could not be rebuilt without the extension(s) \
-                                 {} that this role may not create (they need a superuser): {e}",
-                                facts.uncreatable.join(", ")
-                            ),
-                            fix: "run verify as a role that may create them (a superuser)".into(),
-                        })
-                    }
-                    Err(e) => return Err(e),
-                }
-            }
-        }
+        rebuild_expected(cfg, session, &facts, &applied, options.scratch_url.as_ref()).await?
     };
     Ok(Context {
         session,

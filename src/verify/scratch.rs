@@ -105,6 +105,18 @@ pub async fn open(
     if let Some(url) = url {
         return open_url(cfg, url).await.map(Ok);
     }
+    if live.server.in_recovery {
+        return Ok(Err(Unavailable {
+            reason: "the server is a standby in recovery (read-only), so no scratch database \
+                     can be created on it"
+                .into(),
+            fix: "run verify against the primary, or pass --scratch-url \
+                  (DHCTL_VERIFY_SCRATCH_URL) naming an empty database on the primary (the same \
+                  roles and extensions), where verify builds and rolls back; the other checks \
+                  ran on the standby"
+                .into(),
+        }));
+    }
     if facts.read_only {
         return Ok(Err(Unavailable {
             reason: "the session is read-only (a standby, or default_transaction_read_only), so \
@@ -128,7 +140,7 @@ pub async fn open(
     let name = scratch_name(live.backend_pid);
     let create = create_statement(live, &name).await?;
     if let Ok(mut created) = CREATED.lock() {
-        created.push((cfg.clone(), name.clone()));
+        created.push((cfg.on_host_of(live), name.clone()));
     }
     if let Err(e) = client.batch_execute(&create).await {
         forget_created(&name);
@@ -159,7 +171,8 @@ pub async fn open(
             &e,
         ));
     }
-    let mut scratch_cfg = cfg.clone();
+    // On the server it was created on, whichever host of a multi-host URL that was.
+    let mut scratch_cfg = cfg.on_host_of(live);
     scratch_cfg.pg.dbname(&name);
     scratch_cfg.wait = None;
     match connect(&scratch_cfg, CreateDatabase::Never).await {

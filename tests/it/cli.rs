@@ -329,19 +329,23 @@ fn permission_denied_and_read_only_errors_say_what_to_do() {
         "ALTER DATABASE \"{}\" SET default_transaction_read_only = on",
         db.name
     ));
+    // Refused before any statement runs (docs/failover.md), rather than failing with 25006.
     let run = dhctl(&db.url).args(["migrate", "--format", "json"]).run();
     run.expect_code(2);
     let error = &run.json()["error"];
-    assert_eq!(error["sqlstate"], "25006", "{error}");
+    let message = error["message"].as_str().expect("a message");
+    assert!(message.contains("read-only by setting"), "{message}");
     let hint = error["hint"].as_str().expect("a hint");
     assert!(
-        hint.contains("standby") && hint.contains("read-only"),
+        hint.contains("default_transaction_read_only") && hint.contains("writable primary"),
         "{hint}"
     );
     // The human form prints the same hint line.
     let human = dhctl(&db.url).args(["migrate"]).run();
     assert!(
-        human.stderr.contains("hint: the session is read-only"),
+        human
+            .stderr
+            .contains("hint: turn default_transaction_read_only off"),
         "{}",
         human.stderr
     );
@@ -444,6 +448,16 @@ fn every_json_field_is_in_the_vocabulary() {
         .run();
     findings.expect_code(1);
     documents.push(findings.json());
+    // dump: printed, and --check against a stale file (exit 1, with its diff).
+    documents.push(json(&["dump"]));
+    let stale = dir.path().join("schema.sql");
+    std::fs::write(&stale, "-- stale\n").unwrap();
+    let check = dhctl(&db.url)
+        .args(["dump", "--format", "json", "--check"])
+        .args([&stale])
+        .run();
+    check.expect_code(1);
+    documents.push(check.json());
     // A failing statement: an error document with a sqlstate.
     let failing = migrations_with(&[("20240101000009_divide.sql", "SELECT 1/0;\n")]);
     let error = dhctl(&db.url)

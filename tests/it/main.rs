@@ -9,10 +9,13 @@
 )]
 
 mod adversary_misc;
+mod baseline;
 mod certs;
 mod cli;
 mod cluster;
 mod connection;
+mod dump;
+mod failover;
 mod files;
 mod fleet;
 mod harness;
@@ -22,6 +25,7 @@ mod hostile;
 mod layers;
 mod lint;
 mod migrate;
+mod out_of_order;
 mod packaging;
 mod partial_report;
 mod partitions;
@@ -29,4 +33,5 @@ mod pooler;
 mod privilege;
 mod session;
 mod tls;
+mod until_current;
 mod verify;

@@ -152,3 +152,43 @@ fn session_pooling_works() {
         .expect_code(0);
     assert_eq!(db.history().len(), 5);
 }
+
+#[test]
+#[ignore = "needs pgbouncer (apt-get install pgbouncer); .ci/run installs it and runs the ignored tests"]
+fn dhctl_health_readiness_and_metrics_work_behind_transaction_pooling() {
+    use crate::health::support::spawn;
+    let db = TestDb::new("txpool_health");
+    dhctl(&db.url).args(["migrate"]).run().expect_code(0);
+    let bouncer = Bouncer::start("transaction");
+    bouncer.warm(&db);
+    let url = bouncer.url(&db);
+    let env = [
+        ("DATABASE_URL", url.as_str()),
+        ("HEALTH_READY_CACHE_MS", "0"),
+        ("DHCTL_READY_REQUIRE_MIGRATED", "true"),
+    ];
+    // Two replicas (two processes), as two gateway pods share one pool: their statements land
+    // on each other's server connections.
+    let replicas = [spawn(&env), spawn(&env)];
+    for _ in 0..15 {
+        for replica in &replicas {
+            let ready = replica.get("/health/ready");
+            assert_eq!(ready.status, 200, "{}", ready.body);
+            let metrics = replica.get("/metrics");
+            assert_eq!(metrics.status, 200);
+            for line in [
+                "dhctl_collector_up{collector=\"migrations\"} 1",
+                "dhctl_collector_up{collector=\"partitions\"} 1",
+                "dhctl_migrations_applied 5",
+                "dhctl_migrations_pending 0",
+            ] {
+                assert!(
+                    metrics.body.lines().any(|l| l == line),
+                    "no {line:?}:\n{}\n{}",
+                    metrics.body,
+                    replica.logs().join("\n")
+                );
+            }
+        }
+    }
+}

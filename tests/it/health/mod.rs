@@ -4,6 +4,7 @@
 //! the real binary.
 
 mod disclosure;
+mod metrics;
 mod readiness;
 mod redis_tls;
 mod robustness;

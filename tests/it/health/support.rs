@@ -430,13 +430,18 @@ fn parse(answer: &[u8], took: Duration) -> Reply {
     }
 }
 
-/// A port with nothing listening on it (bound, read, released).
+/// A port with nothing listening on it, below the kernel's ephemeral range (32768–60999 on
+/// Linux), so that no server binding port 0 meanwhile (the other tests run in parallel) and no
+/// outgoing connection can be handed it; free when picked (bound, released). A port taken from
+/// a port-0 bind was once handed to another test's server a moment later, and a probe of the
+/// "closed" port got that server's 200.
 pub fn closed_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    loop {
+        let port: u16 = rand::random_range(10_000..32_768);
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// A dependency that hangs: the kernel completes the TCP handshake into the listen queue, and

@@ -1,0 +1,183 @@
+//! A dump and a file: written atomically (`--output`), or compared with one (`--check`).
+
+use std::io::Write;
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+
+/// Writes `text` to `path` so that a reader sees the old file or the whole new one, never a
+/// part: a temporary file in the same folder, flushed to disk, renamed over `path`, and the
+/// folder flushed so the rename survives a crash. A new file gets mode 0644 (a schema file is
+/// meant to be read and committed); an existing one keeps its permissions.
+pub fn write_atomically(path: &Path, text: &str) -> Result<()> {
+    let io = |source: std::io::Error| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let permissions = std::fs::metadata(path).ok().map(|m| m.permissions());
+    let mut temp = tempfile::Builder::new()
+        .prefix(".dhctl-dump-")
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .map_err(io)?;
+    temp.write_all(text.as_bytes()).map_err(io)?;
+    temp.as_file().sync_all().map_err(io)?;
+    match permissions {
+        Some(p) => temp.as_file().set_permissions(p).map_err(io)?,
+        None => set_readable(temp.as_file()).map_err(io)?,
+    }
+    temp.persist(path).map_err(|e| io(e.error))?;
+    // The rename is durable once the folder is on disk (where the platform lets us open it).
+    if let Ok(folder) = std::fs::File::open(dir) {
+        let _ = folder.sync_all();
+    }
+    Ok(())
+}
+
+#[cfg(unix)]
+fn set_readable(file: &std::fs::File) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    file.set_permissions(std::fs::Permissions::from_mode(0o644))
+}
+
+#[cfg(not(unix))]
+fn set_readable(_file: &std::fs::File) -> std::io::Result<()> {
+    Ok(())
+}
+
+/// What `--check FILE` found.
+#[derive(Debug, Clone, Serialize)]
+pub struct Comparison {
+    /// The file compared with.
+    pub path: String,
+    /// The live dump is byte for byte the file.
+    pub equal: bool,
+    /// A unified diff from the file to the live dump; absent when equal.
+    pub diff: Option<String>,
+}
+
+/// Reads the file `--check` compares with; a missing one is exit 2 with how to create it.
+pub fn read(path: &Path) -> Result<String> {
+    let shown = path.display();
+    let bytes = std::fs::read(path).map_err(|source| {
+        if source.kind() == std::io::ErrorKind::NotFound {
+            Error::usage_hint(
+                format!("{shown}: no such file to check the dump against"),
+                format!("write it first: dhctl dump --output {shown}"),
+            )
+        } else {
+            Error::Io {
+                path: path.to_path_buf(),
+                source,
+            }
+        }
+    })?;
+    // Not UTF-8: compared as it reads; it differs from any dump, which is UTF-8. A checkout
+    // that turned LF into CRLF (git's autocrlf) is not a stale file.
+    Ok(String::from_utf8_lossy(&bytes).replace("\r\n", "\n"))
+}
+
+/// Refuses an `--output` whose folder does not exist (before anything is read), with a hint.
+pub fn check_folder(path: &Path) -> Result<()> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    if dir.is_dir() && !path.is_dir() {
+        return Ok(());
+    }
+    Err(Error::usage_hint(
+        format!(
+            "--output {}: {}",
+            path.display(),
+            if path.is_dir() {
+                "is a folder"
+            } else {
+                "its folder does not exist"
+            }
+        ),
+        "name a file in an existing folder, e.g. --output schema.sql",
+    ))
+}
+
+/// The comparison of a file's text (`committed`) with the live dump: a unified diff with three
+/// lines of context, headed `--- FILE` / `+++ live database`.
+pub fn diff(file: &str, committed: &str, live: &str) -> Comparison {
+    if committed == live {
+        return Comparison {
+            path: file.into(),
+            equal: true,
+            diff: None,
+        };
+    }
+    let text = similar::TextDiff::from_lines(committed, live)
+        .unified_diff()
+        .context_radius(3)
+        .header(file, "live database")
+        .to_string();
+    Comparison {
+        path: file.into(),
+        equal: false,
+        diff: Some(text),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn equal_texts_have_no_diff() {
+        let c = diff("schema.sql", "a\nb\n", "a\nb\n");
+        assert!(c.equal);
+        assert!(c.diff.is_none());
+    }
+
+    #[test]
+    fn a_difference_is_a_unified_diff_from_the_file_to_the_live_dump() {
+        let c = diff("schema.sql", "a\nb\nc\n", "a\nB\nc\n");
+        assert!(!c.equal);
+        let text = c.diff.unwrap();
+        assert!(
+            text.starts_with("--- schema.sql\n+++ live database\n"),
+            "{text}"
+        );
+        assert!(text.contains("\n-b\n+B\n"), "{text}");
+    }
+
+    #[test]
+    fn an_atomic_write_replaces_the_whole_file_and_leaves_no_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("schema.sql");
+        std::fs::write(&path, "old and longer\n").unwrap();
+        write_atomically(&path, "new\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "new\n");
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["schema.sql"]);
+    }
+
+    #[test]
+    fn a_crlf_checkout_reads_as_lf() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("schema.sql");
+        std::fs::write(&path, "a;\r\nb;\r\n").unwrap();
+        assert_eq!(read(&path).unwrap(), "a;\nb;\n");
+    }
+
+    #[test]
+    fn a_missing_file_to_check_is_a_usage_error_with_a_hint() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = read(&dir.path().join("nope.sql")).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert!(err.hint().unwrap().contains("dhctl dump --output"));
+    }
+}
