@@ -269,7 +269,6 @@ impl Freezable {
 /// answering mid-wait (no RST: a partition, a stalled proxy), the history read blocks with no
 /// bound and the waiter outlives its limit indefinitely (an init container stuck forever).
 #[test]
-#[ignore = "adv-lifecycle finding not fixed yet (item 2)"]
 fn adv_until_current_outlives_its_limit_when_the_server_stops_answering() {
     let (db, _) = migrated("adv_lc_frozen");
     let dir = three();
