@@ -305,10 +305,18 @@ async fn gather<'a>(
     let history: Vec<HistoryRow> = history.rows;
     let entries = status::diff(catalog, &history);
     let drift = Counts::of(&entries).drift();
-    let applied: Vec<&Migration> = entries
+    // Replayed in the order they were applied (the order rollback undoes them in), not in
+    // version order: after `migrate --allow-out-of-order` the two differ, and migrations that
+    // do not commute (two CREATE OR REPLACE of one function) build something else.
+    let applied: Vec<&Migration> = history::applied_order(&history)
+        .rows
         .iter()
-        .filter(|e| e.state == State::Applied)
-        .filter_map(|e| catalog.get(e.version))
+        .filter(|(h, _)| {
+            entries
+                .iter()
+                .any(|e| e.version == h.version && e.state == State::Applied)
+        })
+        .filter_map(|(h, _)| catalog.get(h.version))
         .collect();
     let live = pipeline::live_snapshot(client, &facts, cfg.lock_timeout).await?;
     let (expected, build_notes, kind) = if drift {

@@ -392,7 +392,6 @@ fn adv_baseline_calls_an_existing_schema_migrations_table_missing() {
 /// exactly what migrate applied: "function f(): body changed: migrations `SELECT 3`, database
 /// `SELECT 2`" (exit 1), and docs/verify.md tells the user someone changed it by hand.
 #[test]
-#[ignore = "adv-lifecycle finding not fixed yet (item 3)"]
 fn adv_verify_after_allow_out_of_order_reports_false_drift() {
     let db = TestDb::new("adv_lc_ooo_verify");
     let all = tempfile::tempdir().unwrap();
