@@ -80,6 +80,7 @@ pub async fn until_current(
     on_change: &dyn Fn(&Observed),
 ) -> Result<Waited> {
     let deadline = Instant::now() + limit;
+    let versions = catalog.versions();
     let mut session: Option<Session> = None;
     let mut last: Option<Observed> = None;
     let mut report_change = |seen: Observed| {
@@ -125,7 +126,7 @@ pub async fn until_current(
             let bound = deadline.min(Instant::now() + QUERY_LIMIT);
             let polled = tokio::time::timeout_at(
                 tokio::time::Instant::from_std(bound),
-                poll(&open.client, cfg),
+                poll(&open.client, cfg, &versions),
             )
             .await;
             match polled {
@@ -176,17 +177,15 @@ pub async fn until_current(
     }
 }
 
-/// One poll: the history, and dbmate's table while dhctl has no history (one more catalog
-/// query). Both on the same connection, so both reconnect the same way when it drops.
+/// One poll: the history, and dbmate's table while dhctl has no history table (more catalog
+/// queries). Both on the same connection, so both reconnect the same way when it drops.
 async fn poll(
     client: &tokio_postgres::Client,
     cfg: &DbConfig,
+    versions: &[i64],
 ) -> Result<(history::History, Option<crate::db::ident::TableName>)> {
     let read = history::read(client, cfg.history_table.as_ref(), Use::Read).await?;
-    let dbmate = match read.rows.is_empty() {
-        true => super::dbmate::find(client).await?,
-        false => None,
-    };
+    let dbmate = super::dbmate::detect(client, read.located.exists, versions).await?;
     Ok((read, dbmate))
 }
 

@@ -162,7 +162,6 @@ fn adv_rollback_ordering_trusts_the_runner_clock() {
 /// database makes dhctl refuse to migrate a database it has never touched, and baseline
 /// refuses both ways: the only way out is to drop the other application's table.
 #[test]
-#[ignore = "adv-lifecycle finding not fixed yet (item 4b)"]
 fn adv_a_schema_migrations_of_another_app_blocks_migrate() {
     let db = TestDb::new("adv_lc_rails");
     db.exec(
@@ -182,7 +181,6 @@ fn adv_a_schema_migrations_of_another_app_blocks_migrate() {
 /// then on". After baseline --from-dbmate and rollback --all, migrate refuses the database as
 /// "migrated by dbmate" and baseline --from-dbmate refuses it too (schema differs).
 #[test]
-#[ignore = "adv-lifecycle finding not fixed yet (item 4b)"]
 fn adv_after_adoption_and_rollback_all_migrate_is_refused_as_dbmate() {
     let db = TestDb::new("adv_lc_dbm_rb");
     let dir = three();
@@ -311,7 +309,6 @@ fn adv_until_current_outlives_its_limit_when_the_server_stops_answering() {
 /// with "table schema_migrations: in the database, not in the migrations" (exit 1). Seen on the
 /// 280-file dbmate corpus too.
 #[test]
-#[ignore = "adv-lifecycle finding not fixed yet (item 4a)"]
 fn adv_verify_fails_right_after_a_successful_baseline_from_dbmate() {
     let db = TestDb::new("adv_lc_dbm_verify");
     let dir = three();
@@ -341,7 +338,6 @@ fn adv_verify_fails_right_after_a_successful_baseline_from_dbmate() {
 /// matches is refused (exit 1: `schema dbmate: in the database, not in the migrations`), and
 /// the fix it suggests (make the database match) means dropping dbmate's schema.
 #[test]
-#[ignore = "adv-lifecycle finding not fixed yet (item 4a)"]
 fn adv_baseline_refuses_a_dbmate_table_in_its_own_schema() {
     let db = TestDb::new("adv_lc_dbm_schema");
     let dir = three();
@@ -365,7 +361,6 @@ fn adv_baseline_refuses_a_dbmate_table_in_its_own_schema() {
 /// migrations build is refused with a false difference: "table schema_migrations: missing in
 /// the database" while the table is there.
 #[test]
-#[ignore = "adv-lifecycle finding not fixed yet (item 4a)"]
 fn adv_baseline_calls_an_existing_schema_migrations_table_missing() {
     let db = TestDb::new("adv_lc_own_sm");
     let dir = three();
