@@ -255,3 +255,28 @@ fn a_peer_that_accepts_and_never_answers_ends_the_wait_at_its_limit() {
         "{stderr}"
     );
 }
+
+/// --strict is an --exit-code option: with --until-current (which counts a database ahead of
+/// this release as current) it is refused, exit 2, before connecting; a conflict that comes
+/// from DHCTL_UNTIL_CURRENT names the variable.
+#[test]
+fn strict_and_exit_code_are_refused_with_until_current_naming_the_variable() {
+    let db = TestDb::new("uc_strict");
+    let run = dhctl(&db.url)
+        .args(["status", "--until-current", "5s", "--strict"])
+        .run();
+    run.expect_code(2);
+    assert!(run.stderr.contains("--strict"), "{}", run.stderr);
+    for extra in ["--exit-code", "--strict"] {
+        let run = dhctl(&db.url)
+            .args(["status", extra])
+            .env("DHCTL_UNTIL_CURRENT", "5s")
+            .run();
+        run.expect_code(2);
+        assert!(
+            run.stderr.contains("DHCTL_UNTIL_CURRENT"),
+            "{extra}: {}",
+            run.stderr
+        );
+    }
+}
