@@ -1,5 +1,7 @@
 //! Adversary findings on out-of-order rollback ordering, dbmate detection and baseline
-//! (adv-lifecycle). Each test fails on main at 54e78de and names what it expects.
+//! (adv-lifecycle). Each test failed on main at 54e78de (the skew one as first written: it now
+//! stages the skew through the session's TimeZone, see its comment) and names what it expects;
+//! fixed on branch fix-lifecycle.
 
 use crate::harness::*;
 
