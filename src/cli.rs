@@ -533,8 +533,10 @@ pub struct StatusArgs {
     #[arg(long)]
     pub exit_code: bool,
 
-    /// With --exit-code, also exit 4 when the database is ahead of this release.
-    #[arg(long, requires = "exit_code")]
+    /// With --exit-code, also exit 4 when the database is ahead of this release. Not with
+    /// --until-current, which counts a database ahead of this release as current (a rolling
+    /// deploy).
+    #[arg(long, requires = "exit_code", conflicts_with = "until_current")]
     pub strict: bool,
 
     /// Wait until no migration is left to apply, then print the status and exit 0; exit 1

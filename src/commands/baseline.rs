@@ -8,7 +8,6 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::cli::{BaselineArgs, GlobalArgs};
-use crate::db::ident::{quote_ident, TableName};
 use crate::db::{Access, CreateDatabase, DbConfig, Locked};
 use crate::error::{Error, Result};
 use crate::migrations::baseline::{self, BaselineReport, Recorded, Source};
@@ -17,7 +16,6 @@ use crate::migrations::{catalog, dbmate, Migration};
 use crate::output::{self, human};
 use crate::report::{ms, Mode};
 use crate::verify::scratch::{Scratch, ScratchUrl};
-use crate::verify::snapshot::Snapshot;
 use crate::verify::{self, compare, live, pipeline, Expected};
 
 /// What `dhctl baseline` reports: the migrations' report and where they were rebuilt.
@@ -76,14 +74,14 @@ async fn adopt(
     if !rows.is_empty() {
         return Err(baseline::refuse_history(&located.table, rows.len()));
     }
-    let dbmate_table = dbmate::find(client).await?;
+    let dbmate_table = dbmate::find(client, &catalog.versions()).await?;
     let (source, migrations): (Source, Vec<&Migration>) = match args.version {
         Some(version) => (Source::Version, baseline::up_to(catalog, version)?),
         None => {
             let table = dbmate_table.as_ref().ok_or_else(|| {
                 Error::usage_hint(
                     format!(
-                        "--from-dbmate: this database has no dbmate {} table; nothing was changed",
+                        "--from-dbmate: this database has no dbmate {} table (one that records a version of these migrations); nothing was changed",
                         dbmate::TABLE
                     ),
                     "give the newest migration the database has with --version VERSION instead",
@@ -98,10 +96,6 @@ async fn adopt(
     };
     let facts = live::facts(client, &located.table.sql()).await?;
     let mut live = pipeline::live_snapshot(client, &facts, cfg.lock_timeout).await?;
-    // dbmate's own bookkeeping table is not part of the schema the migrations build.
-    if let Some(table) = &dbmate_table {
-        leave_out(&mut live, table, &facts.live);
-    }
     let (expected, notes, scratch) =
         verify::rebuild_expected(cfg, session, &facts, &migrations, scratch_url).await?;
     let expected = match expected {
@@ -117,6 +111,11 @@ async fn adopt(
         }
         Expected::Drift => return Err(Error::usage("baseline: the history cannot have drifted")),
     };
+    // dbmate's own bookkeeping table is not part of the schema the migrations build (verify's
+    // rule, shared).
+    if let Some(table) = &dbmate_table {
+        verify::leave_out_dbmate(&mut live, &expected, table, &facts.live);
+    }
     let differences: Vec<String> = compare::differences(&expected, &live)
         .iter()
         .map(ToString::to_string)
@@ -143,20 +142,4 @@ async fn adopt(
         baseline: report,
         scratch,
     })
-}
-
-/// Removes a table (with its columns, constraints, indexes, …) from a snapshot, named as the
-/// snapshot names it: bare in the main schema, else `"schema".name`.
-fn leave_out(snapshot: &mut Snapshot, table: &TableName, main: &str) {
-    let names = [
-        if table.schema == main {
-            table.name.clone()
-        } else {
-            format!("{}.{}", quote_ident(&table.schema), table.name)
-        },
-        format!("{}.{}", table.schema, table.name),
-    ];
-    snapshot
-        .objects
-        .retain(|key, _| !names.contains(&key.table));
 }

@@ -173,22 +173,22 @@ impl Dependencies {
     fn migrations_check(facts: &Facts) -> Check {
         let took = facts.migrations_took;
         match &facts.migrations {
-            Ok(entries) => match MigrationFigures::of(entries).pending {
-                0 => Check {
-                    pending: Some(0),
-                    ..Check::ok(took)
-                },
-                n => Check {
-                    pending: Some(n),
-                    ..Check::failed(
-                        took,
-                        Failure::new(
-                            Reason::MigrationsPending,
-                            format!("{n} migration(s) pending; run `dhctl migrate`"),
-                        ),
-                    )
-                },
-            },
+            Ok(entries) => {
+                let figures = MigrationFigures::of(entries);
+                match figures.pending {
+                    0 => Check {
+                        pending: Some(0),
+                        ..Check::ok(took)
+                    },
+                    n => Check {
+                        pending: Some(n),
+                        ..Check::failed(
+                            took,
+                            Failure::new(Reason::MigrationsPending, not_applied(&figures)),
+                        )
+                    },
+                }
+            }
             Err(failure) => Check::failed(took, failure.clone()),
         }
     }
@@ -304,5 +304,54 @@ impl Drop for Discard {
         if let Some(conn) = self.0.take() {
             drop(Object::take(conn));
         }
+    }
+}
+
+/// Why the migrations check fails, in words an operator can act on: pending migrations are
+/// applied by `dhctl migrate`, but out-of-order ones (older than the newest applied) are
+/// refused by it, so they are not told to run it.
+fn not_applied(figures: &MigrationFigures) -> String {
+    let out_of_order = figures.out_of_order.min(figures.pending);
+    let in_order = figures.pending - out_of_order;
+    let refused = "older than the newest applied one, which `dhctl migrate` refuses: see \
+                   docs/history.md (--allow-out-of-order)";
+    match (in_order, out_of_order) {
+        (n, 0) => format!("{n} migration(s) pending; run `dhctl migrate`"),
+        (0, k) => format!("{k} migration(s) out of order ({refused})"),
+        (n, k) => format!(
+            "{} migration(s) not applied: {n} pending, {k} out of order ({refused})",
+            n + k
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn figures(pending: usize, out_of_order: usize) -> MigrationFigures {
+        MigrationFigures {
+            pending,
+            out_of_order,
+            ..MigrationFigures::default()
+        }
+    }
+
+    #[test]
+    fn out_of_order_migrations_are_not_sent_to_dhctl_migrate() {
+        assert_eq!(
+            not_applied(&figures(2, 0)),
+            "2 migration(s) pending; run `dhctl migrate`"
+        );
+        let only = not_applied(&figures(1, 1));
+        assert!(only.starts_with("1 migration(s) out of order"), "{only}");
+        assert!(!only.contains("run `dhctl migrate`"), "{only}");
+        assert!(
+            only.contains("docs/history.md") && only.contains("--allow-out-of-order"),
+            "{only}"
+        );
+        let both = not_applied(&figures(3, 1));
+        assert!(both.contains("2 pending, 1 out of order"), "{both}");
+        assert!(!both.contains("run `dhctl migrate`"), "{both}");
     }
 }

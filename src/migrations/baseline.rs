@@ -115,7 +115,7 @@ pub fn refuse_history(table: &TableName, rows: usize) -> Error {
 
 /// Writes the history rows of `migrations` in one transaction (the table created first if it
 /// does not exist), after checking again inside it that the table is empty. The caller holds
-/// the advisory lock. Every row gets the same `applied_on` (refinery's format) and refinery's
+/// the advisory lock. Every row gets the server's time as `applied_on` (refinery's format; increasing in version order) and refinery's
 /// checksum of the file, exactly as migrate would have recorded them.
 pub async fn record(
     client: &impl GenericClient,
@@ -138,13 +138,11 @@ pub async fn record(
             return Err(refuse_history(table, count as usize));
         }
         let insert = history::insert_sql(table);
-        let applied_on = history::now_text();
+        // One statement per row, in version order: the server's clock gives each row its own
+        // increasing time, so the application order reads as version order.
         for m in migrations {
             client
-                .execute(
-                    &insert,
-                    &[&m.version, &m.name, &applied_on, &m.checksum.to_string()],
-                )
+                .execute(&insert, &[&m.version, &m.name, &m.checksum.to_string()])
                 .await
                 .map_err(|e| Error::sql(format!("recording {} in {table}", m.file), &e))?;
         }

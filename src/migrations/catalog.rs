@@ -97,6 +97,11 @@ impl Catalog {
             .ok()
             .map(|i| &self.migrations[i])
     }
+
+    /// Every version, in order.
+    pub fn versions(&self) -> Vec<i64> {
+        self.migrations.iter().map(|m| m.version).collect()
+    }
 }
 
 /// What kind of problem a file has; each kind has its own advice.

@@ -350,12 +350,10 @@ impl Run<'_> {
                     name,
                     checksum,
                 } => {
-                    let applied_on = history::now_text();
                     let checksum = checksum.to_string();
                     let mut params: Vec<(&(dyn tokio_postgres::types::ToSql + Sync), Type)> = vec![
                         (version, Type::INT8),
                         (name, Type::TEXT),
-                        (&applied_on, Type::TEXT),
                         (&checksum, Type::TEXT),
                     ];
                     let sql = match xid {

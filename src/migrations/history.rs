@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use tokio_postgres::GenericClient;
 
@@ -53,6 +53,74 @@ impl HistoryRow {
             .ok()
             .map(|t| t.with_timezone(&Utc))
     }
+}
+
+/// The order the history says its migrations were applied in: the one ordering rollback (a
+/// stack, undone newest-applied first) and verify (the replay) follow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppliedOrder<'h> {
+    /// Oldest-applied first; each row with the newest version applied before it when that is
+    /// newer than its own (it was applied out of order), else `None`.
+    pub rows: Vec<(&'h HistoryRow, Option<i64>)>,
+    /// The rows whose `applied_on` is not RFC 3339 text (NULL, hand-written, another tool's
+    /// format): when there is any, no application order can be trusted and `rows` is in version
+    /// order, with no `predates`.
+    pub unreadable: Vec<i64>,
+}
+
+impl AppliedOrder<'_> {
+    /// Falls back to version order because some `applied_on` is unreadable.
+    pub fn by_version(&self) -> bool {
+        !self.unreadable.is_empty()
+    }
+
+    /// What a plan says when it falls back to version order; `None` when it does not.
+    pub fn note(&self) -> Option<String> {
+        let shown: Vec<String> = self.unreadable.iter().take(5).map(i64::to_string).collect();
+        let more = self.unreadable.len().saturating_sub(shown.len());
+        (!self.unreadable.is_empty()).then(|| {
+            format!(
+                "the history's applied_on of {}{} is not RFC 3339 time, so the order the migrations \
+                 were applied in is unknown: version order is used instead (newest version first \
+                 for rollback); see docs/history.md",
+                shown.join(", "),
+                if more > 0 { format!(" and {more} more") } else { String::new() }
+            )
+        })
+    }
+}
+
+/// The history in the order it was applied, oldest first: by `applied_on` (the server's clock
+/// when dhctl wrote it), then by version for rows recorded in one instant. The application
+/// order is trusted only when every row's `applied_on` reads as RFC 3339: one unreadable row
+/// (hand-written, NULL) could belong anywhere, so then the whole history is in version order.
+pub fn applied_order(history: &[HistoryRow]) -> AppliedOrder<'_> {
+    let unreadable: Vec<i64> = {
+        let mut v: Vec<i64> = history
+            .iter()
+            .filter(|h| h.applied_at().is_none())
+            .map(|h| h.version)
+            .collect();
+        v.sort_unstable();
+        v
+    };
+    let mut rows: Vec<(&HistoryRow, Option<DateTime<Utc>>)> =
+        history.iter().map(|h| (h, h.applied_at())).collect();
+    if unreadable.is_empty() {
+        rows.sort_by(|(a, at), (b, bt)| at.cmp(bt).then(a.version.cmp(&b.version)));
+    } else {
+        rows.sort_by_key(|(h, _)| h.version);
+    }
+    let mut newest: Option<i64> = None;
+    let rows = rows
+        .into_iter()
+        .map(|(row, _)| {
+            let predates = newest.filter(|n| *n > row.version);
+            newest = newest.max(Some(row.version));
+            (row, predates)
+        })
+        .collect();
+    AppliedOrder { rows, unreadable }
 }
 
 /// Who is about to use the table: readers (status, verify, readiness) only read it; writers
@@ -340,23 +408,31 @@ pub async fn create(client: &impl GenericClient, located: &mut Located) -> Resul
     Ok(())
 }
 
-/// The SQL that records an applied migration in refinery's format: `$1..$4` are version,
-/// name, applied_on (RFC 3339) and checksum (decimal text). The operator is qualified for the
-/// same reason as the table (CVE-2018-1058).
+/// `applied_on` of a row written now, by the SERVER's clock (one clock for every runner: a
+/// runner whose clock is behind must not reorder the history), in the text refinery writes
+/// (`time`'s RFC 3339: UTC, `Z`, the fraction without trailing zeros, none when zero), read
+/// once per statement. Functions are qualified (CVE-2018-1058); no operator is used.
+pub const APPLIED_ON_NOW: &str = "(SELECT pg_catalog.concat(\
+pg_catalog.to_char(t, 'YYYY-MM-DD\"T\"HH24:MI:SS'), \
+pg_catalog.rtrim(pg_catalog.rtrim(pg_catalog.to_char(t, '.US'), '0'), '.'), 'Z') \
+FROM (SELECT pg_catalog.timezone('UTC', pg_catalog.clock_timestamp()) AS t) AS now)";
+
+/// The SQL that records an applied migration in refinery's format: `$1..$3` are version,
+/// name and checksum (decimal text); applied_on is [`APPLIED_ON_NOW`].
 pub fn insert_sql(table: &TableName) -> String {
     format!(
-        "INSERT INTO {} (version, name, applied_on, checksum) VALUES ($1, $2, $3, $4)",
+        "INSERT INTO {} (version, name, applied_on, checksum) VALUES ($1, $2, {APPLIED_ON_NOW}, $3)",
         table.sql()
     )
 }
 
-/// [`insert_sql`] for dhctl's transaction `$5` (a txid): records nothing when run in any other
+/// [`insert_sql`] for dhctl's transaction `$4` (a txid): records nothing when run in any other
 /// transaction, such as the one-statement transaction of a session whose migration ended
 /// dhctl's (see src/migrations/execute.rs).
 pub fn insert_in_transaction_sql(table: &TableName) -> String {
     format!(
-        "INSERT INTO {} (version, name, applied_on, checksum) SELECT $1, $2, $3, $4 \
-         WHERE pg_catalog.txid_current() OPERATOR(pg_catalog.=) $5",
+        "INSERT INTO {} (version, name, applied_on, checksum) SELECT $1, $2, {APPLIED_ON_NOW}, $3 \
+         WHERE pg_catalog.txid_current() OPERATOR(pg_catalog.=) $4",
         table.sql()
     )
 }
@@ -378,11 +454,6 @@ pub fn delete_sql(table: &TableName) -> String {
     )
 }
 
-/// `applied_on` for a row written now, as refinery writes it.
-pub fn now_text() -> String {
-    Utc::now().to_rfc3339_opts(SecondsFormat::Nanos, true)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -401,6 +472,59 @@ mod tests {
 
     fn table() -> TableName {
         TableName::parse("public.refinery_schema_history").unwrap()
+    }
+
+    fn row(version: i64, applied_on: &str) -> HistoryRow {
+        HistoryRow {
+            version,
+            name: format!("m{version}"),
+            applied_on: applied_on.into(),
+            checksum: "1".into(),
+        }
+    }
+
+    fn order(history: &[HistoryRow]) -> Vec<(i64, Option<i64>)> {
+        applied_order(history)
+            .rows
+            .iter()
+            .map(|(h, p)| (h.version, *p))
+            .collect()
+    }
+
+    #[test]
+    fn applied_order_follows_applied_on_then_version() {
+        let h = [
+            row(1, "2026-01-01T00:00:01Z"),
+            row(2, "2026-01-01T00:00:03.5Z"),
+            row(3, "2026-01-01T00:00:02.123456Z"),
+            row(4, "2026-01-01T00:00:03.5Z"),
+        ];
+        assert_eq!(
+            order(&h),
+            vec![(1, None), (3, None), (2, Some(3)), (4, None)]
+        );
+        assert!(!applied_order(&h).by_version());
+        assert_eq!(applied_order(&h).note(), None);
+    }
+
+    #[test]
+    fn one_unreadable_applied_on_means_version_order_for_all() {
+        for bad in ["", "2026-01-01 00:00:00+00", "yesterday"] {
+            let h = [
+                row(1, "2026-01-01T00:00:01Z"),
+                row(3, bad),
+                row(2, "2026-01-01T00:00:03Z"),
+            ];
+            let o = applied_order(&h);
+            assert!(o.by_version(), "{bad}");
+            assert_eq!(o.unreadable, vec![3]);
+            assert_eq!(order(&h), vec![(1, None), (2, None), (3, None)], "{bad}");
+            let note = o.note().unwrap();
+            assert!(
+                note.contains("version order") && note.contains('3'),
+                "{note}"
+            );
+        }
     }
 
     #[test]

@@ -156,10 +156,8 @@ pub async fn run(
         mut located,
         rows: history,
     } = history::read(client, cfg.history_table.as_ref(), Use::Write).await?;
-    if history.is_empty() {
-        if let Some(table) = super::dbmate::find(client).await? {
-            return Err(super::dbmate::adopt_first(&table).into());
-        }
+    if let Some(table) = super::dbmate::detect(client, located.exists, &catalog.versions()).await? {
+        return Err(super::dbmate::adopt_first(&table).into());
     }
     let plan = plan(catalog, &history, options.to)?;
     let entries = status::diff(catalog, &history);

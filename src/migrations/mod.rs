@@ -66,11 +66,9 @@ pub async fn status_report(cfg: &DbConfig, catalog: &Catalog) -> Result<StatusRe
     )
     .await?;
     let migrations = status::diff(catalog, &history.rows);
-    let dbmate_table = if history.rows.is_empty() {
-        dbmate::find(&session.client).await?.map(|t| t.to_string())
-    } else {
-        None
-    };
+    let dbmate_table = dbmate::detect(&session.client, history.located.exists, &catalog.versions())
+        .await?
+        .map(|t| t.to_string());
     Ok(StatusReport {
         database: cfg.display_target(),
         history_table: history.located.exists,

@@ -48,6 +48,9 @@ pub struct RollbackReport {
     /// What this run undid, or would undo (docs/json.md: `steps`, as migrate's).
     #[serde(rename = "steps")]
     pub rolled_back: Vec<RolledBack>,
+    /// What the reader should know: the plan follows version order because some `applied_on`
+    /// is unreadable (docs/history.md).
+    pub notes: Vec<String>,
     pub duration_ms: f64,
 }
 
@@ -80,10 +83,15 @@ pub async fn run(
     let history = history.rows;
     let targets = select(catalog, &history, options.target)?;
     let apply = options.mode == Mode::Apply;
+    let notes = match history::applied_order(&history).note() {
+        Some(note) if !targets.is_empty() => vec![note],
+        _ => Vec::new(),
+    };
     let mut report = RollbackReport {
         database: cfg.display_target(),
         dry_run: !apply,
         rolled_back: Vec::with_capacity(targets.len()),
+        notes,
         duration_ms: 0.0,
     };
     if apply {
@@ -121,30 +129,6 @@ pub async fn run(
     Ok(report)
 }
 
-/// The history in the order it was applied, newest-applied first: by `applied_on`, then by
-/// version (rows recorded in one instant, as `baseline` writes them, or with an unreadable
-/// time, fall back to version order). Each row comes with the newest version applied before
-/// it when that is newer than its own: it was applied out of order.
-pub fn applied_order(history: &[HistoryRow]) -> Vec<(&HistoryRow, Option<i64>)> {
-    let mut rows: Vec<&HistoryRow> = history.iter().collect();
-    rows.sort_by(|a, b| {
-        a.applied_at()
-            .cmp(&b.applied_at())
-            .then(a.version.cmp(&b.version))
-    });
-    let mut newest: Option<i64> = None;
-    let mut ordered: Vec<(&HistoryRow, Option<i64>)> = rows
-        .into_iter()
-        .map(|row| {
-            let predates = newest.filter(|n| *n > row.version);
-            newest = newest.max(Some(row.version));
-            (row, predates)
-        })
-        .collect();
-    ordered.reverse();
-    ordered
-}
-
 /// The migrations to undo, newest-applied first (history order: a stack, so nothing applied
 /// after a migration stays when it is undone), after checking every one of them; each with
 /// the newer version it was applied after, when it was applied out of order.
@@ -153,7 +137,8 @@ pub fn select<'c>(
     history: &[HistoryRow],
     target: Undo,
 ) -> Result<Vec<(&'c Migration, Option<i64>)>> {
-    let ordered = applied_order(history);
+    let mut ordered = history::applied_order(history).rows;
+    ordered.reverse();
     let applied: Vec<&HistoryRow> = ordered.iter().map(|(h, _)| *h).collect();
     let predates_of = |version: i64| {
         ordered

@@ -18,6 +18,11 @@ use crate::error::{Error, Result};
 /// pod that waits minutes.
 pub const POLL: Duration = Duration::from_secs(1);
 
+/// The longest one poll may take before its connection is taken for dead and opened again
+/// (never past the limit): a poll is two catalog reads of a few rows, so ten seconds without
+/// an answer is a connection that stopped answering, not a busy server.
+pub const QUERY_LIMIT: Duration = Duration::from_secs(10);
+
 /// What one poll saw; a line is written each time this changes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Observed {
@@ -75,6 +80,7 @@ pub async fn until_current(
     on_change: &dyn Fn(&Observed),
 ) -> Result<Waited> {
     let deadline = Instant::now() + limit;
+    let versions = catalog.versions();
     let mut session: Option<Session> = None;
     let mut last: Option<Observed> = None;
     let mut report_change = |seen: Observed| {
@@ -95,16 +101,36 @@ pub async fn until_current(
                 wait: Some(remaining.max(Duration::from_millis(1))),
                 ..cfg.clone()
             };
-            match connect(&connecting, CreateDatabase::Never).await {
-                Ok(opened) => session = Some(opened),
-                Err(Error::MissingDatabase { .. }) => report_change(Observed::NoDatabase),
+            // connect's own wait ends between attempts; an attempt that hangs (a peer that
+            // accepts and never answers, with no connect_timeout) is cut at the deadline.
+            let began = Instant::now();
+            let connected = tokio::time::timeout_at(
+                tokio::time::Instant::from_std(deadline),
+                connect(&connecting, CreateDatabase::Never),
+            )
+            .await;
+            match connected {
+                Ok(Ok(opened)) => session = Some(opened),
+                Ok(Err(Error::MissingDatabase { .. })) => report_change(Observed::NoDatabase),
                 // Out of time while the server stayed unreachable: say why.
-                Err(e) => return Err(e),
+                Ok(Err(e)) => return Err(e),
+                // The limit cut an attempt that had just begun: the time ran out, nothing more
+                // is known of the server.
+                Err(_) if began.elapsed() < POLL => return Ok(Waited::TimedOut(latest)),
+                Err(_) => return Err(unanswered(cfg, limit)),
             }
         }
         if let Some(open) = &session {
-            match history::read(&open.client, cfg.history_table.as_ref(), Use::Read).await {
-                Ok(read) => {
+            // Bounded by the time left and by QUERY_LIMIT: a connection that stopped answering
+            // (a partition without RST, a stalled proxy) is dropped, not waited on.
+            let bound = deadline.min(Instant::now() + QUERY_LIMIT);
+            let polled = tokio::time::timeout_at(
+                tokio::time::Instant::from_std(bound),
+                poll(&open.client, cfg, &versions),
+            )
+            .await;
+            match polled {
+                Ok(Ok((read, dbmate))) => {
                     latest = report_of(cfg, catalog, &read.rows, read.located.exists);
                     let counts = latest.counts;
                     if counts.drift() {
@@ -116,11 +142,6 @@ pub async fn until_current(
                         });
                         return Ok(Waited::Current(latest));
                     }
-                    // Looked for only while dhctl has no history (one more catalog query).
-                    let dbmate = match read.rows.is_empty() {
-                        true => super::dbmate::find(&open.client).await?,
-                        false => None,
-                    };
                     match dbmate {
                         Some(table) => {
                             latest.dbmate_table = Some(table.to_string());
@@ -135,11 +156,17 @@ pub async fn until_current(
                         }),
                     }
                 }
-                Err(e) if open.client.is_closed() || connection_lost(&e) => {
+                Ok(Err(e)) if open.client.is_closed() || connection_lost(&e) => {
                     report_change(Observed::Reconnecting);
                     session = None;
                 }
-                Err(e) => return Err(e),
+                Ok(Err(e)) => return Err(e),
+                // No answer in time: drop the connection (its statement with it) and open a new
+                // one, if time is left.
+                Err(_) => {
+                    report_change(Observed::Reconnecting);
+                    session = None;
+                }
             }
         }
         let remaining = deadline.saturating_duration_since(Instant::now());
@@ -147,6 +174,35 @@ pub async fn until_current(
             return Ok(Waited::TimedOut(latest));
         }
         tokio::time::sleep(POLL.min(remaining)).await;
+    }
+}
+
+/// One poll: the history, and dbmate's table while dhctl has no history table (more catalog
+/// queries). Both on the same connection, so both reconnect the same way when it drops.
+async fn poll(
+    client: &tokio_postgres::Client,
+    cfg: &DbConfig,
+    versions: &[i64],
+) -> Result<(history::History, Option<crate::db::ident::TableName>)> {
+    let read = history::read(client, cfg.history_table.as_ref(), Use::Read).await?;
+    let dbmate = super::dbmate::detect(client, read.located.exists, versions).await?;
+    Ok((read, dbmate))
+}
+
+/// The server accepted a connection and never completed it before the limit ran out.
+fn unanswered(cfg: &DbConfig, limit: Duration) -> Error {
+    Error::Connect {
+        message: format!(
+            "cannot connect to {}: no answer before --until-current {}s ran out",
+            cfg.display_target(),
+            limit.as_secs_f64()
+        ),
+        hint: Some(
+            "something accepted the connection but never completed the startup (a stalled \
+             server, proxy or TLS terminator): check the host and port, or set \
+             connect_timeout=SECONDS in DATABASE_URL so that each attempt is retried"
+                .into(),
+        ),
     }
 }
 

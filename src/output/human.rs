@@ -236,6 +236,9 @@ pub fn rollback(r: &RollbackReport) -> String {
         ]);
     }
     let mut out = format!("{t}\n");
+    for note in &r.notes {
+        out.push_str(&format!("note: {note}\n"));
+    }
     if r.dry_run {
         out.push_str(&dry_run_footer(
             &format!(

@@ -251,22 +251,30 @@ pub fn usage_error(err: &clap::Error) -> ! {
 
 /// The environment variable a refused value came from, when it was not on the command line: a
 /// user reading "invalid value for --lock-wait" would otherwise search the command for a flag
-/// they never typed.
+/// they never typed. In a conflict ("--until-current cannot be used with --exit-code") either
+/// side may be the one from the environment.
 fn variable_behind(err: &clap::Error) -> Option<String> {
     use clap::error::{ContextKind, ContextValue};
-    let Some(ContextValue::String(arg)) = err.get(ContextKind::InvalidArg) else {
-        return None;
-    };
-    let long = arg.split_whitespace().next()?.strip_prefix("--")?;
-    let typed = std::env::args_os().any(|a| {
-        let a = a.to_string_lossy();
-        a == format!("--{long}") || a.starts_with(&format!("--{long}="))
-    });
-    if typed {
-        return None;
+    let mut args: Vec<&str> = Vec::new();
+    for kind in [ContextKind::InvalidArg, ContextKind::PriorArg] {
+        match err.get(kind) {
+            Some(ContextValue::String(arg)) => args.push(arg),
+            Some(ContextValue::Strings(many)) => args.extend(many.iter().map(String::as_str)),
+            _ => {}
+        }
     }
-    let variable = env_of(&crate::cli::Cli::command(), long)?;
-    std::env::var_os(&variable).map(|_| variable)
+    args.into_iter().find_map(|arg| {
+        let long = arg.split_whitespace().next()?.strip_prefix("--")?;
+        let typed = std::env::args_os().any(|a| {
+            let a = a.to_string_lossy();
+            a == format!("--{long}") || a.starts_with(&format!("--{long}="))
+        });
+        if typed {
+            return None;
+        }
+        let variable = env_of(&crate::cli::Cli::command(), long)?;
+        std::env::var_os(&variable).map(|_| variable)
+    })
 }
 
 /// The environment variable behind the flag `--<long>` of `cmd` or of any of its subcommands.

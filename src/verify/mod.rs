@@ -21,11 +21,12 @@ use std::time::Instant;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use crate::db::ident::{quote_ident, TableName};
 use crate::db::{connect, CreateDatabase, DbConfig, Session};
 use crate::error::{Error, Result};
 use crate::migrations::history::{self, HistoryRow};
 use crate::migrations::status::{self, Counts, Entry, State};
-use crate::migrations::{Catalog, Migration};
+use crate::migrations::{dbmate, Catalog, Migration};
 use crate::partitions::policy::Policy;
 
 use live::Facts;
@@ -305,17 +306,30 @@ async fn gather<'a>(
     let history: Vec<HistoryRow> = history.rows;
     let entries = status::diff(catalog, &history);
     let drift = Counts::of(&entries).drift();
-    let applied: Vec<&Migration> = entries
+    // Replayed in the order they were applied (the order rollback undoes them in), not in
+    // version order: after `migrate --allow-out-of-order` the two differ, and migrations that
+    // do not commute (two CREATE OR REPLACE of one function) build something else.
+    let applied: Vec<&Migration> = history::applied_order(&history)
+        .rows
         .iter()
-        .filter(|e| e.state == State::Applied)
-        .filter_map(|e| catalog.get(e.version))
+        .filter(|(h, _)| {
+            entries
+                .iter()
+                .any(|e| e.version == h.version && e.state == State::Applied)
+        })
+        .filter_map(|(h, _)| catalog.get(h.version))
         .collect();
-    let live = pipeline::live_snapshot(client, &facts, cfg.lock_timeout).await?;
+    let mut live = pipeline::live_snapshot(client, &facts, cfg.lock_timeout).await?;
     let (expected, build_notes, kind) = if drift {
         (Expected::Drift, Vec::new(), None)
     } else {
         rebuild_expected(cfg, session, &facts, &applied, options.scratch_url.as_ref()).await?
     };
+    if let Expected::Built(built) = &expected {
+        if let Some(table) = dbmate::find(client, &catalog.versions()).await? {
+            leave_out_dbmate(&mut live, built, &table, &facts.live);
+        }
+    }
     Ok(Context {
         session,
         catalog,
@@ -332,9 +346,123 @@ async fn gather<'a>(
     })
 }
 
+/// dbmate's bookkeeping table is not part of the schema the migrations build, so the
+/// comparison leaves it out of the live side (`verify` and `baseline` both, with this one rule):
+/// the table with everything on it, and its schema when that is not the main one, holds nothing
+/// else, and the migrations do not create it. Unless the migrations create a table of that name
+/// themselves: then it is theirs and compared like any other.
+pub fn leave_out_dbmate(live: &mut Snapshot, expected: &Snapshot, table: &TableName, main: &str) {
+    use snapshot::{ObjectKey, ObjectKind};
+    // The snapshot names a schema as PostgreSQL's quote_ident prints it: bare when it needs no
+    // quotes (keywords aside), else quoted. Both spellings are matched.
+    let schemas = [table.schema.clone(), quote_ident(&table.schema)];
+    let names: Vec<String> = if table.schema == main {
+        vec![table.name.clone()]
+    } else {
+        schemas
+            .iter()
+            .map(|schema| format!("{schema}.{}", table.name))
+            .collect()
+    };
+    let is_table = |key: &ObjectKey| key.kind == ObjectKind::Table && names.contains(&key.table);
+    if expected.objects.keys().any(is_table) {
+        return;
+    }
+    live.objects.retain(|key, _| !names.contains(&key.table));
+    if table.schema == main {
+        return;
+    }
+    let prefixes: Vec<String> = schemas.iter().map(|s| format!("{s}.")).collect();
+    let holds_more = live.objects.keys().any(|key| {
+        key.kind != ObjectKind::Schema
+            && prefixes
+                .iter()
+                .any(|p| key.table.starts_with(p) || key.name.starts_with(p))
+    });
+    let is_schema =
+        |key: &ObjectKey| key.kind == ObjectKind::Schema && schemas.contains(&key.table);
+    if !holds_more && !expected.objects.keys().any(is_schema) {
+        live.objects.retain(|key, _| !is_schema(key));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn snap(rows: &[(&str, &str, &str)]) -> Snapshot {
+        Snapshot::from_rows(rows.iter().map(|(kind, table, name)| {
+            [*kind, *table, *name, "exists", "yes"].map(|c| Some(c.to_string()))
+        }))
+        .unwrap()
+    }
+
+    fn keys(s: &Snapshot) -> Vec<String> {
+        s.objects.keys().map(|k| k.to_string()).collect()
+    }
+
+    #[test]
+    fn dbmate_bookkeeping_is_left_out_unless_the_migrations_create_it() {
+        let main_table = TableName::parse("public.schema_migrations").unwrap();
+        let live = || {
+            snap(&[
+                ("table", "t1", ""),
+                ("table", "schema_migrations", ""),
+                ("column", "schema_migrations", "version"),
+            ])
+        };
+        let mut left = live();
+        leave_out_dbmate(
+            &mut left,
+            &snap(&[("table", "t1", "")]),
+            &main_table,
+            "public",
+        );
+        assert_eq!(keys(&left), vec!["table t1"]);
+        // The migrations create a table of that name: it is theirs, compared as any other.
+        let theirs = snap(&[("table", "t1", ""), ("table", "schema_migrations", "")]);
+        let mut kept = live();
+        leave_out_dbmate(&mut kept, &theirs, &main_table, "public");
+        assert_eq!(kept, live());
+    }
+
+    #[test]
+    fn dbmate_schema_is_left_out_only_when_it_holds_nothing_else() {
+        let table = TableName::parse("dbmate.schema_migrations").unwrap();
+        let expected = snap(&[("table", "t1", "")]);
+        let mut alone = snap(&[
+            ("table", "t1", ""),
+            ("schema", "dbmate", ""),
+            ("table", "dbmate.schema_migrations", ""),
+            (
+                "index",
+                "dbmate.schema_migrations",
+                "schema_migrations_pkey",
+            ),
+        ]);
+        leave_out_dbmate(&mut alone, &expected, &table, "public");
+        assert_eq!(keys(&alone), vec!["table t1"]);
+        let mut more = snap(&[
+            ("table", "t1", ""),
+            ("schema", "dbmate", ""),
+            ("table", "dbmate.schema_migrations", ""),
+            ("function", "", "dbmate.f()"),
+        ]);
+        leave_out_dbmate(&mut more, &expected, &table, "public");
+        assert_eq!(
+            keys(&more),
+            vec!["schema dbmate", "table t1", "function dbmate.f()"]
+        );
+        // The migrations create the schema: it stays on both sides.
+        let with_schema = snap(&[("table", "t1", ""), ("schema", "dbmate", "")]);
+        let mut both = snap(&[
+            ("table", "t1", ""),
+            ("schema", "dbmate", ""),
+            ("table", "dbmate.schema_migrations", ""),
+        ]);
+        leave_out_dbmate(&mut both, &with_schema, &table, "public");
+        assert_eq!(keys(&both), vec!["schema dbmate", "table t1"]);
+    }
 
     #[test]
     fn options_validate_their_flags() {

@@ -374,3 +374,73 @@ fn from_dbmate_refuses_a_version_without_a_file_and_a_database_without_dbmate() 
         run.stderr
     );
 }
+
+/// dbmate detection: only a schema_migrations that records a version of the catalog, and only
+/// while dhctl has no history table. An empty one is ignored; two that overlap are refused by
+/// name; a version too large for a number is called too large, not "not digits".
+#[test]
+fn dbmate_detection_needs_overlapping_versions_and_names_several_tables() {
+    let empty = TestDb::new("bl_dbmate_empty");
+    dbmate_history(&empty, &[]);
+    let status = dhctl(&empty.url).args(["status", "--format", "json"]).run();
+    assert!(status.json()["dbmate_table"].is_null(), "{}", status.stdout);
+    dhctl(&empty.url)
+        .args(["migrate", "--no-partitions"])
+        .run()
+        .expect_code(0);
+
+    let two = TestDb::new("bl_dbmate_two");
+    dbmate_history(&two, &["20240101000001"]);
+    two.exec(
+        "CREATE SCHEMA other; CREATE TABLE other.schema_migrations (version text PRIMARY KEY); \
+         INSERT INTO other.schema_migrations VALUES ('20240101000002')",
+    );
+    let migrate = dhctl(&two.url)
+        .args(["migrate", "--no-partitions", "--format", "json"])
+        .run();
+    migrate.expect_code(2);
+    let error = &migrate.json()["error"];
+    let message = error["message"].as_str().unwrap();
+    assert!(
+        message.contains("public.schema_migrations") && message.contains("other.schema_migrations"),
+        "{message}"
+    );
+    assert!(
+        error["hint"].as_str().unwrap().contains("--history-table"),
+        "{error}"
+    );
+    assert!(!history_table_exists(&two));
+
+    let huge = hand_built("bl_dbmate_huge", 20240101000001);
+    dbmate_history(&huge, &["20240101000001", "99999999999999999999"]);
+    let run = dhctl(&huge.url)
+        .args(["baseline", "--from-dbmate", "--format", "json"])
+        .run();
+    run.expect_code(2);
+    let message = run.json()["error"]["message"].as_str().unwrap().to_string();
+    assert!(
+        message.contains("too large") && !message.contains("not a migration version (digits)"),
+        "{message}"
+    );
+}
+
+/// The one rule verify and baseline share: dbmate's table in a schema of its own is left out
+/// with its schema, but a schema that holds something else stays compared (and reported).
+#[test]
+fn a_dbmate_schema_that_holds_more_than_its_table_is_still_compared() {
+    let db = hand_built("bl_dbmate_schema_more", 20240101000005);
+    db.exec(
+        "CREATE SCHEMA dbmate; CREATE TABLE dbmate.schema_migrations (version varchar(128) PRIMARY KEY); \
+         INSERT INTO dbmate.schema_migrations VALUES ('20240101000001'), ('20240101000002'), \
+         ('20240101000003'), ('20240101000004'), ('20240101000005'); \
+         CREATE TABLE dbmate.extra (id int)",
+    );
+    let run = dhctl(&db.url)
+        .args(["baseline", "--from-dbmate", "--dry-run", "--format", "json"])
+        .run();
+    run.expect_code(1);
+    let differences = run.json()["differences"].to_string();
+    // The schema stays compared (its extra table with it).
+    assert!(differences.contains("schema dbmate"), "{differences}");
+    assert!(!differences.contains("schema_migrations"), "{differences}");
+}

@@ -217,3 +217,66 @@ fn a_dbmate_database_is_named_while_waiting_for_its_adoption() {
     );
     assert_eq!(run.json()["dbmate_table"], "public.schema_migrations");
 }
+
+/// A peer that accepts the connection and never answers (a stalled proxy or TLS terminator),
+/// with no connect_timeout in the URL: the waiter gives up when its own limit runs out, exit 2
+/// naming that limit (docs/operations.md), not at some later connect_timeout or never.
+#[test]
+fn a_peer_that_accepts_and_never_answers_ends_the_wait_at_its_limit() {
+    let db = TestDb::new("uc_silent");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        // Hold every accepted socket open, read nothing, answer nothing.
+        let mut held = Vec::new();
+        for socket in listener.incoming() {
+            match socket {
+                Ok(s) => held.push(s),
+                Err(_) => return,
+            }
+        }
+    });
+    let url = with_host_port(&db.url, "127.0.0.1", port);
+    let mut child = dhctl(&url)
+        .args(["status", "--until-current", "2s"])
+        .spawn();
+    let ended = wait_until(Duration::from_secs(30), || {
+        child.try_wait().unwrap().is_some()
+    });
+    if !ended {
+        let _ = child.kill();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(ended, "status --until-current 2s still running 30 s later");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("no answer before --until-current 2s ran out"),
+        "{stderr}"
+    );
+}
+
+/// --strict is an --exit-code option: with --until-current (which counts a database ahead of
+/// this release as current) it is refused, exit 2, before connecting; a conflict that comes
+/// from DHCTL_UNTIL_CURRENT names the variable.
+#[test]
+fn strict_and_exit_code_are_refused_with_until_current_naming_the_variable() {
+    let db = TestDb::new("uc_strict");
+    let run = dhctl(&db.url)
+        .args(["status", "--until-current", "5s", "--strict"])
+        .run();
+    run.expect_code(2);
+    assert!(run.stderr.contains("--strict"), "{}", run.stderr);
+    for extra in ["--exit-code", "--strict"] {
+        let run = dhctl(&db.url)
+            .args(["status", extra])
+            .env("DHCTL_UNTIL_CURRENT", "5s")
+            .run();
+        run.expect_code(2);
+        assert!(
+            run.stderr.contains("DHCTL_UNTIL_CURRENT"),
+            "{extra}: {}",
+            run.stderr
+        );
+    }
+}
