@@ -39,10 +39,14 @@ const CLIENT_CONNECTION_CHECK_INTERVAL: &str = "1s";
 /// dhctl's own session settings, as select-list items of one statement: `$1` is
 /// client_connection_check_interval, `$2` lock_timeout (NULL: leave it as it is). TimeZone,
 /// DateStyle, IntervalStyle and extra_float_digits are pinned so that nothing dhctl reads as
-/// text depends on the server's, the database's or a migration's settings; the dead-client
+/// text depends on the server's, the database's or a migration's settings;
+/// standard_conforming_strings so that a backslash in dhctl's own SQL literals means what it
+/// says (an `ALTER DATABASE … SET standard_conforming_strings = off` would otherwise turn
+/// `'\('` into `'('`; dhctl's queries also avoid backslashes in literals); the dead-client
 /// check is set where the server has it (current_setting(…, true) is NULL on servers that lack
 /// it). application_name is a startup parameter, which `RESET ALL` restores by itself.
 const SETTINGS: &str = "set_config('TimeZone', 'UTC', false), \
+     set_config('standard_conforming_strings', 'on', false), \
      set_config('DateStyle', 'ISO, MDY', false), \
      set_config('IntervalStyle', 'postgres', false), \
      set_config('extra_float_digits', '3', false), \

@@ -5,7 +5,7 @@ WITH ext AS (
 ),
 ns AS (
     SELECT n.oid FROM pg_namespace n
-    WHERE n.nspname::text NOT LIKE 'pg\_%' AND n.nspname <> 'information_schema'
+    WHERE n.nspname::text !~ '^pg_' AND n.nspname <> 'information_schema'
       AND NOT EXISTS (SELECT 1 FROM ext WHERE ext.classid = 'pg_namespace'::regclass AND ext.objid = n.oid)
 ),
 mine AS (

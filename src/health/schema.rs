@@ -192,7 +192,8 @@ async fn bounded<T>(
 
 /// BEGIN READ ONLY, then both timeouts for this transaction only (`set_config(…, true)` is
 /// `SET LOCAL`). lock_timeout is what keeps a read from queueing behind DDL; statement_timeout
-/// ends anything else slow on the server's side too, not only on ours.
+/// ends anything else slow on the server's side too, not only on ours. standard_conforming_strings
+/// is pinned on, as dhctl's sessions pin it (`db::SETTINGS`), whatever the database or role sets.
 /// Both are sent before either answer is awaited (tokio-postgres pipelines futures polled
 /// together, in the order first polled): one round trip.
 async fn begin(client: &Client, left: Duration) -> Result<()> {
@@ -200,7 +201,9 @@ async fn begin(client: &Client, left: Duration) -> Result<()> {
     let (begun, set) = futures_util::future::join(
         client.batch_execute("BEGIN READ ONLY"),
         client.query_typed(
-            "SELECT set_config('lock_timeout', $1, true), set_config('statement_timeout', $1, true)",
+            "SELECT pg_catalog.set_config('lock_timeout', $1, true), \
+             pg_catalog.set_config('statement_timeout', $1, true), \
+             pg_catalog.set_config('standard_conforming_strings', 'on', true)",
             &[(&ms, Type::TEXT)],
         ),
     )

@@ -179,7 +179,7 @@ WITH kids AS MATERIALIZED (
     WHERE i.inhparent = ANY($1::oid[]) AND ($2::text[] IS NULL OR ch.relname = ANY($2::text[]))
 ), parsed AS MATERIALIZED (
     SELECT k.parent, k.name, k.pending, k.schema, k.foreign_table,
-           regexp_match(k.bound, '^FOR VALUES FROM \\((.+)\\) TO \\((.+)\\)$') AS m
+           regexp_match(k.bound, '^FOR VALUES FROM [(](.+)[)] TO [(](.+)[)]$') AS m
     FROM kids k WHERE k.bound <> 'DEFAULT'
 ), bounds AS MATERIALIZED (
     SELECT p.parent, p.name, p.pending, p.schema, p.foreign_table,

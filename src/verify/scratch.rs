@@ -218,7 +218,7 @@ async fn open_url(cfg: &DbConfig, url: &ScratchUrl) -> Result<ScratchDb> {
             "SELECT current_database()::text, \
                     concat_ws('; ', \
                       (SELECT 'schemas ' || string_agg(nspname::text, ', ' ORDER BY nspname) \
-                       FROM pg_namespace WHERE nspname::text NOT LIKE 'pg\\_%' \
+                       FROM pg_namespace WHERE nspname::text !~ '^pg_' \
                          AND nspname NOT IN ('information_schema', 'public')), \
                       (SELECT 'extensions ' || string_agg(extname::text, ', ' ORDER BY extname) \
                        FROM pg_extension WHERE extname <> 'plpgsql'), \

@@ -15,7 +15,7 @@ ns AS (
     SELECT n.oid, n.nspname,
            CASE WHEN n.nspname = $1::text THEN '' ELSE quote_ident(n.nspname) || '.' END AS prefix
     FROM pg_namespace n
-    WHERE n.nspname::text NOT LIKE 'pg\_%' AND n.nspname <> 'information_schema'
+    WHERE n.nspname::text !~ '^pg_' AND n.nspname <> 'information_schema'
       AND NOT EXISTS (SELECT 1 FROM ext WHERE ext.classid = 'pg_namespace'::regclass::oid AND ext.objid = n.oid)
 ),
 rel AS (
