@@ -268,8 +268,8 @@ async fn default_rows(
     let names: Vec<&str> = defaults.iter().map(|(_, n)| n.as_str()).collect();
     let rows = client
         .query_typed(
-            "SELECT d.s, d.n, pg_stat_get_live_tuples(to_regclass(format('%I.%I', d.s, d.n))) \
-             FROM unnest($1::text[], $2::text[]) AS d(s, n)",
+            "SELECT d.s, d.n, pg_catalog.pg_stat_get_live_tuples(pg_catalog.to_regclass(pg_catalog.format('%I.%I', d.s, d.n))) \
+             FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.text[]), pg_catalog.unnest($2::pg_catalog.text[])) AS d(s, n)",
             &[(&schemas, Type::TEXT_ARRAY), (&names, Type::TEXT_ARRAY)],
         )
         .await

@@ -24,7 +24,6 @@ fn sample(body: &str, name: &str) -> Option<f64> {
 /// every role), and json_agg hides the history table, so `/metrics` says all 5 migrations are
 /// pending and, with DHCTL_READY_REQUIRE_MIGRATED, every pod is taken out of service.
 #[test]
-#[ignore = "adv-metrics finding not fixed yet on this branch"]
 fn functions_planted_in_public_do_not_run_in_the_health_reads() {
     let evil = Role::new("adv_evil", "");
     let db = TestDb::new("adv_planted");
@@ -87,7 +86,6 @@ fn functions_planted_in_public_do_not_run_in_the_health_reads() {
 /// a superuser (or the owner), the planted code can do anything that role can. Here it makes
 /// the planting role a superuser.
 #[test]
-#[ignore = "adv-metrics finding not fixed yet on this branch"]
 fn a_function_planted_in_public_does_not_run_in_dhctl_partition_status() {
     let evil = Role::new("adv_evil2", "");
     let db = TestDb::new("adv_planted_cli");
