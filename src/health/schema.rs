@@ -157,33 +157,37 @@ async fn bounded<T>(
     if left < Duration::from_millis(1) {
         return (Err(out_of_time()), true);
     }
+    // The outcome, and whether the transaction was ended (when it could not be, the connection
+    // must not go back to the pool: it would hand out a session inside an open or aborted
+    // transaction).
     let run = async {
         // The server's own bounds come a quarter earlier than ours, so that normally it is the
         // server that gives up (an error, the connection intact) rather than us (mid-statement).
-        begin(client, left - left / 4)
-            .await
-            .map_err(|e| failure(&e))?;
+        if let Err(e) = begin(client, left - left / 4).await {
+            // BEGIN may have succeeded and the settings failed: end the transaction (a ROLLBACK
+            // with none open only warns). The failure reported is the original one.
+            let ended = client.batch_execute("ROLLBACK").await.is_ok();
+            return (Err(failure(&e)), ended);
+        }
         match work.await {
-            Ok(value) => {
-                client
-                    .batch_execute("COMMIT")
-                    .await
-                    .map_err(|e| failure(&Error::sql("ending the read", &e)))?;
-                Ok(value)
-            }
+            Ok(value) => match client.batch_execute("COMMIT").await {
+                Ok(()) => (Ok(value), true),
+                Err(e) => {
+                    let ended = client.batch_execute("ROLLBACK").await.is_ok();
+                    (Err(failure(&Error::sql("ending the read", &e))), ended)
+                }
+            },
             Err(failed) => {
-                // The transaction may be aborted; end it so the session is usable again.
-                client
-                    .batch_execute("ROLLBACK")
-                    .await
-                    .map_err(|e| failure(&Error::sql("ending the read", &e)))?;
-                Err(failed)
+                // The transaction may be aborted; end it so the session is usable again. If
+                // that fails too, the read's own failure is the one worth reporting.
+                let ended = client.batch_execute("ROLLBACK").await.is_ok();
+                (Err(failed), ended)
             }
         }
     };
     match tokio::time::timeout(left, run).await {
-        Ok(outcome) => {
-            let usable = !client.is_closed();
+        Ok((outcome, ended)) => {
+            let usable = ended && !client.is_closed();
             (outcome, usable)
         }
         Err(_) => (Err(out_of_time()), false),

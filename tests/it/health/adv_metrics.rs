@@ -124,7 +124,6 @@ fn a_function_planted_in_public_does_not_run_in_dhctl_partition_status() {
 /// Reached here with a check timeout past PostgreSQL's largest lock_timeout (INT_MAX ms);
 /// rejecting such a value at start would also do.
 #[test]
-#[ignore = "adv-metrics finding not fixed yet on this branch"]
 fn a_failed_timeout_setting_does_not_leave_an_aborted_transaction_in_the_pool() {
     let db = TestDb::new("adv_aborted");
     dhctl(&db.url)
@@ -161,7 +160,6 @@ fn a_failed_timeout_setting_does_not_leave_an_aborted_transaction_in_the_pool() 
 /// around it (a YAML or .env slip) is refused by dhctl (exit 2) but trimmed and accepted by
 /// dhctl-health; both should take the same view of it.
 #[test]
-#[ignore = "adv-metrics finding not fixed yet on this branch"]
 fn dhctl_and_dhctl_health_agree_on_a_history_table_value_with_spaces() {
     let db = TestDb::new("adv_spaces");
     let value = " public.refinery_schema_history ";
