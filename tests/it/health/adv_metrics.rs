@@ -238,6 +238,22 @@ fn prune_keeps_rows_inside_the_retention_whatever_standard_conforming_strings() 
         "ALTER DATABASE \"{}\" SET standard_conforming_strings = off",
         db.name
     ));
+    // status and create read the same bounds: with the upper bound read as the lower one,
+    // status showed empty partitions and create would plan to make existing periods again.
+    let status = dhctl(&db.url)
+        .args(["partition", "status", "--format", "json"])
+        .run();
+    status.expect_code(0);
+    let json = status.json();
+    let partitions = json["tables"][0]["partitions"].as_array().unwrap();
+    assert!(!partitions.is_empty(), "{}", status.stdout);
+    for p in partitions {
+        assert_ne!(p["from"], p["to"], "a partition read as empty: {p}");
+    }
+    dhctl(&db.url)
+        .args(["partition", "create", "--ahead", "4"])
+        .run()
+        .expect_code(0);
     dhctl(&db.url)
         .args(["partition", "prune", "--table", "request_logs"])
         .run();
