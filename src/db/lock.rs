@@ -47,7 +47,7 @@ impl LockGuard {
     pub async fn release(self, client: &Client) -> Result<()> {
         let row = client
             .query_typed_one(
-                "SELECT CASE WHEN pg_backend_pid() = $1 THEN pg_advisory_unlock_all() IS NULL END",
+                "SELECT CASE WHEN pg_catalog.pg_backend_pid() = $1 THEN pg_catalog.pg_advisory_unlock_all() IS NULL END",
                 &[(&self.backend_pid, Type::INT4)],
             )
             .await
@@ -58,7 +58,10 @@ impl LockGuard {
                 "lock holder unreachable through a pooling proxy; terminating it"
             );
             client
-                .execute("SELECT pg_terminate_backend($1)", &[&self.backend_pid])
+                .execute(
+                    "SELECT pg_catalog.pg_terminate_backend($1)",
+                    &[&self.backend_pid],
+                )
                 .await
                 .map_err(|e| {
                     Error::sql("ending the backend that held the dhctl advisory lock", &e)
@@ -77,7 +80,7 @@ impl LockGuard {
 pub async fn acquire(client: &Client, backend_pid: i32, wait: Duration) -> Result<LockGuard> {
     let got: Option<bool> = client
         .query_typed_one(
-            "SELECT CASE WHEN pg_backend_pid() = $2 THEN pg_try_advisory_lock($1) END",
+            "SELECT CASE WHEN pg_catalog.pg_backend_pid() = $2 THEN pg_catalog.pg_try_advisory_lock($1) END",
             &[(&LOCK_KEY, Type::INT8), (&backend_pid, Type::INT4)],
         )
         .await
@@ -127,7 +130,7 @@ async fn wait_blocking(
             .map_err(|e| Error::sql("setting statement_timeout", &e))?;
         let attempt = client
             .query_one(
-                "SELECT CASE WHEN pg_backend_pid() = $2 THEN pg_advisory_lock($1) IS NULL END",
+                "SELECT CASE WHEN pg_catalog.pg_backend_pid() = $2 THEN pg_catalog.pg_advisory_lock($1) IS NULL END",
                 &[&LOCK_KEY, &backend_pid],
             )
             .await;
@@ -151,7 +154,7 @@ pub async fn holder(client: &Client) -> Result<Option<Holder>> {
             "SELECT l.pid, a.application_name, a.backend_start, host(a.client_addr) \
              FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid \
              WHERE l.locktype = 'advisory' AND l.granted \
-               AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+               AND l.database = (SELECT oid FROM pg_database WHERE datname = pg_catalog.current_database()) \
                AND l.classid = $1::int8::oid AND l.objid = $2::int8::oid AND l.objsubid = 1 \
              LIMIT 1",
             &[&(classid as i64), &(objid as i64)],
@@ -206,7 +209,7 @@ impl Locked {
         let pid: i32 = session
             .client
             .query_one(
-                "SELECT pg_backend_pid() FROM (SELECT set_config('lock_timeout', $1, false)) s",
+                "SELECT pg_catalog.pg_backend_pid() FROM (SELECT pg_catalog.set_config('lock_timeout', $1, false)) s",
                 &[&ms],
             )
             .await
@@ -217,7 +220,10 @@ impl Locked {
             // lock does not outlive this run (same role, so no extra privilege is needed).
             let _ = session
                 .client
-                .execute("SELECT pg_terminate_backend($1)", &[&session.backend_pid])
+                .execute(
+                    "SELECT pg_catalog.pg_terminate_backend($1)",
+                    &[&session.backend_pid],
+                )
                 .await;
             return Err(Error::Pooled);
         }

@@ -39,16 +39,20 @@ const CLIENT_CONNECTION_CHECK_INTERVAL: &str = "1s";
 /// dhctl's own session settings, as select-list items of one statement: `$1` is
 /// client_connection_check_interval, `$2` lock_timeout (NULL: leave it as it is). TimeZone,
 /// DateStyle, IntervalStyle and extra_float_digits are pinned so that nothing dhctl reads as
-/// text depends on the server's, the database's or a migration's settings; the dead-client
+/// text depends on the server's, the database's or a migration's settings;
+/// standard_conforming_strings so that a backslash in dhctl's own SQL literals means what it
+/// says (an `ALTER DATABASE … SET standard_conforming_strings = off` would otherwise turn
+/// `'\('` into `'('`; dhctl's queries also avoid backslashes in literals); the dead-client
 /// check is set where the server has it (current_setting(…, true) is NULL on servers that lack
 /// it). application_name is a startup parameter, which `RESET ALL` restores by itself.
 const SETTINGS: &str = "set_config('TimeZone', 'UTC', false), \
-     set_config('DateStyle', 'ISO, MDY', false), \
-     set_config('IntervalStyle', 'postgres', false), \
-     set_config('extra_float_digits', '3', false), \
-     CASE WHEN current_setting('client_connection_check_interval', true) IS NOT NULL \
-          THEN set_config('client_connection_check_interval', $1, false) END, \
-     CASE WHEN $2::text IS NOT NULL THEN set_config('lock_timeout', $2, false) END";
+     pg_catalog.set_config('standard_conforming_strings', 'on', false), \
+     pg_catalog.set_config('DateStyle', 'ISO, MDY', false), \
+     pg_catalog.set_config('IntervalStyle', 'postgres', false), \
+     pg_catalog.set_config('extra_float_digits', '3', false), \
+     CASE WHEN pg_catalog.current_setting('client_connection_check_interval', true) IS NOT NULL \
+          THEN pg_catalog.set_config('client_connection_check_interval', $1, false) END, \
+     CASE WHEN $2::text IS NOT NULL THEN pg_catalog.set_config('lock_timeout', $2, false) END";
 
 /// Everything a migration can leave behind in the session, undone: settings (`SET`, including
 /// a `SET ROLE` or `SET SESSION AUTHORIZATION`), cursors, LISTEN registrations, prepared
@@ -425,8 +429,8 @@ async fn open_one(
     let row = client
         .query_typed_one(
             &format!(
-                "SELECT current_setting('server_version_num')::int4, pg_backend_pid(), \
-                 pg_is_in_recovery(), current_setting('transaction_read_only') = 'on', \
+                "SELECT pg_catalog.current_setting('server_version_num')::int4, pg_catalog.pg_backend_pid(), \
+                 pg_catalog.pg_is_in_recovery(), pg_catalog.current_setting('transaction_read_only') = 'on', \
                  {SETTINGS}"
             ),
             &[

@@ -102,7 +102,7 @@ impl Replicas {
 pub async fn commit_lsn(client: &Client, limit: Duration) -> Result<String> {
     let sql = format!(
         "BEGIN; SET LOCAL synchronous_commit = remote_apply; SET LOCAL statement_timeout = {}; \
-         SELECT pg_current_xact_id(); COMMIT; SELECT pg_current_wal_lsn()::text",
+         SELECT pg_catalog.pg_current_xact_id(); COMMIT; SELECT pg_catalog.pg_current_wal_lsn()::text",
         limit.as_millis().max(1)
     );
     let messages = client
@@ -150,7 +150,7 @@ async fn look(client: &Client, target: &str) -> Result<Vec<Standby>> {
         .query(
             "SELECT coalesce(r.application_name, ''), host(r.client_addr), r.state, \
                     r.replay_lsn::text, \
-                    greatest(pg_wal_lsn_diff($1::text::pg_lsn, r.replay_lsn), 0)::int8, \
+                    greatest(pg_catalog.pg_wal_lsn_diff($1::text::pg_lsn, r.replay_lsn), 0)::int8, \
                     coalesce(r.replay_lsn >= $1::text::pg_lsn, false) \
              FROM pg_stat_replication r \
              WHERE r.state IS DISTINCT FROM 'backup' \

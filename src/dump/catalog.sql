@@ -10,7 +10,7 @@ WITH ext AS (
 ),
 ns AS (
     SELECT n.oid, n.nspname FROM pg_namespace n
-    WHERE n.nspname::text NOT LIKE 'pg\_%' AND n.nspname <> 'information_schema'
+    WHERE n.nspname::text !~ '^pg_' AND n.nspname <> 'information_schema'
       AND NOT EXISTS (SELECT 1 FROM ext WHERE ext.classid = 'pg_namespace'::regclass AND ext.objid = n.oid)
 ),
 rel AS (
@@ -25,11 +25,11 @@ tbl AS (SELECT * FROM rel WHERE relkind IN ('r', 'p')),
 -- `depth`, the longest chain of the dump's functions they call, so callees come first.
 fn_base AS (
     SELECT p.oid, p.prokind, p.oid::regprocedure::text AS sig,
-           coalesce((SELECT max(CASE WHEN rc.relkind IN ('v', 'm') THEN 2 ELSE 1 END)
+           coalesce((SELECT pg_catalog.max(CASE WHEN rc.relkind IN ('v', 'm') THEN 2 ELSE 1 END)
                      FROM pg_class rc
                      WHERE rc.relkind <> 'c'
                        AND (rc.oid IN (SELECT ty.typrelid FROM pg_type ty
-                                       WHERE ty.oid = ANY (array_append(coalesce(p.proallargtypes, p.proargtypes::oid[]), p.prorettype)))
+                                       WHERE ty.oid = ANY (pg_catalog.array_append(coalesce(p.proallargtypes, p.proargtypes::oid[]), p.prorettype)))
                             OR rc.oid IN (SELECT d.refobjid FROM pg_depend d
                                           WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid
                                             AND d.refclassid = 'pg_class'::regclass))), 0) AS uses
@@ -53,7 +53,7 @@ fn AS (
     )
     SELECT f.oid, f.prokind, f.sig, r.depth, r.uses
     FROM fn_base f
-    JOIN (SELECT reach.caller, max(reach.depth) AS depth, max(b.uses) AS uses
+    JOIN (SELECT reach.caller, pg_catalog.max(reach.depth) AS depth, pg_catalog.max(b.uses) AS uses
           FROM reach JOIN fn_base b ON b.oid = reach.callee GROUP BY reach.caller) r ON r.caller = f.oid
 ),
 -- How many views stand between a view and the tables (0: it reads no other view), so that a
@@ -71,7 +71,7 @@ view_depth AS (
         SELECT vd.view, chain.depth + 1 FROM chain JOIN view_deps vd ON vd.uses = chain.view
         WHERE chain.depth < 100
     )
-    SELECT view, max(depth) AS depth FROM chain GROUP BY view
+    SELECT view, pg_catalog.max(depth) AS depth FROM chain GROUP BY view
 ),
 seq_opts AS (
     SELECT s.seqrelid,
@@ -90,12 +90,12 @@ identity_seq AS (
 ),
 col AS (
     SELECT a.attrelid, a.attnum, a.attname,
-           quote_ident(a.attname) || ' ' || format_type(a.atttypid, a.atttypmod)
+           pg_catalog.quote_ident(a.attname) || ' ' || pg_catalog.format_type(a.atttypid, a.atttypmod)
            || CASE WHEN a.attcollation <> 0 AND a.attcollation <> ty.typcollation
                    THEN ' COLLATE ' || a.attcollation::regcollation::text ELSE '' END
-           || CASE WHEN a.attgenerated = 's' THEN ' GENERATED ALWAYS AS (' || pg_get_expr(d.adbin, d.adrelid) || ') STORED'
-                   WHEN a.attgenerated = 'v' THEN ' GENERATED ALWAYS AS (' || pg_get_expr(d.adbin, d.adrelid) || ') VIRTUAL'
-                   WHEN d.adbin IS NOT NULL THEN ' DEFAULT ' || pg_get_expr(d.adbin, d.adrelid)
+           || CASE WHEN a.attgenerated = 's' THEN ' GENERATED ALWAYS AS (' || pg_catalog.pg_get_expr(d.adbin, d.adrelid) || ') STORED'
+                   WHEN a.attgenerated = 'v' THEN ' GENERATED ALWAYS AS (' || pg_catalog.pg_get_expr(d.adbin, d.adrelid) || ') VIRTUAL'
+                   WHEN d.adbin IS NOT NULL THEN ' DEFAULT ' || pg_catalog.pg_get_expr(d.adbin, d.adrelid)
                    ELSE '' END
            || CASE WHEN a.attidentity IN ('a', 'd') THEN
                    ' GENERATED ' || CASE a.attidentity WHEN 'a' THEN 'ALWAYS' ELSE 'BY DEFAULT' END
@@ -120,27 +120,27 @@ inline_con AS (
 SELECT section, k1, k2, k3, stmt FROM (
 -- 10: schemas (public too: IF NOT EXISTS makes it a no-op where it exists).
 SELECT 10 AS section, ns.nspname::text AS k1, '' AS k2, '' AS k3,
-       'CREATE SCHEMA IF NOT EXISTS ' || quote_ident(ns.nspname) || ';' AS stmt
+       'CREATE SCHEMA IF NOT EXISTS ' || pg_catalog.quote_ident(ns.nspname) || ';' AS stmt
 FROM ns
 UNION ALL
 -- 20: extensions, into the schema they live in, at the version the loading server installs.
 SELECT 20, e.extname::text, '', '',
-       'CREATE EXTENSION IF NOT EXISTS ' || quote_ident(e.extname)
-       || ' WITH SCHEMA ' || quote_ident(e.extnamespace::regnamespace::text) || ';'
+       'CREATE EXTENSION IF NOT EXISTS ' || pg_catalog.quote_ident(e.extname)
+       || ' WITH SCHEMA ' || pg_catalog.quote_ident(e.extnamespace::regnamespace::text) || ';'
 FROM pg_extension e WHERE e.extname <> 'plpgsql'
 UNION ALL
 -- 30: types. Enums (1), ranges (2), domains (3), composites (4).
 SELECT 30, '1', ty.oid::regtype::text, '',
        'CREATE TYPE ' || ty.oid::regtype::text || ' AS ENUM ('
-       || coalesce((SELECT string_agg(quote_literal(e.enumlabel), ', ' ORDER BY e.enumsortorder) FROM pg_enum e WHERE e.enumtypid = ty.oid), '')
+       || coalesce((SELECT pg_catalog.string_agg(pg_catalog.quote_literal(e.enumlabel), ', ' ORDER BY e.enumsortorder) FROM pg_enum e WHERE e.enumtypid = ty.oid), '')
        || ');'
 FROM pg_type ty JOIN ns ON ns.oid = ty.typnamespace
 WHERE ty.typtype = 'e'
   AND NOT EXISTS (SELECT 1 FROM ext WHERE ext.classid = 'pg_type'::regclass AND ext.objid = ty.oid)
 UNION ALL
 SELECT 30, '2', ty.oid::regtype::text, '',
-       'CREATE TYPE ' || ty.oid::regtype::text || ' AS RANGE (SUBTYPE = ' || format_type(r.rngsubtype, NULL)
-       || coalesce((SELECT ', SUBTYPE_OPCLASS = ' || quote_ident(n.nspname) || '.' || quote_ident(o.opcname)
+       'CREATE TYPE ' || ty.oid::regtype::text || ' AS RANGE (SUBTYPE = ' || pg_catalog.format_type(r.rngsubtype, NULL)
+       || coalesce((SELECT ', SUBTYPE_OPCLASS = ' || pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(o.opcname)
                     FROM pg_opclass o JOIN pg_namespace n ON n.oid = o.opcnamespace
                     WHERE o.oid = r.rngsubopc AND NOT o.opcdefault), '')
        || CASE WHEN r.rngcollation <> 0 THEN ', COLLATION = ' || r.rngcollation::regcollation::text ELSE '' END
@@ -152,19 +152,19 @@ WHERE ty.typtype = 'r'
   AND NOT EXISTS (SELECT 1 FROM ext WHERE ext.classid = 'pg_type'::regclass AND ext.objid = ty.oid)
 UNION ALL
 -- A domain over a domain after it: keyed by how deep its base type chain is.
-SELECT 30, '3 ' || lpad((WITH RECURSIVE chain(base, n) AS (
+SELECT 30, '3 ' || pg_catalog.lpad((WITH RECURSIVE chain(base, n) AS (
                              SELECT ty.typbasetype, 0
                              UNION ALL
                              SELECT b.typbasetype, chain.n + 1 FROM chain JOIN pg_type b ON b.oid = chain.base
                              WHERE b.typtype = 'd' AND chain.n < 100)
-                         SELECT max(n) FROM chain)::text, 3, '0'),
+                         SELECT pg_catalog.max(n) FROM chain)::text, 3, '0'),
        ty.oid::regtype::text, '',
-       'CREATE DOMAIN ' || ty.oid::regtype::text || ' AS ' || format_type(ty.typbasetype, ty.typtypmod)
+       'CREATE DOMAIN ' || ty.oid::regtype::text || ' AS ' || pg_catalog.format_type(ty.typbasetype, ty.typtypmod)
        || CASE WHEN ty.typcollation <> 0 AND ty.typcollation <> (SELECT b.typcollation FROM pg_type b WHERE b.oid = ty.typbasetype)
                THEN ' COLLATE ' || ty.typcollation::regcollation::text ELSE '' END
-       || coalesce(' DEFAULT ' || pg_get_expr(ty.typdefaultbin, 0), '')
+       || coalesce(' DEFAULT ' || pg_catalog.pg_get_expr(ty.typdefaultbin, 0), '')
        || CASE WHEN ty.typnotnull THEN ' NOT NULL' ELSE '' END
-       || coalesce((SELECT string_agg(' CONSTRAINT ' || quote_ident(dc.conname) || ' ' || pg_get_constraintdef(dc.oid), '' ORDER BY dc.conname COLLATE "C")
+       || coalesce((SELECT pg_catalog.string_agg(' CONSTRAINT ' || pg_catalog.quote_ident(dc.conname) || ' ' || pg_catalog.pg_get_constraintdef(dc.oid), '' ORDER BY dc.conname COLLATE "C")
                     FROM pg_constraint dc WHERE dc.contypid = ty.oid AND dc.contype = 'c'), '')
        || ';'
 FROM pg_type ty JOIN ns ON ns.oid = ty.typnamespace
@@ -173,7 +173,7 @@ WHERE ty.typtype = 'd'
 UNION ALL
 SELECT 30, '4', ty.oid::regtype::text, '',
        'CREATE TYPE ' || ty.oid::regtype::text || ' AS ('
-       || coalesce((SELECT string_agg(quote_ident(a.attname) || ' ' || format_type(a.atttypid, a.atttypmod)
+       || coalesce((SELECT pg_catalog.string_agg(pg_catalog.quote_ident(a.attname) || ' ' || pg_catalog.format_type(a.atttypid, a.atttypmod)
                           || CASE WHEN a.attcollation <> 0 AND a.attcollation <> (SELECT b.typcollation FROM pg_type b WHERE b.oid = a.atttypid)
                                   THEN ' COLLATE ' || a.attcollation::regcollation::text ELSE '' END,
                           ', ' ORDER BY a.attnum)
@@ -184,20 +184,20 @@ WHERE ty.typtype = 'c' AND tc.relkind = 'c'
   AND NOT EXISTS (SELECT 1 FROM ext WHERE ext.classid = 'pg_type'::regclass AND ext.objid = ty.oid)
 UNION ALL
 -- 40: functions and procedures that need no relation; 98: those that need tables, 110: views.
-SELECT CASE fn.uses WHEN 0 THEN 40 WHEN 1 THEN 98 ELSE 110 END, lpad(fn.depth::text, 3, '0'), fn.sig, '',
-       rtrim(pg_get_functiondef(fn.oid), E'\n') || ';'
+SELECT CASE fn.uses WHEN 0 THEN 40 WHEN 1 THEN 98 ELSE 110 END, pg_catalog.lpad(fn.depth::text, 3, '0'), fn.sig, '',
+       pg_catalog.rtrim(pg_catalog.pg_get_functiondef(fn.oid), E'\n') || ';'
 FROM fn
 UNION ALL
 -- 50: sequences that are no identity column's; 95: their OWNED BY.
 SELECT 50, s.qname, '', '',
        'CREATE ' || CASE WHEN s.relpersistence = 'u' THEN 'UNLOGGED ' ELSE '' END || 'SEQUENCE ' || s.qname
-       || ' AS ' || format_type(q.seqtypid, NULL) || so.opts || ';'
+       || ' AS ' || pg_catalog.format_type(q.seqtypid, NULL) || so.opts || ';'
 FROM rel s JOIN pg_sequence q ON q.seqrelid = s.oid JOIN seq_opts so ON so.seqrelid = s.oid
 WHERE s.relkind = 'S' AND NOT EXISTS (SELECT 1 FROM identity_seq i WHERE i.seqid = s.oid)
 UNION ALL
 SELECT 95, s.qname, '', '',
        'ALTER SEQUENCE ' || s.qname || ' OWNED BY ' || d.refobjid::regclass::text || '.'
-       || quote_ident((SELECT a.attname FROM pg_attribute a WHERE a.attrelid = d.refobjid AND a.attnum = d.refobjsubid)) || ';'
+       || pg_catalog.quote_ident((SELECT a.attname FROM pg_attribute a WHERE a.attrelid = d.refobjid AND a.attnum = d.refobjsubid)) || ';'
 FROM rel s JOIN pg_depend d ON d.classid = 'pg_class'::regclass AND d.objid = s.oid
      AND d.refclassid = 'pg_class'::regclass AND d.deptype = 'a' AND d.refobjsubid > 0
 WHERE s.relkind = 'S'
@@ -205,25 +205,25 @@ UNION ALL
 -- 60: tables that are not partitions, with their columns and inline constraints.
 SELECT 60, t.qname, '', '',
        'CREATE ' || CASE WHEN t.relpersistence = 'u' THEN 'UNLOGGED ' ELSE '' END || 'TABLE ' || t.qname || ' ('
-       || coalesce(E'\n    ' || array_to_string(
+       || coalesce(E'\n    ' || pg_catalog.array_to_string(
               ARRAY(SELECT c.def FROM col c WHERE c.attrelid = t.oid ORDER BY c.attnum)
-              || ARRAY(SELECT 'CONSTRAINT ' || quote_ident(con.conname) || ' ' || pg_get_constraintdef(con.oid)
+              || ARRAY(SELECT 'CONSTRAINT ' || pg_catalog.quote_ident(con.conname) || ' ' || pg_catalog.pg_get_constraintdef(con.oid)
                        FROM inline_con ic JOIN pg_constraint con ON con.oid = ic.oid
                        WHERE ic.conrelid = t.oid
                        ORDER BY con.conname COLLATE "C"),
               E',\n    '), '')
        || E'\n)'
-       || CASE WHEN t.relkind = 'p' THEN ' PARTITION BY ' || pg_get_partkeydef(t.oid) ELSE '' END
-       || coalesce(' USING ' || (SELECT quote_ident(am.amname) FROM pg_am am WHERE am.oid = t.relam AND am.amname <> 'heap'), '')
-       || coalesce(' WITH (' || array_to_string(t.reloptions, ', ') || ')', '')
+       || CASE WHEN t.relkind = 'p' THEN ' PARTITION BY ' || pg_catalog.pg_get_partkeydef(t.oid) ELSE '' END
+       || coalesce(' USING ' || (SELECT pg_catalog.quote_ident(am.amname) FROM pg_am am WHERE am.oid = t.relam AND am.amname <> 'heap'), '')
+       || coalesce(' WITH (' || pg_catalog.array_to_string(t.reloptions, ', ') || ')', '')
        || ';'
 FROM tbl t WHERE NOT t.relispartition
 UNION ALL
 -- 62: column settings CREATE TABLE has no words for: storage, compression, statistics target
 -- (where not the type's default); 75: a partition's columns where they differ from its
 -- parent's (the partition got the parent's default, NOT NULL, storage and compression).
-SELECT CASE WHEN t.relispartition THEN 75 ELSE 62 END, t.qname, lpad(a.attnum::text, 5, '0'), x.ord::text,
-       'ALTER TABLE ONLY ' || t.qname || ' ALTER COLUMN ' || quote_ident(a.attname) || ' ' || x.change || ';'
+SELECT CASE WHEN t.relispartition THEN 75 ELSE 62 END, t.qname, pg_catalog.lpad(a.attnum::text, 5, '0'), x.ord::text,
+       'ALTER TABLE ONLY ' || t.qname || ' ALTER COLUMN ' || pg_catalog.quote_ident(a.attname) || ' ' || x.change || ';'
 FROM tbl t
 JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum > 0 AND NOT a.attisdropped
 JOIN pg_type ty ON ty.oid = a.atttypid
@@ -233,8 +233,8 @@ LEFT JOIN pg_attribute pa ON pa.attrelid = inh.inhparent AND pa.attname = a.attn
 LEFT JOIN pg_attrdef pd ON pd.adrelid = pa.attrelid AND pd.adnum = pa.attnum
 CROSS JOIN LATERAL (VALUES
     (1, CASE WHEN t.relispartition AND a.attgenerated = '' AND pa.attrelid IS NOT NULL
-                  AND pg_get_expr(d.adbin, d.adrelid) IS DISTINCT FROM pg_get_expr(pd.adbin, pd.adrelid)
-             THEN coalesce('SET DEFAULT ' || pg_get_expr(d.adbin, d.adrelid), 'DROP DEFAULT') END),
+                  AND pg_catalog.pg_get_expr(d.adbin, d.adrelid) IS DISTINCT FROM pg_catalog.pg_get_expr(pd.adbin, pd.adrelid)
+             THEN coalesce('SET DEFAULT ' || pg_catalog.pg_get_expr(d.adbin, d.adrelid), 'DROP DEFAULT') END),
     (2, CASE WHEN t.relispartition AND a.attnotnull AND NOT pa.attnotnull THEN 'SET NOT NULL' END),
     (3, CASE WHEN a.attstorage <> CASE WHEN t.relispartition THEN pa.attstorage ELSE ty.typstorage END
              THEN 'SET STORAGE ' || CASE a.attstorage WHEN 'p' THEN 'PLAIN' WHEN 'e' THEN 'EXTERNAL'
@@ -246,14 +246,14 @@ CROSS JOIN LATERAL (VALUES
 WHERE x.change IS NOT NULL
 UNION ALL
 -- 70: partitions, after their parent, in bound order (the DEFAULT partition last).
-SELECT 70, lpad(((SELECT count(*) FROM pg_partition_ancestors(t.oid)) - 1)::text, 3, '0') || ' ' || i.inhparent::regclass::text,
-       CASE WHEN pg_get_expr(t.relpartbound, t.oid) = 'DEFAULT' THEN '2' ELSE '1 ' || pg_get_expr(t.relpartbound, t.oid) END,
+SELECT 70, pg_catalog.lpad(((SELECT pg_catalog.count(*) FROM pg_catalog.pg_partition_ancestors(t.oid)) - 1)::text, 3, '0') || ' ' || i.inhparent::regclass::text,
+       CASE WHEN pg_catalog.pg_get_expr(t.relpartbound, t.oid) = 'DEFAULT' THEN '2' ELSE '1 ' || pg_catalog.pg_get_expr(t.relpartbound, t.oid) END,
        t.qname,
        'CREATE ' || CASE WHEN t.relpersistence = 'u' THEN 'UNLOGGED ' ELSE '' END || 'TABLE ' || t.qname
-       || ' PARTITION OF ' || i.inhparent::regclass::text || ' ' || pg_get_expr(t.relpartbound, t.oid)
-       || CASE WHEN t.relkind = 'p' THEN ' PARTITION BY ' || pg_get_partkeydef(t.oid) ELSE '' END
-       || coalesce(' USING ' || (SELECT quote_ident(am.amname) FROM pg_am am WHERE am.oid = t.relam AND am.amname <> 'heap'), '')
-       || coalesce(' WITH (' || array_to_string(t.reloptions, ', ') || ')', '')
+       || ' PARTITION OF ' || i.inhparent::regclass::text || ' ' || pg_catalog.pg_get_expr(t.relpartbound, t.oid)
+       || CASE WHEN t.relkind = 'p' THEN ' PARTITION BY ' || pg_catalog.pg_get_partkeydef(t.oid) ELSE '' END
+       || coalesce(' USING ' || (SELECT pg_catalog.quote_ident(am.amname) FROM pg_am am WHERE am.oid = t.relam AND am.amname <> 'heap'), '')
+       || coalesce(' WITH (' || pg_catalog.array_to_string(t.reloptions, ', ') || ')', '')
        || ';'
 FROM tbl t JOIN pg_inherits i ON i.inhrelid = t.oid
 WHERE t.relispartition
@@ -264,14 +264,14 @@ SELECT CASE WHEN t.relkind = 'm' THEN 105 WHEN t.relispartition THEN 85 ELSE 80 
        t.qname, ic.relname::text, '',
        -- A partitioned table's index is dumped without ONLY, so that it is made on every
        -- partition too (and valid), as CREATE INDEX made it.
-       replace(pg_get_indexdef(i.indexrelid), ' ON ONLY ' || t.qname || ' USING ', ' ON ' || t.qname || ' USING ') || ';'
+       pg_catalog.replace(pg_catalog.pg_get_indexdef(i.indexrelid), ' ON ONLY ' || t.qname || ' USING ', ' ON ' || t.qname || ' USING ') || ';'
 FROM rel t JOIN pg_index i ON i.indrelid = t.oid JOIN pg_class ic ON ic.oid = i.indexrelid
 WHERE t.relkind IN ('r', 'p', 'm') AND NOT ic.relispartition
   AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid AND k.conrelid = i.indrelid AND k.contype IN ('p', 'u', 'x'))
 UNION ALL
 -- 86: CLUSTER ON.
 SELECT 86, t.qname, '', '',
-       'ALTER TABLE ONLY ' || t.qname || ' CLUSTER ON ' || quote_ident(ic.relname) || ';'
+       'ALTER TABLE ONLY ' || t.qname || ' CLUSTER ON ' || pg_catalog.quote_ident(ic.relname) || ';'
 FROM rel t JOIN pg_index i ON i.indrelid = t.oid JOIN pg_class ic ON ic.oid = i.indexrelid
 WHERE t.relkind IN ('r', 'm') AND i.indisclustered
 UNION ALL
@@ -283,7 +283,7 @@ SELECT CASE WHEN NOT t.relispartition AND con.contype IN ('p', 'u', 'x') THEN 64
        t.qname,
        CASE WHEN con.contype = 'p' THEN '1 ' ELSE '2 ' END || con.conname::text, '',
        'ALTER TABLE ' || CASE WHEN t.relkind = 'r' AND con.contype <> 'f' THEN 'ONLY ' ELSE '' END || t.qname
-       || ' ADD CONSTRAINT ' || quote_ident(con.conname) || ' ' || pg_get_constraintdef(con.oid) || ';'
+       || ' ADD CONSTRAINT ' || pg_catalog.quote_ident(con.conname) || ' ' || pg_catalog.pg_get_constraintdef(con.oid) || ';'
 FROM tbl t JOIN pg_constraint con ON con.conrelid = t.oid
 WHERE con.contype IN ('p', 'u', 'x', 'c', 'f') AND con.conparentid = 0 AND con.conislocal
   AND NOT EXISTS (SELECT 1 FROM inline_con ic WHERE ic.oid = con.oid)
@@ -293,26 +293,26 @@ UNION ALL
 SELECT 96, t.qname, '', '',
        'ALTER TABLE ONLY ' || t.qname || ' REPLICA IDENTITY '
        || CASE t.relreplident WHEN 'f' THEN 'FULL' WHEN 'n' THEN 'NOTHING'
-               ELSE 'USING INDEX ' || quote_ident((SELECT ic.relname FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid WHERE i.indrelid = t.oid AND i.indisreplident)) END
+               ELSE 'USING INDEX ' || pg_catalog.quote_ident((SELECT ic.relname FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid WHERE i.indrelid = t.oid AND i.indisreplident)) END
        || ';'
 FROM tbl t WHERE t.relreplident <> 'd'
   AND NOT (t.relreplident = 'i' AND NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = t.oid AND i.indisreplident))
 UNION ALL
 -- 100: views and materialized views, each after the views it reads.
-SELECT 100, lpad(vd.depth::text, 3, '0'), v.qname, '',
+SELECT 100, pg_catalog.lpad(vd.depth::text, 3, '0'), v.qname, '',
        'CREATE ' || CASE WHEN v.relkind = 'm' THEN 'MATERIALIZED ' ELSE '' END || 'VIEW ' || v.qname
-       || coalesce(' WITH (' || array_to_string(v.reloptions, ', ') || ')', '')
-       || E' AS\n' || rtrim(pg_get_viewdef(v.oid), E';\n')
+       || coalesce(' WITH (' || pg_catalog.array_to_string(v.reloptions, ', ') || ')', '')
+       || E' AS\n' || pg_catalog.rtrim(pg_catalog.pg_get_viewdef(v.oid), E';\n')
        || CASE WHEN v.relkind = 'm' AND NOT v.relispopulated THEN E'\n  WITH NO DATA' ELSE '' END
        || ';'
 FROM rel v JOIN view_depth vd ON vd.view = v.oid
 UNION ALL
 -- 120: triggers (not those a partition has from its parent's, nor constraint internals).
-SELECT 120, t.qname, tg.tgname::text, '', pg_get_triggerdef(tg.oid) || ';'
+SELECT 120, t.qname, tg.tgname::text, '', pg_catalog.pg_get_triggerdef(tg.oid) || ';'
        || CASE tg.tgenabled WHEN 'O' THEN ''
                ELSE E'\nALTER TABLE ' || t.qname || ' '
                     || CASE tg.tgenabled WHEN 'D' THEN 'DISABLE' WHEN 'R' THEN 'ENABLE REPLICA' ELSE 'ENABLE ALWAYS' END
-                    || ' TRIGGER ' || quote_ident(tg.tgname) || ';' END
+                    || ' TRIGGER ' || pg_catalog.quote_ident(tg.tgname) || ';' END
 FROM rel t JOIN pg_trigger tg ON tg.tgrelid = t.oid
 WHERE NOT tg.tgisinternal AND tg.tgparentid = 0
 UNION ALL
@@ -323,58 +323,58 @@ SELECT 130, t.qname, '', '',
 FROM tbl t WHERE t.relrowsecurity OR t.relforcerowsecurity
 UNION ALL
 SELECT 130, t.qname, pol.polname::text, '',
-    'CREATE POLICY ' || quote_ident(pol.polname) || ' ON ' || t.qname
+    'CREATE POLICY ' || pg_catalog.quote_ident(pol.polname) || ' ON ' || t.qname
     || ' AS ' || CASE WHEN pol.polpermissive THEN 'PERMISSIVE' ELSE 'RESTRICTIVE' END
     || ' FOR ' || CASE pol.polcmd WHEN 'r' THEN 'SELECT' WHEN 'a' THEN 'INSERT' WHEN 'w' THEN 'UPDATE'
                                   WHEN 'd' THEN 'DELETE' ELSE 'ALL' END
-    || ' TO ' || (SELECT string_agg(r.name, ', ' ORDER BY r.name COLLATE "C")
-                  FROM (SELECT CASE WHEN u.role = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(u.role)) END AS name
-                        FROM unnest(pol.polroles) AS u(role)) r)
-    || coalesce(' USING (' || pg_get_expr(pol.polqual, pol.polrelid) || ')', '')
-    || coalesce(' WITH CHECK (' || pg_get_expr(pol.polwithcheck, pol.polrelid) || ')', '')
+    || ' TO ' || (SELECT pg_catalog.string_agg(r.name, ', ' ORDER BY r.name COLLATE "C")
+                  FROM (SELECT CASE WHEN u.role = 0 THEN 'PUBLIC' ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(u.role)) END AS name
+                        FROM pg_catalog.unnest(pol.polroles) AS u(role)) r)
+    || coalesce(' USING (' || pg_catalog.pg_get_expr(pol.polqual, pol.polrelid) || ')', '')
+    || coalesce(' WITH CHECK (' || pg_catalog.pg_get_expr(pol.polwithcheck, pol.polrelid) || ')', '')
     || ';'
 FROM tbl t JOIN pg_policy pol ON pol.polrelid = t.oid
 UNION ALL
 -- 140: comments.
 SELECT 140, '1 ' || ns.nspname::text, '', '',
-       'COMMENT ON SCHEMA ' || quote_ident(ns.nspname) || ' IS ' || quote_literal(d.description) || ';'
+       'COMMENT ON SCHEMA ' || pg_catalog.quote_ident(ns.nspname) || ' IS ' || pg_catalog.quote_literal(d.description) || ';'
 FROM ns JOIN pg_description d ON d.classoid = 'pg_namespace'::regclass AND d.objoid = ns.oid AND d.objsubid = 0
 -- The comment every database's public schema has (whose owner, before PostgreSQL 15 the
 -- bootstrap superuser, is the only role that may set it).
 WHERE NOT (ns.nspname = 'public' AND d.description = 'standard public schema')
 UNION ALL
-SELECT 140, '2 ' || r.qname, lpad(d.objsubid::text, 5, '0'), '',
+SELECT 140, '2 ' || r.qname, pg_catalog.lpad(d.objsubid::text, 5, '0'), '',
        'COMMENT ON '
-       || CASE WHEN d.objsubid > 0 THEN 'COLUMN ' || r.qname || '.' || quote_ident((SELECT a.attname FROM pg_attribute a WHERE a.attrelid = r.oid AND a.attnum = d.objsubid))
+       || CASE WHEN d.objsubid > 0 THEN 'COLUMN ' || r.qname || '.' || pg_catalog.quote_ident((SELECT a.attname FROM pg_attribute a WHERE a.attrelid = r.oid AND a.attnum = d.objsubid))
                ELSE CASE r.relkind WHEN 'v' THEN 'VIEW ' WHEN 'm' THEN 'MATERIALIZED VIEW ' WHEN 'S' THEN 'SEQUENCE '
                                    WHEN 'i' THEN 'INDEX ' WHEN 'I' THEN 'INDEX ' ELSE 'TABLE ' END || r.qname END
-       || ' IS ' || quote_literal(d.description) || ';'
+       || ' IS ' || pg_catalog.quote_literal(d.description) || ';'
 FROM rel r JOIN pg_description d ON d.classoid = 'pg_class'::regclass AND d.objoid = r.oid
 -- An index PostgreSQL made on a partition for its parent's index is named by the server on load.
 WHERE NOT (r.relkind IN ('i', 'I') AND r.relispartition)
 UNION ALL
 SELECT 140, '3 ' || fn.sig, '', '',
        'COMMENT ON ' || CASE WHEN fn.prokind = 'p' THEN 'PROCEDURE ' ELSE 'FUNCTION ' END || fn.sig
-       || ' IS ' || quote_literal(d.description) || ';'
+       || ' IS ' || pg_catalog.quote_literal(d.description) || ';'
 FROM fn JOIN pg_description d ON d.classoid = 'pg_proc'::regclass AND d.objoid = fn.oid
 UNION ALL
 SELECT 140, '4 ' || ty.oid::regtype::text, '', '',
        'COMMENT ON ' || CASE WHEN ty.typtype = 'd' THEN 'DOMAIN ' ELSE 'TYPE ' END || ty.oid::regtype::text
-       || ' IS ' || quote_literal(d.description) || ';'
+       || ' IS ' || pg_catalog.quote_literal(d.description) || ';'
 FROM pg_type ty JOIN ns ON ns.oid = ty.typnamespace
 JOIN pg_description d ON d.classoid = 'pg_type'::regclass AND d.objoid = ty.oid
 WHERE ty.typtype IN ('e', 'r', 'd', 'c')
 UNION ALL
 SELECT 140, '5 ' || t.qname, con.conname::text, '',
-       'COMMENT ON CONSTRAINT ' || quote_ident(con.conname) || ' ON ' || t.qname
-       || ' IS ' || quote_literal(d.description) || ';'
+       'COMMENT ON CONSTRAINT ' || pg_catalog.quote_ident(con.conname) || ' ON ' || t.qname
+       || ' IS ' || pg_catalog.quote_literal(d.description) || ';'
 FROM tbl t JOIN pg_constraint con ON con.conrelid = t.oid
 JOIN pg_description d ON d.classoid = 'pg_constraint'::regclass AND d.objoid = con.oid
 WHERE con.conparentid = 0
 UNION ALL
 SELECT 140, '6 ' || t.qname, tg.tgname::text, '',
-       'COMMENT ON TRIGGER ' || quote_ident(tg.tgname) || ' ON ' || t.qname
-       || ' IS ' || quote_literal(d.description) || ';'
+       'COMMENT ON TRIGGER ' || pg_catalog.quote_ident(tg.tgname) || ' ON ' || t.qname
+       || ' IS ' || pg_catalog.quote_literal(d.description) || ';'
 FROM rel t JOIN pg_trigger tg ON tg.tgrelid = t.oid
 JOIN pg_description d ON d.classoid = 'pg_trigger'::regclass AND d.objoid = tg.oid
 WHERE NOT tg.tgisinternal AND tg.tgparentid = 0

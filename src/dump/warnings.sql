@@ -5,7 +5,7 @@ WITH ext AS (
 ),
 ns AS (
     SELECT n.oid FROM pg_namespace n
-    WHERE n.nspname::text NOT LIKE 'pg\_%' AND n.nspname <> 'information_schema'
+    WHERE n.nspname::text !~ '^pg_' AND n.nspname <> 'information_schema'
       AND NOT EXISTS (SELECT 1 FROM ext WHERE ext.classid = 'pg_namespace'::regclass AND ext.objid = n.oid)
 ),
 mine AS (
@@ -35,7 +35,7 @@ SELECT 'partition ' || i.inhrelid::regclass::text || ' is being detached (DETACH
 FROM pg_inherits i JOIN own ON own.classid = 'pg_class'::regclass AND own.oid = i.inhrelid
 WHERE i.inhdetachpending
 UNION ALL
-SELECT 'rule ' || quote_ident(rw.rulename) || ' on ' || rw.ev_class::regclass::text || ' is not dumped'
+SELECT 'rule ' || pg_catalog.quote_ident(rw.rulename) || ' on ' || rw.ev_class::regclass::text || ' is not dumped'
 FROM pg_rewrite rw JOIN own ON own.classid = 'pg_class'::regclass AND own.oid = rw.ev_class
 WHERE rw.rulename <> '_RETURN'
 UNION ALL
@@ -45,38 +45,38 @@ UNION ALL
 SELECT 'aggregate ' || own.oid::regprocedure::text || ' is not dumped'
 FROM own WHERE own.classid = 'pg_proc'::regclass AND own.what = 'proc a'
 UNION ALL
-SELECT own.what || ' ' || pg_describe_object(own.classid, own.oid, 0) || ' is not dumped'
+SELECT own.what || ' ' || pg_catalog.pg_describe_object(own.classid, own.oid, 0) || ' is not dumped'
 FROM own WHERE own.classid NOT IN ('pg_class'::regclass, 'pg_proc'::regclass)
 UNION ALL
 SELECT 'index ' || i.indexrelid::regclass::text || ' is invalid (a failed CREATE INDEX CONCURRENTLY?); the dump creates it valid'
 FROM pg_index i JOIN own ON own.classid = 'pg_class'::regclass AND own.oid = i.indrelid
 WHERE NOT i.indisvalid
 UNION ALL
-SELECT 'relation ' || c.oid::regclass::text || ' is in tablespace ' || quote_ident(ts.spcname) || '; the dump creates it in the default tablespace'
+SELECT 'relation ' || c.oid::regclass::text || ' is in tablespace ' || pg_catalog.quote_ident(ts.spcname) || '; the dump creates it in the default tablespace'
 FROM pg_class c JOIN own ON own.classid = 'pg_class'::regclass AND own.oid = c.oid
 JOIN pg_tablespace ts ON ts.oid = c.reltablespace
 UNION ALL
 -- A partition's copy of its parent's index or constraint is named by the loading server, by its
 -- rule (the partition's name first); one named otherwise (made on the partition before the
 -- parent's and attached) comes back under the server's name.
-SELECT 'index ' || quote_ident(ic.relname) || ' of partition ' || c.oid::regclass::text
-       || ' belongs to its parent''s index and is named by the server on load (' || quote_ident(c.relname) || '_…)'
+SELECT 'index ' || pg_catalog.quote_ident(ic.relname) || ' of partition ' || c.oid::regclass::text
+       || ' belongs to its parent''s index and is named by the server on load (' || pg_catalog.quote_ident(c.relname) || '_…)'
 FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid JOIN pg_class c ON c.oid = i.indrelid
 JOIN own ON own.classid = 'pg_class'::regclass AND own.oid = c.oid
 WHERE c.relispartition AND ic.relispartition
   AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid AND k.conrelid = c.oid)
-  AND left(ic.relname, least(length(c.relname), 20)) <> left(c.relname, 20)
+  AND pg_catalog.left(ic.relname, least(pg_catalog.length(c.relname), 20)) <> pg_catalog.left(c.relname, 20)
 UNION ALL
-SELECT 'constraint ' || quote_ident(con.conname) || ' of partition ' || c.oid::regclass::text
-       || ' belongs to its parent''s and is named by the server on load (' || quote_ident(c.relname) || '_…)'
+SELECT 'constraint ' || pg_catalog.quote_ident(con.conname) || ' of partition ' || c.oid::regclass::text
+       || ' belongs to its parent''s and is named by the server on load (' || pg_catalog.quote_ident(c.relname) || '_…)'
 FROM pg_constraint con JOIN pg_class c ON c.oid = con.conrelid
 JOIN own ON own.classid = 'pg_class'::regclass AND own.oid = c.oid
 WHERE c.relispartition AND con.conparentid <> 0 AND con.contype IN ('p', 'u', 'x')
-  AND left(con.conname, least(length(c.relname), 20)) <> left(c.relname, 20)
+  AND pg_catalog.left(con.conname, least(pg_catalog.length(c.relname), 20)) <> pg_catalog.left(c.relname, 20)
 UNION ALL
-SELECT 'event trigger ' || quote_ident(e.evtname) || ' is not dumped'
+SELECT 'event trigger ' || pg_catalog.quote_ident(e.evtname) || ' is not dumped'
 FROM pg_event_trigger e
 WHERE NOT EXISTS (SELECT 1 FROM ext WHERE ext.classid = 'pg_event_trigger'::regclass AND ext.objid = e.oid)
 UNION ALL
-SELECT 'publication ' || quote_ident(p.pubname) || ' is not dumped' FROM pg_publication p
+SELECT 'publication ' || pg_catalog.quote_ident(p.pubname) || ' is not dumped' FROM pg_publication p
 ) AS warnings

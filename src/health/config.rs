@@ -257,6 +257,15 @@ impl HealthConfig {
         if check_timeout.is_zero() {
             return Err(Error::usage("HEALTH_CHECK_TIMEOUT_MS must be at least 1"));
         }
+        // The schema reads set it (three quarters of what is left of it) as their lock_timeout
+        // and statement_timeout, which PostgreSQL takes up to INT_MAX milliseconds only.
+        if check_timeout.as_millis() > i32::MAX as u128 {
+            return Err(Error::usage(format!(
+                "HEALTH_CHECK_TIMEOUT_MS must be at most {} (about 24 days: PostgreSQL's \
+                 largest lock_timeout and statement_timeout)",
+                i32::MAX
+            )));
+        }
         let database = database(&get, check_timeout)?;
         let redis = redis(&get)?;
         let require_migrated = flag(&get, "DHCTL_READY_REQUIRE_MIGRATED")?;
@@ -264,7 +273,9 @@ impl HealthConfig {
         let history_table = match get("DHCTL_HISTORY_TABLE") {
             None => None,
             Some(text) => Some(
-                TableName::parse(text.trim())
+                // dhctl's parser, untrimmed: dhctl (its --history-table) and dhctl-health take
+                // the same view of one value, spaces included.
+                TableName::parse(&text)
                     .map_err(|e| Error::usage(format!("DHCTL_HISTORY_TABLE: {e}")))?,
             ),
         };
@@ -525,6 +536,31 @@ mod tests {
         .unwrap();
         assert!(err.to_string().contains("DHCTL_HISTORY_TABLE"), "{err}");
         assert!(err.to_string().contains("schema.name"), "{err}");
+    }
+
+    #[test]
+    fn a_check_timeout_postgresql_cannot_take_is_refused_at_start() {
+        let with = |ms: &str| {
+            config(&[
+                ("DATABASE_URL", "postgres://u@h/db"),
+                ("HEALTH_CHECK_TIMEOUT_MS", ms),
+            ])
+        };
+        assert!(with("2147483647").is_ok());
+        let err = with("2147483648").err().unwrap();
+        assert!(err.to_string().contains("HEALTH_CHECK_TIMEOUT_MS"), "{err}");
+        assert_eq!(err.exit_code(), 2);
+    }
+
+    #[test]
+    fn a_history_table_with_spaces_is_refused_as_dhctl_refuses_it() {
+        let err = config(&[
+            ("DATABASE_URL", "postgres://u@h/db"),
+            ("DHCTL_HISTORY_TABLE", " public.refinery_schema_history "),
+        ])
+        .err()
+        .unwrap();
+        assert!(err.to_string().contains("DHCTL_HISTORY_TABLE"), "{err}");
     }
 
     #[test]

@@ -11,6 +11,8 @@
 //! table is scanned or locked: `to_regclass` resolves names without a lock and a DEFAULT
 //! partition's rows come from the statistics system, not from a `count(*)`, which would lock
 //! the partition and queue behind an `ATTACH PARTITION` (ACCESS EXCLUSIVE on the default).
+//! The one exception is a hot standby, whose statistics never count replayed rows: there the
+//! DEFAULT partitions' rows are counted (capped, under the same timeouts; see `default_rows`).
 //! One part's failure (no privilege, a timeout) leaves the other part and readiness alone.
 //!
 //! Every statement is sent with typed parameters (`query_typed`: an unnamed statement, no
@@ -28,7 +30,7 @@ use tokio_postgres::Client;
 
 use super::config::HealthConfig;
 use super::report::{Failure, Reason};
-use crate::db::ident::TableName;
+use crate::db::ident::{quote_ident, TableName};
 use crate::error::{Error, Result};
 use crate::migrations::{catalog, history, status, Catalog};
 use crate::partitions::live::{self, Parent};
@@ -157,33 +159,37 @@ async fn bounded<T>(
     if left < Duration::from_millis(1) {
         return (Err(out_of_time()), true);
     }
+    // The outcome, and whether the transaction was ended (when it could not be, the connection
+    // must not go back to the pool: it would hand out a session inside an open or aborted
+    // transaction).
     let run = async {
         // The server's own bounds come a quarter earlier than ours, so that normally it is the
         // server that gives up (an error, the connection intact) rather than us (mid-statement).
-        begin(client, left - left / 4)
-            .await
-            .map_err(|e| failure(&e))?;
+        if let Err(e) = begin(client, left - left / 4).await {
+            // BEGIN may have succeeded and the settings failed: end the transaction (a ROLLBACK
+            // with none open only warns). The failure reported is the original one.
+            let ended = client.batch_execute("ROLLBACK").await.is_ok();
+            return (Err(failure(&e)), ended);
+        }
         match work.await {
-            Ok(value) => {
-                client
-                    .batch_execute("COMMIT")
-                    .await
-                    .map_err(|e| failure(&Error::sql("ending the read", &e)))?;
-                Ok(value)
-            }
+            Ok(value) => match client.batch_execute("COMMIT").await {
+                Ok(()) => (Ok(value), true),
+                Err(e) => {
+                    let ended = client.batch_execute("ROLLBACK").await.is_ok();
+                    (Err(failure(&Error::sql("ending the read", &e))), ended)
+                }
+            },
             Err(failed) => {
-                // The transaction may be aborted; end it so the session is usable again.
-                client
-                    .batch_execute("ROLLBACK")
-                    .await
-                    .map_err(|e| failure(&Error::sql("ending the read", &e)))?;
-                Err(failed)
+                // The transaction may be aborted; end it so the session is usable again. If
+                // that fails too, the read's own failure is the one worth reporting.
+                let ended = client.batch_execute("ROLLBACK").await.is_ok();
+                (Err(failed), ended)
             }
         }
     };
     match tokio::time::timeout(left, run).await {
-        Ok(outcome) => {
-            let usable = !client.is_closed();
+        Ok((outcome, ended)) => {
+            let usable = ended && !client.is_closed();
             (outcome, usable)
         }
         Err(_) => (Err(out_of_time()), false),
@@ -192,7 +198,8 @@ async fn bounded<T>(
 
 /// BEGIN READ ONLY, then both timeouts for this transaction only (`set_config(…, true)` is
 /// `SET LOCAL`). lock_timeout is what keeps a read from queueing behind DDL; statement_timeout
-/// ends anything else slow on the server's side too, not only on ours.
+/// ends anything else slow on the server's side too, not only on ours. standard_conforming_strings
+/// is pinned on, as dhctl's sessions pin it (`db::SETTINGS`), whatever the database or role sets.
 /// Both are sent before either answer is awaited (tokio-postgres pipelines futures polled
 /// together, in the order first polled): one round trip.
 async fn begin(client: &Client, left: Duration) -> Result<()> {
@@ -200,7 +207,9 @@ async fn begin(client: &Client, left: Duration) -> Result<()> {
     let (begun, set) = futures_util::future::join(
         client.batch_execute("BEGIN READ ONLY"),
         client.query_typed(
-            "SELECT set_config('lock_timeout', $1, true), set_config('statement_timeout', $1, true)",
+            "SELECT pg_catalog.set_config('lock_timeout', $1, true), \
+             pg_catalog.set_config('statement_timeout', $1, true), \
+             pg_catalog.set_config('standard_conforming_strings', 'on', true)",
             &[(&ms, Type::TEXT)],
         ),
     )
@@ -247,6 +256,10 @@ async fn partitions(client: &Client, policies: &[Policy]) -> Result<Partitions> 
     })
 }
 
+/// On a hot standby, at most this many rows of a DEFAULT partition are counted: its metric then
+/// reads 10001, "more than 10000".
+pub const STANDBY_COUNT_CAP: i64 = 10_001;
+
 /// `pg_stat_get_live_tuples` (pg_stat_user_tables.n_live_tup) of each DEFAULT partition: what
 /// the statistics system has counted from inserts and deletes as they commit. It takes no lock
 /// and reads no row. Not `pg_class.reltuples`, which only VACUUM and ANALYZE update: a default
@@ -254,6 +267,12 @@ async fn partitions(client: &Client, policies: &[Policy]) -> Result<Partitions> 
 /// (50 rows plus 10 %), so it would read 0 (or -1, "never analyzed", since PostgreSQL 14).
 /// The estimate lags a live count by the statistics flush (at most about a second after a
 /// commit) and restarts from 0 after a crash or `pg_stat_reset`.
+///
+/// A hot standby counts only its own inserts (none: it replays the primary's), so there the
+/// statistic always reads 0; on a standby each default's rows are counted instead, capped at
+/// [`STANDBY_COUNT_CAP`] (`LIMIT`, so a default full of rows costs a bounded scan), under the
+/// read's lock_timeout and statement_timeout: the count takes ACCESS SHARE on the partition, so
+/// a replayed `ATTACH PARTITION` (ACCESS EXCLUSIVE) makes it give up rather than wait.
 async fn default_rows(
     client: &Client,
     defaults: &[(String, String)],
@@ -265,16 +284,36 @@ async fn default_rows(
     let names: Vec<&str> = defaults.iter().map(|(_, n)| n.as_str()).collect();
     let rows = client
         .query_typed(
-            "SELECT d.s, d.n, pg_stat_get_live_tuples(to_regclass(format('%I.%I', d.s, d.n))) \
-             FROM unnest($1::text[], $2::text[]) AS d(s, n)",
+            "SELECT d.s, d.n, pg_catalog.pg_stat_get_live_tuples(pg_catalog.to_regclass(pg_catalog.format('%I.%I', d.s, d.n))), \
+                    pg_catalog.pg_is_in_recovery() \
+             FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.text[]), pg_catalog.unnest($2::pg_catalog.text[])) AS d(s, n)",
             &[(&schemas, Type::TEXT_ARRAY), (&names, Type::TEXT_ARRAY)],
         )
         .await
         .map_err(|e| Error::sql("reading the DEFAULT partitions' row estimates", &e))?;
-    Ok(rows
-        .iter()
-        .filter_map(|r| Some((r.get(0), r.get(1), r.get::<_, Option<i64>>(2)?)))
-        .collect())
+    let standby = rows.iter().any(|r| r.get::<_, bool>(3));
+    if !standby {
+        return Ok(rows
+            .iter()
+            .filter_map(|r| Some((r.get(0), r.get(1), r.get::<_, Option<i64>>(2)?)))
+            .collect());
+    }
+    let mut counted = Vec::with_capacity(rows.len());
+    for (schema, name) in defaults {
+        let sql = format!(
+            "SELECT pg_catalog.count(*) FROM (SELECT 1 FROM ONLY {}.{} LIMIT {STANDBY_COUNT_CAP}) s",
+            quote_ident(schema),
+            quote_ident(name)
+        );
+        let row = client.query_typed_one(&sql, &[]).await.map_err(|e| {
+            Error::sql(
+                format!("counting the rows of the DEFAULT partition {name} (on a standby)"),
+                &e,
+            )
+        })?;
+        counted.push((schema.clone(), name.clone(), row.get(0)));
+    }
+    Ok(counted)
 }
 
 /// A read's error as a check failure: a lock_timeout or statement_timeout is a timeout; the

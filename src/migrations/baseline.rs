@@ -130,7 +130,10 @@ pub async fn record(
         history::create(client, located).await?;
         let table = &located.table;
         let count: i64 = client
-            .query_one(&format!("SELECT count(*) FROM {}", table.sql()), &[])
+            .query_one(
+                &format!("SELECT pg_catalog.count(*) FROM {}", table.sql()),
+                &[],
+            )
             .await
             .map_err(|e| Error::sql(format!("reading {table}"), &e))?
             .get(0);

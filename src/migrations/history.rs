@@ -160,15 +160,15 @@ struct Candidate {
 /// ones), with what the trust and shape checks need, and the schema a new table goes into.
 /// One round trip; the JSON keeps the many small arrays in one row.
 const FIND: &str = "\
-SELECT current_schema()::text, coalesce(json_agg(json_build_object(
+SELECT pg_catalog.current_schema()::text, coalesce(pg_catalog.json_agg(pg_catalog.json_build_object(
          'schema', n.nspname, 'name', c.relname, 'kind', c.relkind,
-         'owner', pg_get_userbyid(c.relowner),
-         'owned', pg_has_role(current_user, c.relowner, 'MEMBER'),
+         'owner', pg_catalog.pg_get_userbyid(c.relowner),
+         'owned', pg_catalog.pg_has_role(current_user, c.relowner, 'MEMBER'),
          'row_security', c.relrowsecurity,
          'triggers', ARRAY(SELECT t.tgname FROM pg_trigger t WHERE t.tgrelid = c.oid AND NOT t.tgisinternal ORDER BY 1),
          'rules', ARRAY(SELECT r.rulename FROM pg_rewrite r WHERE r.ev_class = c.oid ORDER BY 1),
          'policies', ARRAY(SELECT p.polname FROM pg_policy p WHERE p.polrelid = c.oid ORDER BY 1),
-         'columns', (SELECT coalesce(json_object_agg(a.attname, format_type(a.atttypid, a.atttypmod)), '{}')
+         'columns', (SELECT coalesce(pg_catalog.json_object_agg(a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod)), '{}')
                        FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped)
        ) ORDER BY n.nspname), '[]')::text
   FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace

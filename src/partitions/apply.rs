@@ -231,7 +231,7 @@ async fn mark_kept(child: &Child<'_>) {
     let table = child.qualified();
     let bare = client
         .query_one(
-            "SELECT obj_description(to_regclass($1)::oid, 'pg_class') IS NULL",
+            "SELECT pg_catalog.obj_description(pg_catalog.to_regclass($1)::oid, 'pg_class') IS NULL",
             &[&table],
         )
         .await
@@ -293,21 +293,21 @@ async fn recheck(
 /// and foreign keys that depend on it, an owner dhctl's role cannot act for. Checked before
 /// detaching, so prune never leaves a half-done partition behind for reasons it could see.
 const DROP_BLOCKERS: &str = "\
-WITH t AS (SELECT to_regclass($1)::oid AS oid)
-SELECT DISTINCT format('%s %s depends on it',
+WITH t AS (SELECT pg_catalog.to_regclass($1)::oid AS oid)
+SELECT DISTINCT pg_catalog.format('%s %s depends on it',
        CASE v.relkind WHEN 'm' THEN 'materialized view' ELSE 'view' END, v.oid::regclass)
 FROM t JOIN pg_depend d ON d.refobjid = t.oid AND d.refclassid = 'pg_class'::regclass::oid
        AND d.classid = 'pg_rewrite'::regclass::oid
 JOIN pg_rewrite r ON r.oid = d.objid
 JOIN pg_class v ON v.oid = r.ev_class AND v.oid <> t.oid
 UNION ALL
-SELECT format('foreign key %I of %s references it', c.conname, c.conrelid::regclass)
+SELECT pg_catalog.format('foreign key %I of %s references it', c.conname, c.conrelid::regclass)
 FROM t JOIN pg_constraint c ON c.confrelid = t.oid AND c.contype = 'f'
        AND c.conrelid <> t.oid AND c.conparentid = 0::oid
 UNION ALL
-SELECT format('it belongs to role %I, which dhctl''s role %I cannot act for',
-              pg_get_userbyid(k.relowner), current_user)
-FROM t JOIN pg_class k ON k.oid = t.oid AND NOT pg_has_role(k.relowner, 'USAGE')
+SELECT pg_catalog.format('it belongs to role %I, which dhctl''s role %I cannot act for',
+              pg_catalog.pg_get_userbyid(k.relowner), current_user)
+FROM t JOIN pg_class k ON k.oid = t.oid AND NOT pg_catalog.pg_has_role(k.relowner, 'USAGE')
 ORDER BY 1";
 
 async fn refuse_undroppable(client: &Client, schema: &str, name: &str) -> Result<(), Box<Failed>> {
@@ -523,7 +523,7 @@ async fn pending(child: &Child<'_>) -> Result<Option<bool>, Error> {
         .client
         .query_opt(
             "SELECT i.inhdetachpending FROM pg_inherits i \
-             WHERE i.inhrelid = to_regclass($1)::oid AND i.inhparent = to_regclass($2)::oid",
+             WHERE i.inhrelid = pg_catalog.to_regclass($1)::oid AND i.inhparent = pg_catalog.to_regclass($2)::oid",
             &[&child.qualified(), &child.target.parent()],
         )
         .await

@@ -28,9 +28,9 @@ pub struct Properties {
 /// its newest partition (a partitioned table cannot carry storage parameters itself; like
 /// pg_partman's template table, the newest partition is what an operator tuned last).
 const PROPERTIES: &str = "\
-SELECT pg_get_userbyid(c.relowner)::text,
+SELECT pg_catalog.pg_get_userbyid(c.relowner)::text,
        c.relowner <> (SELECT oid FROM pg_roles WHERE rolname = current_user),
-       pg_has_role(c.relowner, 'MEMBER'),
+       pg_catalog.pg_has_role(c.relowner, 'MEMBER'),
        c.relreplident::text,
        (SELECT x.indexrelid FROM pg_index x WHERE x.indrelid = c.oid AND x.indisreplident),
        (SELECT s.spcname::text FROM pg_tablespace s WHERE s.oid = c.reltablespace),
@@ -44,8 +44,8 @@ FROM pg_class c WHERE c.oid = $1";
 
 const GRANTS: &str = "\
 SELECT a.privilege_type::text, CASE WHEN a.grantee = 0::oid THEN NULL
-       ELSE pg_get_userbyid(a.grantee)::text END, a.is_grantable
-FROM pg_class c, aclexplode(c.relacl) a
+       ELSE pg_catalog.pg_get_userbyid(a.grantee)::text END, a.is_grantable
+FROM pg_class c, pg_catalog.aclexplode(c.relacl) a
 WHERE c.oid = $1 AND a.grantee <> c.relowner";
 
 pub async fn properties(client: &Client, target: &Partitioned<'_>) -> Result<Properties, Error> {
@@ -213,10 +213,10 @@ pub fn attach_sql(
             }
             sql.push_str(&format!(
                 "DO {tag} DECLARE i text; BEGIN \
-                 SELECT quote_ident(ci.relname) INTO STRICT i FROM pg_inherits h \
+                 SELECT pg_catalog.quote_ident(ci.relname) INTO STRICT i FROM pg_inherits h \
                  JOIN pg_class ci ON ci.oid = h.inhrelid JOIN pg_index x ON x.indexrelid = ci.oid \
                  WHERE h.inhparent = {parent_index}::oid AND x.indrelid = {}::regclass::oid; \
-                 EXECUTE format('ALTER TABLE %s REPLICA IDENTITY USING INDEX %s', {}, i); \
+                 EXECUTE pg_catalog.format('ALTER TABLE %s REPLICA IDENTITY USING INDEX %s', {}, i); \
                  END {tag};\n",
                 quote_literal(&child),
                 quote_literal(&child)

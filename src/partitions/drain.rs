@@ -209,7 +209,7 @@ async fn run(
             let left: i64 = client
                 .query_one(
                     &format!(
-                        "SELECT count(*) FROM {}.{}",
+                        "SELECT pg_catalog.count(*) FROM {}.{}",
                         quote_ident(&default.schema),
                         quote_ident(&default.name)
                     ),
@@ -261,7 +261,7 @@ impl Period<'_> {
         let resumed: bool = client
             .query_one(
                 "SELECT EXISTS (SELECT 1 FROM pg_constraint \
-                 WHERE conrelid = to_regclass($1)::oid AND conname = 'dhctl_partition_bounds')",
+                 WHERE conrelid = pg_catalog.to_regclass($1)::oid AND conname = 'dhctl_partition_bounds')",
                 &[&child],
             )
             .await
@@ -342,7 +342,7 @@ impl Period<'_> {
             .await
             .map_err(|(e, n)| self.stopped(target, &e, n, moved))?;
         let total: i64 = client
-            .query_one(&format!("SELECT count(*) FROM {child}"), &[])
+            .query_one(&format!("SELECT pg_catalog.count(*) FROM {child}"), &[])
             .await
             .map(|r| r.get(0))
             .unwrap_or(moved);

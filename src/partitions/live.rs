@@ -148,10 +148,10 @@ pub enum Which<'a> {
 /// One row per policy: how its table is partitioned, and now().
 const PARENTS: &str = "\
 SELECT w.name, n.nspname::text, c.relkind::text, pt.partstrat::text, pt.partnatts::int4,
-       a.attname::text, format_type(a.atttypid, a.atttypmod), c.oid,
-       dn.nspname::text, d.relname::text, now()
-FROM unnest($1::text[]) WITH ORDINALITY AS w(name, ord)
-LEFT JOIN pg_class c ON c.oid = to_regclass(quote_ident(w.name))::oid
+       a.attname::text, pg_catalog.format_type(a.atttypid, a.atttypmod), c.oid,
+       dn.nspname::text, d.relname::text, pg_catalog.now()
+FROM pg_catalog.unnest($1::text[]) WITH ORDINALITY AS w(name, ord)
+LEFT JOIN pg_class c ON c.oid = pg_catalog.to_regclass(pg_catalog.quote_ident(w.name))::oid
 LEFT JOIN pg_namespace n ON n.oid = c.relnamespace
 LEFT JOIN pg_partitioned_table pt ON pt.partrelid = c.oid
 LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = pt.partattrs[0]
@@ -171,7 +171,7 @@ ORDER BY w.ord";
 const CHILDREN: &str = "\
 WITH kids AS MATERIALIZED (
     SELECT i.inhparent AS parent, ch.relname::text AS name, i.inhdetachpending AS pending,
-           pg_get_expr(ch.relpartbound, 0) AS bound, ns.nspname::text AS schema,
+           pg_catalog.pg_get_expr(ch.relpartbound, 0) AS bound, ns.nspname::text AS schema,
            ch.relkind = 'f' AS foreign_table
     FROM pg_inherits i
     JOIN pg_class ch ON ch.oid = i.inhrelid
@@ -179,12 +179,12 @@ WITH kids AS MATERIALIZED (
     WHERE i.inhparent = ANY($1::oid[]) AND ($2::text[] IS NULL OR ch.relname = ANY($2::text[]))
 ), parsed AS MATERIALIZED (
     SELECT k.parent, k.name, k.pending, k.schema, k.foreign_table,
-           regexp_match(k.bound, '^FOR VALUES FROM \\((.+)\\) TO \\((.+)\\)$') AS m
+           pg_catalog.regexp_match(k.bound, '^FOR VALUES FROM [(](.+)[)] TO [(](.+)[)]$') AS m
     FROM kids k WHERE k.bound <> 'DEFAULT'
 ), bounds AS MATERIALIZED (
     SELECT p.parent, p.name, p.pending, p.schema, p.foreign_table,
-           CASE WHEN p.m[1] <> 'MINVALUE' THEN btrim(p.m[1], '''')::timestamptz END AS lo,
-           CASE WHEN p.m[2] <> 'MAXVALUE' THEN btrim(p.m[2], '''')::timestamptz END AS hi
+           CASE WHEN p.m[1] <> 'MINVALUE' THEN pg_catalog.btrim(p.m[1], '''')::timestamptz END AS lo,
+           CASE WHEN p.m[2] <> 'MAXVALUE' THEN pg_catalog.btrim(p.m[2], '''')::timestamptz END AS hi
     FROM parsed p
 )
 SELECT parent, name, pending,
@@ -224,7 +224,7 @@ FROM pg_class c
 JOIN pg_namespace n ON n.oid = c.relnamespace
 LEFT JOIN pg_inherits i ON i.inhrelid = c.oid AND c.relispartition
 WHERE (c.relname::text ~ ('^' || $1 || '_[0-9]{4}_[0-9]{2}(_[0-9]{2})?$')
-       OR (NOT c.relispartition AND obj_description(c.oid, 'pg_class') = $3))
+       OR (NOT c.relispartition AND pg_catalog.obj_description(c.oid, 'pg_class') = $3))
   AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
   AND i.inhparent IS DISTINCT FROM $2
 ORDER BY 1, 2";
@@ -246,7 +246,7 @@ pub async fn parents(client: &Client, policies: &[Policy]) -> Result<Snapshot> {
     let server_now = match rows.first() {
         Some(row) => row.get(10),
         None => client
-            .query_typed_one("SELECT now()", &[])
+            .query_typed_one("SELECT pg_catalog.now()", &[])
             .await
             .map_err(|e| Error::sql("reading the server's clock", &e))?
             .get(0),
@@ -459,7 +459,7 @@ async fn default_rows(
     let column = quote_ident(&column);
     // `kind` sorts the rows: 0 a period, 1 a NULL key, 2 far. Only kind 0 has a period start.
     let sql = format!(
-        "SELECT CASE WHEN k.kind = 0 THEN date_trunc($1, k.key AT TIME ZONE 'UTC')                 AT TIME ZONE 'UTC' END, k.kind, count(*)          FROM (SELECT {column} AS key,                       CASE WHEN {column} IS NULL THEN 1                            WHEN NOT isfinite({column}) OR {column} >= {FAR}::timestamptz THEN 2                            ELSE 0 END AS kind                FROM {}.{}) k          GROUP BY 1, 2 ORDER BY 2, 1",
+        "SELECT CASE WHEN k.kind = 0 THEN pg_catalog.date_trunc($1, k.key AT TIME ZONE 'UTC')                 AT TIME ZONE 'UTC' END, k.kind, pg_catalog.count(*)          FROM (SELECT {column} AS key,                       CASE WHEN {column} IS NULL THEN 1                            WHEN NOT pg_catalog.isfinite({column}) OR {column} >= {FAR}::timestamptz THEN 2                            ELSE 0 END AS kind                FROM {}.{}) k          GROUP BY 1, 2 ORDER BY 2, 1",
         quote_ident(&default.schema),
         quote_ident(&default.name)
     );

@@ -52,12 +52,12 @@ pub async fn facts(client: &Client, history_table: &str) -> Result<Facts> {
         .query(
             "SELECT coalesce((SELECT n.nspname FROM pg_class c \
                               JOIN pg_namespace n ON n.oid = c.relnamespace \
-                              WHERE c.oid = to_regclass($1)::oid), current_schema())::text, \
+                              WHERE c.oid = pg_catalog.to_regclass($1)::oid), pg_catalog.current_schema())::text, \
                     ARRAY(SELECT DISTINCT n.nspname::text FROM pg_extension e \
                           JOIN pg_namespace n ON n.oid = e.extnamespace \
                           WHERE n.nspname <> 'pg_catalog' ORDER BY 1), \
                     (SELECT reset_val FROM pg_settings WHERE name = 'search_path'), \
-                    current_setting('transaction_read_only') = 'on' OR pg_is_in_recovery(), \
+                    pg_catalog.current_setting('transaction_read_only') = 'on' OR pg_catalog.pg_is_in_recovery(), \
                     coalesce((SELECT rolcreatedb OR rolsuper FROM pg_roles \
                               WHERE rolname = current_user), false), \
                     ARRAY(SELECT e.extname::text FROM pg_extension e \
@@ -70,7 +70,7 @@ pub async fn facts(client: &Client, history_table: &str) -> Result<Facts> {
                           JOIN pg_available_extension_versions v \
                             ON v.name = e.extname AND v.version = e.extversion \
                           WHERE e.extname <> 'plpgsql' AND v.superuser \
-                            AND NOT coalesce((to_jsonb(v) ->> 'trusted')::bool, false) \
+                            AND NOT coalesce((pg_catalog.to_jsonb(v) ->> 'trusted')::bool, false) \
                             AND NOT coalesce((SELECT rolsuper FROM pg_roles \
                                               WHERE rolname = current_user), false) \
                           ORDER BY e.extname)",

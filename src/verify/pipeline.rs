@@ -137,7 +137,7 @@ pub async fn live_snapshot(
 /// whatever was queued behind it, the ROLLBACK included).
 async fn prepare(client: &Client, what: &str) -> Result<(Prepared, Prepared)> {
     let (a, b) = futures_util::future::join(
-        client.prepare("SELECT set_config('search_path', $1, true)"),
+        client.prepare("SELECT pg_catalog.set_config('search_path', $1, true)"),
         client.prepare(snapshot::QUERY),
     )
     .await;

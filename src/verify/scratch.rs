@@ -215,20 +215,20 @@ async fn open_url(cfg: &DbConfig, url: &ScratchUrl) -> Result<ScratchDb> {
     let row = session
         .client
         .query_one(
-            "SELECT current_database()::text, \
-                    concat_ws('; ', \
-                      (SELECT 'schemas ' || string_agg(nspname::text, ', ' ORDER BY nspname) \
-                       FROM pg_namespace WHERE nspname::text NOT LIKE 'pg\\_%' \
+            "SELECT pg_catalog.current_database()::text, \
+                    pg_catalog.concat_ws('; ', \
+                      (SELECT 'schemas ' || pg_catalog.string_agg(nspname::text, ', ' ORDER BY nspname) \
+                       FROM pg_namespace WHERE nspname::text !~ '^pg_' \
                          AND nspname NOT IN ('information_schema', 'public')), \
-                      (SELECT 'extensions ' || string_agg(extname::text, ', ' ORDER BY extname) \
+                      (SELECT 'extensions ' || pg_catalog.string_agg(extname::text, ', ' ORDER BY extname) \
                        FROM pg_extension WHERE extname <> 'plpgsql'), \
                       (SELECT 'objects in schema public' WHERE \
                          EXISTS (SELECT 1 FROM pg_class WHERE relnamespace = 'public'::regnamespace) \
                          OR EXISTS (SELECT 1 FROM pg_proc WHERE pronamespace = 'public'::regnamespace) \
                          OR EXISTS (SELECT 1 FROM pg_type WHERE typnamespace = 'public'::regnamespace))), \
-                    has_database_privilege(current_database(), 'CREATE') \
-                      AND current_setting('transaction_read_only') = 'off' \
-                      AND NOT pg_is_in_recovery()",
+                    pg_catalog.has_database_privilege(pg_catalog.current_database(), 'CREATE') \
+                      AND pg_catalog.current_setting('transaction_read_only') = 'off' \
+                      AND NOT pg_catalog.pg_is_in_recovery()",
             &[],
         )
         .await
@@ -269,23 +269,23 @@ async fn create_statement(live: &Session, name: &str) -> Result<String> {
     // PostgreSQL 15 brought locale providers (and STRATEGY); 17 renamed daticulocale.
     let (icu, strategy) = match live.server_version {
         v if v >= 170000 => (
-            "CASE d.datlocprovider WHEN 'i' THEN format(' LOCALE_PROVIDER icu ICU_LOCALE %L', d.datlocale) \
-                                   WHEN 'b' THEN format(' LOCALE_PROVIDER builtin BUILTIN_LOCALE %L', d.datlocale) \
+            "CASE d.datlocprovider WHEN 'i' THEN pg_catalog.format(' LOCALE_PROVIDER icu ICU_LOCALE %L', d.datlocale) \
+                                   WHEN 'b' THEN pg_catalog.format(' LOCALE_PROVIDER builtin BUILTIN_LOCALE %L', d.datlocale) \
                                    ELSE '' END",
             " STRATEGY WAL_LOG",
         ),
         v if v >= 150000 => (
-            "CASE d.datlocprovider WHEN 'i' THEN format(' LOCALE_PROVIDER icu ICU_LOCALE %L', d.daticulocale) \
+            "CASE d.datlocprovider WHEN 'i' THEN pg_catalog.format(' LOCALE_PROVIDER icu ICU_LOCALE %L', d.daticulocale) \
                                    ELSE '' END",
             " STRATEGY WAL_LOG",
         ),
         _ => ("''", ""),
     };
     let sql = format!(
-        "SELECT format('CREATE DATABASE %I TEMPLATE template0 ENCODING %L LC_COLLATE %L \
-                        LC_CTYPE %L', $1::text, pg_encoding_to_char(d.encoding), d.datcollate, \
+        "SELECT pg_catalog.format('CREATE DATABASE %I TEMPLATE template0 ENCODING %L LC_COLLATE %L \
+                        LC_CTYPE %L', $1::text, pg_catalog.pg_encoding_to_char(d.encoding), d.datcollate, \
                         d.datctype) || {icu} || '{strategy}' \
-         FROM pg_database d WHERE d.datname = current_database()"
+         FROM pg_database d WHERE d.datname = pg_catalog.current_database()"
     );
     let row = live
         .client
@@ -306,10 +306,10 @@ async fn drop_stale(client: &Client) -> Vec<String> {
         .query(
             "SELECT d.datname::text FROM pg_database d \
              WHERE d.datname::text ~ '^dhctl_verify_[0-9]+_[0-9a-f]{16}$' \
-               AND shobj_description(d.oid, 'pg_database') = $1 \
+               AND pg_catalog.shobj_description(d.oid, 'pg_database') = $1 \
                AND d.datdba = (SELECT oid FROM pg_roles WHERE rolname = current_user) \
                AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a \
-                               WHERE a.pid::text = split_part(d.datname, '_', 3)) \
+                               WHERE a.pid::text = pg_catalog.split_part(d.datname, '_', 3)) \
                AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.datname = d.datname)",
             &[&SCRATCH_MARKER],
         )

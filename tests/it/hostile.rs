@@ -221,3 +221,157 @@ fn copy_from_stdin_or_to_stdout_is_refused_before_anything_runs() {
     )]);
     run(&db, &dir, &["migrate", "--no-partitions"]).expect_code(0);
 }
+
+/// Functions planted in `public` by a second, non-superuser role with CREATE there (PostgreSQL
+/// 14 and older grant that to PUBLIC): each signature is a better match than pg_catalog's for
+/// some argument types a catalog query may pass (`name` where pg_catalog takes `text`, a
+/// concrete array where it takes `anyarray`, fixed arity where it takes VARIADIC "any", `text`
+/// where an unknown literal would otherwise become `name`), so an unqualified call in any of
+/// dhctl's own queries would run it. Each planted function records its name in a table the
+/// planter owns, then does what pg_catalog's does.
+const PLANT_FUNCTIONS: &str = "
+CREATE TABLE public.ran(what text);
+GRANT INSERT ON public.ran TO PUBLIC;
+CREATE FUNCTION public.mark(what text) RETURNS void LANGUAGE sql
+  AS $$INSERT INTO public.ran VALUES (what)$$;
+CREATE FUNCTION public.unnest(a text[]) RETURNS SETOF text LANGUAGE plpgsql AS
+  $$BEGIN PERFORM public.mark('unnest(text[])'); RETURN QUERY SELECT pg_catalog.unnest(a); END$$;
+CREATE FUNCTION public.unnest(a oid[]) RETURNS SETOF oid LANGUAGE plpgsql AS
+  $$BEGIN PERFORM public.mark('unnest(oid[])'); RETURN QUERY SELECT pg_catalog.unnest(a); END$$;
+CREATE FUNCTION public.unnest(a name[]) RETURNS SETOF name LANGUAGE plpgsql AS
+  $$BEGIN PERFORM public.mark('unnest(name[])'); RETURN QUERY SELECT pg_catalog.unnest(a); END$$;
+CREATE FUNCTION public.agg_json(s json, v json) RETURNS json LANGUAGE plpgsql AS
+  $$BEGIN PERFORM public.mark('json_agg'); RETURN s; END$$;
+CREATE AGGREGATE public.json_agg(json) (sfunc = public.agg_json, stype = json);
+CREATE FUNCTION public.agg_pair(s json, k name, v text) RETURNS json LANGUAGE plpgsql AS
+  $$BEGIN PERFORM public.mark('json_object_agg'); RETURN s; END$$;
+CREATE AGGREGATE public.json_object_agg(name, text) (sfunc = public.agg_pair, stype = json);
+CREATE FUNCTION public.agg_text(s text[], v text) RETURNS text[] LANGUAGE plpgsql AS
+  $$BEGIN PERFORM public.mark('array_agg'); RETURN s; END$$;
+CREATE AGGREGATE public.array_agg(text) (sfunc = public.agg_text, stype = text[]);
+CREATE FUNCTION public.agg_name(s text, v name, d text) RETURNS text LANGUAGE plpgsql AS
+  $$BEGIN PERFORM public.mark('string_agg'); RETURN s; END$$;
+CREATE AGGREGATE public.string_agg(name, text) (sfunc = public.agg_name, stype = text);
+CREATE FUNCTION public.json_build_object(a text, b text) RETURNS json LANGUAGE plpgsql AS
+  $$BEGIN PERFORM public.mark('json_build_object'); RETURN pg_catalog.json_build_object(a, b); END$$;
+CREATE FUNCTION public.format(f text, a text) RETURNS text LANGUAGE plpgsql AS
+  $$BEGIN PERFORM public.mark('format/2'); RETURN pg_catalog.format(f, a); END$$;
+CREATE FUNCTION public.format(f text, a text, b text) RETURNS text LANGUAGE plpgsql AS
+  $$BEGIN PERFORM public.mark('format/3'); RETURN pg_catalog.format(f, a, b); END$$;
+CREATE FUNCTION public.format(f text, a name, b name) RETURNS text LANGUAGE plpgsql AS
+  $$BEGIN PERFORM public.mark('format(name)'); RETURN pg_catalog.format(f, a, b); END$$;
+CREATE FUNCTION public.concat_ws(s text, a text, b text) RETURNS text LANGUAGE plpgsql AS
+  $$BEGIN PERFORM public.mark('concat_ws'); RETURN pg_catalog.concat_ws(s, a, b); END$$;
+CREATE FUNCTION public.pg_get_expr(e pg_node_tree, r integer) RETURNS text LANGUAGE plpgsql AS
+  $$BEGIN PERFORM public.mark('pg_get_expr'); RETURN pg_catalog.pg_get_expr(e, r::oid); END$$;
+CREATE FUNCTION public.pg_get_indexdef(r regclass) RETURNS text LANGUAGE plpgsql AS
+  $$BEGIN PERFORM public.mark('pg_get_indexdef'); RETURN pg_catalog.pg_get_indexdef(r); END$$;
+CREATE FUNCTION public.pg_get_constraintdef(r regclass) RETURNS text LANGUAGE plpgsql AS
+  $$BEGIN PERFORM public.mark('pg_get_constraintdef'); RETURN ''; END$$;
+CREATE FUNCTION public.pg_get_functiondef(r regproc) RETURNS text LANGUAGE plpgsql AS
+  $$BEGIN PERFORM public.mark('pg_get_functiondef'); RETURN pg_catalog.pg_get_functiondef(r); END$$;
+CREATE FUNCTION public.pg_stat_get_live_tuples(r regclass) RETURNS bigint LANGUAGE plpgsql AS
+  $$BEGIN PERFORM public.mark('pg_stat_get_live_tuples'); RETURN 0; END$$;
+CREATE FUNCTION public.to_regclass(n name) RETURNS regclass LANGUAGE plpgsql AS
+  $$BEGIN PERFORM public.mark('to_regclass'); RETURN pg_catalog.to_regclass(n::text); END$$;
+CREATE FUNCTION public.quote_ident(n name) RETURNS text LANGUAGE plpgsql AS
+  $$BEGIN PERFORM public.mark('quote_ident'); RETURN pg_catalog.quote_ident(n::text); END$$;
+CREATE FUNCTION public.quote_literal(n name) RETURNS text LANGUAGE plpgsql AS
+  $$BEGIN PERFORM public.mark('quote_literal'); RETURN pg_catalog.quote_literal(n::text); END$$;
+CREATE FUNCTION public.regexp_match(s name, p text) RETURNS text[] LANGUAGE plpgsql AS
+  $$BEGIN PERFORM public.mark('regexp_match'); RETURN pg_catalog.regexp_match(s::text, p); END$$;
+CREATE FUNCTION public.obj_description(o oid, c text) RETURNS text LANGUAGE plpgsql AS
+  $$BEGIN PERFORM public.mark('obj_description'); RETURN pg_catalog.obj_description(o, c::name); END$$;
+CREATE FUNCTION public.split_part(s name, d text, n integer) RETURNS text LANGUAGE plpgsql AS
+  $$BEGIN PERFORM public.mark('split_part'); RETURN pg_catalog.split_part(s::text, d, n); END$$;
+CREATE FUNCTION public.array_to_string(a text[], d text) RETURNS text LANGUAGE plpgsql AS
+  $$BEGIN PERFORM public.mark('array_to_string'); RETURN pg_catalog.array_to_string(a, d); END$$;
+CREATE FUNCTION public.lower(n name) RETURNS text LANGUAGE plpgsql AS
+  $$BEGIN PERFORM public.mark('lower'); RETURN pg_catalog.lower(n::text); END$$;
+CREATE FUNCTION public.upper(n name) RETURNS text LANGUAGE plpgsql AS
+  $$BEGIN PERFORM public.mark('upper'); RETURN pg_catalog.upper(n::text); END$$;
+CREATE FUNCTION public.left(n name, i integer) RETURNS text LANGUAGE plpgsql AS
+  $$BEGIN PERFORM public.mark('left'); RETURN pg_catalog.left(n::text, i); END$$;
+CREATE FUNCTION public.right(n name, i integer) RETURNS text LANGUAGE plpgsql AS
+  $$BEGIN PERFORM public.mark('right'); RETURN pg_catalog.right(n::text, i); END$$;
+CREATE FUNCTION public.length(n name) RETURNS integer LANGUAGE plpgsql AS
+  $$BEGIN PERFORM public.mark('length'); RETURN pg_catalog.length(n::text); END$$;
+CREATE FUNCTION public.btrim(n name, c text) RETURNS text LANGUAGE plpgsql AS
+  $$BEGIN PERFORM public.mark('btrim'); RETURN pg_catalog.btrim(n::text, c); END$$;
+CREATE FUNCTION public.lpad(n name, i integer, c text) RETURNS text LANGUAGE plpgsql AS
+  $$BEGIN PERFORM public.mark('lpad'); RETURN pg_catalog.lpad(n::text, i, c); END$$;
+";
+
+/// No function a second role plants in `public` runs in any dhctl command nor in dhctl-health's
+/// readiness round and `/metrics` reads: every call in dhctl's own SQL is pg_catalog's, named.
+#[test]
+fn functions_planted_in_public_never_run_in_dhctl_or_dhctl_health() {
+    let planter = Role::new("hfplanter", "");
+    let db = TestDb::new("hfplant");
+    db.exec(&format!(
+        "GRANT CREATE ON SCHEMA public TO \"{}\"",
+        planter.name
+    ));
+    connect(&planter.url_for(&db))
+        .batch_execute(PLANT_FUNCTIONS)
+        .unwrap();
+    let ran = || db.column("SELECT DISTINCT what FROM public.ran ORDER BY 1");
+    dhctl(&db.url).args(["migrate"]).run().expect_code(0);
+    assert_eq!(ran(), Vec::<String>::new(), "migrate");
+    for (args, codes) in [
+        (&["status"][..], &[0][..]),
+        (&["partition", "status"], &[0]),
+        (&["partition", "create", "--ahead", "4"], &[0]),
+        (&["partition", "prune", "--dry-run"], &[0]),
+        (&["lint", "--pending"], &[0, 1]),
+        // The planted objects are differences (exit 1); what matters is that none of them ran.
+        (&["verify"], &[0, 1]),
+        (&["rollback", "--steps", "1", "--dry-run"], &[0]),
+        (&["dump"], &[0]),
+    ] {
+        let out = dhctl(&db.url).args(args).run();
+        assert!(
+            codes.contains(&out.code),
+            "{args:?}: exit {}\n{}",
+            out.code,
+            out.stderr
+        );
+        assert_eq!(ran(), Vec::<String>::new(), "{args:?}");
+    }
+    // A DEFAULT partition, so that /metrics reads its rows (prune refuses to run next to one).
+    db.exec("CREATE TABLE request_logs_default PARTITION OF request_logs DEFAULT");
+    {
+        let server = crate::health::support::start(&[
+            ("DATABASE_URL", db.url.as_str()),
+            ("HEALTH_READY_CACHE_MS", "0"),
+            ("DHCTL_READY_REQUIRE_MIGRATED", "true"),
+        ]);
+        let ready = server.get("/health/ready");
+        let metrics = server.get("/metrics");
+        assert_eq!(ready.status, 200, "{}", ready.body);
+        assert!(
+            metrics.body.contains("dhctl_partition_default_rows"),
+            "{}",
+            metrics.body
+        );
+    }
+    assert_eq!(ran(), Vec::<String>::new(), "dhctl-health");
+    // Baseline reads the live schema once the history is gone (a dry run writes nothing).
+    db.exec("DELETE FROM refinery_schema_history");
+    let latest = dhctl(&db.url).args(["status", "--format", "json"]).run();
+    let version = latest.json()["migrations"]
+        .as_array()
+        .and_then(|m| m.last())
+        .and_then(|m| m["version"].as_i64())
+        .unwrap_or_else(|| panic!("no migrations in {}", latest.stdout));
+    let out = dhctl(&db.url)
+        .args(["baseline", "--version", &version.to_string(), "--dry-run"])
+        .run();
+    assert!(
+        [0, 1].contains(&out.code),
+        "baseline: exit {}\n{}",
+        out.code,
+        out.stderr
+    );
+    assert_eq!(ran(), Vec::<String>::new(), "baseline --dry-run");
+}

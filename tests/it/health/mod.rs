@@ -3,6 +3,7 @@
 //! `serve(listener, config, shutdown)` on port 0; only the tests of signals and exit codes run
 //! the real binary.
 
+mod adv_metrics;
 mod disclosure;
 mod metrics;
 mod readiness;
