@@ -6,14 +6,13 @@
 //! cancels the statement of every target in flight, drops their work (their transactions roll
 //! back, their locks go with their sessions) and exits 130.
 
-use std::future::Future;
 use std::time::{Duration, Instant};
 
 use futures_util::future::LocalBoxFuture;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use futures_util::FutureExt;
 
-use super::{End, Produced, Shown};
+use super::{End, Produced, Shown, Signals};
 use crate::cli::{
     Cli, Command, ConnectArgs, FleetArgs, GlobalArgs, LintArgs, LockArgs, MigrateArgs,
     PartitionCommand, PartitionCreateArgs, PartitionPruneArgs, PartitionStatusArgs, RollbackArgs,
@@ -67,20 +66,24 @@ pub(super) fn requested(command: &Command) -> Result<Option<&FleetArgs>> {
     Ok(Some(args))
 }
 
-/// Runs the command on the fleet `args` names; `signal` resolves on SIGINT or SIGTERM.
-pub(super) async fn run(
-    cli: &Cli,
-    args: &FleetArgs,
-    signal: impl Future<Output = ()>,
-) -> Result<i32> {
+/// Runs the command on the fleet `args` names; `signals` are SIGINT and SIGTERM.
+pub(super) async fn run(cli: &Cli, args: &FleetArgs, signals: &mut Signals) -> Result<i32> {
     let Some(path) = args.targets.as_deref() else {
         return Err(Error::usage("no fleet file given"));
     };
     let shown = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    // Read off the runtime's thread: a FIFO nobody writes to (or a stalled network mount) would
+    // otherwise block it, and SIGINT/SIGTERM with it. `<(…)` and /dev/stdin stay usable.
+    let owned = path.to_path_buf();
+    let read = tokio::task::spawn_blocking(move || std::fs::read_to_string(owned));
+    let text = tokio::select! {
+        read = read => match read {
+            Ok(Ok(text)) => text,
+            Ok(Err(source)) => return Err(Error::Io { path: path.to_path_buf(), source }),
+            Err(e) => return Err(Error::usage(format!("{shown}: cannot read the fleet file: {e}"))),
+        },
+        () = signals.recv() => return Err(Error::InterruptedIdle),
+    };
     let fleet = fleet::parse(&shown, &text, &|key| std::env::var(key).ok())?;
     let waves = fleet::schedule(&fleet, &args.only)?;
     let parallel = args.parallel.map_or(fleet.parallel, |n| n as usize);
@@ -92,14 +95,14 @@ pub(super) async fn run(
     };
     let global = &cli.global;
     match &cli.command {
-        Command::Migrate(a) => plan.roll(a, global, signal).await,
-        Command::Rollback(a) => plan.roll(a, global, signal).await,
-        Command::Status(a) => plan.roll(a, global, signal).await,
-        Command::Verify(a) => plan.roll(a, global, signal).await,
-        Command::Lint(a) => plan.roll(a, global, signal).await,
-        Command::Partition(PartitionCommand::Create(a)) => plan.roll(a, global, signal).await,
-        Command::Partition(PartitionCommand::Prune(a)) => plan.roll(a, global, signal).await,
-        Command::Partition(PartitionCommand::Status(a)) => plan.roll(a, global, signal).await,
+        Command::Migrate(a) => plan.roll(a, global, signals).await,
+        Command::Rollback(a) => plan.roll(a, global, signals).await,
+        Command::Status(a) => plan.roll(a, global, signals).await,
+        Command::Verify(a) => plan.roll(a, global, signals).await,
+        Command::Lint(a) => plan.roll(a, global, signals).await,
+        Command::Partition(PartitionCommand::Create(a)) => plan.roll(a, global, signals).await,
+        Command::Partition(PartitionCommand::Prune(a)) => plan.roll(a, global, signals).await,
+        Command::Partition(PartitionCommand::Status(a)) => plan.roll(a, global, signals).await,
         _ => Err(Error::usage("this command does not take --targets")),
     }
 }
@@ -299,7 +302,7 @@ impl Plan<'_> {
         mut self,
         args: &A,
         global: &GlobalArgs,
-        signal: impl Future<Output = ()>,
+        signals: &mut Signals,
     ) -> Result<i32> {
         let format = global.format;
         let flags = self.flags(args)?;
@@ -314,7 +317,6 @@ impl Plan<'_> {
         inflight::reset_peak();
         let mut running = FuturesUnordered::new();
         let mut interrupted = false;
-        tokio::pin!(signal);
         loop {
             while let Some(i) = self.rollout.start() {
                 let Some(one) = flags[i].as_ref() else {
@@ -347,18 +349,27 @@ impl Plan<'_> {
                     ran[i] = Some((outcome, took));
                     self.rollout.finish(i, code != 0);
                 }
-                () = &mut signal => {
+                () = signals.recv() => {
                     interrupted = true;
                     self.rollout.stop();
-                    // Every target's statement, while its session is still open; then the work
-                    // is dropped, and each session with it.
-                    crate::db::cancel_in_flight().await;
+                    // Every target's statement, while its session is still open (each request
+                    // bounded, all at once); then the work is dropped, and each session with it.
+                    let cancels = super::cancel_in_flight(signals).await;
                     running.clear();
-                    crate::verify::scratch::drop_after_interrupt().await;
+                    super::drop_scratch(signals).await;
                     for (i, slot) in ran.iter_mut().enumerate() {
                         if self.rollout.state(i) == State::Running {
                             let took = started[i].map(|s| s.elapsed()).unwrap_or_default();
-                            let error = super::interrupt_error(Some(TargetId(i)));
+                            let error = super::interrupt_error(Some(TargetId(i)), &cancels);
+                            // Its progress so far (what it applied before the signal) and how
+                            // it ended, as for a target that ended on its own.
+                            let target = &self.fleet.targets[i];
+                            output::fleet::target_ended(
+                                &target.name,
+                                &target.group,
+                                &reporters[i].taken(),
+                                &[&error],
+                            );
                             *slot = Some((Ran::Failed(error), took));
                         }
                     }

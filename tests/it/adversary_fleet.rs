@@ -335,3 +335,53 @@ fn adv_an_explicit_database_url_is_not_silently_replaced_by_an_exported_fleet() 
     );
     assert_ne!(out.code, 0, "{}", out.stdout);
 }
+
+/// Without --targets, a cancel request to a server that stopped answering is given up (bounded
+/// wait), the connection closed, exit 130, and the message does not claim a rollback it cannot
+/// know of.
+#[test]
+fn a_cancel_that_cannot_be_delivered_is_said_so_and_does_not_hang_one_database() {
+    let migrations = tempfile::tempdir().unwrap();
+    std::fs::write(
+        migrations.path().join("20240101000001_slow.sql"),
+        "CREATE TABLE slow_table (id int);\nSELECT pg_sleep(600);\n",
+    )
+    .unwrap();
+    let db = TestDb::new("advfleetstallone");
+    let (port, stall) = stalling_proxy();
+    let child = dhctl(&with_host_port(&db.url, "127.0.0.1", port))
+        .migrations_dir(migrations.path())
+        .args(["migrate", "--no-partitions"])
+        .spawn();
+    let names = vec![db.name.clone()];
+    let mut admin = connect(&server_url());
+    assert!(
+        wait_until(Duration::from_secs(60), || {
+            admin
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = ANY($1) \
+                     AND query LIKE '%pg_sleep(600)%' AND state = 'active'",
+                    &[&names],
+                )
+                .unwrap()
+                .get::<_, i64>(0)
+                == 1
+        }),
+        "never reached the slow migration"
+    );
+    stall.store(true, Ordering::SeqCst);
+    kill(&child, "-INT");
+    let (code, hung, stdout, stderr) = wait_at_most(child, Duration::from_secs(30));
+    let _ = admin.execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = ANY($1) \
+         AND application_name = 'dhctl'",
+        &[&names],
+    );
+    assert!(!hung, "{stdout}\n{stderr}");
+    assert_eq!(code, Some(130), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("the cancel request could not be delivered and the connection was closed"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("its transaction rolled back"), "{stderr}");
+}
