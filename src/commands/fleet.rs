@@ -14,9 +14,9 @@ use futures_util::FutureExt;
 
 use super::{End, Produced, Shown, Signals};
 use crate::cli::{
-    Cli, Command, ConnectArgs, FleetArgs, GlobalArgs, LintArgs, LockArgs, MigrateArgs,
-    PartitionCommand, PartitionCreateArgs, PartitionPruneArgs, PartitionStatusArgs, RollbackArgs,
-    StatusArgs, VerifyArgs,
+    Cli, Command, ConnectArgs, FleetArgs, From, GlobalArgs, LintArgs, LockArgs, MigrateArgs,
+    Origin, PartitionCommand, PartitionCreateArgs, PartitionPruneArgs, PartitionStatusArgs,
+    RollbackArgs, StatusArgs, VerifyArgs,
 };
 use crate::db::inflight::{self, TargetId};
 use crate::db::DbConfig;
@@ -27,7 +27,8 @@ use crate::output::{self, fleet::Row, progress::Reporter};
 
 /// The fleet flags of the command, when it was given `--targets` (or DHCTL_TARGETS). `--only`
 /// and `--parallel` without it are refused: they would otherwise be ignored.
-pub(super) fn requested(command: &Command) -> Result<Option<&FleetArgs>> {
+pub(super) fn requested(cli: &Cli) -> Result<Option<&FleetArgs>> {
+    let command = &cli.command;
     let args = match command {
         Command::Migrate(a) => &a.fleet,
         Command::Rollback(a) => &a.fleet,
@@ -63,7 +64,31 @@ pub(super) fn requested(command: &Command) -> Result<Option<&FleetArgs>> {
             ));
         }
     }
+    refuse_two_destinations(cli.origin)?;
     Ok(Some(args))
+}
+
+/// A fleet file and a connection string given together name two different destinations: the
+/// command would run on the fleet and silently ignore the one database the operator named
+/// (`DHCTL_TARGETS=prod.toml dhctl rollback --database-url …/staging` rolled back production).
+/// Refused unless `--targets` on the command line meets a DATABASE_URL from the environment (a
+/// pod's default connection string, which an explicit fleet file overrides).
+fn refuse_two_destinations(origin: Origin) -> Result<()> {
+    match (origin.targets, origin.database_url) {
+        (_, From::Absent) | (From::Absent, _) | (From::CommandLine, From::Environment) => Ok(()),
+        (From::CommandLine, From::CommandLine) => Err(Error::usage_hint(
+            "--targets and --database-url both given: one command runs on a fleet or on one database",
+            "drop --database-url to run on the fleet file's targets, or drop --targets to run on that one database",
+        )),
+        (From::Environment, From::CommandLine) => Err(Error::usage_hint(
+            "--database-url given while DHCTL_TARGETS names a fleet file: one command runs on a fleet or on one database",
+            "unset DHCTL_TARGETS (or run `env -u DHCTL_TARGETS dhctl …`) to run on that one database, or drop --database-url to run on the fleet",
+        )),
+        (From::Environment, From::Environment) => Err(Error::usage_hint(
+            "DATABASE_URL and DHCTL_TARGETS are both set: one command runs on a fleet or on one database",
+            "unset one of them, or give the fleet file explicitly with --targets FILE (it then wins over DATABASE_URL)",
+        )),
+    }
 }
 
 /// Runs the command on the fleet `args` names; `signals` are SIGINT and SIGTERM.
@@ -464,4 +489,46 @@ fn row<'a, R: Shown>(
         }
     }
     row
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fleet_and_a_database_url_together_are_refused_unless_the_fleet_is_explicit() {
+        let origin = |targets, database_url| Origin {
+            targets,
+            database_url,
+        };
+        for (targets, url, refused) in [
+            (
+                From::CommandLine,
+                From::CommandLine,
+                Some("--targets and --database-url"),
+            ),
+            (
+                From::Environment,
+                From::CommandLine,
+                Some("--database-url given while DHCTL_TARGETS"),
+            ),
+            (
+                From::Environment,
+                From::Environment,
+                Some("DATABASE_URL and DHCTL_TARGETS"),
+            ),
+            (From::CommandLine, From::Environment, None),
+            (From::Environment, From::Absent, None),
+            (From::CommandLine, From::Absent, None),
+        ] {
+            match (refuse_two_destinations(origin(targets, url)), refused) {
+                (Ok(()), None) => {}
+                (Err(e), Some(expected)) => {
+                    assert_eq!(e.exit_code(), 2);
+                    assert!(e.to_string().contains(expected), "{e}");
+                }
+                (got, _) => panic!("{targets:?} {url:?}: {got:?}"),
+            }
+        }
+    }
 }

@@ -131,7 +131,7 @@ impl Signals {
 /// backend does not go on holding locks) and exits 130. A second signal exits at once.
 async fn run_until_signal(cli: &Cli) -> Result<i32> {
     let mut signals = Signals::new();
-    if let Some(fleet) = fleet::requested(&cli.command)? {
+    if let Some(fleet) = fleet::requested(cli)? {
         return fleet::run(cli, fleet, &mut signals).await;
     }
     // Boxed, so the handler below can drop it after the cancel.

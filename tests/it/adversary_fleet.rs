@@ -385,3 +385,51 @@ fn a_cancel_that_cannot_be_delivered_is_said_so_and_does_not_hang_one_database()
     );
     assert!(!stderr.contains("its transaction rolled back"), "{stderr}");
 }
+
+/// DATABASE_URL and DHCTL_TARGETS both exported (a pod): refused, nothing runs; `--targets` on
+/// the command line is explicit and wins over an exported DATABASE_URL.
+#[test]
+fn an_exported_database_url_and_an_exported_fleet_are_refused_unless_targets_is_explicit() {
+    let db = TestDb::new("advfleetboth");
+    let (_dir, path) = fleet_file(&format!(
+        "[[target]]\nname = \"prod-1\"\nurl = \"{}\"\n",
+        db.url
+    ));
+    let out = dhctl(&db.url)
+        .env("DHCTL_TARGETS", &path)
+        .args(["status"])
+        .run();
+    out.expect_code(2);
+    assert!(
+        out.stderr
+            .contains("DATABASE_URL and DHCTL_TARGETS are both set"),
+        "{}",
+        out.stderr
+    );
+    let out = dhctl(&db.url)
+        .args(["status", "--targets", path.to_str().unwrap()])
+        .run();
+    assert!(
+        out.stdout.contains("prod-1"),
+        "{}\n{}",
+        out.stdout,
+        out.stderr
+    );
+    let out = dhctl("")
+        .without_database_url()
+        .args([
+            "status",
+            "--targets",
+            path.to_str().unwrap(),
+            "--database-url",
+            &db.url,
+        ])
+        .run();
+    out.expect_code(2);
+    assert!(
+        out.stderr
+            .contains("--targets and --database-url both given"),
+        "{}",
+        out.stderr
+    );
+}
