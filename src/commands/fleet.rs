@@ -296,13 +296,30 @@ impl Plan<'_> {
     /// one parsed (no connection made) so that a bad one stops the fleet before anything runs.
     fn flags<A: OnTarget>(&self, args: &A) -> Result<Vec<Option<A>>> {
         let mut flags: Vec<Option<A>> = vec![None; self.fleet.targets.len()];
+        let mut seen: Vec<(Vec<String>, usize)> = Vec::new();
         for (_, i) in self.rollout.targets() {
             let target = &self.fleet.targets[i];
             let mut one = args.clone();
             one.connect().database_url = Some(target.url.clone());
-            if let Err(e) =
-                DbConfig::from_args(one.connect(), &LockArgs::default(), crate::db::Access::Read)
-            {
+            let parsed =
+                DbConfig::from_args(one.connect(), &LockArgs::default(), crate::db::Access::Read);
+            if let Ok(config) = &parsed {
+                let database = same_database(&config.pg);
+                if let Some(&(_, other)) = seen.iter().find(|(d, _)| *d == database) {
+                    let first: &fleet::Target = &self.fleet.targets[other];
+                    return Err(Error::usage_hint(
+                        format!(
+                            "{}: targets \"{}\" and \"{}\" name the same database \
+                             (same host, port and database name)",
+                            self.file, first.name, target.name
+                        ),
+                        "list each database once: run on both would apply every change twice, \
+                         the second time racing the first for its lock",
+                    ));
+                }
+                seen.push((database, i));
+            }
+            if let Err(e) = parsed {
                 // The parser's messages never quote the string (no password); they name it
                 // DATABASE_URL, which here is the target's.
                 return Err(Error::Usage {
@@ -427,6 +444,35 @@ impl Plan<'_> {
     }
 }
 
+/// What makes two connection strings the same database, as written: each host with its port,
+/// and the database name (the user's name when none is given). Two spellings of one host
+/// (`localhost` and `127.0.0.1`) are not recognised.
+fn same_database(pg: &tokio_postgres::Config) -> Vec<String> {
+    let ports = pg.get_ports();
+    let mut key: Vec<String> = pg
+        .get_hosts()
+        .iter()
+        .enumerate()
+        .map(|(i, host)| {
+            let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
+            let host = match host {
+                tokio_postgres::config::Host::Tcp(h) => h.to_ascii_lowercase(),
+                #[cfg(unix)]
+                tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
+            };
+            format!("{host}:{port}")
+        })
+        .collect();
+    key.sort();
+    key.push(
+        pg.get_dbname()
+            .or(pg.get_user())
+            .unwrap_or_default()
+            .to_string(),
+    );
+    key
+}
+
 fn exit_code<R>(ran: &Ran<R>) -> i32 {
     match ran {
         Ran::Produced(p) => p.exit_code(),
@@ -494,6 +540,25 @@ fn row<'a, R: Shown>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn two_spellings_of_one_database_are_the_same_and_other_databases_are_not() {
+        let key = |url: &str| same_database(&url.parse().unwrap());
+        assert_eq!(
+            key("postgres://u:p@DB1:5432/app"),
+            key("host=db1 port=5432 dbname=app user=other")
+        );
+        assert_eq!(
+            key("postgres://u@db1/app"),
+            key("postgres://v@db1:5432/app")
+        );
+        assert_ne!(key("postgres://u@db1/app"), key("postgres://u@db1/app2"));
+        assert_ne!(
+            key("postgres://u@db1/app"),
+            key("postgres://u@db1:5433/app")
+        );
+        assert_ne!(key("postgres://u@db1/app"), key("postgres://u@db2/app"));
+    }
 
     #[test]
     fn a_fleet_and_a_database_url_together_are_refused_unless_the_fleet_is_explicit() {

@@ -433,3 +433,21 @@ fn an_exported_database_url_and_an_exported_fleet_are_refused_unless_targets_is_
         out.stderr
     );
 }
+
+/// The same database under two names (equal host, port and database name) is refused before
+/// anything connects: it would get every change twice.
+#[test]
+fn the_same_database_listed_twice_is_refused_naming_both() {
+    let db = TestDb::new("advfleettwice");
+    let (_dir, path) = fleet_file(&format!(
+        "[[target]]\nname = \"one\"\nurl = \"{}\"\n[[target]]\nname = \"two\"\nurl = \"{}\"\n",
+        db.url, db.url
+    ));
+    let out = fleet_dhctl(&path).args(["status"]).run();
+    out.expect_code(2);
+    assert!(
+        out.stderr.contains("targets \"one\" and \"two\" name the same database"),
+        "{}",
+        out.stderr
+    );
+}
