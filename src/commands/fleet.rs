@@ -321,18 +321,22 @@ impl Plan<'_> {
             }
             if let Err(e) = parsed {
                 // The parser's messages never quote the string (no password); they name it
-                // DATABASE_URL, which here is the target's.
+                // DATABASE_URL, which here is the target's `url` or its url_env variable.
                 return Err(Error::Usage {
                     message: format!(
                         "{}: target \"{}\" ({}): {}",
                         self.file,
                         target.name,
                         target.source,
-                        e.to_string()
-                            .replace("DATABASE_URL: ", "")
-                            .replace("DATABASE_URL", "the connection string")
+                        target_words(&e.to_string(), "the connection string")
                     ),
-                    hint: e.hint(),
+                    hint: e.hint().map(|hint| {
+                        let place = match target.source.strip_prefix("url_env ") {
+                            Some(var) => format!("{var} (the target's url_env)"),
+                            None => format!("the target's url in {}", self.file),
+                        };
+                        target_words(&hint, &place)
+                    }),
                 });
             }
             flags[i] = Some(one);
@@ -442,6 +446,15 @@ impl Plan<'_> {
         output::fleet::emit(format, &rows, &totals);
         Ok(exit_code)
     }
+}
+
+/// A connection-string error worded for DATABASE_URL, reworded for a fleet target whose string
+/// is `place`: "no database given: DATABASE_URL names no user" becomes "the connection string
+/// names no user" (the database is given: the target).
+fn target_words(text: &str, place: &str) -> String {
+    text.replace("no database given: ", "")
+        .replace("DATABASE_URL: ", "")
+        .replace("DATABASE_URL", place)
 }
 
 /// What makes two connection strings the same database, as written: each host with its port,
@@ -558,6 +571,24 @@ mod tests {
             key("postgres://u@db1:5433/app")
         );
         assert_ne!(key("postgres://u@db1/app"), key("postgres://u@db2/app"));
+    }
+
+    #[test]
+    fn a_connection_string_error_is_reworded_for_the_target() {
+        assert_eq!(
+            target_words(
+                "no database given: DATABASE_URL names no user",
+                "the connection string"
+            ),
+            "the connection string names no user"
+        );
+        assert_eq!(
+            target_words(
+                "set DATABASE_URL to postgres://…",
+                "EU1 (the target's url_env)"
+            ),
+            "set EU1 (the target's url_env) to postgres://…"
+        );
     }
 
     #[test]
