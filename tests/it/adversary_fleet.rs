@@ -446,8 +446,50 @@ fn the_same_database_listed_twice_is_refused_naming_both() {
     let out = fleet_dhctl(&path).args(["status"]).run();
     out.expect_code(2);
     assert!(
-        out.stderr.contains("targets \"one\" and \"two\" name the same database"),
+        out.stderr
+            .contains("targets \"one\" and \"two\" name the same database"),
         "{}",
         out.stderr
     );
+}
+
+/// A scratch database a killed verify left behind is dropped once, and said once, when two
+/// targets of a fleet on the same server find it at the same time.
+#[test]
+fn a_stale_scratch_database_is_reported_once_across_targets() {
+    let owner = crate::harness::Role::creator("advfleetscratch");
+    let one = crate::harness::TestDb::owned_by("advfleetscratch1", &owner);
+    let two = crate::harness::TestDb::owned_by("advfleetscratch2", &owner);
+    crate::verify::migrate_as_owner(&owner.url_for(&one), None);
+    crate::verify::migrate_as_owner(&owner.url_for(&two), None);
+    let stale = format!(
+        "dhctl_verify_99999999998_{:016x}",
+        u64::from(std::process::id())
+    );
+    let mut admin = connect(&server_url());
+    admin
+        .batch_execute(&format!(
+            "CREATE DATABASE \"{stale}\" OWNER \"{}\"",
+            owner.name
+        ))
+        .unwrap();
+    admin
+        .batch_execute(&format!(
+            "COMMENT ON DATABASE \"{stale}\" IS 'dhctl verify scratch database, dropped when verify ends'"
+        ))
+        .unwrap();
+    let (_dir, path) = fleet_file(&format!(
+        "parallel = 2\n[[target]]\nname = \"one\"\nurl = \"{}\"\n[[target]]\nname = \"two\"\nurl = \"{}\"\n",
+        owner.url_for(&one),
+        owner.url_for(&two)
+    ));
+    let out = fleet_dhctl(&path)
+        .args(["verify", "--format", "json"])
+        .run();
+    let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS \"{stale}\" WITH (FORCE)"));
+    let said = out
+        .stdout
+        .matches(&format!("dropped scratch database {stale}"))
+        .count();
+    assert_eq!(said, 1, "{}\n{}", out.stdout, out.stderr);
 }
