@@ -166,7 +166,8 @@ pub struct ConnectArgs {
 /// partition create / prune / status.
 #[derive(Debug, Clone, Args)]
 pub struct FleetArgs {
-    /// Run on every target of this TOML file instead of DATABASE_URL (docs/fleet.md): groups
+    /// Run on every target of this TOML file instead of DATABASE_URL (docs/fleet.md; refused
+    /// with --database-url, or when DHCTL_TARGETS and DATABASE_URL are both exported): groups
     /// one after another in its `order`, targets of a group up to `parallel` at once, one
     /// report, the worst exit code (130, then 2 > 4 > 3 > 1 > 0). A bad file is exit 2 before
     /// anything connects.
