@@ -38,6 +38,70 @@ pub struct Cli {
 
     #[command(subcommand)]
     pub command: Command,
+
+    /// Where `--targets` and `--database-url` came from (the command line or the environment);
+    /// set by [`Cli::parse_with_origin`], never a flag.
+    #[arg(skip)]
+    pub origin: Origin,
+}
+
+/// Where a flag's value came from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum From {
+    /// Not given.
+    #[default]
+    Absent,
+    /// On the command line.
+    CommandLine,
+    /// From its environment variable (or a `.env` line).
+    Environment,
+}
+
+/// Where the subcommand's `--targets` and `--database-url` came from: a fleet refuses an
+/// explicit `--database-url` rather than silently running elsewhere (docs/fleet.md).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Origin {
+    pub targets: From,
+    pub database_url: From,
+}
+
+impl Cli {
+    /// Parses the process's command line, recording where `--targets` and `--database-url`
+    /// came from.
+    pub fn parse_with_origin() -> std::result::Result<Cli, clap::Error> {
+        Cli::parse_with_origin_from(std::env::args_os())
+    }
+
+    /// As [`Cli::parse_with_origin`], from `args`.
+    pub fn parse_with_origin_from<I, T>(args: I) -> std::result::Result<Cli, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        use clap::{CommandFactory, FromArgMatches};
+        let matches = Cli::command().try_get_matches_from(args)?;
+        let mut cli = Cli::from_arg_matches(&matches)?;
+        let mut leaf = &matches;
+        while let Some((_, sub)) = leaf.subcommand() {
+            leaf = sub;
+        }
+        let from = |id: &str| {
+            // value_source asserts the id exists: not every subcommand has these flags.
+            if leaf.try_get_raw(id).ok().flatten().is_none() {
+                return From::Absent;
+            }
+            match leaf.value_source(id) {
+                Some(clap::parser::ValueSource::CommandLine) => From::CommandLine,
+                Some(clap::parser::ValueSource::EnvVariable) => From::Environment,
+                _ => From::Absent,
+            }
+        };
+        cli.origin = Origin {
+            targets: from("targets"),
+            database_url: from("database_url"),
+        };
+        Ok(cli)
+    }
 }
 
 /// Options every subcommand accepts (`--format`, `--verbose`). What only some commands use
@@ -102,7 +166,8 @@ pub struct ConnectArgs {
 /// partition create / prune / status.
 #[derive(Debug, Clone, Args)]
 pub struct FleetArgs {
-    /// Run on every target of this TOML file instead of DATABASE_URL (docs/fleet.md): groups
+    /// Run on every target of this TOML file instead of DATABASE_URL (docs/fleet.md; refused
+    /// with --database-url, or when DHCTL_TARGETS and DATABASE_URL are both exported): groups
     /// one after another in its `order`, targets of a group up to `parallel` at once, one
     /// report, the worst exit code (130, then 2 > 4 > 3 > 1 > 0). A bad file is exit 2 before
     /// anything connects.
@@ -856,6 +921,28 @@ fn within_range(text: &str, seconds: f64) -> Result<Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_origin_of_targets_and_database_url_is_recorded() {
+        let cli = Cli::parse_with_origin_from([
+            "dhctl",
+            "status",
+            "--targets",
+            "f.toml",
+            "--database-url",
+            "postgres://h/d",
+        ])
+        .unwrap();
+        assert_eq!(
+            cli.origin,
+            Origin {
+                targets: From::CommandLine,
+                database_url: From::CommandLine
+            }
+        );
+        let cli = Cli::parse_with_origin_from(["dhctl", "new", "x"]).unwrap();
+        assert_eq!(cli.origin, Origin::default());
+    }
 
     #[test]
     fn durations_parse_with_units() {

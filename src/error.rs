@@ -75,6 +75,17 @@ pub enum Error {
     #[error("interrupted during a transaction:false migration; the statement in flight was cancelled, the section's statements before it were kept, and the migration may not be recorded: check the database and dhctl status before running again")]
     InterruptedOutsideTransaction,
 
+    /// SIGINT or SIGTERM arrived while no session was open (connecting, or reading the fleet
+    /// file): nothing was running on the server.
+    #[error("interrupted while no session was open (connecting, or before connecting); nothing was running on the server")]
+    InterruptedIdle,
+
+    /// SIGINT or SIGTERM arrived, and a cancel request did not reach the server within
+    /// `db::inflight::CANCEL_WAIT` (or a second signal stopped waiting for it): the connection
+    /// was closed instead.
+    #[error("interrupted; the cancel request could not be delivered and the connection was closed (the server rolls back an open transaction when it notices the closed connection){}", if *.outside_transaction { "; a transaction:false migration was running: the section's statements that finished are kept, and the migration may not be recorded: check the database and dhctl status before running again" } else { "" })]
+    InterruptedUndelivered { outside_transaction: bool },
+
     /// `migrate --wait-replicas`: a standby had not replayed the migration in time, or its
     /// replay position cannot be seen. The migration itself is committed.
     #[error("{message}")]
@@ -173,7 +184,10 @@ impl Error {
         match self {
             Error::LockBusy { .. } => 3,
             Error::Drift { .. } => 4,
-            Error::Interrupted | Error::InterruptedOutsideTransaction => 130,
+            Error::Interrupted
+            | Error::InterruptedOutsideTransaction
+            | Error::InterruptedIdle
+            | Error::InterruptedUndelivered { .. } => 130,
             Error::Unsafe { .. } => 1,
             Error::Many(errors) => errors.iter().map(Error::exit_code).max().unwrap_or(2),
             Error::Usage { .. }

@@ -6,18 +6,17 @@
 //! cancels the statement of every target in flight, drops their work (their transactions roll
 //! back, their locks go with their sessions) and exits 130.
 
-use std::future::Future;
 use std::time::{Duration, Instant};
 
 use futures_util::future::LocalBoxFuture;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use futures_util::FutureExt;
 
-use super::{End, Produced, Shown};
+use super::{End, Produced, Shown, Signals};
 use crate::cli::{
-    Cli, Command, ConnectArgs, FleetArgs, GlobalArgs, LintArgs, LockArgs, MigrateArgs,
-    PartitionCommand, PartitionCreateArgs, PartitionPruneArgs, PartitionStatusArgs, RollbackArgs,
-    StatusArgs, VerifyArgs,
+    Cli, Command, ConnectArgs, FleetArgs, From, GlobalArgs, LintArgs, LockArgs, MigrateArgs,
+    Origin, PartitionCommand, PartitionCreateArgs, PartitionPruneArgs, PartitionStatusArgs,
+    RollbackArgs, StatusArgs, VerifyArgs,
 };
 use crate::db::inflight::{self, TargetId};
 use crate::db::DbConfig;
@@ -28,7 +27,8 @@ use crate::output::{self, fleet::Row, progress::Reporter};
 
 /// The fleet flags of the command, when it was given `--targets` (or DHCTL_TARGETS). `--only`
 /// and `--parallel` without it are refused: they would otherwise be ignored.
-pub(super) fn requested(command: &Command) -> Result<Option<&FleetArgs>> {
+pub(super) fn requested(cli: &Cli) -> Result<Option<&FleetArgs>> {
+    let command = &cli.command;
     let args = match command {
         Command::Migrate(a) => &a.fleet,
         Command::Rollback(a) => &a.fleet,
@@ -64,23 +64,51 @@ pub(super) fn requested(command: &Command) -> Result<Option<&FleetArgs>> {
             ));
         }
     }
+    refuse_two_destinations(cli.origin)?;
     Ok(Some(args))
 }
 
-/// Runs the command on the fleet `args` names; `signal` resolves on SIGINT or SIGTERM.
-pub(super) async fn run(
-    cli: &Cli,
-    args: &FleetArgs,
-    signal: impl Future<Output = ()>,
-) -> Result<i32> {
+/// A fleet file and a connection string given together name two different destinations: the
+/// command would run on the fleet and silently ignore the one database the operator named
+/// (`DHCTL_TARGETS=prod.toml dhctl rollback --database-url …/staging` rolled back production).
+/// Refused unless `--targets` on the command line meets a DATABASE_URL from the environment (a
+/// pod's default connection string, which an explicit fleet file overrides).
+fn refuse_two_destinations(origin: Origin) -> Result<()> {
+    match (origin.targets, origin.database_url) {
+        (_, From::Absent) | (From::Absent, _) | (From::CommandLine, From::Environment) => Ok(()),
+        (From::CommandLine, From::CommandLine) => Err(Error::usage_hint(
+            "--targets and --database-url both given: one command runs on a fleet or on one database",
+            "drop --database-url to run on the fleet file's targets, or drop --targets to run on that one database",
+        )),
+        (From::Environment, From::CommandLine) => Err(Error::usage_hint(
+            "--database-url given while DHCTL_TARGETS names a fleet file: one command runs on a fleet or on one database",
+            "unset DHCTL_TARGETS (or run `env -u DHCTL_TARGETS dhctl …`) to run on that one database, or drop --database-url to run on the fleet",
+        )),
+        (From::Environment, From::Environment) => Err(Error::usage_hint(
+            "DATABASE_URL and DHCTL_TARGETS are both set: one command runs on a fleet or on one database",
+            "unset one of them, or give the fleet file explicitly with --targets FILE (it then wins over DATABASE_URL)",
+        )),
+    }
+}
+
+/// Runs the command on the fleet `args` names; `signals` are SIGINT and SIGTERM.
+pub(super) async fn run(cli: &Cli, args: &FleetArgs, signals: &mut Signals) -> Result<i32> {
     let Some(path) = args.targets.as_deref() else {
         return Err(Error::usage("no fleet file given"));
     };
     let shown = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    // Read off the runtime's thread: a FIFO nobody writes to (or a stalled network mount) would
+    // otherwise block it, and SIGINT/SIGTERM with it. `<(…)` and /dev/stdin stay usable.
+    let owned = path.to_path_buf();
+    let read = tokio::task::spawn_blocking(move || std::fs::read_to_string(owned));
+    let text = tokio::select! {
+        read = read => match read {
+            Ok(Ok(text)) => text,
+            Ok(Err(source)) => return Err(Error::Io { path: path.to_path_buf(), source }),
+            Err(e) => return Err(Error::usage(format!("{shown}: cannot read the fleet file: {e}"))),
+        },
+        () = signals.recv() => return Err(Error::InterruptedIdle),
+    };
     let fleet = fleet::parse(&shown, &text, &|key| std::env::var(key).ok())?;
     let waves = fleet::schedule(&fleet, &args.only)?;
     let parallel = args.parallel.map_or(fleet.parallel, |n| n as usize);
@@ -92,14 +120,14 @@ pub(super) async fn run(
     };
     let global = &cli.global;
     match &cli.command {
-        Command::Migrate(a) => plan.roll(a, global, signal).await,
-        Command::Rollback(a) => plan.roll(a, global, signal).await,
-        Command::Status(a) => plan.roll(a, global, signal).await,
-        Command::Verify(a) => plan.roll(a, global, signal).await,
-        Command::Lint(a) => plan.roll(a, global, signal).await,
-        Command::Partition(PartitionCommand::Create(a)) => plan.roll(a, global, signal).await,
-        Command::Partition(PartitionCommand::Prune(a)) => plan.roll(a, global, signal).await,
-        Command::Partition(PartitionCommand::Status(a)) => plan.roll(a, global, signal).await,
+        Command::Migrate(a) => plan.roll(a, global, signals).await,
+        Command::Rollback(a) => plan.roll(a, global, signals).await,
+        Command::Status(a) => plan.roll(a, global, signals).await,
+        Command::Verify(a) => plan.roll(a, global, signals).await,
+        Command::Lint(a) => plan.roll(a, global, signals).await,
+        Command::Partition(PartitionCommand::Create(a)) => plan.roll(a, global, signals).await,
+        Command::Partition(PartitionCommand::Prune(a)) => plan.roll(a, global, signals).await,
+        Command::Partition(PartitionCommand::Status(a)) => plan.roll(a, global, signals).await,
         _ => Err(Error::usage("this command does not take --targets")),
     }
 }
@@ -268,26 +296,47 @@ impl Plan<'_> {
     /// one parsed (no connection made) so that a bad one stops the fleet before anything runs.
     fn flags<A: OnTarget>(&self, args: &A) -> Result<Vec<Option<A>>> {
         let mut flags: Vec<Option<A>> = vec![None; self.fleet.targets.len()];
+        let mut seen: Vec<(Vec<String>, usize)> = Vec::new();
         for (_, i) in self.rollout.targets() {
             let target = &self.fleet.targets[i];
             let mut one = args.clone();
             one.connect().database_url = Some(target.url.clone());
-            if let Err(e) =
-                DbConfig::from_args(one.connect(), &LockArgs::default(), crate::db::Access::Read)
-            {
+            let parsed =
+                DbConfig::from_args(one.connect(), &LockArgs::default(), crate::db::Access::Read);
+            if let Ok(config) = &parsed {
+                let database = same_database(&config.pg);
+                if let Some(&(_, other)) = seen.iter().find(|(d, _)| *d == database) {
+                    let first: &fleet::Target = &self.fleet.targets[other];
+                    return Err(Error::usage_hint(
+                        format!(
+                            "{}: targets \"{}\" and \"{}\" name the same database \
+                             (same host, port and database name)",
+                            self.file, first.name, target.name
+                        ),
+                        "list each database once: run on both would apply every change twice, \
+                         the second time racing the first for its lock",
+                    ));
+                }
+                seen.push((database, i));
+            }
+            if let Err(e) = parsed {
                 // The parser's messages never quote the string (no password); they name it
-                // DATABASE_URL, which here is the target's.
+                // DATABASE_URL, which here is the target's `url` or its url_env variable.
                 return Err(Error::Usage {
                     message: format!(
                         "{}: target \"{}\" ({}): {}",
                         self.file,
                         target.name,
                         target.source,
-                        e.to_string()
-                            .replace("DATABASE_URL: ", "")
-                            .replace("DATABASE_URL", "the connection string")
+                        target_words(&e.to_string(), "the connection string")
                     ),
-                    hint: e.hint(),
+                    hint: e.hint().map(|hint| {
+                        let place = match target.source.strip_prefix("url_env ") {
+                            Some(var) => format!("{var} (the target's url_env)"),
+                            None => format!("the target's url in {}", self.file),
+                        };
+                        target_words(&hint, &place)
+                    }),
                 });
             }
             flags[i] = Some(one);
@@ -299,7 +348,7 @@ impl Plan<'_> {
         mut self,
         args: &A,
         global: &GlobalArgs,
-        signal: impl Future<Output = ()>,
+        signals: &mut Signals,
     ) -> Result<i32> {
         let format = global.format;
         let flags = self.flags(args)?;
@@ -314,7 +363,6 @@ impl Plan<'_> {
         inflight::reset_peak();
         let mut running = FuturesUnordered::new();
         let mut interrupted = false;
-        tokio::pin!(signal);
         loop {
             while let Some(i) = self.rollout.start() {
                 let Some(one) = flags[i].as_ref() else {
@@ -347,18 +395,27 @@ impl Plan<'_> {
                     ran[i] = Some((outcome, took));
                     self.rollout.finish(i, code != 0);
                 }
-                () = &mut signal => {
+                () = signals.recv() => {
                     interrupted = true;
                     self.rollout.stop();
-                    // Every target's statement, while its session is still open; then the work
-                    // is dropped, and each session with it.
-                    crate::db::cancel_in_flight().await;
+                    // Every target's statement, while its session is still open (each request
+                    // bounded, all at once); then the work is dropped, and each session with it.
+                    let cancels = super::cancel_in_flight(signals).await;
                     running.clear();
-                    crate::verify::scratch::drop_after_interrupt().await;
+                    super::drop_scratch(signals).await;
                     for (i, slot) in ran.iter_mut().enumerate() {
                         if self.rollout.state(i) == State::Running {
                             let took = started[i].map(|s| s.elapsed()).unwrap_or_default();
-                            let error = super::interrupt_error(Some(TargetId(i)));
+                            let error = super::interrupt_error(Some(TargetId(i)), &cancels);
+                            // Its progress so far (what it applied before the signal) and how
+                            // it ended, as for a target that ended on its own.
+                            let target = &self.fleet.targets[i];
+                            output::fleet::target_ended(
+                                &target.name,
+                                &target.group,
+                                &reporters[i].taken(),
+                                &[&error],
+                            );
                             *slot = Some((Ran::Failed(error), took));
                         }
                     }
@@ -389,6 +446,44 @@ impl Plan<'_> {
         output::fleet::emit(format, &rows, &totals);
         Ok(exit_code)
     }
+}
+
+/// A connection-string error worded for DATABASE_URL, reworded for a fleet target whose string
+/// is `place`: "no database given: DATABASE_URL names no user" becomes "the connection string
+/// names no user" (the database is given: the target).
+fn target_words(text: &str, place: &str) -> String {
+    text.replace("no database given: ", "")
+        .replace("DATABASE_URL: ", "")
+        .replace("DATABASE_URL", place)
+}
+
+/// What makes two connection strings the same database, as written: each host with its port,
+/// and the database name (the user's name when none is given). Two spellings of one host
+/// (`localhost` and `127.0.0.1`) are not recognised.
+fn same_database(pg: &tokio_postgres::Config) -> Vec<String> {
+    let ports = pg.get_ports();
+    let mut key: Vec<String> = pg
+        .get_hosts()
+        .iter()
+        .enumerate()
+        .map(|(i, host)| {
+            let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
+            let host = match host {
+                tokio_postgres::config::Host::Tcp(h) => h.to_ascii_lowercase(),
+                #[cfg(unix)]
+                tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
+            };
+            format!("{host}:{port}")
+        })
+        .collect();
+    key.sort();
+    key.push(
+        pg.get_dbname()
+            .or(pg.get_user())
+            .unwrap_or_default()
+            .to_string(),
+    );
+    key
 }
 
 fn exit_code<R>(ran: &Ran<R>) -> i32 {
@@ -453,4 +548,83 @@ fn row<'a, R: Shown>(
         }
     }
     row
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn two_spellings_of_one_database_are_the_same_and_other_databases_are_not() {
+        let key = |url: &str| same_database(&url.parse().unwrap());
+        assert_eq!(
+            key("postgres://u:p@DB1:5432/app"),
+            key("host=db1 port=5432 dbname=app user=other")
+        );
+        assert_eq!(
+            key("postgres://u@db1/app"),
+            key("postgres://v@db1:5432/app")
+        );
+        assert_ne!(key("postgres://u@db1/app"), key("postgres://u@db1/app2"));
+        assert_ne!(
+            key("postgres://u@db1/app"),
+            key("postgres://u@db1:5433/app")
+        );
+        assert_ne!(key("postgres://u@db1/app"), key("postgres://u@db2/app"));
+    }
+
+    #[test]
+    fn a_connection_string_error_is_reworded_for_the_target() {
+        assert_eq!(
+            target_words(
+                "no database given: DATABASE_URL names no user",
+                "the connection string"
+            ),
+            "the connection string names no user"
+        );
+        assert_eq!(
+            target_words(
+                "set DATABASE_URL to postgres://…",
+                "EU1 (the target's url_env)"
+            ),
+            "set EU1 (the target's url_env) to postgres://…"
+        );
+    }
+
+    #[test]
+    fn a_fleet_and_a_database_url_together_are_refused_unless_the_fleet_is_explicit() {
+        let origin = |targets, database_url| Origin {
+            targets,
+            database_url,
+        };
+        for (targets, url, refused) in [
+            (
+                From::CommandLine,
+                From::CommandLine,
+                Some("--targets and --database-url"),
+            ),
+            (
+                From::Environment,
+                From::CommandLine,
+                Some("--database-url given while DHCTL_TARGETS"),
+            ),
+            (
+                From::Environment,
+                From::Environment,
+                Some("DATABASE_URL and DHCTL_TARGETS"),
+            ),
+            (From::CommandLine, From::Environment, None),
+            (From::Environment, From::Absent, None),
+            (From::CommandLine, From::Absent, None),
+        ] {
+            match (refuse_two_destinations(origin(targets, url)), refused) {
+                (Ok(()), None) => {}
+                (Err(e), Some(expected)) => {
+                    assert_eq!(e.exit_code(), 2);
+                    assert!(e.to_string().contains(expected), "{e}");
+                }
+                (got, _) => panic!("{targets:?} {url:?}: {got:?}"),
+            }
+        }
+    }
 }

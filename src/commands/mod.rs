@@ -94,63 +94,97 @@ pub fn execute(cli: &Cli, env_problem: Option<Error>) -> i32 {
     }
 }
 
-/// Runs the command; SIGINT or SIGTERM cancels the statement in flight on the server (so the
-/// backend does not go on holding locks) and exits 130.
-async fn run_until_signal(cli: &Cli) -> Result<i32> {
-    // Registered before the command starts, so a signal that arrives at any point of it is
-    // seen, not the default action's abrupt end.
+/// SIGINT and SIGTERM, registered before the command starts (so a signal that arrives at any
+/// point of it is seen, not the default action's abrupt end), and received as often as they
+/// come: the first starts the interrupt, a second one ends waiting for it.
+pub(crate) struct Signals {
     #[cfg(unix)]
-    let signal = {
-        use tokio::signal::unix::{signal, SignalKind};
-        let streams = signal(SignalKind::terminate())
-            .and_then(|term| Ok((term, signal(SignalKind::interrupt())?)));
-        async move {
-            match streams {
-                Ok((mut term, mut int)) => {
-                    tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
-                }
-                Err(_) => {
-                    let _ = tokio::signal::ctrl_c().await;
-                }
-            }
+    streams: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+}
+
+impl Signals {
+    fn new() -> Signals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let streams = signal(SignalKind::terminate())
+                .and_then(|term| Ok((term, signal(SignalKind::interrupt())?)))
+                .ok();
+            Signals { streams }
         }
-    };
-    #[cfg(not(unix))]
-    let signal = async {
+        #[cfg(not(unix))]
+        Signals {}
+    }
+
+    /// Resolves on the next SIGINT or SIGTERM.
+    pub(crate) async fn recv(&mut self) {
+        #[cfg(unix)]
+        if let Some((term, int)) = &mut self.streams {
+            tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
+            return;
+        }
         let _ = tokio::signal::ctrl_c().await;
-    };
-    if let Some(fleet) = fleet::requested(&cli.command)? {
-        return fleet::run(cli, fleet, signal).await;
+    }
+}
+
+/// Runs the command; SIGINT or SIGTERM cancels the statement in flight on the server (so the
+/// backend does not go on holding locks) and exits 130. A second signal exits at once.
+async fn run_until_signal(cli: &Cli) -> Result<i32> {
+    let mut signals = Signals::new();
+    if let Some(fleet) = fleet::requested(cli)? {
+        return fleet::run(cli, fleet, &mut signals).await;
     }
     // Boxed, so the handler below can drop it after the cancel.
     let mut run = Box::pin(run(cli));
     tokio::select! {
         result = &mut run => result,
-        () = signal => {
+        () = signals.recv() => {
             // Cancelled while the sessions are still open (their registrations go with them),
             // then dropped: the backends roll back and free the lock at once.
-            crate::db::cancel_in_flight().await;
+            let cancels = cancel_in_flight(&mut signals).await;
             drop(run);
-            Err(interrupted(None).await)
+            drop_scratch(&mut signals).await;
+            Err(interrupt_error(None, &cancels))
         }
     }
 }
 
-/// After SIGINT/SIGTERM, once the interrupted work is dropped: drops the scratch databases
-/// verify had made, and says how `target`'s work ended (None: the one database of a command
-/// without --targets).
-async fn interrupted(target: Option<crate::db::inflight::TargetId>) -> Error {
-    crate::verify::scratch::drop_after_interrupt().await;
-    interrupt_error(target)
+/// After SIGINT/SIGTERM: cancels the statement of every open session, all at once, each request
+/// bounded by [`crate::db::inflight::CANCEL_WAIT`]; a second signal stops waiting (the sessions
+/// are closed right after either way).
+async fn cancel_in_flight(signals: &mut Signals) -> crate::db::inflight::Cancels {
+    let pending = crate::db::inflight::pending();
+    tokio::select! {
+        cancels = pending.cancel() => cancels,
+        () = signals.recv() => pending.abandoned(),
+    }
 }
 
-/// How `target`'s interrupted work ended: its future is dropped by now, and the flag it left
-/// says whether a `transaction:false` section was running.
-fn interrupt_error(target: Option<crate::db::inflight::TargetId>) -> Error {
-    if crate::migrations::execute::outside_transaction_in_flight(target) {
-        Error::InterruptedOutsideTransaction
-    } else {
-        Error::Interrupted
+/// Once the interrupted work is dropped: drops the scratch databases verify had made (a second
+/// signal stops that; the next verify drops them).
+async fn drop_scratch(signals: &mut Signals) {
+    tokio::select! {
+        () = crate::verify::scratch::drop_after_interrupt() => {},
+        () = signals.recv() => {},
+    }
+}
+
+/// How `target`'s interrupted work ended (None: the one database of a command without
+/// --targets): its future is dropped by now, the flag it left says whether a
+/// `transaction:false` section was running, and `cancels` whether its sessions' cancel requests
+/// arrived.
+fn interrupt_error(
+    target: Option<crate::db::inflight::TargetId>,
+    cancels: &crate::db::inflight::Cancels,
+) -> Error {
+    let outside_transaction = crate::migrations::execute::outside_transaction_in_flight(target);
+    match cancels.delivered(target) {
+        None if !outside_transaction => Error::InterruptedIdle,
+        Some(false) | None => Error::InterruptedUndelivered {
+            outside_transaction,
+        },
+        Some(true) if outside_transaction => Error::InterruptedOutsideTransaction,
+        Some(true) => Error::Interrupted,
     }
 }
 

@@ -12,6 +12,7 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use tokio_postgres::{CancelToken, NoTls};
 
@@ -38,6 +39,8 @@ pub fn current_target() -> Option<TargetId> {
 struct Entry {
     token: CancelToken,
     tls: Option<TlsSettings>,
+    /// The fleet target whose work opened it (None outside a fleet).
+    target: Option<TargetId>,
 }
 
 #[derive(Default)]
@@ -71,7 +74,8 @@ pub(super) fn register(token: CancelToken, tls: Option<TlsSettings>) -> Registra
     };
     r.next += 1;
     let id = r.next;
-    r.live.insert(id, Entry { token, tls });
+    let target = current_target();
+    r.live.insert(id, Entry { token, tls, target });
     r.peak = r.peak.max(r.live.len());
     Registration(id)
 }
@@ -93,31 +97,106 @@ pub fn reset_peak() {
     }
 }
 
-/// Cancels the statement running on every live session, all at once. Called on SIGINT/SIGTERM,
-/// before the sessions' futures are dropped (their entries go with them).
-pub async fn cancel_all() {
-    let entries: Vec<(CancelToken, Option<TlsSettings>)> = match REGISTRY.lock() {
-        Ok(r) => r
-            .live
-            .values()
-            .map(|e| (e.token.clone(), e.tls.clone()))
-            .collect(),
-        Err(_) => return,
-    };
-    futures_util::future::join_all(entries.into_iter().map(|(token, tls)| cancel(token, tls)))
-        .await;
+/// How long one cancel request may take (connecting, the TLS handshake under sslmode=prefer or
+/// require, sending it). tokio-postgres bounds only the TCP connect: a server (or a proxy in
+/// front of it) that accepts and then never answers would otherwise hold SIGINT forever. Past it
+/// the session is closed instead, and the server rolls back when it notices.
+pub const CANCEL_WAIT: Duration = Duration::from_secs(3);
+
+/// The sessions open when SIGINT/SIGTERM arrived, about to be cancelled.
+pub struct Pending(Vec<(Option<TargetId>, CancelToken, Option<TlsSettings>)>);
+
+/// Whether the cancel requests reached their servers, per target.
+#[derive(Debug, Default)]
+pub struct Cancels(Vec<(Option<TargetId>, bool)>);
+
+impl Cancels {
+    /// For the sessions of `target` (None: those opened outside a fleet): None when it had no
+    /// session open, else whether every cancel request was delivered.
+    pub fn delivered(&self, target: Option<TargetId>) -> Option<bool> {
+        let mut of = self.0.iter().filter(|(t, _)| *t == target).peekable();
+        of.peek()?;
+        Some(of.all(|(_, delivered)| *delivered))
+    }
 }
 
-async fn cancel(token: CancelToken, tls: Option<TlsSettings>) {
+/// The live sessions, to cancel with [`Pending::cancel`]. Taken on SIGINT/SIGTERM, before the
+/// sessions' futures are dropped (their entries go with them).
+pub fn pending() -> Pending {
+    match REGISTRY.lock() {
+        Ok(r) => Pending(
+            r.live
+                .values()
+                .map(|e| (e.target, e.token.clone(), e.tls.clone()))
+                .collect(),
+        ),
+        Err(_) => Pending(Vec::new()),
+    }
+}
+
+impl Pending {
+    /// Cancels the statement running on every session, all at once, each request bounded by
+    /// [`CANCEL_WAIT`].
+    pub async fn cancel(&self) -> Cancels {
+        let sent = self.0.iter().map(|(target, token, tls)| async move {
+            let delivered = tokio::time::timeout(CANCEL_WAIT, cancel(token, tls.as_ref()))
+                .await
+                .unwrap_or(false);
+            (*target, delivered)
+        });
+        Cancels(futures_util::future::join_all(sent).await)
+    }
+
+    /// As if no cancel request had arrived: a second signal stopped waiting for them.
+    pub fn abandoned(&self) -> Cancels {
+        Cancels(
+            self.0
+                .iter()
+                .map(|(target, _, _)| (*target, false))
+                .collect(),
+        )
+    }
+}
+
+/// Cancels the statement running on every live session, all at once, each bounded by
+/// [`CANCEL_WAIT`].
+pub async fn cancel_all() -> Cancels {
+    pending().cancel().await
+}
+
+async fn cancel(token: &CancelToken, tls: Option<&TlsSettings>) -> bool {
     let outcome = if let Some(settings) = tls {
-        match tls::make_connector(&settings) {
+        match tls::make_connector(settings) {
             Ok(connector) => token.cancel_query(connector).await,
-            Err(_) => return,
+            Err(_) => return false,
         }
     } else {
         token.cancel_query(NoTls).await
     };
-    if let Err(e) = outcome {
-        tracing::debug!(error = %e, "cancel request failed");
+    match outcome {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::debug!(error = %e, "cancel request failed");
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_target_is_delivered_only_when_every_cancel_of_it_arrived() {
+        let cancels = Cancels(vec![
+            (Some(TargetId(0)), true),
+            (Some(TargetId(1)), true),
+            (Some(TargetId(1)), false),
+            (None, true),
+        ]);
+        assert_eq!(cancels.delivered(Some(TargetId(0))), Some(true));
+        assert_eq!(cancels.delivered(Some(TargetId(1))), Some(false));
+        assert_eq!(cancels.delivered(Some(TargetId(2))), None);
+        assert_eq!(cancels.delivered(None), Some(true));
     }
 }

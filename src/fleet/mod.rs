@@ -157,6 +157,17 @@ pub fn parse(path: &str, text: &str, env: &dyn Fn(&str) -> Option<String>) -> Re
                 }
                 (url, "url".to_string())
             }
+            (None, Some(var)) if !is_variable_name(&var) => {
+                // Not quoted: an easy slip puts the connection string itself here.
+                return Err(bad(
+                    format!(
+                        "target \"{name}\": url_env must name an environment variable \
+                         (letters, digits, _)"
+                    ),
+                    "put the connection string in an environment variable and its name in url_env \
+                     (or use url)",
+                ));
+            }
             (None, Some(var)) => match env(&var) {
                 Some(value) if !value.trim().is_empty() => (value, format!("url_env {var}")),
                 Some(_) => {
@@ -265,6 +276,13 @@ fn check_name(name: &str) -> std::result::Result<(), String> {
     }
 }
 
+/// An environment variable's name as url_env may give it: letters, digits and `_`, not starting
+/// with a digit.
+fn is_variable_name(name: &str) -> bool {
+    name.chars().next().is_some_and(|c| !c.is_ascii_digit())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
 /// A TOML error as `path:line:column: message`, never quoting the file's text: a line may hold a
 /// connection string with its password (toml's own Display shows the line).
 fn toml_error(path: &str, text: &str, err: &toml::de::Error) -> Error {
@@ -284,22 +302,55 @@ fn toml_error(path: &str, text: &str, err: &toml::de::Error) -> Error {
     )
 }
 
-/// serde's "invalid type: string \"…\"" quotes the value, which may be a connection string:
-/// every quoted string in the message is dropped.
+/// What went wrong, never any part of a value from the file: serde's messages quote the value
+/// (`invalid type: string "…"`, ``unknown variant `…` ``), and the value may be a connection
+/// string; quotes inside it (`\"`) defeat any attempt to cut the quoted part out. So the message
+/// is reduced to the kind of error, plus what serde expected (which comes from dhctl's own
+/// schema, never from the file); a message of any other shape says only that the TOML is
+/// invalid there.
 fn scrub(message: &str) -> String {
-    let mut out = String::with_capacity(message.len());
-    let mut quoted = false;
-    for c in message.chars() {
-        if c == '"' {
-            if !quoted {
-                out.push_str("\"…\"");
-            }
-            quoted = !quoted;
-        } else if !quoted {
-            out.push(c);
+    let message = message.trim();
+    let expected = || {
+        message
+            .rfind(", expected ")
+            .map(|at| format!("; expected {}", &message[at + ", expected ".len()..]))
+            .unwrap_or_default()
+    };
+    let kinds: [(&str, &str); 6] = [
+        ("invalid type", "a value of the wrong type"),
+        ("invalid value", "a value that is not allowed"),
+        ("unknown variant", "a value that is not allowed"),
+        ("invalid length", "a list of the wrong length"),
+        ("duplicate key", "a key given twice"),
+        ("duplicate field", "a key given twice"),
+    ];
+    // A key is named when it is a plain one (as a bare TOML key): a quoted key may be anything.
+    let plain = |key: &str| {
+        !key.is_empty()
+            && key
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    };
+    if let Some(rest) = message.strip_prefix("unknown field `") {
+        return match rest.split_once('`') {
+            Some((key, _)) if plain(key) => format!("unknown field `{key}`{}", expected()),
+            _ => format!("an unknown key{}", expected()),
+        };
+    }
+    for (prefix, kind) in kinds {
+        if message.starts_with(prefix) {
+            return format!("{kind}{}", expected());
         }
     }
-    out
+    // "missing field `name`": the name is one of dhctl's keys, never text from the file.
+    if let Some(field) = message.strip_prefix("missing field `") {
+        if let Some(field) = field.strip_suffix('`') {
+            if plain(field) {
+                return format!("the key {field} is missing");
+            }
+        }
+    }
+    "not valid TOML here (a syntax error: check quotes, brackets and `key = value`)".to_string()
 }
 
 #[cfg(test)]
@@ -453,5 +504,57 @@ mod tests {
         ] {
             refused(text);
         }
+    }
+
+    #[test]
+    fn a_toml_error_never_echoes_a_value_in_backticks_or_after_an_escaped_quote() {
+        for text in [
+            "on_error = \"postgres://u:s3cret@h/d\"\n[[target]]\nname = \"a\"\nurl = \"x\"\n",
+            "parallel = 'postgres://u:s3\"cret@h/d'\n[[target]]\nname = \"a\"\nurl = \"x\"\n",
+            "parallel = \"a\\\"b s3cret\"\n",
+            "[[target]]\nname = \"a\"\nurl = \"x\"\n\"p:s3cret\" = 1\n",
+        ] {
+            let message = refused(text);
+            assert!(!message.contains("cret"), "{text:?}: {message}");
+            assert!(
+                message.contains(":1:") || message.contains(":4:"),
+                "{message}"
+            );
+        }
+    }
+
+    #[test]
+    fn scrub_keeps_the_kind_and_what_was_expected() {
+        assert_eq!(
+            scrub("unknown variant `postgres://u:p@h/d`, expected `stop` or `continue`"),
+            "a value that is not allowed; expected `stop` or `continue`"
+        );
+        assert_eq!(
+            scrub("invalid type: string \"a\\\"b\", expected u32"),
+            "a value of the wrong type; expected u32"
+        );
+        assert_eq!(scrub("missing field `name`"), "the key name is missing");
+        assert!(!scrub("missing field `a b`").contains("a b"));
+        assert!(scrub("invalid basic string").starts_with("not valid TOML"));
+        assert_eq!(
+            scrub("unknown field `paralel`, expected `parallel`"),
+            "unknown field `paralel`; expected `parallel`"
+        );
+        assert_eq!(
+            scrub("unknown field `p:s3cret@h`, expected `x`"),
+            "an unknown key; expected `x`"
+        );
+    }
+
+    #[test]
+    fn url_env_holding_a_connection_string_is_refused_unquoted() {
+        let message = refused("[[target]]\nname = \"a\"\nurl_env = \"postgres://u:s3cret@h/d\"\n");
+        assert!(
+            message.contains("url_env must name an environment variable"),
+            "{message}"
+        );
+        assert!(!message.contains("s3cret"), "{message}");
+        assert!(is_variable_name("DATABASE_URL_EU1") && is_variable_name("_x"));
+        assert!(!is_variable_name("1X") && !is_variable_name("") && !is_variable_name("A-B"));
     }
 }

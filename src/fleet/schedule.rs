@@ -24,7 +24,11 @@ pub fn schedule(fleet: &Fleet, only: &[String]) -> Result<Vec<Wave>> {
             .any(|t| &t.name == value || &t.group == value);
         if !known {
             return Err(Error::usage_hint(
-                format!("--only {value}: no target or group of that name"),
+                // Escaped: the value is the operator's, and may hold a newline or escape codes.
+                format!(
+                    "--only {}: no target or group of that name",
+                    value.escape_debug()
+                ),
                 format!(
                     "the fleet's targets: {}; its groups: {}",
                     fleet
@@ -295,6 +299,11 @@ mod tests {
         let err = schedule(&f, &["t9".into()]).unwrap_err();
         assert_eq!(err.exit_code(), 2);
         assert!(err.to_string().contains("--only t9"), "{err}");
+        let err = schedule(&f, &["a\nb\x1b[31m".to_string()]).unwrap_err();
+        assert!(
+            err.to_string().contains("--only a\\nb\\u{1b}[31m:"),
+            "{err}"
+        );
     }
 
     #[test]

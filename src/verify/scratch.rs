@@ -325,7 +325,9 @@ async fn drop_stale(client: &Client) -> Vec<String> {
     for row in stale {
         let name: String = row.get(0);
         // No FORCE: a session that connected since the query above keeps it.
-        let sql = format!("DROP DATABASE IF EXISTS {}", quote_ident(&name));
+        // No IF EXISTS either: when two fleet targets on one server both found it, only the one
+        // whose DROP removed it says so (the other gets 3D000 and adds no note).
+        let sql = format!("DROP DATABASE {}", quote_ident(&name));
         match client.batch_execute(&sql).await {
             Ok(()) => notes.push(format!(
                 "dropped scratch database {name}, left behind by an interrupted verify"

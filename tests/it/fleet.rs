@@ -166,8 +166,12 @@ fn a_fleet_of_forty_databases_is_migrated_four_at_a_time() {
     assert!((1..=4).contains(&peak), "{}", doc["connections"]);
     assert_eq!(doc["connections"]["limit"], 4);
     assert!(samples.load(Ordering::SeqCst) > 0);
+    // The server's view lags dhctl's: a backend whose client has closed the connection stays in
+    // pg_stat_activity until it has noticed and exited, and under load the next target's session
+    // can already be there. dhctl's own count above is the strict one (connections it holds);
+    // here at most one exiting backend per slot may overlap.
     let seen = most.load(Ordering::SeqCst);
-    assert!(seen <= 4, "the server saw {seen} dhctl sessions at once");
+    assert!(seen <= 8, "the server saw {seen} dhctl sessions at once");
 
     // The fleet's JSON speaks docs/json.md's vocabulary.
     let vocabulary =
