@@ -8,6 +8,7 @@
     reason = "a test's unwrap or panic is its assertion, and its stderr is the test log"
 )]
 
+mod adversary_failover;
 mod adversary_misc;
 mod baseline;
 mod certs;
