@@ -160,9 +160,34 @@ pub async fn connect(cfg: &DbConfig, create: CreateDatabase) -> Result<Session> 
                             target: cfg.display_target(),
                         });
                     }
-                    create_database(cfg, tls.as_ref()).await?;
-                    created = true;
-                    continue;
+                    match create_database(cfg, tls.as_ref()).await {
+                        Ok(()) => {
+                            created = true;
+                            continue;
+                        }
+                        // No writable host to create it on (only a standby answers during a
+                        // failover): under --wait, retried like any connection that can heal.
+                        Err(Create::NoHost(tried)) => {
+                            let now = Instant::now();
+                            match deadline {
+                                Some(deadline) if is_healable(tried.worst()) && now < deadline => {
+                                    tracing::info!(target = %cfg.display_target(), error = %connect_error(cfg, &tried, now - started, true), "no host to create the database on yet; retrying");
+                                    tokio::time::sleep(delay.min(deadline - now)).await;
+                                    delay = (delay * 2).min(Duration::from_secs(1));
+                                    continue;
+                                }
+                                _ => {
+                                    return Err(connect_error(
+                                        cfg,
+                                        &tried,
+                                        started.elapsed(),
+                                        cfg.wait.is_some(),
+                                    ))
+                                }
+                            }
+                        }
+                        Err(Create::Failed(error)) => return Err(error),
+                    }
                 }
                 // A statement prepared in one round trip and missing (or left over from another
                 // client) in the next: the connection goes through a transaction-pooling proxy
@@ -683,14 +708,24 @@ fn attempt_error(cfg: &DbConfig, attempt: &Attempt, waited: Duration, waiting: b
     }
 }
 
+/// Why [`create_database`] did not create the database.
+enum Create {
+    /// No host of the maintenance database could be used (none writable, none answering).
+    NoHost(Tried),
+    Failed(Error),
+}
+
 /// Creates the configured database through the maintenance database `postgres`.
-async fn create_database(cfg: &DbConfig, tls: Option<&MakeRustlsConnect>) -> Result<()> {
+async fn create_database(
+    cfg: &DbConfig,
+    tls: Option<&MakeRustlsConnect>,
+) -> std::result::Result<(), Create> {
     let dbname = cfg.dbname().to_string();
     let mut maintenance = cfg.pg.clone();
     maintenance.dbname("postgres");
     let session = open(&maintenance, cfg.wanted(), tls, &cfg.tls)
         .await
-        .map_err(|tried| connect_error(cfg, &tried, Duration::ZERO, false))?;
+        .map_err(Create::NoHost)?;
     let sql = format!("CREATE DATABASE {}", ident::quote_ident(&dbname));
     match session.client.batch_execute(&sql).await {
         Ok(()) => {
@@ -701,7 +736,7 @@ async fn create_database(cfg: &DbConfig, tls: Option<&MakeRustlsConnect>) -> Res
         Err(e) if matches!(e.code(), Some(c) if *c == SqlState::DUPLICATE_DATABASE || *c == SqlState::UNIQUE_VIOLATION) => {
             Ok(())
         }
-        Err(e) => Err(Error::Connect {
+        Err(e) => Err(Create::Failed(Error::Connect {
             message: format!(
                 "database \"{dbname}\" does not exist on {} and could not be created: {}",
                 describe(&maintenance),
@@ -713,7 +748,7 @@ async fn create_database(cfg: &DbConfig, tls: Option<&MakeRustlsConnect>) -> Res
                 "create it as a role with CREATEDB, or give DATABASE_URL an existing database"
                     .into(),
             ),
-        }),
+        })),
     }
 }
 
