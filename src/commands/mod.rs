@@ -147,10 +147,14 @@ async fn interrupted(target: Option<crate::db::inflight::TargetId>) -> Error {
 /// How `target`'s interrupted work ended: its future is dropped by now, and the flag it left
 /// says whether a `transaction:false` section was running.
 fn interrupt_error(target: Option<crate::db::inflight::TargetId>) -> Error {
+    use crate::db::inflight::{phase, Phase};
     if crate::migrations::execute::outside_transaction_in_flight(target) {
-        Error::InterruptedOutsideTransaction
-    } else {
-        Error::Interrupted
+        return Error::InterruptedOutsideTransaction;
+    }
+    match phase(target) {
+        Some(Phase::Committing) => Error::InterruptedDuringCommit,
+        Some(Phase::WaitingForStandbys) => Error::InterruptedWaitingForStandbys,
+        None => Error::Interrupted,
     }
 }
 
