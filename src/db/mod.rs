@@ -144,7 +144,7 @@ pub async fn connect(cfg: &DbConfig, create: CreateDatabase) -> Result<Session> 
         None
     };
     loop {
-        match open(&cfg.pg, cfg.wanted(), tls.as_ref(), &cfg.tls).await {
+        match open(&cfg.pg, cfg.wanted(), tls.as_ref(), &cfg.tls, deadline).await {
             Ok(mut session) => {
                 check_server_version(&session)?;
                 session.created_database = created;
@@ -160,7 +160,7 @@ pub async fn connect(cfg: &DbConfig, create: CreateDatabase) -> Result<Session> 
                             target: cfg.display_target(),
                         });
                     }
-                    match create_database(cfg, tls.as_ref()).await {
+                    match create_database(cfg, tls.as_ref(), deadline).await {
                         Ok(()) => {
                             created = true;
                             continue;
@@ -220,6 +220,10 @@ pub async fn connect(cfg: &DbConfig, create: CreateDatabase) -> Result<Session> 
         }
     }
 }
+
+/// The shortest bound of one host's attempt when `--wait` is nearly spent: a host that answers
+/// at once is still reached.
+const MIN_ATTEMPT: Duration = Duration::from_millis(250);
 
 /// Why one connection attempt failed.
 #[derive(Debug)]
@@ -303,12 +307,14 @@ impl Tried {
 /// connect_timeout, until one answers and is the kind of server `wanted` asks for. tokio-postgres
 /// has this walk too, but its connect_timeout bounds only the TCP connect (a server that accepts
 /// and never answers would hang dhctl forever) and its error names no host; so dhctl hands it
-/// one host at a time.
+/// one host at a time. With a `deadline` (`--wait`), no attempt outlasts it: each is bounded by
+/// the time left (at least [`MIN_ATTEMPT`]), and the walk stops once it has passed.
 async fn open(
     pg: &tokio_postgres::Config,
     wanted: TargetSessionAttrs,
     tls: Option<&MakeRustlsConnect>,
     settings: &tls::TlsSettings,
+    deadline: Option<Instant>,
 ) -> std::result::Result<Session, Tried> {
     let limit = pg
         .get_connect_timeout()
@@ -327,6 +333,14 @@ async fn open(
     };
     let mut tried = Tried { hosts: Vec::new() };
     for i in (0..count).map(|n| (start + n) % count) {
+        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        if left == Some(Duration::ZERO) && !tried.hosts.is_empty() {
+            break;
+        }
+        let limit = match left {
+            Some(left) => limit.min(left.max(MIN_ATTEMPT)),
+            None => limit,
+        };
         let one = single_host(pg, i);
         let failure = match tokio::time::timeout(limit, open_one(&one, tls, settings)).await {
             Ok(Ok(mut session)) => match server::fit(wanted, session.server) {
@@ -719,11 +733,12 @@ enum Create {
 async fn create_database(
     cfg: &DbConfig,
     tls: Option<&MakeRustlsConnect>,
+    deadline: Option<Instant>,
 ) -> std::result::Result<(), Create> {
     let dbname = cfg.dbname().to_string();
     let mut maintenance = cfg.pg.clone();
     maintenance.dbname("postgres");
-    let session = open(&maintenance, cfg.wanted(), tls, &cfg.tls)
+    let session = open(&maintenance, cfg.wanted(), tls, &cfg.tls, deadline)
         .await
         .map_err(Create::NoHost)?;
     let sql = format!("CREATE DATABASE {}", ident::quote_ident(&dbname));
