@@ -119,6 +119,36 @@ fn a_multi_host_url_that_lists_the_standby_first_migrates_the_primary_and_waits_
         .run();
     verify.expect_code(0);
     assert_eq!(verify.json()["scratch"], "database");
+
+    // A multi-host --scratch-url, standby first: the scratch database is looked for on the
+    // writable host.
+    primary
+        .admin()
+        .batch_execute("CREATE DATABASE scratch")
+        .unwrap();
+    let scratch = format!(
+        "postgres://postgres@127.0.0.1:{},127.0.0.1:{}/scratch",
+        standby.port, primary.port
+    );
+    let on_standby = format!("postgres://postgres@127.0.0.1:{}/app", standby.port);
+    assert!(crate::harness::wait_until(
+        Duration::from_secs(60),
+        || standby.value(
+            "postgres",
+            "SELECT count(*) FROM pg_database WHERE datname = 'scratch'"
+        ) == "1"
+    ));
+    let verify = dhctl(&on_standby)
+        .args([
+            "verify",
+            "--format",
+            "json",
+            "--require-all",
+            "--scratch-url",
+            &scratch,
+        ])
+        .run();
+    verify.expect_code(0);
 }
 
 #[test]
