@@ -497,3 +497,53 @@ fn interrupting_the_wait_for_standbys_says_the_migrations_are_committed() {
     );
     assert_eq!(history_rows(&primary), shipped_migrations());
 }
+
+/// A primary that turns read-only during a run (default_transaction_read_only switched on, as
+/// some failover managers do before demoting): the next migration fails with 25006, and the hint
+/// does not blame the file.
+#[test]
+fn a_primary_turning_read_only_mid_run_is_not_blamed_on_the_file() {
+    let primary = Cluster::primary();
+    primary
+        .admin()
+        .batch_execute("CREATE DATABASE app")
+        .unwrap();
+    dhctl(&primary.url("app"))
+        .args(["migrate", "--no-partitions"])
+        .run()
+        .expect_code(0);
+    let dir = crate::harness::migrations_with(&[
+        (
+            "20300101000001_slow.sql",
+            "-- migrate:up\nSELECT pg_sleep(5);\n-- migrate:down\nSELECT 1;\n",
+        ),
+        (
+            "20300101000002_after.sql",
+            "-- migrate:up\nCREATE TABLE after_read_only (id int);\n-- migrate:down\nDROP TABLE after_read_only;\n",
+        ),
+    ]);
+    let child = dhctl(&primary.url("app"))
+        .migrations_dir(dir.path())
+        .args(["migrate", "--no-partitions", "--format", "json"])
+        .spawn();
+    assert!(crate::harness::wait_until(Duration::from_secs(60), || {
+        primary.value(
+            "postgres",
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep'",
+        ) == "1"
+    }));
+    let mut admin = primary.admin();
+    admin
+        .batch_execute("ALTER SYSTEM SET default_transaction_read_only = on")
+        .unwrap();
+    admin.batch_execute("SELECT pg_reload_conf()").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{stdout}");
+    assert!(stdout.contains("25006"), "{stdout}");
+    assert!(!stdout.contains("fix the file"), "{stdout}");
+    assert!(
+        stdout.contains("turned read-only during the run"),
+        "{stdout}"
+    );
+}
