@@ -257,13 +257,22 @@ pub fn parse_connection(
             ));
         }
     }
+    // The parameters taken from the environment, by key, so an error names the variable.
+    let mut from_env: Vec<(&str, &str)> = Vec::new();
     for (var, key) in ENVIRONMENT {
         if !set.contains_key(*key) {
             if let Some(value) = env(var) {
                 set.insert(key.to_string(), value);
+                from_env.push((key, var));
             }
         }
     }
+    let source = |key: &str| {
+        from_env
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, var)| *var)
+    };
     let root_cert = set
         .get("sslrootcert")
         .map(PathBuf::from)
@@ -407,16 +416,25 @@ pub fn parse_connection(
             "read-write" => TargetSessionAttrs::ReadWrite,
             "read-only" => TargetSessionAttrs::ReadOnly,
             _ => {
+                let (named, fix) = match source("target_session_attrs") {
+                    Some(var) => (
+                        format!(" (from {var})"),
+                        format!("unset {var} or set it to"),
+                    ),
+                    None => (String::new(), "use".to_string()),
+                };
                 return Err(usage(
                     format!(
-                        "target_session_attrs {} is not supported: dhctl supports any, \
+                        "target_session_attrs {}{named} is not supported: dhctl supports any, \
                          read-write and read-only (libpq's primary, standby and \
                          prefer-standby are not)",
                         shorten(value)
                     ),
-                    "use read-write to reach the primary (commands that change the \
-                     database ask for it anyway), read-only or any for a standby",
-                ))
+                    format!(
+                        "{fix} read-write to reach the primary (commands that change the \
+                         database ask for it anyway), read-only or any for a standby"
+                    ),
+                ));
             }
         });
     }
@@ -740,6 +758,25 @@ mod tests {
             assert!(text.contains(&format!("\"{value}\"")), "{text}");
             assert!(text.contains("any, read-write and read-only"), "{text}");
         }
+    }
+
+    #[test]
+    fn an_unsupported_target_session_attrs_from_the_environment_names_the_variable() {
+        let e =
+            parse_with("postgres://u@h/db", &[("PGTARGETSESSIONATTRS", "standby")]).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        let text = e.to_string();
+        assert!(
+            text.contains("\"standby\" (from PGTARGETSESSIONATTRS)"),
+            "{text}"
+        );
+        assert!(
+            e.hint()
+                .unwrap_or_default()
+                .contains("unset PGTARGETSESSIONATTRS"),
+            "{:?}",
+            e.hint()
+        );
     }
 
     #[test]

@@ -86,6 +86,17 @@ pub enum Error {
     #[error("interrupted; the cancel request could not be delivered and the connection was closed (the server rolls back an open transaction when it notices the closed connection){}", if *.outside_transaction { "; a transaction:false migration was running: the section's statements that finished are kept, and the migration may not be recorded: check the database and dhctl status before running again" } else { "" })]
     InterruptedUndelivered { outside_transaction: bool },
 
+    /// Like [`Error::Interrupted`], while a COMMIT was in flight: cancelling a COMMIT that waits
+    /// for a synchronous standby does not undo it (PostgreSQL keeps it, "already committed
+    /// locally"), so the migration may be committed.
+    #[error("interrupted while a migration's COMMIT was in flight; the commit may have completed (a COMMIT waiting for a synchronous standby is kept when its wait is cancelled: \"already committed locally\"): run dhctl status to see whether the migration is recorded before running again")]
+    InterruptedDuringCommit,
+
+    /// Like [`Error::Interrupted`], during `migrate --wait-replicas`'s wait: everything was
+    /// committed before it.
+    #[error("interrupted while waiting for the standbys (--wait-replicas); the migrations are committed on the primary, only the wait for the standbys was cut short")]
+    InterruptedWaitingForStandbys,
+
     /// `migrate --wait-replicas`: a standby had not replayed the migration in time, or its
     /// replay position cannot be seen. The migration itself is committed.
     #[error("{message}")]
@@ -187,7 +198,9 @@ impl Error {
             Error::Interrupted
             | Error::InterruptedOutsideTransaction
             | Error::InterruptedIdle
-            | Error::InterruptedUndelivered { .. } => 130,
+            | Error::InterruptedUndelivered { .. }
+            | Error::InterruptedDuringCommit
+            | Error::InterruptedWaitingForStandbys => 130,
             Error::Unsafe { .. } => 1,
             Error::Many(errors) => errors.iter().map(Error::exit_code).max().unwrap_or(2),
             Error::Usage { .. }

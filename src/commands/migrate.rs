@@ -302,7 +302,15 @@ async fn migrate_and_ensure(
 
 /// `--wait-replicas`: the commit every standby must replay, then the wait, both within `limit`.
 async fn wait_for_standbys(client: &tokio_postgres::Client, limit: Duration) -> Result<Replicas> {
+    use crate::db::inflight::{set_phase, Phase};
     let started = Instant::now();
-    let target = replicas::commit_lsn(client, limit).await?;
-    replicas::wait(client, &target, started, limit).await
+    // Everything is committed: an interrupt from here on cuts short only the wait.
+    set_phase(Some(Phase::WaitingForStandbys));
+    let waited = async {
+        let target = replicas::commit_lsn(client, limit).await?;
+        replicas::wait(client, &target, started, limit).await
+    }
+    .await;
+    set_phase(None);
+    waited
 }

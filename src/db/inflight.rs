@@ -36,6 +36,40 @@ pub fn current_target() -> Option<TargetId> {
     TARGET.try_with(|t| *t).ok()
 }
 
+/// What a piece of work was doing, where an interrupt's usual message ("its transaction rolled
+/// back") would not be true.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// A COMMIT is in flight: cancelling it may leave it committed (synchronous replication).
+    Committing,
+    /// `migrate --wait-replicas` waits for the standbys: everything is committed.
+    WaitingForStandbys,
+}
+
+static PHASES: Mutex<Vec<(Option<TargetId>, Phase)>> = Mutex::new(Vec::new());
+
+/// Sets (or with None clears) the running work's phase, for [`phase`]. Cleared explicitly, not on
+/// drop: an interrupt drops the work before its message is chosen.
+pub fn set_phase(phase: Option<Phase>) {
+    let target = current_target();
+    if let Ok(mut phases) = PHASES.lock() {
+        phases.retain(|(t, _)| *t != target);
+        if let Some(phase) = phase {
+            phases.push((target, phase));
+        }
+    }
+}
+
+/// The phase `target`'s work was in (None: the single database of a command without --targets).
+pub fn phase(target: Option<TargetId>) -> Option<Phase> {
+    PHASES.lock().ok().and_then(|phases| {
+        phases
+            .iter()
+            .find(|(t, _)| *t == target)
+            .map(|(_, phase)| *phase)
+    })
+}
+
 struct Entry {
     token: CancelToken,
     tls: Option<TlsSettings>,

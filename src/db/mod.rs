@@ -148,7 +148,7 @@ pub async fn connect(cfg: &DbConfig, create: CreateDatabase) -> Result<Session> 
         None
     };
     loop {
-        match open(&cfg.pg, cfg.wanted(), tls.as_ref(), &cfg.tls).await {
+        match open(&cfg.pg, cfg.wanted(), tls.as_ref(), &cfg.tls, deadline).await {
             Ok(mut session) => {
                 check_server_version(&session)?;
                 session.created_database = created;
@@ -164,9 +164,34 @@ pub async fn connect(cfg: &DbConfig, create: CreateDatabase) -> Result<Session> 
                             target: cfg.display_target(),
                         });
                     }
-                    create_database(cfg, tls.as_ref()).await?;
-                    created = true;
-                    continue;
+                    match create_database(cfg, tls.as_ref(), deadline).await {
+                        Ok(()) => {
+                            created = true;
+                            continue;
+                        }
+                        // No writable host to create it on (only a standby answers during a
+                        // failover): under --wait, retried like any connection that can heal.
+                        Err(Create::NoHost(tried)) => {
+                            let now = Instant::now();
+                            match deadline {
+                                Some(deadline) if is_healable(tried.worst()) && now < deadline => {
+                                    tracing::info!(target = %cfg.display_target(), error = %connect_error(cfg, &tried, now - started, true), "no host to create the database on yet; retrying");
+                                    tokio::time::sleep(delay.min(deadline - now)).await;
+                                    delay = (delay * 2).min(Duration::from_secs(1));
+                                    continue;
+                                }
+                                _ => {
+                                    return Err(connect_error(
+                                        cfg,
+                                        &tried,
+                                        started.elapsed(),
+                                        cfg.wait.is_some(),
+                                    ))
+                                }
+                            }
+                        }
+                        Err(Create::Failed(error)) => return Err(error),
+                    }
                 }
                 // A statement prepared in one round trip and missing (or left over from another
                 // client) in the next: the connection goes through a transaction-pooling proxy
@@ -199,6 +224,10 @@ pub async fn connect(cfg: &DbConfig, create: CreateDatabase) -> Result<Session> 
         }
     }
 }
+
+/// The shortest bound of one host's attempt when `--wait` is nearly spent: a host that answers
+/// at once is still reached.
+const MIN_ATTEMPT: Duration = Duration::from_millis(250);
 
 /// Why one connection attempt failed.
 #[derive(Debug)]
@@ -282,12 +311,14 @@ impl Tried {
 /// connect_timeout, until one answers and is the kind of server `wanted` asks for. tokio-postgres
 /// has this walk too, but its connect_timeout bounds only the TCP connect (a server that accepts
 /// and never answers would hang dhctl forever) and its error names no host; so dhctl hands it
-/// one host at a time.
+/// one host at a time. With a `deadline` (`--wait`), no attempt outlasts it: each is bounded by
+/// the time left (at least [`MIN_ATTEMPT`]), and the walk stops once it has passed.
 async fn open(
     pg: &tokio_postgres::Config,
     wanted: TargetSessionAttrs,
     tls: Option<&MakeRustlsConnect>,
     settings: &tls::TlsSettings,
+    deadline: Option<Instant>,
 ) -> std::result::Result<Session, Tried> {
     let limit = pg
         .get_connect_timeout()
@@ -306,6 +337,14 @@ async fn open(
     };
     let mut tried = Tried { hosts: Vec::new() };
     for i in (0..count).map(|n| (start + n) % count) {
+        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        if left == Some(Duration::ZERO) && !tried.hosts.is_empty() {
+            break;
+        }
+        let limit = match left {
+            Some(left) => limit.min(left.max(MIN_ATTEMPT)),
+            None => limit,
+        };
         let one = single_host(pg, i);
         let failure = match tokio::time::timeout(limit, open_one(&one, tls, settings)).await {
             Ok(Ok(mut session)) => match server::fit(wanted, session.server) {
@@ -687,14 +726,25 @@ fn attempt_error(cfg: &DbConfig, attempt: &Attempt, waited: Duration, waiting: b
     }
 }
 
+/// Why [`create_database`] did not create the database.
+enum Create {
+    /// No host of the maintenance database could be used (none writable, none answering).
+    NoHost(Tried),
+    Failed(Error),
+}
+
 /// Creates the configured database through the maintenance database `postgres`.
-async fn create_database(cfg: &DbConfig, tls: Option<&MakeRustlsConnect>) -> Result<()> {
+async fn create_database(
+    cfg: &DbConfig,
+    tls: Option<&MakeRustlsConnect>,
+    deadline: Option<Instant>,
+) -> std::result::Result<(), Create> {
     let dbname = cfg.dbname().to_string();
     let mut maintenance = cfg.pg.clone();
     maintenance.dbname("postgres");
-    let session = open(&maintenance, cfg.wanted(), tls, &cfg.tls)
+    let session = open(&maintenance, cfg.wanted(), tls, &cfg.tls, deadline)
         .await
-        .map_err(|tried| connect_error(cfg, &tried, Duration::ZERO, false))?;
+        .map_err(Create::NoHost)?;
     let sql = format!("CREATE DATABASE {}", ident::quote_ident(&dbname));
     match session.client.batch_execute(&sql).await {
         Ok(()) => {
@@ -705,7 +755,7 @@ async fn create_database(cfg: &DbConfig, tls: Option<&MakeRustlsConnect>) -> Res
         Err(e) if matches!(e.code(), Some(c) if *c == SqlState::DUPLICATE_DATABASE || *c == SqlState::UNIQUE_VIOLATION) => {
             Ok(())
         }
-        Err(e) => Err(Error::Connect {
+        Err(e) => Err(Create::Failed(Error::Connect {
             message: format!(
                 "database \"{dbname}\" does not exist on {} and could not be created: {}",
                 describe(&maintenance),
@@ -717,7 +767,7 @@ async fn create_database(cfg: &DbConfig, tls: Option<&MakeRustlsConnect>) -> Res
                 "create it as a role with CREATEDB, or give DATABASE_URL an existing database"
                     .into(),
             ),
-        }),
+        })),
     }
 }
 

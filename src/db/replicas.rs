@@ -1,8 +1,12 @@
 //! `migrate --wait-replicas`: after the run's last commit, wait until every streaming standby of
 //! the primary has replayed it, so an application reading from a replica never meets the old
-//! schema. Standbys are what `pg_stat_replication` lists at each look: physical walsenders, not
-//! a base backup in progress and not a logical subscriber (its "replay" position is a
-//! subscription's, which may lag on purpose).
+//! schema. Standbys are what `pg_stat_replication` lists: physical walsenders, not a base backup
+//! in progress and not a logical subscriber (its "replay" position is a subscription's, which may
+//! lag on purpose). A walsender that reports a write or flush position but never a replay
+//! position is a WAL receiver that does not replay (pg_receivewal, Barman's streaming archiver):
+//! it is listed as ignored, not waited for. A standby seen once is remembered: if it disconnects
+//! before it has replayed the target, it is "disconnected before confirming", and the wait does
+//! not succeed without it (it ends at the limit, exit 2, unless it comes back and catches up).
 //!
 //! A standby reports its replay position to the primary after it receives WAL (before replaying
 //! it) and then every `wal_receiver_status_interval` (10 s by default), so a plain wait would
@@ -33,7 +37,8 @@ pub struct Standby {
     pub application_name: String,
     /// Where it connects from; null over a unix socket.
     pub client_addr: Option<String>,
-    /// pg_stat_replication.state: `startup`, `catchup`, `streaming` or `stopping`.
+    /// pg_stat_replication.state: `startup`, `catchup`, `streaming` or `stopping`; or
+    /// `disconnected` for one seen earlier in the wait and gone from the list since.
     pub replication_state: String,
     /// The last WAL position it reported as replayed; null before its first report.
     pub replay_lsn: Option<String>,
@@ -41,6 +46,18 @@ pub struct Standby {
     pub lag_bytes: Option<i64>,
     pub caught_up: bool,
 }
+
+/// A walsender that is not waited for: it receives WAL but never replays it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Ignored {
+    pub application_name: String,
+    pub client_addr: Option<String>,
+    /// Why it is not waited for.
+    pub reason: String,
+}
+
+/// The state given to a standby that left pg_stat_replication during the wait.
+pub const DISCONNECTED: &str = "disconnected";
 
 /// What `--wait-replicas` saw at its last look.
 #[derive(Debug, Clone, Serialize)]
@@ -50,7 +67,11 @@ pub struct Replicas {
     /// Every standby listed had replayed `target_lsn` (true when none is connected).
     pub caught_up: bool,
     pub waited_ms: f64,
+    /// Every standby seen during the wait: those listed at the last look, and those seen earlier
+    /// that have disconnected since (state `disconnected`).
     pub standbys: Vec<Standby>,
+    /// Walsenders that receive WAL but never replay it (pg_receivewal): not waited for.
+    pub ignored: Vec<Ignored>,
 }
 
 impl Replicas {
@@ -61,9 +82,15 @@ impl Replicas {
             .filter(|s| !s.caught_up)
             .map(|s| {
                 let addr = s.client_addr.as_deref().unwrap_or("local socket");
-                let behind = match s.lag_bytes {
-                    Some(bytes) => format!("{bytes} bytes behind"),
-                    None => "no replay position reported".into(),
+                let behind = match (s.replication_state == DISCONNECTED, s.lag_bytes) {
+                    (true, Some(bytes)) => {
+                        format!(
+                            "disconnected before confirming ({bytes} bytes behind when last seen)"
+                        )
+                    }
+                    (true, None) => "disconnected before confirming".into(),
+                    (false, Some(bytes)) => format!("{bytes} bytes behind"),
+                    (false, None) => "no replay position reported yet".into(),
                 };
                 format!(
                     "{} ({addr}): {behind}, {}",
@@ -99,10 +126,19 @@ impl Replicas {
 /// Marks the end of the run with a commit every standby reports promptly once replayed (see the
 /// module comment) and returns the primary's WAL position after it. `limit` bounds the commit:
 /// under synchronous replication it waits for the synchronous standbys.
+///
+/// The run's own commits may not be flushed yet (`synchronous_commit = off` for the database or
+/// role): PostgreSQL commits a transaction that wrote no WAL but its commit record
+/// asynchronously, whatever `synchronous_commit` says, so an xid alone would not flush. The
+/// closing transaction therefore writes one small record (a transactional logical message,
+/// ignored by physical standbys and harmless without logical decoding), which makes its commit
+/// flush the WAL up to it, the run's commits included. The target is the WAL *insert* position
+/// after it, never before a commit of the run even if nothing had been flushed.
 pub async fn commit_lsn(client: &Client, limit: Duration) -> Result<String> {
     let sql = format!(
         "BEGIN; SET LOCAL synchronous_commit = remote_apply; SET LOCAL statement_timeout = {}; \
-         SELECT pg_catalog.pg_current_xact_id(); COMMIT; SELECT pg_catalog.pg_current_wal_lsn()::text",
+         SELECT pg_catalog.pg_current_xact_id(); SELECT pg_catalog.pg_logical_emit_message(true, 'dhctl', ''); \
+         COMMIT; SELECT pg_catalog.pg_current_wal_insert_lsn()::text",
         limit.as_millis().max(1)
     );
     let messages = client
@@ -116,7 +152,7 @@ pub async fn commit_lsn(client: &Client, limit: Duration) -> Result<String> {
             tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_string),
             _ => None,
         })
-        .ok_or_else(|| Error::usage("pg_current_wal_lsn() returned nothing"))
+        .ok_or_else(|| Error::usage("pg_current_wal_insert_lsn() returned nothing"))
 }
 
 /// Waits until every standby has replayed `target`, for at most `limit` from `started`.
@@ -127,16 +163,19 @@ pub async fn wait(
     limit: Duration,
 ) -> Result<Replicas> {
     let mut pause = FIRST_POLL;
+    let mut known: Vec<Standby> = Vec::new();
     loop {
-        let standbys = look(client, target).await?;
-        let caught_up = standbys.iter().all(|s| s.caught_up);
+        let (listed, ignored) = look(client, target).await?;
+        known = remember(known, listed);
+        let caught_up = known.iter().all(|s| s.caught_up);
         let waited = started.elapsed();
         if caught_up || waited >= limit {
             return Ok(Replicas {
                 target_lsn: target.to_string(),
                 caught_up,
                 waited_ms: crate::report::ms(waited),
-                standbys,
+                standbys: known,
+                ignored,
             });
         }
         tokio::time::sleep(pause.min(limit - waited)).await;
@@ -144,14 +183,41 @@ pub async fn wait(
     }
 }
 
-/// One look at pg_stat_replication.
-async fn look(client: &Client, target: &str) -> Result<Vec<Standby>> {
+/// The standbys known after a look: those `listed` now, then those seen before and gone since.
+/// A standby is known by its name and address (a reconnecting one has a new pid). One that had
+/// replayed the target before it left stays caught up; one that had not is `disconnected`, not
+/// caught up.
+fn remember(known: Vec<Standby>, listed: Vec<Standby>) -> Vec<Standby> {
+    let same = |a: &Standby, b: &Standby| {
+        a.application_name == b.application_name && a.client_addr == b.client_addr
+    };
+    let gone: Vec<Standby> = known
+        .into_iter()
+        .filter(|k| !listed.iter().any(|l| same(k, l)))
+        .map(|mut k| {
+            if !k.caught_up {
+                k.replication_state = DISCONNECTED.into();
+            }
+            k
+        })
+        .collect();
+    let mut all = listed;
+    all.extend(gone);
+    all
+}
+
+/// One look at pg_stat_replication: the standbys, and the walsenders that do not replay.
+async fn look(client: &Client, target: &str) -> Result<(Vec<Standby>, Vec<Ignored>)> {
     let rows = client
         .query(
             "SELECT coalesce(r.application_name, ''), host(r.client_addr), r.state, \
                     r.replay_lsn::text, \
-                    greatest(pg_catalog.pg_wal_lsn_diff($1::text::pg_lsn, r.replay_lsn), 0)::int8, \
-                    coalesce(r.replay_lsn >= $1::text::pg_lsn, false) \
+                    CASE WHEN r.replay_lsn IS NOT NULL \
+                         THEN greatest(pg_catalog.pg_wal_lsn_diff($1::text::pg_lsn, r.replay_lsn), 0)::int8 \
+                    END, \
+                    coalesce(r.replay_lsn >= $1::text::pg_lsn, false), \
+                    r.replay_lsn IS NULL \
+                      AND (r.write_lsn IS NOT NULL OR r.flush_lsn IS NOT NULL) \
              FROM pg_stat_replication r \
              WHERE r.state IS DISTINCT FROM 'backup' \
                AND NOT EXISTS (SELECT 1 FROM pg_replication_slots s \
@@ -162,6 +228,7 @@ async fn look(client: &Client, target: &str) -> Result<Vec<Standby>> {
         .await
         .map_err(|e| Error::sql("reading pg_stat_replication", &e))?;
     let mut standbys = Vec::with_capacity(rows.len());
+    let mut ignored = Vec::new();
     for row in rows {
         // Without pg_read_all_stats a role sees only the pid of another role's walsender.
         let Some(state) = row.get::<_, Option<String>>(2) else {
@@ -175,6 +242,18 @@ async fn look(client: &Client, target: &str) -> Result<Vec<Standby>> {
                     .into(),
             });
         };
+        // A real standby reports its replay position with its first report; a walsender that
+        // reports receiving WAL but no replay position never replays (pg_receivewal).
+        if row.get::<_, bool>(6) {
+            ignored.push(Ignored {
+                application_name: row.get(0),
+                client_addr: row.get(1),
+                reason: "not a replica: it receives WAL but reports no replay position \
+                         (pg_receivewal or a WAL archiver)"
+                    .into(),
+            });
+            continue;
+        }
         standbys.push(Standby {
             application_name: row.get(0),
             client_addr: row.get(1),
@@ -184,7 +263,7 @@ async fn look(client: &Client, target: &str) -> Result<Vec<Standby>> {
             caught_up: row.get(5),
         });
     }
-    Ok(standbys)
+    Ok((standbys, ignored))
 }
 
 #[cfg(test)]
@@ -213,6 +292,7 @@ mod tests {
                 standby("db3", Some(160), false),
                 standby("db4", None, false),
             ],
+            ignored: Vec::new(),
         };
         let e = report.check().unwrap_err();
         assert_eq!(e.exit_code(), 2);
@@ -229,7 +309,45 @@ mod tests {
             caught_up: true,
             waited_ms: 0.0,
             standbys: Vec::new(),
+            ignored: Vec::new(),
         };
         assert!(none.check().is_ok());
+    }
+
+    #[test]
+    fn a_standby_that_leaves_before_catching_up_is_remembered_as_disconnected() {
+        let first = remember(
+            Vec::new(),
+            vec![
+                standby("db2", Some(0), true),
+                standby("db3", Some(160), false),
+            ],
+        );
+        assert_eq!(first.len(), 2);
+        // Both leave: db2 had replayed the target, db3 had not.
+        let later = remember(first, Vec::new());
+        assert_eq!(later.len(), 2);
+        let db2 = later.iter().find(|s| s.application_name == "db2").unwrap();
+        assert!(db2.caught_up);
+        assert_eq!(db2.replication_state, "streaming");
+        let db3 = later.iter().find(|s| s.application_name == "db3").unwrap();
+        assert!(!db3.caught_up);
+        assert_eq!(db3.replication_state, DISCONNECTED);
+        let report = Replicas {
+            target_lsn: "0/3000100".into(),
+            caught_up: later.iter().all(|s| s.caught_up),
+            waited_ms: 2000.0,
+            standbys: later.clone(),
+            ignored: Vec::new(),
+        };
+        let text = report.check().unwrap_err().to_string();
+        assert!(
+            text.contains("db3 (10.0.0.2): disconnected before confirming"),
+            "{text}"
+        );
+        // It comes back and catches up: listed again, once.
+        let back = remember(later, vec![standby("db3", Some(0), true)]);
+        assert_eq!(back.len(), 2);
+        assert!(back.iter().all(|s| s.caught_up));
     }
 }

@@ -75,13 +75,21 @@ pub fn describe(pg: &tokio_postgres::Config) -> String {
     format!("{user}@{}/{db}", hosts.join(","))
 }
 
-/// `host:port` of the `i`th host of a configuration, for messages that name one server.
+/// `host:port` of the `i`th host of a configuration, for messages that name one server; an IPv6
+/// address in brackets (`[::1]:5432`), as in a URL.
 pub fn host_port(pg: &tokio_postgres::Config, i: usize) -> String {
     let ports = pg.get_ports();
+    let bracketed = |h: &str| {
+        if h.contains(':') && !h.starts_with('[') {
+            format!("[{h}]")
+        } else {
+            h.to_string()
+        }
+    };
     let host = match (pg.get_hosts().get(i), pg.get_hostaddrs().get(i)) {
-        (Some(Host::Tcp(h)), _) => h.clone(),
+        (Some(Host::Tcp(h)), _) => bracketed(h),
         (Some(Host::Unix(p)), _) => p.display().to_string(),
-        (None, Some(addr)) => addr.to_string(),
+        (None, Some(addr)) => bracketed(&addr.to_string()),
         (None, None) => DEFAULT_HOST.into(),
     };
     let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
@@ -90,4 +98,17 @@ pub fn host_port(pg: &tokio_postgres::Config, i: usize) -> String {
 
 pub fn wants_tls(pg: &tokio_postgres::Config) -> bool {
     !matches!(pg.get_ssl_mode(), SslMode::Disable)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_ipv6_host_is_shown_in_brackets() {
+        let mut pg = tokio_postgres::Config::new();
+        pg.host("::1").port(5433).host("db2").user("u").dbname("d");
+        assert_eq!(host_port(&pg, 0), "[::1]:5433");
+        assert_eq!(describe(&pg), "u@[::1]:5433,db2:5433/d");
+    }
 }

@@ -391,8 +391,14 @@ impl Run<'_> {
                 None => self.client.batch_execute(&still_locked_sql()).await,
             }
         };
+        // Cancelling a COMMIT may leave it committed (it waits for a synchronous standby after
+        // committing locally): an interrupt now must not claim a rollback.
+        if xid.is_some() {
+            crate::db::inflight::set_phase(Some(crate::db::inflight::Phase::Committing));
+        }
         let (restored, checked, written, held, committed) =
             futures_util::future::join5(restore, checks, write, held, commit).await;
+        crate::db::inflight::set_phase(None);
         restored.map_err(|e| failure(e, None, Stage::Session))?;
         checked.map_err(|e| {
             if e.code() == Some(&tokio_postgres::error::SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE)

@@ -351,6 +351,11 @@ fn migration_error(m: &Migration, failure: &execute::Failure, table: &TableName)
     } else if session_ended {
         "the server ended dhctl's session (a terminated backend, a restart, a lost connection), \
          not necessarily because of the file: run dhctl migrate again once the server answers"
+    } else if pg.code() == Some(&tokio_postgres::error::SqlState::READ_ONLY_SQL_TRANSACTION) {
+        "the transaction was read-only: unless the file makes it so (SET TRANSACTION READ ONLY), \
+         the server turned read-only during the run (demoted in a failover, or \
+         default_transaction_read_only turned on) and the file is not at fault: run dhctl \
+         migrate --wait 60s again once a writable primary answers"
     } else if failure.statement.is_none() {
         "dhctl could not record it in the history table; check the role's privileges on it, then run dhctl migrate again"
     } else {

@@ -50,9 +50,18 @@ pub fn migrate(
 
 /// `migrate --wait-replicas`: one row per standby, or a line saying there is none.
 pub fn replicas(r: &crate::db::replicas::Replicas) -> String {
+    let mut ignored = String::new();
+    for i in &r.ignored {
+        ignored.push_str(&format!(
+            "ignored {} ({}): {}\n",
+            i.application_name,
+            i.client_addr.as_deref().unwrap_or("local socket"),
+            i.reason
+        ));
+    }
     if r.standbys.is_empty() {
         return format!(
-            "no standby is streaming from this server: nothing to wait for (target_lsn {})\n",
+            "{ignored}no standby is streaming from this server: nothing to wait for (target_lsn {})\n",
             r.target_lsn
         );
     }
@@ -85,7 +94,7 @@ pub fn replicas(r: &crate::db::replicas::Replicas) -> String {
         "not every standby has replayed"
     };
     format!(
-        "{t}\n{verdict} target_lsn {} (waited {:.1} s)\n",
+        "{t}\n{ignored}{verdict} target_lsn {} (waited {:.1} s)\n",
         r.target_lsn,
         r.waited_ms / 1000.0
     )
@@ -341,6 +350,7 @@ mod tests {
                 lag_bytes: Some(256),
                 caught_up: false,
             }],
+            ignored: Vec::new(),
         };
         let text = super::replicas(&report);
         for expected in [

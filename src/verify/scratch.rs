@@ -199,6 +199,11 @@ async fn open_url(cfg: &DbConfig, url: &ScratchUrl) -> Result<ScratchDb> {
     scratch_cfg.pg = url.pg.clone();
     scratch_cfg.tls = url.tls.clone();
     scratch_cfg.wait = None;
+    // The scratch database is built in: with several hosts, the walk looks for the writable
+    // primary (a single host keeps its own check below).
+    if url.pg.get_hosts().len().max(url.pg.get_hostaddrs().len()) > 1 {
+        scratch_cfg.access = crate::db::Access::Write;
+    }
     let session = connect(&scratch_cfg, CreateDatabase::Never)
         .await
         .map_err(|e| match e {

@@ -586,3 +586,28 @@ fn a_signal_while_a_peer_stalls_the_connection_exits_130() {
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(130));
 }
+
+/// `--wait` bounds the whole walk over the hosts, not only the retries between walks: with two
+/// hosts that never answer and a connect_timeout longer than --wait, the first attempt is cut at
+/// the deadline and the second host is never tried (it used to cost connect_timeout per host).
+#[test]
+fn wait_bounds_each_attempt_of_the_host_walk() {
+    let first = Silent::start(false);
+    let second = Silent::start(false);
+    let url = format!(
+        "postgres://postgres@127.0.0.1:{},127.0.0.1:{}/postgres?connect_timeout=30",
+        first.port, second.port
+    );
+    let run = dhctl(&url)
+        .args(["status", "--format", "json", "--wait", "2s"])
+        .run();
+    run.expect_code(2);
+    let message = run.json()["error"]["message"].as_str().unwrap().to_string();
+    assert!(message.contains("gave up after waiting"), "{message}");
+    assert_eq!(first.accepted.load(Ordering::SeqCst), 1, "{message}");
+    assert_eq!(
+        second.accepted.load(Ordering::SeqCst),
+        0,
+        "the walk went on past --wait: {message}"
+    );
+}

@@ -119,6 +119,36 @@ fn a_multi_host_url_that_lists_the_standby_first_migrates_the_primary_and_waits_
         .run();
     verify.expect_code(0);
     assert_eq!(verify.json()["scratch"], "database");
+
+    // A multi-host --scratch-url, standby first: the scratch database is looked for on the
+    // writable host.
+    primary
+        .admin()
+        .batch_execute("CREATE DATABASE scratch")
+        .unwrap();
+    let scratch = format!(
+        "postgres://postgres@127.0.0.1:{},127.0.0.1:{}/scratch",
+        standby.port, primary.port
+    );
+    let on_standby = format!("postgres://postgres@127.0.0.1:{}/app", standby.port);
+    assert!(crate::harness::wait_until(
+        Duration::from_secs(60),
+        || standby.value(
+            "postgres",
+            "SELECT count(*) FROM pg_database WHERE datname = 'scratch'"
+        ) == "1"
+    ));
+    let verify = dhctl(&on_standby)
+        .args([
+            "verify",
+            "--format",
+            "json",
+            "--require-all",
+            "--scratch-url",
+            &scratch,
+        ])
+        .run();
+    verify.expect_code(0);
 }
 
 #[test]
@@ -372,4 +402,148 @@ fn unsupported_or_contradictory_target_session_attrs_are_refused_before_connecti
     run.expect_code(2);
     let message = run.json()["error"]["message"].as_str().unwrap().to_string();
     assert!(message.contains("read-only"), "{message}");
+}
+
+/// Sends SIGINT to a running dhctl and returns its exit code and stdout.
+fn interrupt(child: std::process::Child) -> (Option<i32>, String) {
+    std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+/// F5: Ctrl-C while a migration's COMMIT waits for a synchronous standby that is gone: the
+/// server keeps the commit ("already committed locally"), so dhctl must not claim a rollback.
+#[test]
+fn interrupting_a_commit_waiting_for_a_synchronous_standby_says_it_may_be_committed() {
+    let primary = Cluster::primary();
+    primary
+        .admin()
+        .batch_execute("CREATE DATABASE app")
+        .unwrap();
+    dhctl(&primary.url("app"))
+        .args(["migrate", "--no-partitions"])
+        .run()
+        .expect_code(0);
+    let dir = crate::harness::migrations_with(&[(
+        "20300101000001_sync_commit.sql",
+        "-- migrate:up\nCREATE TABLE sync_commit (id int);\n-- migrate:down\nDROP TABLE sync_commit;\n",
+    )]);
+    let mut admin = primary.admin();
+    admin
+        .batch_execute("ALTER SYSTEM SET synchronous_standby_names = 'gone'")
+        .unwrap();
+    admin.batch_execute("SELECT pg_reload_conf()").unwrap();
+    let child = dhctl(&primary.url("app"))
+        .migrations_dir(dir.path())
+        .args(["migrate", "--no-partitions", "--format", "json"])
+        .spawn();
+    assert!(crate::harness::wait_until(Duration::from_secs(60), || {
+        primary.value(
+            "postgres",
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'SyncRep'",
+        ) == "1"
+    }));
+    let (code, stdout) = interrupt(child);
+    assert_eq!(code, Some(130), "{stdout}");
+    let committed = primary.value(
+        "app",
+        "SELECT count(*) FROM refinery_schema_history WHERE version = 20300101000001",
+    );
+    assert_eq!(
+        committed, "1",
+        "the server keeps a commit whose sync wait is cancelled"
+    );
+    assert!(!stdout.contains("rolled back"), "{stdout}");
+    assert!(stdout.contains("may have completed"), "{stdout}");
+    assert!(stdout.contains("dhctl status"), "{stdout}");
+}
+
+/// F6: Ctrl-C during `--wait-replicas`'s wait (everything committed) says so, exit 130.
+#[test]
+fn interrupting_the_wait_for_standbys_says_the_migrations_are_committed() {
+    let primary = Cluster::primary();
+    primary
+        .admin()
+        .batch_execute("CREATE DATABASE app")
+        .unwrap();
+    let standby = Cluster::standby_of(&primary, "standby1");
+    standby.value("app", "SELECT pg_wal_replay_pause()");
+    assert!(crate::harness::wait_until(Duration::from_secs(60), || {
+        standby.value("app", "SELECT pg_get_wal_replay_pause_state()") == "paused"
+    }));
+    let child = dhctl(&primary.url("app"))
+        .args(["migrate", "--format", "json", "--wait-replicas", "120s"])
+        .spawn();
+    // The run is waiting once its session shows the wait's query on pg_stat_replication.
+    assert!(crate::harness::wait_until(Duration::from_secs(90), || {
+        primary.value(
+            "postgres",
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE datname = 'app' AND query LIKE '%FROM pg_stat_replication r%'",
+        ) == "1"
+    }));
+    let (code, stdout) = interrupt(child);
+    assert_eq!(code, Some(130), "{stdout}");
+    assert!(!stdout.contains("rolled back"), "{stdout}");
+    assert!(
+        stdout.contains("the migrations are committed on the primary"),
+        "{stdout}"
+    );
+    assert_eq!(history_rows(&primary), shipped_migrations());
+}
+
+/// A primary that turns read-only during a run (default_transaction_read_only switched on, as
+/// some failover managers do before demoting): the next migration fails with 25006, and the hint
+/// does not blame the file.
+#[test]
+fn a_primary_turning_read_only_mid_run_is_not_blamed_on_the_file() {
+    let primary = Cluster::primary();
+    primary
+        .admin()
+        .batch_execute("CREATE DATABASE app")
+        .unwrap();
+    dhctl(&primary.url("app"))
+        .args(["migrate", "--no-partitions"])
+        .run()
+        .expect_code(0);
+    let dir = crate::harness::migrations_with(&[
+        (
+            "20300101000001_slow.sql",
+            "-- migrate:up\nSELECT pg_sleep(5);\n-- migrate:down\nSELECT 1;\n",
+        ),
+        (
+            "20300101000002_after.sql",
+            "-- migrate:up\nCREATE TABLE after_read_only (id int);\n-- migrate:down\nDROP TABLE after_read_only;\n",
+        ),
+    ]);
+    let child = dhctl(&primary.url("app"))
+        .migrations_dir(dir.path())
+        .args(["migrate", "--no-partitions", "--format", "json"])
+        .spawn();
+    assert!(crate::harness::wait_until(Duration::from_secs(60), || {
+        primary.value(
+            "postgres",
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep'",
+        ) == "1"
+    }));
+    let mut admin = primary.admin();
+    admin
+        .batch_execute("ALTER SYSTEM SET default_transaction_read_only = on")
+        .unwrap();
+    admin.batch_execute("SELECT pg_reload_conf()").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{stdout}");
+    assert!(stdout.contains("25006"), "{stdout}");
+    assert!(!stdout.contains("fix the file"), "{stdout}");
+    assert!(
+        stdout.contains("turned read-only during the run"),
+        "{stdout}"
+    );
 }

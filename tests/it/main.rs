@@ -9,6 +9,7 @@
 )]
 
 mod adv_lifecycle;
+mod adversary_failover;
 mod adversary_fleet;
 mod adversary_misc;
 mod baseline;

@@ -1,0 +1,321 @@
+//! Adversarial tests of the failover change (issue 16, docs/failover.md): each one fails on
+//! main at 1b0bf1e and names the finding it demonstrates.
+
+use std::time::{Duration, Instant};
+
+use crate::cluster::{Cluster, PRIMARY_CONF, REPLICATION_HBA};
+use crate::harness::{dhctl, migrations_with, wait_until};
+
+fn shipped_migrations() -> usize {
+    std::fs::read_dir(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("sql"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "sql")
+        })
+        .count()
+}
+
+/// F1: `--wait` is not honoured when the database does not exist yet on the standby that
+/// answers during a failover (first deploy, or a DNS endpoint still pointing at the demoted
+/// node). The standby's 3D000 outranks its "standby in recovery", `connect` goes down the
+/// create-database path, `create_database` finds no writable host and returns at once: exit 2
+/// within milliseconds although `--wait 60s` was given and the hint itself recommends --wait.
+#[test]
+fn adv_wait_rides_a_failover_when_the_database_does_not_exist_yet() {
+    let primary = Cluster::primary();
+    let standby = Cluster::standby_of(&primary, "standby1");
+    let url = format!(
+        "postgres://postgres@127.0.0.1:{},127.0.0.1:{}/fresh?connect_timeout=2",
+        primary.port, standby.port
+    );
+    primary.stop();
+    let mut child = dhctl(&url)
+        .args(["migrate", "--format", "json", "--wait", "60s"])
+        .spawn();
+    std::thread::sleep(Duration::from_secs(3));
+    let early = child.try_wait().unwrap();
+    if early.is_some() {
+        let out = child.wait_with_output().unwrap();
+        panic!(
+            "migrate --wait 60s gave up after < 3 s during a failover (exit {:?}): {}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+    standby.promote();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(
+        standby.value("fresh", "SELECT count(*) FROM refinery_schema_history"),
+        shipped_migrations().to_string()
+    );
+}
+
+/// F2: a WAL archiver streaming with pg_receivewal (Barman's streaming archiver, a common
+/// companion of a primary) is a physical walsender that never reports a replay position.
+/// `--wait-replicas` counts it as a standby, so every run times out with exit 2, and reports it
+/// as "0 bytes behind" (`greatest(NULL, 0)` is 0 in SQL): lag_bytes is 0, not the null
+/// docs/failover.md and the Standby struct promise when no replay position was reported.
+#[test]
+fn adv_wait_replicas_is_not_defeated_by_pg_receivewal() {
+    let primary = Cluster::primary();
+    primary
+        .admin()
+        .batch_execute("CREATE DATABASE app")
+        .unwrap();
+    let standby = Cluster::standby_of(&primary, "standby1");
+    let wal = tempfile::tempdir().unwrap();
+    std::process::Command::new("chown")
+        .arg("postgres")
+        .arg(wal.path())
+        .status()
+        .unwrap();
+    let mut receivewal = std::process::Command::new("runuser")
+        .args(["-u", "postgres", "--"])
+        .arg(crate::cluster::pg_bin().join("pg_receivewal"))
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &primary.port.to_string(),
+            "-U",
+            "postgres",
+            "-D",
+        ])
+        .arg(wal.path())
+        .spawn()
+        .unwrap();
+    assert!(wait_until(Duration::from_secs(30), || primary.value(
+        "postgres",
+        "SELECT count(*) FROM pg_stat_replication WHERE application_name = 'pg_receivewal'"
+    ) == "1"));
+    let run = dhctl(&primary.url("app"))
+        .args(["migrate", "--format", "json", "--wait-replicas", "5s"])
+        .run();
+    let _ = receivewal.kill();
+    let _ = receivewal.wait();
+    drop(standby);
+    let doc = run.json();
+    let replicas = if doc["replicas"].is_null() {
+        &doc["report"]["replicas"]
+    } else {
+        &doc["replicas"]
+    };
+    for s in replicas["standbys"].as_array().unwrap() {
+        if s["replay_lsn"].is_null() {
+            assert!(
+                s["lag_bytes"].is_null(),
+                "lag_bytes must be null without a replay position (docs/json.md): {s}"
+            );
+        }
+    }
+    assert_eq!(
+        run.code, 0,
+        "pg_receivewal is not a standby that replays; the real standby caught up: {doc}"
+    );
+}
+
+/// F3: with `synchronous_commit = off` for the database (or role), the run's commits are not
+/// flushed when `--wait-replicas` reads `pg_current_wal_lsn()`, which is the WAL *write*
+/// position: the target can lie before the migration's own commit record, the standby "has
+/// replayed" it at once, migrate exits 0 saying every standby caught up, and the standby does
+/// not have the migration. `pg_current_wal_insert_lsn()` (or flushing) would not.
+/// wal_writer_delay = 10s makes the window wide; without it it is up to 200 ms.
+#[test]
+fn adv_wait_replicas_with_asynchronous_commit_returns_before_the_standby_has_the_migration() {
+    let primary = Cluster::start(
+        &format!("{PRIMARY_CONF}wal_writer_delay = '10s'\n"),
+        REPLICATION_HBA,
+        &[],
+    );
+    primary
+        .admin()
+        .batch_execute("CREATE DATABASE app")
+        .unwrap();
+    primary
+        .admin()
+        .batch_execute("ALTER DATABASE app SET synchronous_commit = off")
+        .unwrap();
+    let standby = Cluster::standby_of(&primary, "standby1");
+    let mut files: Vec<(String, String)> = Vec::new();
+    for n in 1..=4 {
+        files.push((
+            format!("2030010100000{n}_adv_w{n}.sql"),
+            // Tiny on purpose: the history row and the commit record stay on one WAL page,
+            // so the WAL writer is not woken to write it before the 10 s delay.
+            format!("-- migrate:up\nSELECT {n};\n-- migrate:down\nSELECT {n};\n"),
+        ));
+    }
+    let mut dirs = Vec::new();
+    for upto in 1..=files.len() {
+        let extra: Vec<(&str, &str)> = files[..upto]
+            .iter()
+            .map(|(a, b)| (a.as_str(), b.as_str()))
+            .collect();
+        dirs.push(migrations_with(&extra));
+    }
+    for (n, dir) in dirs.iter().enumerate() {
+        // Idle and caught up before each run.
+        assert!(wait_until(Duration::from_secs(60), || {
+            primary.value(
+            "postgres",
+            "SELECT coalesce((SELECT replay_lsn = pg_current_wal_lsn() FROM pg_stat_replication), false)"
+        ) == "t"
+        }));
+        let started = Instant::now();
+        let run = dhctl(&primary.url("app"))
+            .migrations_dir(dir.path())
+            .args([
+                "migrate",
+                "--no-partitions",
+                "--format",
+                "json",
+                "--wait-replicas",
+                "60s",
+            ])
+            .run();
+        run.expect_code(0);
+        let table = format!("version 2030010100000{}", n + 1);
+        let on_standby = if n == 0 {
+            // The first run also creates the history table and the shipped tables.
+            "t".to_string()
+        } else {
+            standby.value(
+                "app",
+                &format!(
+                    "SELECT count(*) = 1 FROM refinery_schema_history WHERE version = 2030010100000{}",
+                    n + 1
+                ),
+            )
+        };
+        assert_eq!(
+            on_standby,
+            "t",
+            "migrate --wait-replicas exited 0 after {:?} saying every standby caught up, but the \
+             standby's history does not have {table}: {}",
+            started.elapsed(),
+            run.stdout
+        );
+    }
+}
+
+/// F4 (documented, disputed): a standby that is behind and disconnects during the wait (a
+/// restart, a network blip) drops out of pg_stat_replication, and migrate --wait-replicas then
+/// exits 0 with "no standby is streaming from this server: nothing to wait for" and
+/// `caught_up: true`, although that standby never replayed the migration and comes back
+/// serving the old schema. The standbys seen at the first look should be remembered.
+#[test]
+fn adv_wait_replicas_does_not_report_success_when_the_lagging_standby_disconnects() {
+    let primary = Cluster::primary();
+    primary
+        .admin()
+        .batch_execute("CREATE DATABASE app")
+        .unwrap();
+    let standby = Cluster::standby_of(&primary, "standby1");
+    standby.value("app", "SELECT pg_wal_replay_pause()");
+    assert!(wait_until(Duration::from_secs(60), || {
+        standby.value("app", "SELECT pg_get_wal_replay_pause_state()") == "paused"
+    }));
+    let child = dhctl(&primary.url("app"))
+        .args(["migrate", "--format", "json", "--wait-replicas", "60s"])
+        .spawn();
+    assert!(wait_until(Duration::from_secs(60), || {
+        primary.value(
+            "app",
+            "SELECT to_regclass('public.refinery_schema_history') IS NOT NULL",
+        ) == "t"
+    }));
+    std::thread::sleep(Duration::from_secs(2));
+    standby.stop();
+    let out = child.wait_with_output().unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_ne!(
+        out.status.code(),
+        Some(0),
+        "the standby never replayed the migration, yet: {doc}"
+    );
+}
+
+/// F5: under synchronous replication whose synchronous standby is gone (the situation of a
+/// failover), a migration's COMMIT waits for it forever: `--wait-replicas 3s` does not bound
+/// it (docs/failover.md says the closing commit "waits at most --wait-replicas for the
+/// synchronous standbys"; the migration's own commit is never bounded). Ctrl-C then makes the
+/// server cancel the wait with "the transaction has already committed locally", and dhctl
+/// says "interrupted; the statement in flight was cancelled and its transaction rolled back"
+/// (exit 130, no report), while the migration and its history row are committed.
+/// The message half is fixed and covered by
+/// failover::interrupting_a_commit_waiting_for_a_synchronous_standby_says_it_may_be_committed;
+/// bounding the migrations' own COMMITs by --wait-replicas is not done (see docs/failover.md).
+#[test]
+#[ignore = "F5: the migrations' own COMMITs are not bounded by --wait-replicas (not done)"]
+fn adv_interrupting_a_commit_stuck_on_synchronous_replication_does_not_claim_a_rollback() {
+    let primary = Cluster::primary();
+    primary
+        .admin()
+        .batch_execute("CREATE DATABASE app")
+        .unwrap();
+    dhctl(&primary.url("app"))
+        .args(["migrate", "--no-partitions"])
+        .run()
+        .expect_code(0);
+    let dir = migrations_with(&[(
+        "20300101000001_adv_sync.sql",
+        "-- migrate:up\nCREATE TABLE adv_sync (id int);\n-- migrate:down\nDROP TABLE adv_sync;\n",
+    )]);
+    let mut admin = primary.admin();
+    admin
+        .batch_execute("ALTER SYSTEM SET synchronous_standby_names = 'gone'")
+        .unwrap();
+    admin.batch_execute("SELECT pg_reload_conf()").unwrap();
+    let child = dhctl(&primary.url("app"))
+        .migrations_dir(dir.path())
+        .args([
+            "migrate",
+            "--no-partitions",
+            "--format",
+            "json",
+            "--wait-replicas",
+            "3s",
+        ])
+        .spawn();
+    let stuck = wait_until(Duration::from_secs(30), || {
+        primary.value(
+            "postgres",
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'SyncRep'",
+        ) == "1"
+    });
+    assert!(stuck, "no commit waiting for the synchronous standby");
+    std::thread::sleep(Duration::from_secs(5));
+    let still_running = std::process::Command::new("kill")
+        .args(["-0", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let committed = primary.value(
+        "app",
+        "SELECT count(*) FROM refinery_schema_history WHERE version = 20300101000001",
+    );
+    assert!(
+        !(committed != "0" && stdout.contains("rolled back")),
+        "{committed} migration(s) committed, yet dhctl says: {stdout}"
+    );
+    assert!(
+        !still_running,
+        "migrate --wait-replicas 3s was still in COMMIT 5 s after it started waiting"
+    );
+}
