@@ -192,12 +192,6 @@ impl Pending {
     }
 }
 
-/// Cancels the statement running on every live session, all at once, each bounded by
-/// [`CANCEL_WAIT`].
-pub async fn cancel_all() -> Cancels {
-    pending().cancel().await
-}
-
 async fn cancel(token: &CancelToken, tls: Option<&TlsSettings>) -> bool {
     let outcome = if let Some(settings) = tls {
         match tls::make_connector(settings) {

@@ -122,12 +122,6 @@ pub struct Session {
     _registered: inflight::Registration,
 }
 
-/// Cancels the statement running on every open session (all of a fleet's targets). Called on
-/// SIGINT/SIGTERM, before the sessions are dropped ([`inflight`]).
-pub async fn cancel_in_flight() {
-    inflight::cancel_all().await;
-}
-
 /// Connects to the configured database, applying dhctl's session settings.
 ///
 /// With several hosts, takes the first that answers and is the kind of server the command
