@@ -88,12 +88,15 @@ identity_seq AS (
       AND d.deptype = 'i' AND d.refobjsubid > 0
       AND EXISTS (SELECT 1 FROM pg_class s WHERE s.oid = d.objid AND s.relkind = 'S')
 ),
+-- `def` is the column as CREATE TABLE writes it; `opts` its part after the name, type and
+-- collation, which is all a typed table's column (CREATE TABLE … OF type) may add.
 col AS (
-    SELECT a.attrelid, a.attnum, a.attname,
+    SELECT c.attrelid, c.attnum, c.attname, c.head || c.opts AS def, c.opts
+    FROM (SELECT a.attrelid, a.attnum, a.attname,
            pg_catalog.quote_ident(a.attname) || ' ' || pg_catalog.format_type(a.atttypid, a.atttypmod)
            || CASE WHEN a.attcollation <> 0 AND a.attcollation <> ty.typcollation
-                   THEN ' COLLATE ' || a.attcollation::regcollation::text ELSE '' END
-           || CASE WHEN a.attgenerated = 's' THEN ' GENERATED ALWAYS AS (' || pg_catalog.pg_get_expr(d.adbin, d.adrelid) || ') STORED'
+                   THEN ' COLLATE ' || a.attcollation::regcollation::text ELSE '' END AS head,
+           CASE WHEN a.attgenerated = 's' THEN ' GENERATED ALWAYS AS (' || pg_catalog.pg_get_expr(d.adbin, d.adrelid) || ') STORED'
                    WHEN a.attgenerated = 'v' THEN ' GENERATED ALWAYS AS (' || pg_catalog.pg_get_expr(d.adbin, d.adrelid) || ') VIRTUAL'
                    WHEN d.adbin IS NOT NULL THEN ' DEFAULT ' || pg_catalog.pg_get_expr(d.adbin, d.adrelid)
                    ELSE '' END
@@ -102,12 +105,12 @@ col AS (
                    || ' AS IDENTITY (SEQUENCE NAME ' || iseq.seqid::regclass::text
                    || coalesce((SELECT so.opts FROM seq_opts so WHERE so.seqrelid = iseq.seqid), '') || ')'
                    ELSE '' END
-           || CASE WHEN a.attnotnull THEN ' NOT NULL' ELSE '' END AS def
+           || CASE WHEN a.attnotnull THEN ' NOT NULL' ELSE '' END AS opts
     FROM pg_attribute a
     JOIN pg_type ty ON ty.oid = a.atttypid
     LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
     LEFT JOIN identity_seq iseq ON iseq.relid = a.attrelid AND iseq.attnum = a.attnum
-    WHERE a.attnum > 0 AND NOT a.attisdropped
+    WHERE a.attnum > 0 AND NOT a.attisdropped) c
 ),
 -- Constraints written inside CREATE TABLE: the valid checks of tables that are not partitions.
 -- Primary keys, unique and exclusion constraints are added right after the table (64): CREATE
@@ -116,6 +119,57 @@ col AS (
 inline_con AS (
     SELECT con.oid, con.conrelid FROM pg_constraint con JOIN tbl t ON t.oid = con.conrelid
     WHERE NOT t.relispartition AND con.conislocal AND con.contype = 'c' AND con.convalidated
+),
+-- The types the dump creates: enums, ranges, domains, composite types.
+ty_own AS (
+    SELECT ty.oid, ty.typtype FROM pg_type ty JOIN ns ON ns.oid = ty.typnamespace
+    WHERE (ty.typtype IN ('e', 'r', 'd')
+           OR (ty.typtype = 'c' AND EXISTS (SELECT 1 FROM pg_class tc WHERE tc.oid = ty.typrelid AND tc.relkind = 'c')))
+      AND NOT EXISTS (SELECT 1 FROM ext WHERE ext.classid = 'pg_type'::regclass AND ext.objid = ty.oid)
+),
+-- Which of them each is made of: a composite's attributes, a range's subtype, a domain's base
+-- type and the types its checks and default name; an array stands for its element type and a
+-- multirange for its range.
+ty_uses AS (
+    SELECT DISTINCT u.ty, coalesce(mr.rngtypid, el.oid, u.used) AS used
+    FROM (SELECT t.oid AS ty, a.atttypid AS used
+          FROM ty_own t JOIN pg_type ty ON ty.oid = t.oid
+          JOIN pg_attribute a ON a.attrelid = ty.typrelid AND a.attnum > 0 AND NOT a.attisdropped
+          WHERE t.typtype = 'c'
+          UNION ALL
+          SELECT r.rngtypid, r.rngsubtype FROM pg_range r JOIN ty_own t ON t.oid = r.rngtypid
+          UNION ALL
+          SELECT t.oid, ty.typbasetype FROM ty_own t JOIN pg_type ty ON ty.oid = t.oid WHERE t.typtype = 'd'
+          UNION ALL
+          SELECT t.oid, d.refobjid
+          FROM ty_own t JOIN pg_constraint dc ON dc.contypid = t.oid
+          JOIN pg_depend d ON d.classid = 'pg_constraint'::regclass AND d.objid = dc.oid AND d.refclassid = 'pg_type'::regclass
+          UNION ALL
+          SELECT t.oid, d.refobjid
+          FROM ty_own t JOIN pg_depend d ON d.classid = 'pg_type'::regclass AND d.objid = t.oid AND d.refclassid = 'pg_type'::regclass
+          WHERE t.typtype = 'd' AND d.deptype = 'n') u
+    LEFT JOIN pg_type el ON el.typarray = u.used
+    LEFT JOIN pg_range mr ON mr.rngmultitypid = coalesce(el.oid, u.used)
+),
+-- The longest chain of the dump's types each is made of, so that a type comes after those it
+-- uses whatever their names. UNION (not UNION ALL) keeps one row per (type, depth): no call
+-- path is enumerated.
+ty_depth AS (
+    WITH RECURSIVE chain(ty, depth) AS (
+        SELECT oid, 0 FROM ty_own
+        UNION
+        SELECT u.ty, chain.depth + 1 FROM chain JOIN ty_uses u ON u.used = chain.ty
+        WHERE chain.depth < 100 AND u.ty <> u.used
+    )
+    SELECT ty, pg_catalog.lpad(pg_catalog.max(depth)::text, 3, '0') AS depth FROM chain GROUP BY ty
+),
+-- Casts made by CREATE CAST: not the built-in ones (below FirstNormalObjectId), nor an
+-- extension's, nor those made with another object (a range's cast to its multirange).
+cast_own AS (
+    SELECT c.* FROM pg_cast c
+    WHERE c.oid >= 16384
+      AND NOT EXISTS (SELECT 1 FROM ext WHERE ext.classid = 'pg_cast'::regclass AND ext.objid = c.oid)
+      AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_cast'::regclass AND d.objid = c.oid AND d.deptype = 'i')
 )
 SELECT section, k1, k2, k3, stmt FROM (
 -- 10: schemas (public too: IF NOT EXISTS makes it a no-op where it exists).
@@ -126,19 +180,20 @@ UNION ALL
 -- 20: extensions, into the schema they live in, at the version the loading server installs.
 SELECT 20, e.extname::text, '', '',
        'CREATE EXTENSION IF NOT EXISTS ' || pg_catalog.quote_ident(e.extname)
-       || ' WITH SCHEMA ' || pg_catalog.quote_ident(e.extnamespace::regnamespace::text) || ';'
+       || ' WITH SCHEMA ' || e.extnamespace::regnamespace::text || ';'
 FROM pg_extension e WHERE e.extname <> 'plpgsql'
 UNION ALL
--- 30: types. Enums (1), ranges (2), domains (3), composites (4).
-SELECT 30, '1', ty.oid::regtype::text, '',
+-- 30: types, each after the types it is made of (ty_depth), then enums (1), ranges (2),
+-- domains (3), composites (4). A domain's NOT VALID checks are added right after it (CREATE
+-- DOMAIN has no words for them).
+SELECT 30, td.depth || ' 1', ty.oid::regtype::text, '',
        'CREATE TYPE ' || ty.oid::regtype::text || ' AS ENUM ('
        || coalesce((SELECT pg_catalog.string_agg(pg_catalog.quote_literal(e.enumlabel), ', ' ORDER BY e.enumsortorder) FROM pg_enum e WHERE e.enumtypid = ty.oid), '')
        || ');'
-FROM pg_type ty JOIN ns ON ns.oid = ty.typnamespace
-WHERE ty.typtype = 'e'
-  AND NOT EXISTS (SELECT 1 FROM ext WHERE ext.classid = 'pg_type'::regclass AND ext.objid = ty.oid)
+FROM ty_own t JOIN ty_depth td ON td.ty = t.oid JOIN pg_type ty ON ty.oid = t.oid
+WHERE t.typtype = 'e'
 UNION ALL
-SELECT 30, '2', ty.oid::regtype::text, '',
+SELECT 30, td.depth || ' 2', ty.oid::regtype::text, '',
        'CREATE TYPE ' || ty.oid::regtype::text || ' AS RANGE (SUBTYPE = ' || pg_catalog.format_type(r.rngsubtype, NULL)
        || coalesce((SELECT ', SUBTYPE_OPCLASS = ' || pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(o.opcname)
                     FROM pg_opclass o JOIN pg_namespace n ON n.oid = o.opcnamespace
@@ -147,31 +202,28 @@ SELECT 30, '2', ty.oid::regtype::text, '',
        || CASE WHEN r.rngsubdiff <> 0 THEN ', SUBTYPE_DIFF = ' || r.rngsubdiff::regproc::text ELSE '' END
        || ', MULTIRANGE_TYPE_NAME = ' || r.rngmultitypid::regtype::text
        || ');'
-FROM pg_type ty JOIN ns ON ns.oid = ty.typnamespace JOIN pg_range r ON r.rngtypid = ty.oid
-WHERE ty.typtype = 'r'
-  AND NOT EXISTS (SELECT 1 FROM ext WHERE ext.classid = 'pg_type'::regclass AND ext.objid = ty.oid)
+FROM ty_own t JOIN ty_depth td ON td.ty = t.oid JOIN pg_type ty ON ty.oid = t.oid JOIN pg_range r ON r.rngtypid = ty.oid
+WHERE t.typtype = 'r'
 UNION ALL
--- A domain over a domain after it: keyed by how deep its base type chain is.
-SELECT 30, '3 ' || pg_catalog.lpad((WITH RECURSIVE chain(base, n) AS (
-                             SELECT ty.typbasetype, 0
-                             UNION ALL
-                             SELECT b.typbasetype, chain.n + 1 FROM chain JOIN pg_type b ON b.oid = chain.base
-                             WHERE b.typtype = 'd' AND chain.n < 100)
-                         SELECT pg_catalog.max(n) FROM chain)::text, 3, '0'),
-       ty.oid::regtype::text, '',
+SELECT 30, td.depth || ' 3', ty.oid::regtype::text, '',
        'CREATE DOMAIN ' || ty.oid::regtype::text || ' AS ' || pg_catalog.format_type(ty.typbasetype, ty.typtypmod)
        || CASE WHEN ty.typcollation <> 0 AND ty.typcollation <> (SELECT b.typcollation FROM pg_type b WHERE b.oid = ty.typbasetype)
                THEN ' COLLATE ' || ty.typcollation::regcollation::text ELSE '' END
        || coalesce(' DEFAULT ' || pg_catalog.pg_get_expr(ty.typdefaultbin, 0), '')
        || CASE WHEN ty.typnotnull THEN ' NOT NULL' ELSE '' END
        || coalesce((SELECT pg_catalog.string_agg(' CONSTRAINT ' || pg_catalog.quote_ident(dc.conname) || ' ' || pg_catalog.pg_get_constraintdef(dc.oid), '' ORDER BY dc.conname COLLATE "C")
-                    FROM pg_constraint dc WHERE dc.contypid = ty.oid AND dc.contype = 'c'), '')
+                    FROM pg_constraint dc WHERE dc.contypid = ty.oid AND dc.contype = 'c' AND dc.convalidated), '')
        || ';'
-FROM pg_type ty JOIN ns ON ns.oid = ty.typnamespace
-WHERE ty.typtype = 'd'
-  AND NOT EXISTS (SELECT 1 FROM ext WHERE ext.classid = 'pg_type'::regclass AND ext.objid = ty.oid)
+FROM ty_own t JOIN ty_depth td ON td.ty = t.oid JOIN pg_type ty ON ty.oid = t.oid
+WHERE t.typtype = 'd'
 UNION ALL
-SELECT 30, '4', ty.oid::regtype::text, '',
+SELECT 30, td.depth || ' 3', ty.oid::regtype::text, dc.conname::text,
+       'ALTER DOMAIN ' || ty.oid::regtype::text || ' ADD CONSTRAINT ' || pg_catalog.quote_ident(dc.conname)
+       || ' ' || pg_catalog.pg_get_constraintdef(dc.oid) || ';'
+FROM ty_own t JOIN ty_depth td ON td.ty = t.oid JOIN pg_type ty ON ty.oid = t.oid
+JOIN pg_constraint dc ON dc.contypid = ty.oid AND dc.contype = 'c' AND NOT dc.convalidated
+UNION ALL
+SELECT 30, td.depth || ' 4', ty.oid::regtype::text, '',
        'CREATE TYPE ' || ty.oid::regtype::text || ' AS ('
        || coalesce((SELECT pg_catalog.string_agg(pg_catalog.quote_ident(a.attname) || ' ' || pg_catalog.format_type(a.atttypid, a.atttypmod)
                           || CASE WHEN a.attcollation <> 0 AND a.attcollation <> (SELECT b.typcollation FROM pg_type b WHERE b.oid = a.atttypid)
@@ -179,9 +231,18 @@ SELECT 30, '4', ty.oid::regtype::text, '',
                           ', ' ORDER BY a.attnum)
                     FROM pg_attribute a WHERE a.attrelid = ty.typrelid AND a.attnum > 0 AND NOT a.attisdropped), '')
        || ');'
-FROM pg_type ty JOIN ns ON ns.oid = ty.typnamespace JOIN pg_class tc ON tc.oid = ty.typrelid
-WHERE ty.typtype = 'c' AND tc.relkind = 'c'
-  AND NOT EXISTS (SELECT 1 FROM ext WHERE ext.classid = 'pg_type'::regclass AND ext.objid = ty.oid)
+FROM ty_own t JOIN ty_depth td ON td.ty = t.oid JOIN pg_type ty ON ty.oid = t.oid
+WHERE t.typtype = 'c'
+UNION ALL
+-- 45: casts (cast_own), after the types and functions they name and before the tables, whose
+-- defaults may use them.
+SELECT 45, pg_catalog.format_type(c.castsource, NULL), pg_catalog.format_type(c.casttarget, NULL), '',
+       'CREATE CAST (' || pg_catalog.format_type(c.castsource, NULL) || ' AS ' || pg_catalog.format_type(c.casttarget, NULL) || ') '
+       || CASE c.castmethod WHEN 'f' THEN 'WITH FUNCTION ' || c.castfunc::regprocedure::text
+                            WHEN 'i' THEN 'WITH INOUT' ELSE 'WITHOUT FUNCTION' END
+       || CASE c.castcontext WHEN 'a' THEN ' AS ASSIGNMENT' WHEN 'i' THEN ' AS IMPLICIT' ELSE '' END
+       || ';'
+FROM cast_own c
 UNION ALL
 -- 40: functions and procedures that need no relation; 98: those that need tables, 110: views.
 SELECT CASE fn.uses WHEN 0 THEN 40 WHEN 1 THEN 98 ELSE 110 END, pg_catalog.lpad(fn.depth::text, 3, '0'), fn.sig, '',
@@ -202,22 +263,28 @@ FROM rel s JOIN pg_depend d ON d.classid = 'pg_class'::regclass AND d.objid = s.
      AND d.refclassid = 'pg_class'::regclass AND d.deptype = 'a' AND d.refobjsubid > 0
 WHERE s.relkind = 'S'
 UNION ALL
--- 60: tables that are not partitions, with their columns and inline constraints.
+-- 60: tables that are not partitions, with their columns and inline constraints. A typed table
+-- (CREATE TABLE … OF type) has its type's columns: only their options are written
+-- (`col WITH OPTIONS DEFAULT …`), and the parentheses only when there is something in them.
 SELECT 60, t.qname, '', '',
-       'CREATE ' || CASE WHEN t.relpersistence = 'u' THEN 'UNLOGGED ' ELSE '' END || 'TABLE ' || t.qname || ' ('
-       || coalesce(E'\n    ' || pg_catalog.array_to_string(
-              ARRAY(SELECT c.def FROM col c WHERE c.attrelid = t.oid ORDER BY c.attnum)
-              || ARRAY(SELECT 'CONSTRAINT ' || pg_catalog.quote_ident(con.conname) || ' ' || pg_catalog.pg_get_constraintdef(con.oid)
-                       FROM inline_con ic JOIN pg_constraint con ON con.oid = ic.oid
-                       WHERE ic.conrelid = t.oid
-                       ORDER BY con.conname COLLATE "C"),
-              E',\n    '), '')
-       || E'\n)'
+       'CREATE ' || CASE WHEN t.relpersistence = 'u' THEN 'UNLOGGED ' ELSE '' END || 'TABLE ' || t.qname
+       || CASE WHEN t.reloftype = 0 THEN ' (' || coalesce(E'\n    ' || pg_catalog.array_to_string(e.items, E',\n    '), '') || E'\n)'
+               ELSE ' OF ' || t.reloftype::regtype::text
+                    || CASE WHEN pg_catalog.cardinality(e.items) > 0
+                            THEN E' (\n    ' || pg_catalog.array_to_string(e.items, E',\n    ') || E'\n)' ELSE '' END END
        || CASE WHEN t.relkind = 'p' THEN ' PARTITION BY ' || pg_catalog.pg_get_partkeydef(t.oid) ELSE '' END
        || coalesce(' USING ' || (SELECT pg_catalog.quote_ident(am.amname) FROM pg_am am WHERE am.oid = t.relam AND am.amname <> 'heap'), '')
        || coalesce(' WITH (' || pg_catalog.array_to_string(t.reloptions, ', ') || ')', '')
        || ';'
-FROM tbl t WHERE NOT t.relispartition
+FROM tbl t
+CROSS JOIN LATERAL (SELECT
+    ARRAY(SELECT CASE WHEN t.reloftype <> 0 THEN pg_catalog.quote_ident(c.attname) || ' WITH OPTIONS' || c.opts ELSE c.def END
+          FROM col c WHERE c.attrelid = t.oid AND (t.reloftype = 0 OR c.opts <> '') ORDER BY c.attnum)
+    || ARRAY(SELECT 'CONSTRAINT ' || pg_catalog.quote_ident(con.conname) || ' ' || pg_catalog.pg_get_constraintdef(con.oid)
+             FROM inline_con ic JOIN pg_constraint con ON con.oid = ic.oid
+             WHERE ic.conrelid = t.oid
+             ORDER BY con.conname COLLATE "C") AS items) e
+WHERE NOT t.relispartition
 UNION ALL
 -- 62: column settings CREATE TABLE has no words for: storage, compression, statistics target
 -- (where not the type's default); 75: a partition's columns where they differ from its
@@ -269,8 +336,8 @@ FROM rel t JOIN pg_index i ON i.indrelid = t.oid JOIN pg_class ic ON ic.oid = i.
 WHERE t.relkind IN ('r', 'p', 'm') AND NOT ic.relispartition
   AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid AND k.conrelid = i.indrelid AND k.contype IN ('p', 'u', 'x'))
 UNION ALL
--- 86: CLUSTER ON.
-SELECT 86, t.qname, '', '',
+-- 86: CLUSTER ON (106 for a materialized view: after the view and its indexes).
+SELECT CASE WHEN t.relkind = 'm' THEN 106 ELSE 86 END, t.qname, '', '',
        'ALTER TABLE ONLY ' || t.qname || ' CLUSTER ON ' || pg_catalog.quote_ident(ic.relname) || ';'
 FROM rel t JOIN pg_index i ON i.indrelid = t.oid JOIN pg_class ic ON ic.oid = i.indexrelid
 WHERE t.relkind IN ('r', 'm') AND i.indisclustered
@@ -298,14 +365,25 @@ SELECT 96, t.qname, '', '',
 FROM tbl t WHERE t.relreplident <> 'd'
   AND NOT (t.relreplident = 'i' AND NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = t.oid AND i.indisreplident))
 UNION ALL
--- 100: views and materialized views, each after the views it reads.
+-- 100: views and materialized views, each after the views it reads, and a view's column
+-- defaults right after it. A materialized view is always created WITH NO DATA, as
+-- `pg_dump --schema-only` does: its query may fail on the empty tables of the load, and whether
+-- the dumped one is populated is state, not schema (it does not change the dump).
 SELECT 100, pg_catalog.lpad(vd.depth::text, 3, '0'), v.qname, '',
        'CREATE ' || CASE WHEN v.relkind = 'm' THEN 'MATERIALIZED ' ELSE '' END || 'VIEW ' || v.qname
        || coalesce(' WITH (' || pg_catalog.array_to_string(v.reloptions, ', ') || ')', '')
        || E' AS\n' || pg_catalog.rtrim(pg_catalog.pg_get_viewdef(v.oid), E';\n')
-       || CASE WHEN v.relkind = 'm' AND NOT v.relispopulated THEN E'\n  WITH NO DATA' ELSE '' END
+       || CASE WHEN v.relkind = 'm' THEN E'\n  WITH NO DATA' ELSE '' END
        || ';'
 FROM rel v JOIN view_depth vd ON vd.view = v.oid
+UNION ALL
+SELECT 100, pg_catalog.lpad(vd.depth::text, 3, '0'), v.qname, pg_catalog.lpad(a.attnum::text, 5, '0'),
+       'ALTER VIEW ' || v.qname || ' ALTER COLUMN ' || pg_catalog.quote_ident(a.attname)
+       || ' SET DEFAULT ' || pg_catalog.pg_get_expr(d.adbin, d.adrelid) || ';'
+FROM rel v JOIN view_depth vd ON vd.view = v.oid
+JOIN pg_attribute a ON a.attrelid = v.oid AND a.attnum > 0 AND NOT a.attisdropped
+JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+WHERE v.relkind = 'v'
 UNION ALL
 -- 120: triggers (not those a partition has from its parent's, nor constraint internals).
 SELECT 120, t.qname, tg.tgname::text, '', pg_catalog.pg_get_triggerdef(tg.oid) || ';'
@@ -316,10 +394,12 @@ SELECT 120, t.qname, tg.tgname::text, '', pg_catalog.pg_get_triggerdef(tg.oid) |
 FROM rel t JOIN pg_trigger tg ON tg.tgrelid = t.oid
 WHERE NOT tg.tgisinternal AND tg.tgparentid = 0
 UNION ALL
--- 130: row level security and policies.
+-- 130: row level security and policies (ENABLE and FORCE are independent switches: either
+-- may be on without the other).
 SELECT 130, t.qname, '', '',
-       'ALTER TABLE ' || t.qname || ' ENABLE ROW LEVEL SECURITY;'
-       || CASE WHEN t.relforcerowsecurity THEN E'\nALTER TABLE ' || t.qname || ' FORCE ROW LEVEL SECURITY;' ELSE '' END
+       pg_catalog.concat_ws(E'\n',
+           CASE WHEN t.relrowsecurity THEN 'ALTER TABLE ' || t.qname || ' ENABLE ROW LEVEL SECURITY;' END,
+           CASE WHEN t.relforcerowsecurity THEN 'ALTER TABLE ' || t.qname || ' FORCE ROW LEVEL SECURITY;' END)
 FROM tbl t WHERE t.relrowsecurity OR t.relforcerowsecurity
 UNION ALL
 SELECT 130, t.qname, pol.polname::text, '',
@@ -361,9 +441,23 @@ UNION ALL
 SELECT 140, '4 ' || ty.oid::regtype::text, '', '',
        'COMMENT ON ' || CASE WHEN ty.typtype = 'd' THEN 'DOMAIN ' ELSE 'TYPE ' END || ty.oid::regtype::text
        || ' IS ' || pg_catalog.quote_literal(d.description) || ';'
-FROM pg_type ty JOIN ns ON ns.oid = ty.typnamespace
+FROM ty_own t JOIN pg_type ty ON ty.oid = t.oid
 JOIN pg_description d ON d.classoid = 'pg_type'::regclass AND d.objoid = ty.oid
-WHERE ty.typtype IN ('e', 'r', 'd', 'c')
+UNION ALL
+-- A composite type's columns (their comments are the type's pg_class row's).
+SELECT 140, '4 ' || ty.oid::regtype::text, '1 ' || pg_catalog.lpad(a.attnum::text, 5, '0'), '',
+       'COMMENT ON COLUMN ' || ty.oid::regtype::text || '.' || pg_catalog.quote_ident(a.attname)
+       || ' IS ' || pg_catalog.quote_literal(d.description) || ';'
+FROM ty_own t JOIN pg_type ty ON ty.oid = t.oid
+JOIN pg_attribute a ON a.attrelid = ty.typrelid AND a.attnum > 0 AND NOT a.attisdropped
+JOIN pg_description d ON d.classoid = 'pg_class'::regclass AND d.objoid = a.attrelid AND d.objsubid = a.attnum
+WHERE t.typtype = 'c'
+UNION ALL
+SELECT 140, '4 ' || ty.oid::regtype::text, '2 ' || dc.conname::text, '',
+       'COMMENT ON CONSTRAINT ' || pg_catalog.quote_ident(dc.conname) || ' ON DOMAIN ' || ty.oid::regtype::text
+       || ' IS ' || pg_catalog.quote_literal(d.description) || ';'
+FROM ty_own t JOIN pg_type ty ON ty.oid = t.oid JOIN pg_constraint dc ON dc.contypid = ty.oid
+JOIN pg_description d ON d.classoid = 'pg_constraint'::regclass AND d.objoid = dc.oid
 UNION ALL
 SELECT 140, '5 ' || t.qname, con.conname::text, '',
        'COMMENT ON CONSTRAINT ' || pg_catalog.quote_ident(con.conname) || ' ON ' || t.qname
@@ -378,4 +472,15 @@ SELECT 140, '6 ' || t.qname, tg.tgname::text, '',
 FROM rel t JOIN pg_trigger tg ON tg.tgrelid = t.oid
 JOIN pg_description d ON d.classoid = 'pg_trigger'::regclass AND d.objoid = tg.oid
 WHERE NOT tg.tgisinternal AND tg.tgparentid = 0
+UNION ALL
+SELECT 140, '7 ' || t.qname, pol.polname::text, '',
+       'COMMENT ON POLICY ' || pg_catalog.quote_ident(pol.polname) || ' ON ' || t.qname
+       || ' IS ' || pg_catalog.quote_literal(d.description) || ';'
+FROM tbl t JOIN pg_policy pol ON pol.polrelid = t.oid
+JOIN pg_description d ON d.classoid = 'pg_policy'::regclass AND d.objoid = pol.oid
+UNION ALL
+SELECT 140, '8 ' || pg_catalog.format_type(c.castsource, NULL), pg_catalog.format_type(c.casttarget, NULL), '',
+       'COMMENT ON CAST (' || pg_catalog.format_type(c.castsource, NULL) || ' AS ' || pg_catalog.format_type(c.casttarget, NULL) || ')'
+       || ' IS ' || pg_catalog.quote_literal(d.description) || ';'
+FROM cast_own c JOIN pg_description d ON d.classoid = 'pg_cast'::regclass AND d.objoid = c.oid
 ) AS statements

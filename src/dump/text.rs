@@ -37,8 +37,9 @@ fn title(section: i32) -> &'static str {
     match section {
         10 => "Schemas",
         20 => "Extensions (at the version the loading server installs)",
-        30 => "Types: enums, ranges, domains, composites",
+        30 => "Types, each after the types it uses: enums, ranges, domains, composites",
         40 => "Functions and procedures",
+        45 => "Casts",
         50 => "Sequences (their current values are data, not dumped)",
         60 => "Tables",
         62 => "Column storage, compression and statistics",
@@ -54,6 +55,7 @@ fn title(section: i32) -> &'static str {
         98 => "Functions and procedures that use tables",
         100 => "Views and materialized views",
         105 => "Indexes of materialized views",
+        106 => "Clustering of materialized views",
         110 => "Functions and procedures that use views",
         120 => "Triggers",
         130 => "Row level security",
