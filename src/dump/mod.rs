@@ -1,8 +1,8 @@
 //! `dhctl dump`: the schema of a database as loadable SQL, built from catalog queries (not by
-//! running pg_dump, whose version must match the server's): schemas, extensions, types,
-//! sequences, tables and their partitions, constraints, indexes, views, functions, triggers,
-//! policies, comments, and the rows of the migration history, so that the loaded database is
-//! "migrated" (`dhctl status` and `dhctl verify` pass on it).
+//! running pg_dump, whose version must match the server's): schemas, extensions, types, casts,
+//! sequences, tables (typed ones too) and their partitions, constraints, indexes, views,
+//! functions, triggers, policies, comments, and the rows of the migration history, so that the
+//! loaded database is "migrated" (`dhctl status` and `dhctl verify` pass on it).
 //!
 //! The same database gives the same bytes, and two databases migrated from the same files give
 //! the same bytes: statements are sorted by section and then by name (partitions by bound), the
