@@ -31,15 +31,32 @@ relopts AS (
                ', '), '') || ')' AS with_clause
     FROM rel c
 ),
--- Partitions whose columns are not in their parent's order (made alone, then attached): made
--- as a table of their own and attached, as pg_dump does, since PARTITION OF takes the parent's
--- order.
+-- A partition's primary key, unique or exclusion constraint that belongs to its parent's but is
+-- not named as the loading server names the copy it makes (ChooseIndexName: `<partition>_pkey`,
+-- `<partition>_<index columns>_key` or `_excl`, where that fits in a name).
+hand_named_con AS (
+    SELECT con.oid, con.conrelid
+    FROM pg_constraint con JOIN tbl t ON t.oid = con.conrelid
+    WHERE t.relispartition AND con.conparentid <> 0 AND con.contype IN ('p', 'u', 'x')
+      AND con.conname::text IS DISTINCT FROM (
+          SELECT CASE WHEN pg_catalog.octet_length(n.name) <= 63 THEN n.name END
+          FROM (SELECT t.relname::text
+                       || CASE WHEN con.contype = 'p' THEN '_pkey'
+                               ELSE '_' || pg_catalog.string_agg(a.attname::text, '_' ORDER BY a.attnum)
+                                    || CASE WHEN con.contype = 'u' THEN '_key' ELSE '_excl' END END AS name
+                FROM pg_attribute a WHERE a.attrelid = con.conindid AND a.attnum > 0) n)
+),
+-- Partitions made as a table of their own and attached, as pg_dump does: those whose columns
+-- are not in their parent's order (made alone, then attached; PARTITION OF takes the parent's
+-- order), and those with a constraint of hand_named_con (made on the table, ATTACH takes it
+-- instead of making one).
 standalone AS (
     SELECT t.oid FROM tbl t JOIN pg_inherits i ON i.inhrelid = t.oid
     WHERE t.relispartition
-      AND ARRAY(SELECT a.attname::text FROM pg_attribute a WHERE a.attrelid = t.oid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum)
-          IS DISTINCT FROM
-          ARRAY(SELECT a.attname::text FROM pg_attribute a WHERE a.attrelid = i.inhparent AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum)
+      AND (ARRAY(SELECT a.attname::text FROM pg_attribute a WHERE a.attrelid = t.oid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum)
+           IS DISTINCT FROM
+           ARRAY(SELECT a.attname::text FROM pg_attribute a WHERE a.attrelid = i.inhparent AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum)
+           OR t.oid IN (SELECT conrelid FROM hand_named_con))
 ),
 -- Functions, with what their signature or their parsed body (BEGIN ATOMIC, RETURN …) names:
 -- `uses` 0 nothing but types, 1 tables, 2 views (through the functions they call too), and
@@ -285,9 +302,9 @@ CROSS JOIN LATERAL (VALUES
 ) x(ord, change)
 WHERE x.change IS NOT NULL
 UNION ALL
--- 70: partitions, after their parent, in bound order (the DEFAULT partition last). One whose
--- columns are not in its parent's order is made as a table (with the checks it has from its
--- parent, which ATTACH requires) and attached.
+-- 70: partitions, after their parent, in bound order (the DEFAULT partition last). One of
+-- `standalone` is made as a table (with the checks it has from its parent, which ATTACH
+-- requires, and its constraints of hand_named_con) and attached.
 SELECT 70, pg_catalog.lpad(((SELECT pg_catalog.count(*) FROM pg_catalog.pg_partition_ancestors(t.oid)) - 1)::text, 3, '0') || ' ' || i.inhparent::regclass::text,
        CASE WHEN pg_catalog.pg_get_expr(t.relpartbound, t.oid) = 'DEFAULT' THEN '2' ELSE '1 ' || pg_catalog.pg_get_expr(t.relpartbound, t.oid) END,
        t.qname,
@@ -297,7 +314,9 @@ SELECT 70, pg_catalog.lpad(((SELECT pg_catalog.count(*) FROM pg_catalog.pg_parti
                         ARRAY(SELECT c.def FROM col c WHERE c.attrelid = t.oid ORDER BY c.attnum)
                         || ARRAY(SELECT 'CONSTRAINT ' || pg_catalog.quote_ident(con.conname) || ' ' || pg_catalog.pg_get_constraintdef(con.oid)
                                  FROM pg_constraint con
-                                 WHERE con.conrelid = t.oid AND con.contype = 'c' AND con.coninhcount > 0 AND con.convalidated
+                                 WHERE con.conrelid = t.oid
+                                   AND ((con.contype = 'c' AND con.coninhcount > 0 AND con.convalidated)
+                                        OR con.oid IN (SELECT hc.oid FROM hand_named_con hc))
                                  ORDER BY con.conname COLLATE "C"),
                         E',\n    '), '') || E'\n)'
                ELSE ' PARTITION OF ' || i.inhparent::regclass::text || ' ' || pg_catalog.pg_get_expr(t.relpartbound, t.oid) END

@@ -41,7 +41,8 @@ fn title(section: i32) -> &'static str {
         40 => "Functions and procedures",
         50 => "Sequences (their current values are data, not dumped)",
         60 => "Tables",
-        62 => "Column storage, compression, statistics and options",
+        // Column options are here too; the title is kept so that committed dumps stay as they were.
+        62 => "Column storage, compression and statistics",
         64 => "Primary keys, unique and exclusion constraints",
         70 => "Partitions, in bound order",
         75 => "Partitions' columns that differ from their parent's",

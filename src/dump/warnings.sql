@@ -82,17 +82,6 @@ SELECT 'relation ' || c.oid::regclass::text || ' is in tablespace ' || pg_catalo
 FROM pg_class c JOIN own ON own.classid = 'pg_class'::regclass AND own.oid = c.oid
 JOIN pg_tablespace ts ON ts.oid = c.reltablespace
 UNION ALL
--- A partition's copy of its parent's constraint is named by the loading server, by its rule
--- (the partition's name first); one named otherwise (made on the partition before the parent's
--- and attached) comes back under the server's name. (Such indexes behind no constraint are
--- dumped with their names: catalog.sql, hand_named.)
-SELECT 'constraint ' || pg_catalog.quote_ident(con.conname) || ' of partition ' || c.oid::regclass::text
-       || ' belongs to its parent''s and is named by the server on load (' || pg_catalog.quote_ident(c.relname) || '_…)'
-FROM pg_constraint con JOIN pg_class c ON c.oid = con.conrelid
-JOIN own ON own.classid = 'pg_class'::regclass AND own.oid = c.oid
-WHERE c.relispartition AND con.conparentid <> 0 AND con.contype IN ('p', 'u', 'x')
-  AND pg_catalog.left(con.conname, least(pg_catalog.length(c.relname), 20)) <> pg_catalog.left(c.relname, 20)
-UNION ALL
 SELECT 'event trigger ' || pg_catalog.quote_ident(e.evtname) || ' is not dumped'
 FROM pg_event_trigger e
 WHERE NOT EXISTS (SELECT 1 FROM ext WHERE ext.classid = 'pg_event_trigger'::regclass AND ext.objid = e.oid)

@@ -337,3 +337,38 @@ fn objects_of_kinds_not_dumped_are_named_without_their_secrets() {
         assert!(!text.contains("example.invalid"), "{text}");
     }
 }
+
+#[test]
+fn a_partitions_hand_named_constraint_keeps_its_name() {
+    let (source, sql, target) = round_trip(
+        "dl_con",
+        "CREATE TABLE p (k int, v int, CONSTRAINT k_positive CHECK (k > 0)) PARTITION BY RANGE (k); \
+         ALTER TABLE p ADD PRIMARY KEY (k); \
+         ALTER TABLE p ADD CONSTRAINT p_v_k UNIQUE (v, k); \
+         CREATE TABLE p_1 PARTITION OF p FOR VALUES FROM (1) TO (2); \
+         CREATE TABLE p_2 (k int NOT NULL, v int, CONSTRAINT k_positive CHECK (k > 0), \
+             CONSTRAINT mine_pk PRIMARY KEY (k), CONSTRAINT mine_uq UNIQUE (v, k)); \
+         ALTER TABLE p ATTACH PARTITION p_2 FOR VALUES FROM (2) TO (3);",
+    );
+    assert!(
+        sql.contains("    CONSTRAINT mine_pk PRIMARY KEY (k),\n    CONSTRAINT mine_uq UNIQUE (v, k)\n);\nALTER TABLE public.p ATTACH PARTITION public.p_2 FOR VALUES FROM (2) TO (3);"),
+        "{sql}"
+    );
+    assert!(
+        sql.contains("CREATE TABLE public.p_1 PARTITION OF public.p"),
+        "server-named copies are left to the server: {sql}"
+    );
+    assert!(!sql.contains("-- WARNING"), "{sql}");
+    let rows = same(
+        &source,
+        &target,
+        "SELECT c.conrelid::regclass || ' ' || c.conname || ' ' \
+         || coalesce((SELECT p.conname::text FROM pg_constraint p WHERE p.oid = c.conparentid), '-') \
+         FROM pg_constraint c WHERE c.connamespace = 'public'::regnamespace AND c.contype IN ('p', 'u') ORDER BY 1",
+    );
+    assert!(rows.contains(&"p_2 mine_pk p_pkey".to_string()), "{rows:?}");
+    assert!(
+        rows.contains(&"p_1 p_1_v_k_key p_v_k".to_string()),
+        "{rows:?}"
+    );
+}
