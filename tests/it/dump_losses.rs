@@ -275,8 +275,6 @@ fn objects_of_kinds_not_dumped_are_named_without_their_secrets() {
          CREATE SERVER dl_server FOREIGN DATA WRAPPER dl_fdw OPTIONS (host 'example.invalid'); \
          CREATE USER MAPPING FOR postgres SERVER dl_server OPTIONS (user 'app', password 'hunter2-mapping'); \
          CREATE USER MAPPING FOR PUBLIC SERVER dl_server OPTIONS (password 'hunter2-public'); \
-         CREATE SUBSCRIPTION dl_sub CONNECTION 'host=127.0.0.1 dbname=nowhere password=hunter2-sub' \
-             PUBLICATION nothing WITH (connect = false, slot_name = NONE); \
          CREATE FUNCTION from_sql(internal) RETURNS internal IMMUTABLE LANGUAGE internal AS 'textregexeq_support'; \
          CREATE FUNCTION to_sql(internal) RETURNS int IMMUTABLE LANGUAGE internal AS 'int4recv'; \
          CREATE TRANSFORM FOR int LANGUAGE plpgsql (FROM SQL WITH FUNCTION from_sql(internal), \
@@ -287,12 +285,17 @@ fn objects_of_kinds_not_dumped_are_named_without_their_secrets() {
          CREATE TEXT SEARCH PARSER dl_parser (START = prsd_start, GETTOKEN = prsd_nexttoken, \
              END = prsd_end, LEXTYPES = prsd_lextype); \
          CREATE TYPE dl_shell; \
-         CREATE COLLATION dl_ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false);",
+         CREATE COLLATION dl_c (provider = libc, locale = 'C');",
     );
+    // CREATE SUBSCRIPTION runs outside a transaction: alone, and dropped whatever happens (it
+    // keeps its database from being dropped; without a slot, DROP does not connect anywhere).
+    db.exec(
+        "CREATE SUBSCRIPTION dl_sub CONNECTION 'host=127.0.0.1 dbname=nowhere password=hunter2-sub' \
+         PUBLICATION nothing WITH (connect = false, slot_name = NONE)",
+    );
+    let _subscription = DropSubscription(&db);
     let run = dhctl(&db.url).args(["dump"]).run();
     let json = dhctl(&db.url).args(["dump", "--format", "json"]).run();
-    // A subscription keeps its database from being dropped.
-    db.exec("DROP SUBSCRIPTION dl_sub");
     run.expect_code(0);
     json.expect_code(0);
     let expected = [
@@ -308,7 +311,7 @@ fn objects_of_kinds_not_dumped_are_named_without_their_secrets() {
         "text search parser public.dl_parser is not dumped",
         "type public.dl_shell is not dumped",
         // The kind once, as pg_describe_object gives it.
-        "collation public.dl_ci is not dumped",
+        "collation public.dl_c is not dumped",
     ];
     let not_dumped: Vec<String> = json.json()["not_dumped"]
         .as_array()
@@ -371,4 +374,16 @@ fn a_partitions_hand_named_constraint_keeps_its_name() {
         rows.contains(&"p_1 p_1_v_k_key p_v_k".to_string()),
         "{rows:?}"
     );
+}
+
+/// Drops the test's subscription when the test ends, passed or failed.
+struct DropSubscription<'a>(&'a TestDb);
+
+impl Drop for DropSubscription<'_> {
+    fn drop(&mut self) {
+        let _ = self
+            .0
+            .client()
+            .batch_execute("DROP SUBSCRIPTION IF EXISTS dl_sub");
+    }
 }
