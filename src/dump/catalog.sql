@@ -20,6 +20,44 @@ rel AS (
       AND NOT EXISTS (SELECT 1 FROM ext WHERE ext.classid = 'pg_class'::regclass AND ext.objid = c.oid)
 ),
 tbl AS (SELECT * FROM rel WHERE relkind IN ('r', 'p')),
+-- A relation's storage parameters as CREATE TABLE writes them: its own, then its TOAST
+-- table's, prefixed `toast.` (NULL when it has none).
+relopts AS (
+    SELECT c.oid,
+           ' WITH (' || NULLIF(pg_catalog.array_to_string(
+               coalesce(c.reloptions, '{}'::text[])
+               || ARRAY(SELECT 'toast.' || o FROM pg_class tc, pg_catalog.unnest(tc.reloptions) AS o
+                        WHERE tc.oid = c.reltoastrelid AND c.reltoastrelid <> 0),
+               ', '), '') || ')' AS with_clause
+    FROM rel c
+),
+-- A partition's primary key, unique or exclusion constraint that belongs to its parent's but is
+-- not named as the loading server names the copy it makes (ChooseIndexName: `<partition>_pkey`,
+-- `<partition>_<index columns>_key` or `_excl`, where that fits in a name).
+hand_named_con AS (
+    SELECT con.oid, con.conrelid
+    FROM pg_constraint con JOIN tbl t ON t.oid = con.conrelid
+    WHERE t.relispartition AND con.conparentid <> 0 AND con.contype IN ('p', 'u', 'x')
+      AND con.conname::text IS DISTINCT FROM (
+          SELECT CASE WHEN pg_catalog.octet_length(n.name) <= 63 THEN n.name END
+          FROM (SELECT t.relname::text
+                       || CASE WHEN con.contype = 'p' THEN '_pkey'
+                               ELSE '_' || pg_catalog.string_agg(a.attname::text, '_' ORDER BY a.attnum)
+                                    || CASE WHEN con.contype = 'u' THEN '_key' ELSE '_excl' END END AS name
+                FROM pg_attribute a WHERE a.attrelid = con.conindid AND a.attnum > 0) n)
+),
+-- Partitions made as a table of their own and attached, as pg_dump does: those whose columns
+-- are not in their parent's order (made alone, then attached; PARTITION OF takes the parent's
+-- order), and those with a constraint of hand_named_con (made on the table, ATTACH takes it
+-- instead of making one).
+standalone AS (
+    SELECT t.oid FROM tbl t JOIN pg_inherits i ON i.inhrelid = t.oid
+    WHERE t.relispartition
+      AND (ARRAY(SELECT a.attname::text FROM pg_attribute a WHERE a.attrelid = t.oid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum)
+           IS DISTINCT FROM
+           ARRAY(SELECT a.attname::text FROM pg_attribute a WHERE a.attrelid = i.inhparent AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum)
+           OR t.oid IN (SELECT conrelid FROM hand_named_con))
+),
 -- Functions, with what their signature or their parsed body (BEGIN ATOMIC, RETURN …) names:
 -- `uses` 0 nothing but types, 1 tables, 2 views (through the functions they call too), and
 -- `depth`, the longest chain of the dump's functions they call, so callees come first.
@@ -170,6 +208,20 @@ cast_own AS (
     WHERE c.oid >= 16384
       AND NOT EXISTS (SELECT 1 FROM ext WHERE ext.classid = 'pg_cast'::regclass AND ext.objid = c.oid)
       AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_cast'::regclass AND d.objid = c.oid AND d.deptype = 'i')
+),
+-- A partition's index that belongs to its parent's index, behind no constraint, whose name is
+-- not the one the loading server gives it when the parent's index is made (ChooseIndexName's
+-- `<partition>_<index columns>_idx`, where that fits in a name; a name with a number added
+-- against a clash is dumped too).
+hand_named AS (
+    SELECT ic.oid
+    FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid JOIN rel t ON t.oid = i.indrelid
+    WHERE t.relispartition AND ic.relispartition
+      AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid AND k.conrelid = i.indrelid)
+      AND ic.relname::text IS DISTINCT FROM (
+          SELECT CASE WHEN pg_catalog.octet_length(n.name) <= 63 THEN n.name END
+          FROM (SELECT t.relname::text || '_' || pg_catalog.string_agg(a.attname::text, '_' ORDER BY a.attnum) || '_idx' AS name
+                FROM pg_attribute a WHERE a.attrelid = ic.oid AND a.attnum > 0) n)
 )
 SELECT section, k1, k2, k3, stmt FROM (
 -- 10: schemas (public too: IF NOT EXISTS makes it a no-op where it exists).
@@ -274,7 +326,7 @@ SELECT 60, t.qname, '', '',
                             THEN E' (\n    ' || pg_catalog.array_to_string(e.items, E',\n    ') || E'\n)' ELSE '' END END
        || CASE WHEN t.relkind = 'p' THEN ' PARTITION BY ' || pg_catalog.pg_get_partkeydef(t.oid) ELSE '' END
        || coalesce(' USING ' || (SELECT pg_catalog.quote_ident(am.amname) FROM pg_am am WHERE am.oid = t.relam AND am.amname <> 'heap'), '')
-       || coalesce(' WITH (' || pg_catalog.array_to_string(t.reloptions, ', ') || ')', '')
+       || coalesce((SELECT ro.with_clause FROM relopts ro WHERE ro.oid = t.oid), '')
        || ';'
 FROM tbl t
 CROSS JOIN LATERAL (SELECT
@@ -287,41 +339,61 @@ CROSS JOIN LATERAL (SELECT
 WHERE NOT t.relispartition
 UNION ALL
 -- 62: column settings CREATE TABLE has no words for: storage, compression, statistics target
--- (where not the type's default); 75: a partition's columns where they differ from its
--- parent's (the partition got the parent's default, NOT NULL, storage and compression).
+-- (where not the type's default), options (n_distinct …); 75: a partition's columns where they
+-- differ from its parent's (a partition made PARTITION OF got the parent's default, NOT NULL,
+-- storage and compression; not its options). A column's `pg_…` options are the server's own
+-- (it sets and replaces them itself) and are left out.
 SELECT CASE WHEN t.relispartition THEN 75 ELSE 62 END, t.qname, pg_catalog.lpad(a.attnum::text, 5, '0'), x.ord::text,
        'ALTER TABLE ONLY ' || t.qname || ' ALTER COLUMN ' || pg_catalog.quote_ident(a.attname) || ' ' || x.change || ';'
 FROM tbl t
 JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum > 0 AND NOT a.attisdropped
 JOIN pg_type ty ON ty.oid = a.atttypid
 LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
-LEFT JOIN pg_inherits inh ON inh.inhrelid = t.oid AND t.relispartition
+LEFT JOIN pg_inherits inh ON inh.inhrelid = t.oid AND t.relispartition AND t.oid NOT IN (SELECT oid FROM standalone)
 LEFT JOIN pg_attribute pa ON pa.attrelid = inh.inhparent AND pa.attname = a.attname AND NOT pa.attisdropped
 LEFT JOIN pg_attrdef pd ON pd.adrelid = pa.attrelid AND pd.adnum = pa.attnum
 CROSS JOIN LATERAL (VALUES
-    (1, CASE WHEN t.relispartition AND a.attgenerated = '' AND pa.attrelid IS NOT NULL
+    (1, CASE WHEN inh.inhrelid IS NOT NULL AND a.attgenerated = '' AND pa.attrelid IS NOT NULL
                   AND pg_catalog.pg_get_expr(d.adbin, d.adrelid) IS DISTINCT FROM pg_catalog.pg_get_expr(pd.adbin, pd.adrelid)
              THEN coalesce('SET DEFAULT ' || pg_catalog.pg_get_expr(d.adbin, d.adrelid), 'DROP DEFAULT') END),
-    (2, CASE WHEN t.relispartition AND a.attnotnull AND NOT pa.attnotnull THEN 'SET NOT NULL' END),
-    (3, CASE WHEN a.attstorage <> CASE WHEN t.relispartition THEN pa.attstorage ELSE ty.typstorage END
+    (2, CASE WHEN inh.inhrelid IS NOT NULL AND a.attnotnull AND NOT pa.attnotnull THEN 'SET NOT NULL' END),
+    (3, CASE WHEN a.attstorage <> CASE WHEN inh.inhrelid IS NOT NULL THEN pa.attstorage ELSE ty.typstorage END
              THEN 'SET STORAGE ' || CASE a.attstorage WHEN 'p' THEN 'PLAIN' WHEN 'e' THEN 'EXTERNAL'
                                                       WHEN 'm' THEN 'MAIN' ELSE 'EXTENDED' END END),
-    (4, CASE WHEN a.attcompression <> CASE WHEN t.relispartition THEN pa.attcompression ELSE '' END
+    (4, CASE WHEN a.attcompression <> CASE WHEN inh.inhrelid IS NOT NULL THEN pa.attcompression ELSE '' END
              THEN 'SET COMPRESSION ' || CASE a.attcompression WHEN 'p' THEN 'pglz' WHEN 'l' THEN 'lz4' ELSE 'DEFAULT' END END),
-    (5, CASE WHEN coalesce(a.attstattarget::int, -1) >= 0 THEN 'SET STATISTICS ' || a.attstattarget END)
+    (5, CASE WHEN coalesce(a.attstattarget::int, -1) >= 0 THEN 'SET STATISTICS ' || a.attstattarget END),
+    (6, 'SET (' || NULLIF(pg_catalog.array_to_string(
+            ARRAY(SELECT o FROM pg_catalog.unnest(a.attoptions) AS o WHERE pg_catalog.left(o, 3) <> 'pg_' ORDER BY o COLLATE "C"),
+            ', '), '') || ')')
 ) x(ord, change)
 WHERE x.change IS NOT NULL
 UNION ALL
--- 70: partitions, after their parent, in bound order (the DEFAULT partition last).
+-- 70: partitions, after their parent, in bound order (the DEFAULT partition last). One of
+-- `standalone` is made as a table (with the checks it has from its parent, which ATTACH
+-- requires, and its constraints of hand_named_con) and attached.
 SELECT 70, pg_catalog.lpad(((SELECT pg_catalog.count(*) FROM pg_catalog.pg_partition_ancestors(t.oid)) - 1)::text, 3, '0') || ' ' || i.inhparent::regclass::text,
        CASE WHEN pg_catalog.pg_get_expr(t.relpartbound, t.oid) = 'DEFAULT' THEN '2' ELSE '1 ' || pg_catalog.pg_get_expr(t.relpartbound, t.oid) END,
        t.qname,
        'CREATE ' || CASE WHEN t.relpersistence = 'u' THEN 'UNLOGGED ' ELSE '' END || 'TABLE ' || t.qname
-       || ' PARTITION OF ' || i.inhparent::regclass::text || ' ' || pg_catalog.pg_get_expr(t.relpartbound, t.oid)
+       || CASE WHEN t.oid IN (SELECT oid FROM standalone)
+               THEN ' (' || coalesce(E'\n    ' || pg_catalog.array_to_string(
+                        ARRAY(SELECT c.def FROM col c WHERE c.attrelid = t.oid ORDER BY c.attnum)
+                        || ARRAY(SELECT 'CONSTRAINT ' || pg_catalog.quote_ident(con.conname) || ' ' || pg_catalog.pg_get_constraintdef(con.oid)
+                                 FROM pg_constraint con
+                                 WHERE con.conrelid = t.oid
+                                   AND ((con.contype = 'c' AND con.coninhcount > 0 AND con.convalidated)
+                                        OR con.oid IN (SELECT hc.oid FROM hand_named_con hc))
+                                 ORDER BY con.conname COLLATE "C"),
+                        E',\n    '), '') || E'\n)'
+               ELSE ' PARTITION OF ' || i.inhparent::regclass::text || ' ' || pg_catalog.pg_get_expr(t.relpartbound, t.oid) END
        || CASE WHEN t.relkind = 'p' THEN ' PARTITION BY ' || pg_catalog.pg_get_partkeydef(t.oid) ELSE '' END
        || coalesce(' USING ' || (SELECT pg_catalog.quote_ident(am.amname) FROM pg_am am WHERE am.oid = t.relam AND am.amname <> 'heap'), '')
-       || coalesce(' WITH (' || pg_catalog.array_to_string(t.reloptions, ', ') || ')', '')
+       || coalesce((SELECT ro.with_clause FROM relopts ro WHERE ro.oid = t.oid), '')
        || ';'
+       || CASE WHEN t.oid IN (SELECT oid FROM standalone)
+               THEN E'\nALTER TABLE ' || i.inhparent::regclass::text || ' ATTACH PARTITION ' || t.qname || ' ' || pg_catalog.pg_get_expr(t.relpartbound, t.oid) || ';'
+               ELSE '' END
 FROM tbl t JOIN pg_inherits i ON i.inhrelid = t.oid
 WHERE t.relispartition
 UNION ALL
@@ -335,6 +407,21 @@ SELECT CASE WHEN t.relkind = 'm' THEN 105 WHEN t.relispartition THEN 85 ELSE 80 
 FROM rel t JOIN pg_index i ON i.indrelid = t.oid JOIN pg_class ic ON ic.oid = i.indexrelid
 WHERE t.relkind IN ('r', 'p', 'm') AND NOT ic.relispartition
   AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid AND k.conrelid = i.indrelid AND k.contype IN ('p', 'u', 'x'))
+UNION ALL
+-- 76: a partition's index that belongs to its parent's index but is not named as the loading
+-- server would name it (`<partition>_<columns>_idx`): made with its name before the parent's
+-- index (deepest partitions first), which then takes it instead of making one; 87: the
+-- attachment made explicit (a no-op where the parent's index took it, an error where it took
+-- another). Indexes behind a constraint are left to the server (warnings.sql names them).
+SELECT 76, pg_catalog.lpad((100 - (SELECT pg_catalog.count(*) FROM pg_catalog.pg_partition_ancestors(t.oid)))::text, 3, '0'),
+       t.qname, ic.relname::text,
+       pg_catalog.replace(pg_catalog.pg_get_indexdef(i.indexrelid), ' ON ONLY ' || t.qname || ' USING ', ' ON ' || t.qname || ' USING ') || ';'
+FROM hand_named h JOIN pg_index i ON i.indexrelid = h.oid JOIN rel t ON t.oid = i.indrelid JOIN pg_class ic ON ic.oid = i.indexrelid
+UNION ALL
+SELECT 87, t.qname, ic.relname::text, '',
+       'ALTER INDEX ' || pi.inhparent::regclass::text || ' ATTACH PARTITION ' || ic.oid::regclass::text || ';'
+FROM hand_named h JOIN pg_index i ON i.indexrelid = h.oid JOIN rel t ON t.oid = i.indrelid JOIN pg_class ic ON ic.oid = i.indexrelid
+JOIN pg_inherits pi ON pi.inhrelid = ic.oid
 UNION ALL
 -- 86: CLUSTER ON (106 for a materialized view: after the view and its indexes).
 SELECT CASE WHEN t.relkind = 'm' THEN 106 ELSE 86 END, t.qname, '', '',
@@ -393,6 +480,16 @@ SELECT 120, t.qname, tg.tgname::text, '', pg_catalog.pg_get_triggerdef(tg.oid) |
                     || ' TRIGGER ' || pg_catalog.quote_ident(tg.tgname) || ';' END
 FROM rel t JOIN pg_trigger tg ON tg.tgrelid = t.oid
 WHERE NOT tg.tgisinternal AND tg.tgparentid = 0
+UNION ALL
+-- 122: a trigger a partition has from its parent's, enabled or disabled unlike the parent's
+-- (the parent's ALTER TABLE … TRIGGER above reaches its partitions), shallowest first.
+SELECT 122, pg_catalog.lpad((SELECT pg_catalog.count(*) FROM pg_catalog.pg_partition_ancestors(t.oid))::text, 3, '0') || ' ' || t.qname,
+       tg.tgname::text, '',
+       'ALTER TABLE ' || t.qname || ' '
+       || CASE tg.tgenabled WHEN 'O' THEN 'ENABLE' WHEN 'D' THEN 'DISABLE' WHEN 'R' THEN 'ENABLE REPLICA' ELSE 'ENABLE ALWAYS' END
+       || ' TRIGGER ' || pg_catalog.quote_ident(tg.tgname) || ';'
+FROM rel t JOIN pg_trigger tg ON tg.tgrelid = t.oid JOIN pg_trigger ptg ON ptg.oid = tg.tgparentid
+WHERE NOT tg.tgisinternal AND tg.tgenabled <> ptg.tgenabled
 UNION ALL
 -- 130: row level security and policies (ENABLE and FORCE are independent switches: either
 -- may be on without the other).

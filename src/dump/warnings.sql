@@ -20,6 +20,19 @@ mine AS (
     UNION ALL SELECT 'pg_ts_config'::regclass, o.oid, 'text search configuration' FROM pg_ts_config o JOIN ns ON ns.oid = o.cfgnamespace
     UNION ALL SELECT 'pg_ts_dict'::regclass, o.oid, 'text search dictionary' FROM pg_ts_dict o JOIN ns ON ns.oid = o.dictnamespace
     UNION ALL SELECT 'pg_statistic_ext'::regclass, o.oid, 'statistics object' FROM pg_statistic_ext o JOIN ns ON ns.oid = o.stxnamespace
+    UNION ALL SELECT 'pg_ts_parser'::regclass, o.oid, 'text search parser' FROM pg_ts_parser o JOIN ns ON ns.oid = o.prsnamespace
+    UNION ALL SELECT 'pg_ts_template'::regclass, o.oid, 'text search template' FROM pg_ts_template o JOIN ns ON ns.oid = o.tmplnamespace
+    -- Base types (CREATE TYPE … (INPUT = …)) and shell types; not the array types PostgreSQL
+    -- makes beside a type, nor the multirange beside a range.
+    UNION ALL SELECT 'pg_type'::regclass, o.oid, 'type' FROM pg_type o JOIN ns ON ns.oid = o.typnamespace
+        WHERE o.typtype IN ('b', 'p')
+          AND NOT EXISTS (SELECT 1 FROM pg_type e WHERE e.oid = o.typelem AND e.typarray = o.oid)
+    -- Objects of the database that are in no schema: PostgreSQL's own have OIDs below 16384.
+    UNION ALL SELECT 'pg_foreign_data_wrapper'::regclass, o.oid, 'foreign-data wrapper' FROM pg_foreign_data_wrapper o
+    UNION ALL SELECT 'pg_foreign_server'::regclass, o.oid, 'server' FROM pg_foreign_server o
+    UNION ALL SELECT 'pg_transform'::regclass, o.oid, 'transform' FROM pg_transform o
+    UNION ALL SELECT 'pg_am'::regclass, o.oid, 'access method' FROM pg_am o WHERE o.oid >= 16384
+    UNION ALL SELECT 'pg_language'::regclass, o.oid, 'language' FROM pg_language o WHERE o.oid >= 16384
 ),
 own AS (
     SELECT * FROM mine WHERE NOT EXISTS (SELECT 1 FROM ext WHERE ext.classid = mine.classid AND ext.objid = mine.oid)
@@ -45,8 +58,21 @@ UNION ALL
 SELECT 'aggregate ' || own.oid::regprocedure::text || ' is not dumped'
 FROM own WHERE own.classid = 'pg_proc'::regclass AND own.what = 'proc a'
 UNION ALL
-SELECT own.what || ' ' || pg_catalog.pg_describe_object(own.classid, own.oid, 0) || ' is not dumped'
+-- pg_describe_object names the kind itself ("collation public.ci", "server files").
+SELECT pg_catalog.pg_describe_object(own.classid, own.oid, 0) || ' is not dumped'
 FROM own WHERE own.classid NOT IN ('pg_class'::regclass, 'pg_proc'::regclass)
+UNION ALL
+-- By name only: a user mapping's options may hold a password (pg_user_mappings shows them to
+-- the mapping's user). pg_user_mapping itself is readable by superusers only.
+SELECT 'user mapping for ' || CASE WHEN um.umuser = 0 THEN 'PUBLIC' ELSE pg_catalog.quote_ident(um.usename) END
+       || ' on server ' || pg_catalog.quote_ident(um.srvname) || ' is not dumped'
+FROM pg_user_mappings um
+UNION ALL
+-- By name only: a subscription's connection string may hold a password (and only its name and
+-- database are readable by every role).
+SELECT 'subscription ' || pg_catalog.quote_ident(s.subname) || ' is not dumped'
+FROM pg_subscription s
+WHERE s.subdbid = (SELECT d.oid FROM pg_database d WHERE d.datname = pg_catalog.current_database())
 UNION ALL
 SELECT 'index ' || i.indexrelid::regclass::text || ' is invalid (a failed CREATE INDEX CONCURRENTLY?); the dump creates it valid'
 FROM pg_index i JOIN own ON own.classid = 'pg_class'::regclass AND own.oid = i.indrelid
@@ -55,24 +81,6 @@ UNION ALL
 SELECT 'relation ' || c.oid::regclass::text || ' is in tablespace ' || pg_catalog.quote_ident(ts.spcname) || '; the dump creates it in the default tablespace'
 FROM pg_class c JOIN own ON own.classid = 'pg_class'::regclass AND own.oid = c.oid
 JOIN pg_tablespace ts ON ts.oid = c.reltablespace
-UNION ALL
--- A partition's copy of its parent's index or constraint is named by the loading server, by its
--- rule (the partition's name first); one named otherwise (made on the partition before the
--- parent's and attached) comes back under the server's name.
-SELECT 'index ' || pg_catalog.quote_ident(ic.relname) || ' of partition ' || c.oid::regclass::text
-       || ' belongs to its parent''s index and is named by the server on load (' || pg_catalog.quote_ident(c.relname) || '_…)'
-FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid JOIN pg_class c ON c.oid = i.indrelid
-JOIN own ON own.classid = 'pg_class'::regclass AND own.oid = c.oid
-WHERE c.relispartition AND ic.relispartition
-  AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid AND k.conrelid = c.oid)
-  AND pg_catalog.left(ic.relname, least(pg_catalog.length(c.relname), 20)) <> pg_catalog.left(c.relname, 20)
-UNION ALL
-SELECT 'constraint ' || pg_catalog.quote_ident(con.conname) || ' of partition ' || c.oid::regclass::text
-       || ' belongs to its parent''s and is named by the server on load (' || pg_catalog.quote_ident(c.relname) || '_…)'
-FROM pg_constraint con JOIN pg_class c ON c.oid = con.conrelid
-JOIN own ON own.classid = 'pg_class'::regclass AND own.oid = c.oid
-WHERE c.relispartition AND con.conparentid <> 0 AND con.contype IN ('p', 'u', 'x')
-  AND pg_catalog.left(con.conname, least(pg_catalog.length(c.relname), 20)) <> pg_catalog.left(c.relname, 20)
 UNION ALL
 SELECT 'event trigger ' || pg_catalog.quote_ident(e.evtname) || ' is not dumped'
 FROM pg_event_trigger e

@@ -19,6 +19,7 @@ mod cluster;
 mod connection;
 mod dump;
 mod dump_load;
+mod dump_losses;
 mod failover;
 mod files;
 mod fleet;
