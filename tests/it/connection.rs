@@ -578,11 +578,7 @@ fn a_signal_while_a_peer_stalls_the_connection_exits_130() {
         .accepted
         .load(Ordering::SeqCst)
         == 1));
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    send_signal(&child, "-TERM");
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(130));
 }

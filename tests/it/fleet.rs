@@ -10,23 +10,34 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::harness::{
-    connect, dhctl, server_url, wait_until, with_dbname, with_host_port, with_param, with_password,
-    Dhctl, TestDb,
+    connect, dhctl, dhctl_running, dhctl_sessions, send_signal, server_url, wait_until,
+    with_dbname, with_host_port, with_param, with_password, Dhctl, TestDb,
 };
 
 /// A fleet file in a folder of its own.
-struct FleetFile {
+pub struct FleetFile {
     dir: tempfile::TempDir,
 }
 
 impl FleetFile {
-    fn new(text: &str) -> FleetFile {
+    pub fn new(text: &str) -> FleetFile {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("fleet.toml"), text).unwrap();
         FleetFile { dir }
     }
 
-    fn path(&self) -> std::path::PathBuf {
+    /// A FIFO nobody writes to where the file would be: reading it blocks.
+    pub fn fifo() -> FleetFile {
+        let dir = tempfile::tempdir().unwrap();
+        let made = std::process::Command::new("mkfifo")
+            .arg(dir.path().join("fleet.toml"))
+            .status()
+            .unwrap();
+        assert!(made.success());
+        FleetFile { dir }
+    }
+
+    pub fn path(&self) -> std::path::PathBuf {
         self.dir.path().join("fleet.toml")
     }
 }
@@ -43,7 +54,7 @@ fn targets(list: &[(String, String, &str)]) -> String {
 }
 
 /// dhctl with the fleet file and no DATABASE_URL.
-fn fleet_dhctl(file: &FleetFile) -> Dhctl {
+pub fn fleet_dhctl(file: &FleetFile) -> Dhctl {
     dhctl("")
         .without_database_url()
         .env("DHCTL_TARGETS", file.path())
@@ -70,18 +81,6 @@ fn keys(value: &serde_json::Value, out: &mut BTreeSet<String>) {
         serde_json::Value::Array(items) => items.iter().for_each(|i| keys(i, out)),
         _ => {}
     }
-}
-
-/// The dhctl sessions open on any of `names`, as pg_stat_activity shows them.
-fn dhctl_sessions(admin: &mut postgres::Client, names: &[String]) -> usize {
-    let row = admin
-        .query_one(
-            "SELECT count(*) FROM pg_stat_activity \
-             WHERE application_name = 'dhctl' AND datname = ANY($1)",
-            &[&names],
-        )
-        .unwrap();
-    row.get::<_, i64>(0) as usize
 }
 
 /// Advisory locks held in any of `names`.
@@ -311,26 +310,15 @@ fn sigint_mid_fleet_cancels_every_target_and_leaves_nothing_half_applied() {
         .args(["migrate", "--format", "json", "--no-partitions"])
         .spawn();
     let mut admin = connect(&server_url());
-    let sleeping = |admin: &mut postgres::Client| -> i64 {
-        admin
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = ANY($1) \
-                 AND query LIKE '%pg_sleep(600)%' AND state = 'active' \
-                 AND application_name = 'dhctl'",
-                &[&names],
-            )
-            .unwrap()
-            .get(0)
-    };
     assert!(
-        wait_until(Duration::from_secs(60), || sleeping(&mut admin) == 2),
+        wait_until(Duration::from_secs(60), || dhctl_running(
+            &mut admin,
+            &names,
+            "pg_sleep(600)"
+        ) == 2),
         "no two targets reached the slow migration"
     );
-    let status = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    send_signal(&child, "-INT");
     let out = child.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(

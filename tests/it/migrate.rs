@@ -412,10 +412,7 @@ fn sigint_cancels_the_running_migration_releases_the_lock_and_exits_130() {
     let db = migrated("sigint");
     let (_dir, child, backend) = migrate_until_asleep(&db);
     let signalled = Instant::now();
-    std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
+    send_signal(&child, "-INT");
     let out = child.wait_with_output().unwrap();
     assert_eq!(
         out.status.code(),
