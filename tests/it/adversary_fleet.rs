@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crate::fleet::{fleet_dhctl, FleetFile};
 use crate::harness::{
-    connect, dhctl, dhctl_running, dhctl_sessions, host_port, send_signal, server_url,
+    connect, dhctl, dhctl_running, dhctl_sessions, folder, host_port, send_signal, server_url,
     terminate_dhctl_sessions, wait_at_most, wait_until, with_host_port, TestDb,
 };
 
@@ -58,12 +58,10 @@ fn stalling_proxy() -> (u16, Arc<AtomicBool>) {
 /// and the healthy targets' sessions are closed at once.
 #[test]
 fn adv_a_server_that_stops_answering_does_not_hold_the_fleets_interrupt_hostage() {
-    let migrations = tempfile::tempdir().unwrap();
-    std::fs::write(
-        migrations.path().join("20240101000001_slow.sql"),
+    let migrations = folder(&[(
+        "20240101000001_slow.sql",
         "CREATE TABLE slow_table (id int);\nSELECT pg_sleep(600);\n",
-    )
-    .unwrap();
+    )]);
     let stalled = TestDb::new("advfleetstall");
     let healthy = TestDb::new("advfleethealthy");
     let (port, stall) = stalling_proxy();
@@ -154,17 +152,10 @@ fn adv_a_toml_error_never_prints_a_value_in_backticks_or_after_an_escaped_quote(
 /// migration … check the database".
 #[test]
 fn adv_an_interrupted_target_still_reports_what_it_applied() {
-    let migrations = tempfile::tempdir().unwrap();
-    std::fs::write(
-        migrations.path().join("20240101000001_first.sql"),
-        "CREATE TABLE first_table (id int);\n",
-    )
-    .unwrap();
-    std::fs::write(
-        migrations.path().join("20240101000002_slow.sql"),
-        "-- migrate:up transaction:false\nCREATE TABLE IF NOT EXISTS slow_table (id int);\nSELECT pg_sleep(600);\n",
-    )
-    .unwrap();
+    let migrations = folder(&[
+        ("20240101000001_first.sql", "CREATE TABLE first_table (id int);\n"),
+        ("20240101000002_slow.sql", "-- migrate:up transaction:false\nCREATE TABLE IF NOT EXISTS slow_table (id int);\nSELECT pg_sleep(600);\n"),
+    ]);
     let db = TestDb::new("advfleetprogress");
     let file = FleetFile::new(&format!(
         "[[target]]\nname = \"eu-1\"\nurl = \"{}\"\n",
@@ -227,12 +218,9 @@ fn adv_sigint_while_the_fleet_file_is_being_read_ends_dhctl() {
 /// --database-url and a fleet file are both given (or the command line wins), nothing changed.
 #[test]
 fn adv_an_explicit_database_url_is_not_silently_replaced_by_an_exported_fleet() {
-    let migrations = tempfile::tempdir().unwrap();
-    std::fs::write(
-        migrations.path().join("20240101000001_first.sql"),
-        "-- migrate:up\nCREATE TABLE first_table (id int);\n-- migrate:down\nDROP TABLE first_table;\n",
-    )
-    .unwrap();
+    let migrations = folder(&[
+        ("20240101000001_first.sql", "-- migrate:up\nCREATE TABLE first_table (id int);\n-- migrate:down\nDROP TABLE first_table;\n"),
+    ]);
     let fleet_db = TestDb::new("advfleetprod");
     let wanted = TestDb::new("advfleetstaging");
     for db in [&fleet_db, &wanted] {
@@ -266,12 +254,10 @@ fn adv_an_explicit_database_url_is_not_silently_replaced_by_an_exported_fleet() 
 /// know of.
 #[test]
 fn a_cancel_that_cannot_be_delivered_is_said_so_and_does_not_hang_one_database() {
-    let migrations = tempfile::tempdir().unwrap();
-    std::fs::write(
-        migrations.path().join("20240101000001_slow.sql"),
+    let migrations = folder(&[(
+        "20240101000001_slow.sql",
         "CREATE TABLE slow_table (id int);\nSELECT pg_sleep(600);\n",
-    )
-    .unwrap();
+    )]);
     let db = TestDb::new("advfleetstallone");
     let (port, stall) = stalling_proxy();
     let child = dhctl(&with_host_port(&db.url, "127.0.0.1", port))

@@ -220,6 +220,17 @@ impl Cluster {
         ));
     }
 
+    /// Waits until one session of this server waits on `event` (pg_stat_activity.wait_event).
+    pub fn wait_for_event(&self, event: &str) {
+        let sql = format!("SELECT count(*) FROM pg_stat_activity WHERE wait_event = '{event}'");
+        assert!(
+            crate::harness::wait_until(std::time::Duration::from_secs(60), || self
+                .value("postgres", &sql)
+                == "1"),
+            "no session waited on {event}"
+        );
+    }
+
     /// `pg_ctl` on this cluster's data folder, logging to its server.log.
     fn pg_ctl(&self, args: &[&str]) {
         let data = self.path("db");

@@ -408,12 +408,7 @@ fn interrupting_a_commit_waiting_for_a_synchronous_standby_says_it_may_be_commit
         .migrations_dir(dir.path())
         .args(["migrate", "--no-partitions", "--format", "json"])
         .spawn();
-    assert!(crate::harness::wait_until(Duration::from_secs(60), || {
-        primary.value(
-            "postgres",
-            "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'SyncRep'",
-        ) == "1"
-    }));
+    primary.wait_for_event("SyncRep");
     let (code, stdout) = interrupt(child);
     assert_eq!(code, Some(130), "{stdout}");
     let committed = primary.value(
@@ -479,12 +474,7 @@ fn a_primary_turning_read_only_mid_run_is_not_blamed_on_the_file() {
         .migrations_dir(dir.path())
         .args(["migrate", "--no-partitions", "--format", "json"])
         .spawn();
-    assert!(crate::harness::wait_until(Duration::from_secs(60), || {
-        primary.value(
-            "postgres",
-            "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep'",
-        ) == "1"
-    }));
+    primary.wait_for_event("PgSleep");
     let mut admin = primary.admin();
     admin
         .batch_execute("ALTER SYSTEM SET default_transaction_read_only = on")

@@ -320,6 +320,16 @@ pub fn folder<T: AsRef<[u8]>>(files: &[(&str, T)]) -> tempfile::TempDir {
     dir
 }
 
+/// A fresh database with the shipped migrations applied, no partitions made.
+pub fn migrated_without_partitions(label: &str) -> TestDb {
+    let db = TestDb::new(label);
+    dhctl(&db.url)
+        .args(["migrate", "--no-partitions"])
+        .run()
+        .expect_code(0);
+    db
+}
+
 /// The shipped migrations: how many rows a fully migrated history holds.
 pub fn shipped_migrations() -> usize {
     std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("sql"))
@@ -416,6 +426,58 @@ pub fn terminate_dhctl_sessions(admin: &mut postgres::Client, names: &[String]) 
          AND application_name = 'dhctl'",
         &[&names],
     );
+}
+
+/// A listener of the test's own that accepts connections and never answers; counts them.
+pub struct Silent {
+    pub port: u16,
+    accepted: std::sync::Arc<AtomicUsize>,
+    _held: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+}
+
+impl Silent {
+    /// `answer_ssl`: reply 'S' to the SSLRequest, then stall (a stuck TLS terminator).
+    pub fn start(answer_ssl: bool) -> Silent {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accepted = std::sync::Arc::new(AtomicUsize::new(0));
+        let held = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (count, keep) = (
+            std::sync::Arc::clone(&accepted),
+            std::sync::Arc::clone(&held),
+        );
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                count.fetch_add(1, Ordering::SeqCst);
+                if answer_ssl {
+                    let mut request = [0u8; 8];
+                    if std::io::Read::read_exact(&mut stream, &mut request).is_ok() {
+                        let _ = std::io::Write::write_all(&mut stream, b"S");
+                    }
+                }
+                keep.lock().unwrap().push(stream);
+            }
+        });
+        Silent {
+            port,
+            accepted,
+            _held: held,
+        }
+    }
+
+    /// How many connections it accepted so far.
+    pub fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+
+    /// A URL to it with connect_timeout=1 and `query` appended.
+    pub fn url(&self, query: &str) -> String {
+        format!(
+            "postgres://postgres@127.0.0.1:{}/postgres?connect_timeout=1{query}",
+            self.port
+        )
+    }
 }
 
 /// Polls `check` every 20 ms until it holds or `limit` passes.
