@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use crate::fleet::{fleet_dhctl, FleetFile};
 use crate::harness::{
-    connect, dhctl, dhctl_running, dhctl_sessions, folder, host_port, send_signal, server_url,
-    terminate_dhctl_sessions, wait_at_most, wait_until, with_host_port, TestDb,
+    connect, dhctl, dhctl_sessions, folder, host_port, send_signal, server_url,
+    terminate_dhctl_sessions, wait_at_most, wait_for_dhctl_running, wait_until, with_host_port,
+    TestDb,
 };
 
 /// A TCP proxy to the test server that forwards every connection until `stall` is set, and
@@ -77,14 +78,7 @@ fn adv_a_server_that_stops_answering_does_not_hold_the_fleets_interrupt_hostage(
         .spawn();
     let names = vec![stalled.name.clone(), healthy.name.clone()];
     let mut admin = connect(&server_url());
-    assert!(
-        wait_until(Duration::from_secs(60), || dhctl_running(
-            &mut admin,
-            &names,
-            "pg_sleep(600)"
-        ) == 2),
-        "the two targets never reached the slow migration"
-    );
+    wait_for_dhctl_running(&mut admin, &names, "pg_sleep(600)", 2);
     stall.store(true, Ordering::SeqCst);
     send_signal(&child, "-INT");
     let healthy_name = vec![healthy.name.clone()];
@@ -167,14 +161,7 @@ fn adv_an_interrupted_target_still_reports_what_it_applied() {
         .spawn();
     let mut admin = connect(&server_url());
     let names = vec![db.name.clone()];
-    assert!(
-        wait_until(Duration::from_secs(60), || dhctl_running(
-            &mut admin,
-            &names,
-            "pg_sleep(600)"
-        ) == 1),
-        "the target never reached the slow migration"
-    );
+    wait_for_dhctl_running(&mut admin, &names, "pg_sleep(600)", 1);
     send_signal(&child, "-INT");
     let (code, hung, stdout, stderr) = wait_at_most(child, Duration::from_secs(30));
     assert!(!hung);
@@ -266,14 +253,7 @@ fn a_cancel_that_cannot_be_delivered_is_said_so_and_does_not_hang_one_database()
         .spawn();
     let names = vec![db.name.clone()];
     let mut admin = connect(&server_url());
-    assert!(
-        wait_until(Duration::from_secs(60), || dhctl_running(
-            &mut admin,
-            &names,
-            "pg_sleep(600)"
-        ) == 1),
-        "never reached the slow migration"
-    );
+    wait_for_dhctl_running(&mut admin, &names, "pg_sleep(600)", 1);
     stall.store(true, Ordering::SeqCst);
     send_signal(&child, "-INT");
     let (code, hung, stdout, stderr) = wait_at_most(child, Duration::from_secs(30));

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::harness::{
-    connect, dhctl, dhctl_running, dhctl_sessions, folder, send_signal, server_url, wait_until,
-    with_dbname, with_host_port, with_param, with_password, Dhctl, Silent, TestDb,
+    connect, dhctl, dhctl_sessions, folder, send_signal, server_url, wait_for_dhctl_running,
+    wait_until, with_dbname, with_host_port, with_param, with_password, Dhctl, Silent, TestDb,
 };
 
 /// A fleet file in a folder of its own.
@@ -309,14 +309,7 @@ fn sigint_mid_fleet_cancels_every_target_and_leaves_nothing_half_applied() {
         .args(["migrate", "--format", "json", "--no-partitions"])
         .spawn();
     let mut admin = connect(&server_url());
-    assert!(
-        wait_until(Duration::from_secs(60), || dhctl_running(
-            &mut admin,
-            &names,
-            "pg_sleep(600)"
-        ) == 2),
-        "no two targets reached the slow migration"
-    );
+    wait_for_dhctl_running(&mut admin, &names, "pg_sleep(600)", 2);
     send_signal(&child, "-INT");
     let out = child.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);

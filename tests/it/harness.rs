@@ -407,16 +407,28 @@ pub fn dhctl_sessions(admin: &mut postgres::Client, names: &[String]) -> usize {
     row.get::<_, i64>(0) as usize
 }
 
-/// The dhctl sessions on any of `names` running a statement that contains `text` right now.
-pub fn dhctl_running(admin: &mut postgres::Client, names: &[String], text: &str) -> usize {
-    let row = admin
-        .query_one(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = ANY($1) \
-             AND strpos(query, $2) > 0 AND state = 'active' AND application_name = 'dhctl'",
-            &[&names, &text],
-        )
-        .unwrap();
-    row.get::<_, i64>(0) as usize
+/// Waits (up to 60 s) until `count` dhctl sessions on `names` are running a statement that
+/// contains `text`.
+pub fn wait_for_dhctl_running(
+    admin: &mut postgres::Client,
+    names: &[String],
+    text: &str,
+    count: usize,
+) {
+    let mut running = || -> usize {
+        let row = admin
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = ANY($1) \
+                 AND strpos(query, $2) > 0 AND state = 'active' AND application_name = 'dhctl'",
+                &[&names, &text],
+            )
+            .unwrap();
+        row.get::<_, i64>(0) as usize
+    };
+    assert!(
+        wait_until(Duration::from_secs(60), || running() == count),
+        "{count} dhctl session(s) never ran `{text}` at once in {names:?}"
+    );
 }
 
 /// Ends every dhctl session on any of `names` (whatever a test left running there).
