@@ -169,29 +169,8 @@ async fn drop_scratch(signals: &mut Signals) {
     }
 }
 
-/// How `target`'s interrupted work ended (None: the one database of a command without
-/// --targets): its future is dropped by now, the flag it left says whether a
-/// `transaction:false` section was running, `cancels` whether its sessions' cancel requests
-/// arrived, and its phase whether a COMMIT or the wait for standbys was in flight.
-fn interrupt_error(
-    target: Option<crate::db::inflight::TargetId>,
-    cancels: &crate::db::inflight::Cancels,
-) -> Error {
-    use crate::db::inflight::{phase, Phase};
-    let outside_transaction = crate::migrations::execute::outside_transaction_in_flight(target);
-    match cancels.delivered(target) {
-        None if !outside_transaction => Error::InterruptedIdle,
-        Some(false) | None => Error::InterruptedUndelivered {
-            outside_transaction,
-        },
-        Some(true) if outside_transaction => Error::InterruptedOutsideTransaction,
-        Some(true) => match phase(target) {
-            Some(Phase::Committing) => Error::InterruptedDuringCommit,
-            Some(Phase::WaitingForStandbys) => Error::InterruptedWaitingForStandbys,
-            None => Error::Interrupted,
-        },
-    }
-}
+/// The interrupt's message, for [`run_until_signal`] and each target of a [`fleet`].
+pub(crate) use crate::db::inflight::interrupt_error;
 
 /// Dispatch: one arm per subcommand, each the subcommand's `run` (or its `produce`, then
 /// [`show`]), on the one database its flags name. A command given `--targets` never gets here:

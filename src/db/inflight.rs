@@ -17,6 +17,7 @@ use std::time::Duration;
 use tokio_postgres::{CancelToken, NoTls};
 
 use super::tls::{self, TlsSettings};
+use crate::error::Error;
 
 /// The fleet target a piece of work belongs to (its index in the fleet file).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -37,9 +38,12 @@ pub fn current_target() -> Option<TargetId> {
 }
 
 /// What a piece of work was doing, where an interrupt's usual message ("its transaction rolled
-/// back") would not be true.
+/// back") would not be true. One at a time per target: [`interrupt_error`] reads it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
+    /// A `transaction:false` section (or its bookkeeping) is running: the statements before the
+    /// cancelled one stay.
+    OutsideTransaction,
     /// A COMMIT is in flight: cancelling it may leave it committed (synchronous replication).
     Committing,
     /// `migrate --wait-replicas` waits for the standbys: everything is committed.
@@ -61,13 +65,34 @@ pub fn set_phase(phase: Option<Phase>) {
 }
 
 /// The phase `target`'s work was in (None: the single database of a command without --targets).
-pub fn phase(target: Option<TargetId>) -> Option<Phase> {
+fn phase(target: Option<TargetId>) -> Option<Phase> {
     PHASES.lock().ok().and_then(|phases| {
         phases
             .iter()
             .find(|(t, _)| *t == target)
             .map(|(_, phase)| *phase)
     })
+}
+
+/// How `target`'s interrupted work ended (None: the one database of a command without
+/// --targets): its future is dropped by now, `cancels` says whether its sessions' cancel
+/// requests arrived, and the phase it left (see [`set_phase`]) what was in flight. The one place
+/// an interrupt's message is chosen, for a single database and for each target of a fleet.
+pub fn interrupt_error(target: Option<TargetId>, cancels: &Cancels) -> Error {
+    let phase = phase(target);
+    let outside_transaction = phase == Some(Phase::OutsideTransaction);
+    match cancels.delivered(target) {
+        None if !outside_transaction => Error::InterruptedIdle,
+        Some(false) | None => Error::InterruptedUndelivered {
+            outside_transaction,
+        },
+        Some(true) => match phase {
+            Some(Phase::OutsideTransaction) => Error::InterruptedOutsideTransaction,
+            Some(Phase::Committing) => Error::InterruptedDuringCommit,
+            Some(Phase::WaitingForStandbys) => Error::InterruptedWaitingForStandbys,
+            None => Error::Interrupted,
+        },
+    }
 }
 
 struct Entry {
@@ -226,5 +251,64 @@ mod tests {
         assert_eq!(cancels.delivered(Some(TargetId(1))), Some(false));
         assert_eq!(cancels.delivered(Some(TargetId(2))), None);
         assert_eq!(cancels.delivered(None), Some(true));
+    }
+
+    /// Each phase a target's work can leave, with its cancel delivered, not delivered, or with
+    /// no session open, gives its own message (a target of its own: phases are process-wide).
+    #[tokio::test]
+    async fn the_phase_a_target_left_and_its_cancels_choose_the_interrupt_message() {
+        let id = TargetId(usize::MAX - 1);
+        let target = Some(id);
+        let delivered = Cancels(vec![(target, true)]);
+        let undelivered = Cancels(vec![(target, false)]);
+        let idle = Cancels::default();
+        let outside = Error::InterruptedUndelivered {
+            outside_transaction: true,
+        };
+        let inside = Error::InterruptedUndelivered {
+            outside_transaction: false,
+        };
+        let cases = [
+            (None, &delivered, Error::Interrupted),
+            (None, &undelivered, inside),
+            (None, &idle, Error::InterruptedIdle),
+            (
+                Some(Phase::OutsideTransaction),
+                &delivered,
+                Error::InterruptedOutsideTransaction,
+            ),
+            (Some(Phase::OutsideTransaction), &undelivered, outside),
+            (
+                Some(Phase::OutsideTransaction),
+                &idle,
+                Error::InterruptedUndelivered {
+                    outside_transaction: true,
+                },
+            ),
+            (
+                Some(Phase::Committing),
+                &delivered,
+                Error::InterruptedDuringCommit,
+            ),
+            (
+                Some(Phase::WaitingForStandbys),
+                &delivered,
+                Error::InterruptedWaitingForStandbys,
+            ),
+        ];
+        for (phase, cancels, expected) in cases {
+            let got = for_target(id, async {
+                set_phase(phase);
+                let got = interrupt_error(target, cancels);
+                set_phase(None);
+                got
+            })
+            .await;
+            assert_eq!(
+                got.to_string(),
+                expected.to_string(),
+                "{phase:?}, {cancels:?}"
+            );
+        }
     }
 }

@@ -133,6 +133,11 @@ pub struct Session {
 pub async fn connect(cfg: &DbConfig, create: CreateDatabase) -> Result<Session> {
     let started = Instant::now();
     let deadline = cfg.wait.map(|w| started + w);
+    let retry = Retry {
+        cfg,
+        started,
+        deadline,
+    };
     let mut delay = Duration::from_millis(100);
     let mut created = false;
     // Built once, before any attempt: a broken CA file is a usage error, not a network one.
@@ -166,23 +171,14 @@ pub async fn connect(cfg: &DbConfig, create: CreateDatabase) -> Result<Session> 
                         // No writable host to create it on (only a standby answers during a
                         // failover): under --wait, retried like any connection that can heal.
                         Err(Create::NoHost(tried)) => {
-                            let now = Instant::now();
-                            match deadline {
-                                Some(deadline) if is_healable(tried.worst()) && now < deadline => {
-                                    tracing::info!(target = %cfg.display_target(), error = %connect_error(cfg, &tried, now - started, true), "no host to create the database on yet; retrying");
-                                    tokio::time::sleep(delay.min(deadline - now)).await;
-                                    delay = (delay * 2).min(Duration::from_secs(1));
-                                    continue;
-                                }
-                                _ => {
-                                    return Err(connect_error(
-                                        cfg,
-                                        &tried,
-                                        started.elapsed(),
-                                        cfg.wait.is_some(),
-                                    ))
-                                }
-                            }
+                            retry
+                                .back_off(
+                                    &tried,
+                                    &mut delay,
+                                    "no host to create the database on yet; retrying",
+                                )
+                                .await?;
+                            continue;
                         }
                         Err(Create::Failed(error)) => return Err(error),
                     }
@@ -196,25 +192,40 @@ pub async fn connect(cfg: &DbConfig, create: CreateDatabase) -> Result<Session> 
                 ) {
                     return Err(Error::Pooled);
                 }
-                let healable = is_healable(err);
-                let now = Instant::now();
-                match deadline {
-                    Some(deadline) if healable && now < deadline => {
-                        tracing::info!(target = %cfg.display_target(), error = %connect_error(cfg, &tried, now - started, true), "database not reachable yet; retrying");
-                        let sleep = delay.min(deadline - now);
-                        tokio::time::sleep(sleep).await;
-                        delay = (delay * 2).min(Duration::from_secs(1));
-                    }
-                    _ => {
-                        return Err(connect_error(
-                            cfg,
-                            &tried,
-                            started.elapsed(),
-                            cfg.wait.is_some(),
-                        ))
-                    }
-                }
+                retry
+                    .back_off(&tried, &mut delay, "database not reachable yet; retrying")
+                    .await?;
             }
+        }
+    }
+}
+
+/// `connect`'s wait between attempts.
+struct Retry<'a> {
+    cfg: &'a DbConfig,
+    started: Instant,
+    deadline: Option<Instant>,
+}
+
+impl Retry<'_> {
+    /// After the failed attempts `tried`: when what failed can heal and `--wait` leaves time,
+    /// logs `retrying`, sleeps `delay` (at most until the deadline) and doubles it up to 1 s;
+    /// else the error to give up with.
+    async fn back_off(&self, tried: &Tried, delay: &mut Duration, retrying: &str) -> Result<()> {
+        let now = Instant::now();
+        match self.deadline {
+            Some(deadline) if is_healable(tried.worst()) && now < deadline => {
+                tracing::info!(target = %self.cfg.display_target(), error = %connect_error(self.cfg, tried, now - self.started, true), "{retrying}");
+                tokio::time::sleep((*delay).min(deadline - now)).await;
+                *delay = (*delay * 2).min(Duration::from_secs(1));
+                Ok(())
+            }
+            _ => Err(connect_error(
+                self.cfg,
+                tried,
+                self.started.elapsed(),
+                self.cfg.wait.is_some(),
+            )),
         }
     }
 }

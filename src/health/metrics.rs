@@ -23,7 +23,7 @@ use prometheus_client::registry::{Registry, Unit};
 
 use super::report::{Check, Verdict};
 use super::schema::{Facts, Partitions, TableFacts};
-use crate::migrations::status::{Entry, State};
+use crate::migrations::status::{Counts, Entry, State};
 use crate::partitions::{plan, Policy};
 
 /// The `Content-Type` that matches the encoder (`text/plain; version=0.0.4; charset=utf-8`).
@@ -306,34 +306,26 @@ pub struct MigrationFigures {
     pub pending: usize,
     /// Modified or missing.
     pub drifted: usize,
+    /// Not applied and older than the newest applied one (a branch merged after a newer
+    /// migration was applied): the status diff's `out-of-order` state, counted in `pending` too.
     pub out_of_order: usize,
     pub ahead: usize,
     pub newest_applied: Option<i64>,
 }
 
 impl MigrationFigures {
+    /// The status diff's [`Counts`], in the metrics' terms.
     pub fn of(entries: &[Entry]) -> MigrationFigures {
-        let mut m = MigrationFigures {
+        let counts = Counts::of(entries);
+        MigrationFigures {
+            applied: counts.recorded(),
+            // Every state of a file not in the history: not applied yet.
+            pending: counts.unapplied(),
+            drifted: counts.drifted(),
+            out_of_order: counts.out_of_order,
+            ahead: counts.ahead,
             newest_applied: newest_applied(entries),
-            out_of_order: out_of_order(entries),
-            ..MigrationFigures::default()
-        };
-        for e in entries {
-            match e.state {
-                State::Applied => m.applied += 1,
-                State::Modified | State::Missing => {
-                    m.applied += 1;
-                    m.drifted += 1;
-                }
-                State::Ahead => {
-                    m.applied += 1;
-                    m.ahead += 1;
-                }
-                // Every state of a file not in the history: not applied yet.
-                State::Pending | State::OutOfOrder => m.pending += 1,
-            }
         }
-        m
     }
 }
 
@@ -352,16 +344,6 @@ fn newest_applied(entries: &[Entry]) -> Option<i64> {
         .filter(|e| recorded(e.state))
         .map(|e| e.version)
         .max()
-}
-
-/// Migrations not applied whose version is older than the newest applied one (a branch merged
-/// after a newer migration was applied): the status diff's `out-of-order` state, the one rule
-/// `status`, `verify` and `migrate` share.
-pub fn out_of_order(entries: &[Entry]) -> usize {
-    entries
-        .iter()
-        .filter(|e| e.state == State::OutOfOrder)
-        .count()
 }
 
 /// One policy's table, as the partition metrics report it.
@@ -497,7 +479,11 @@ mod tests {
             (&[1, 2, 3, 4, 5][..], &[2, 4][..], 2),
         ] {
             let e = entries(files, applied, &[], &[]);
-            assert_eq!(out_of_order(&e), expected, "{files:?}, {applied:?} applied");
+            assert_eq!(
+                MigrationFigures::of(&e).out_of_order,
+                expected,
+                "{files:?}, {applied:?} applied"
+            );
             assert_eq!(
                 MigrationFigures::of(&e).pending,
                 files.len() - applied.len()

@@ -164,16 +164,7 @@ pub async fn record(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::migrations::catalog::parse_files;
-
-    fn catalog() -> Catalog {
-        parse_files(vec![
-            ("20240101000001_a.sql".into(), b"SELECT 1;".to_vec()),
-            ("20240101000002_b.sql".into(), b"SELECT 2;".to_vec()),
-            ("20240101000003_c.sql".into(), b"SELECT 3;".to_vec()),
-        ])
-        .unwrap()
-    }
+    use crate::migrations::catalog::three_selects as catalog;
 
     #[test]
     fn up_to_takes_the_catalog_through_a_known_version() {

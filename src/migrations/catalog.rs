@@ -755,6 +755,17 @@ fn parse_sections(text: &str) -> std::result::Result<Sections, Problem> {
     })
 }
 
+/// Three migrations, versions 20240101000001 to 3, each `SELECT n;`: a catalog for unit tests.
+#[cfg(test)]
+pub(crate) fn three_selects() -> Catalog {
+    parse_files(vec![
+        ("20240101000001_a.sql".into(), b"SELECT 1;".to_vec()),
+        ("20240101000002_b.sql".into(), b"SELECT 2;".to_vec()),
+        ("20240101000003_c.sql".into(), b"SELECT 3;".to_vec()),
+    ])
+    .unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,7 +8,6 @@
 //! lock_timeout = 0, read-only defaults …) neither changes how dhctl records it nor outlives it.
 
 use std::future::Future;
-use std::sync::Mutex;
 use std::task::Poll;
 use std::time::Duration;
 
@@ -20,33 +19,9 @@ use tokio_postgres::Client;
 use super::catalog::{Section, Transaction};
 use super::history;
 use crate::db::ident::TableName;
-use crate::db::inflight::TargetId;
+use crate::db::inflight::{set_phase, Phase};
 use crate::db::restore_session;
 use crate::db::retry::{self, is_lock_timeout};
-
-/// Who is running a `transaction:false` section (or its bookkeeping) right now: the fleet target
-/// (None outside a fleet) of each. An interrupt then leaves the statements before the cancelled
-/// one in place. Per target, so that one target's section says nothing about another's.
-static OUTSIDE_TRANSACTION: Mutex<Vec<Option<TargetId>>> = Mutex::new(Vec::new());
-
-/// Whether `target` (None: the single database of a command without --targets) was running a
-/// `transaction:false` section (for the interrupt's message).
-pub fn outside_transaction_in_flight(target: Option<TargetId>) -> bool {
-    OUTSIDE_TRANSACTION
-        .lock()
-        .map(|set| set.contains(&target))
-        .unwrap_or(false)
-}
-
-fn outside_transaction(running: bool) {
-    let target = crate::db::inflight::current_target();
-    if let Ok(mut set) = OUTSIDE_TRANSACTION.lock() {
-        set.retain(|t| *t != target);
-        if running {
-            set.push(target);
-        }
-    }
-}
 
 /// What dhctl records once the section ran.
 pub enum Bookkeeping<'a> {
@@ -218,10 +193,11 @@ impl Run<'_> {
         on_retry: &dyn Fn(u32),
     ) -> Result<u32, Failure> {
         // Cleared by hand, not by a guard's Drop: after SIGINT the runner's future is dropped
-        // before main asks, and the flag must still say a section was in flight.
-        outside_transaction(true);
+        // before main asks, and the phase must still say a section was in flight (so that the
+        // interrupt says the statements before the cancelled one were kept).
+        set_phase(Some(Phase::OutsideTransaction));
         let outcome = self.unwrapped_inner(section, book, on_retry).await;
-        outside_transaction(false);
+        set_phase(None);
         outcome
     }
 
@@ -393,12 +369,15 @@ impl Run<'_> {
         };
         // Cancelling a COMMIT may leave it committed (it waits for a synchronous standby after
         // committing locally): an interrupt now must not claim a rollback.
+        // Outside a transaction the phase stays the section's (set by `unwrapped`).
         if xid.is_some() {
-            crate::db::inflight::set_phase(Some(crate::db::inflight::Phase::Committing));
+            set_phase(Some(Phase::Committing));
         }
         let (restored, checked, written, held, committed) =
             futures_util::future::join5(restore, checks, write, held, commit).await;
-        crate::db::inflight::set_phase(None);
+        if xid.is_some() {
+            set_phase(None);
+        }
         restored.map_err(|e| failure(e, None, Stage::Session))?;
         checked.map_err(|e| {
             if e.code() == Some(&tokio_postgres::error::SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE)

@@ -409,16 +409,7 @@ fn step(planned: &Planned<'_>, took: Option<Duration>, attempts: Option<u32>, sq
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::migrations::catalog::parse_files;
-
-    fn catalog() -> Catalog {
-        parse_files(vec![
-            ("20240101000001_a.sql".into(), b"SELECT 1;".to_vec()),
-            ("20240101000002_b.sql".into(), b"SELECT 2;".to_vec()),
-            ("20240101000003_c.sql".into(), b"SELECT 3;".to_vec()),
-        ])
-        .unwrap()
-    }
+    use crate::migrations::catalog::three_selects as catalog;
 
     fn applied(c: &Catalog, v: i64) -> HistoryRow {
         let m = c.get(v).unwrap();

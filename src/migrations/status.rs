@@ -160,7 +160,17 @@ impl Counts {
     }
 
     pub fn drift(&self) -> bool {
-        self.modified + self.missing > 0
+        self.drifted() > 0
+    }
+
+    /// Applied migrations whose file was modified since or is missing.
+    pub fn drifted(&self) -> usize {
+        self.modified + self.missing
+    }
+
+    /// Migrations the history table records, whatever their files say.
+    pub fn recorded(&self) -> usize {
+        self.applied + self.drifted() + self.ahead
     }
 
     /// Files not yet applied: pending and out-of-order.

@@ -30,6 +30,35 @@ fn migrated(label: &str) -> (TestDb, tempfile::TempDir) {
     (db, dir)
 }
 
+/// A database dbmate migrated with [`three`]: its three tables and dbmate's
+/// `schema_migrations` in `schema` (made first unless it is `public`) listing them.
+fn dbmate_migrated(label: &str, schema: &str) -> (TestDb, tempfile::TempDir) {
+    let db = TestDb::new(label);
+    for i in 1..=3 {
+        db.exec(&format!("CREATE TABLE t{i} (id int)"));
+    }
+    if schema != "public" {
+        db.exec(&format!("CREATE SCHEMA {schema}"));
+    }
+    db.exec(&format!(
+        "CREATE TABLE {schema}.schema_migrations (version varchar(128) PRIMARY KEY); \
+         INSERT INTO {schema}.schema_migrations \
+         VALUES ('20240101000001'), ('20240101000002'), ('20240101000003')"
+    ));
+    (db, three())
+}
+
+/// [`dbmate_migrated`] in `public`, then adopted with `baseline --from-dbmate`.
+fn adopted_from_dbmate(label: &str) -> (TestDb, tempfile::TempDir) {
+    let (db, dir) = dbmate_migrated(label, "public");
+    dhctl(&db.url)
+        .args(["baseline", "--from-dbmate"])
+        .migrations_dir(dir.path())
+        .run()
+        .expect_code(0);
+    (db, dir)
+}
+
 fn rollback_plan(db: &TestDb, dir: &tempfile::TempDir) -> Vec<i64> {
     let run = dhctl(&db.url)
         .args(["rollback", "--dry-run", "--format", "json"])
@@ -184,20 +213,7 @@ fn adv_a_schema_migrations_of_another_app_blocks_migrate() {
 /// "migrated by dbmate" and baseline --from-dbmate refuses it too (schema differs).
 #[test]
 fn adv_after_adoption_and_rollback_all_migrate_is_refused_as_dbmate() {
-    let db = TestDb::new("adv_lc_dbm_rb");
-    let dir = three();
-    for i in 1..=3 {
-        db.exec(&format!("CREATE TABLE t{i} (id int)"));
-    }
-    db.exec(
-        "CREATE TABLE schema_migrations (version varchar(128) PRIMARY KEY); \
-         INSERT INTO schema_migrations VALUES ('20240101000001'), ('20240101000002'), ('20240101000003')",
-    );
-    dhctl(&db.url)
-        .args(["baseline", "--from-dbmate"])
-        .migrations_dir(dir.path())
-        .run()
-        .expect_code(0);
+    let (db, dir) = adopted_from_dbmate("adv_lc_dbm_rb");
     dhctl(&db.url)
         .args(["rollback", "--all"])
         .migrations_dir(dir.path())
@@ -279,30 +295,18 @@ fn adv_until_current_outlives_its_limit_when_the_server_stops_answering() {
     .unwrap();
     let proxy = Freezable::start();
     let url = with_host_port(&db.url, "127.0.0.1", proxy.port);
-    let mut child = dhctl(&url)
+    let child = dhctl(&url)
         .args(["status", "--until-current", "3s"])
         .migrations_dir(dir.path())
         .spawn();
     std::thread::sleep(std::time::Duration::from_millis(1500));
     proxy.freeze();
-    let started = std::time::Instant::now();
-    let mut ended = None;
-    while started.elapsed() < std::time::Duration::from_secs(15) {
-        if let Some(status) = child.try_wait().unwrap() {
-            ended = Some(status);
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    if ended.is_none() {
-        let _ = child.kill();
-    }
-    let _ = child.wait();
+    let (code, hung, _, _) = wait_at_most(child, std::time::Duration::from_secs(15));
     assert!(
-        ended.is_some(),
+        !hung,
         "status --until-current 3s still running 15 s after the server stopped answering"
     );
-    assert_eq!(ended.unwrap().code(), Some(1));
+    assert_eq!(code, Some(1));
 }
 
 /// docs/baseline.md: dbmate's schema_migrations "is left as it is ... and dhctl ignores the
@@ -312,20 +316,7 @@ fn adv_until_current_outlives_its_limit_when_the_server_stops_answering() {
 /// 280-file dbmate corpus too.
 #[test]
 fn adv_verify_fails_right_after_a_successful_baseline_from_dbmate() {
-    let db = TestDb::new("adv_lc_dbm_verify");
-    let dir = three();
-    for i in 1..=3 {
-        db.exec(&format!("CREATE TABLE t{i} (id int)"));
-    }
-    db.exec(
-        "CREATE TABLE schema_migrations (version varchar(128) PRIMARY KEY); \
-         INSERT INTO schema_migrations VALUES ('20240101000001'), ('20240101000002'), ('20240101000003')",
-    );
-    dhctl(&db.url)
-        .args(["baseline", "--from-dbmate"])
-        .migrations_dir(dir.path())
-        .run()
-        .expect_code(0);
+    let (db, dir) = adopted_from_dbmate("adv_lc_dbm_verify");
     let partitions = tempfile::tempdir().unwrap();
     let verify = dhctl(&db.url)
         .args(["verify", "--format", "json"])
@@ -341,15 +332,7 @@ fn adv_verify_fails_right_after_a_successful_baseline_from_dbmate() {
 /// the fix it suggests (make the database match) means dropping dbmate's schema.
 #[test]
 fn adv_baseline_refuses_a_dbmate_table_in_its_own_schema() {
-    let db = TestDb::new("adv_lc_dbm_schema");
-    let dir = three();
-    for i in 1..=3 {
-        db.exec(&format!("CREATE TABLE t{i} (id int)"));
-    }
-    db.exec(
-        "CREATE SCHEMA dbmate; CREATE TABLE dbmate.schema_migrations (version varchar(128) PRIMARY KEY); \
-         INSERT INTO dbmate.schema_migrations VALUES ('20240101000001'), ('20240101000002'), ('20240101000003')",
-    );
+    let (db, dir) = dbmate_migrated("adv_lc_dbm_schema", "dbmate");
     let run = dhctl(&db.url)
         .args(["baseline", "--from-dbmate", "--dry-run"])
         .migrations_dir(dir.path())

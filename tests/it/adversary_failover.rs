@@ -3,21 +3,8 @@
 
 use std::time::{Duration, Instant};
 
-use crate::cluster::{Cluster, PRIMARY_CONF, REPLICATION_HBA};
-use crate::harness::{dhctl, migrations_with, wait_until};
-
-fn shipped_migrations() -> usize {
-    std::fs::read_dir(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("sql"))
-        .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .unwrap()
-                .path()
-                .extension()
-                .is_some_and(|x| x == "sql")
-        })
-        .count()
-}
+use crate::cluster::{chown_postgres, primary_and_standby, Cluster, PRIMARY_CONF, REPLICATION_HBA};
+use crate::harness::{dhctl, migrations_with, shipped_migrations, wait_until};
 
 /// F1: `--wait` is not honoured when the database does not exist yet on the standby that
 /// answers during a failover (first deploy, or a DNS endpoint still pointing at the demoted
@@ -73,18 +60,9 @@ fn adv_wait_replicas_is_not_defeated_by_pg_receivewal() {
         eprintln!("no pg_receivewal beside this major's server: skipped here");
         return;
     }
-    let primary = Cluster::primary();
-    primary
-        .admin()
-        .batch_execute("CREATE DATABASE app")
-        .unwrap();
-    let standby = Cluster::standby_of(&primary, "standby1");
+    let (primary, standby) = primary_and_standby();
     let wal = tempfile::tempdir().unwrap();
-    std::process::Command::new("chown")
-        .arg("postgres")
-        .arg(wal.path())
-        .status()
-        .unwrap();
+    chown_postgres(wal.path());
     let mut receivewal = std::process::Command::new("runuser")
         .args(["-u", "postgres", "--"])
         .arg(crate::cluster::pg_bin().join("pg_receivewal"))
@@ -221,16 +199,8 @@ fn adv_wait_replicas_with_asynchronous_commit_returns_before_the_standby_has_the
 /// serving the old schema. The standbys seen at the first look should be remembered.
 #[test]
 fn adv_wait_replicas_does_not_report_success_when_the_lagging_standby_disconnects() {
-    let primary = Cluster::primary();
-    primary
-        .admin()
-        .batch_execute("CREATE DATABASE app")
-        .unwrap();
-    let standby = Cluster::standby_of(&primary, "standby1");
-    standby.value("app", "SELECT pg_wal_replay_pause()");
-    assert!(wait_until(Duration::from_secs(60), || {
-        standby.value("app", "SELECT pg_get_wal_replay_pause_state()") == "paused"
-    }));
+    let (primary, standby) = primary_and_standby();
+    standby.pause_replay();
     let child = dhctl(&primary.url("app"))
         .args(["migrate", "--format", "json", "--wait-replicas", "60s"])
         .spawn();

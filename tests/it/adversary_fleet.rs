@@ -5,58 +5,14 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use crate::fleet::{fleet_dhctl, FleetFile};
 use crate::harness::{
-    connect, dhctl, host_port, server_url, wait_until, with_host_port, Dhctl, TestDb,
+    connect, dhctl, dhctl_sessions, folder, host_port, send_signal, server_url,
+    terminate_dhctl_sessions, wait_at_most, wait_for_dhctl_running, wait_until, with_host_port,
+    TestDb,
 };
-
-/// A fleet file in a folder of its own.
-fn fleet_file(text: &str) -> (tempfile::TempDir, std::path::PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("fleet.toml");
-    std::fs::write(&path, text).unwrap();
-    (dir, path)
-}
-
-fn fleet_dhctl(path: &std::path::Path) -> Dhctl {
-    dhctl("").without_database_url().env("DHCTL_TARGETS", path)
-}
-
-fn kill(child: &std::process::Child, signal: &str) {
-    let status = std::process::Command::new("kill")
-        .args([signal, &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
-
-/// Waits for the child at most `limit`; kills it (SIGKILL) when it is still running then.
-fn wait_at_most(
-    mut child: std::process::Child,
-    limit: Duration,
-) -> (Option<i32>, bool, String, String) {
-    let started = Instant::now();
-    let mut hung = false;
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            break;
-        }
-        if started.elapsed() > limit {
-            hung = true;
-            let _ = child.kill();
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.code(),
-        hung,
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 /// A TCP proxy to the test server that forwards every connection until `stall` is set, and
 /// after that accepts connections and never says a word: a server (or a load balancer in front
@@ -103,62 +59,35 @@ fn stalling_proxy() -> (u16, Arc<AtomicBool>) {
 /// and the healthy targets' sessions are closed at once.
 #[test]
 fn adv_a_server_that_stops_answering_does_not_hold_the_fleets_interrupt_hostage() {
-    let migrations = tempfile::tempdir().unwrap();
-    std::fs::write(
-        migrations.path().join("20240101000001_slow.sql"),
+    let migrations = folder(&[(
+        "20240101000001_slow.sql",
         "CREATE TABLE slow_table (id int);\nSELECT pg_sleep(600);\n",
-    )
-    .unwrap();
+    )]);
     let stalled = TestDb::new("advfleetstall");
     let healthy = TestDb::new("advfleethealthy");
     let (port, stall) = stalling_proxy();
     let via_proxy = with_host_port(&stalled.url, "127.0.0.1", port);
-    let (_dir, path) = fleet_file(&format!(
+    let file = FleetFile::new(&format!(
         "parallel = 2\n[[target]]\nname = \"stalled\"\nurl = \"{via_proxy}\"\n\
          [[target]]\nname = \"healthy\"\nurl = \"{}\"\n",
         healthy.url
     ));
-    let child = fleet_dhctl(&path)
+    let child = fleet_dhctl(&file)
         .migrations_dir(migrations.path())
         .args(["migrate", "--no-partitions"])
         .spawn();
     let names = vec![stalled.name.clone(), healthy.name.clone()];
     let mut admin = connect(&server_url());
-    let sleeping = |admin: &mut postgres::Client| -> i64 {
-        admin
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = ANY($1) \
-                 AND query LIKE '%pg_sleep(600)%' AND state = 'active'",
-                &[&names],
-            )
-            .unwrap()
-            .get(0)
-    };
-    assert!(
-        wait_until(Duration::from_secs(60), || sleeping(&mut admin) == 2),
-        "the two targets never reached the slow migration"
-    );
+    wait_for_dhctl_running(&mut admin, &names, "pg_sleep(600)", 2);
     stall.store(true, Ordering::SeqCst);
-    kill(&child, "-INT");
+    send_signal(&child, "-INT");
     let healthy_name = vec![healthy.name.clone()];
     let healthy_gone = wait_until(Duration::from_secs(15), || {
-        admin
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = ANY($1) \
-                 AND application_name = 'dhctl'",
-                &[&healthy_name],
-            )
-            .unwrap()
-            .get::<_, i64>(0)
-            == 0
+        dhctl_sessions(&mut admin, &healthy_name) == 0
     });
     let (code, hung, stdout, stderr) = wait_at_most(child, Duration::from_secs(20));
     // Whatever happened, end the stalled server's statement.
-    let _ = admin.execute(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = ANY($1) \
-         AND application_name = 'dhctl'",
-        &[&names],
-    );
+    terminate_dhctl_sessions(&mut admin, &names);
     assert!(
         healthy_gone,
         "the healthy target's session (its aborted transaction and advisory lock) stayed open \
@@ -177,10 +106,10 @@ fn adv_a_server_that_stops_answering_does_not_hold_the_fleets_interrupt_hostage(
 /// the hint. docs/fleet.md: "Messages never quote the file's text: a line may hold a password".
 #[test]
 fn adv_url_env_holding_a_connection_string_is_never_printed() {
-    let (_dir, path) = fleet_file(
+    let file = FleetFile::new(
         "[[target]]\nname = \"eu-1\"\nurl_env = \"postgres://dhctl:s3cret-pw@eu1.db/datahub\"\n",
     );
-    let out = fleet_dhctl(&path).args(["status"]).run();
+    let out = fleet_dhctl(&file).args(["status"]).run();
     out.expect_code(2);
     assert!(
         !out.stderr.contains("s3cret-pw") && !out.stdout.contains("s3cret-pw"),
@@ -198,8 +127,8 @@ fn adv_a_toml_error_never_prints_a_value_in_backticks_or_after_an_escaped_quote(
         "on_error = \"postgres://dhctl:s3cret-pw@eu1.db/datahub\"\n[[target]]\nname = \"a\"\nurl = \"x\"\n",
         "parallel = 'postgres://dhctl:s3\"cret-pw@eu1.db/datahub'\n[[target]]\nname = \"a\"\nurl = \"x\"\n",
     ] {
-        let (_dir, path) = fleet_file(text);
-        let out = fleet_dhctl(&path).args(["status"]).run();
+        let file = FleetFile::new(text);
+        let out = fleet_dhctl(&file).args(["status"]).run();
         out.expect_code(2);
         assert!(
             !out.stderr.contains("cret-pw"),
@@ -217,43 +146,23 @@ fn adv_a_toml_error_never_prints_a_value_in_backticks_or_after_an_escaped_quote(
 /// migration … check the database".
 #[test]
 fn adv_an_interrupted_target_still_reports_what_it_applied() {
-    let migrations = tempfile::tempdir().unwrap();
-    std::fs::write(
-        migrations.path().join("20240101000001_first.sql"),
-        "CREATE TABLE first_table (id int);\n",
-    )
-    .unwrap();
-    std::fs::write(
-        migrations.path().join("20240101000002_slow.sql"),
-        "-- migrate:up transaction:false\nCREATE TABLE IF NOT EXISTS slow_table (id int);\nSELECT pg_sleep(600);\n",
-    )
-    .unwrap();
+    let migrations = folder(&[
+        ("20240101000001_first.sql", "CREATE TABLE first_table (id int);\n"),
+        ("20240101000002_slow.sql", "-- migrate:up transaction:false\nCREATE TABLE IF NOT EXISTS slow_table (id int);\nSELECT pg_sleep(600);\n"),
+    ]);
     let db = TestDb::new("advfleetprogress");
-    let (_dir, path) = fleet_file(&format!(
+    let file = FleetFile::new(&format!(
         "[[target]]\nname = \"eu-1\"\nurl = \"{}\"\n",
         db.url
     ));
-    let child = fleet_dhctl(&path)
+    let child = fleet_dhctl(&file)
         .migrations_dir(migrations.path())
         .args(["migrate", "--no-partitions"])
         .spawn();
     let mut admin = connect(&server_url());
     let names = vec![db.name.clone()];
-    assert!(
-        wait_until(Duration::from_secs(60), || {
-            admin
-                .query_one(
-                    "SELECT count(*) FROM pg_stat_activity WHERE datname = ANY($1) \
-                     AND query LIKE '%pg_sleep(600)%' AND state = 'active'",
-                    &[&names],
-                )
-                .unwrap()
-                .get::<_, i64>(0)
-                == 1
-        }),
-        "the target never reached the slow migration"
-    );
-    kill(&child, "-INT");
+    wait_for_dhctl_running(&mut admin, &names, "pg_sleep(600)", 1);
+    send_signal(&child, "-INT");
     let (code, hung, stdout, stderr) = wait_at_most(child, Duration::from_secs(30));
     assert!(!hung);
     assert_eq!(code, Some(130), "{stdout}\n{stderr}");
@@ -273,18 +182,12 @@ fn adv_an_interrupted_target_still_reports_what_it_applied() {
 /// FIFO nobody writes to (or a stalled network mount) can only be ended with SIGKILL.
 #[test]
 fn adv_sigint_while_the_fleet_file_is_being_read_ends_dhctl() {
-    let dir = tempfile::tempdir().unwrap();
-    let fifo = dir.path().join("fleet.toml");
-    let made = std::process::Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .unwrap();
-    assert!(made.success());
+    let fifo = FleetFile::fifo();
     let child = fleet_dhctl(&fifo).args(["status"]).spawn();
     std::thread::sleep(Duration::from_millis(1500));
-    kill(&child, "-INT");
+    send_signal(&child, "-INT");
     std::thread::sleep(Duration::from_millis(500));
-    kill(&child, "-TERM");
+    send_signal(&child, "-TERM");
     let (code, hung, stdout, stderr) = wait_at_most(child, Duration::from_secs(5));
     assert!(
         !hung,
@@ -302,12 +205,9 @@ fn adv_sigint_while_the_fleet_file_is_being_read_ends_dhctl() {
 /// --database-url and a fleet file are both given (or the command line wins), nothing changed.
 #[test]
 fn adv_an_explicit_database_url_is_not_silently_replaced_by_an_exported_fleet() {
-    let migrations = tempfile::tempdir().unwrap();
-    std::fs::write(
-        migrations.path().join("20240101000001_first.sql"),
-        "-- migrate:up\nCREATE TABLE first_table (id int);\n-- migrate:down\nDROP TABLE first_table;\n",
-    )
-    .unwrap();
+    let migrations = folder(&[
+        ("20240101000001_first.sql", "-- migrate:up\nCREATE TABLE first_table (id int);\n-- migrate:down\nDROP TABLE first_table;\n"),
+    ]);
     let fleet_db = TestDb::new("advfleetprod");
     let wanted = TestDb::new("advfleetstaging");
     for db in [&fleet_db, &wanted] {
@@ -317,11 +217,11 @@ fn adv_an_explicit_database_url_is_not_silently_replaced_by_an_exported_fleet() 
             .run()
             .expect_code(0);
     }
-    let (_dir, path) = fleet_file(&format!(
+    let file = FleetFile::new(&format!(
         "[[target]]\nname = \"prod-1\"\nurl = \"{}\"\n",
         fleet_db.url
     ));
-    let out = fleet_dhctl(&path)
+    let out = fleet_dhctl(&file)
         .migrations_dir(migrations.path())
         .args(["rollback", "--database-url", &wanted.url])
         .run();
@@ -341,12 +241,10 @@ fn adv_an_explicit_database_url_is_not_silently_replaced_by_an_exported_fleet() 
 /// know of.
 #[test]
 fn a_cancel_that_cannot_be_delivered_is_said_so_and_does_not_hang_one_database() {
-    let migrations = tempfile::tempdir().unwrap();
-    std::fs::write(
-        migrations.path().join("20240101000001_slow.sql"),
+    let migrations = folder(&[(
+        "20240101000001_slow.sql",
         "CREATE TABLE slow_table (id int);\nSELECT pg_sleep(600);\n",
-    )
-    .unwrap();
+    )]);
     let db = TestDb::new("advfleetstallone");
     let (port, stall) = stalling_proxy();
     let child = dhctl(&with_host_port(&db.url, "127.0.0.1", port))
@@ -355,28 +253,11 @@ fn a_cancel_that_cannot_be_delivered_is_said_so_and_does_not_hang_one_database()
         .spawn();
     let names = vec![db.name.clone()];
     let mut admin = connect(&server_url());
-    assert!(
-        wait_until(Duration::from_secs(60), || {
-            admin
-                .query_one(
-                    "SELECT count(*) FROM pg_stat_activity WHERE datname = ANY($1) \
-                     AND query LIKE '%pg_sleep(600)%' AND state = 'active'",
-                    &[&names],
-                )
-                .unwrap()
-                .get::<_, i64>(0)
-                == 1
-        }),
-        "never reached the slow migration"
-    );
+    wait_for_dhctl_running(&mut admin, &names, "pg_sleep(600)", 1);
     stall.store(true, Ordering::SeqCst);
-    kill(&child, "-INT");
+    send_signal(&child, "-INT");
     let (code, hung, stdout, stderr) = wait_at_most(child, Duration::from_secs(30));
-    let _ = admin.execute(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = ANY($1) \
-         AND application_name = 'dhctl'",
-        &[&names],
-    );
+    terminate_dhctl_sessions(&mut admin, &names);
     assert!(!hung, "{stdout}\n{stderr}");
     assert_eq!(code, Some(130), "{stdout}\n{stderr}");
     assert!(
@@ -391,12 +272,12 @@ fn a_cancel_that_cannot_be_delivered_is_said_so_and_does_not_hang_one_database()
 #[test]
 fn an_exported_database_url_and_an_exported_fleet_are_refused_unless_targets_is_explicit() {
     let db = TestDb::new("advfleetboth");
-    let (_dir, path) = fleet_file(&format!(
+    let file = FleetFile::new(&format!(
         "[[target]]\nname = \"prod-1\"\nurl = \"{}\"\n",
         db.url
     ));
     let out = dhctl(&db.url)
-        .env("DHCTL_TARGETS", &path)
+        .env("DHCTL_TARGETS", file.path())
         .args(["status"])
         .run();
     out.expect_code(2);
@@ -407,7 +288,7 @@ fn an_exported_database_url_and_an_exported_fleet_are_refused_unless_targets_is_
         out.stderr
     );
     let out = dhctl(&db.url)
-        .args(["status", "--targets", path.to_str().unwrap()])
+        .args(["status", "--targets", file.path().to_str().unwrap()])
         .run();
     assert!(
         out.stdout.contains("prod-1"),
@@ -420,7 +301,7 @@ fn an_exported_database_url_and_an_exported_fleet_are_refused_unless_targets_is_
         .args([
             "status",
             "--targets",
-            path.to_str().unwrap(),
+            file.path().to_str().unwrap(),
             "--database-url",
             &db.url,
         ])
@@ -439,11 +320,11 @@ fn an_exported_database_url_and_an_exported_fleet_are_refused_unless_targets_is_
 #[test]
 fn the_same_database_listed_twice_is_refused_naming_both() {
     let db = TestDb::new("advfleettwice");
-    let (_dir, path) = fleet_file(&format!(
+    let file = FleetFile::new(&format!(
         "[[target]]\nname = \"one\"\nurl = \"{}\"\n[[target]]\nname = \"two\"\nurl = \"{}\"\n",
         db.url, db.url
     ));
-    let out = fleet_dhctl(&path).args(["status"]).run();
+    let out = fleet_dhctl(&file).args(["status"]).run();
     out.expect_code(2);
     assert!(
         out.stderr
@@ -478,12 +359,12 @@ fn a_stale_scratch_database_is_reported_once_across_targets() {
             "COMMENT ON DATABASE \"{stale}\" IS 'dhctl verify scratch database, dropped when verify ends'"
         ))
         .unwrap();
-    let (_dir, path) = fleet_file(&format!(
+    let file = FleetFile::new(&format!(
         "parallel = 2\n[[target]]\nname = \"one\"\nurl = \"{}\"\n[[target]]\nname = \"two\"\nurl = \"{}\"\n",
         owner.url_for(&one),
         owner.url_for(&two)
     ));
-    let out = fleet_dhctl(&path)
+    let out = fleet_dhctl(&file)
         .args(["verify", "--format", "json"])
         .run();
     let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS \"{stale}\" WITH (FORCE)"));

@@ -129,15 +129,6 @@ fn check_url_with_userinfo_is_a_usage_error_that_never_shows_it() {
     }
 }
 
-/// A folder with only `files`.
-fn folder(files: &[(&str, String)]) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    for (name, text) in files {
-        std::fs::write(dir.path().join(name), text).unwrap();
-    }
-    dir
-}
-
 /// A section whose last statement sets a 1 ms timeout: dhctl's checks and history write run
 /// after it, and must neither be cancelled nor find the session gone.
 ///
@@ -305,11 +296,7 @@ fn sigint_during_a_transaction_false_migration_says_earlier_statements_were_kept
             == "1"),
         "the migration never reached its sleep"
     );
-    let status = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    send_signal(&child, "-INT");
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(130));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout)

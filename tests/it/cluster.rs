@@ -145,6 +145,16 @@ impl Cluster {
         Cluster::start(PRIMARY_CONF, REPLICATION_HBA, &[])
     }
 
+    /// [`Cluster::primary`] holding one (empty) database, `app`.
+    pub fn primary_with_app() -> Cluster {
+        let primary = Cluster::primary();
+        primary
+            .admin()
+            .batch_execute("CREATE DATABASE app")
+            .unwrap();
+        primary
+    }
+
     /// A hot standby of `primary`, cloned with `pg_basebackup -R` over 127.0.0.1 and started;
     /// it streams under `name` (its cluster_name, which the walreceiver sends as its
     /// application_name, so the primary's pg_stat_replication shows it).
@@ -198,6 +208,27 @@ impl Cluster {
         let standby = Cluster { dir, port };
         standby.pg_ctl(&["-w", "-t", "60", "start"]);
         standby
+    }
+
+    /// Pauses WAL replay on this standby (asked through its `app` database) and waits until the
+    /// server says it is paused.
+    pub fn pause_replay(&self) {
+        self.value("app", "SELECT pg_wal_replay_pause()");
+        assert!(crate::harness::wait_until(
+            std::time::Duration::from_secs(60),
+            || self.value("app", "SELECT pg_get_wal_replay_pause_state()") == "paused"
+        ));
+    }
+
+    /// Waits until one session of this server waits on `event` (pg_stat_activity.wait_event).
+    pub fn wait_for_event(&self, event: &str) {
+        let sql = format!("SELECT count(*) FROM pg_stat_activity WHERE wait_event = '{event}'");
+        assert!(
+            crate::harness::wait_until(std::time::Duration::from_secs(60), || self
+                .value("postgres", &sql)
+                == "1"),
+            "no session waited on {event}"
+        );
     }
 
     /// `pg_ctl` on this cluster's data folder, logging to its server.log.
@@ -273,6 +304,13 @@ impl Drop for Cluster {
     }
 }
 
+/// A primary with one database, `app`, and a hot standby of it streaming as `standby1`.
+pub fn primary_and_standby() -> (Cluster, Cluster) {
+    let primary = Cluster::primary_with_app();
+    let standby = Cluster::standby_of(&primary, "standby1");
+    (primary, standby)
+}
+
 /// What `pg_basebackup -R` does, with the server's low-level backup API and a file copy (docs:
 /// continuous-archiving, "Making a Base Backup Using the Low Level API"), for bin folders that
 /// ship no pg_basebackup: scripts/pg-matrix's embedded-postgres bundles hold only initdb, pg_ctl
@@ -342,7 +380,8 @@ fn low_level_backup(primary: &Cluster, data: &Path) {
     assert!(status.success());
 }
 
-fn chown_postgres(path: &Path) {
+/// Gives `path` to the `postgres` OS user, which the servers run as.
+pub fn chown_postgres(path: &Path) {
     let status = Command::new("chown")
         .arg("postgres")
         .arg(path)

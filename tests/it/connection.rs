@@ -1,10 +1,6 @@
 //! How dhctl gets and opens a connection: hostile connection strings and .env files, libpq's
 //! quoting and environment, and peers that accept a connection and never answer.
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::harness::*;
@@ -211,49 +207,6 @@ fn libpq_environment_configures_dhctl_and_the_url_wins() {
     );
 }
 
-/// A listener of the test's own that accepts connections and never answers; counts them.
-struct Silent {
-    port: u16,
-    accepted: Arc<AtomicUsize>,
-    _held: Arc<Mutex<Vec<TcpStream>>>,
-}
-
-impl Silent {
-    /// `answer_ssl`: reply 'S' to the SSLRequest, then stall (a stuck TLS terminator).
-    fn start(answer_ssl: bool) -> Silent {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let accepted = Arc::new(AtomicUsize::new(0));
-        let held = Arc::new(Mutex::new(Vec::new()));
-        let (count, keep) = (Arc::clone(&accepted), Arc::clone(&held));
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(mut stream) = stream else { return };
-                count.fetch_add(1, Ordering::SeqCst);
-                if answer_ssl {
-                    let mut request = [0u8; 8];
-                    if stream.read_exact(&mut request).is_ok() {
-                        let _ = stream.write_all(b"S");
-                    }
-                }
-                keep.lock().unwrap().push(stream);
-            }
-        });
-        Silent {
-            port,
-            accepted,
-            _held: held,
-        }
-    }
-
-    fn url(&self, query: &str) -> String {
-        format!(
-            "postgres://postgres@127.0.0.1:{}/postgres?connect_timeout=1{query}",
-            self.port
-        )
-    }
-}
-
 #[test]
 fn a_server_that_never_answers_is_bounded_by_connect_timeout() {
     for (answer_ssl, query) in [
@@ -268,7 +221,7 @@ fn a_server_that_never_answers_is_bounded_by_connect_timeout() {
         run.expect_code(2);
         let message = run.json()["error"]["message"].as_str().unwrap().to_string();
         assert!(message.contains("connect_timeout"), "{query}: {message}");
-        assert_eq!(silent.accepted.load(Ordering::SeqCst), 1);
+        assert_eq!(silent.accepted(), 1);
     }
 }
 
@@ -282,9 +235,9 @@ fn wait_keeps_retrying_a_server_that_never_answers() {
     let message = run.json()["error"]["message"].as_str().unwrap().to_string();
     assert!(message.contains("gave up after waiting"), "{message}");
     assert!(
-        silent.accepted.load(Ordering::SeqCst) >= 2,
+        silent.accepted() >= 2,
         "--wait retried {} times",
-        silent.accepted.load(Ordering::SeqCst)
+        silent.accepted()
     );
 }
 
@@ -301,7 +254,7 @@ fn the_second_host_is_tried_when_the_first_never_answers() {
         .args(["status", "--format", "json"])
         .run()
         .expect_code(0);
-    assert_eq!(silent.accepted.load(Ordering::SeqCst), 1);
+    assert_eq!(silent.accepted(), 1);
 }
 
 /// A TLS cluster of the test's own that wants a client certificate from `certuser` and a SCRAM
@@ -574,15 +527,8 @@ fn a_signal_while_a_peer_stalls_the_connection_exits_130() {
         silent.port
     );
     let child = dhctl(&url).args(["status"]).spawn();
-    assert!(wait_until(Duration::from_secs(10), || silent
-        .accepted
-        .load(Ordering::SeqCst)
-        == 1));
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    assert!(wait_until(Duration::from_secs(10), || silent.accepted() == 1));
+    send_signal(&child, "-TERM");
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(130));
 }
@@ -604,9 +550,9 @@ fn wait_bounds_each_attempt_of_the_host_walk() {
     run.expect_code(2);
     let message = run.json()["error"]["message"].as_str().unwrap().to_string();
     assert!(message.contains("gave up after waiting"), "{message}");
-    assert_eq!(first.accepted.load(Ordering::SeqCst), 1, "{message}");
+    assert_eq!(first.accepted(), 1, "{message}");
     assert_eq!(
-        second.accepted.load(Ordering::SeqCst),
+        second.accepted(),
         0,
         "the walk went on past --wait: {message}"
     );

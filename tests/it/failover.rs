@@ -5,33 +5,8 @@
 use std::io::BufRead;
 use std::time::Duration;
 
-use crate::cluster::Cluster;
-use crate::harness::{dhctl, with_param, TestDb};
-
-/// The shipped migrations: how many rows a fully migrated history holds.
-fn shipped_migrations() -> usize {
-    std::fs::read_dir(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("sql"))
-        .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .unwrap()
-                .path()
-                .extension()
-                .is_some_and(|x| x == "sql")
-        })
-        .count()
-}
-
-/// A primary with one database, `app`, and a hot standby of it streaming as `standby1`.
-fn primary_and_standby() -> (Cluster, Cluster) {
-    let primary = Cluster::primary();
-    primary
-        .admin()
-        .batch_execute("CREATE DATABASE app")
-        .unwrap();
-    let standby = Cluster::standby_of(&primary, "standby1");
-    (primary, standby)
-}
+use crate::cluster::{primary_and_standby, Cluster};
+use crate::harness::{dhctl, send_signal, shipped_migrations, with_param, TestDb};
 
 /// Rows in the history table of `app`, or 0 when there is none.
 fn history_rows(cluster: &Cluster) -> usize {
@@ -284,10 +259,7 @@ fn a_wait_migrate_finishes_on_the_standby_promoted_after_the_primary_stopped() {
 #[test]
 fn wait_replicas_times_out_naming_a_standby_whose_replay_is_paused() {
     let (primary, standby) = primary_and_standby();
-    standby.value("app", "SELECT pg_wal_replay_pause()");
-    assert!(crate::harness::wait_until(Duration::from_secs(60), || {
-        standby.value("app", "SELECT pg_get_wal_replay_pause_state()") == "paused"
-    }));
+    standby.pause_replay();
     let run = dhctl(&primary.url("app"))
         .args(["migrate", "--format", "json", "--wait-replicas", "1s"])
         .run();
@@ -406,10 +378,7 @@ fn unsupported_or_contradictory_target_session_attrs_are_refused_before_connecti
 
 /// Sends SIGINT to a running dhctl and returns its exit code and stdout.
 fn interrupt(child: std::process::Child) -> (Option<i32>, String) {
-    std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
+    send_signal(&child, "-INT");
     let out = child.wait_with_output().unwrap();
     (
         out.status.code(),
@@ -421,11 +390,7 @@ fn interrupt(child: std::process::Child) -> (Option<i32>, String) {
 /// server keeps the commit ("already committed locally"), so dhctl must not claim a rollback.
 #[test]
 fn interrupting_a_commit_waiting_for_a_synchronous_standby_says_it_may_be_committed() {
-    let primary = Cluster::primary();
-    primary
-        .admin()
-        .batch_execute("CREATE DATABASE app")
-        .unwrap();
+    let primary = Cluster::primary_with_app();
     dhctl(&primary.url("app"))
         .args(["migrate", "--no-partitions"])
         .run()
@@ -443,12 +408,7 @@ fn interrupting_a_commit_waiting_for_a_synchronous_standby_says_it_may_be_commit
         .migrations_dir(dir.path())
         .args(["migrate", "--no-partitions", "--format", "json"])
         .spawn();
-    assert!(crate::harness::wait_until(Duration::from_secs(60), || {
-        primary.value(
-            "postgres",
-            "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'SyncRep'",
-        ) == "1"
-    }));
+    primary.wait_for_event("SyncRep");
     let (code, stdout) = interrupt(child);
     assert_eq!(code, Some(130), "{stdout}");
     let committed = primary.value(
@@ -467,16 +427,8 @@ fn interrupting_a_commit_waiting_for_a_synchronous_standby_says_it_may_be_commit
 /// F6: Ctrl-C during `--wait-replicas`'s wait (everything committed) says so, exit 130.
 #[test]
 fn interrupting_the_wait_for_standbys_says_the_migrations_are_committed() {
-    let primary = Cluster::primary();
-    primary
-        .admin()
-        .batch_execute("CREATE DATABASE app")
-        .unwrap();
-    let standby = Cluster::standby_of(&primary, "standby1");
-    standby.value("app", "SELECT pg_wal_replay_pause()");
-    assert!(crate::harness::wait_until(Duration::from_secs(60), || {
-        standby.value("app", "SELECT pg_get_wal_replay_pause_state()") == "paused"
-    }));
+    let (primary, standby) = primary_and_standby();
+    standby.pause_replay();
     let child = dhctl(&primary.url("app"))
         .args(["migrate", "--format", "json", "--wait-replicas", "120s"])
         .spawn();
@@ -503,11 +455,7 @@ fn interrupting_the_wait_for_standbys_says_the_migrations_are_committed() {
 /// does not blame the file.
 #[test]
 fn a_primary_turning_read_only_mid_run_is_not_blamed_on_the_file() {
-    let primary = Cluster::primary();
-    primary
-        .admin()
-        .batch_execute("CREATE DATABASE app")
-        .unwrap();
+    let primary = Cluster::primary_with_app();
     dhctl(&primary.url("app"))
         .args(["migrate", "--no-partitions"])
         .run()
@@ -526,12 +474,7 @@ fn a_primary_turning_read_only_mid_run_is_not_blamed_on_the_file() {
         .migrations_dir(dir.path())
         .args(["migrate", "--no-partitions", "--format", "json"])
         .spawn();
-    assert!(crate::harness::wait_until(Duration::from_secs(60), || {
-        primary.value(
-            "postgres",
-            "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep'",
-        ) == "1"
-    }));
+    primary.wait_for_event("PgSleep");
     let mut admin = primary.admin();
     admin
         .batch_execute("ALTER SYSTEM SET default_transaction_read_only = on")

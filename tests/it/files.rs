@@ -3,15 +3,7 @@
 
 use std::path::Path;
 
-use crate::harness::{dhctl, TestDb};
-
-fn folder(files: &[(&str, &str)]) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    for (name, text) in files {
-        std::fs::write(dir.path().join(name), text).unwrap();
-    }
-    dir
-}
+use crate::harness::{dhctl, folder, TestDb};
 
 fn run(db: &TestDb, dir: &Path, args: &[&str]) -> crate::harness::Run {
     dhctl(&db.url)

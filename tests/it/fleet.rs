@@ -10,23 +10,34 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::harness::{
-    connect, dhctl, server_url, wait_until, with_dbname, with_host_port, with_param, with_password,
-    Dhctl, TestDb,
+    connect, dhctl, dhctl_sessions, folder, send_signal, server_url, wait_for_dhctl_running,
+    wait_until, with_dbname, with_host_port, with_param, with_password, Dhctl, Silent, TestDb,
 };
 
 /// A fleet file in a folder of its own.
-struct FleetFile {
+pub struct FleetFile {
     dir: tempfile::TempDir,
 }
 
 impl FleetFile {
-    fn new(text: &str) -> FleetFile {
+    pub fn new(text: &str) -> FleetFile {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("fleet.toml"), text).unwrap();
         FleetFile { dir }
     }
 
-    fn path(&self) -> std::path::PathBuf {
+    /// A FIFO nobody writes to where the file would be: reading it blocks.
+    pub fn fifo() -> FleetFile {
+        let dir = tempfile::tempdir().unwrap();
+        let made = std::process::Command::new("mkfifo")
+            .arg(dir.path().join("fleet.toml"))
+            .status()
+            .unwrap();
+        assert!(made.success());
+        FleetFile { dir }
+    }
+
+    pub fn path(&self) -> std::path::PathBuf {
         self.dir.path().join("fleet.toml")
     }
 }
@@ -43,7 +54,7 @@ fn targets(list: &[(String, String, &str)]) -> String {
 }
 
 /// dhctl with the fleet file and no DATABASE_URL.
-fn fleet_dhctl(file: &FleetFile) -> Dhctl {
+pub fn fleet_dhctl(file: &FleetFile) -> Dhctl {
     dhctl("")
         .without_database_url()
         .env("DHCTL_TARGETS", file.path())
@@ -70,18 +81,6 @@ fn keys(value: &serde_json::Value, out: &mut BTreeSet<String>) {
         serde_json::Value::Array(items) => items.iter().for_each(|i| keys(i, out)),
         _ => {}
     }
-}
-
-/// The dhctl sessions open on any of `names`, as pg_stat_activity shows them.
-fn dhctl_sessions(admin: &mut postgres::Client, names: &[String]) -> usize {
-    let row = admin
-        .query_one(
-            "SELECT count(*) FROM pg_stat_activity \
-             WHERE application_name = 'dhctl' AND datname = ANY($1)",
-            &[&names],
-        )
-        .unwrap();
-    row.get::<_, i64>(0) as usize
 }
 
 /// Advisory locks held in any of `names`.
@@ -287,17 +286,16 @@ fn under_continue_every_target_runs_and_each_is_reported() {
 #[test]
 fn sigint_mid_fleet_cancels_every_target_and_leaves_nothing_half_applied() {
     // The second migration sleeps inside its transaction: a target that reached it is mid-way.
-    let migrations = tempfile::tempdir().unwrap();
-    std::fs::write(
-        migrations.path().join("20240101000001_first.sql"),
-        "CREATE TABLE first_table (id int);\n",
-    )
-    .unwrap();
-    std::fs::write(
-        migrations.path().join("20240101000002_slow.sql"),
-        "CREATE TABLE slow_table (id int);\nSELECT pg_sleep(600);\n",
-    )
-    .unwrap();
+    let migrations = folder(&[
+        (
+            "20240101000001_first.sql",
+            "CREATE TABLE first_table (id int);\n",
+        ),
+        (
+            "20240101000002_slow.sql",
+            "CREATE TABLE slow_table (id int);\nSELECT pg_sleep(600);\n",
+        ),
+    ]);
     let dbs: Vec<TestDb> = (0..6).map(|_| TestDb::new("fleetint")).collect();
     let names: Vec<String> = dbs.iter().map(|d| d.name.clone()).collect();
     let list: Vec<(String, String, &str)> = dbs
@@ -311,26 +309,8 @@ fn sigint_mid_fleet_cancels_every_target_and_leaves_nothing_half_applied() {
         .args(["migrate", "--format", "json", "--no-partitions"])
         .spawn();
     let mut admin = connect(&server_url());
-    let sleeping = |admin: &mut postgres::Client| -> i64 {
-        admin
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = ANY($1) \
-                 AND query LIKE '%pg_sleep(600)%' AND state = 'active' \
-                 AND application_name = 'dhctl'",
-                &[&names],
-            )
-            .unwrap()
-            .get(0)
-    };
-    assert!(
-        wait_until(Duration::from_secs(60), || sleeping(&mut admin) == 2),
-        "no two targets reached the slow migration"
-    );
-    let status = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    wait_for_dhctl_running(&mut admin, &names, "pg_sleep(600)", 2);
+    send_signal(&child, "-INT");
     let out = child.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
@@ -393,19 +373,7 @@ fn a_dead_host_and_a_silent_host_fail_only_their_own_target() {
         .unwrap()
         .port();
     // A host that accepts TCP and never says a word.
-    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
-    let silent_port = silent.local_addr().unwrap().port();
-    let accepted = Arc::new(AtomicUsize::new(0));
-    {
-        let accepted = Arc::clone(&accepted);
-        std::thread::spawn(move || {
-            let mut held = Vec::new();
-            for stream in silent.incoming().flatten() {
-                accepted.fetch_add(1, Ordering::SeqCst);
-                held.push(stream);
-            }
-        });
-    }
+    let silent_host = Silent::start(false);
     let url_at = |port: u16| {
         let url = with_password(&server_url(), "s3cret-fleet");
         let url = with_host_port(&url, "127.0.0.1", port);
@@ -413,7 +381,7 @@ fn a_dead_host_and_a_silent_host_fail_only_their_own_target() {
     };
     let list = vec![
         ("dead".to_string(), url_at(dead_port), "default"),
-        ("silent".to_string(), url_at(silent_port), "default"),
+        ("silent".to_string(), url_at(silent_host.port), "default"),
         ("good-0".to_string(), good[0].url.clone(), "default"),
         ("good-1".to_string(), good[1].url.clone(), "default"),
     ];
@@ -437,7 +405,7 @@ fn a_dead_host_and_a_silent_host_fail_only_their_own_target() {
             .contains("no answer within connect_timeout"),
         "{silent}"
     );
-    assert!(accepted.load(Ordering::SeqCst) >= 1);
+    assert!(silent_host.accepted() >= 1);
     for (i, db) in good.iter().enumerate() {
         assert_eq!(entry(&doc, &format!("good-{i}"))["exit_code"], 0);
         assert_eq!(db.history().len(), 5);
@@ -448,25 +416,13 @@ fn a_dead_host_and_a_silent_host_fail_only_their_own_target() {
 fn a_bad_fleet_file_exits_2_before_anything_connects() {
     // A host that counts connections: no bad file may reach it. Also a database that a migrate
     // would create: it must not appear.
-    let watch = TcpListener::bind("127.0.0.1:0").unwrap();
-    let watch_port = watch.local_addr().unwrap().port();
-    let touched = Arc::new(AtomicUsize::new(0));
-    {
-        let touched = Arc::clone(&touched);
-        std::thread::spawn(move || {
-            let mut held = Vec::new();
-            for stream in watch.incoming().flatten() {
-                touched.fetch_add(1, Ordering::SeqCst);
-                held.push(stream);
-            }
-        });
-    }
+    let watch = Silent::start(false);
     let never = TestDb::unique("fleetnever");
     let watched = with_param(
         &with_host_port(
             &with_password(&server_url(), "s3cret-file"),
             "127.0.0.1",
-            watch_port,
+            watch.port,
         ),
         "connect_timeout",
         "2",
@@ -534,11 +490,7 @@ fn a_bad_fleet_file_exits_2_before_anything_connects() {
         .args(["status", "--only", "x"])
         .run()
         .expect_code(2);
-    assert_eq!(
-        touched.load(Ordering::SeqCst),
-        0,
-        "a bad file made a connection"
-    );
+    assert_eq!(watch.accepted(), 0, "a bad file made a connection");
     assert!(!never.exists(), "a bad file created a database");
 }
 

@@ -311,6 +311,39 @@ impl Dhctl {
     }
 }
 
+/// A temporary folder holding only `files` (name, contents).
+pub fn folder<T: AsRef<[u8]>>(files: &[(&str, T)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text) in files {
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    dir
+}
+
+/// A fresh database with the shipped migrations applied, no partitions made.
+pub fn migrated_without_partitions(label: &str) -> TestDb {
+    let db = TestDb::new(label);
+    dhctl(&db.url)
+        .args(["migrate", "--no-partitions"])
+        .run()
+        .expect_code(0);
+    db
+}
+
+/// The shipped migrations: how many rows a fully migrated history holds.
+pub fn shipped_migrations() -> usize {
+    std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("sql"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "sql")
+        })
+        .count()
+}
+
 /// A folder holding a copy of the shipped sql/ plus `extra` files (name, contents).
 pub fn migrations_with(extra: &[(&str, &str)]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
@@ -323,6 +356,140 @@ pub fn migrations_with(extra: &[(&str, &str)]) -> tempfile::TempDir {
         std::fs::write(dir.path().join(name), text).unwrap();
     }
     dir
+}
+
+/// Sends `signal` ("-INT", "-TERM", ...) to a running child with kill(1).
+pub fn send_signal(child: &std::process::Child, signal: &str) {
+    let status = Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill {signal} {} failed", child.id());
+}
+
+/// Waits for the child at most `limit`; kills it (SIGKILL) when it is still running then.
+/// Returns its exit code, whether it had to be killed, its stdout and its stderr.
+pub fn wait_at_most(
+    mut child: std::process::Child,
+    limit: Duration,
+) -> (Option<i32>, bool, String, String) {
+    let started = Instant::now();
+    let mut hung = false;
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        if started.elapsed() > limit {
+            hung = true;
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code(),
+        hung,
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The dhctl sessions open on any of `names`, as pg_stat_activity shows them.
+pub fn dhctl_sessions(admin: &mut postgres::Client, names: &[String]) -> usize {
+    let row = admin
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE application_name = 'dhctl' AND datname = ANY($1)",
+            &[&names],
+        )
+        .unwrap();
+    row.get::<_, i64>(0) as usize
+}
+
+/// Waits (up to 60 s) until `count` dhctl sessions on `names` are running a statement that
+/// contains `text`.
+pub fn wait_for_dhctl_running(
+    admin: &mut postgres::Client,
+    names: &[String],
+    text: &str,
+    count: usize,
+) {
+    let mut running = || -> usize {
+        let row = admin
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = ANY($1) \
+                 AND strpos(query, $2) > 0 AND state = 'active' AND application_name = 'dhctl'",
+                &[&names, &text],
+            )
+            .unwrap();
+        row.get::<_, i64>(0) as usize
+    };
+    assert!(
+        wait_until(Duration::from_secs(60), || running() == count),
+        "{count} dhctl session(s) never ran `{text}` at once in {names:?}"
+    );
+}
+
+/// Ends every dhctl session on any of `names` (whatever a test left running there).
+pub fn terminate_dhctl_sessions(admin: &mut postgres::Client, names: &[String]) {
+    let _ = admin.execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = ANY($1) \
+         AND application_name = 'dhctl'",
+        &[&names],
+    );
+}
+
+/// A listener of the test's own that accepts connections and never answers; counts them.
+pub struct Silent {
+    pub port: u16,
+    accepted: std::sync::Arc<AtomicUsize>,
+    _held: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+}
+
+impl Silent {
+    /// `answer_ssl`: reply 'S' to the SSLRequest, then stall (a stuck TLS terminator).
+    pub fn start(answer_ssl: bool) -> Silent {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accepted = std::sync::Arc::new(AtomicUsize::new(0));
+        let held = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (count, keep) = (
+            std::sync::Arc::clone(&accepted),
+            std::sync::Arc::clone(&held),
+        );
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                count.fetch_add(1, Ordering::SeqCst);
+                if answer_ssl {
+                    let mut request = [0u8; 8];
+                    if std::io::Read::read_exact(&mut stream, &mut request).is_ok() {
+                        let _ = std::io::Write::write_all(&mut stream, b"S");
+                    }
+                }
+                keep.lock().unwrap().push(stream);
+            }
+        });
+        Silent {
+            port,
+            accepted,
+            _held: held,
+        }
+    }
+
+    /// How many connections it accepted so far.
+    pub fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+
+    /// A URL to it with connect_timeout=1 and `query` appended.
+    pub fn url(&self, query: &str) -> String {
+        format!(
+            "postgres://postgres@127.0.0.1:{}/postgres?connect_timeout=1{query}",
+            self.port
+        )
+    }
 }
 
 /// Polls `check` every 20 ms until it holds or `limit` passes.

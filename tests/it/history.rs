@@ -2,16 +2,8 @@
 //! refused when another role could have planted or armed it or when its shape is wrong, created
 //! only when missing; applied migrations ahead of this release; rollback targets.
 
+use crate::harness::migrated_without_partitions as migrated;
 use crate::harness::*;
-
-fn migrated(label: &str) -> TestDb {
-    let db = TestDb::new(label);
-    dhctl(&db.url)
-        .args(["migrate", "--no-partitions"])
-        .run()
-        .expect_code(0);
-    db
-}
 
 /// The error document of a failed `--format json` run.
 fn error_of(run: &Run) -> (String, String) {

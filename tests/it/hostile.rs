@@ -5,14 +5,6 @@
 
 use crate::harness::*;
 
-fn folder(files: &[(&str, &str)]) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    for (name, text) in files {
-        std::fs::write(dir.path().join(name), text).unwrap();
-    }
-    dir
-}
-
 fn run(db: &TestDb, dir: &tempfile::TempDir, args: &[&str]) -> Run {
     dhctl(&db.url).migrations_dir(dir.path()).args(args).run()
 }

@@ -509,11 +509,7 @@ fn sigterm_once_it_logs(mut child: std::process::Child, started: &str) -> Option
         lines.any(|l| l.is_ok_and(|l| l.contains(started))),
         "dhctl never logged {started:?}"
     );
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    send_signal(&child, "-TERM");
     let mut code = None;
     let ended = wait_until(std::time::Duration::from_secs(60), || {
         code = child.try_wait().unwrap().map(|s| s.code());

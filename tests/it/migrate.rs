@@ -2,6 +2,7 @@
 
 use std::time::{Duration, Instant};
 
+use crate::harness::migrated_without_partitions as migrated;
 use crate::harness::*;
 
 /// The dhctl advisory lock key (src/db/lock.rs), as a test session would take it.
@@ -13,15 +14,6 @@ const SLEEPY: (&str, &str) = (
     "20240101000006_sleepy.sql",
     "-- migrate:up\nCREATE TABLE sleepy_made();\nSELECT pg_sleep(30) FROM pg_class WHERE relname = 'sleep_flag';\n-- migrate:down\nDROP TABLE sleepy_made;\n",
 );
-
-fn migrated(label: &str) -> TestDb {
-    let db = TestDb::new(label);
-    dhctl(&db.url)
-        .args(["migrate", "--no-partitions"])
-        .run()
-        .expect_code(0);
-    db
-}
 
 /// Starts `dhctl migrate` with [`SLEEPY`] pending and returns once its backend sleeps:
 /// the migrations folder, the running dhctl and its backend's pid.
@@ -412,10 +404,7 @@ fn sigint_cancels_the_running_migration_releases_the_lock_and_exits_130() {
     let db = migrated("sigint");
     let (_dir, child, backend) = migrate_until_asleep(&db);
     let signalled = Instant::now();
-    std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
+    send_signal(&child, "-INT");
     let out = child.wait_with_output().unwrap();
     assert_eq!(
         out.status.code(),

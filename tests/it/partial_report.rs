@@ -115,12 +115,7 @@ fn a_failed_migrate_reports_the_migrations_it_applied_in_json() {
 #[test]
 fn a_migrate_that_fails_before_changing_anything_has_no_report() {
     let db = TestDb::new("pmign");
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("20240101000001_broken.sql"),
-        "SELECT 1/0;\n",
-    )
-    .unwrap();
+    let dir = folder(&[("20240101000001_broken.sql", "SELECT 1/0;\n")]);
     let run = dhctl(&db.url)
         .args(["migrate", "--no-partitions", "--format", "json"])
         .migrations_dir(dir.path())

@@ -10,6 +10,7 @@ mod messages;
 mod prune;
 mod refusals;
 
+pub use crate::harness::migrated_without_partitions as migrated;
 use crate::harness::*;
 
 pub const NOW: &str = "2026-11-15T10:00:00Z";
@@ -74,15 +75,6 @@ pub fn interrupt_detach(db: &TestDb, table: &str, partition: &str) {
         .unwrap_err();
     assert_eq!(err.code().unwrap().code(), "57014", "{err}");
     tx.commit().unwrap();
-}
-
-pub fn migrated(label: &str) -> TestDb {
-    let db = TestDb::new(label);
-    dhctl(&db.url)
-        .args(["migrate", "--no-partitions"])
-        .run()
-        .expect_code(0);
-    db
 }
 
 pub fn create(db: &TestDb, now: &str) -> Run {

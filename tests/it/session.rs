@@ -44,15 +44,6 @@ impl Mode {
     }
 }
 
-/// A folder with only `files`.
-fn folder(files: &[(&str, String)]) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    for (name, text) in files {
-        std::fs::write(dir.path().join(name), text).unwrap();
-    }
-    dir
-}
-
 /// Migration 1 ends its up and its down section with `setting`; migration 2 records the session
 /// it starts in and, unqualified, must land in public. Migrate, check, roll everything back,
 /// migrate again.

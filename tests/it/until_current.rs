@@ -224,19 +224,9 @@ fn a_dbmate_database_is_named_while_waiting_for_its_adoption() {
 #[test]
 fn a_peer_that_accepts_and_never_answers_ends_the_wait_at_its_limit() {
     let db = TestDb::new("uc_silent");
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        // Hold every accepted socket open, read nothing, answer nothing.
-        let mut held = Vec::new();
-        for socket in listener.incoming() {
-            match socket {
-                Ok(s) => held.push(s),
-                Err(_) => return,
-            }
-        }
-    });
-    let url = with_host_port(&db.url, "127.0.0.1", port);
+    // Holds every accepted socket open, reads nothing, answers nothing.
+    let silent = Silent::start(false);
+    let url = with_host_port(&db.url, "127.0.0.1", silent.port);
     let mut child = dhctl(&url)
         .args(["status", "--until-current", "2s"])
         .spawn();

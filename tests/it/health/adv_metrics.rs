@@ -273,11 +273,7 @@ fn prune_keeps_rows_inside_the_retention_whatever_standard_conforming_strings() 
 #[test]
 fn default_partition_rows_are_not_reported_as_0_on_a_standby() {
     use crate::cluster::Cluster;
-    let primary = Cluster::primary();
-    primary
-        .admin()
-        .batch_execute("CREATE DATABASE app")
-        .unwrap();
+    let primary = Cluster::primary_with_app();
     let url = primary.url("app");
     dhctl(&url).args(["migrate"]).run().expect_code(0);
     crate::harness::connect(&url)

@@ -3,14 +3,6 @@
 use super::*;
 use crate::harness::*;
 
-fn policy_dir(files: &[(&str, &str)]) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    for (name, text) in files {
-        std::fs::write(dir.path().join(name), text).unwrap();
-    }
-    dir
-}
-
 const GOOD: &str =
     "table = \"request_logs\"\ncolumn = \"created_at\"\ninterval = \"month\"\npremake = 3\n";
 
@@ -104,7 +96,7 @@ fn bad_policies_and_arguments_exit_2_and_change_nothing() {
             .iter()
             .map(|(n, t)| (n.as_str(), t.as_str()))
             .collect();
-        let dir = policy_dir(&files);
+        let dir = folder(&files);
         let mut cmd = dhctl(&db.url).args(["partition", "create"]).args(&extra);
         if !files.is_empty() {
             cmd = cmd.env("DHCTL_PARTITIONS_DIR", dir.path());

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use super::real::{migrated_project, verify_in};
+use super::real::migrated_project;
 use super::*;
 
 /// Every table of the live database (partitions and the history table included) as

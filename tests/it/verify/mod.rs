@@ -19,6 +19,23 @@ pub fn migrated(label: &str) -> TestDb {
     db
 }
 
+/// `dhctl migrate` from `dir`, which must succeed.
+pub fn migrate_in(db: &TestDb, dir: &std::path::Path) {
+    dhctl(&db.url)
+        .args(["migrate"])
+        .migrations_dir(dir)
+        .run()
+        .expect_code(0);
+}
+
+/// `dhctl verify --format json` against the migrations in `dir`.
+pub fn verify_in(db: &TestDb, dir: &std::path::Path) -> Run {
+    dhctl(&db.url)
+        .args(["verify", "--format", "json"])
+        .migrations_dir(dir)
+        .run()
+}
+
 /// `dhctl migrate` as `url`'s role, which owns the database and may not create it, from `dir`
 /// (the project's sql/ when none).
 pub fn migrate_as_owner(url: &str, dir: Option<&std::path::Path>) {
@@ -289,10 +306,7 @@ fn an_edited_applied_migration_is_drift_and_exits_4() {
         ),
     )
     .unwrap();
-    let run = dhctl(&db.url)
-        .args(["verify", "--format", "json"])
-        .migrations_dir(dir.path())
-        .run();
+    let run = verify_in(&db, dir.path());
     run.expect_code(4);
     let report = run.json();
     let history = check(&report, "history");
@@ -311,10 +325,7 @@ fn a_pending_migration_fails_with_exit_1_and_the_rest_still_checks() {
         "20240101000006_add_api_keys_label.sql",
         "-- migrate:up\nALTER TABLE api_keys ADD COLUMN label text;\n",
     )]);
-    let run = dhctl(&db.url)
-        .args(["verify", "--format", "json"])
-        .migrations_dir(dir.path())
-        .run();
+    let run = verify_in(&db, dir.path());
     run.expect_code(1);
     let report = run.json();
     let pending = check(&report, "pending");
@@ -347,17 +358,8 @@ fn row_level_security_and_its_policies_are_compared() {
          CREATE POLICY own_keys ON api_keys FOR SELECT TO PUBLIC\n    \
          USING (created_by = current_user);\n",
     )]);
-    dhctl(&db.url)
-        .args(["migrate"])
-        .migrations_dir(dir.path())
-        .run()
-        .expect_code(0);
-    let verify = || {
-        dhctl(&db.url)
-            .args(["verify", "--format", "json"])
-            .migrations_dir(dir.path())
-            .run()
-    };
+    migrate_in(&db, dir.path());
+    let verify = || verify_in(&db, dir.path());
     verify().expect_code(0);
     db.exec("ALTER TABLE api_keys DISABLE ROW LEVEL SECURITY; DROP POLICY own_keys ON api_keys");
     let run = verify();

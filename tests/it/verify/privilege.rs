@@ -223,11 +223,7 @@ fn a_killed_verify_leaves_a_scratch_database_that_the_next_one_drops() {
 fn ctrl_c_during_the_rebuild_drops_the_scratch_database_and_exits_130() {
     let mut r = rebuilding("vsigint");
     assert_eq!(scratch_databases(&r.owner.name).len(), 1);
-    let status = std::process::Command::new("kill")
-        .args(["-INT", &r.child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    send_signal(&r.child, "-INT");
     let exit = r.child.wait().unwrap();
     assert_eq!(exit.code(), Some(130));
     assert!(

@@ -87,19 +87,8 @@ pub fn migrated_project(role: &str, label: &str) -> (Role, TestDb, tempfile::Tem
     let reader = Role::new(role, "");
     let db = TestDb::new(label);
     let dir = real_project(&reader.name);
-    dhctl(&db.url)
-        .args(["migrate"])
-        .migrations_dir(dir.path())
-        .run()
-        .expect_code(0);
+    migrate_in(&db, dir.path());
     (reader, db, dir)
-}
-
-pub fn verify_in(db: &TestDb, dir: &std::path::Path) -> Run {
-    dhctl(&db.url)
-        .args(["verify", "--format", "json"])
-        .migrations_dir(dir)
-        .run()
 }
 
 #[test]
@@ -195,11 +184,7 @@ fn an_enum_value_one_migration_adds_and_a_later_one_uses_rebuilds() {
             "-- migrate:up\nCREATE TABLE tasks (s public.status NOT NULL DEFAULT 'done');\n",
         ),
     ]);
-    dhctl(&db.url)
-        .args(["migrate"])
-        .migrations_dir(dir.path())
-        .run()
-        .expect_code(0);
+    migrate_in(&db, dir.path());
     let run = verify_in(&db, dir.path());
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
 }

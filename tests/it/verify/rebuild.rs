@@ -12,15 +12,8 @@ fn a_concurrent_index_migration_is_rebuilt_without_concurrently_and_says_so() {
         "-- migrate:up transaction:false\nCREATE INDEX CONCURRENTLY idx_webhooks_url ON webhooks (url);\n\
          -- migrate:down\nDROP INDEX idx_webhooks_url;\n",
     )]);
-    dhctl(&db.url)
-        .args(["migrate"])
-        .migrations_dir(dir.path())
-        .run()
-        .expect_code(0);
-    let run = dhctl(&db.url)
-        .args(["verify", "--format", "json"])
-        .migrations_dir(dir.path())
-        .run();
+    migrate_in(&db, dir.path());
+    let run = verify_in(&db, dir.path());
     run.expect_code(0);
     let report = run.json();
     let notes = check(&report, "schema")["notes"]
@@ -33,10 +26,7 @@ fn a_concurrent_index_migration_is_rebuilt_without_concurrently_and_says_so() {
         .unwrap()
         .starts_with("20240101000006_index_webhooks_url.sql:2: built without CONCURRENTLY"));
     db.exec("DROP INDEX idx_webhooks_url");
-    let run = dhctl(&db.url)
-        .args(["verify", "--format", "json"])
-        .migrations_dir(dir.path())
-        .run();
+    let run = verify_in(&db, dir.path());
     run.expect_code(1);
     assert_eq!(
         details(check(&run.json(), "schema")),
@@ -54,11 +44,7 @@ fn a_migration_that_cannot_be_rebuilt_is_an_error_naming_its_line() {
         "-- migrate:up\n-- Refuses to run on an empty table.\n\
          DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM api_keys) THEN RAISE EXCEPTION 'no keys yet'; END IF; END $$;\n",
     )]);
-    dhctl(&db.url)
-        .args(["migrate"])
-        .migrations_dir(dir.path())
-        .run()
-        .expect_code(0);
+    migrate_in(&db, dir.path());
     let run = dhctl(&db.url)
         .args(["verify"])
         .migrations_dir(dir.path())
@@ -84,17 +70,8 @@ fn functions_and_triggers_are_rebuilt_in_a_scratch_schema_and_compared() {
          CREATE TRIGGER api_keys_touch BEFORE UPDATE ON api_keys\n\
              FOR EACH ROW EXECUTE FUNCTION touch_updated_at();\n",
     )]);
-    dhctl(&db.url)
-        .args(["migrate"])
-        .migrations_dir(dir.path())
-        .run()
-        .expect_code(0);
-    let verify = || {
-        dhctl(&db.url)
-            .args(["verify", "--format", "json"])
-            .migrations_dir(dir.path())
-            .run()
-    };
+    migrate_in(&db, dir.path());
+    let verify = || verify_in(&db, dir.path());
     let run = verify();
     run.expect_code(0);
     let before = run.json();
@@ -121,17 +98,8 @@ fn extension_types_and_functions_resolve_in_the_rebuild() {
          CREATE TABLE contacts (\n    email citext PRIMARY KEY,\n    \
          token bytea NOT NULL DEFAULT gen_random_bytes(16)\n);\n",
     )]);
-    dhctl(&db.url)
-        .args(["migrate"])
-        .migrations_dir(dir.path())
-        .run()
-        .expect_code(0);
-    let verify = || {
-        dhctl(&db.url)
-            .args(["verify", "--format", "json"])
-            .migrations_dir(dir.path())
-            .run()
-    };
+    migrate_in(&db, dir.path());
+    let verify = || verify_in(&db, dir.path());
     let run = verify();
     run.expect_code(0);
     let notes = check(&run.json(), "schema")["notes"].clone();
