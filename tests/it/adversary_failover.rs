@@ -85,7 +85,9 @@ fn adv_wait_replicas_is_not_defeated_by_pg_receivewal() {
     let run = dhctl(&primary.url("app"))
         .args(["migrate", "--format", "json", "--wait-replicas", "5s"])
         .run();
-    let _ = receivewal.kill();
+    // SIGTERM, not kill(): runuser forks pg_receivewal and forwards SIGTERM to it, but a
+    // SIGKILL would stop runuser alone and leave pg_receivewal streaming after the test.
+    crate::harness::send_signal(&receivewal, "-TERM");
     let _ = receivewal.wait();
     drop(standby);
     let doc = run.json();
