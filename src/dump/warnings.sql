@@ -45,7 +45,8 @@ UNION ALL
 SELECT 'aggregate ' || own.oid::regprocedure::text || ' is not dumped'
 FROM own WHERE own.classid = 'pg_proc'::regclass AND own.what = 'proc a'
 UNION ALL
-SELECT own.what || ' ' || pg_catalog.pg_describe_object(own.classid, own.oid, 0) || ' is not dumped'
+-- pg_describe_object names the kind itself ("collation public.ci").
+SELECT pg_catalog.pg_describe_object(own.classid, own.oid, 0) || ' is not dumped'
 FROM own WHERE own.classid NOT IN ('pg_class'::regclass, 'pg_proc'::regclass)
 UNION ALL
 SELECT 'index ' || i.indexrelid::regclass::text || ' is invalid (a failed CREATE INDEX CONCURRENTLY?); the dump creates it valid'
