@@ -47,7 +47,7 @@ fn psql() -> PathBuf {
 }
 
 /// Loads `sql` into `db` as a user would: `psql -X -v ON_ERROR_STOP=1 -f FILE`.
-fn load(db: &TestDb, sql: &str) {
+pub(crate) fn load(db: &TestDb, sql: &str) {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("schema.sql");
     std::fs::write(&file, sql).unwrap();
