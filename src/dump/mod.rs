@@ -104,12 +104,13 @@ fn fingerprint_query() -> String {
         .iter()
         .map(|c| {
             format!(
-                "(SELECT pg_catalog.count(*)::text || ':' || coalesce(pg_catalog.sum(xmin::text::int8), 0)::text \
+                "(SELECT pg_catalog.concat(pg_catalog.count(*), ':', pg_catalog.sum(xmin::text::int8)) \
                  FROM pg_catalog.{c})"
             )
         })
         .collect();
-    format!("SELECT {}", parts.join(" || ' ' || "))
+    // Qualified functions, no operator: nothing planted in a schema on the search_path runs.
+    format!("SELECT pg_catalog.concat_ws(' ', {})", parts.join(", "))
 }
 
 /// What one read of the catalog gave.
