@@ -356,7 +356,8 @@ pub enum Command {
     /// `dhctl status` and `dhctl verify` pass on the loaded database. No table rows, sequence
     /// values, owners or grants; anything else it cannot represent is named in the file's header
     /// and on stderr. The same schema always gives the same bytes (docs/dump.md). Takes no lock,
-    /// changes nothing.
+    /// changes nothing; a dump during DDL is read again, or fails (exit 2), rather than mix two
+    /// schemas. A failed write to stdout, a reader that stopped early (`| head`) too, is exit 2.
     ///
     /// --check FILE exits 1 and prints a unified diff when the live schema differs from FILE
     /// (CI: "schema.sql is stale"), 0 when equal, 2 when FILE is missing.
@@ -666,7 +667,8 @@ pub struct DumpArgs {
     pub connect: ConnectArgs,
 
     /// Write the dump to FILE (atomically: a reader sees the old file or the whole new one)
-    /// instead of stdout.
+    /// instead of stdout. A symbolic link is written through (the link stays); a device, FIFO,
+    /// socket or folder is refused (redirect stdout to write into one).
     #[arg(long, value_name = "FILE", conflicts_with = "check")]
     pub output: Option<PathBuf>,
 

@@ -62,6 +62,18 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// Writing a result to stdout failed: a full disk, a closed file, or (for output whose end
+    /// matters, a dump) a reader that stopped before the end.
+    #[error("cannot write {what} to stdout: {source}")]
+    Stdout {
+        what: &'static str,
+        source: std::io::Error,
+    },
+
+    /// The catalog changed while `dump` read it, on every attempt: concurrent DDL.
+    #[error("the schema changed while it was being dumped, on each of {attempts} attempts (DDL committed during the dump); nothing was written")]
+    SchemaChanged { attempts: u32 },
+
     /// Statements of one session reached different backends (a transaction-pooling proxy).
     #[error("consecutive statements reached different backends: a transaction-pooling proxy sits in front of PostgreSQL, and dhctl needs one session (its advisory lock, lock_timeout and prepared statements live in it); nothing was changed")]
     Pooled,
@@ -208,6 +220,8 @@ impl Error {
             | Error::Connect { .. }
             | Error::Sql { .. }
             | Error::Io { .. }
+            | Error::Stdout { .. }
+            | Error::SchemaChanged { .. }
             | Error::MissingDatabase { .. }
             | Error::Replicas { .. }
             | Error::Pooled => 2,
@@ -242,6 +256,17 @@ impl Error {
                     .into(),
             ),
             Error::Catalog { hints, .. } => (!hints.is_empty()).then(|| hints.join("\n")),
+            Error::Stdout { source, .. } if source.kind() == std::io::ErrorKind::BrokenPipe => {
+                Some(
+                    "the program reading dhctl's output stopped before the end (`| head`?), so \
+                     what it read is incomplete; use --output FILE, or read the whole output"
+                        .into(),
+                )
+            }
+            Error::SchemaChanged { .. } => Some(
+                "dump when no migration or other DDL is running (CI, or between deploys), or retry"
+                    .into(),
+            ),
             Error::Unsafe { .. } => Some(
                 "fix the statements (each finding's hint shows the safe pattern), accept one with \
                  `-- dhctl:allow RULE reason` on the line before it, or pass --allow-unsafe \

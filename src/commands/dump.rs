@@ -34,7 +34,7 @@ pub async fn run(args: &DumpArgs, global: &GlobalArgs) -> Result<i32> {
     // The file to check against is read first: a missing one fails before connecting.
     let committed = args.check.as_deref().map(file::read).transpose()?;
     if let Some(path) = &args.output {
-        file::check_folder(path)?;
+        file::check_output(path)?;
     }
     let applied_on = if args.keep_applied_on {
         AppliedOn::Keep
@@ -74,9 +74,9 @@ pub async fn run(args: &DumpArgs, global: &GlobalArgs) -> Result<i32> {
         }
         None if global.format == Format::Json => {
             report.sql = Some(&dump.sql);
-            output::emit(global.format, &report, |_| String::new());
+            output::emit_whole(global.format, &report, |_| String::new(), "the dump")?;
         }
-        None => output::dump::sql(&dump.sql),
+        None => output::dump::sql(&dump.sql)?,
     }
     Ok(0)
 }

@@ -85,6 +85,12 @@ pub fn execute(cli: &Cli, env_problem: Option<Error>) -> i32 {
             Err(e) => Err(Error::usage(format!("cannot start the async runtime: {e}"))),
         },
     };
+    // A result that did not reach stdout (a full disk) is not a success, nor the verdict of a
+    // check whose report was lost.
+    let outcome = match (outcome, output::stdout_failure()) {
+        (Ok(_), Some(failed)) => Err(failed),
+        (outcome, _) => outcome,
+    };
     match outcome {
         Ok(code) => code,
         Err(err) => {

@@ -82,17 +82,32 @@ fn_calls AS (
     FROM pg_depend d JOIN fn_base a ON a.oid = d.objid JOIN fn_base b ON b.oid = d.refobjid
     WHERE d.classid = 'pg_proc'::regclass AND d.refclassid = 'pg_proc'::regclass AND d.objid <> d.refobjid
 ),
-fn AS (
-    WITH RECURSIVE reach(caller, callee, depth) AS (
-        SELECT oid, oid, 0 FROM fn_base
-        UNION ALL
-        SELECT reach.caller, c.callee, reach.depth + 1 FROM reach JOIN fn_calls c ON c.caller = reach.callee
-        WHERE reach.depth < 100
+-- A function's depth is the longest chain of calls below it, its `uses` the most any function
+-- it reaches uses. Both are computed per function, never per call path: UNION (not UNION ALL)
+-- keeps each (function, value) pair once, so a layered graph (every function of one layer
+-- calling every function of the next) costs calls x depth rows, not one row per path, which is
+-- exponential in the layers. A call cycle (possible through CREATE OR REPLACE) stops at the
+-- number of functions, which no chain without a cycle exceeds.
+fn_depth AS (
+    WITH RECURSIVE d(oid, depth) AS (
+        SELECT oid, 0 FROM fn_base
+        UNION
+        SELECT c.caller, d.depth + 1 FROM d JOIN fn_calls c ON c.callee = d.oid
+        WHERE d.depth < (SELECT pg_catalog.count(*) FROM fn_base)
     )
-    SELECT f.oid, f.prokind, f.sig, r.depth, r.uses
-    FROM fn_base f
-    JOIN (SELECT reach.caller, pg_catalog.max(reach.depth) AS depth, pg_catalog.max(b.uses) AS uses
-          FROM reach JOIN fn_base b ON b.oid = reach.callee GROUP BY reach.caller) r ON r.caller = f.oid
+    SELECT oid, pg_catalog.max(depth) AS depth FROM d GROUP BY oid
+),
+fn_uses AS (
+    WITH RECURSIVE u(oid, uses) AS (
+        SELECT oid, uses FROM fn_base
+        UNION
+        SELECT c.caller, u.uses FROM u JOIN fn_calls c ON c.callee = u.oid
+    )
+    SELECT oid, pg_catalog.max(uses) AS uses FROM u GROUP BY oid
+),
+fn AS (
+    SELECT f.oid, f.prokind, f.sig, fd.depth, fu.uses
+    FROM fn_base f JOIN fn_depth fd ON fd.oid = f.oid JOIN fn_uses fu ON fu.oid = f.oid
 ),
 -- How many views stand between a view and the tables (0: it reads no other view), so that a
 -- view is created after the views it reads.
@@ -102,12 +117,13 @@ view_deps AS (
     JOIN rel u ON u.oid = d.refobjid AND u.relkind IN ('v', 'm')
     WHERE d.refobjid <> rw.ev_class
 ),
+-- Per view, like fn_depth: (view, depth) pairs kept once, bounded by the number of views.
 view_depth AS (
     WITH RECURSIVE chain(view, depth) AS (
         SELECT v.oid, 0 FROM rel v WHERE v.relkind IN ('v', 'm')
-        UNION ALL
+        UNION
         SELECT vd.view, chain.depth + 1 FROM chain JOIN view_deps vd ON vd.uses = chain.view
-        WHERE chain.depth < 100
+        WHERE chain.depth < (SELECT pg_catalog.count(*) FROM rel WHERE relkind IN ('v', 'm'))
     )
     SELECT view, pg_catalog.max(depth) AS depth FROM chain GROUP BY view
 ),

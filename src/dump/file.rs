@@ -8,19 +8,19 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 
 /// Writes `text` to `path` so that a reader sees the old file or the whole new one, never a
-/// part: a temporary file in the same folder, flushed to disk, renamed over `path`, and the
+/// part: a temporary file in the same folder, flushed to disk, renamed over the file, and the
 /// folder flushed so the rename survives a crash. A new file gets mode 0644 (a schema file is
-/// meant to be read and committed); an existing one keeps its permissions.
+/// meant to be read and committed); an existing one keeps its permissions. A symbolic link is
+/// written through: the file it finally points to is replaced, the link stays. Anything but a
+/// regular file (a device, a FIFO, a socket, a folder) is refused ([`check_output`]).
 pub fn write_atomically(path: &Path, text: &str) -> Result<()> {
+    let target = check_output(path)?;
     let io = |source: std::io::Error| Error::Io {
-        path: path.to_path_buf(),
+        path: target.clone(),
         source,
     };
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let permissions = std::fs::metadata(path).ok().map(|m| m.permissions());
+    let dir = folder(&target);
+    let permissions = std::fs::metadata(&target).ok().map(|m| m.permissions());
     let mut temp = tempfile::Builder::new()
         .prefix(".dhctl-dump-")
         .suffix(".tmp")
@@ -32,12 +32,118 @@ pub fn write_atomically(path: &Path, text: &str) -> Result<()> {
         Some(p) => temp.as_file().set_permissions(p).map_err(io)?,
         None => set_readable(temp.as_file()).map_err(io)?,
     }
-    temp.persist(path).map_err(|e| io(e.error))?;
+    temp.persist(&target).map_err(|e| io(e.error))?;
     // The rename is durable once the folder is on disk (where the platform lets us open it).
     if let Ok(folder) = std::fs::File::open(dir) {
         let _ = folder.sync_all();
     }
     Ok(())
+}
+
+/// The folder a file is in ("." for a bare name).
+fn folder(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// How many symbolic links `--output` follows before giving up (Linux's own limit, ELOOP).
+const MAX_LINKS: usize = 40;
+
+/// The file `--output PATH` replaces: PATH, or the file a symbolic link at PATH finally points
+/// to (which need not exist yet). Refuses, with exit 2 and a hint, before anything is read: a
+/// path that is not a regular file (a rename would turn a device or a FIFO into a regular file
+/// and leave its readers without the dump) and a file whose folder does not exist.
+pub fn check_output(path: &Path) -> Result<std::path::PathBuf> {
+    let shown = path.display();
+    let io = |at: &Path, source: std::io::Error| Error::Io {
+        path: at.to_path_buf(),
+        source,
+    };
+    let mut target = path.to_path_buf();
+    for _ in 0..=MAX_LINKS {
+        let meta = match std::fs::symlink_metadata(&target) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if folder(&target).is_dir() {
+                    return Ok(target);
+                }
+                return Err(Error::usage_hint(
+                    if path == target {
+                        format!("--output {shown}: its folder does not exist")
+                    } else {
+                        format!(
+                            "--output {shown}: links to {}, whose folder does not exist",
+                            target.display()
+                        )
+                    },
+                    "name a file in an existing folder, e.g. --output schema.sql",
+                ));
+            }
+            Err(e) => return Err(io(&target, e)),
+        };
+        let kind = meta.file_type();
+        if kind.is_symlink() {
+            let link = std::fs::read_link(&target).map_err(|e| io(&target, e))?;
+            target = target.parent().unwrap_or(Path::new("")).join(link);
+            continue;
+        }
+        if kind.is_file() {
+            return Ok(target);
+        }
+        let what = if kind.is_dir() {
+            "is a folder"
+        } else {
+            special_kind(&kind)
+        };
+        return Err(Error::usage_hint(
+            format!(
+                "--output {shown}: {}, not a regular file; --output replaces a file with a new one, \
+                 which would turn it into a regular file",
+                through(path, &target, what)
+            ),
+            if kind.is_dir() {
+                "name a file, e.g. --output schema.sql".to_string()
+            } else {
+                format!("to write the dump into it, redirect stdout: dhctl dump > {shown}")
+            },
+        ));
+    }
+    Err(Error::usage_hint(
+        format!("--output {shown}: more than {MAX_LINKS} symbolic links (a loop?)"),
+        "point --output at the file itself",
+    ))
+}
+
+/// "is a FIFO", or "links to X, which is a FIFO" when the path is a symbolic link.
+fn through(path: &Path, target: &Path, what: &str) -> String {
+    if path == target {
+        what.to_string()
+    } else {
+        format!("links to {}, which {what}", target.display())
+    }
+}
+
+#[cfg(unix)]
+fn special_kind(kind: &std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if kind.is_char_device() {
+        "is a character device"
+    } else if kind.is_block_device() {
+        "is a block device"
+    } else if kind.is_fifo() {
+        "is a FIFO (named pipe)"
+    } else if kind.is_socket() {
+        "is a socket"
+    } else {
+        "is a special file"
+    }
+}
+
+#[cfg(not(unix))]
+fn special_kind(_kind: &std::fs::FileType) -> &'static str {
+    "is a special file"
 }
 
 #[cfg(unix)]
@@ -79,31 +185,11 @@ pub fn read(path: &Path) -> Result<String> {
         }
     })?;
     // Not UTF-8: compared as it reads; it differs from any dump, which is UTF-8. A checkout
-    // that turned LF into CRLF (git's autocrlf) is not a stale file.
-    Ok(String::from_utf8_lossy(&bytes).replace("\r\n", "\n"))
-}
-
-/// Refuses an `--output` whose folder does not exist (before anything is read), with a hint.
-pub fn check_folder(path: &Path) -> Result<()> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    if dir.is_dir() && !path.is_dir() {
-        return Ok(());
-    }
-    Err(Error::usage_hint(
-        format!(
-            "--output {}: {}",
-            path.display(),
-            if path.is_dir() {
-                "is a folder"
-            } else {
-                "its folder does not exist"
-            }
-        ),
-        "name a file in an existing folder, e.g. --output schema.sql",
-    ))
+    // that turned LF into CRLF (git's autocrlf) is not a stale file, nor is one an editor saved
+    // with a UTF-8 byte-order mark (psql skips it on load too).
+    let text = String::from_utf8_lossy(&bytes);
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+    Ok(text.replace("\r\n", "\n"))
 }
 
 /// The comparison of a file's text (`committed`) with the live dump: a unified diff with three
@@ -170,6 +256,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("schema.sql");
         std::fs::write(&path, "a;\r\nb;\r\n").unwrap();
+        assert_eq!(read(&path).unwrap(), "a;\nb;\n");
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_not_part_of_the_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("schema.sql");
+        std::fs::write(&path, "\u{feff}a;\r\nb;\n").unwrap();
         assert_eq!(read(&path).unwrap(), "a;\nb;\n");
     }
 

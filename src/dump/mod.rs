@@ -44,16 +44,155 @@ pub struct Dump {
     pub not_dumped: Vec<String>,
 }
 
-/// Reads the database's catalog (one read-only, repeatable-read transaction, so every query
-/// sees the same schema) and builds the dump. Takes no lock and changes nothing.
+/// What the catalog query's text depends on beside the catalog, pinned for the dump's
+/// transaction so that the database's or the role's settings (`ALTER DATABASE … SET
+/// bytea_output = 'escape'`) cannot change the bytes: how `pg_get_expr` and friends print a
+/// constant (bytea, floats, intervals, dates, times, money) and whether they quote every name.
+/// The connection pins some of these for the whole session already (`db::connect`); they are
+/// repeated here so the dump does not depend on that. lc_monetary matches the file's preamble,
+/// so a money constant loads as it was dumped.
+const PINNED: &str = "SET LOCAL bytea_output = 'hex'; SET LOCAL quote_all_identifiers = off; \
+     SET LOCAL extra_float_digits = 3; SET LOCAL IntervalStyle = 'postgres'; \
+     SET LOCAL DateStyle = 'ISO, MDY'; SET LOCAL TimeZone = 'UTC'; SET LOCAL lc_monetary = 'C'";
+
+/// The catalogs a dump reads (the query's and `warnings.sql`'s), fingerprinted before and after
+/// the dump (see [`run`]).
+const FINGERPRINTED: [&str; 30] = [
+    "pg_namespace",
+    "pg_class",
+    "pg_attribute",
+    "pg_attrdef",
+    "pg_constraint",
+    "pg_index",
+    "pg_inherits",
+    "pg_partitioned_table",
+    "pg_proc",
+    "pg_type",
+    "pg_enum",
+    "pg_range",
+    "pg_sequence",
+    "pg_depend",
+    "pg_rewrite",
+    "pg_trigger",
+    "pg_policy",
+    "pg_description",
+    "pg_extension",
+    "pg_collation",
+    "pg_operator",
+    "pg_opclass",
+    "pg_opfamily",
+    "pg_conversion",
+    "pg_ts_config",
+    "pg_ts_dict",
+    "pg_statistic_ext",
+    "pg_event_trigger",
+    "pg_publication",
+    "pg_am",
+];
+
+/// How many times a dump is read before concurrent DDL makes it give up, and the pause before
+/// the second attempt (doubled for each further one): 5 attempts span about 1.5 s of pauses, a
+/// migration's DDL burst or a `partition create`.
+const ATTEMPTS: u32 = 5;
+const FIRST_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// One text that changes whenever a row of a dumped catalog is inserted, updated or deleted:
+/// per catalog, its row count and the sum of its rows' `xmin` (an update or insert writes a
+/// row with a newer transaction id, so the sum grows; a delete changes the count or the sum).
+fn fingerprint_query() -> String {
+    let parts: Vec<String> = FINGERPRINTED
+        .iter()
+        .map(|c| {
+            format!(
+                "(SELECT pg_catalog.concat(pg_catalog.count(*), ':', pg_catalog.sum(xmin::text::int8)) \
+                 FROM pg_catalog.{c})"
+            )
+        })
+        .collect();
+    // Qualified functions, no operator: nothing planted in a schema on the search_path runs.
+    format!("SELECT pg_catalog.concat_ws(' ', {})", parts.join(", "))
+}
+
+/// What one read of the catalog gave.
+struct Read {
+    statements: Vec<Statement>,
+    warnings: Vec<String>,
+    history: Option<text::History>,
+}
+
+/// Reads the database's catalog and builds the dump: one read-only, repeatable-read
+/// transaction, so every query sees the same snapshot of the catalog. Takes no lock and changes
+/// nothing.
+///
+/// The snapshot is not the whole story: `pg_get_viewdef`, `pg_get_functiondef`, `regclass` and
+/// the other functions that print an object read the current catalog, not the snapshot, so DDL
+/// that commits while the dump runs could mix two schemas into one dump (or fail it with "cache
+/// lookup failed"). So the catalogs are fingerprinted in the snapshot and again after the
+/// transaction: equal, nothing committed in between and every function read the snapshot's
+/// schema; different, the dump is read again, up to [`ATTEMPTS`] times, and then refused
+/// ([`Error::SchemaChanged`]). A query that failed while the catalog changed is retried too.
 pub async fn run(cfg: &DbConfig, applied_on: AppliedOn) -> Result<Dump> {
     let session = connect(cfg, CreateDatabase::Never).await?;
     let client = &session.client;
+    let fingerprint = fingerprint_query();
     let reading = |e: &tokio_postgres::Error| Error::sql("reading the catalog for the dump", e);
-    client
-        .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        .await
-        .map_err(|e| reading(&e))?;
+    let mut pause = FIRST_PAUSE;
+    for attempt in 1..=ATTEMPTS {
+        client
+            .batch_execute(&format!(
+                "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; {PINNED}"
+            ))
+            .await
+            .map_err(|e| reading(&e))?;
+        // The first query takes the snapshot the whole transaction reads.
+        let before = match client.query_one(&fingerprint, &[]).await {
+            Ok(row) => row.try_get::<_, String>(0).map_err(|e| reading(&e)),
+            Err(e) => Err(reading(&e)),
+        };
+        let before = match before {
+            Ok(before) => before,
+            Err(e) => {
+                let _ = client.batch_execute("ROLLBACK").await;
+                return Err(e);
+            }
+        };
+        let read = read(client, cfg).await;
+        let ended = client
+            .batch_execute(if read.is_ok() { "COMMIT" } else { "ROLLBACK" })
+            .await;
+        let after = client
+            .query_one(&fingerprint, &[])
+            .await
+            .and_then(|row| row.try_get::<_, String>(0));
+        if !matches!(&after, Ok(after) if *after != before) {
+            let read = read?;
+            ended.map_err(|e| reading(&e))?;
+            after.map_err(|e| reading(&e))?;
+            let mut warnings = read.warnings;
+            warnings.sort();
+            warnings.dedup();
+            return Ok(text::assemble(
+                read.statements,
+                read.history.as_ref(),
+                applied_on,
+                warnings,
+            ));
+        }
+        tracing::info!(
+            attempt,
+            "the catalog changed during the dump; reading it again"
+        );
+        if attempt < ATTEMPTS {
+            tokio::time::sleep(pause).await;
+            pause *= 2;
+        }
+    }
+    Err(Error::SchemaChanged { attempts: ATTEMPTS })
+}
+
+/// The dump's queries, inside the transaction [`run`] opened.
+async fn read(client: &tokio_postgres::Client, cfg: &DbConfig) -> Result<Read> {
+    let reading = |e: &tokio_postgres::Error| Error::sql("reading the catalog for the dump", e);
     // Before the empty search_path: where a missing history table would go is read from it.
     let found = history::read(client, cfg.history_table.as_ref(), history::Use::Read).await?;
     client
@@ -72,7 +211,7 @@ pub async fn run(cfg: &DbConfig, applied_on: AppliedOn) -> Result<Dump> {
         })
         .collect::<std::result::Result<Vec<_>, tokio_postgres::Error>>()
         .map_err(|e| reading(&e))?;
-    let mut warnings = client
+    let warnings = client
         .query(WARNINGS, &[])
         .await
         .map_err(|e| reading(&e))?
@@ -97,16 +236,9 @@ pub async fn run(cfg: &DbConfig, applied_on: AppliedOn) -> Result<Dump> {
     } else {
         None
     };
-    client
-        .batch_execute("COMMIT")
-        .await
-        .map_err(|e| reading(&e))?;
-    warnings.sort();
-    warnings.dedup();
-    Ok(text::assemble(
+    Ok(Read {
         statements,
-        history.as_ref(),
-        applied_on,
         warnings,
-    ))
+        history,
+    })
 }

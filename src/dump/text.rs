@@ -77,9 +77,12 @@ const HEADER: &str = "\
 
 /// Session settings for the load: names in the dump are qualified, so search_path is pg_catalog alone,
 /// and function bodies are not checked (a function may name a table made later in the file).
+/// lc_monetary is the one the dump was read with (`super::PINNED`), so a money constant
+/// (`DEFAULT '$1.00'::money`) reads back whatever the loading server's locale.
 const PREAMBLE: &str = "\
 SET client_encoding = 'UTF8';
 SET standard_conforming_strings = on;
+SET lc_monetary = 'C';
 SET check_function_bodies = false;
 SET client_min_messages = warning;
 SET search_path = pg_catalog;

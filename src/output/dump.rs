@@ -5,14 +5,17 @@ use std::io::{IsTerminal, Write};
 
 use super::escape;
 use crate::dump::file::Comparison;
+use crate::error::Error;
 
 /// The dump on stdout. Redirected (the usual case: `> schema.sql`), byte for byte what
-/// `--output` writes; on a terminal with control characters escaped, like every human line.
-pub fn sql(text: &str) {
+/// `--output` writes; on a terminal with control characters escaped, like every human line. A
+/// failed write is an error, a reader that stopped before the end (`| head`) too: a partial
+/// dump must not pass for a whole one.
+pub fn sql(text: &str) -> Result<(), Error> {
     if std::io::stdout().is_terminal() {
-        super::write_stdout(&escape::text(text));
+        super::write_whole(escape::text(text).as_bytes(), "the dump")
     } else {
-        super::write_stdout_bytes(text.as_bytes());
+        super::write_whole(text.as_bytes(), "the dump")
     }
 }
 

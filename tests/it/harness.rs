@@ -286,6 +286,13 @@ impl Dhctl {
         self
     }
 
+    /// Sends stdout to `out` (a file, a pipe) instead of capturing it; [`Run::stdout`] is then
+    /// empty.
+    pub fn stdout(mut self, out: impl Into<Stdio>) -> Dhctl {
+        self.command.stdout(out);
+        self
+    }
+
     pub fn migrations_dir(self, dir: &Path) -> Dhctl {
         self.env("DHCTL_MIGRATIONS_DIR", dir)
     }

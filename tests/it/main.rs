@@ -18,6 +18,7 @@ mod cli;
 mod cluster;
 mod connection;
 mod dump;
+mod dump_io;
 mod dump_load;
 mod dump_losses;
 mod failover;

@@ -1,0 +1,336 @@
+//! `dhctl dump`'s input and output, its session and its cost: a failed write to stdout is an
+//! error; `--output` replaces only a regular file (through a symbolic link, keeping its
+//! permissions); a dump taken during DDL reflects one schema or fails clearly; the database's
+//! output settings do not change the bytes; ordering a deep call graph stays cheap.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use crate::dump::load;
+use crate::harness::{dhctl, Run, TestDb};
+
+fn dump(db: &TestDb) -> String {
+    let run = dhctl(&db.url).args(["dump"]).run();
+    run.expect_code(0);
+    run.stdout
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_full_disk_on_stdout_exits_2_naming_stdout_for_a_dump_and_a_report() {
+    let db = TestDb::new("dump_io_full");
+    db.exec("CREATE TABLE t (id int)");
+    for args in [&["dump"][..], &["dump", "--format", "json"], &["status"]] {
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        let run = dhctl(&db.url).args(args).stdout(full).run();
+        run.expect_code(2);
+        assert!(
+            run.stderr.contains("to stdout: No space left on device"),
+            "{args:?}: {}",
+            run.stderr
+        );
+    }
+}
+
+#[test]
+fn a_reader_that_stopped_fails_a_dump_but_not_a_report() {
+    let db = TestDb::new("dump_io_pipe");
+    db.exec("CREATE TABLE t (id int)");
+    let closed = || {
+        // A pipe whose reading end is closed before dhctl starts: its first write is EPIPE.
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        writer
+    };
+    let run = dhctl(&db.url).args(["dump"]).stdout(closed()).run();
+    run.expect_code(2);
+    assert!(
+        run.stderr
+            .contains("cannot write the dump to stdout: Broken pipe"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("hint: the program reading"),
+        "{}",
+        run.stderr
+    );
+    // A report's reader (`dhctl status | head -1`) has what it wanted.
+    dhctl(&db.url)
+        .args(["status"])
+        .stdout(closed())
+        .run()
+        .expect_code(0);
+}
+
+/// `dhctl dump --output PATH` against `db`.
+fn output(db: &TestDb, path: &std::path::Path) -> Run {
+    dhctl(&db.url).args(["dump", "--output"]).args([path]).run()
+}
+
+#[cfg(unix)]
+#[test]
+fn output_refuses_a_device_a_fifo_and_a_socket_and_leaves_them_as_they_were() {
+    use std::os::unix::fs::FileTypeExt;
+    let db = TestDb::new("dump_io_special");
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let socket = dir.path().join("socket");
+    let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let link = dir.path().join("to-null");
+    std::os::unix::fs::symlink("/dev/null", &link).unwrap();
+    for (path, kind) in [
+        (
+            std::path::PathBuf::from("/dev/null"),
+            "is a character device",
+        ),
+        (fifo.clone(), "is a FIFO"),
+        (socket.clone(), "is a socket"),
+        (
+            link.clone(),
+            "links to /dev/null, which is a character device",
+        ),
+    ] {
+        let run = output(&db, &path);
+        run.expect_code(2);
+        let expected = format!("error: --output {}: {kind}", path.display());
+        assert!(run.stderr.contains(&expected), "{}", run.stderr);
+        assert!(
+            run.stderr.contains(&format!(
+                "hint: to write the dump into it, redirect stdout: dhctl dump > {}",
+                path.display()
+            )),
+            "{}",
+            run.stderr
+        );
+    }
+    let kind = |p: &std::path::Path| std::fs::symlink_metadata(p).unwrap().file_type();
+    assert!(kind(std::path::Path::new("/dev/null")).is_char_device());
+    assert!(kind(&fifo).is_fifo());
+    assert!(kind(&socket).is_socket());
+    assert!(kind(&link).is_symlink());
+}
+
+#[cfg(unix)]
+#[test]
+fn output_writes_through_a_symbolic_link_and_keeps_the_file_permissions() {
+    use std::os::unix::fs::PermissionsExt;
+    let db = TestDb::new("dump_io_link");
+    db.exec("CREATE TABLE t (id int)");
+    let expected = dump(&db);
+    let dir = tempfile::tempdir().unwrap();
+    // schema.sql -> link -> real/schema.sql, the second link relative to its own folder.
+    std::fs::create_dir(dir.path().join("real")).unwrap();
+    let file = dir.path().join("real/schema.sql");
+    std::fs::write(&file, "old\n").unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o640)).unwrap();
+    std::os::unix::fs::symlink("real/schema.sql", dir.path().join("link")).unwrap();
+    let path = dir.path().join("schema.sql");
+    std::os::unix::fs::symlink("link", &path).unwrap();
+    output(&db, &path).expect_code(0);
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), expected);
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+        0o640
+    );
+    for link in ["schema.sql", "link"] {
+        let meta = std::fs::symlink_metadata(dir.path().join(link)).unwrap();
+        assert!(meta.file_type().is_symlink(), "{link} is still a link");
+    }
+    // A link to a file that does not exist yet creates that file.
+    let dangling = dir.path().join("new.sql");
+    std::os::unix::fs::symlink("real/new.sql", &dangling).unwrap();
+    output(&db, &dangling).expect_code(0);
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("real/new.sql")).unwrap(),
+        expected
+    );
+    assert!(std::fs::symlink_metadata(&dangling)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    // A plain file keeps its mode too.
+    let plain = dir.path().join("plain.sql");
+    std::fs::write(&plain, "old\n").unwrap();
+    std::fs::set_permissions(&plain, std::fs::Permissions::from_mode(0o600)).unwrap();
+    output(&db, &plain).expect_code(0);
+    assert_eq!(
+        std::fs::metadata(&plain).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+}
+
+#[test]
+fn check_accepts_a_file_saved_with_a_byte_order_mark() {
+    let db = TestDb::new("dump_io_bom");
+    db.exec("CREATE TABLE t (id int)");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("schema.sql");
+    std::fs::write(&file, format!("\u{feff}{}", dump(&db))).unwrap();
+    dhctl(&db.url)
+        .args(["dump", "--check"])
+        .args([&file])
+        .run()
+        .expect_code(0);
+}
+
+#[test]
+fn a_warning_names_the_object_kind_once() {
+    let db = TestDb::new("dump_io_warn");
+    db.exec("CREATE COLLATION public.ci FROM \"C\"");
+    let run = dhctl(&db.url).args(["dump"]).run();
+    run.expect_code(0);
+    assert!(
+        run.stderr
+            .contains("warning: dump: collation public.ci is not dumped\n"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stdout
+            .contains("-- WARNING: collation public.ci is not dumped\n"),
+        "{}",
+        run.stdout
+    );
+}
+
+#[test]
+fn the_database_output_settings_do_not_change_the_bytes() {
+    let db = TestDb::new("dump_io_settings");
+    db.exec(
+        "CREATE TABLE t (b bytea DEFAULT '\\x0102ff'::bytea, f float8 DEFAULT 0.1, \
+         i interval DEFAULT '1 day 02:00:03', d timestamptz DEFAULT '2026-03-15 12:00:00+00', \
+         \"Odd\" int)",
+    );
+    let before = dump(&db);
+    assert!(before.contains("DEFAULT '\\x0102ff'::bytea"), "{before}");
+    db.exec(&format!(
+        "ALTER DATABASE \"{}\" SET bytea_output = 'escape'; \
+         ALTER DATABASE \"{0}\" SET extra_float_digits = -3; \
+         ALTER DATABASE \"{0}\" SET IntervalStyle = 'sql_standard'; \
+         ALTER DATABASE \"{0}\" SET DateStyle = 'German'; \
+         ALTER DATABASE \"{0}\" SET TimeZone = 'Asia/Kolkata'; \
+         ALTER DATABASE \"{0}\" SET quote_all_identifiers = on",
+        db.name
+    ));
+    assert_eq!(dump(&db), before);
+}
+
+/// `layers` layers of two functions and two views each, every one of a layer using both of the
+/// layer below: 2^layers call paths from the top down.
+fn layered(layers: usize) -> String {
+    let mut sql = String::from(
+        "CREATE FUNCTION f0_a() RETURNS int LANGUAGE sql RETURN 1; \
+         CREATE FUNCTION f0_b() RETURNS int LANGUAGE sql RETURN 2; \
+         CREATE VIEW v0_a AS SELECT 1 AS x; CREATE VIEW v0_b AS SELECT 2 AS x;\n",
+    );
+    for k in 1..layers {
+        let below = k - 1;
+        for side in ["a", "b"] {
+            sql.push_str(&format!(
+                "CREATE FUNCTION f{k}_{side}() RETURNS int LANGUAGE sql \
+                 RETURN f{below}_a() + f{below}_b();\n\
+                 CREATE VIEW v{k}_{side} AS SELECT a.x + b.x AS x FROM v{below}_a a, v{below}_b b;\n"
+            ));
+        }
+    }
+    sql
+}
+
+#[test]
+fn a_forty_layer_call_graph_dumps_in_order_and_loads() {
+    let db = TestDb::new("dump_io_layers");
+    db.exec(&layered(40));
+    // Enumerating every path would take longer than the universe has: a regression fails on
+    // the timeout instead of hanging the suite.
+    db.exec(&format!(
+        "ALTER DATABASE \"{}\" SET statement_timeout = '60s'",
+        db.name
+    ));
+    let sql = dump(&db);
+    let target = TestDb::new("dump_io_layers_load");
+    load(&target, &sql);
+    assert_eq!(dump(&target), sql, "the loaded database dumps alike");
+}
+
+/// How many functions the concurrency test changes at once: enough that reading their
+/// definitions spans many of the other session's commits.
+const TOGGLED: usize = 100;
+
+/// Every function's body and comment set to `n` in one transaction.
+fn state(n: u32) -> String {
+    let mut sql = String::from("BEGIN;\n");
+    for i in 0..TOGGLED {
+        sql.push_str(&format!(
+            "CREATE OR REPLACE FUNCTION f{i}() RETURNS int LANGUAGE sql RETURN {n};\n\
+             COMMENT ON FUNCTION f{i}() IS 'state {n}';\n"
+        ));
+    }
+    sql.push_str("COMMIT;");
+    sql
+}
+
+#[test]
+fn a_dump_during_ddl_is_one_schema_or_a_clear_error() {
+    let db = TestDb::new("dump_io_ddl");
+    db.exec(&state(1));
+    let one = dump(&db);
+    db.exec(&state(2));
+    let two = dump(&db);
+    assert_ne!(one, two);
+    // Another session flips the schema between the two states until the dumps are done (at
+    // most 400 times, pausing between flips so that a dump can also find a quiet moment, and
+    // vacuuming the catalogs the flips bloat, which would slow every dump down).
+    let stop = Arc::new(AtomicBool::new(false));
+    let flipper = {
+        let stop = Arc::clone(&stop);
+        let mut client = db.client();
+        std::thread::spawn(move || {
+            let mut flips = 0;
+            while !stop.load(Ordering::SeqCst) && flips < 400 {
+                client.batch_execute(&state(1 + flips % 2)).unwrap();
+                flips += 1;
+                if flips % 25 == 0 {
+                    client
+                        .batch_execute("VACUUM pg_catalog.pg_proc, pg_catalog.pg_depend, pg_catalog.pg_description")
+                        .unwrap();
+                }
+                std::thread::sleep(std::time::Duration::from_millis(30));
+            }
+            flips
+        })
+    };
+    let runs: Vec<Run> = (0..8)
+        .map(|_| dhctl(&db.url).args(["dump"]).run())
+        .collect();
+    stop.store(true, Ordering::SeqCst);
+    let flips = flipper.join().unwrap();
+    assert!(flips > 0);
+    for run in &runs {
+        match run.code {
+            0 => assert!(
+                run.stdout == one || run.stdout == two,
+                "a dump mixed two schemas:\n{}",
+                run.stdout
+            ),
+            2 => assert!(
+                run.stderr
+                    .contains("the schema changed while it was being dumped"),
+                "{}",
+                run.stderr
+            ),
+            _ => panic!("exit {}: {}", run.code, run.stderr),
+        }
+    }
+    // Quiet again: the dump is the last state's.
+    let last = dump(&db);
+    assert!(last == one || last == two);
+}
