@@ -45,7 +45,7 @@ const CLIENT_CONNECTION_CHECK_INTERVAL: &str = "1s";
 /// `'\('` into `'('`; dhctl's queries also avoid backslashes in literals); the dead-client
 /// check is set where the server has it (current_setting(…, true) is NULL on servers that lack
 /// it). application_name is a startup parameter, which `RESET ALL` restores by itself.
-const SETTINGS: &str = "set_config('TimeZone', 'UTC', false), \
+const SETTINGS: &str = "pg_catalog.set_config('TimeZone', 'UTC', false), \
      pg_catalog.set_config('standard_conforming_strings', 'on', false), \
      pg_catalog.set_config('DateStyle', 'ISO, MDY', false), \
      pg_catalog.set_config('IntervalStyle', 'postgres', false), \
