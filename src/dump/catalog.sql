@@ -474,7 +474,7 @@ UNION ALL
 -- the dumped one is populated is state, not schema (it does not change the dump).
 SELECT 100, pg_catalog.lpad(vd.depth::text, 3, '0'), v.qname, '',
        'CREATE ' || CASE WHEN v.relkind = 'm' THEN 'MATERIALIZED ' ELSE '' END || 'VIEW ' || v.qname
-       || coalesce(' WITH (' || pg_catalog.array_to_string(v.reloptions, ', ') || ')', '')
+       || coalesce((SELECT ro.with_clause FROM relopts ro WHERE ro.oid = v.oid), '')
        || E' AS\n' || pg_catalog.rtrim(pg_catalog.pg_get_viewdef(v.oid), E';\n')
        || CASE WHEN v.relkind = 'm' THEN E'\n  WITH NO DATA' ELSE '' END
        || ';'
@@ -542,9 +542,9 @@ SELECT 140, '2 ' || r.qname, pg_catalog.lpad(d.objsubid::text, 5, '0'), '',
                ELSE CASE r.relkind WHEN 'v' THEN 'VIEW ' WHEN 'm' THEN 'MATERIALIZED VIEW ' WHEN 'S' THEN 'SEQUENCE '
                                    WHEN 'i' THEN 'INDEX ' WHEN 'I' THEN 'INDEX ' ELSE 'TABLE ' END || r.qname END
        || ' IS ' || pg_catalog.quote_literal(d.description) || ';'
+-- A partition's index made for its parent's gets the same name on load: the server's rule, or,
+-- where the name is not the rule's, its own (`hand_named`, section 76).
 FROM rel r JOIN pg_description d ON d.classoid = 'pg_class'::regclass AND d.objoid = r.oid
--- An index PostgreSQL made on a partition for its parent's index is named by the server on load.
-WHERE NOT (r.relkind IN ('i', 'I') AND r.relispartition)
 UNION ALL
 SELECT 140, '3 ' || fn.sig, '', '',
        'COMMENT ON ' || CASE WHEN fn.prokind = 'p' THEN 'PROCEDURE ' ELSE 'FUNCTION ' END || fn.sig

@@ -87,4 +87,9 @@ FROM pg_event_trigger e
 WHERE NOT EXISTS (SELECT 1 FROM ext WHERE ext.classid = 'pg_event_trigger'::regclass AND ext.objid = e.oid)
 UNION ALL
 SELECT 'publication ' || pg_catalog.quote_ident(p.pubname) || ' is not dumped' FROM pg_publication p
+UNION ALL
+-- Security labels (SELinux's sepgsql or another provider's) on anything of the database.
+SELECT 'security label of provider ' || pg_catalog.quote_ident(l.provider) || ' on '
+       || pg_catalog.pg_describe_object(l.classoid, l.objoid, l.objsubid) || ' is not dumped'
+FROM pg_seclabel l
 ) AS warnings

@@ -387,3 +387,55 @@ impl Drop for DropSubscription<'_> {
             .batch_execute("DROP SUBSCRIPTION IF EXISTS dl_sub");
     }
 }
+
+#[test]
+fn a_materialized_views_toast_parameters_and_a_partition_indexs_comment_survive() {
+    let (source, sql, target) = round_trip(
+        "dl_mvtoast",
+        "CREATE TABLE t (x text); \
+         CREATE MATERIALIZED VIEW mv WITH (fillfactor = 80, toast.autovacuum_enabled = false) AS SELECT x FROM t; \
+         CREATE TABLE p (k int, v int) PARTITION BY LIST (k); \
+         CREATE TABLE p_1 PARTITION OF p FOR VALUES IN (1); \
+         CREATE INDEX p_v ON p (v); \
+         COMMENT ON INDEX p_1_v_idx IS 'the copy on p_1'; \
+         ALTER TABLE p ADD PRIMARY KEY (k); \
+         COMMENT ON INDEX p_1_pkey IS 'the key copy';",
+    );
+    assert!(
+        sql.contains("WITH (fillfactor=80, toast.autovacuum_enabled=false) AS"),
+        "{sql}"
+    );
+    same(
+        &source,
+        &target,
+        "SELECT c.relname || ' ' || coalesce(c.reloptions::text, '-') || ' ' || coalesce(tc.reloptions::text, '-') \
+         FROM pg_class c JOIN pg_class tc ON tc.oid = c.reltoastrelid WHERE c.relname = 'mv'",
+    );
+    let comments = same(
+        &source,
+        &target,
+        "SELECT c.relname || ': ' || pg_catalog.obj_description(c.oid, 'pg_class') FROM pg_class c \
+         WHERE c.relkind = 'i' AND c.relispartition ORDER BY 1",
+    );
+    assert_eq!(
+        comments,
+        ["p_1_pkey: the key copy", "p_1_v_idx: the copy on p_1"]
+    );
+}
+
+#[test]
+fn a_security_label_is_named_not_lost() {
+    // No label provider (sepgsql) is installed here: the row a provider would write is written
+    // by hand, as the superuser the tests run as.
+    let db = TestDb::new("dl_seclabel");
+    db.exec(
+        "CREATE TABLE labelled (x int); \
+         INSERT INTO pg_catalog.pg_seclabel VALUES ('labelled'::regclass, 'pg_class'::regclass, 0, \
+         'selinux', 'system_u:object_r:sepgsql_table_t:s0');",
+    );
+    let run = dhctl(&db.url).args(["dump"]).run();
+    run.expect_code(0);
+    let line = "security label of provider selinux on table public.labelled is not dumped";
+    assert!(run.stdout.contains(line), "{}", run.stdout);
+    assert!(run.stderr.contains(line), "{}", run.stderr);
+}
