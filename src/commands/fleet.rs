@@ -139,9 +139,15 @@ trait OnTarget: Clone {
     const VERB: &'static str;
     /// Connections one target's run holds open at once.
     const CONNECTIONS: usize = 1;
+    /// What every target's run reads before it connects (the migrations, the policies), read
+    /// once for the fleet by [`OnTarget::prepare`] after the fleet file is checked and before
+    /// any target connects.
+    type Shared;
+    fn prepare(&self) -> Result<Self::Shared>;
     fn connect(&mut self) -> &mut ConnectArgs;
     fn produce<'a>(
         &'a self,
+        shared: &'a Self::Shared,
         global: &'a GlobalArgs,
         progress: &'a Reporter,
     ) -> LocalBoxFuture<'a, Result<Produced<Self::Report>>>;
@@ -150,26 +156,37 @@ trait OnTarget: Clone {
 impl OnTarget for MigrateArgs {
     type Report = super::migrate::MigrateRun;
     const VERB: &'static str = "applying";
+    type Shared = super::migrate::Loaded;
+    /// The migrations, the policies and the offline lint: the same for every target.
+    fn prepare(&self) -> Result<Self::Shared> {
+        super::migrate::Loaded::read(self)
+    }
     fn connect(&mut self) -> &mut ConnectArgs {
         &mut self.connect
     }
     fn produce<'a>(
         &'a self,
+        loaded: &'a Self::Shared,
         global: &'a GlobalArgs,
         progress: &'a Reporter,
     ) -> LocalBoxFuture<'a, Result<Produced<Self::Report>>> {
-        super::migrate::produce(self, global, progress).boxed_local()
+        super::migrate::produce_on(self, global, progress, loaded).boxed_local()
     }
 }
 
 impl OnTarget for RollbackArgs {
     type Report = crate::migrations::rollback::RollbackReport;
     const VERB: &'static str = "rolling back";
+    type Shared = ();
+    fn prepare(&self) -> Result<()> {
+        Ok(())
+    }
     fn connect(&mut self) -> &mut ConnectArgs {
         &mut self.connect
     }
     fn produce<'a>(
         &'a self,
+        &(): &'a Self::Shared,
         global: &'a GlobalArgs,
         progress: &'a Reporter,
     ) -> LocalBoxFuture<'a, Result<Produced<Self::Report>>> {
@@ -180,15 +197,21 @@ impl OnTarget for RollbackArgs {
 impl OnTarget for StatusArgs {
     type Report = crate::migrations::StatusReport;
     const VERB: &'static str = "reading";
+    type Shared = crate::migrations::catalog::Catalog;
+    /// The migrations, read once: every target is compared with the same files.
+    fn prepare(&self) -> Result<Self::Shared> {
+        crate::migrations::catalog::load(&self.migrations.source())
+    }
     fn connect(&mut self) -> &mut ConnectArgs {
         &mut self.connect
     }
     fn produce<'a>(
         &'a self,
+        catalog: &'a Self::Shared,
         _: &'a GlobalArgs,
         _: &'a Reporter,
     ) -> LocalBoxFuture<'a, Result<Produced<Self::Report>>> {
-        super::status::produce(self).boxed_local()
+        super::status::produce_with(self, catalog).boxed_local()
     }
 }
 
@@ -197,11 +220,16 @@ impl OnTarget for VerifyArgs {
     const VERB: &'static str = "verifying";
     /// The live database and the scratch database the schema is rebuilt in.
     const CONNECTIONS: usize = 2;
+    type Shared = ();
+    fn prepare(&self) -> Result<()> {
+        Ok(())
+    }
     fn connect(&mut self) -> &mut ConnectArgs {
         &mut self.connect
     }
     fn produce<'a>(
         &'a self,
+        &(): &'a Self::Shared,
         _: &'a GlobalArgs,
         _: &'a Reporter,
     ) -> LocalBoxFuture<'a, Result<Produced<Self::Report>>> {
@@ -212,11 +240,16 @@ impl OnTarget for VerifyArgs {
 impl OnTarget for LintArgs {
     type Report = crate::lint::Report;
     const VERB: &'static str = "linting";
+    type Shared = ();
+    fn prepare(&self) -> Result<()> {
+        Ok(())
+    }
     fn connect(&mut self) -> &mut ConnectArgs {
         &mut self.connect
     }
     fn produce<'a>(
         &'a self,
+        &(): &'a Self::Shared,
         _: &'a GlobalArgs,
         _: &'a Reporter,
     ) -> LocalBoxFuture<'a, Result<Produced<Self::Report>>> {
@@ -227,11 +260,16 @@ impl OnTarget for LintArgs {
 impl OnTarget for PartitionCreateArgs {
     type Report = crate::partitions::RunReport;
     const VERB: &'static str = "creating";
+    type Shared = ();
+    fn prepare(&self) -> Result<()> {
+        Ok(())
+    }
     fn connect(&mut self) -> &mut ConnectArgs {
         &mut self.connect
     }
     fn produce<'a>(
         &'a self,
+        &(): &'a Self::Shared,
         _: &'a GlobalArgs,
         progress: &'a Reporter,
     ) -> LocalBoxFuture<'a, Result<Produced<Self::Report>>> {
@@ -246,11 +284,16 @@ impl OnTarget for PartitionCreateArgs {
 impl OnTarget for PartitionPruneArgs {
     type Report = crate::partitions::RunReport;
     const VERB: &'static str = "pruning";
+    type Shared = ();
+    fn prepare(&self) -> Result<()> {
+        Ok(())
+    }
     fn connect(&mut self) -> &mut ConnectArgs {
         &mut self.connect
     }
     fn produce<'a>(
         &'a self,
+        &(): &'a Self::Shared,
         _: &'a GlobalArgs,
         progress: &'a Reporter,
     ) -> LocalBoxFuture<'a, Result<Produced<Self::Report>>> {
@@ -265,11 +308,16 @@ impl OnTarget for PartitionPruneArgs {
 impl OnTarget for PartitionStatusArgs {
     type Report = super::partition::Located;
     const VERB: &'static str = "reading";
+    type Shared = ();
+    fn prepare(&self) -> Result<()> {
+        Ok(())
+    }
     fn connect(&mut self) -> &mut ConnectArgs {
         &mut self.connect
     }
     fn produce<'a>(
         &'a self,
+        &(): &'a Self::Shared,
         _: &'a GlobalArgs,
         _: &'a Reporter,
     ) -> LocalBoxFuture<'a, Result<Produced<Self::Report>>> {
@@ -352,6 +400,7 @@ impl Plan<'_> {
     ) -> Result<i32> {
         let format = global.format;
         let flags = self.flags(args)?;
+        let shared = args.prepare()?;
         let json = format == crate::cli::Format::Json;
         let reporters: Vec<Reporter> = (0..flags.len())
             .map(|_| Reporter::kept(json, A::VERB))
@@ -371,7 +420,8 @@ impl Plan<'_> {
                     continue;
                 };
                 started[i] = Some(Instant::now());
-                let work = inflight::for_target(TargetId(i), one.produce(global, &reporters[i]));
+                let work =
+                    inflight::for_target(TargetId(i), one.produce(&shared, global, &reporters[i]));
                 running.push(work.map(move |result| (i, result)).boxed_local());
             }
             if self.rollout.is_over() {

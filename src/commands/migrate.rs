@@ -65,22 +65,24 @@ impl MigrateRun {
 /// migrate lints the migrations it is about to apply (never the applied ones), weighed by the
 /// live size of the tables they lock, and refuses error findings unless `--allow-unsafe`; a dry
 /// run shows them with the lock plan. The report is kept for the run's output.
-struct LintGate {
+struct LintGate<'m> {
     refuse: bool,
     /// Tables whose partitions a policy manages (empty with --no-partitions).
     managed: Vec<String>,
     /// Below this size on disk a table is small: its locking findings are warnings.
     small_table: u64,
     report: Mutex<Option<lint::Report>>,
+    /// The offline lint, shared by a fleet's databases (see [`Loaded`]).
+    memo: &'m lint::Memo,
 }
 
-impl LintGate {
+impl LintGate<'_> {
     fn take(&self) -> Option<lint::Report> {
         self.report.lock().ok().and_then(|mut r| r.take())
     }
 }
 
-impl Gate for LintGate {
+impl Gate for LintGate<'_> {
     fn check<'a>(
         &'a self,
         client: Option<&'a tokio_postgres::Client>,
@@ -90,9 +92,15 @@ impl Gate for LintGate {
     ) -> Pin<Box<dyn Future<Output = Result<()>> + 'a>> {
         Box::pin(async move {
             let versions: Vec<i64> = pending.iter().map(|m| m.version).collect();
-            let report =
-                lint::pending_weighed(client, catalog, &versions, &self.managed, self.small_table)
-                    .await?;
+            let report = lint::pending_weighed(
+                client,
+                catalog,
+                &versions,
+                &self.managed,
+                self.small_table,
+                self.memo,
+            )
+            .await?;
             let errors = report.errors;
             if let Ok(mut kept) = self.report.lock() {
                 *kept = Some(report);
@@ -112,14 +120,70 @@ struct Ensure<'a> {
     now: Option<DateTime<Utc>>,
 }
 
+/// What `migrate` reads before it connects: the migrations, the partition policies, and the
+/// offline half of the lint gate. A fleet (`--targets`) reads it once for all its databases
+/// (docs/fleet.md): every target then gets the same files, read before the first one connects.
+pub(crate) struct Loaded {
+    catalog: Catalog,
+    /// None with --no-partitions.
+    policies: Option<Vec<Policy>>,
+    memo: lint::Memo,
+}
+
+impl Loaded {
+    /// Reads and validates the migrations, then the policies (which a dry run validates too).
+    pub(crate) fn read(args: &MigrateArgs) -> Result<Loaded> {
+        let catalog = catalog::load(&args.migrations.source())?;
+        Loaded::with_catalog(args, catalog)
+    }
+
+    fn with_catalog(args: &MigrateArgs, catalog: Catalog) -> Result<Loaded> {
+        let policies = if args.no_partitions {
+            None
+        } else {
+            Some(policy::load(&args.partitions.source())?)
+        };
+        Ok(Loaded {
+            catalog,
+            policies,
+            memo: lint::Memo::default(),
+        })
+    }
+}
+
 /// `dhctl migrate` on the database `args` names; `progress` shows each step.
 pub(crate) async fn produce(
     args: &MigrateArgs,
     global: &GlobalArgs,
     progress: &Reporter,
 ) -> Result<Produced<MigrateRun>> {
+    // The order of the checks without --targets: the folder, the connection string, the
+    // policies.
     let catalog = catalog::load(&args.migrations.source())?;
     let cfg = DbConfig::from_args(&args.connect, &args.locks, Access::Write)?;
+    let loaded = Loaded::with_catalog(args, catalog)?;
+    produce_loaded(args, global, progress, &cfg, &loaded).await
+}
+
+/// `dhctl migrate` on the database `args` names with what was read before (once for a fleet).
+pub(crate) async fn produce_on(
+    args: &MigrateArgs,
+    global: &GlobalArgs,
+    progress: &Reporter,
+    loaded: &Loaded,
+) -> Result<Produced<MigrateRun>> {
+    let cfg = DbConfig::from_args(&args.connect, &args.locks, Access::Write)?;
+    produce_loaded(args, global, progress, &cfg, loaded).await
+}
+
+async fn produce_loaded(
+    args: &MigrateArgs,
+    global: &GlobalArgs,
+    progress: &Reporter,
+    cfg: &DbConfig,
+    loaded: &Loaded,
+) -> Result<Produced<MigrateRun>> {
+    let catalog = &loaded.catalog;
     let mode = Mode::dry_run_if(args.dry_run);
     let create = if args.no_create_database || args.dry_run {
         CreateDatabase::Never
@@ -137,28 +201,24 @@ pub(crate) async fn produce(
         create,
         sql: Sql::shown_if(global.verbose),
     };
-    // Policies are validated before anything changes. A dry run does not create partitions,
+    // Policies were validated before anything changes. A dry run does not create partitions,
     // but lints with what the policies manage, as the real run would.
-    let loaded = if args.no_partitions {
-        None
-    } else {
-        Some(policy::load(&args.partitions.source())?)
-    };
     let gate = LintGate {
         refuse: !args.allow_unsafe,
-        managed: lint::managed_tables(loaded.as_deref().unwrap_or_default()),
+        managed: lint::managed_tables(loaded.policies.as_deref().unwrap_or_default()),
         small_table: args.small_table,
         report: Mutex::new(None),
+        memo: &loaded.memo,
     };
-    let policies = loaded.filter(|_| !args.dry_run);
-    let ensure = policies.as_deref().map(|policies| Ensure {
+    let policies = loaded.policies.as_deref().filter(|_| !args.dry_run);
+    let ensure = policies.map(|policies| Ensure {
         policies,
         now: args.now,
     });
     let wait_replicas = args.wait_replicas.filter(|_| !args.dry_run);
     let outcome = migrate_and_ensure(
-        &cfg,
-        &catalog,
+        cfg,
+        catalog,
         &options,
         &gate,
         ensure.as_ref(),
@@ -228,7 +288,7 @@ async fn migrate_and_ensure(
     cfg: &DbConfig,
     catalog: &Catalog,
     options: &migrate::Options,
-    gate: &LintGate,
+    gate: &LintGate<'_>,
     ensure: Option<&Ensure<'_>>,
     wait_replicas: Option<Duration>,
     progress: &dyn Progress,

@@ -3,22 +3,32 @@
 use super::{Produced, Shown};
 use crate::cli::StatusArgs;
 use crate::error::Result;
-use crate::migrations::{catalog, status_report, wait, Ahead, StatusReport};
+use crate::migrations::catalog::{self, Catalog};
+use crate::migrations::{status_report, wait, Ahead, StatusReport};
 use crate::output::{self, human};
 
 /// `dhctl status` on the database `args` names.
 pub(crate) async fn produce(args: &StatusArgs) -> Result<Produced<StatusReport>> {
     let catalog = catalog::load(&args.migrations.source())?;
+    produce_with(args, &catalog).await
+}
+
+/// `dhctl status` on the database `args` names against `catalog`, read before (once for a
+/// fleet: docs/fleet.md).
+pub(crate) async fn produce_with(
+    args: &StatusArgs,
+    catalog: &Catalog,
+) -> Result<Produced<StatusReport>> {
     let cfg = super::unlocked(&args.connect)?;
     if let Some(limit) = args.until_current {
-        let waited = wait::until_current(&cfg, &catalog, limit, &output::waiting).await?;
+        let waited = wait::until_current(&cfg, catalog, limit, &output::waiting).await?;
         let code = waited.exit_code();
         let (wait::Waited::Current(report)
         | wait::Waited::TimedOut(report)
         | wait::Waited::Drift(report)) = waited;
         return Ok(Produced::ran(report, code));
     }
-    let report = status_report(&cfg, &catalog).await?;
+    let report = status_report(&cfg, catalog).await?;
     let ahead = if args.strict {
         Ahead::Refused
     } else {

@@ -208,9 +208,9 @@ impl Locked {
         let ms = cfg.lock_timeout.as_millis().max(1).to_string();
         let pid: i32 = session
             .client
-            .query_one(
+            .query_typed_one(
                 "SELECT pg_catalog.pg_backend_pid() FROM (SELECT pg_catalog.set_config('lock_timeout', $1, false)) s",
-                &[&ms],
+                &[(&ms, Type::TEXT)],
             )
             .await
             .map_err(|e| Error::sql("setting lock_timeout", &e))?

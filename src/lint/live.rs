@@ -4,6 +4,10 @@
 //! partitions counted) is at least `--small-table`, and becomes a warning below it.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::OnceCell;
+use tokio_postgres::types::Type;
 
 use super::files::{self, Options};
 use super::{Report, Rule, Severity};
@@ -51,17 +55,64 @@ pub async fn pending_live(cfg: &DbConfig, options: &Options, small_table: u64) -
     Ok(report)
 }
 
+/// The offline half of migrate's lint (parsing the catalog and linting the pending migrations),
+/// kept per set of pending versions and managed tables. It depends on nothing else, so the
+/// databases of a fleet that have the same migrations pending (the usual case) share one parse
+/// instead of each parsing every migration again; the live half (table sizes, weighing) stays
+/// per database. A memo belongs to one catalog: a fleet makes one per run, after reading the
+/// migrations once.
+#[derive(Default)]
+pub struct Memo {
+    #[allow(clippy::type_complexity)]
+    kept: Mutex<Vec<((Vec<i64>, Vec<String>), Arc<OnceCell<Report>>)>>,
+}
+
+impl Memo {
+    /// The cell for this set of pending versions and managed tables; the first target to need
+    /// it fills it while the others with the same key wait for that one parse.
+    fn cell(&self, pending: &[i64], managed: &[String]) -> Arc<OnceCell<Report>> {
+        let Ok(mut kept) = self.kept.lock() else {
+            return Arc::new(OnceCell::new());
+        };
+        if let Some((_, cell)) = kept
+            .iter()
+            .find(|((p, m), _)| p.as_slice() == pending && m.as_slice() == managed)
+        {
+            return Arc::clone(cell);
+        }
+        let cell = Arc::new(OnceCell::new());
+        kept.push(((pending.to_vec(), managed.to_vec()), Arc::clone(&cell)));
+        cell
+    }
+
+    /// How many different lints this memo has made (one per key).
+    pub fn parsed(&self) -> usize {
+        self.kept
+            .lock()
+            .map(|kept| kept.iter().filter(|(_, c)| c.initialized()).count())
+            .unwrap_or(0)
+    }
+}
+
 /// migrate's lint: the pending migrations, weighed by the live size of the tables they lock
-/// (`client` None: the database does not exist yet, so every table is new).
+/// (`client` None: the database does not exist yet, so every table is new). `memo` keeps the
+/// offline lint for the other databases of a fleet (it must have been made for `catalog`).
 pub async fn pending_weighed(
     client: Option<&tokio_postgres::Client>,
     catalog: &catalog::Catalog,
     pending: &[i64],
     managed: &[String],
     small_table: u64,
+    memo: &Memo,
 ) -> Result<Report> {
-    let (catalog, pending, managed) = (catalog.clone(), pending.to_vec(), managed.to_vec());
-    let mut report = off_thread(move || files::pending(&catalog, &pending, &managed)).await?;
+    let cell = memo.cell(pending, managed);
+    let offline = cell
+        .get_or_try_init(|| {
+            let (catalog, pending, managed) = (catalog.clone(), pending.to_vec(), managed.to_vec());
+            off_thread(move || files::pending(&catalog, &pending, &managed))
+        })
+        .await?;
+    let mut report = offline.clone();
     let names = relations(&report);
     let (sizes, absent) = match client {
         Some(client) => {
@@ -156,8 +207,9 @@ async fn table_sizes(
         return Ok(HashMap::new());
     }
     let qualified: Vec<String> = names.iter().map(|n| qualified(n)).collect();
+    // Typed parameters: no separate prepare round trip.
     let rows = client
-        .query(
+        .query_typed(
             "WITH RECURSIVE tree(name, relid) AS ( \
                  SELECT r.name, c.oid \
                  FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.text[]), \
@@ -177,7 +229,7 @@ async fn table_sizes(
                OR p.oid OPERATOR(pg_catalog.=) ANY (SELECT x.indexrelid FROM pg_catalog.pg_index x \
                                                    WHERE x.indrelid OPERATOR(pg_catalog.=) c.oid) \
              GROUP BY t.name",
-            &[&names, &qualified],
+            &[(&names, Type::TEXT_ARRAY), (&qualified, Type::TEXT_ARRAY)],
         )
         .await
         .map_err(|e| {
@@ -347,6 +399,43 @@ mod tests {
                 })
                 .collect(),
         }
+    }
+
+    /// The memo lints once per set of pending versions (and managed tables), and what it gives
+    /// each caller is what an unshared lint gives.
+    #[tokio::test]
+    async fn the_memo_lints_once_per_pending_set_and_gives_what_a_fresh_lint_gives() {
+        let catalog = catalog::parse_files(vec![
+            (
+                "1_first.sql".into(),
+                b"CREATE TABLE first_table (id int);\n".to_vec(),
+            ),
+            (
+                "2_second.sql".into(),
+                b"CREATE INDEX second_index ON first_table (id);\n".to_vec(),
+            ),
+        ])
+        .unwrap();
+        let memo: &'static Memo = Box::leak(Box::default());
+        let catalog = &catalog;
+        let lint = |pending: &'static [i64], managed: &'static [String], memo: &'static Memo| {
+            pending_weighed(None, catalog, pending, managed, 0, memo)
+        };
+        let both = lint(&[1, 2], &[], memo).await.unwrap();
+        assert_eq!(memo.parsed(), 1);
+        let again = lint(&[1, 2], &[], memo).await.unwrap();
+        assert_eq!(memo.parsed(), 1, "the same pending set is linted once");
+        let second = lint(&[2], &[], memo).await.unwrap();
+        assert_eq!(memo.parsed(), 2, "another pending set is linted for itself");
+        for (memoized, pending) in [(&both, &[1i64, 2][..]), (&again, &[1, 2]), (&second, &[2])] {
+            let unshared = lint(pending, &[], Box::leak(Box::default())).await.unwrap();
+            assert_eq!(memoized.files, unshared.files);
+            assert_eq!(
+                serde_json::to_string(memoized).unwrap(),
+                serde_json::to_string(&unshared).unwrap()
+            );
+        }
+        assert_eq!((both.files, second.files), (2, 1));
     }
 
     #[test]

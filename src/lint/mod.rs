@@ -29,7 +29,7 @@ use crate::migrations::catalog::{Migration, Section, Transaction};
 use crate::Error;
 
 pub use files::{managed_tables, pending, run, Options};
-pub use live::{parse_size, pending_live, pending_weighed, SMALL_TABLE_DEFAULT};
+pub use live::{parse_size, pending_live, pending_weighed, Memo, SMALL_TABLE_DEFAULT};
 pub use locks::{Effect, Lock, LockMode};
 
 /// How bad a finding is: an error fails `dhctl lint` (exit 1) and stops `migrate`.

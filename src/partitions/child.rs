@@ -4,7 +4,7 @@
 //! (replica identity, grants, owner). Used by create and by drain-default.
 
 use chrono::{DateTime, Utc};
-use tokio_postgres::types::Oid;
+use tokio_postgres::types::{Oid, Type};
 use tokio_postgres::Client;
 
 use super::apply::{Partitioned, BOUNDS_CHECK};
@@ -50,10 +50,15 @@ WHERE c.oid = $1 AND a.grantee <> c.relowner";
 
 pub async fn properties(client: &Client, target: &Partitioned<'_>) -> Result<Properties, Error> {
     let read = |e| Error::sql(format!("reading the properties of {}", target.table), &e);
-    let row = client
-        .query_one(PROPERTIES, &[&target.oid])
-        .await
-        .map_err(read)?;
+    // Both in one round trip (pipelined), each with its parameter's type given so that no
+    // separate prepare round trip precedes it: this runs once per partition created.
+    let (row, grant_rows) = futures_util::future::join(
+        client.query_typed_one(PROPERTIES, &[(&target.oid, Type::OID)]),
+        client.query_typed(GRANTS, &[(&target.oid, Type::OID)]),
+    )
+    .await;
+    let row = row.map_err(read)?;
+    let grant_rows = grant_rows.map_err(read)?;
     let mut notes = Vec::new();
     let owner: String = row.get(0);
     let owner = match (row.get::<_, bool>(1), row.get::<_, bool>(2)) {
@@ -87,10 +92,7 @@ pub async fn properties(client: &Client, target: &Partitioned<'_>) -> Result<Pro
             .collect();
         (!written.is_empty()).then(|| written.join(", "))
     });
-    let mut grants: Vec<String> = client
-        .query(GRANTS, &[&target.oid])
-        .await
-        .map_err(read)?
+    let mut grants: Vec<String> = grant_rows
         .iter()
         .filter_map(|r| {
             let privilege: String = r.get(0);

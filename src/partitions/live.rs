@@ -324,9 +324,13 @@ pub async fn partitions(
         Which::All => None,
         Which::Named(names) => Some(names),
     };
-    let rows = pinned(client, CHILDREN, &[&oids, &names])
-        .await
-        .map_err(|e| Error::sql("reading the partitions from the catalog", &e))?;
+    let rows = pinned(
+        client,
+        CHILDREN,
+        &[(&oids, Type::OID_ARRAY), (&names, Type::TEXT_ARRAY)],
+    )
+    .await
+    .map_err(|e| Error::sql("reading the partitions from the catalog", &e))?;
     assign(&mut snapshot, &rows);
     if let Which::All = which {
         for (policy, parent) in policies_of(&mut snapshot) {
@@ -402,34 +406,37 @@ fn policies_of(snapshot: &mut Snapshot) -> Vec<((Interval, String), &mut Parent)
         .collect()
 }
 
-/// Runs one catalog query with the settings it parses pinned (see PINNED).
+/// Runs one catalog query with the settings it parses pinned (see PINNED), in one round trip:
+/// the BEGIN with its settings, the query (its parameters typed, so no separate prepare) and the
+/// COMMIT are pipelined, and each takes effect in the order sent. A failed query aborts the
+/// transaction and the COMMIT then ends it as a ROLLBACK, so the session is left as it was.
 async fn pinned(
     client: &Client,
     sql: &str,
-    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    params: &[(&(dyn tokio_postgres::types::ToSql + Sync), Type)],
 ) -> std::result::Result<Vec<tokio_postgres::Row>, tokio_postgres::Error> {
-    client.batch_execute(PINNED).await?;
-    match client.query(sql, params).await {
-        Ok(rows) => {
-            client.batch_execute("COMMIT").await?;
-            Ok(rows)
-        }
-        Err(e) => {
-            // The transaction is aborted; end it so the session is usable (and as it was).
-            let _ = client.batch_execute("ROLLBACK").await;
-            Err(e)
-        }
-    }
+    let (began, rows, ended) = futures_util::future::join3(
+        client.batch_execute(PINNED),
+        client.query_typed(sql, params),
+        client.batch_execute("COMMIT"),
+    )
+    .await;
+    began?;
+    let rows = rows?;
+    ended?;
+    Ok(rows)
 }
 
 async fn others(client: &Client, parent: &Parent) -> Result<Vec<Other>> {
+    let marker = super::apply::kept_marker(&parent.schema, &parent.table);
+    // Typed parameters: no separate prepare round trip.
     let rows = client
-        .query(
+        .query_typed(
             OTHERS,
             &[
-                &parent.table,
-                &parent.oid,
-                &super::apply::kept_marker(&parent.schema, &parent.table),
+                (&parent.table, Type::TEXT),
+                (&parent.oid, Type::OID),
+                (&marker, Type::TEXT),
             ],
         )
         .await
@@ -581,9 +588,14 @@ pub async fn partition(
     name: &str,
 ) -> Result<Option<Existing>> {
     let names = [name.to_string()];
-    let rows = pinned(client, CHILDREN, &[&vec![oid], &Some(&names[..])])
-        .await
-        .map_err(|e| Error::sql(format!("reading the bounds of partition {name}"), &e))?;
+    let (oids, names) = (vec![oid], Some(&names[..]));
+    let rows = pinned(
+        client,
+        CHILDREN,
+        &[(&oids, Type::OID_ARRAY), (&names, Type::TEXT_ARRAY)],
+    )
+    .await
+    .map_err(|e| Error::sql(format!("reading the bounds of partition {name}"), &e))?;
     Ok(rows
         .iter()
         .filter(|r| r.get::<_, String>(5) == schema)

@@ -542,3 +542,110 @@ fn a_fleet_runs_the_other_commands_and_only_selects() {
         assert!(t["result"].is_object(), "{args:?}: {doc}");
     }
 }
+
+/// The fleet reads the migrations folder once, before any target connects (docs/fleet.md): a
+/// folder with a bad file stops the whole fleet with one error (exit 2) instead of one error per
+/// target, and no target is touched, not even a database migrate would create.
+#[test]
+fn a_bad_migrations_folder_stops_the_fleet_once_before_any_target_connects() {
+    let migrations = tempfile::tempdir().unwrap();
+    std::fs::write(
+        migrations.path().join("20240101000001_first.sql"),
+        "CREATE TABLE first_table (id int);\n",
+    )
+    .unwrap();
+    std::fs::write(
+        migrations.path().join("20240101000002_bad.sql"),
+        "-- migrate:up\nCREATE TABLE second_table (id int);\n  -- migrate:down\n",
+    )
+    .unwrap();
+    let dbs: Vec<TestDb> = (0..3).map(|_| TestDb::new("fleetbadfolder")).collect();
+    let absent = with_dbname(&dbs[0].url, &format!("{}_absent", dbs[0].name));
+    let mut list: Vec<(String, String, &str)> = dbs
+        .iter()
+        .enumerate()
+        .map(|(i, db)| (format!("t{i}"), db.url.clone(), "default"))
+        .collect();
+    list.push(("absent".into(), absent, "default"));
+    let file = FleetFile::new(&format!(
+        "parallel = 2\non_error = \"continue\"\n\n{}",
+        targets(&list)
+    ));
+    for format in ["human", "json"] {
+        let out = fleet_dhctl(&file)
+            .migrations_dir(migrations.path())
+            .args(["migrate", "--no-partitions", "--format", format])
+            .run();
+        out.expect_code(2);
+        assert_eq!(
+            out.stderr.matches("20240101000002_bad.sql").count(),
+            1,
+            "{format}: the folder's problem is reported once, not per target:\n{}\n{}",
+            out.stdout,
+            out.stderr
+        );
+        assert!(!out.stdout.contains("\"targets\""), "{}", out.stdout);
+        for db in &dbs {
+            assert!(db.tables().is_empty(), "{}: {:?}", db.name, db.tables());
+        }
+    }
+    let mut admin = connect(&server_url());
+    let created: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM pg_database WHERE datname = $1",
+            &[&format!("{}_absent", dbs[0].name)],
+        )
+        .unwrap()
+        .get(0);
+    let _ = admin.batch_execute(&format!(
+        "DROP DATABASE IF EXISTS \"{}_absent\" WITH (FORCE)",
+        dbs[0].name
+    ));
+    assert_eq!(created, 0, "a target's database was created");
+}
+
+/// The migrations are read and linted once for the fleet, but each target is linted for what
+/// it has pending: a target with the first migration applied gets a lint of the second only.
+#[test]
+fn each_target_of_a_fleet_is_linted_for_its_own_pending_migrations() {
+    let migrations = tempfile::tempdir().unwrap();
+    std::fs::write(
+        migrations.path().join("20240101000001_first.sql"),
+        "CREATE TABLE first_table (id int);\n",
+    )
+    .unwrap();
+    std::fs::write(
+        migrations.path().join("20240101000002_second.sql"),
+        "CREATE TABLE second_table (id int);\n",
+    )
+    .unwrap();
+    let fresh = [TestDb::new("fleetlintfresh"), TestDb::new("fleetlintfresh")];
+    let behind = TestDb::new("fleetlintbehind");
+    dhctl(&behind.url)
+        .migrations_dir(migrations.path())
+        .args(["migrate", "--no-partitions", "--to", "20240101000001"])
+        .run()
+        .expect_code(0);
+    let list = vec![
+        ("fresh-0".to_string(), fresh[0].url.clone(), "default"),
+        ("behind".to_string(), behind.url.clone(), "default"),
+        ("fresh-1".to_string(), fresh[1].url.clone(), "default"),
+    ];
+    let file = FleetFile::new(&format!("parallel = 3\n\n{}", targets(&list)));
+    let out = fleet_dhctl(&file)
+        .migrations_dir(migrations.path())
+        .args(["migrate", "--no-partitions", "--format", "json"])
+        .run();
+    out.expect_code(0);
+    let doc = out.json();
+    for (name, files, steps) in [("fresh-0", 2, 2), ("behind", 1, 1), ("fresh-1", 2, 2)] {
+        let result = &entry(&doc, name)["result"];
+        assert_eq!(result["lint"]["files"], files, "{name}: {doc}");
+        assert_eq!(
+            result["steps"].as_array().unwrap().len(),
+            steps,
+            "{name}: {doc}"
+        );
+    }
+    assert_eq!(behind.history(), vec![20240101000001, 20240101000002]);
+}
