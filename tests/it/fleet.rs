@@ -548,17 +548,16 @@ fn a_fleet_runs_the_other_commands_and_only_selects() {
 /// target, and no target is touched, not even a database migrate would create.
 #[test]
 fn a_bad_migrations_folder_stops_the_fleet_once_before_any_target_connects() {
-    let migrations = tempfile::tempdir().unwrap();
-    std::fs::write(
-        migrations.path().join("20240101000001_first.sql"),
-        "CREATE TABLE first_table (id int);\n",
-    )
-    .unwrap();
-    std::fs::write(
-        migrations.path().join("20240101000002_bad.sql"),
-        "-- migrate:up\nCREATE TABLE second_table (id int);\n  -- migrate:down\n",
-    )
-    .unwrap();
+    let migrations = crate::harness::folder(&[
+        (
+            "20240101000001_first.sql",
+            "CREATE TABLE first_table (id int);\n",
+        ),
+        (
+            "20240101000002_bad.sql",
+            "-- migrate:up\nCREATE TABLE second_table (id int);\n  -- migrate:down\n",
+        ),
+    ]);
     let dbs: Vec<TestDb> = (0..3).map(|_| TestDb::new("fleetbadfolder")).collect();
     let absent = with_dbname(&dbs[0].url, &format!("{}_absent", dbs[0].name));
     let mut list: Vec<(String, String, &str)> = dbs
@@ -608,17 +607,16 @@ fn a_bad_migrations_folder_stops_the_fleet_once_before_any_target_connects() {
 /// it has pending: a target with the first migration applied gets a lint of the second only.
 #[test]
 fn each_target_of_a_fleet_is_linted_for_its_own_pending_migrations() {
-    let migrations = tempfile::tempdir().unwrap();
-    std::fs::write(
-        migrations.path().join("20240101000001_first.sql"),
-        "CREATE TABLE first_table (id int);\n",
-    )
-    .unwrap();
-    std::fs::write(
-        migrations.path().join("20240101000002_second.sql"),
-        "CREATE TABLE second_table (id int);\n",
-    )
-    .unwrap();
+    let migrations = crate::harness::folder(&[
+        (
+            "20240101000001_first.sql",
+            "CREATE TABLE first_table (id int);\n",
+        ),
+        (
+            "20240101000002_second.sql",
+            "CREATE TABLE second_table (id int);\n",
+        ),
+    ]);
     let fresh = [TestDb::new("fleetlintfresh"), TestDb::new("fleetlintfresh")];
     let behind = TestDb::new("fleetlintbehind");
     dhctl(&behind.url)
