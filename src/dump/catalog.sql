@@ -154,7 +154,9 @@ col AS (
                    WHEN a.attgenerated = 'v' THEN ' GENERATED ALWAYS AS (' || pg_catalog.pg_get_expr(d.adbin, d.adrelid) || ') VIRTUAL'
                    WHEN d.adbin IS NOT NULL THEN ' DEFAULT ' || pg_catalog.pg_get_expr(d.adbin, d.adrelid)
                    ELSE '' END
-           || CASE WHEN a.attidentity IN ('a', 'd') THEN
+           -- PostgreSQL 17+ marks a partition's column identity when its parent's is, with no
+           -- sequence of its own: ATTACH gives it, so the partition's column does not say it.
+           || CASE WHEN a.attidentity IN ('a', 'd') AND iseq.seqid IS NOT NULL THEN
                    ' GENERATED ' || CASE a.attidentity WHEN 'a' THEN 'ALWAYS' ELSE 'BY DEFAULT' END
                    || ' AS IDENTITY (SEQUENCE NAME ' || iseq.seqid::regclass::text
                    || coalesce((SELECT so.opts FROM seq_opts so WHERE so.seqrelid = iseq.seqid), '') || ')'
@@ -226,7 +228,7 @@ cast_own AS (
       AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_cast'::regclass AND d.objid = c.oid AND d.deptype = 'i')
 ),
 -- A partition's index that belongs to its parent's index, behind no constraint, whose name is
--- not the one the loading server gives it when the parent's index is made (ChooseIndexName's
+-- not the one the loading server would give it when the parent's index is made (ChooseIndexName's
 -- `<partition>_<index columns>_idx`, where that fits in a name; a name with a number added
 -- against a clash is dumped too).
 hand_named AS (
@@ -238,6 +240,31 @@ hand_named AS (
           SELECT CASE WHEN pg_catalog.octet_length(n.name) <= 63 THEN n.name END
           FROM (SELECT t.relname::text || '_' || pg_catalog.string_agg(a.attname::text, '_' ORDER BY a.attnum) || '_idx' AS name
                 FROM pg_attribute a WHERE a.attrelid = ic.oid AND a.attnum > 0) n)
+),
+-- Index trees: each index of a partitioned table that belongs to no other index (its root),
+-- with the partitions' indexes that belong to it, at any depth.
+idx_tree AS (
+    WITH RECURSIVE m(root, idx, depth) AS (
+        SELECT i.indexrelid, i.indexrelid, 0
+        FROM pg_index i JOIN rel t ON t.oid = i.indrelid JOIN pg_class ic ON ic.oid = i.indexrelid
+        WHERE t.relkind = 'p' AND NOT ic.relispartition
+        UNION ALL
+        SELECT m.root, inh.inhrelid, m.depth + 1 FROM m JOIN pg_inherits inh ON inh.inhparent = m.idx
+    )
+    SELECT * FROM m
+),
+-- The trees written index by index, as pg_dump writes every tree: the root ON ONLY its table,
+-- each partition's index with its name (85, after every other partitioned index was made, so
+-- none takes it), then attached to its parent's (87). Those are the trees that hold an index of
+-- hand_named, whose name the server would not give the copy it makes (or would give another
+-- copy: two indexes alike on a partitioned table); the others are written as one CREATE INDEX
+-- that makes the whole tree. Not a tree that holds an index behind a constraint.
+explicit_idx AS (
+    SELECT x.root, x.idx, x.depth FROM idx_tree x
+    WHERE x.root IN (SELECT y.root FROM idx_tree y JOIN hand_named h ON h.oid = y.idx)
+      AND x.root NOT IN (SELECT y.root FROM idx_tree y JOIN pg_index i ON i.indexrelid = y.idx
+                         JOIN pg_constraint k ON k.conindid = i.indexrelid AND k.conrelid = i.indrelid
+                                              AND k.contype IN ('p', 'u', 'x'))
 )
 SELECT section, k1, k2, k3, stmt FROM (
 -- 10: schemas (public too: IF NOT EXISTS makes it a no-op where it exists).
@@ -335,7 +362,10 @@ UNION ALL
 -- (CREATE TABLE … OF type) has its type's columns: only their options are written
 -- (`col WITH OPTIONS DEFAULT …`), and the parentheses only when there is something in them.
 SELECT 60, t.qname, '', '',
-       'CREATE ' || CASE WHEN t.relpersistence = 'u' THEN 'UNLOGGED ' ELSE '' END || 'TABLE ' || t.qname
+       -- A column that comes out NULL (a catalog state this query does not know) makes the
+       -- statement NULL, which the dump refuses (src/dump/mod.rs): never a column left out.
+       CASE WHEN EXISTS (SELECT 1 FROM col c WHERE c.attrelid = t.oid AND c.def IS NULL) THEN NULL ELSE '' END
+       || 'CREATE ' || CASE WHEN t.relpersistence = 'u' THEN 'UNLOGGED ' ELSE '' END || 'TABLE ' || t.qname
        || CASE WHEN t.reloftype = 0 THEN ' (' || coalesce(E'\n    ' || pg_catalog.array_to_string(e.items, E',\n    '), '') || E'\n)'
                ELSE ' OF ' || t.reloftype::regtype::text
                     || CASE WHEN pg_catalog.cardinality(e.items) > 0
@@ -391,7 +421,8 @@ UNION ALL
 SELECT 70, pg_catalog.lpad(((SELECT pg_catalog.count(*) FROM pg_catalog.pg_partition_ancestors(t.oid)) - 1)::text, 3, '0') || ' ' || i.inhparent::regclass::text,
        CASE WHEN pg_catalog.pg_get_expr(t.relpartbound, t.oid) = 'DEFAULT' THEN '2' ELSE '1 ' || pg_catalog.pg_get_expr(t.relpartbound, t.oid) END,
        t.qname,
-       'CREATE ' || CASE WHEN t.relpersistence = 'u' THEN 'UNLOGGED ' ELSE '' END || 'TABLE ' || t.qname
+       CASE WHEN EXISTS (SELECT 1 FROM col c WHERE c.attrelid = t.oid AND c.def IS NULL) THEN NULL ELSE '' END
+       || 'CREATE ' || CASE WHEN t.relpersistence = 'u' THEN 'UNLOGGED ' ELSE '' END || 'TABLE ' || t.qname
        || CASE WHEN t.oid IN (SELECT oid FROM standalone)
                THEN ' (' || coalesce(E'\n    ' || pg_catalog.array_to_string(
                         ARRAY(SELECT c.def FROM col c WHERE c.attrelid = t.oid ORDER BY c.attnum)
@@ -416,28 +447,30 @@ UNION ALL
 -- 80: indexes of tables (85: of partitions, made by the partition itself, not its parent;
 -- 105: of materialized views). Indexes behind a constraint come with the constraint.
 SELECT CASE WHEN t.relkind = 'm' THEN 105 WHEN t.relispartition THEN 85 ELSE 80 END,
-       t.qname, ic.relname::text, '',
+       CASE WHEN t.relispartition THEN '1 ' ELSE '' END || t.qname, ic.relname::text, '',
        -- A partitioned table's index is dumped without ONLY, so that it is made on every
-       -- partition too (and valid), as CREATE INDEX made it.
-       pg_catalog.replace(pg_catalog.pg_get_indexdef(i.indexrelid), ' ON ONLY ' || t.qname || ' USING ', ' ON ' || t.qname || ' USING ') || ';'
+       -- partition too (and valid), as CREATE INDEX made it; the root of a tree of
+       -- explicit_idx with ONLY (its partitions' indexes are made and attached below).
+       CASE WHEN i.indexrelid IN (SELECT root FROM explicit_idx) THEN pg_catalog.pg_get_indexdef(i.indexrelid)
+            ELSE pg_catalog.replace(pg_catalog.pg_get_indexdef(i.indexrelid), ' ON ONLY ' || t.qname || ' USING ', ' ON ' || t.qname || ' USING ') END
+       || ';'
 FROM rel t JOIN pg_index i ON i.indrelid = t.oid JOIN pg_class ic ON ic.oid = i.indexrelid
 WHERE t.relkind IN ('r', 'p', 'm') AND NOT ic.relispartition
   AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid AND k.conrelid = i.indrelid AND k.contype IN ('p', 'u', 'x'))
 UNION ALL
--- 76: a partition's index that belongs to its parent's index but is not named as the loading
--- server would name it (`<partition>_<columns>_idx`): made with its name before the parent's
--- index (deepest partitions first), which then takes it instead of making one; 87: the
--- attachment made explicit (a no-op where the parent's index took it, an error where it took
--- another). Indexes behind a constraint are left to the server (warnings.sql names them).
-SELECT 76, pg_catalog.lpad((100 - (SELECT pg_catalog.count(*) FROM pg_catalog.pg_partition_ancestors(t.oid)))::text, 3, '0'),
-       t.qname, ic.relname::text,
-       pg_catalog.replace(pg_catalog.pg_get_indexdef(i.indexrelid), ' ON ONLY ' || t.qname || ' USING ', ' ON ' || t.qname || ' USING ') || ';'
-FROM hand_named h JOIN pg_index i ON i.indexrelid = h.oid JOIN rel t ON t.oid = i.indrelid JOIN pg_class ic ON ic.oid = i.indexrelid
+-- 85 (after the partitions' own indexes, which may make copies of theirs in their partitions):
+-- the partitions' indexes of explicit_idx, each with its name (ONLY where the partition is
+-- partitioned itself); 87: each attached to its parent's, deepest first, so that every index
+-- of the tree is valid at the end.
+SELECT 85, '2 ' || t.qname, ic.relname::text, '', pg_catalog.pg_get_indexdef(i.indexrelid) || ';'
+FROM explicit_idx x JOIN pg_index i ON i.indexrelid = x.idx JOIN rel t ON t.oid = i.indrelid JOIN pg_class ic ON ic.oid = i.indexrelid
+WHERE x.depth > 0
 UNION ALL
-SELECT 87, t.qname, ic.relname::text, '',
+SELECT 87, pg_catalog.lpad((100 - x.depth)::text, 3, '0') || ' ' || t.qname, ic.relname::text, '',
        'ALTER INDEX ' || pi.inhparent::regclass::text || ' ATTACH PARTITION ' || ic.oid::regclass::text || ';'
-FROM hand_named h JOIN pg_index i ON i.indexrelid = h.oid JOIN rel t ON t.oid = i.indrelid JOIN pg_class ic ON ic.oid = i.indexrelid
+FROM explicit_idx x JOIN pg_index i ON i.indexrelid = x.idx JOIN rel t ON t.oid = i.indrelid JOIN pg_class ic ON ic.oid = i.indexrelid
 JOIN pg_inherits pi ON pi.inhrelid = ic.oid
+WHERE x.depth > 0
 UNION ALL
 -- 86: CLUSTER ON (106 for a materialized view: after the view and its indexes).
 SELECT CASE WHEN t.relkind = 'm' THEN 106 ELSE 86 END, t.qname, '', '',
@@ -543,7 +576,7 @@ SELECT 140, '2 ' || r.qname, pg_catalog.lpad(d.objsubid::text, 5, '0'), '',
                                    WHEN 'i' THEN 'INDEX ' WHEN 'I' THEN 'INDEX ' ELSE 'TABLE ' END || r.qname END
        || ' IS ' || pg_catalog.quote_literal(d.description) || ';'
 -- A partition's index made for its parent's gets the same name on load: the server's rule, or,
--- where the name is not the rule's, its own (`hand_named`, section 76).
+-- where the name is not the rule's, its own (`explicit_idx`, section 85).
 FROM rel r JOIN pg_description d ON d.classoid = 'pg_class'::regclass AND d.objoid = r.oid
 UNION ALL
 SELECT 140, '3 ' || fn.sig, '', '',

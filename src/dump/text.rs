@@ -47,7 +47,6 @@ fn title(section: i32) -> &'static str {
         64 => "Primary keys, unique and exclusion constraints",
         70 => "Partitions, in bound order",
         75 => "Partitions' columns that differ from their parent's",
-        76 => "Partitions' indexes named otherwise than the server names its own",
         80 => "Indexes",
         85 => "Indexes of single partitions",
         86 => "Clustering",

@@ -439,3 +439,101 @@ fn a_security_label_is_named_not_lost() {
     assert!(run.stdout.contains(line), "{}", run.stdout);
     assert!(run.stderr.contains(line), "{}", run.stderr);
 }
+
+/// Which index each partition's index belongs to, and that all are valid.
+const INDEX_TREE: &str = "SELECT x.indexrelid::regclass || ' on ' || x.indrelid::regclass || ' under ' \
+     || coalesce((SELECT inhparent::regclass::text FROM pg_inherits WHERE inhrelid = x.indexrelid), '-') \
+     || ' valid ' || x.indisvalid \
+     FROM pg_index x JOIN pg_class c ON c.oid = x.indrelid \
+     WHERE c.relnamespace = 'public'::regnamespace ORDER BY 1";
+
+#[test]
+fn two_indexes_alike_on_a_partitioned_table_keep_their_own_copies() {
+    // i2's copy is named m1_a_idx1 (i1's took m1_a_idx): it must not be taken by i1 on load.
+    let (source, sql, target) = round_trip(
+        "dl_idx_twins",
+        "CREATE TABLE m (a int, b int) PARTITION BY LIST (a); \
+         CREATE TABLE m1 PARTITION OF m FOR VALUES IN (1); \
+         CREATE TABLE m2 PARTITION OF m FOR VALUES IN (2) PARTITION BY LIST (b); \
+         CREATE TABLE m2x PARTITION OF m2 FOR VALUES IN (1); \
+         CREATE INDEX i1 ON m (a); \
+         CREATE INDEX i2 ON m (a);",
+    );
+    assert!(
+        sql.contains("ALTER INDEX public.i2 ATTACH PARTITION public.m1_a_idx1;"),
+        "{sql}"
+    );
+    let rows = same(&source, &target, INDEX_TREE);
+    assert!(
+        rows.contains(&"m1_a_idx1 on m1 under i2 valid true".to_string()),
+        "{rows:?}"
+    );
+}
+
+#[test]
+fn a_hand_named_copy_and_a_twin_index_keep_their_parents() {
+    let (source, _sql, target) = round_trip(
+        "dl_idx_hand_twin",
+        "CREATE TABLE m (a int) PARTITION BY LIST (a); \
+         CREATE TABLE m1 PARTITION OF m FOR VALUES IN (1); \
+         CREATE INDEX \"my m1 a\" ON m1 (a); \
+         CREATE INDEX z_idx ON m (a); \
+         CREATE INDEX a_idx ON m (a);",
+    );
+    let rows = same(&source, &target, INDEX_TREE);
+    assert!(
+        rows.contains(&"\"my m1 a\" on m1 under z_idx valid true".to_string()),
+        "{rows:?}"
+    );
+    assert!(
+        rows.contains(&"m1_a_idx on m1 under a_idx valid true".to_string()),
+        "{rows:?}"
+    );
+}
+
+#[test]
+fn an_attached_partitions_column_of_its_parents_identity_is_kept() {
+    // PostgreSQL 17+ marks e1.id identity (the parent's, with no sequence of its own); its
+    // column was written as NULL and dropped from CREATE TABLE. Before 17 e1.id is plain.
+    let (source, sql, target) = round_trip(
+        "dl_ident_part",
+        "CREATE TABLE e (id bigint GENERATED ALWAYS AS IDENTITY, k int) PARTITION BY LIST (k); \
+         CREATE TABLE e1 (k int, id bigint NOT NULL); \
+         ALTER TABLE e ATTACH PARTITION e1 FOR VALUES IN (1);",
+    );
+    assert!(
+        sql.contains("CREATE TABLE public.e1 (\n    k integer,\n    id bigint NOT NULL\n);"),
+        "{sql}"
+    );
+    same(
+        &source,
+        &target,
+        "SELECT attrelid::regclass || '.' || attname || ' ' || attidentity::text || ' ' || attnotnull \
+         FROM pg_attribute WHERE attrelid IN ('e'::regclass, 'e1'::regclass) AND attnum > 0 \
+         AND NOT attisdropped ORDER BY 1",
+    );
+}
+
+#[test]
+fn a_dump_written_with_a_carriage_return_checks_equal() {
+    let db = TestDb::new("dl_crlf");
+    db.exec(
+        "CREATE TABLE c (x int); COMMENT ON TABLE c IS E'line1\\r\\nline2'; \
+         CREATE FUNCTION f() RETURNS int LANGUAGE sql AS E'SELECT 1\\r\\n';",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("schema.sql");
+    dhctl(&db.url)
+        .args(["dump", "--output"])
+        .args([&file])
+        .run()
+        .expect_code(0);
+    assert!(std::fs::read_to_string(&file)
+        .unwrap()
+        .contains("line1\r\nline2"));
+    dhctl(&db.url)
+        .args(["dump", "--check"])
+        .args([&file])
+        .run()
+        .expect_code(0);
+}
