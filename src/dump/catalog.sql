@@ -59,18 +59,28 @@ standalone AS (
            OR t.oid IN (SELECT conrelid FROM hand_named_con))
 ),
 -- Functions, with what their signature or their parsed body (BEGIN ATOMIC, RETURN …) names:
--- `uses` 0 nothing but types, 1 tables, 2 views (through the functions they call too), and
+-- `uses` 0 nothing but types, 1 the function of a cast made by CREATE CAST (a SQL-standard
+-- body, parsed when the function is made, may need the cast), 2 tables, 3 views (through the functions they call too), and
 -- `depth`, the longest chain of the dump's functions they call, so callees come first.
 fn_base AS (
     SELECT p.oid, p.prokind, p.oid::regprocedure::text AS sig,
-           coalesce((SELECT pg_catalog.max(CASE WHEN rc.relkind IN ('v', 'm') THEN 2 ELSE 1 END)
+           coalesce((SELECT pg_catalog.max(CASE WHEN rc.relkind IN ('v', 'm') THEN 3 ELSE 2 END)
                      FROM pg_class rc
                      WHERE rc.relkind <> 'c'
                        AND (rc.oid IN (SELECT ty.typrelid FROM pg_type ty
                                        WHERE ty.oid = ANY (pg_catalog.array_append(coalesce(p.proallargtypes, p.proargtypes::oid[]), p.prorettype)))
                             OR rc.oid IN (SELECT d.refobjid FROM pg_depend d
                                           WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid
-                                            AND d.refclassid = 'pg_class'::regclass))), 0) AS uses
+                                            AND d.refclassid = 'pg_class'::regclass))),
+                    -- The server records the cast's function, not the cast: a body that calls
+                    -- the function of a cast made by CREATE CAST (a WITH INOUT or WITHOUT
+                    -- FUNCTION cast leaves no trace, docs/dump.md's order limits).
+                    (SELECT 1 FROM pg_depend d
+                     WHERE p.prosqlbody IS NOT NULL
+                       AND d.classid = 'pg_proc'::regclass AND d.objid = p.oid
+                       AND d.refclassid = 'pg_proc'::regclass
+                       AND d.refobjid IN (SELECT c.castfunc FROM pg_cast c WHERE c.oid >= 16384)
+                     LIMIT 1), 0) AS uses
     FROM pg_proc p JOIN ns ON ns.oid = p.pronamespace
     WHERE p.prokind IN ('f', 'p', 'w')
       AND NOT EXISTS (SELECT 1 FROM ext WHERE ext.classid = 'pg_proc'::regclass AND ext.objid = p.oid)
@@ -219,6 +229,14 @@ ty_depth AS (
     )
     SELECT ty, pg_catalog.lpad(pg_catalog.max(depth)::text, 3, '0') AS depth FROM chain GROUP BY ty
 ),
+-- Domains whose default calls one of the dump's functions or sequences (nextval): the default
+-- is set once those exist (112), not in CREATE DOMAIN (30, before both).
+dom_late_default AS (
+    SELECT DISTINCT d.objid AS oid
+    FROM pg_depend d JOIN ty_own t ON t.oid = d.objid AND t.typtype = 'd'
+    WHERE d.classid = 'pg_type'::regclass AND d.deptype = 'n' AND d.refobjid >= 16384
+      AND d.refclassid IN ('pg_proc'::regclass, 'pg_class'::regclass)
+),
 -- Casts made by CREATE CAST: not the built-in ones (below FirstNormalObjectId), nor an
 -- extension's, nor those made with another object (a range's cast to its multirange).
 cast_own AS (
@@ -304,7 +322,8 @@ SELECT 30, td.depth || ' 3', ty.oid::regtype::text, '',
        'CREATE DOMAIN ' || ty.oid::regtype::text || ' AS ' || pg_catalog.format_type(ty.typbasetype, ty.typtypmod)
        || CASE WHEN ty.typcollation <> 0 AND ty.typcollation <> (SELECT b.typcollation FROM pg_type b WHERE b.oid = ty.typbasetype)
                THEN ' COLLATE ' || ty.typcollation::regcollation::text ELSE '' END
-       || coalesce(' DEFAULT ' || pg_catalog.pg_get_expr(ty.typdefaultbin, 0), '')
+       || CASE WHEN ty.oid IN (SELECT oid FROM dom_late_default) THEN ''
+               ELSE coalesce(' DEFAULT ' || pg_catalog.pg_get_expr(ty.typdefaultbin, 0), '') END
        || CASE WHEN ty.typnotnull THEN ' NOT NULL' ELSE '' END
        || coalesce((SELECT pg_catalog.string_agg(' CONSTRAINT ' || pg_catalog.quote_ident(dc.conname) || ' ' || pg_catalog.pg_get_constraintdef(dc.oid), '' ORDER BY dc.conname COLLATE "C")
                     FROM pg_constraint dc WHERE dc.contypid = ty.oid AND dc.contype = 'c' AND dc.convalidated), '')
@@ -339,8 +358,9 @@ SELECT 45, pg_catalog.format_type(c.castsource, NULL), pg_catalog.format_type(c.
        || ';'
 FROM cast_own c
 UNION ALL
--- 40: functions and procedures that need no relation; 98: those that need tables, 110: views.
-SELECT CASE fn.uses WHEN 0 THEN 40 WHEN 1 THEN 98 ELSE 110 END, pg_catalog.lpad(fn.depth::text, 3, '0'), fn.sig, '',
+-- 40: functions and procedures that need no relation; 47: those whose SQL-standard body uses
+-- a cast made by CREATE CAST (45); 98: those that need tables, 110: views.
+SELECT CASE fn.uses WHEN 0 THEN 40 WHEN 1 THEN 47 WHEN 2 THEN 98 ELSE 110 END, pg_catalog.lpad(fn.depth::text, 3, '0'), fn.sig, '',
        pg_catalog.rtrim(pg_catalog.pg_get_functiondef(fn.oid), E'\n') || ';'
 FROM fn
 UNION ALL
@@ -520,6 +540,12 @@ FROM rel v JOIN view_depth vd ON vd.view = v.oid
 JOIN pg_attribute a ON a.attrelid = v.oid AND a.attnum > 0 AND NOT a.attisdropped
 JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
 WHERE v.relkind = 'v'
+UNION ALL
+-- 112: the defaults of dom_late_default, after every function and sequence.
+SELECT 112, ty.oid::regtype::text, '', '',
+       'ALTER DOMAIN ' || ty.oid::regtype::text || ' SET DEFAULT ' || pg_catalog.pg_get_expr(ty.typdefaultbin, 0) || ';'
+FROM dom_late_default l JOIN pg_type ty ON ty.oid = l.oid
+WHERE ty.typdefaultbin IS NOT NULL
 UNION ALL
 -- 120: triggers (not those a partition has from its parent's, nor constraint internals).
 SELECT 120, t.qname, tg.tgname::text, '', pg_catalog.pg_get_triggerdef(tg.oid) || ';'

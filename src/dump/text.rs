@@ -40,6 +40,7 @@ fn title(section: i32) -> &'static str {
         30 => "Types, each after the types it uses: enums, ranges, domains, composites",
         40 => "Functions and procedures",
         45 => "Casts",
+        47 => "Functions and procedures whose SQL-standard body uses a cast",
         50 => "Sequences (their current values are data, not dumped)",
         60 => "Tables",
         // Column options are here too; the title is kept so that committed dumps stay as they were.
@@ -59,6 +60,7 @@ fn title(section: i32) -> &'static str {
         105 => "Indexes of materialized views",
         106 => "Clustering of materialized views",
         110 => "Functions and procedures that use views",
+        112 => "Domain defaults that call the dump's functions or sequences",
         120 => "Triggers",
         122 => "Partitions' triggers enabled or disabled unlike their parent's",
         130 => "Row level security",
