@@ -155,8 +155,8 @@ identity_seq AS (
 -- `def` is the column as CREATE TABLE writes it; `opts` its part after the name, type and
 -- collation, which is all a typed table's column (CREATE TABLE … OF type) may add.
 col AS (
-    SELECT c.attrelid, c.attnum, c.attname, c.head || c.opts AS def, c.opts
-    FROM (SELECT a.attrelid, a.attnum, a.attname,
+    SELECT c.attrelid, c.attnum, c.attname, c.head || c.opts AS def, c.opts, c.ident
+    FROM (SELECT a.attrelid, a.attnum, a.attname, ic.ident,
            pg_catalog.quote_ident(a.attname) || ' ' || pg_catalog.format_type(a.atttypid, a.atttypmod)
            || CASE WHEN a.attcollation <> 0 AND a.attcollation <> ty.typcollation
                    THEN ' COLLATE ' || a.attcollation::regcollation::text ELSE '' END AS head,
@@ -164,18 +164,22 @@ col AS (
                    WHEN a.attgenerated = 'v' THEN ' GENERATED ALWAYS AS (' || pg_catalog.pg_get_expr(d.adbin, d.adrelid) || ') VIRTUAL'
                    WHEN d.adbin IS NOT NULL THEN ' DEFAULT ' || pg_catalog.pg_get_expr(d.adbin, d.adrelid)
                    ELSE '' END
-           -- PostgreSQL 17+ marks a partition's column identity when its parent's is, with no
-           -- sequence of its own: ATTACH gives it, so the partition's column does not say it.
-           || CASE WHEN a.attidentity IN ('a', 'd') AND iseq.seqid IS NOT NULL THEN
-                   ' GENERATED ' || CASE a.attidentity WHEN 'a' THEN 'ALWAYS' ELSE 'BY DEFAULT' END
-                   || ' AS IDENTITY (SEQUENCE NAME ' || iseq.seqid::regclass::text
-                   || coalesce((SELECT so.opts FROM seq_opts so WHERE so.seqrelid = iseq.seqid), '') || ')'
-                   ELSE '' END
+           || coalesce(' ' || ic.ident, '')
            || CASE WHEN a.attnotnull THEN ' NOT NULL' ELSE '' END AS opts
     FROM pg_attribute a
     JOIN pg_type ty ON ty.oid = a.atttypid
     LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
     LEFT JOIN identity_seq iseq ON iseq.relid = a.attrelid AND iseq.attnum = a.attnum
+    -- `ident`: the identity as a column definition and ALTER COLUMN … ADD write it (its
+    -- sequence's type, which they have no words for, is set in section 95). NULL where the
+    -- column has no sequence of its own: PostgreSQL 17+ marks a partition's column identity
+    -- when its parent's is; ATTACH gives it, so the partition's column does not say it.
+    CROSS JOIN LATERAL (SELECT
+        CASE WHEN a.attidentity IN ('a', 'd') AND iseq.seqid IS NOT NULL THEN
+             'GENERATED ' || CASE a.attidentity WHEN 'a' THEN 'ALWAYS' ELSE 'BY DEFAULT' END
+             || ' AS IDENTITY (SEQUENCE NAME ' || iseq.seqid::regclass::text
+             || coalesce((SELECT so.opts FROM seq_opts so WHERE so.seqrelid = iseq.seqid), '') || ')'
+        END AS ident) ic
     WHERE a.attnum > 0 AND NOT a.attisdropped) c
 ),
 -- Constraints written inside CREATE TABLE: the valid checks of tables that are not partitions.
@@ -371,6 +375,14 @@ SELECT 50, s.qname, '', '',
 FROM rel s JOIN pg_sequence q ON q.seqrelid = s.oid JOIN seq_opts so ON so.seqrelid = s.oid
 WHERE s.relkind = 'S' AND NOT EXISTS (SELECT 1 FROM identity_seq i WHERE i.seqid = s.oid)
 UNION ALL
+-- An identity sequence whose type is not its column's (ALTER SEQUENCE … AS, which an identity
+-- column's definition cannot say).
+SELECT 95, s.qname, '', '',
+       'ALTER SEQUENCE ' || s.qname || ' AS ' || pg_catalog.format_type(q.seqtypid, NULL) || ';'
+FROM identity_seq i JOIN rel s ON s.oid = i.seqid JOIN pg_sequence q ON q.seqrelid = s.oid
+JOIN pg_attribute a ON a.attrelid = i.relid AND a.attnum = i.attnum
+WHERE q.seqtypid <> a.atttypid
+UNION ALL
 SELECT 95, s.qname, '', '',
        'ALTER SEQUENCE ' || s.qname || ' OWNED BY ' || d.refobjid::regclass::text || '.'
        || pg_catalog.quote_ident((SELECT a.attname FROM pg_attribute a WHERE a.attrelid = d.refobjid AND a.attnum = d.refobjsubid)) || ';'
@@ -429,6 +441,8 @@ CROSS JOIN LATERAL (VALUES
     (4, CASE WHEN a.attcompression <> CASE WHEN inh.inhrelid IS NOT NULL THEN pa.attcompression ELSE '' END
              THEN 'SET COMPRESSION ' || CASE a.attcompression WHEN 'p' THEN 'pglz' WHEN 'l' THEN 'lz4' ELSE 'DEFAULT' END END),
     (5, CASE WHEN coalesce(a.attstattarget::int, -1) >= 0 THEN 'SET STATISTICS ' || a.attstattarget END),
+    -- A partition's own identity column (PostgreSQL 14-16; 17+ refuses one), after SET NOT NULL.
+    (7, CASE WHEN inh.inhrelid IS NOT NULL THEN 'ADD ' || (SELECT c.ident FROM col c WHERE c.attrelid = a.attrelid AND c.attnum = a.attnum) END),
     (6, 'SET (' || NULLIF(pg_catalog.array_to_string(
             ARRAY(SELECT o FROM pg_catalog.unnest(a.attoptions) AS o WHERE pg_catalog.left(o, 3) <> 'pg_' ORDER BY o COLLATE "C"),
             ', '), '') || ')')
