@@ -165,9 +165,17 @@ col AS (
                    WHEN d.adbin IS NOT NULL THEN ' DEFAULT ' || pg_catalog.pg_get_expr(d.adbin, d.adrelid)
                    ELSE '' END
            || coalesce(' ' || ic.ident, '')
-           || CASE WHEN a.attnotnull THEN ' NOT NULL' ELSE '' END AS opts
+           -- PostgreSQL 18+ names a NOT NULL constraint: the name is written where it is not
+           -- the server's (`<table>_<column>_not_null`), and a NOT VALID one is added later (90).
+           || CASE WHEN NOT a.attnotnull OR NOT coalesce(nn.convalidated, true) THEN ''
+                   WHEN nn.conname::text IS DISTINCT FROM pg_catalog.concat(tc.relname::text, '_', a.attname::text, '_not_null')
+                        AND nn.conname IS NOT NULL
+                   THEN ' CONSTRAINT ' || pg_catalog.quote_ident(nn.conname) || ' NOT NULL'
+                   ELSE ' NOT NULL' END AS opts
     FROM pg_attribute a
+    JOIN pg_class tc ON tc.oid = a.attrelid
     JOIN pg_type ty ON ty.oid = a.atttypid
+    LEFT JOIN pg_constraint nn ON nn.conrelid = a.attrelid AND nn.contype = 'n' AND nn.conkey = ARRAY[a.attnum]
     LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
     LEFT JOIN identity_seq iseq ON iseq.relid = a.attrelid AND iseq.attnum = a.attnum
     -- `ident`: the identity as a column definition and ALTER COLUMN … ADD write it (its
@@ -514,7 +522,7 @@ WHERE t.relkind IN ('r', 'm') AND i.indisclustered
 UNION ALL
 -- 64: primary keys, unique and exclusion constraints of tables that are not partitions, before
 -- the partitions (which get them from their parent); 90: constraints added after every table:
--- foreign keys (so a cycle between two tables loads), checks NOT VALID, and a partition's own
+-- foreign keys (so a cycle between two tables loads), checks and (18+) NOT NULLs NOT VALID, and a partition's own
 -- constraints (not those it has from its parent).
 SELECT CASE WHEN NOT t.relispartition AND con.contype IN ('p', 'u', 'x') THEN 64 ELSE 90 END,
        t.qname,
@@ -522,7 +530,8 @@ SELECT CASE WHEN NOT t.relispartition AND con.contype IN ('p', 'u', 'x') THEN 64
        'ALTER TABLE ' || CASE WHEN t.relkind = 'r' AND con.contype <> 'f' THEN 'ONLY ' ELSE '' END || t.qname
        || ' ADD CONSTRAINT ' || pg_catalog.quote_ident(con.conname) || ' ' || pg_catalog.pg_get_constraintdef(con.oid) || ';'
 FROM tbl t JOIN pg_constraint con ON con.conrelid = t.oid
-WHERE con.contype IN ('p', 'u', 'x', 'c', 'f') AND con.conparentid = 0 AND con.conislocal
+WHERE (con.contype IN ('p', 'u', 'x', 'c', 'f') OR (con.contype = 'n' AND NOT con.convalidated))
+  AND con.conparentid = 0 AND con.conislocal
   AND NOT EXISTS (SELECT 1 FROM inline_con ic WHERE ic.oid = con.oid)
   AND NOT (t.relispartition AND con.coninhcount > 0)
 UNION ALL

@@ -576,3 +576,39 @@ fn a_partitions_own_identity_and_an_identity_sequences_type_survive() {
         assert!(rows.contains(&"h1.id d bigint 100".to_string()), "{rows:?}");
     }
 }
+
+#[test]
+fn named_and_not_valid_not_null_constraints_survive_on_18() {
+    let probe = TestDb::new("dl_nn_probe");
+    let named = probe.value("SELECT current_setting('server_version_num')::int >= 180000");
+    drop(probe);
+    if named != "true" {
+        // Before PostgreSQL 18 a NOT NULL has no name nor NOT VALID.
+        return;
+    }
+    let (source, sql, target) = round_trip(
+        "dl_nn",
+        "CREATE TABLE t (x int CONSTRAINT nn_x NOT NULL, y int NOT NULL, z int); \
+         ALTER TABLE t ADD CONSTRAINT nn_z NOT NULL z NOT VALID; \
+         COMMENT ON CONSTRAINT nn_x ON t IS 'named'; \
+         CREATE TYPE pair AS (a int, b int); \
+         CREATE TABLE typed OF pair (a WITH OPTIONS CONSTRAINT a_set NOT NULL);",
+    );
+    assert!(
+        sql.contains(
+            "    x integer CONSTRAINT nn_x NOT NULL,\n    y integer NOT NULL,\n    z integer\n);"
+        ),
+        "{sql}"
+    );
+    assert!(
+        sql.contains("ALTER TABLE ONLY public.t ADD CONSTRAINT nn_z NOT NULL z NOT VALID;"),
+        "{sql}"
+    );
+    same(
+        &source,
+        &target,
+        "SELECT conrelid::regclass || ' ' || conname || ' ' || convalidated || ' ' \
+         || coalesce(obj_description(oid, 'pg_constraint'), '-') FROM pg_constraint \
+         WHERE contype = 'n' AND connamespace = 'public'::regnamespace ORDER BY 1",
+    );
+}
