@@ -297,10 +297,14 @@ explicit_idx AS (
                                               AND k.contype IN ('p', 'u', 'x'))
 )
 SELECT section, k1, k2, k3, stmt FROM (
--- 10: schemas (public too: IF NOT EXISTS makes it a no-op where it exists).
+-- 10: schemas (public too: IF NOT EXISTS makes it a no-op where it exists). A database without
+-- the public schema drops the one every new database has, so the loaded one has none either.
 SELECT 10 AS section, ns.nspname::text AS k1, '' AS k2, '' AS k3,
        'CREATE SCHEMA IF NOT EXISTS ' || pg_catalog.quote_ident(ns.nspname) || ';' AS stmt
 FROM ns
+UNION ALL
+SELECT 10, 'public', '', '', 'DROP SCHEMA IF EXISTS public;'
+WHERE NOT EXISTS (SELECT 1 FROM pg_namespace n WHERE n.nspname = 'public')
 UNION ALL
 -- 20: extensions, into the schema they live in, at the version the loading server installs.
 SELECT 20, e.extname::text, '', '',
@@ -564,6 +568,22 @@ JOIN pg_attribute a ON a.attrelid = v.oid AND a.attnum > 0 AND NOT a.attisdroppe
 JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
 WHERE v.relkind = 'v'
 UNION ALL
+-- 107: statistics targets of index columns (ALTER INDEX … ALTER COLUMN n SET STATISTICS), once
+-- every index exists.
+SELECT 107, ic.oid::regclass::text, pg_catalog.lpad(a.attnum::text, 5, '0'), '',
+       'ALTER INDEX ' || ic.oid::regclass::text || ' ALTER COLUMN ' || a.attnum || ' SET STATISTICS ' || a.attstattarget || ';'
+FROM rel ic JOIN pg_attribute a ON a.attrelid = ic.oid AND a.attnum > 0
+WHERE ic.relkind IN ('i', 'I') AND coalesce(a.attstattarget::int, -1) >= 0
+UNION ALL
+-- 92: a partition's check that it has from its parent's, validated where the parent's is not
+-- (the parent's ADD CONSTRAINT … NOT VALID, 90, makes the copies not valid).
+SELECT 92, t.qname, con.conname::text, '',
+       'ALTER TABLE ' || CASE WHEN t.relkind = 'r' THEN 'ONLY ' ELSE '' END || t.qname || ' VALIDATE CONSTRAINT ' || pg_catalog.quote_ident(con.conname) || ';'
+FROM tbl t JOIN pg_constraint con ON con.conrelid = t.oid
+WHERE t.relispartition AND con.contype = 'c' AND con.coninhcount > 0 AND con.convalidated
+  AND EXISTS (SELECT 1 FROM pg_inherits i JOIN pg_constraint pc ON pc.conrelid = i.inhparent
+              WHERE i.inhrelid = t.oid AND pc.conname = con.conname AND pc.contype = 'c' AND NOT pc.convalidated)
+UNION ALL
 -- 112: the defaults of dom_late_default, after every function and sequence.
 SELECT 112, ty.oid::regtype::text, '', '',
        'ALTER DOMAIN ' || ty.oid::regtype::text || ' SET DEFAULT ' || pg_catalog.pg_get_expr(ty.typdefaultbin, 0) || ';'
@@ -659,14 +679,24 @@ SELECT 140, '5 ' || t.qname, con.conname::text, '',
        || ' IS ' || pg_catalog.quote_literal(d.description) || ';'
 FROM tbl t JOIN pg_constraint con ON con.conrelid = t.oid
 JOIN pg_description d ON d.classoid = 'pg_constraint'::regclass AND d.objoid = con.oid
-WHERE con.conparentid = 0
+-- A partition's copy of its parent's primary key, unique or exclusion constraint has the same
+-- name on load (the server's, or its own: hand_named_con); a foreign key's copy may not.
+WHERE con.conparentid = 0 OR con.contype IN ('p', 'u', 'x')
 UNION ALL
 SELECT 140, '6 ' || t.qname, tg.tgname::text, '',
        'COMMENT ON TRIGGER ' || pg_catalog.quote_ident(tg.tgname) || ' ON ' || t.qname
        || ' IS ' || pg_catalog.quote_literal(d.description) || ';'
 FROM rel t JOIN pg_trigger tg ON tg.tgrelid = t.oid
 JOIN pg_description d ON d.classoid = 'pg_trigger'::regclass AND d.objoid = tg.oid
-WHERE NOT tg.tgisinternal AND tg.tgparentid = 0
+-- A partition's clone of its parent's trigger too: it has the parent's trigger's name.
+WHERE NOT tg.tgisinternal
+UNION ALL
+-- An extension's comment where it is not the one its control file gives (CREATE EXTENSION sets that).
+SELECT 140, '0 ' || e.extname::text, '', '',
+       'COMMENT ON EXTENSION ' || pg_catalog.quote_ident(e.extname) || ' IS ' || pg_catalog.quote_literal(d.description) || ';'
+FROM pg_extension e JOIN pg_description d ON d.classoid = 'pg_extension'::regclass AND d.objoid = e.oid AND d.objsubid = 0
+WHERE e.extname <> 'plpgsql'
+  AND d.description IS DISTINCT FROM (SELECT x.comment FROM pg_catalog.pg_available_extensions() x(name, default_version, comment) WHERE x.name = e.extname)
 UNION ALL
 SELECT 140, '7 ' || t.qname, pol.polname::text, '',
        'COMMENT ON POLICY ' || pg_catalog.quote_ident(pol.polname) || ' ON ' || t.qname

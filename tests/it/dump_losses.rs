@@ -612,3 +612,75 @@ fn named_and_not_valid_not_null_constraints_survive_on_18() {
          WHERE contype = 'n' AND connamespace = 'public'::regnamespace ORDER BY 1",
     );
 }
+
+#[test]
+fn comments_on_copies_index_statistics_an_extensions_comment_and_validated_copies_survive() {
+    let (source, sql, target) = round_trip(
+        "dl_copies",
+        "CREATE EXTENSION citext; COMMENT ON EXTENSION citext IS 'ours'; \
+         CREATE FUNCTION f() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN RETURN NEW; END'; \
+         CREATE TABLE p (k int PRIMARY KEY, v int) PARTITION BY LIST (k); \
+         CREATE TABLE p_1 PARTITION OF p FOR VALUES IN (1); \
+         CREATE TABLE p_2 PARTITION OF p FOR VALUES IN (2); \
+         COMMENT ON CONSTRAINT p_1_pkey ON p_1 IS 'the key copy'; \
+         CREATE TRIGGER on_ins AFTER INSERT ON p FOR EACH ROW EXECUTE FUNCTION f(); \
+         COMMENT ON TRIGGER on_ins ON p_1 IS 'the clone'; \
+         ALTER TABLE p ADD CONSTRAINT v_pos CHECK (v > 0) NOT VALID; \
+         ALTER TABLE p_1 VALIDATE CONSTRAINT v_pos; \
+         CREATE TABLE t (a int, b int); CREATE INDEX ix ON t ((a + b), a); \
+         ALTER INDEX ix ALTER COLUMN 1 SET STATISTICS 500;",
+    );
+    for expected in [
+        "COMMENT ON EXTENSION citext IS 'ours';",
+        "ALTER INDEX public.ix ALTER COLUMN 1 SET STATISTICS 500;",
+        "ALTER TABLE ONLY public.p_1 VALIDATE CONSTRAINT v_pos;",
+    ] {
+        assert!(sql.contains(expected), "{expected}:\n{sql}");
+    }
+    same(
+        &source,
+        &target,
+        "SELECT pg_describe_object(classoid, objoid, objsubid) || ': ' || description \
+         FROM pg_description WHERE objoid >= 16384 ORDER BY 1",
+    );
+    same(
+        &source,
+        &target,
+        "SELECT conrelid::regclass || ' ' || conname || ' ' || convalidated FROM pg_constraint \
+         WHERE contype = 'c' AND connamespace = 'public'::regnamespace ORDER BY 1",
+    );
+    same(
+        &source,
+        &target,
+        "SELECT attrelid::regclass || ' ' || attnum || ' ' || attstattarget FROM pg_attribute \
+         WHERE attrelid = 'ix'::regclass ORDER BY 1",
+    );
+}
+
+#[test]
+fn a_database_without_the_public_schema_loads_without_it() {
+    let (_source, sql, target) = round_trip(
+        "dl_nopublic",
+        "DROP SCHEMA public; CREATE SCHEMA app; CREATE TABLE app.t (x int);",
+    );
+    assert!(sql.contains("DROP SCHEMA IF EXISTS public;"), "{sql}");
+    assert_eq!(
+        target.value("SELECT count(*) FROM pg_namespace WHERE nspname = 'public'"),
+        "0"
+    );
+}
+
+#[test]
+fn a_warned_object_that_the_dump_uses_says_the_dump_will_not_load() {
+    let db = TestDb::new("dl_warn_used");
+    db.exec(
+        "CREATE COLLATION ci (provider = libc, locale = 'C'); \
+         CREATE TABLE t (email text COLLATE ci);",
+    );
+    let run = dhctl(&db.url).args(["dump"]).run();
+    run.expect_code(0);
+    let line = "collation public.ci is not dumped; column email of table public.t uses it: \
+                the dump will not load";
+    assert!(run.stdout.contains(line), "{}", run.stdout);
+    assert!(run.stderr.contains(line), "{}", run.stderr);
+}
