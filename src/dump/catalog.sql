@@ -575,6 +575,15 @@ SELECT 107, ic.oid::regclass::text, pg_catalog.lpad(a.attnum::text, 5, '0'), '',
 FROM rel ic JOIN pg_attribute a ON a.attrelid = ic.oid AND a.attnum > 0
 WHERE ic.relkind IN ('i', 'I') AND coalesce(a.attstattarget::int, -1) >= 0
 UNION ALL
+-- 89: a partition's copy of its parent's foreign key named otherwise than the parent's (the name
+-- the server gives the copy): added before the parent's (90, deepest partitions first), which
+-- then takes it as its copy instead of making one.
+SELECT 89, pg_catalog.lpad((100 - (SELECT pg_catalog.count(*) FROM pg_catalog.pg_partition_ancestors(t.oid)))::text, 3, '0') || ' ' || t.qname,
+       con.conname::text, '',
+       'ALTER TABLE ' || t.qname || ' ADD CONSTRAINT ' || pg_catalog.quote_ident(con.conname) || ' ' || pg_catalog.pg_get_constraintdef(con.oid) || ';'
+FROM tbl t JOIN pg_constraint con ON con.conrelid = t.oid JOIN pg_constraint pc ON pc.oid = con.conparentid
+WHERE t.relispartition AND con.contype = 'f' AND con.conname <> pc.conname
+UNION ALL
 -- 92: a partition's check that it has from its parent's, validated where the parent's is not
 -- (the parent's ADD CONSTRAINT … NOT VALID, 90, makes the copies not valid).
 SELECT 92, t.qname, con.conname::text, '',

@@ -52,6 +52,7 @@ fn title(section: i32) -> &'static str {
         85 => "Indexes of single partitions",
         86 => "Clustering",
         87 => "Partitions' indexes attached to their parent's",
+        89 => "Partitions' foreign keys named otherwise than their parent's",
         90 => "Constraints added after the tables: foreign keys, NOT VALID checks, partitions' own",
         92 => "Partitions' checks validated where their parent's are not",
         95 => "Sequences owned by columns",

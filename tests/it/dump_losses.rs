@@ -684,3 +684,29 @@ fn a_warned_object_that_the_dump_uses_says_the_dump_will_not_load() {
     assert!(run.stdout.contains(line), "{}", run.stdout);
     assert!(run.stderr.contains(line), "{}", run.stderr);
 }
+
+#[test]
+fn a_partitions_hand_named_foreign_key_keeps_its_name() {
+    let (source, sql, target) = round_trip(
+        "dl_fk",
+        "CREATE TABLE r (id int PRIMARY KEY); \
+         CREATE TABLE p (k int, v int) PARTITION BY LIST (k); \
+         CREATE TABLE p_1 PARTITION OF p FOR VALUES IN (1); \
+         CREATE TABLE p_2 (k int, v int, CONSTRAINT my_fk FOREIGN KEY (v) REFERENCES r); \
+         ALTER TABLE p ATTACH PARTITION p_2 FOR VALUES IN (2); \
+         ALTER TABLE p ADD CONSTRAINT p_v_fk FOREIGN KEY (v) REFERENCES r;",
+    );
+    assert!(
+        sql.contains(
+            "ALTER TABLE public.p_2 ADD CONSTRAINT my_fk FOREIGN KEY (v) REFERENCES public.r(id);"
+        ),
+        "{sql}"
+    );
+    same(
+        &source,
+        &target,
+        "SELECT c.conrelid::regclass || ' ' || c.conname || ' ' \
+         || coalesce((SELECT p.conname::text FROM pg_constraint p WHERE p.oid = c.conparentid), '-') \
+         FROM pg_constraint c WHERE c.contype = 'f' ORDER BY 1",
+    );
+}
