@@ -616,7 +616,8 @@ SELECT 122, pg_catalog.lpad((SELECT pg_catalog.count(*) FROM pg_catalog.pg_parti
        || CASE tg.tgenabled WHEN 'O' THEN 'ENABLE' WHEN 'D' THEN 'DISABLE' WHEN 'R' THEN 'ENABLE REPLICA' ELSE 'ENABLE ALWAYS' END
        || ' TRIGGER ' || pg_catalog.quote_ident(tg.tgname) || ';'
 FROM rel t JOIN pg_trigger tg ON tg.tgrelid = t.oid JOIN pg_trigger ptg ON ptg.oid = tg.tgparentid
-WHERE NOT tg.tgisinternal AND tg.tgenabled <> ptg.tgenabled
+-- (Before PostgreSQL 15 a clone is marked internal: a clone of a trigger of no constraint is not.)
+WHERE (NOT tg.tgisinternal OR tg.tgconstraint = 0) AND tg.tgenabled <> ptg.tgenabled
 UNION ALL
 -- 130: row level security and policies (ENABLE and FORCE are independent switches: either
 -- may be on without the other).
@@ -698,7 +699,7 @@ SELECT 140, '6 ' || t.qname, tg.tgname::text, '',
 FROM rel t JOIN pg_trigger tg ON tg.tgrelid = t.oid
 JOIN pg_description d ON d.classoid = 'pg_trigger'::regclass AND d.objoid = tg.oid
 -- A partition's clone of its parent's trigger too: it has the parent's trigger's name.
-WHERE NOT tg.tgisinternal
+WHERE NOT tg.tgisinternal OR (tg.tgparentid <> 0 AND tg.tgconstraint = 0)
 UNION ALL
 -- An extension's comment where it is not the one its control file gives (CREATE EXTENSION sets that).
 SELECT 140, '0 ' || e.extname::text, '', '',

@@ -144,7 +144,7 @@ fn a_partitions_own_trigger_state_survives() {
         &source,
         &target,
         "SELECT tgrelid::regclass || ' ' || tgname || ' ' || tgenabled::text FROM pg_trigger \
-         WHERE NOT tgisinternal ORDER BY 1",
+         WHERE NOT tgisinternal OR tgparentid <> 0 ORDER BY 1",
     );
     assert!(rows.contains(&"p_4a on_ins A".to_string()), "{rows:?}");
     assert!(rows.contains(&"p_2 on_ins R".to_string()), "{rows:?}");
