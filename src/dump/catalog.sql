@@ -59,18 +59,28 @@ standalone AS (
            OR t.oid IN (SELECT conrelid FROM hand_named_con))
 ),
 -- Functions, with what their signature or their parsed body (BEGIN ATOMIC, RETURN …) names:
--- `uses` 0 nothing but types, 1 tables, 2 views (through the functions they call too), and
+-- `uses` 0 nothing but types, 1 the function of a cast made by CREATE CAST (a SQL-standard
+-- body, parsed when the function is made, may need the cast), 2 tables, 3 views (through the functions they call too), and
 -- `depth`, the longest chain of the dump's functions they call, so callees come first.
 fn_base AS (
     SELECT p.oid, p.prokind, p.oid::regprocedure::text AS sig,
-           coalesce((SELECT pg_catalog.max(CASE WHEN rc.relkind IN ('v', 'm') THEN 2 ELSE 1 END)
+           coalesce((SELECT pg_catalog.max(CASE WHEN rc.relkind IN ('v', 'm') THEN 3 ELSE 2 END)
                      FROM pg_class rc
                      WHERE rc.relkind <> 'c'
                        AND (rc.oid IN (SELECT ty.typrelid FROM pg_type ty
                                        WHERE ty.oid = ANY (pg_catalog.array_append(coalesce(p.proallargtypes, p.proargtypes::oid[]), p.prorettype)))
                             OR rc.oid IN (SELECT d.refobjid FROM pg_depend d
                                           WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid
-                                            AND d.refclassid = 'pg_class'::regclass))), 0) AS uses
+                                            AND d.refclassid = 'pg_class'::regclass))),
+                    -- The server records the cast's function, not the cast: a body that calls
+                    -- the function of a cast made by CREATE CAST (a WITH INOUT or WITHOUT
+                    -- FUNCTION cast leaves no trace, docs/dump.md's order limits).
+                    (SELECT 1 FROM pg_depend d
+                     WHERE p.prosqlbody IS NOT NULL
+                       AND d.classid = 'pg_proc'::regclass AND d.objid = p.oid
+                       AND d.refclassid = 'pg_proc'::regclass
+                       AND d.refobjid IN (SELECT c.castfunc FROM pg_cast c WHERE c.oid >= 16384)
+                     LIMIT 1), 0) AS uses
     FROM pg_proc p JOIN ns ON ns.oid = p.pronamespace
     WHERE p.prokind IN ('f', 'p', 'w')
       AND NOT EXISTS (SELECT 1 FROM ext WHERE ext.classid = 'pg_proc'::regclass AND ext.objid = p.oid)
@@ -145,8 +155,8 @@ identity_seq AS (
 -- `def` is the column as CREATE TABLE writes it; `opts` its part after the name, type and
 -- collation, which is all a typed table's column (CREATE TABLE … OF type) may add.
 col AS (
-    SELECT c.attrelid, c.attnum, c.attname, c.head || c.opts AS def, c.opts
-    FROM (SELECT a.attrelid, a.attnum, a.attname,
+    SELECT c.attrelid, c.attnum, c.attname, c.head || c.opts AS def, c.opts, c.ident
+    FROM (SELECT a.attrelid, a.attnum, a.attname, ic.ident,
            pg_catalog.quote_ident(a.attname) || ' ' || pg_catalog.format_type(a.atttypid, a.atttypmod)
            || CASE WHEN a.attcollation <> 0 AND a.attcollation <> ty.typcollation
                    THEN ' COLLATE ' || a.attcollation::regcollation::text ELSE '' END AS head,
@@ -154,16 +164,30 @@ col AS (
                    WHEN a.attgenerated = 'v' THEN ' GENERATED ALWAYS AS (' || pg_catalog.pg_get_expr(d.adbin, d.adrelid) || ') VIRTUAL'
                    WHEN d.adbin IS NOT NULL THEN ' DEFAULT ' || pg_catalog.pg_get_expr(d.adbin, d.adrelid)
                    ELSE '' END
-           || CASE WHEN a.attidentity IN ('a', 'd') THEN
-                   ' GENERATED ' || CASE a.attidentity WHEN 'a' THEN 'ALWAYS' ELSE 'BY DEFAULT' END
-                   || ' AS IDENTITY (SEQUENCE NAME ' || iseq.seqid::regclass::text
-                   || coalesce((SELECT so.opts FROM seq_opts so WHERE so.seqrelid = iseq.seqid), '') || ')'
-                   ELSE '' END
-           || CASE WHEN a.attnotnull THEN ' NOT NULL' ELSE '' END AS opts
+           || coalesce(' ' || ic.ident, '')
+           -- PostgreSQL 18+ names a NOT NULL constraint: the name is written where it is not
+           -- the server's (`<table>_<column>_not_null`), and a NOT VALID one is added later (90).
+           || CASE WHEN NOT a.attnotnull OR NOT coalesce(nn.convalidated, true) THEN ''
+                   WHEN nn.conname::text IS DISTINCT FROM pg_catalog.concat(tc.relname::text, '_', a.attname::text, '_not_null')
+                        AND nn.conname IS NOT NULL
+                   THEN ' CONSTRAINT ' || pg_catalog.quote_ident(nn.conname) || ' NOT NULL'
+                   ELSE ' NOT NULL' END AS opts
     FROM pg_attribute a
+    JOIN pg_class tc ON tc.oid = a.attrelid
     JOIN pg_type ty ON ty.oid = a.atttypid
+    LEFT JOIN pg_constraint nn ON nn.conrelid = a.attrelid AND nn.contype = 'n' AND nn.conkey = ARRAY[a.attnum]
     LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
     LEFT JOIN identity_seq iseq ON iseq.relid = a.attrelid AND iseq.attnum = a.attnum
+    -- `ident`: the identity as a column definition and ALTER COLUMN … ADD write it (its
+    -- sequence's type, which they have no words for, is set in section 95). NULL where the
+    -- column has no sequence of its own: PostgreSQL 17+ marks a partition's column identity
+    -- when its parent's is; ATTACH gives it, so the partition's column does not say it.
+    CROSS JOIN LATERAL (SELECT
+        CASE WHEN a.attidentity IN ('a', 'd') AND iseq.seqid IS NOT NULL THEN
+             'GENERATED ' || CASE a.attidentity WHEN 'a' THEN 'ALWAYS' ELSE 'BY DEFAULT' END
+             || ' AS IDENTITY (SEQUENCE NAME ' || iseq.seqid::regclass::text
+             || coalesce((SELECT so.opts FROM seq_opts so WHERE so.seqrelid = iseq.seqid), '') || ')'
+        END AS ident) ic
     WHERE a.attnum > 0 AND NOT a.attisdropped) c
 ),
 -- Constraints written inside CREATE TABLE: the valid checks of tables that are not partitions.
@@ -217,6 +241,14 @@ ty_depth AS (
     )
     SELECT ty, pg_catalog.lpad(pg_catalog.max(depth)::text, 3, '0') AS depth FROM chain GROUP BY ty
 ),
+-- Domains whose default calls one of the dump's functions or sequences (nextval): the default
+-- is set once those exist (112), not in CREATE DOMAIN (30, before both).
+dom_late_default AS (
+    SELECT DISTINCT d.objid AS oid
+    FROM pg_depend d JOIN ty_own t ON t.oid = d.objid AND t.typtype = 'd'
+    WHERE d.classid = 'pg_type'::regclass AND d.deptype = 'n' AND d.refobjid >= 16384
+      AND d.refclassid IN ('pg_proc'::regclass, 'pg_class'::regclass)
+),
 -- Casts made by CREATE CAST: not the built-in ones (below FirstNormalObjectId), nor an
 -- extension's, nor those made with another object (a range's cast to its multirange).
 cast_own AS (
@@ -226,7 +258,7 @@ cast_own AS (
       AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_cast'::regclass AND d.objid = c.oid AND d.deptype = 'i')
 ),
 -- A partition's index that belongs to its parent's index, behind no constraint, whose name is
--- not the one the loading server gives it when the parent's index is made (ChooseIndexName's
+-- not the one the loading server would give it when the parent's index is made (ChooseIndexName's
 -- `<partition>_<index columns>_idx`, where that fits in a name; a name with a number added
 -- against a clash is dumped too).
 hand_named AS (
@@ -238,12 +270,41 @@ hand_named AS (
           SELECT CASE WHEN pg_catalog.octet_length(n.name) <= 63 THEN n.name END
           FROM (SELECT t.relname::text || '_' || pg_catalog.string_agg(a.attname::text, '_' ORDER BY a.attnum) || '_idx' AS name
                 FROM pg_attribute a WHERE a.attrelid = ic.oid AND a.attnum > 0) n)
+),
+-- Index trees: each index of a partitioned table that belongs to no other index (its root),
+-- with the partitions' indexes that belong to it, at any depth.
+idx_tree AS (
+    WITH RECURSIVE m(root, idx, depth) AS (
+        SELECT i.indexrelid, i.indexrelid, 0
+        FROM pg_index i JOIN rel t ON t.oid = i.indrelid JOIN pg_class ic ON ic.oid = i.indexrelid
+        WHERE t.relkind = 'p' AND NOT ic.relispartition
+        UNION ALL
+        SELECT m.root, inh.inhrelid, m.depth + 1 FROM m JOIN pg_inherits inh ON inh.inhparent = m.idx
+    )
+    SELECT * FROM m
+),
+-- The trees written index by index, as pg_dump writes every tree: the root ON ONLY its table,
+-- each partition's index with its name (85, after every other partitioned index was made, so
+-- none takes it), then attached to its parent's (87). Those are the trees that hold an index of
+-- hand_named, whose name the server would not give the copy it makes (or would give another
+-- copy: two indexes alike on a partitioned table); the others are written as one CREATE INDEX
+-- that makes the whole tree. Not a tree that holds an index behind a constraint.
+explicit_idx AS (
+    SELECT x.root, x.idx, x.depth FROM idx_tree x
+    WHERE x.root IN (SELECT y.root FROM idx_tree y JOIN hand_named h ON h.oid = y.idx)
+      AND x.root NOT IN (SELECT y.root FROM idx_tree y JOIN pg_index i ON i.indexrelid = y.idx
+                         JOIN pg_constraint k ON k.conindid = i.indexrelid AND k.conrelid = i.indrelid
+                                              AND k.contype IN ('p', 'u', 'x'))
 )
 SELECT section, k1, k2, k3, stmt FROM (
--- 10: schemas (public too: IF NOT EXISTS makes it a no-op where it exists).
+-- 10: schemas (public too: IF NOT EXISTS makes it a no-op where it exists). A database without
+-- the public schema drops the one every new database has, so the loaded one has none either.
 SELECT 10 AS section, ns.nspname::text AS k1, '' AS k2, '' AS k3,
        'CREATE SCHEMA IF NOT EXISTS ' || pg_catalog.quote_ident(ns.nspname) || ';' AS stmt
 FROM ns
+UNION ALL
+SELECT 10, 'public', '', '', 'DROP SCHEMA IF EXISTS public;'
+WHERE NOT EXISTS (SELECT 1 FROM pg_namespace n WHERE n.nspname = 'public')
 UNION ALL
 -- 20: extensions, into the schema they live in, at the version the loading server installs.
 SELECT 20, e.extname::text, '', '',
@@ -277,7 +338,8 @@ SELECT 30, td.depth || ' 3', ty.oid::regtype::text, '',
        'CREATE DOMAIN ' || ty.oid::regtype::text || ' AS ' || pg_catalog.format_type(ty.typbasetype, ty.typtypmod)
        || CASE WHEN ty.typcollation <> 0 AND ty.typcollation <> (SELECT b.typcollation FROM pg_type b WHERE b.oid = ty.typbasetype)
                THEN ' COLLATE ' || ty.typcollation::regcollation::text ELSE '' END
-       || coalesce(' DEFAULT ' || pg_catalog.pg_get_expr(ty.typdefaultbin, 0), '')
+       || CASE WHEN ty.oid IN (SELECT oid FROM dom_late_default) THEN ''
+               ELSE coalesce(' DEFAULT ' || pg_catalog.pg_get_expr(ty.typdefaultbin, 0), '') END
        || CASE WHEN ty.typnotnull THEN ' NOT NULL' ELSE '' END
        || coalesce((SELECT pg_catalog.string_agg(' CONSTRAINT ' || pg_catalog.quote_ident(dc.conname) || ' ' || pg_catalog.pg_get_constraintdef(dc.oid), '' ORDER BY dc.conname COLLATE "C")
                     FROM pg_constraint dc WHERE dc.contypid = ty.oid AND dc.contype = 'c' AND dc.convalidated), '')
@@ -312,8 +374,9 @@ SELECT 45, pg_catalog.format_type(c.castsource, NULL), pg_catalog.format_type(c.
        || ';'
 FROM cast_own c
 UNION ALL
--- 40: functions and procedures that need no relation; 98: those that need tables, 110: views.
-SELECT CASE fn.uses WHEN 0 THEN 40 WHEN 1 THEN 98 ELSE 110 END, pg_catalog.lpad(fn.depth::text, 3, '0'), fn.sig, '',
+-- 40: functions and procedures that need no relation; 47: those whose SQL-standard body uses
+-- a cast made by CREATE CAST (45); 98: those that need tables, 110: views.
+SELECT CASE fn.uses WHEN 0 THEN 40 WHEN 1 THEN 47 WHEN 2 THEN 98 ELSE 110 END, pg_catalog.lpad(fn.depth::text, 3, '0'), fn.sig, '',
        pg_catalog.rtrim(pg_catalog.pg_get_functiondef(fn.oid), E'\n') || ';'
 FROM fn
 UNION ALL
@@ -323,6 +386,14 @@ SELECT 50, s.qname, '', '',
        || ' AS ' || pg_catalog.format_type(q.seqtypid, NULL) || so.opts || ';'
 FROM rel s JOIN pg_sequence q ON q.seqrelid = s.oid JOIN seq_opts so ON so.seqrelid = s.oid
 WHERE s.relkind = 'S' AND NOT EXISTS (SELECT 1 FROM identity_seq i WHERE i.seqid = s.oid)
+UNION ALL
+-- An identity sequence whose type is not its column's (ALTER SEQUENCE … AS, which an identity
+-- column's definition cannot say).
+SELECT 95, s.qname, '', '',
+       'ALTER SEQUENCE ' || s.qname || ' AS ' || pg_catalog.format_type(q.seqtypid, NULL) || ';'
+FROM identity_seq i JOIN rel s ON s.oid = i.seqid JOIN pg_sequence q ON q.seqrelid = s.oid
+JOIN pg_attribute a ON a.attrelid = i.relid AND a.attnum = i.attnum
+WHERE q.seqtypid <> a.atttypid
 UNION ALL
 SELECT 95, s.qname, '', '',
        'ALTER SEQUENCE ' || s.qname || ' OWNED BY ' || d.refobjid::regclass::text || '.'
@@ -335,7 +406,10 @@ UNION ALL
 -- (CREATE TABLE … OF type) has its type's columns: only their options are written
 -- (`col WITH OPTIONS DEFAULT …`), and the parentheses only when there is something in them.
 SELECT 60, t.qname, '', '',
-       'CREATE ' || CASE WHEN t.relpersistence = 'u' THEN 'UNLOGGED ' ELSE '' END || 'TABLE ' || t.qname
+       -- A column that comes out NULL (a catalog state this query does not know) makes the
+       -- statement NULL, which the dump refuses (src/dump/mod.rs): never a column left out.
+       CASE WHEN EXISTS (SELECT 1 FROM col c WHERE c.attrelid = t.oid AND c.def IS NULL) THEN NULL ELSE '' END
+       || 'CREATE ' || CASE WHEN t.relpersistence = 'u' THEN 'UNLOGGED ' ELSE '' END || 'TABLE ' || t.qname
        || CASE WHEN t.reloftype = 0 THEN ' (' || coalesce(E'\n    ' || pg_catalog.array_to_string(e.items, E',\n    '), '') || E'\n)'
                ELSE ' OF ' || t.reloftype::regtype::text
                     || CASE WHEN pg_catalog.cardinality(e.items) > 0
@@ -379,6 +453,8 @@ CROSS JOIN LATERAL (VALUES
     (4, CASE WHEN a.attcompression <> CASE WHEN inh.inhrelid IS NOT NULL THEN pa.attcompression ELSE '' END
              THEN 'SET COMPRESSION ' || CASE a.attcompression WHEN 'p' THEN 'pglz' WHEN 'l' THEN 'lz4' ELSE 'DEFAULT' END END),
     (5, CASE WHEN coalesce(a.attstattarget::int, -1) >= 0 THEN 'SET STATISTICS ' || a.attstattarget END),
+    -- A partition's own identity column (PostgreSQL 14-16; 17+ refuses one), after SET NOT NULL.
+    (7, CASE WHEN inh.inhrelid IS NOT NULL THEN 'ADD ' || (SELECT c.ident FROM col c WHERE c.attrelid = a.attrelid AND c.attnum = a.attnum) END),
     (6, 'SET (' || NULLIF(pg_catalog.array_to_string(
             ARRAY(SELECT o FROM pg_catalog.unnest(a.attoptions) AS o WHERE pg_catalog.left(o, 3) <> 'pg_' ORDER BY o COLLATE "C"),
             ', '), '') || ')')
@@ -391,7 +467,8 @@ UNION ALL
 SELECT 70, pg_catalog.lpad(((SELECT pg_catalog.count(*) FROM pg_catalog.pg_partition_ancestors(t.oid)) - 1)::text, 3, '0') || ' ' || i.inhparent::regclass::text,
        CASE WHEN pg_catalog.pg_get_expr(t.relpartbound, t.oid) = 'DEFAULT' THEN '2' ELSE '1 ' || pg_catalog.pg_get_expr(t.relpartbound, t.oid) END,
        t.qname,
-       'CREATE ' || CASE WHEN t.relpersistence = 'u' THEN 'UNLOGGED ' ELSE '' END || 'TABLE ' || t.qname
+       CASE WHEN EXISTS (SELECT 1 FROM col c WHERE c.attrelid = t.oid AND c.def IS NULL) THEN NULL ELSE '' END
+       || 'CREATE ' || CASE WHEN t.relpersistence = 'u' THEN 'UNLOGGED ' ELSE '' END || 'TABLE ' || t.qname
        || CASE WHEN t.oid IN (SELECT oid FROM standalone)
                THEN ' (' || coalesce(E'\n    ' || pg_catalog.array_to_string(
                         ARRAY(SELECT c.def FROM col c WHERE c.attrelid = t.oid ORDER BY c.attnum)
@@ -416,28 +493,30 @@ UNION ALL
 -- 80: indexes of tables (85: of partitions, made by the partition itself, not its parent;
 -- 105: of materialized views). Indexes behind a constraint come with the constraint.
 SELECT CASE WHEN t.relkind = 'm' THEN 105 WHEN t.relispartition THEN 85 ELSE 80 END,
-       t.qname, ic.relname::text, '',
+       CASE WHEN t.relispartition THEN '1 ' ELSE '' END || t.qname, ic.relname::text, '',
        -- A partitioned table's index is dumped without ONLY, so that it is made on every
-       -- partition too (and valid), as CREATE INDEX made it.
-       pg_catalog.replace(pg_catalog.pg_get_indexdef(i.indexrelid), ' ON ONLY ' || t.qname || ' USING ', ' ON ' || t.qname || ' USING ') || ';'
+       -- partition too (and valid), as CREATE INDEX made it; the root of a tree of
+       -- explicit_idx with ONLY (its partitions' indexes are made and attached below).
+       CASE WHEN i.indexrelid IN (SELECT root FROM explicit_idx) THEN pg_catalog.pg_get_indexdef(i.indexrelid)
+            ELSE pg_catalog.replace(pg_catalog.pg_get_indexdef(i.indexrelid), ' ON ONLY ' || t.qname || ' USING ', ' ON ' || t.qname || ' USING ') END
+       || ';'
 FROM rel t JOIN pg_index i ON i.indrelid = t.oid JOIN pg_class ic ON ic.oid = i.indexrelid
 WHERE t.relkind IN ('r', 'p', 'm') AND NOT ic.relispartition
   AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid AND k.conrelid = i.indrelid AND k.contype IN ('p', 'u', 'x'))
 UNION ALL
--- 76: a partition's index that belongs to its parent's index but is not named as the loading
--- server would name it (`<partition>_<columns>_idx`): made with its name before the parent's
--- index (deepest partitions first), which then takes it instead of making one; 87: the
--- attachment made explicit (a no-op where the parent's index took it, an error where it took
--- another). Indexes behind a constraint are left to the server (warnings.sql names them).
-SELECT 76, pg_catalog.lpad((100 - (SELECT pg_catalog.count(*) FROM pg_catalog.pg_partition_ancestors(t.oid)))::text, 3, '0'),
-       t.qname, ic.relname::text,
-       pg_catalog.replace(pg_catalog.pg_get_indexdef(i.indexrelid), ' ON ONLY ' || t.qname || ' USING ', ' ON ' || t.qname || ' USING ') || ';'
-FROM hand_named h JOIN pg_index i ON i.indexrelid = h.oid JOIN rel t ON t.oid = i.indrelid JOIN pg_class ic ON ic.oid = i.indexrelid
+-- 85 (after the partitions' own indexes, which may make copies of theirs in their partitions):
+-- the partitions' indexes of explicit_idx, each with its name (ONLY where the partition is
+-- partitioned itself); 87: each attached to its parent's, deepest first, so that every index
+-- of the tree is valid at the end.
+SELECT 85, '2 ' || t.qname, ic.relname::text, '', pg_catalog.pg_get_indexdef(i.indexrelid) || ';'
+FROM explicit_idx x JOIN pg_index i ON i.indexrelid = x.idx JOIN rel t ON t.oid = i.indrelid JOIN pg_class ic ON ic.oid = i.indexrelid
+WHERE x.depth > 0
 UNION ALL
-SELECT 87, t.qname, ic.relname::text, '',
+SELECT 87, pg_catalog.lpad((100 - x.depth)::text, 3, '0') || ' ' || t.qname, ic.relname::text, '',
        'ALTER INDEX ' || pi.inhparent::regclass::text || ' ATTACH PARTITION ' || ic.oid::regclass::text || ';'
-FROM hand_named h JOIN pg_index i ON i.indexrelid = h.oid JOIN rel t ON t.oid = i.indrelid JOIN pg_class ic ON ic.oid = i.indexrelid
+FROM explicit_idx x JOIN pg_index i ON i.indexrelid = x.idx JOIN rel t ON t.oid = i.indrelid JOIN pg_class ic ON ic.oid = i.indexrelid
 JOIN pg_inherits pi ON pi.inhrelid = ic.oid
+WHERE x.depth > 0
 UNION ALL
 -- 86: CLUSTER ON (106 for a materialized view: after the view and its indexes).
 SELECT CASE WHEN t.relkind = 'm' THEN 106 ELSE 86 END, t.qname, '', '',
@@ -447,7 +526,7 @@ WHERE t.relkind IN ('r', 'm') AND i.indisclustered
 UNION ALL
 -- 64: primary keys, unique and exclusion constraints of tables that are not partitions, before
 -- the partitions (which get them from their parent); 90: constraints added after every table:
--- foreign keys (so a cycle between two tables loads), checks NOT VALID, and a partition's own
+-- foreign keys (so a cycle between two tables loads), checks and (18+) NOT NULLs NOT VALID, and a partition's own
 -- constraints (not those it has from its parent).
 SELECT CASE WHEN NOT t.relispartition AND con.contype IN ('p', 'u', 'x') THEN 64 ELSE 90 END,
        t.qname,
@@ -455,7 +534,8 @@ SELECT CASE WHEN NOT t.relispartition AND con.contype IN ('p', 'u', 'x') THEN 64
        'ALTER TABLE ' || CASE WHEN t.relkind = 'r' AND con.contype <> 'f' THEN 'ONLY ' ELSE '' END || t.qname
        || ' ADD CONSTRAINT ' || pg_catalog.quote_ident(con.conname) || ' ' || pg_catalog.pg_get_constraintdef(con.oid) || ';'
 FROM tbl t JOIN pg_constraint con ON con.conrelid = t.oid
-WHERE con.contype IN ('p', 'u', 'x', 'c', 'f') AND con.conparentid = 0 AND con.conislocal
+WHERE (con.contype IN ('p', 'u', 'x', 'c', 'f') OR (con.contype = 'n' AND NOT con.convalidated))
+  AND con.conparentid = 0 AND con.conislocal
   AND NOT EXISTS (SELECT 1 FROM inline_con ic WHERE ic.oid = con.oid)
   AND NOT (t.relispartition AND con.coninhcount > 0)
 UNION ALL
@@ -488,6 +568,37 @@ JOIN pg_attribute a ON a.attrelid = v.oid AND a.attnum > 0 AND NOT a.attisdroppe
 JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
 WHERE v.relkind = 'v'
 UNION ALL
+-- 107: statistics targets of index columns (ALTER INDEX … ALTER COLUMN n SET STATISTICS), once
+-- every index exists.
+SELECT 107, ic.oid::regclass::text, pg_catalog.lpad(a.attnum::text, 5, '0'), '',
+       'ALTER INDEX ' || ic.oid::regclass::text || ' ALTER COLUMN ' || a.attnum || ' SET STATISTICS ' || a.attstattarget || ';'
+FROM rel ic JOIN pg_attribute a ON a.attrelid = ic.oid AND a.attnum > 0
+WHERE ic.relkind IN ('i', 'I') AND coalesce(a.attstattarget::int, -1) >= 0
+UNION ALL
+-- 89: a partition's copy of its parent's foreign key named otherwise than the parent's (the name
+-- the server gives the copy): added before the parent's (90, deepest partitions first), which
+-- then takes it as its copy instead of making one.
+SELECT 89, pg_catalog.lpad((100 - (SELECT pg_catalog.count(*) FROM pg_catalog.pg_partition_ancestors(t.oid)))::text, 3, '0') || ' ' || t.qname,
+       con.conname::text, '',
+       'ALTER TABLE ' || t.qname || ' ADD CONSTRAINT ' || pg_catalog.quote_ident(con.conname) || ' ' || pg_catalog.pg_get_constraintdef(con.oid) || ';'
+FROM tbl t JOIN pg_constraint con ON con.conrelid = t.oid JOIN pg_constraint pc ON pc.oid = con.conparentid
+WHERE t.relispartition AND con.contype = 'f' AND con.conname <> pc.conname
+UNION ALL
+-- 92: a partition's check that it has from its parent's, validated where the parent's is not
+-- (the parent's ADD CONSTRAINT … NOT VALID, 90, makes the copies not valid).
+SELECT 92, t.qname, con.conname::text, '',
+       'ALTER TABLE ' || CASE WHEN t.relkind = 'r' THEN 'ONLY ' ELSE '' END || t.qname || ' VALIDATE CONSTRAINT ' || pg_catalog.quote_ident(con.conname) || ';'
+FROM tbl t JOIN pg_constraint con ON con.conrelid = t.oid
+WHERE t.relispartition AND con.contype = 'c' AND con.coninhcount > 0 AND con.convalidated
+  AND EXISTS (SELECT 1 FROM pg_inherits i JOIN pg_constraint pc ON pc.conrelid = i.inhparent
+              WHERE i.inhrelid = t.oid AND pc.conname = con.conname AND pc.contype = 'c' AND NOT pc.convalidated)
+UNION ALL
+-- 112: the defaults of dom_late_default, after every function and sequence.
+SELECT 112, ty.oid::regtype::text, '', '',
+       'ALTER DOMAIN ' || ty.oid::regtype::text || ' SET DEFAULT ' || pg_catalog.pg_get_expr(ty.typdefaultbin, 0) || ';'
+FROM dom_late_default l JOIN pg_type ty ON ty.oid = l.oid
+WHERE ty.typdefaultbin IS NOT NULL
+UNION ALL
 -- 120: triggers (not those a partition has from its parent's, nor constraint internals).
 SELECT 120, t.qname, tg.tgname::text, '', pg_catalog.pg_get_triggerdef(tg.oid) || ';'
        || CASE tg.tgenabled WHEN 'O' THEN ''
@@ -505,7 +616,8 @@ SELECT 122, pg_catalog.lpad((SELECT pg_catalog.count(*) FROM pg_catalog.pg_parti
        || CASE tg.tgenabled WHEN 'O' THEN 'ENABLE' WHEN 'D' THEN 'DISABLE' WHEN 'R' THEN 'ENABLE REPLICA' ELSE 'ENABLE ALWAYS' END
        || ' TRIGGER ' || pg_catalog.quote_ident(tg.tgname) || ';'
 FROM rel t JOIN pg_trigger tg ON tg.tgrelid = t.oid JOIN pg_trigger ptg ON ptg.oid = tg.tgparentid
-WHERE NOT tg.tgisinternal AND tg.tgenabled <> ptg.tgenabled
+-- (Before PostgreSQL 15 a clone is marked internal: a clone of a trigger of no constraint is not.)
+WHERE (NOT tg.tgisinternal OR tg.tgconstraint = 0) AND tg.tgenabled <> ptg.tgenabled
 UNION ALL
 -- 130: row level security and policies (ENABLE and FORCE are independent switches: either
 -- may be on without the other).
@@ -543,7 +655,7 @@ SELECT 140, '2 ' || r.qname, pg_catalog.lpad(d.objsubid::text, 5, '0'), '',
                                    WHEN 'i' THEN 'INDEX ' WHEN 'I' THEN 'INDEX ' ELSE 'TABLE ' END || r.qname END
        || ' IS ' || pg_catalog.quote_literal(d.description) || ';'
 -- A partition's index made for its parent's gets the same name on load: the server's rule, or,
--- where the name is not the rule's, its own (`hand_named`, section 76).
+-- where the name is not the rule's, its own (`explicit_idx`, section 85).
 FROM rel r JOIN pg_description d ON d.classoid = 'pg_class'::regclass AND d.objoid = r.oid
 UNION ALL
 SELECT 140, '3 ' || fn.sig, '', '',
@@ -577,14 +689,24 @@ SELECT 140, '5 ' || t.qname, con.conname::text, '',
        || ' IS ' || pg_catalog.quote_literal(d.description) || ';'
 FROM tbl t JOIN pg_constraint con ON con.conrelid = t.oid
 JOIN pg_description d ON d.classoid = 'pg_constraint'::regclass AND d.objoid = con.oid
-WHERE con.conparentid = 0
+-- A partition's copy of its parent's primary key, unique or exclusion constraint has the same
+-- name on load (the server's, or its own: hand_named_con); a foreign key's copy may not.
+WHERE con.conparentid = 0 OR con.contype IN ('p', 'u', 'x')
 UNION ALL
 SELECT 140, '6 ' || t.qname, tg.tgname::text, '',
        'COMMENT ON TRIGGER ' || pg_catalog.quote_ident(tg.tgname) || ' ON ' || t.qname
        || ' IS ' || pg_catalog.quote_literal(d.description) || ';'
 FROM rel t JOIN pg_trigger tg ON tg.tgrelid = t.oid
 JOIN pg_description d ON d.classoid = 'pg_trigger'::regclass AND d.objoid = tg.oid
-WHERE NOT tg.tgisinternal AND tg.tgparentid = 0
+-- A partition's clone of its parent's trigger too: it has the parent's trigger's name.
+WHERE NOT tg.tgisinternal OR (tg.tgparentid <> 0 AND tg.tgconstraint = 0)
+UNION ALL
+-- An extension's comment where it is not the one its control file gives (CREATE EXTENSION sets that).
+SELECT 140, '0 ' || e.extname::text, '', '',
+       'COMMENT ON EXTENSION ' || pg_catalog.quote_ident(e.extname) || ' IS ' || pg_catalog.quote_literal(d.description) || ';'
+FROM pg_extension e JOIN pg_description d ON d.classoid = 'pg_extension'::regclass AND d.objoid = e.oid AND d.objsubid = 0
+WHERE e.extname <> 'plpgsql'
+  AND d.description IS DISTINCT FROM (SELECT x.comment FROM pg_catalog.pg_available_extensions() x(name, default_version, comment) WHERE x.name = e.extname)
 UNION ALL
 SELECT 140, '7 ' || t.qname, pol.polname::text, '',
        'COMMENT ON POLICY ' || pg_catalog.quote_ident(pol.polname) || ' ON ' || t.qname

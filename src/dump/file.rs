@@ -193,8 +193,13 @@ pub fn read(path: &Path) -> Result<String> {
 }
 
 /// The comparison of a file's text (`committed`) with the live dump: a unified diff with three
-/// lines of context, headed `--- FILE` / `+++ live database`.
+/// lines of context, headed `--- FILE` / `+++ live database`. CRLF reads as LF on both sides,
+/// as [`read`] reads the file: a schema that holds a CR before a line break (a comment or a
+/// function body with CRLF) writes one with `--output` that `--check` then finds equal.
 pub fn diff(file: &str, committed: &str, live: &str) -> Comparison {
+    let committed = committed.replace("\r\n", "\n");
+    let live = live.replace("\r\n", "\n");
+    let (committed, live) = (committed.as_str(), live.as_str());
     if committed == live {
         return Comparison {
             path: file.into(),
@@ -217,6 +222,13 @@ pub fn diff(file: &str, committed: &str, live: &str) -> Comparison {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn crlf_in_the_live_dump_compares_as_in_the_file() {
+        // --output writes the dump's CRLF (a comment's `line1\r\nline2`); read() gives LF.
+        let c = diff("schema.sql", "a 'x\ny';\n", "a 'x\r\ny';\n");
+        assert!(c.equal, "{:?}", c.diff);
+    }
 
     #[test]
     fn equal_texts_have_no_diff() {

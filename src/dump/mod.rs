@@ -203,14 +203,33 @@ async fn read(client: &tokio_postgres::Client, cfg: &DbConfig) -> Result<Read> {
     let statements = rows
         .iter()
         .map(|r| {
-            Ok(Statement {
-                section: r.try_get(0)?,
-                keys: [r.try_get(1)?, r.try_get(2)?, r.try_get(3)?],
-                sql: r.try_get(4)?,
-            })
+            Ok((
+                r.try_get::<_, i32>(0)?,
+                [r.try_get(1)?, r.try_get(2)?, r.try_get(3)?],
+                r.try_get::<_, Option<String>>(4)?,
+            ))
         })
-        .collect::<std::result::Result<Vec<_>, tokio_postgres::Error>>()
-        .map_err(|e| reading(&e))?;
+        .collect::<std::result::Result<Vec<(i32, [String; 3], Option<String>)>, tokio_postgres::Error>>()
+        .map_err(|e| reading(&e))?
+        .into_iter()
+        .map(|(section, keys, sql)| match sql {
+            Some(sql) => Ok(Statement { section, keys, sql }),
+            // A part of the statement the catalog query could not write: refused, so that no
+            // column (or anything else) is left out of a dump silently.
+            None => Err(Error::usage_hint(
+                format!(
+                    "dump: cannot write the statement for {} (section {section}): a part of its \
+                     definition is in a form dhctl does not know; nothing was written",
+                    keys.iter()
+                        .filter(|k| !k.is_empty())
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                ),
+                "report it with the object's definition; pg_dump --schema-only can dump this schema meanwhile",
+            )),
+        })
+        .collect::<Result<Vec<_>>>()?;
     let warnings = client
         .query(WARNINGS, &[])
         .await

@@ -58,9 +58,25 @@ UNION ALL
 SELECT 'aggregate ' || own.oid::regprocedure::text || ' is not dumped'
 FROM own WHERE own.classid = 'pg_proc'::regclass AND own.what = 'proc a'
 UNION ALL
--- pg_describe_object names the kind itself ("collation public.ci", "server files").
+-- pg_describe_object names the kind itself ("collation public.ci", "server files"). What the
+-- dump writes and uses it (a column of that collation, an index of that operator class) is
+-- named too (the first three): the dump will not load until it exists.
 SELECT pg_catalog.pg_describe_object(own.classid, own.oid, 0) || ' is not dumped'
+       || coalesce('; ' || (SELECT pg_catalog.string_agg(u.what, ', ' ORDER BY u.what COLLATE "C")
+                            FROM (SELECT DISTINCT pg_catalog.pg_describe_object(d.classid, d.objid, d.objsubid) AS what
+                                  FROM pg_depend d
+                                  WHERE d.refclassid = own.classid AND d.refobjid = own.oid AND d.deptype = 'n'
+                                    AND d.classid IN ('pg_class'::regclass, 'pg_type'::regclass, 'pg_constraint'::regclass, 'pg_attrdef'::regclass)
+                                  ORDER BY 1 LIMIT 3) u)
+                   || ' uses it: the dump will not load', '')
 FROM own WHERE own.classid NOT IN ('pg_class'::regclass, 'pg_proc'::regclass)
+UNION ALL
+-- A range's canonical function (C only) is not written: the range is made without it.
+SELECT 'range type ' || r.rngtypid::regtype::text || ' has canonical function ' || r.rngcanonical::regproc::text
+       || ', which is not dumped: the dump makes the range without it'
+FROM pg_range r JOIN pg_type ty ON ty.oid = r.rngtypid JOIN ns ON ns.oid = ty.typnamespace
+WHERE r.rngcanonical <> 0
+  AND NOT EXISTS (SELECT 1 FROM ext WHERE ext.classid = 'pg_type'::regclass AND ext.objid = ty.oid)
 UNION ALL
 -- By name only: a user mapping's options may hold a password (pg_user_mappings shows them to
 -- the mapping's user). pg_user_mapping itself is readable by superusers only.

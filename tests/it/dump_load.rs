@@ -237,3 +237,43 @@ fn typed_tables() {
     );
     assert_contains(&sql, "CREATE TABLE public.bare OF public.point2;");
 }
+
+#[test]
+fn a_sql_standard_body_that_uses_a_cast_comes_after_the_cast() {
+    let sql = round_trip(
+        "body_cast",
+        "CREATE TYPE public.pair AS (a int, b int);
+         CREATE FUNCTION public.pair_sum(public.pair) RETURNS int LANGUAGE sql IMMUTABLE
+             AS 'SELECT ($1).a + ($1).b';
+         CREATE CAST (public.pair AS int) WITH FUNCTION public.pair_sum(public.pair);
+         CREATE FUNCTION public.a_total(p public.pair) RETURNS int LANGUAGE sql
+             RETURN p::int;
+         CREATE FUNCTION public.b_twice(p public.pair) RETURNS int LANGUAGE sql
+             BEGIN ATOMIC SELECT public.a_total(p) * 2; END;",
+    );
+    let at = |what: &str| sql.find(what).unwrap_or_else(|| panic!("{what}:\n{sql}"));
+    assert!(at("CREATE CAST") < at("FUNCTION public.a_total"));
+    assert!(at("FUNCTION public.a_total") < at("FUNCTION public.b_twice"));
+}
+
+#[test]
+fn a_domain_default_that_calls_a_function_or_a_sequence_is_set_after_them() {
+    let sql = round_trip(
+        "domain_default",
+        "CREATE FUNCTION public.seven() RETURNS int LANGUAGE sql IMMUTABLE AS 'SELECT 7';
+         CREATE DOMAIN public.sevens AS int DEFAULT public.seven();
+         CREATE SEQUENCE public.ids;
+         CREATE DOMAIN public.next_id AS bigint DEFAULT pg_catalog.nextval('public.ids'::regclass);
+         CREATE DOMAIN public.plain AS int DEFAULT 3;
+         CREATE TABLE public.t (s public.sevens, i public.next_id, p public.plain);",
+    );
+    assert_contains(&sql, "CREATE DOMAIN public.plain AS integer DEFAULT 3;");
+    assert_contains(
+        &sql,
+        "ALTER DOMAIN public.sevens SET DEFAULT public.seven();",
+    );
+    assert_contains(
+        &sql,
+        "ALTER DOMAIN public.next_id SET DEFAULT nextval('public.ids'::regclass);",
+    );
+}
