@@ -56,38 +56,49 @@ const PINNED: &str = "SET LOCAL bytea_output = 'hex'; SET LOCAL quote_all_identi
      SET LOCAL DateStyle = 'ISO, MDY'; SET LOCAL TimeZone = 'UTC'; SET LOCAL lc_monetary = 'C'";
 
 /// The catalogs a dump reads (the query's and `warnings.sql`'s), fingerprinted before and after
-/// the dump (see [`run`]).
-const FINGERPRINTED: [&str; 30] = [
-    "pg_namespace",
-    "pg_class",
-    "pg_attribute",
-    "pg_attrdef",
-    "pg_constraint",
-    "pg_index",
-    "pg_inherits",
-    "pg_partitioned_table",
-    "pg_proc",
-    "pg_type",
-    "pg_enum",
-    "pg_range",
-    "pg_sequence",
-    "pg_depend",
-    "pg_rewrite",
-    "pg_trigger",
-    "pg_policy",
-    "pg_description",
-    "pg_extension",
-    "pg_collation",
-    "pg_operator",
-    "pg_opclass",
-    "pg_opfamily",
-    "pg_conversion",
-    "pg_ts_config",
-    "pg_ts_dict",
-    "pg_statistic_ext",
-    "pg_event_trigger",
-    "pg_publication",
-    "pg_am",
+/// the dump (see [`run`]), each with the condition that leaves out the rows of temporary objects
+/// (other sessions' `pg_temp_*` / `pg_toast_temp_*` schemas, which the dump never writes): a
+/// session making temporary tables all day must not make every dump retry. `tn` is the set of
+/// temporary schemas, `tr` of temporary relations, `tt` of temporary types, `tmp` of every
+/// temporary object as (catalog, oid) (see [`fingerprint_query`]).
+const FINGERPRINTED: [(&str, &str); 30] = [
+    ("pg_namespace", "NOT EXISTS (SELECT FROM tn WHERE tn.oid OPERATOR(pg_catalog.=) x.oid)"),
+    ("pg_class", "NOT EXISTS (SELECT FROM tr WHERE tr.oid OPERATOR(pg_catalog.=) x.oid)"),
+    ("pg_attribute", "NOT EXISTS (SELECT FROM tr WHERE tr.oid OPERATOR(pg_catalog.=) x.attrelid)"),
+    ("pg_attrdef", "NOT EXISTS (SELECT FROM tr WHERE tr.oid OPERATOR(pg_catalog.=) x.adrelid)"),
+    ("pg_constraint", "NOT EXISTS (SELECT FROM tn WHERE tn.oid OPERATOR(pg_catalog.=) x.connamespace)"),
+    ("pg_index", "NOT EXISTS (SELECT FROM tr WHERE tr.oid OPERATOR(pg_catalog.=) x.indrelid)"),
+    ("pg_inherits", "NOT EXISTS (SELECT FROM tr WHERE tr.oid OPERATOR(pg_catalog.=) x.inhrelid)"),
+    ("pg_partitioned_table", "NOT EXISTS (SELECT FROM tr WHERE tr.oid OPERATOR(pg_catalog.=) x.partrelid)"),
+    ("pg_proc", "NOT EXISTS (SELECT FROM tn WHERE tn.oid OPERATOR(pg_catalog.=) x.pronamespace)"),
+    ("pg_type", "NOT EXISTS (SELECT FROM tn WHERE tn.oid OPERATOR(pg_catalog.=) x.typnamespace)"),
+    ("pg_enum", "NOT EXISTS (SELECT FROM tt WHERE tt.oid OPERATOR(pg_catalog.=) x.enumtypid)"),
+    ("pg_range", "NOT EXISTS (SELECT FROM tt WHERE tt.oid OPERATOR(pg_catalog.=) x.rngtypid)"),
+    ("pg_sequence", "NOT EXISTS (SELECT FROM tr WHERE tr.oid OPERATOR(pg_catalog.=) x.seqrelid)"),
+    (
+        "pg_depend",
+        "NOT EXISTS (SELECT FROM tmp WHERE c OPERATOR(pg_catalog.=) x.classid AND o OPERATOR(pg_catalog.=) x.objid) \
+         AND NOT EXISTS (SELECT FROM tmp WHERE c OPERATOR(pg_catalog.=) x.refclassid AND o OPERATOR(pg_catalog.=) x.refobjid)",
+    ),
+    ("pg_rewrite", "NOT EXISTS (SELECT FROM tr WHERE tr.oid OPERATOR(pg_catalog.=) x.ev_class)"),
+    ("pg_trigger", "NOT EXISTS (SELECT FROM tr WHERE tr.oid OPERATOR(pg_catalog.=) x.tgrelid)"),
+    ("pg_policy", "NOT EXISTS (SELECT FROM tr WHERE tr.oid OPERATOR(pg_catalog.=) x.polrelid)"),
+    (
+        "pg_description",
+        "NOT EXISTS (SELECT FROM tmp WHERE c OPERATOR(pg_catalog.=) x.classoid AND o OPERATOR(pg_catalog.=) x.objoid)",
+    ),
+    ("pg_extension", "true"),
+    ("pg_collation", "NOT EXISTS (SELECT FROM tn WHERE tn.oid OPERATOR(pg_catalog.=) x.collnamespace)"),
+    ("pg_operator", "NOT EXISTS (SELECT FROM tn WHERE tn.oid OPERATOR(pg_catalog.=) x.oprnamespace)"),
+    ("pg_opclass", "NOT EXISTS (SELECT FROM tn WHERE tn.oid OPERATOR(pg_catalog.=) x.opcnamespace)"),
+    ("pg_opfamily", "NOT EXISTS (SELECT FROM tn WHERE tn.oid OPERATOR(pg_catalog.=) x.opfnamespace)"),
+    ("pg_conversion", "NOT EXISTS (SELECT FROM tn WHERE tn.oid OPERATOR(pg_catalog.=) x.connamespace)"),
+    ("pg_ts_config", "NOT EXISTS (SELECT FROM tn WHERE tn.oid OPERATOR(pg_catalog.=) x.cfgnamespace)"),
+    ("pg_ts_dict", "NOT EXISTS (SELECT FROM tn WHERE tn.oid OPERATOR(pg_catalog.=) x.dictnamespace)"),
+    ("pg_statistic_ext", "NOT EXISTS (SELECT FROM tn WHERE tn.oid OPERATOR(pg_catalog.=) x.stxnamespace)"),
+    ("pg_event_trigger", "true"),
+    ("pg_publication", "true"),
+    ("pg_am", "true"),
 ];
 
 /// How many times a dump is read before concurrent DDL makes it give up, and the pause before
@@ -96,21 +107,55 @@ const FINGERPRINTED: [&str; 30] = [
 const ATTEMPTS: u32 = 5;
 const FIRST_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
 
+/// The temporary objects [`FINGERPRINTED`]'s conditions leave out: schemas, relations, types,
+/// and every object of theirs a `pg_depend` or `pg_description` row may name.
+const TEMPORARY: &str = "WITH tn AS (SELECT oid FROM pg_catalog.pg_namespace \
+       WHERE pg_catalog.starts_with(nspname::text, 'pg_temp_') \
+          OR pg_catalog.starts_with(nspname::text, 'pg_toast_temp_')), \
+     tr AS (SELECT oid FROM pg_catalog.pg_class \
+       WHERE relpersistence OPERATOR(pg_catalog.=) 't' OR relnamespace OPERATOR(pg_catalog.=) ANY (SELECT oid FROM tn)), \
+     tt AS (SELECT oid FROM pg_catalog.pg_type WHERE typnamespace OPERATOR(pg_catalog.=) ANY (SELECT oid FROM tn)), \
+     tmp (c, o) AS ( \
+       SELECT 'pg_catalog.pg_namespace'::pg_catalog.regclass::pg_catalog.oid, oid FROM tn \
+       UNION ALL SELECT 'pg_catalog.pg_class'::pg_catalog.regclass::pg_catalog.oid, oid FROM tr \
+       UNION ALL SELECT 'pg_catalog.pg_type'::pg_catalog.regclass::pg_catalog.oid, oid FROM tt \
+       UNION ALL SELECT 'pg_catalog.pg_constraint'::pg_catalog.regclass::pg_catalog.oid, oid \
+         FROM pg_catalog.pg_constraint WHERE connamespace OPERATOR(pg_catalog.=) ANY (SELECT oid FROM tn) \
+       UNION ALL SELECT 'pg_catalog.pg_attrdef'::pg_catalog.regclass::pg_catalog.oid, oid \
+         FROM pg_catalog.pg_attrdef WHERE adrelid OPERATOR(pg_catalog.=) ANY (SELECT oid FROM tr) \
+       UNION ALL SELECT 'pg_catalog.pg_trigger'::pg_catalog.regclass::pg_catalog.oid, oid \
+         FROM pg_catalog.pg_trigger WHERE tgrelid OPERATOR(pg_catalog.=) ANY (SELECT oid FROM tr) \
+       UNION ALL SELECT 'pg_catalog.pg_rewrite'::pg_catalog.regclass::pg_catalog.oid, oid \
+         FROM pg_catalog.pg_rewrite WHERE ev_class OPERATOR(pg_catalog.=) ANY (SELECT oid FROM tr) \
+       UNION ALL SELECT 'pg_catalog.pg_policy'::pg_catalog.regclass::pg_catalog.oid, oid \
+         FROM pg_catalog.pg_policy WHERE polrelid OPERATOR(pg_catalog.=) ANY (SELECT oid FROM tr) \
+       UNION ALL SELECT 'pg_catalog.pg_proc'::pg_catalog.regclass::pg_catalog.oid, oid \
+         FROM pg_catalog.pg_proc WHERE pronamespace OPERATOR(pg_catalog.=) ANY (SELECT oid FROM tn))";
+
 /// One text that changes whenever a row of a dumped catalog is inserted, updated or deleted:
-/// per catalog, its row count and the sum of its rows' `xmin` (an update or insert writes a
-/// row with a newer transaction id, so the sum grows; a delete changes the count or the sum).
-fn fingerprint_query() -> String {
+/// per catalog, its row count and the sum of a 64-bit hash of each row's `(xmin, ctid)`. An
+/// insert or update writes a row version with a new `(xmin, ctid)`, a delete removes one, and
+/// no sequence of commits can be arranged to keep the sum of 64-bit hashes of the row versions
+/// equal (a sum of the `xmin`s could: an old transaction rewriting one row, -1, and a new one
+/// another, +1). Rows of temporary objects are left out ([`FINGERPRINTED`]).
+///
+/// Every function is `pg_catalog.`-qualified and every operator `OPERATOR(pg_catalog.…)`:
+/// nothing planted in a schema on the search_path runs.
+pub fn fingerprint_query() -> String {
     let parts: Vec<String> = FINGERPRINTED
         .iter()
-        .map(|c| {
+        .map(|(c, keep)| {
             format!(
-                "(SELECT pg_catalog.concat(pg_catalog.count(*), ':', pg_catalog.sum(xmin::text::int8)) \
-                 FROM pg_catalog.{c})"
+                "(SELECT pg_catalog.concat(pg_catalog.count(*), ':', \
+                 pg_catalog.sum(pg_catalog.hashtextextended(pg_catalog.concat(x.xmin, x.ctid), 0))) \
+                 FROM pg_catalog.{c} x WHERE {keep})"
             )
         })
         .collect();
-    // Qualified functions, no operator: nothing planted in a schema on the search_path runs.
-    format!("SELECT pg_catalog.concat_ws(' ', {})", parts.join(", "))
+    format!(
+        "{TEMPORARY} SELECT pg_catalog.concat_ws(' ', {})",
+        parts.join(", ")
+    )
 }
 
 /// What one read of the catalog gave.

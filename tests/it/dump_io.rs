@@ -334,3 +334,99 @@ fn a_dump_during_ddl_is_one_schema_or_a_clear_error() {
     let last = dump(&db);
     assert!(last == one || last == two);
 }
+
+/// The dump's catalog fingerprint, as `db` sees it now.
+fn fingerprint(client: &mut postgres::Client) -> String {
+    client
+        .query_one(&dhctl::dump::fingerprint_query(), &[])
+        .unwrap()
+        .get(0)
+}
+
+/// The low 32 bits of a transaction id, as `xmin` shows it.
+fn xid(client: &mut postgres::Client, sql: &str) -> i64 {
+    client.query_one(sql, &[]).unwrap().get(0)
+}
+
+#[test]
+fn the_fingerprint_sees_an_older_and_a_newer_transaction_each_rewriting_a_row() {
+    // An older transaction rewriting a newer row (xmin -g) and a newer one rewriting an older
+    // row (xmin +g): the count and the sum of xmin stay equal, a dump mixing the two states
+    // would have passed. Arranged exactly; other sessions taking xids only cost another try.
+    let db = TestDb::new("dump_io_collide");
+    db.exec("CREATE TABLE t1 (id int); CREATE TABLE t2 (id int)");
+    let mut main = db.client();
+    let comment_xmin = |c: &mut postgres::Client, table: &str| {
+        xid(
+            c,
+            &format!(
+                "SELECT xmin::text::int8 FROM pg_description \
+                 WHERE objoid = '{table}'::regclass AND objsubid = 0"
+            ),
+        )
+    };
+    const NOW: &str = "SELECT txid_current() % 4294967296";
+    for _ in 0..200 {
+        let mut a = db.client();
+        a.batch_execute("BEGIN").unwrap();
+        let xa = xid(&mut a, NOW);
+        main.batch_execute("COMMENT ON TABLE t1 IS 'one'").unwrap();
+        let p1 = comment_xmin(&mut main, "t1");
+        main.batch_execute("COMMENT ON TABLE t2 IS 'two'").unwrap();
+        let p2 = comment_xmin(&mut main, "t2");
+        let want = p2 + (p1 - xa);
+        let mut b = db.client();
+        let found = loop {
+            b.batch_execute("BEGIN").unwrap();
+            let xb = xid(&mut b, NOW);
+            if xb == want {
+                break true;
+            }
+            b.batch_execute("COMMIT").unwrap();
+            if xb > want {
+                break false;
+            }
+        };
+        if !found {
+            a.batch_execute("ROLLBACK").unwrap();
+            continue;
+        }
+        let before = fingerprint(&mut main);
+        a.batch_execute("COMMENT ON TABLE t1 IS 'one, by a'; COMMIT")
+            .unwrap();
+        b.batch_execute("COMMENT ON TABLE t2 IS 'two, by b'; COMMIT")
+            .unwrap();
+        let after = fingerprint(&mut main);
+        assert_ne!(before, after, "two rewrites left the fingerprint equal");
+        return;
+    }
+    panic!("could not arrange the transaction ids in 200 tries");
+}
+
+#[test]
+fn another_sessions_temporary_objects_leave_the_fingerprint_as_it_was() {
+    let db = TestDb::new("dump_io_temp");
+    db.exec("CREATE TABLE t (id int)");
+    let mut main = db.client();
+    let before = fingerprint(&mut main);
+    let mut other = db.client();
+    other
+        .batch_execute(
+            "CREATE TEMP TABLE scratch (id int PRIMARY KEY, v text DEFAULT 'x' CHECK (v <> '')); \
+             COMMENT ON TABLE scratch IS 'scratch'; \
+             CREATE TEMP SEQUENCE scratch_seq; \
+             CREATE TEMP VIEW scratch_view AS SELECT id FROM scratch JOIN t USING (id); \
+             CREATE INDEX ON scratch (v)",
+        )
+        .unwrap();
+    assert_eq!(before, fingerprint(&mut main));
+    // and dumps while that session keeps making temporary tables (the 5 attempts would all
+    // have failed) exit 0.
+    other
+        .batch_execute("DROP TABLE scratch CASCADE; CREATE TEMP TABLE again (id int)")
+        .unwrap();
+    assert_eq!(before, fingerprint(&mut main));
+    // A permanent change still shows.
+    db.exec("CREATE TABLE u (id int)");
+    assert_ne!(before, fingerprint(&mut main));
+}
