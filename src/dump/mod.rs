@@ -166,8 +166,9 @@ struct Read {
 }
 
 /// Reads the database's catalog and builds the dump: one read-only, repeatable-read
-/// transaction, so every query sees the same snapshot of the catalog. Takes no lock and changes
-/// nothing.
+/// transaction, so every query sees the same snapshot of the catalog. Changes nothing; the
+/// ACCESS SHARE locks printing a view takes are waited for at most `lock_timeout`
+/// ([`Error::DumpLocked`], exit 3).
 ///
 /// The snapshot is not the whole story: `pg_get_viewdef`, `pg_get_functiondef`, `regclass` and
 /// the other functions that print an object read the current catalog, not the snapshot, so DDL
@@ -185,7 +186,9 @@ pub async fn run(cfg: &DbConfig, applied_on: AppliedOn) -> Result<Dump> {
     for attempt in 1..=ATTEMPTS {
         client
             .batch_execute(&format!(
-                "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; {PINNED}"
+                "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; {PINNED}; \
+                 SET LOCAL lock_timeout = {}",
+                crate::db::lock_timeout_setting(cfg.lock_timeout)
             ))
             .await
             .map_err(|e| reading(&e))?;
@@ -210,7 +213,12 @@ pub async fn run(cfg: &DbConfig, applied_on: AppliedOn) -> Result<Dump> {
             .await
             .and_then(|row| row.try_get::<_, String>(0));
         if !matches!(&after, Ok(after) if *after != before) {
-            let read = read?;
+            let read = match read {
+                Err(Error::Sql { detail, .. }) if detail.sqlstate == LOCK_NOT_AVAILABLE => {
+                    return Err(locked(client, cfg).await)
+                }
+                read => read?,
+            };
             ended.map_err(|e| reading(&e))?;
             after.map_err(|e| reading(&e))?;
             let mut warnings = read.warnings;
@@ -233,6 +241,45 @@ pub async fn run(cfg: &DbConfig, applied_on: AppliedOn) -> Result<Dump> {
         }
     }
     Err(Error::SchemaChanged { attempts: ATTEMPTS })
+}
+
+/// SQLSTATE lock_not_available: a statement waited `lock_timeout` for a lock.
+const LOCK_NOT_AVAILABLE: &str = "55P03";
+
+/// The relation whose lock the dump gave up waiting for, and the session holding (or queued
+/// for) it in ACCESS EXCLUSIVE mode, the only mode that blocks the ACCESS SHARE the dump takes:
+/// looked up after the dump's transaction ended, so a lock held by then is named; a granted
+/// lock before a queued one.
+const BLOCKER: &str = "SELECT pg_catalog.format('%I.%I', n.nspname, c.relname), l.pid \
+     FROM pg_catalog.pg_locks l \
+     JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) l.relation \
+     JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace \
+     WHERE l.locktype OPERATOR(pg_catalog.=) 'relation' \
+       AND l.mode OPERATOR(pg_catalog.=) 'AccessExclusiveLock' \
+       AND l.database OPERATOR(pg_catalog.=) (SELECT d.oid FROM pg_catalog.pg_database d \
+         WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database()) \
+       AND l.pid OPERATOR(pg_catalog.<>) pg_catalog.pg_backend_pid() \
+       AND c.relpersistence OPERATOR(pg_catalog.<>) 't' \
+     ORDER BY l.granted DESC, 1 LIMIT 1";
+
+/// [`Error::DumpLocked`], naming the lock where one is found.
+async fn locked(client: &tokio_postgres::Client, cfg: &DbConfig) -> Error {
+    let found = client
+        .query_opt(BLOCKER, &[])
+        .await
+        .ok()
+        .flatten()
+        .and_then(|r| {
+            Some((
+                r.try_get::<_, String>(0).ok()?,
+                r.try_get::<_, i32>(1).ok()?,
+            ))
+        });
+    Error::DumpLocked {
+        waited: cfg.lock_timeout,
+        relation: found.as_ref().map(|(r, _)| r.clone()),
+        pid: found.map(|(_, p)| p),
+    }
 }
 
 /// The dump's queries, inside the transaction [`run`] opened.

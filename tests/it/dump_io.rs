@@ -365,11 +365,11 @@ fn the_fingerprint_sees_an_older_and_a_newer_transaction_each_rewriting_a_row() 
             ),
         )
     };
-    const NOW: &str = "SELECT txid_current() % 4294967296";
+    let now = "SELECT txid_current() % 4294967296";
     for _ in 0..200 {
         let mut a = db.client();
         a.batch_execute("BEGIN").unwrap();
-        let xa = xid(&mut a, NOW);
+        let xa = xid(&mut a, now);
         main.batch_execute("COMMENT ON TABLE t1 IS 'one'").unwrap();
         let p1 = comment_xmin(&mut main, "t1");
         main.batch_execute("COMMENT ON TABLE t2 IS 'two'").unwrap();
@@ -378,7 +378,7 @@ fn the_fingerprint_sees_an_older_and_a_newer_transaction_each_rewriting_a_row() 
         let mut b = db.client();
         let found = loop {
             b.batch_execute("BEGIN").unwrap();
-            let xb = xid(&mut b, NOW);
+            let xb = xid(&mut b, now);
             if xb == want {
                 break true;
             }
@@ -429,4 +429,41 @@ fn another_sessions_temporary_objects_leave_the_fingerprint_as_it_was() {
     // A permanent change still shows.
     db.exec("CREATE TABLE u (id int)");
     assert_ne!(before, fingerprint(&mut main));
+}
+
+#[test]
+fn a_dump_behind_an_access_exclusive_lock_gives_up_after_lock_timeout_with_exit_3() {
+    let db = TestDb::new("dump_io_locked");
+    db.exec("CREATE TABLE t (id int DEFAULT 1); CREATE VIEW v AS SELECT id FROM t");
+    // A migration holding ACCESS EXCLUSIVE on the view's table (and so on the view's read).
+    let mut holder = db.client();
+    holder
+        .batch_execute("BEGIN; LOCK TABLE t, v IN ACCESS EXCLUSIVE MODE")
+        .unwrap();
+    let pid: i32 = holder
+        .query_one("SELECT pg_backend_pid()", &[])
+        .unwrap()
+        .get(0);
+    let child = dhctl(&db.url)
+        .args(["dump", "--lock-timeout", "300ms"])
+        .spawn();
+    // Without a lock_timeout the dump would wait for the holder; a hung one is killed and fails.
+    let (code, hung, stdout, stderr) =
+        crate::harness::wait_at_most(child, std::time::Duration::from_secs(60));
+    holder.batch_execute("ROLLBACK").unwrap();
+    assert!(!hung, "the dump waited for the lock: {stderr}");
+    assert_eq!(code, Some(3), "{stderr}");
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(stderr.contains("lock_timeout"), "{stderr}");
+    assert!(stderr.contains(&format!("pid {pid}")), "{stderr}");
+    assert!(
+        stderr.contains("on public.t") || stderr.contains("on public.v"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("pg_terminate_backend({pid})")),
+        "{stderr}"
+    );
+    // The lock gone, the dump goes through.
+    dump(&db);
 }
