@@ -85,6 +85,7 @@ pub fn check_output(path: &Path) -> Result<std::path::PathBuf> {
         };
         let kind = meta.file_type();
         if kind.is_symlink() {
+            refuse_planted_link(path, &target, &meta)?;
             let link = std::fs::read_link(&target).map_err(|e| io(&target, e))?;
             target = target.parent().unwrap_or(Path::new("")).join(link);
             continue;
@@ -114,6 +115,54 @@ pub fn check_output(path: &Path) -> Result<std::path::PathBuf> {
         format!("--output {shown}: more than {MAX_LINKS} symbolic links (a loop?)"),
         "point --output at the file itself",
     ))
+}
+
+/// The kernel's `protected_symlinks` rule, applied by dhctl itself because it resolves the link
+/// and renames over its target (the kernel checks only links it follows on open): in a sticky,
+/// world-writable folder (`/tmp`), a symbolic link is followed only when it belongs to the
+/// running user or to the folder's owner. Otherwise another user could plant `/tmp/schema.sql
+/// -> /etc/passwd` and have root's `--output /tmp/schema.sql` replace `/etc/passwd`.
+#[cfg(unix)]
+fn refuse_planted_link(path: &Path, link: &Path, meta: &std::fs::Metadata) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(dir) = std::fs::metadata(folder(link)) else {
+        return Ok(());
+    };
+    let sticky_and_world_writable = dir.mode() & 0o1002 == 0o1002;
+    if !sticky_and_world_writable || meta.uid() == dir.uid() || Some(meta.uid()) == effective_uid()
+    {
+        return Ok(());
+    }
+    Err(Error::usage_hint(
+        format!(
+            "--output {}: {} is a symbolic link owned by uid {} in {}, a sticky world-writable \
+             folder, and belongs neither to you nor to the folder's owner; it is not followed \
+             (the rule of the kernel's protected_symlinks)",
+            path.display(),
+            link.display(),
+            meta.uid(),
+            folder(link).display()
+        ),
+        "name the file itself, or a file in a folder only you can write, e.g. --output schema.sql",
+    ))
+}
+
+#[cfg(not(unix))]
+fn refuse_planted_link(_path: &Path, _link: &Path, _meta: &std::fs::Metadata) -> Result<()> {
+    Ok(())
+}
+
+/// The process's effective user id: from /proc on Linux, elsewhere the owner of a file it
+/// creates (which is the effective uid); None when neither can be read.
+#[cfg(unix)]
+fn effective_uid() -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    if let Ok(status) = std::fs::read_to_string("/proc/self/status") {
+        // "Uid:\treal\teffective\tsaved\tfilesystem"
+        let line = status.lines().find(|l| l.starts_with("Uid:"))?;
+        return line.split_whitespace().nth(2)?.parse().ok();
+    }
+    Some(tempfile::tempfile().ok()?.metadata().ok()?.uid())
 }
 
 /// "is a FIFO", or "links to X, which is a FIFO" when the path is a symbolic link.

@@ -467,3 +467,58 @@ fn a_dump_behind_an_access_exclusive_lock_gives_up_after_lock_timeout_with_exit_
     // The lock gone, the dump goes through.
     dump(&db);
 }
+
+#[cfg(target_os = "linux")]
+#[test]
+fn output_refuses_a_link_another_user_planted_in_a_sticky_world_writable_folder() {
+    use std::os::unix::fs::PermissionsExt;
+    // Run as root (the case that matters); a link owned by postgres in a 1777 folder owned by
+    // root, pointing at a file root owns.
+    if std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .and_then(|l| l.split_whitespace().nth(2).map(|u| u != "0"))
+        .unwrap_or(true)
+    {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let db = TestDb::new("dump_io_planted");
+    db.exec("CREATE TABLE t (id int)");
+    let dir = tempfile::tempdir().unwrap();
+    let shared = dir.path().join("tmp");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let victim = dir.path().join("passwd");
+    std::fs::write(&victim, "root:x:0:0\n").unwrap();
+    let link = shared.join("schema.sql");
+    std::os::unix::fs::symlink(&victim, &link).unwrap();
+    let postgres = std::process::Command::new("id")
+        .args(["-u", "postgres"])
+        .output()
+        .unwrap();
+    let uid: u32 = String::from_utf8_lossy(&postgres.stdout)
+        .trim()
+        .parse()
+        .unwrap();
+    std::os::unix::fs::lchown(&link, Some(uid), None).unwrap();
+    let run = output(&db, &link);
+    run.expect_code(2);
+    assert!(run.stderr.contains("schema.sql"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("sticky world-writable"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "root:x:0:0\n");
+    // root's own link there, and the same link in a folder that is not sticky, are followed.
+    std::os::unix::fs::lchown(&link, Some(0), None).unwrap();
+    output(&db, &link).expect_code(0);
+    assert!(std::fs::read_to_string(&victim)
+        .unwrap()
+        .contains("CREATE TABLE"));
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).unwrap();
+    std::os::unix::fs::lchown(&link, Some(uid), None).unwrap();
+    output(&db, &link).expect_code(0);
+}
