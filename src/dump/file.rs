@@ -217,8 +217,18 @@ pub struct Comparison {
     pub diff: Option<String>,
 }
 
+/// The file `--check` compares with, as read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Committed {
+    /// Its text (see [`read`]), invalid UTF-8 shown as U+FFFD: for the diff only.
+    pub text: String,
+    /// Where its first byte that is not UTF-8 is, if any: such a file differs from every dump
+    /// (a dump is UTF-8), even when its text with U+FFFD reads like the dump.
+    pub invalid_utf8_at: Option<usize>,
+}
+
 /// Reads the file `--check` compares with; a missing one is exit 2 with how to create it.
-pub fn read(path: &Path) -> Result<String> {
+pub fn read(path: &Path) -> Result<Committed> {
     let shown = path.display();
     let bytes = std::fs::read(path).map_err(|source| {
         if source.kind() == std::io::ErrorKind::NotFound {
@@ -236,26 +246,44 @@ pub fn read(path: &Path) -> Result<String> {
     // Not UTF-8: compared as it reads; it differs from any dump, which is UTF-8. A checkout
     // that turned LF into CRLF (git's autocrlf) is not a stale file, nor is one an editor saved
     // with a UTF-8 byte-order mark (psql skips it on load too).
+    let invalid_utf8_at = std::str::from_utf8(&bytes).err().map(|e| e.valid_up_to());
     let text = String::from_utf8_lossy(&bytes);
     let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
-    Ok(text.replace("\r\n", "\n"))
+    Ok(Committed {
+        text: text.replace("\r\n", "\n"),
+        invalid_utf8_at,
+    })
 }
 
-/// The comparison of a file's text (`committed`) with the live dump: a unified diff with three
-/// lines of context, headed `--- FILE` / `+++ live database`.
-pub fn diff(file: &str, committed: &str, live: &str) -> Comparison {
-    if committed == live {
+/// How long the diff may look for the smallest set of changes before it settles for a larger
+/// one (still a correct diff): a file that differs on tens of thousands of lines would otherwise
+/// take minutes (the search is quadratic in the changed lines).
+const DIFF_DEADLINE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The comparison of a file (`committed`) with the live dump: equal when its bytes are the
+/// dump's (after [`read`]'s byte-order mark and line-end handling); otherwise a unified diff
+/// with three lines of context, headed `--- FILE` / `+++ live database`, and for a file that is
+/// not UTF-8 a line saying where.
+pub fn diff(file: &str, committed: &Committed, live: &str) -> Comparison {
+    if committed.invalid_utf8_at.is_none() && committed.text.as_bytes() == live.as_bytes() {
         return Comparison {
             path: file.into(),
             equal: true,
             diff: None,
         };
     }
-    let text = similar::TextDiff::from_lines(committed, live)
+    let mut text = similar::TextDiff::configure()
+        .timeout(DIFF_DEADLINE)
+        .diff_lines(committed.text.as_str(), live)
         .unified_diff()
         .context_radius(3)
         .header(file, "live database")
         .to_string();
+    if let Some(at) = committed.invalid_utf8_at {
+        text.push_str(&format!(
+            "{file}: not UTF-8 from byte {at} on (shown as U+FFFD above); a dump is UTF-8\n"
+        ));
+    }
     Comparison {
         path: file.into(),
         equal: false,
@@ -267,16 +295,49 @@ pub fn diff(file: &str, committed: &str, live: &str) -> Comparison {
 mod tests {
     use super::*;
 
+    fn utf8(text: &str) -> Committed {
+        Committed {
+            text: text.into(),
+            invalid_utf8_at: None,
+        }
+    }
+
+    #[test]
+    fn a_file_that_is_not_utf8_differs_even_where_its_replacement_characters_match() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("schema.sql");
+        std::fs::write(&path, b"-- caf\xff\nb;\n").unwrap();
+        let committed = read(&path).unwrap();
+        assert_eq!(committed.invalid_utf8_at, Some(6));
+        // The live dump holding U+FFFD where the file has a stray byte reads the same.
+        let c = diff("schema.sql", &committed, "-- caf\u{fffd}\nb;\n");
+        assert!(!c.equal);
+        let text = c.diff.unwrap();
+        assert!(text.contains("not UTF-8 from byte 6"), "{text}");
+    }
+
+    #[test]
+    fn a_diff_of_many_changed_lines_is_still_a_diff() {
+        // The deadline only makes the diff coarser, never wrong: every line is still there.
+        let file: String = (0..3000).map(|i| format!("a{i}\n")).collect();
+        let live: String = (0..3000).map(|i| format!("b{i}\n")).collect();
+        let text = diff("schema.sql", &utf8(&file), &live).diff.unwrap();
+        assert!(
+            text.contains("\n-a2999\n") && text.contains("\n+b0\n"),
+            "{text}"
+        );
+    }
+
     #[test]
     fn equal_texts_have_no_diff() {
-        let c = diff("schema.sql", "a\nb\n", "a\nb\n");
+        let c = diff("schema.sql", &utf8("a\nb\n"), "a\nb\n");
         assert!(c.equal);
         assert!(c.diff.is_none());
     }
 
     #[test]
     fn a_difference_is_a_unified_diff_from_the_file_to_the_live_dump() {
-        let c = diff("schema.sql", "a\nb\nc\n", "a\nB\nc\n");
+        let c = diff("schema.sql", &utf8("a\nb\nc\n"), "a\nB\nc\n");
         assert!(!c.equal);
         let text = c.diff.unwrap();
         assert!(
@@ -305,7 +366,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("schema.sql");
         std::fs::write(&path, "a;\r\nb;\r\n").unwrap();
-        assert_eq!(read(&path).unwrap(), "a;\nb;\n");
+        assert_eq!(read(&path).unwrap(), utf8("a;\nb;\n"));
     }
 
     #[test]
@@ -313,7 +374,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("schema.sql");
         std::fs::write(&path, "\u{feff}a;\r\nb;\n").unwrap();
-        assert_eq!(read(&path).unwrap(), "a;\nb;\n");
+        assert_eq!(read(&path).unwrap(), utf8("a;\nb;\n"));
     }
 
     #[test]
