@@ -25,7 +25,18 @@ pub fn write_atomically(path: &Path, text: &str) -> Result<()> {
         .prefix(".dhctl-dump-")
         .suffix(".tmp")
         .tempfile_in(dir)
-        .map_err(io)?;
+        .map_err(|e| {
+            Error::usage_hint(
+                format!(
+                    "--output {}: cannot create a temporary file in {}: {e}",
+                    path.display(),
+                    dir.display()
+                ),
+                "the folder must be writable, not only the file: the dump is written to a \
+                 temporary file beside it and renamed over it; name a file in a writable folder, \
+                 or redirect stdout: dhctl dump > FILE",
+            )
+        })?;
     temp.write_all(text.as_bytes()).map_err(io)?;
     temp.as_file().sync_all().map_err(io)?;
     match permissions {
@@ -61,6 +72,27 @@ pub fn check_output(path: &Path) -> Result<std::path::PathBuf> {
         path: at.to_path_buf(),
         source,
     };
+    if path.as_os_str().to_string_lossy().ends_with('/') {
+        return Err(Error::usage_hint(
+            format!("--output {shown}: ends in '/', so it names a folder, not a file"),
+            "name a file, e.g. --output schema.sql",
+        ));
+    }
+    // What the kernel finds at PATH, magic links followed: `/dev/stdout` on a pipe is
+    // `/proc/self/fd/1 -> pipe:[…]`, which read_link cannot follow but open would.
+    if let Ok(meta) = std::fs::metadata(path) {
+        let kind = meta.file_type();
+        if !kind.is_file() && !kind.is_dir() {
+            return Err(Error::usage_hint(
+                format!(
+                    "--output {shown}: {}, not a regular file; --output replaces a file with a \
+                     new one, which would turn it into a regular file",
+                    special_kind(&kind)
+                ),
+                format!("to write the dump into it, redirect stdout: dhctl dump > {shown}"),
+            ));
+        }
+    }
     let mut target = path.to_path_buf();
     for _ in 0..=MAX_LINKS {
         let meta = match std::fs::symlink_metadata(&target) {
@@ -230,6 +262,12 @@ pub struct Committed {
 /// Reads the file `--check` compares with; a missing one is exit 2 with how to create it.
 pub fn read(path: &Path) -> Result<Committed> {
     let shown = path.display();
+    if path.is_dir() {
+        return Err(Error::usage_hint(
+            format!("--check {shown}: is a folder, not a dump file"),
+            "name the file the dump was written to, e.g. --check schema.sql",
+        ));
+    }
     let bytes = std::fs::read(path).map_err(|source| {
         if source.kind() == std::io::ErrorKind::NotFound {
             Error::usage_hint(

@@ -204,7 +204,7 @@ pub async fn run(cfg: &DbConfig, applied_on: AppliedOn) -> Result<Dump> {
                 return Err(e);
             }
         };
-        let read = read(client, cfg).await;
+        let read = read(client, cfg).await.map_err(read_only_hint);
         let ended = client
             .batch_execute(if read.is_ok() { "COMMIT" } else { "ROLLBACK" })
             .await;
@@ -241,6 +241,26 @@ pub async fn run(cfg: &DbConfig, applied_on: AppliedOn) -> Result<Dump> {
         }
     }
     Err(Error::SchemaChanged { attempts: ATTEMPTS })
+}
+
+/// A permission error while dumping is a missing read privilege (the dump writes nothing): the
+/// generic hint (GRANT CREATE, ALTER … OWNER) is for the commands that change the schema.
+fn read_only_hint(e: Error) -> Error {
+    match e {
+        Error::Sql {
+            context,
+            mut detail,
+        } if detail.sqlstate == "42501" && detail.hint.is_none() => {
+            detail.hint = Some(
+                "dhctl dump only reads: have the table's owner GRANT SELECT ON it (the migration \
+                 history table, refinery_schema_history or --history-table) and USAGE ON its \
+                 schema to this role"
+                    .into(),
+            );
+            Error::Sql { context, detail }
+        }
+        e => e,
+    }
 }
 
 /// SQLSTATE lock_not_available: a statement waited `lock_timeout` for a lock.

@@ -522,3 +522,57 @@ fn output_refuses_a_link_another_user_planted_in_a_sticky_world_writable_folder(
     std::os::unix::fs::lchown(&link, Some(uid), None).unwrap();
     output(&db, &link).expect_code(0);
 }
+
+#[cfg(target_os = "linux")]
+#[test]
+fn output_and_check_refuse_a_folder_and_a_pipe_up_front_with_a_hint() {
+    let db = TestDb::new("dump_io_hints");
+    db.exec("CREATE TABLE t (id int)");
+    let dir = tempfile::tempdir().unwrap();
+    // A folder that does not exist, named with a trailing '/': refused before the database is
+    // read (a wrong URL would otherwise be the error).
+    let run = dhctl("postgres://nobody@127.0.0.1:1/none")
+        .args(["dump", "--output"])
+        .args([dir.path().join("nodir/")])
+        .run();
+    run.expect_code(2);
+    assert!(run.stderr.contains("ends in '/'"), "{}", run.stderr);
+    // /dev/stdout when stdout is a pipe: a FIFO, refused like one.
+    let (reader, writer) = std::io::pipe().unwrap();
+    let run = dhctl(&db.url)
+        .args(["dump", "--output", "/dev/stdout"])
+        .stdout(writer)
+        .run();
+    drop(reader);
+    run.expect_code(2);
+    assert!(run.stderr.contains("is a FIFO"), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("hint: to write the dump into it, redirect stdout"),
+        "{}",
+        run.stderr
+    );
+    // --check on a folder.
+    let run = dhctl(&db.url)
+        .args(["dump", "--check"])
+        .args([dir.path()])
+        .run();
+    run.expect_code(2);
+    assert!(run.stderr.contains("is a folder"), "{}", run.stderr);
+    assert!(run.stderr.contains("hint: name the file"), "{}", run.stderr);
+}
+
+#[test]
+fn a_role_without_select_on_the_history_table_is_told_to_get_select() {
+    let role = crate::harness::Role::new("dumpio_reader", "");
+    let db = TestDb::new("dump_io_reader");
+    db.exec(
+        "CREATE TABLE refinery_schema_history (version int8 PRIMARY KEY, name varchar(255), \
+         applied_on varchar(255), checksum varchar(255))",
+    );
+    let run = dhctl(&role.url_for(&db)).args(["dump"]).run();
+    run.expect_code(2);
+    assert!(run.stderr.contains("permission denied"), "{}", run.stderr);
+    assert!(run.stderr.contains("GRANT SELECT"), "{}", run.stderr);
+    assert!(!run.stderr.contains("GRANT CREATE"), "{}", run.stderr);
+}
