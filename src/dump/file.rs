@@ -357,8 +357,14 @@ mod tests {
     #[test]
     fn a_diff_of_many_changed_lines_is_still_a_diff() {
         // The deadline only makes the diff coarser, never wrong: every line is still there.
-        let file: String = (0..3000).map(|i| format!("a{i}\n")).collect();
-        let live: String = (0..3000).map(|i| format!("b{i}\n")).collect();
+        let lines = |prefix: &str| {
+            (0..3000)
+                .map(|i| format!("{prefix}{i}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+                + "\n"
+        };
+        let (file, live) = (lines("a"), lines("b"));
         let text = diff("schema.sql", &utf8(&file), &live).diff.unwrap();
         assert!(
             text.contains("\n-a2999\n") && text.contains("\n+b0\n"),
