@@ -78,26 +78,12 @@ pub fn check_output(path: &Path) -> Result<std::path::PathBuf> {
             "name a file, e.g. --output schema.sql",
         ));
     }
-    // What the kernel finds at PATH, magic links followed: `/dev/stdout` on a pipe is
-    // `/proc/self/fd/1 -> pipe:[…]`, which read_link cannot follow but open would.
-    if let Ok(meta) = std::fs::metadata(path) {
-        let kind = meta.file_type();
-        if !kind.is_file() && !kind.is_dir() {
-            return Err(Error::usage_hint(
-                format!(
-                    "--output {shown}: {}, not a regular file; --output replaces a file with a \
-                     new one, which would turn it into a regular file",
-                    special_kind(&kind)
-                ),
-                format!("to write the dump into it, redirect stdout: dhctl dump > {shown}"),
-            ));
-        }
-    }
     let mut target = path.to_path_buf();
     for _ in 0..=MAX_LINKS {
         let meta = match std::fs::symlink_metadata(&target) {
             Ok(meta) => meta,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                special_behind_magic_link(path)?;
                 if folder(&target).is_dir() {
                     return Ok(target);
                 }
@@ -195,6 +181,27 @@ fn effective_uid() -> Option<u32> {
         return line.split_whitespace().nth(2)?.parse().ok();
     }
     Some(tempfile::tempfile().ok()?.metadata().ok()?.uid())
+}
+
+/// What the kernel finds at PATH, magic links followed: `/dev/stdout` on a pipe is
+/// `/proc/self/fd/1 -> pipe:[…]`, which read_link cannot follow but open would; a FIFO, a
+/// device or a socket found that way is refused like one named directly.
+fn special_behind_magic_link(path: &Path) -> Result<()> {
+    let shown = path.display();
+    if let Ok(meta) = std::fs::metadata(path) {
+        let kind = meta.file_type();
+        if !kind.is_file() && !kind.is_dir() {
+            return Err(Error::usage_hint(
+                format!(
+                    "--output {shown}: {}, not a regular file; --output replaces a file with a \
+                 new one, which would turn it into a regular file",
+                    special_kind(&kind)
+                ),
+                format!("to write the dump into it, redirect stdout: dhctl dump > {shown}"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// "is a FIFO", or "links to X, which is a FIFO" when the path is a symbolic link.
