@@ -355,9 +355,11 @@ pub enum Command {
     /// views, functions, triggers, policies, comments, and the migration history's rows, so that
     /// `dhctl status` and `dhctl verify` pass on the loaded database. No table rows, sequence
     /// values, owners or grants; anything else it cannot represent is named in the file's header
-    /// and on stderr. The same schema always gives the same bytes (docs/dump.md). Takes no lock,
-    /// changes nothing; a dump during DDL is read again, or fails (exit 2), rather than mix two
-    /// schemas. A failed write to stdout, a reader that stopped early (`| head`) too, is exit 2.
+    /// and on stderr. The same schema always gives the same bytes (docs/dump.md). Changes
+    /// nothing; waits at most --lock-timeout behind a migration's ACCESS EXCLUSIVE lock (then
+    /// exit 3); a dump during DDL is read again, or fails (exit 2), rather than mix two schemas.
+    /// A failed write to stdout is exit 2, a reader that stopped early (`| head`) too when a
+    /// write fails (a dump that fits in the pipe's buffer is written before head exits).
     ///
     /// --check FILE exits 1 and prints a unified diff when the live schema differs from FILE
     /// (CI: "schema.sql is stale"), 0 when equal, 2 when FILE is missing.
@@ -667,8 +669,9 @@ pub struct DumpArgs {
     pub connect: ConnectArgs,
 
     /// Write the dump to FILE (atomically: a reader sees the old file or the whole new one)
-    /// instead of stdout. A symbolic link is written through (the link stays); a device, FIFO,
-    /// socket or folder is refused (redirect stdout to write into one).
+    /// instead of stdout. A symbolic link is written through (the link stays), but not another
+    /// user's link in a sticky world-writable folder such as /tmp; a device, FIFO, socket or
+    /// folder is refused (redirect stdout to write into one).
     #[arg(long, value_name = "FILE", conflicts_with = "check")]
     pub output: Option<PathBuf>,
 
@@ -676,6 +679,12 @@ pub struct DumpArgs {
     /// diff (FILE → live database) when not, 2 when FILE does not exist.
     #[arg(long, value_name = "FILE")]
     pub check: Option<PathBuf>,
+
+    /// lock_timeout of the dump's transaction: how long it may wait for the ACCESS SHARE locks
+    /// printing a view or an expression takes, behind a migration's ACCESS EXCLUSIVE lock,
+    /// before it gives up with exit 3. DURATION as for --wait.
+    #[arg(long, env = "DHCTL_LOCK_TIMEOUT", hide_env_values = true, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
+    pub lock_timeout: Duration,
 
     /// Record the history rows' applied_on as stored, instead of the time the dump is loaded.
     /// The dump then depends on when the migrations ran: two databases migrated from the same

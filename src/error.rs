@@ -70,6 +70,16 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// `dump` waited `lock_timeout` for a lock (printing a view or an expression takes ACCESS
+    /// SHARE on its relation) that another session held or was queued for in ACCESS EXCLUSIVE
+    /// mode: a migration in progress. `relation` and `pid`: that lock, when one was found.
+    #[error("{}", dump_locked_message(.waited, .relation, .pid))]
+    DumpLocked {
+        waited: std::time::Duration,
+        relation: Option<String>,
+        pid: Option<i32>,
+    },
+
     /// The catalog changed while `dump` read it, on every attempt: concurrent DDL.
     #[error("the schema changed while it was being dumped, on each of {attempts} attempts (DDL committed during the dump); nothing was written")]
     SchemaChanged { attempts: u32 },
@@ -201,11 +211,29 @@ fn lock_busy_message(waited: &std::time::Duration, holder: &Option<Holder>) -> S
     )
 }
 
+fn dump_locked_message(
+    waited: &std::time::Duration,
+    relation: &Option<String>,
+    pid: &Option<i32>,
+) -> String {
+    let what = match (relation, pid) {
+        (Some(r), Some(p)) => {
+            format!(" on {r}, which pid {p} holds or waits for in ACCESS EXCLUSIVE mode,")
+        }
+        (Some(r), None) => format!(" on {r},"),
+        _ => String::new(),
+    };
+    format!(
+        "the dump waited {:.1}s (lock_timeout) for a lock{what} and gave up; nothing was written",
+        waited.as_secs_f64()
+    )
+}
+
 impl Error {
     /// The process exit code for this error (DESIGN.md, "Exit codes").
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::LockBusy { .. } => 3,
+            Error::LockBusy { .. } | Error::DumpLocked { .. } => 3,
             Error::Drift { .. } => 4,
             Error::Interrupted
             | Error::InterruptedOutsideTransaction
@@ -263,6 +291,15 @@ impl Error {
                         .into(),
                 )
             }
+            Error::DumpLocked { pid, .. } => Some(format!(
+                "a migration or other DDL holds that lock until its transaction ends, and the \
+                 dump's read must wait for it: dump again when it has finished, raise \
+                 --lock-timeout (DHCTL_LOCK_TIMEOUT){}",
+                match pid {
+                    Some(p) => format!(", or end that session with pg_terminate_backend({p})"),
+                    None => String::new(),
+                }
+            )),
             Error::SchemaChanged { .. } => Some(
                 "dump when no migration or other DDL is running (CI, or between deploys), or retry"
                     .into(),

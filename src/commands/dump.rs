@@ -2,7 +2,8 @@
 
 use serde::Serialize;
 
-use crate::cli::{DumpArgs, Format, GlobalArgs};
+use crate::cli::{DumpArgs, Format, GlobalArgs, LockArgs};
+use crate::db::{Access, DbConfig};
 use crate::dump::{self, file, AppliedOn};
 use crate::error::Result;
 use crate::output;
@@ -30,7 +31,11 @@ struct Checked<'a> {
 }
 
 pub async fn run(args: &DumpArgs, global: &GlobalArgs) -> Result<i32> {
-    let cfg = super::unlocked(&args.connect)?;
+    let locks = LockArgs {
+        lock_timeout: args.lock_timeout,
+        ..LockArgs::default()
+    };
+    let cfg = DbConfig::from_args(&args.connect, &locks, Access::Read)?;
     // The file to check against is read first: a missing one fails before connecting.
     let committed = args.check.as_deref().map(file::read).transpose()?;
     if let Some(path) = &args.output {

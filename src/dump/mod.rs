@@ -56,38 +56,49 @@ const PINNED: &str = "SET LOCAL bytea_output = 'hex'; SET LOCAL quote_all_identi
      SET LOCAL DateStyle = 'ISO, MDY'; SET LOCAL TimeZone = 'UTC'; SET LOCAL lc_monetary = 'C'";
 
 /// The catalogs a dump reads (the query's and `warnings.sql`'s), fingerprinted before and after
-/// the dump (see [`run`]).
-const FINGERPRINTED: [&str; 30] = [
-    "pg_namespace",
-    "pg_class",
-    "pg_attribute",
-    "pg_attrdef",
-    "pg_constraint",
-    "pg_index",
-    "pg_inherits",
-    "pg_partitioned_table",
-    "pg_proc",
-    "pg_type",
-    "pg_enum",
-    "pg_range",
-    "pg_sequence",
-    "pg_depend",
-    "pg_rewrite",
-    "pg_trigger",
-    "pg_policy",
-    "pg_description",
-    "pg_extension",
-    "pg_collation",
-    "pg_operator",
-    "pg_opclass",
-    "pg_opfamily",
-    "pg_conversion",
-    "pg_ts_config",
-    "pg_ts_dict",
-    "pg_statistic_ext",
-    "pg_event_trigger",
-    "pg_publication",
-    "pg_am",
+/// the dump (see [`run`]), each with the condition that leaves out the rows of temporary objects
+/// (other sessions' `pg_temp_*` / `pg_toast_temp_*` schemas, which the dump never writes): a
+/// session making temporary tables all day must not make every dump retry. `tn` is the set of
+/// temporary schemas, `tr` of temporary relations, `tt` of temporary types, `tmp` of every
+/// temporary object as (catalog, oid) (see [`fingerprint_query`]).
+const FINGERPRINTED: [(&str, &str); 30] = [
+    ("pg_namespace", "NOT EXISTS (SELECT FROM tn WHERE tn.oid OPERATOR(pg_catalog.=) x.oid)"),
+    ("pg_class", "NOT EXISTS (SELECT FROM tr WHERE tr.oid OPERATOR(pg_catalog.=) x.oid)"),
+    ("pg_attribute", "NOT EXISTS (SELECT FROM tr WHERE tr.oid OPERATOR(pg_catalog.=) x.attrelid)"),
+    ("pg_attrdef", "NOT EXISTS (SELECT FROM tr WHERE tr.oid OPERATOR(pg_catalog.=) x.adrelid)"),
+    ("pg_constraint", "NOT EXISTS (SELECT FROM tn WHERE tn.oid OPERATOR(pg_catalog.=) x.connamespace)"),
+    ("pg_index", "NOT EXISTS (SELECT FROM tr WHERE tr.oid OPERATOR(pg_catalog.=) x.indrelid)"),
+    ("pg_inherits", "NOT EXISTS (SELECT FROM tr WHERE tr.oid OPERATOR(pg_catalog.=) x.inhrelid)"),
+    ("pg_partitioned_table", "NOT EXISTS (SELECT FROM tr WHERE tr.oid OPERATOR(pg_catalog.=) x.partrelid)"),
+    ("pg_proc", "NOT EXISTS (SELECT FROM tn WHERE tn.oid OPERATOR(pg_catalog.=) x.pronamespace)"),
+    ("pg_type", "NOT EXISTS (SELECT FROM tn WHERE tn.oid OPERATOR(pg_catalog.=) x.typnamespace)"),
+    ("pg_enum", "NOT EXISTS (SELECT FROM tt WHERE tt.oid OPERATOR(pg_catalog.=) x.enumtypid)"),
+    ("pg_range", "NOT EXISTS (SELECT FROM tt WHERE tt.oid OPERATOR(pg_catalog.=) x.rngtypid)"),
+    ("pg_sequence", "NOT EXISTS (SELECT FROM tr WHERE tr.oid OPERATOR(pg_catalog.=) x.seqrelid)"),
+    (
+        "pg_depend",
+        "NOT EXISTS (SELECT FROM tmp WHERE c OPERATOR(pg_catalog.=) x.classid AND o OPERATOR(pg_catalog.=) x.objid) \
+         AND NOT EXISTS (SELECT FROM tmp WHERE c OPERATOR(pg_catalog.=) x.refclassid AND o OPERATOR(pg_catalog.=) x.refobjid)",
+    ),
+    ("pg_rewrite", "NOT EXISTS (SELECT FROM tr WHERE tr.oid OPERATOR(pg_catalog.=) x.ev_class)"),
+    ("pg_trigger", "NOT EXISTS (SELECT FROM tr WHERE tr.oid OPERATOR(pg_catalog.=) x.tgrelid)"),
+    ("pg_policy", "NOT EXISTS (SELECT FROM tr WHERE tr.oid OPERATOR(pg_catalog.=) x.polrelid)"),
+    (
+        "pg_description",
+        "NOT EXISTS (SELECT FROM tmp WHERE c OPERATOR(pg_catalog.=) x.classoid AND o OPERATOR(pg_catalog.=) x.objoid)",
+    ),
+    ("pg_extension", "true"),
+    ("pg_collation", "NOT EXISTS (SELECT FROM tn WHERE tn.oid OPERATOR(pg_catalog.=) x.collnamespace)"),
+    ("pg_operator", "NOT EXISTS (SELECT FROM tn WHERE tn.oid OPERATOR(pg_catalog.=) x.oprnamespace)"),
+    ("pg_opclass", "NOT EXISTS (SELECT FROM tn WHERE tn.oid OPERATOR(pg_catalog.=) x.opcnamespace)"),
+    ("pg_opfamily", "NOT EXISTS (SELECT FROM tn WHERE tn.oid OPERATOR(pg_catalog.=) x.opfnamespace)"),
+    ("pg_conversion", "NOT EXISTS (SELECT FROM tn WHERE tn.oid OPERATOR(pg_catalog.=) x.connamespace)"),
+    ("pg_ts_config", "NOT EXISTS (SELECT FROM tn WHERE tn.oid OPERATOR(pg_catalog.=) x.cfgnamespace)"),
+    ("pg_ts_dict", "NOT EXISTS (SELECT FROM tn WHERE tn.oid OPERATOR(pg_catalog.=) x.dictnamespace)"),
+    ("pg_statistic_ext", "NOT EXISTS (SELECT FROM tn WHERE tn.oid OPERATOR(pg_catalog.=) x.stxnamespace)"),
+    ("pg_event_trigger", "true"),
+    ("pg_publication", "true"),
+    ("pg_am", "true"),
 ];
 
 /// How many times a dump is read before concurrent DDL makes it give up, and the pause before
@@ -96,21 +107,55 @@ const FINGERPRINTED: [&str; 30] = [
 const ATTEMPTS: u32 = 5;
 const FIRST_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
 
+/// The temporary objects [`FINGERPRINTED`]'s conditions leave out: schemas, relations, types,
+/// and every object of theirs a `pg_depend` or `pg_description` row may name.
+const TEMPORARY: &str = "WITH tn AS (SELECT oid FROM pg_catalog.pg_namespace \
+       WHERE pg_catalog.starts_with(nspname::text, 'pg_temp_') \
+          OR pg_catalog.starts_with(nspname::text, 'pg_toast_temp_')), \
+     tr AS (SELECT oid FROM pg_catalog.pg_class \
+       WHERE relpersistence OPERATOR(pg_catalog.=) 't' OR relnamespace OPERATOR(pg_catalog.=) ANY (SELECT oid FROM tn)), \
+     tt AS (SELECT oid FROM pg_catalog.pg_type WHERE typnamespace OPERATOR(pg_catalog.=) ANY (SELECT oid FROM tn)), \
+     tmp (c, o) AS ( \
+       SELECT 'pg_catalog.pg_namespace'::pg_catalog.regclass::pg_catalog.oid, oid FROM tn \
+       UNION ALL SELECT 'pg_catalog.pg_class'::pg_catalog.regclass::pg_catalog.oid, oid FROM tr \
+       UNION ALL SELECT 'pg_catalog.pg_type'::pg_catalog.regclass::pg_catalog.oid, oid FROM tt \
+       UNION ALL SELECT 'pg_catalog.pg_constraint'::pg_catalog.regclass::pg_catalog.oid, oid \
+         FROM pg_catalog.pg_constraint WHERE connamespace OPERATOR(pg_catalog.=) ANY (SELECT oid FROM tn) \
+       UNION ALL SELECT 'pg_catalog.pg_attrdef'::pg_catalog.regclass::pg_catalog.oid, oid \
+         FROM pg_catalog.pg_attrdef WHERE adrelid OPERATOR(pg_catalog.=) ANY (SELECT oid FROM tr) \
+       UNION ALL SELECT 'pg_catalog.pg_trigger'::pg_catalog.regclass::pg_catalog.oid, oid \
+         FROM pg_catalog.pg_trigger WHERE tgrelid OPERATOR(pg_catalog.=) ANY (SELECT oid FROM tr) \
+       UNION ALL SELECT 'pg_catalog.pg_rewrite'::pg_catalog.regclass::pg_catalog.oid, oid \
+         FROM pg_catalog.pg_rewrite WHERE ev_class OPERATOR(pg_catalog.=) ANY (SELECT oid FROM tr) \
+       UNION ALL SELECT 'pg_catalog.pg_policy'::pg_catalog.regclass::pg_catalog.oid, oid \
+         FROM pg_catalog.pg_policy WHERE polrelid OPERATOR(pg_catalog.=) ANY (SELECT oid FROM tr) \
+       UNION ALL SELECT 'pg_catalog.pg_proc'::pg_catalog.regclass::pg_catalog.oid, oid \
+         FROM pg_catalog.pg_proc WHERE pronamespace OPERATOR(pg_catalog.=) ANY (SELECT oid FROM tn))";
+
 /// One text that changes whenever a row of a dumped catalog is inserted, updated or deleted:
-/// per catalog, its row count and the sum of its rows' `xmin` (an update or insert writes a
-/// row with a newer transaction id, so the sum grows; a delete changes the count or the sum).
-fn fingerprint_query() -> String {
+/// per catalog, its row count and the sum of a 64-bit hash of each row's `(xmin, ctid)`. An
+/// insert or update writes a row version with a new `(xmin, ctid)`, a delete removes one, and
+/// no sequence of commits can be arranged to keep the sum of 64-bit hashes of the row versions
+/// equal (a sum of the `xmin`s could: an old transaction rewriting one row, -1, and a new one
+/// another, +1). Rows of temporary objects are left out ([`FINGERPRINTED`]).
+///
+/// Every function is `pg_catalog.`-qualified and every operator `OPERATOR(pg_catalog.…)`:
+/// nothing planted in a schema on the search_path runs.
+pub fn fingerprint_query() -> String {
     let parts: Vec<String> = FINGERPRINTED
         .iter()
-        .map(|c| {
+        .map(|(c, keep)| {
             format!(
-                "(SELECT pg_catalog.concat(pg_catalog.count(*), ':', pg_catalog.sum(xmin::text::int8)) \
-                 FROM pg_catalog.{c})"
+                "(SELECT pg_catalog.concat(pg_catalog.count(*), ':', \
+                 pg_catalog.sum(pg_catalog.hashtextextended(pg_catalog.concat(x.xmin, x.ctid), 0))) \
+                 FROM pg_catalog.{c} x WHERE {keep})"
             )
         })
         .collect();
-    // Qualified functions, no operator: nothing planted in a schema on the search_path runs.
-    format!("SELECT pg_catalog.concat_ws(' ', {})", parts.join(", "))
+    format!(
+        "{TEMPORARY} SELECT pg_catalog.concat_ws(' ', {})",
+        parts.join(", ")
+    )
 }
 
 /// What one read of the catalog gave.
@@ -121,8 +166,9 @@ struct Read {
 }
 
 /// Reads the database's catalog and builds the dump: one read-only, repeatable-read
-/// transaction, so every query sees the same snapshot of the catalog. Takes no lock and changes
-/// nothing.
+/// transaction, so every query sees the same snapshot of the catalog. Changes nothing; the
+/// ACCESS SHARE locks printing a view takes are waited for at most `lock_timeout`
+/// ([`Error::DumpLocked`], exit 3).
 ///
 /// The snapshot is not the whole story: `pg_get_viewdef`, `pg_get_functiondef`, `regclass` and
 /// the other functions that print an object read the current catalog, not the snapshot, so DDL
@@ -140,7 +186,9 @@ pub async fn run(cfg: &DbConfig, applied_on: AppliedOn) -> Result<Dump> {
     for attempt in 1..=ATTEMPTS {
         client
             .batch_execute(&format!(
-                "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; {PINNED}"
+                "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; {PINNED}; \
+                 SET LOCAL lock_timeout = {}",
+                crate::db::lock_timeout_setting(cfg.lock_timeout)
             ))
             .await
             .map_err(|e| reading(&e))?;
@@ -156,7 +204,7 @@ pub async fn run(cfg: &DbConfig, applied_on: AppliedOn) -> Result<Dump> {
                 return Err(e);
             }
         };
-        let read = read(client, cfg).await;
+        let read = read(client, cfg).await.map_err(read_only_hint);
         let ended = client
             .batch_execute(if read.is_ok() { "COMMIT" } else { "ROLLBACK" })
             .await;
@@ -165,7 +213,12 @@ pub async fn run(cfg: &DbConfig, applied_on: AppliedOn) -> Result<Dump> {
             .await
             .and_then(|row| row.try_get::<_, String>(0));
         if !matches!(&after, Ok(after) if *after != before) {
-            let read = read?;
+            let read = match read {
+                Err(Error::Sql { detail, .. }) if detail.sqlstate == LOCK_NOT_AVAILABLE => {
+                    return Err(locked(client, cfg).await)
+                }
+                read => read?,
+            };
             ended.map_err(|e| reading(&e))?;
             after.map_err(|e| reading(&e))?;
             let mut warnings = read.warnings;
@@ -188,6 +241,65 @@ pub async fn run(cfg: &DbConfig, applied_on: AppliedOn) -> Result<Dump> {
         }
     }
     Err(Error::SchemaChanged { attempts: ATTEMPTS })
+}
+
+/// A permission error while dumping is a missing read privilege (the dump writes nothing): the
+/// generic hint (GRANT CREATE, ALTER … OWNER) is for the commands that change the schema.
+fn read_only_hint(e: Error) -> Error {
+    match e {
+        Error::Sql {
+            context,
+            mut detail,
+        } if detail.sqlstate == "42501" && detail.hint.is_none() => {
+            detail.hint = Some(
+                "dhctl dump only reads: have the table's owner GRANT SELECT ON it (the migration \
+                 history table, refinery_schema_history or --history-table) and USAGE ON its \
+                 schema to this role"
+                    .into(),
+            );
+            Error::Sql { context, detail }
+        }
+        e => e,
+    }
+}
+
+/// SQLSTATE lock_not_available: a statement waited `lock_timeout` for a lock.
+const LOCK_NOT_AVAILABLE: &str = "55P03";
+
+/// The relation whose lock the dump gave up waiting for, and the session holding (or queued
+/// for) it in ACCESS EXCLUSIVE mode, the only mode that blocks the ACCESS SHARE the dump takes:
+/// looked up after the dump's transaction ended, so a lock held by then is named; a granted
+/// lock before a queued one.
+const BLOCKER: &str = "SELECT pg_catalog.format('%I.%I', n.nspname, c.relname), l.pid \
+     FROM pg_catalog.pg_locks l \
+     JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) l.relation \
+     JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace \
+     WHERE l.locktype OPERATOR(pg_catalog.=) 'relation' \
+       AND l.mode OPERATOR(pg_catalog.=) 'AccessExclusiveLock' \
+       AND l.database OPERATOR(pg_catalog.=) (SELECT d.oid FROM pg_catalog.pg_database d \
+         WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database()) \
+       AND l.pid OPERATOR(pg_catalog.<>) pg_catalog.pg_backend_pid() \
+       AND c.relpersistence OPERATOR(pg_catalog.<>) 't' \
+     ORDER BY l.granted DESC, 1 LIMIT 1";
+
+/// [`Error::DumpLocked`], naming the lock where one is found.
+async fn locked(client: &tokio_postgres::Client, cfg: &DbConfig) -> Error {
+    let found = client
+        .query_opt(BLOCKER, &[])
+        .await
+        .ok()
+        .flatten()
+        .and_then(|r| {
+            Some((
+                r.try_get::<_, String>(0).ok()?,
+                r.try_get::<_, i32>(1).ok()?,
+            ))
+        });
+    Error::DumpLocked {
+        waited: cfg.lock_timeout,
+        relation: found.as_ref().map(|(r, _)| r.clone()),
+        pid: found.map(|(_, p)| p),
+    }
 }
 
 /// The dump's queries, inside the transaction [`run`] opened.

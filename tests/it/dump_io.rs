@@ -334,3 +334,245 @@ fn a_dump_during_ddl_is_one_schema_or_a_clear_error() {
     let last = dump(&db);
     assert!(last == one || last == two);
 }
+
+/// The dump's catalog fingerprint, as `db` sees it now.
+fn fingerprint(client: &mut postgres::Client) -> String {
+    client
+        .query_one(&dhctl::dump::fingerprint_query(), &[])
+        .unwrap()
+        .get(0)
+}
+
+/// The low 32 bits of a transaction id, as `xmin` shows it.
+fn xid(client: &mut postgres::Client, sql: &str) -> i64 {
+    client.query_one(sql, &[]).unwrap().get(0)
+}
+
+#[test]
+fn the_fingerprint_sees_an_older_and_a_newer_transaction_each_rewriting_a_row() {
+    // An older transaction rewriting a newer row (xmin -g) and a newer one rewriting an older
+    // row (xmin +g): the count and the sum of xmin stay equal, a dump mixing the two states
+    // would have passed. Arranged exactly; other sessions taking xids only cost another try.
+    let db = TestDb::new("dump_io_collide");
+    db.exec("CREATE TABLE t1 (id int); CREATE TABLE t2 (id int)");
+    let mut main = db.client();
+    let comment_xmin = |c: &mut postgres::Client, table: &str| {
+        xid(
+            c,
+            &format!(
+                "SELECT xmin::text::int8 FROM pg_description \
+                 WHERE objoid = '{table}'::regclass AND objsubid = 0"
+            ),
+        )
+    };
+    let now = "SELECT txid_current() % 4294967296";
+    for _ in 0..200 {
+        let mut a = db.client();
+        a.batch_execute("BEGIN").unwrap();
+        let xa = xid(&mut a, now);
+        main.batch_execute("COMMENT ON TABLE t1 IS 'one'").unwrap();
+        let p1 = comment_xmin(&mut main, "t1");
+        main.batch_execute("COMMENT ON TABLE t2 IS 'two'").unwrap();
+        let p2 = comment_xmin(&mut main, "t2");
+        let want = p2 + (p1 - xa);
+        let mut b = db.client();
+        let found = loop {
+            b.batch_execute("BEGIN").unwrap();
+            let xb = xid(&mut b, now);
+            if xb == want {
+                break true;
+            }
+            b.batch_execute("COMMIT").unwrap();
+            if xb > want {
+                break false;
+            }
+        };
+        if !found {
+            a.batch_execute("ROLLBACK").unwrap();
+            continue;
+        }
+        let before = fingerprint(&mut main);
+        a.batch_execute("COMMENT ON TABLE t1 IS 'one, by a'; COMMIT")
+            .unwrap();
+        b.batch_execute("COMMENT ON TABLE t2 IS 'two, by b'; COMMIT")
+            .unwrap();
+        let after = fingerprint(&mut main);
+        assert_ne!(before, after, "two rewrites left the fingerprint equal");
+        return;
+    }
+    panic!("could not arrange the transaction ids in 200 tries");
+}
+
+#[test]
+fn another_sessions_temporary_objects_leave_the_fingerprint_as_it_was() {
+    let db = TestDb::new("dump_io_temp");
+    db.exec("CREATE TABLE t (id int)");
+    let mut main = db.client();
+    let before = fingerprint(&mut main);
+    let mut other = db.client();
+    other
+        .batch_execute(
+            "CREATE TEMP TABLE scratch (id int PRIMARY KEY, v text DEFAULT 'x' CHECK (v <> '')); \
+             COMMENT ON TABLE scratch IS 'scratch'; \
+             CREATE TEMP SEQUENCE scratch_seq; \
+             CREATE TEMP VIEW scratch_view AS SELECT id FROM scratch JOIN t USING (id); \
+             CREATE INDEX ON scratch (v)",
+        )
+        .unwrap();
+    assert_eq!(before, fingerprint(&mut main));
+    // and dumps while that session keeps making temporary tables (the 5 attempts would all
+    // have failed) exit 0.
+    other
+        .batch_execute("DROP TABLE scratch CASCADE; CREATE TEMP TABLE again (id int)")
+        .unwrap();
+    assert_eq!(before, fingerprint(&mut main));
+    // A permanent change still shows.
+    db.exec("CREATE TABLE u (id int)");
+    assert_ne!(before, fingerprint(&mut main));
+}
+
+#[test]
+fn a_dump_behind_an_access_exclusive_lock_gives_up_after_lock_timeout_with_exit_3() {
+    let db = TestDb::new("dump_io_locked");
+    db.exec("CREATE TABLE t (id int DEFAULT 1); CREATE VIEW v AS SELECT id FROM t");
+    // A migration holding ACCESS EXCLUSIVE on the view's table (and so on the view's read).
+    let mut holder = db.client();
+    holder
+        .batch_execute("BEGIN; LOCK TABLE t, v IN ACCESS EXCLUSIVE MODE")
+        .unwrap();
+    let pid: i32 = holder
+        .query_one("SELECT pg_backend_pid()", &[])
+        .unwrap()
+        .get(0);
+    let child = dhctl(&db.url)
+        .args(["dump", "--lock-timeout", "300ms"])
+        .spawn();
+    // Without a lock_timeout the dump would wait for the holder; a hung one is killed and fails.
+    let (code, hung, stdout, stderr) =
+        crate::harness::wait_at_most(child, std::time::Duration::from_secs(60));
+    holder.batch_execute("ROLLBACK").unwrap();
+    assert!(!hung, "the dump waited for the lock: {stderr}");
+    assert_eq!(code, Some(3), "{stderr}");
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(stderr.contains("lock_timeout"), "{stderr}");
+    assert!(stderr.contains(&format!("pid {pid}")), "{stderr}");
+    assert!(
+        stderr.contains("on public.t") || stderr.contains("on public.v"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("pg_terminate_backend({pid})")),
+        "{stderr}"
+    );
+    // The lock gone, the dump goes through.
+    dump(&db);
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn output_refuses_a_link_another_user_planted_in_a_sticky_world_writable_folder() {
+    use std::os::unix::fs::PermissionsExt;
+    // Run as root (the case that matters); a link owned by postgres in a 1777 folder owned by
+    // root, pointing at a file root owns.
+    if std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .and_then(|l| l.split_whitespace().nth(2).map(|u| u != "0"))
+        .unwrap_or(true)
+    {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let db = TestDb::new("dump_io_planted");
+    db.exec("CREATE TABLE t (id int)");
+    let dir = tempfile::tempdir().unwrap();
+    let shared = dir.path().join("tmp");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let victim = dir.path().join("passwd");
+    std::fs::write(&victim, "root:x:0:0\n").unwrap();
+    let link = shared.join("schema.sql");
+    std::os::unix::fs::symlink(&victim, &link).unwrap();
+    let postgres = std::process::Command::new("id")
+        .args(["-u", "postgres"])
+        .output()
+        .unwrap();
+    let uid: u32 = String::from_utf8_lossy(&postgres.stdout)
+        .trim()
+        .parse()
+        .unwrap();
+    std::os::unix::fs::lchown(&link, Some(uid), None).unwrap();
+    let run = output(&db, &link);
+    run.expect_code(2);
+    assert!(run.stderr.contains("schema.sql"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("sticky world-writable"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "root:x:0:0\n");
+    // root's own link there, and the same link in a folder that is not sticky, are followed.
+    std::os::unix::fs::lchown(&link, Some(0), None).unwrap();
+    output(&db, &link).expect_code(0);
+    assert!(std::fs::read_to_string(&victim)
+        .unwrap()
+        .contains("CREATE TABLE"));
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).unwrap();
+    std::os::unix::fs::lchown(&link, Some(uid), None).unwrap();
+    output(&db, &link).expect_code(0);
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn output_and_check_refuse_a_folder_and_a_pipe_up_front_with_a_hint() {
+    let db = TestDb::new("dump_io_hints");
+    db.exec("CREATE TABLE t (id int)");
+    let dir = tempfile::tempdir().unwrap();
+    // A folder that does not exist, named with a trailing '/': refused before the database is
+    // read (a wrong URL would otherwise be the error).
+    let run = dhctl("postgres://nobody@127.0.0.1:1/none")
+        .args(["dump", "--output"])
+        .args([dir.path().join("nodir/")])
+        .run();
+    run.expect_code(2);
+    assert!(run.stderr.contains("ends in '/'"), "{}", run.stderr);
+    // /dev/stdout when stdout is a pipe: a FIFO, refused like one.
+    let (reader, writer) = std::io::pipe().unwrap();
+    let run = dhctl(&db.url)
+        .args(["dump", "--output", "/dev/stdout"])
+        .stdout(writer)
+        .run();
+    drop(reader);
+    run.expect_code(2);
+    assert!(run.stderr.contains("is a FIFO"), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("hint: to write the dump into it, redirect stdout"),
+        "{}",
+        run.stderr
+    );
+    // --check on a folder.
+    let run = dhctl(&db.url)
+        .args(["dump", "--check"])
+        .args([dir.path()])
+        .run();
+    run.expect_code(2);
+    assert!(run.stderr.contains("is a folder"), "{}", run.stderr);
+    assert!(run.stderr.contains("hint: name the file"), "{}", run.stderr);
+}
+
+#[test]
+fn a_role_without_select_on_the_history_table_is_told_to_get_select() {
+    let role = crate::harness::Role::new("dumpio_reader", "");
+    let db = TestDb::new("dump_io_reader");
+    db.exec(
+        "CREATE TABLE refinery_schema_history (version int8 PRIMARY KEY, name varchar(255), \
+         applied_on varchar(255), checksum varchar(255))",
+    );
+    let run = dhctl(&role.url_for(&db)).args(["dump"]).run();
+    run.expect_code(2);
+    assert!(run.stderr.contains("permission denied"), "{}", run.stderr);
+    assert!(run.stderr.contains("GRANT SELECT"), "{}", run.stderr);
+    assert!(!run.stderr.contains("GRANT CREATE"), "{}", run.stderr);
+}
