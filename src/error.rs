@@ -358,6 +358,14 @@ pub fn sqlstate_hint(sqlstate: &str) -> Option<&'static str> {
              as the owner of the database and its schema, or have the owner GRANT CREATE ON SCHEMA \
              (and ALTER ... OWNER TO the role for existing tables)"
         }
+        // lock_not_available: lock_timeout ran out, in a read too (every session has it).
+        "55P03" => {
+            "another session holds a conflicting lock on a table this step reads or changes: \
+             find the blocker with SELECT pid, mode, relation::regclass, query FROM pg_locks JOIN \
+             pg_stat_activity USING (pid) WHERE relation IS NOT NULL AND pid <> \
+             pg_backend_pid(); retry once it is gone (a command with --lock-timeout waits that \
+             long; 2s by default)"
+        }
         // read_only_sql_transaction
         "25006" => {
             "the session is read-only: connected to a standby (point DATABASE_URL at the primary, \
