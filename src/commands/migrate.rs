@@ -159,9 +159,13 @@ pub(crate) async fn produce(
 ) -> Result<Produced<MigrateRun>> {
     // The order of the checks without --targets: the folder, the connection string, the
     // policies.
-    let catalog = catalog::load(&args.migrations.source())?;
+    // The files are read off the runtime's thread, so that a signal during a long read is
+    // heard (see `off_thread`).
+    let source = args.migrations.source();
+    let catalog = super::off_thread(move || catalog::load(&source)).await?;
     let cfg = DbConfig::from_args(&args.connect, &args.locks, Access::Write)?;
-    let loaded = Loaded::with_catalog(args, catalog)?;
+    let owned = args.clone();
+    let loaded = super::off_thread(move || Loaded::with_catalog(&owned, catalog)).await?;
     produce_loaded(args, global, progress, &cfg, &loaded).await
 }
 

@@ -9,7 +9,9 @@ use crate::output::{self, human};
 
 /// `dhctl status` on the database `args` names.
 pub(crate) async fn produce(args: &StatusArgs) -> Result<Produced<StatusReport>> {
-    let catalog = catalog::load(&args.migrations.source())?;
+    // Off the runtime's thread, so that a signal during a long read is heard (`off_thread`).
+    let source = args.migrations.source();
+    let catalog = super::off_thread(move || catalog::load(&source)).await?;
     produce_with(args, &catalog).await
 }
 
