@@ -271,7 +271,11 @@ impl Shown for MigrateRun {
             (false, n) => format!("applied {n} migration(s)"),
         };
         if m.creates_database {
-            text = format!("created the database, {text}");
+            // A dry run creates nothing: it would create the database.
+            text = match m.dry_run {
+                true => format!("would create the database, {text}"),
+                false => format!("created the database, {text}"),
+            };
         }
         if let Some(created) = &self.partition_create {
             let made: usize = created.tables.iter().map(|t| t.steps.len()).sum();

@@ -55,7 +55,10 @@ impl Shown for StatusReport {
             format!("{} applied", c.applied),
             format!("{} pending", c.pending),
         ];
+        // Every state the target's own status line counts: an out-of-order migration is not
+        // pending (migrate refuses it without --allow-out-of-order), so it is named apart.
         for (n, what) in [
+            (c.out_of_order, "out-of-order"),
             (c.modified, "modified"),
             (c.missing, "missing"),
             (c.ahead, "ahead"),

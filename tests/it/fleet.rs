@@ -726,3 +726,52 @@ fn the_fleet_duration_includes_the_shared_read() {
         "reported {reported} ms, wall {wall} ms, target {target} ms"
     );
 }
+
+/// The summary column says what is true: an out-of-order migration is named (not left out of
+/// the counts the target's own line gives), and a dry run on a missing database says it would
+/// create it, not that it did.
+#[test]
+fn the_summary_names_out_of_order_and_a_dry_run_creates_nothing() {
+    let gap = crate::harness::migrated_without_partitions("fleetgap");
+    let fourth: i64 = gap
+        .value("SELECT version FROM refinery_schema_history ORDER BY version OFFSET 3 LIMIT 1")
+        .parse()
+        .unwrap();
+    gap.exec(&format!(
+        "DELETE FROM refinery_schema_history WHERE version = {fourth}"
+    ));
+    let file = FleetFile::new(&targets(&[("gap".into(), gap.url.clone(), "default")]));
+    let run = fleet_dhctl(&file)
+        .args(["status", "--format", "json"])
+        .run();
+    let doc = run.json();
+    let summary = entry(&doc, "gap")["summary"].as_str().unwrap().to_string();
+    assert!(summary.contains("1 out-of-order"), "{summary}");
+
+    let missing = format!("dhctl_t_fleetdry_{}", std::process::id());
+    let file = FleetFile::new(&targets(&[(
+        "new".into(),
+        with_dbname(&server_url(), &missing),
+        "default",
+    )]));
+    let run = fleet_dhctl(&file)
+        .args(["migrate", "--dry-run", "--format", "json"])
+        .run();
+    run.expect_code(0);
+    let doc = run.json();
+    let summary = entry(&doc, "new")["summary"].as_str().unwrap().to_string();
+    assert!(
+        summary.starts_with("would create the database"),
+        "{summary}"
+    );
+    assert!(!summary.contains("created"), "{summary}");
+    let mut admin = connect(&server_url());
+    let created: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM pg_database WHERE datname = $1",
+            &[&missing],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(created, 0);
+}
