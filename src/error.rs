@@ -261,10 +261,12 @@ impl Error {
         match self {
             Error::Usage { hint, .. } | Error::Connect { hint, .. } => hint.clone(),
             Error::Replicas { hint, .. } => Some(hint.clone()),
-            Error::Sql { detail, .. } => detail
-                .hint
-                .clone()
-                .or_else(|| sqlstate_hint(&detail.sqlstate).map(str::to_string)),
+            Error::Sql { detail, .. } => detail.hint.clone().or_else(|| {
+                match detail.sqlstate.as_str() {
+                    "42501" => Some(privilege_hint(&detail.message)),
+                    code => sqlstate_hint(code).map(str::to_string),
+                }
+            }),
             Error::LockBusy { .. } => Some(
                 "another dhctl (or a session holding its lock) is working on this database; \
                  retry later, raise --lock-wait, or end that session with pg_terminate_backend(pid)"
@@ -386,15 +388,49 @@ pub fn describe_driver_error(err: &tokio_postgres::Error) -> String {
 /// Advice for a failed statement the server gave no hint for, by SQLSTATE
 /// (https://www.postgresql.org/docs/current/errcodes-appendix.html): the causes an operator meets
 /// when pointing dhctl at a database set up by someone else.
+/// SQLSTATE 42501's hint, from what the server's message names: the privilege or ownership
+/// missing and on what ("permission denied for function f", "must be owner of table t"). It
+/// claims nothing the message does not say (the role may well own the database: the missing
+/// privilege is then on something else).
+pub fn privilege_hint(message: &str) -> String {
+    if let Some(rest) = message.strip_prefix("permission denied for ") {
+        let (kind, name) = rest.split_once(' ').unwrap_or((rest, ""));
+        let privilege = match kind {
+            "function" | "procedure" | "routine" | "aggregate" => "EXECUTE",
+            "schema" => "CREATE (to create objects in it) or USAGE (to use them)",
+            "database" => "CONNECT, CREATE or TEMPORARY",
+            "sequence" => "USAGE (or SELECT/UPDATE)",
+            "table" | "view" | "materialized" | "relation" => {
+                "the one the statement needs (SELECT, INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES \
+                 or TRIGGER)"
+            }
+            "type" | "domain" | "language" | "foreign-data" | "foreign" => "USAGE",
+            "tablespace" => "CREATE",
+            _ => "the one the statement needs",
+        };
+        let what = match name {
+            "" => kind.to_string(),
+            name => format!("{kind} {name}"),
+        };
+        return format!(
+            "dhctl's role lacks a privilege on {what}: {privilege}; have its owner (or a \
+             superuser) GRANT it to the role, or run dhctl as a role that has it"
+        );
+    }
+    if let Some(what) = message.strip_prefix("must be owner of ") {
+        return format!(
+            "only the owner of {what} (or a member of the owning role) may do this: run dhctl as \
+             that role, or have it run ALTER ... OWNER TO dhctl's role"
+        );
+    }
+    "the role lacks a privilege this step needs (the message names the object): have the \
+     object's owner GRANT it to dhctl's role, or run dhctl as a role that has it"
+        .to_string()
+}
+
 pub fn sqlstate_hint(sqlstate: &str) -> Option<&'static str> {
     Some(match sqlstate {
-        // insufficient_privilege: the message names the object ("permission denied for schema
-        // public", "must be owner of table api_keys").
-        "42501" => {
-            "the role lacks a privilege this step needs (the message names the object): run dhctl \
-             as the owner of the database and its schema, or have the owner GRANT CREATE ON SCHEMA \
-             (and ALTER ... OWNER TO the role for existing tables)"
-        }
+        // insufficient_privilege (42501) is worded from the message: see privilege_hint.
         // read_only_sql_transaction
         "25006" => {
             "the session is read-only: connected to a standby (point DATABASE_URL at the primary, \
@@ -443,8 +479,9 @@ mod tests {
             },
         };
         let permission = err("42501", None).hint().unwrap();
+        assert!(permission.contains("GRANT"), "{permission}");
         assert!(
-            permission.contains("GRANT CREATE ON SCHEMA"),
+            !permission.contains("owner of the database"),
             "{permission}"
         );
         let read_only = err("25006", None).hint().unwrap();
@@ -455,5 +492,26 @@ mod tests {
             Some("server")
         );
         assert_eq!(err("XX000", None).hint(), None);
+    }
+
+    #[test]
+    fn a_permission_hint_names_what_the_message_names_and_claims_nothing_else() {
+        let function = privilege_hint("permission denied for function secret_fn");
+        assert!(
+            function.contains("function secret_fn") && function.contains("EXECUTE"),
+            "{function}"
+        );
+        assert!(!function.contains("CREATE ON SCHEMA"), "{function}");
+        assert!(!function.contains("owner of the database"), "{function}");
+        let schema = privilege_hint("permission denied for schema public");
+        assert!(
+            schema.contains("schema public") && schema.contains("CREATE"),
+            "{schema}"
+        );
+        let owner = privilege_hint("must be owner of table api_keys");
+        assert!(
+            owner.contains("owner of table api_keys") && owner.contains("OWNER TO"),
+            "{owner}"
+        );
     }
 }

@@ -133,7 +133,7 @@ pub(super) async fn run(cli: &Cli, args: &FleetArgs, signals: &mut Signals) -> R
 }
 
 /// A command's flags, as a fleet runs the command on one target.
-trait OnTarget: Clone {
+trait OnTarget: Clone + Send + 'static {
     type Report: Shown;
     /// The progress lines' verb.
     const VERB: &'static str;
@@ -142,7 +142,7 @@ trait OnTarget: Clone {
     /// What every target's run reads before it connects (the migrations, the policies), read
     /// once for the fleet by [`OnTarget::prepare`] after the fleet file is checked and before
     /// any target connects.
-    type Shared;
+    type Shared: Send + 'static;
     fn prepare(&self) -> Result<Self::Shared>;
     fn connect(&mut self) -> &mut ConnectArgs;
     fn produce<'a>(
@@ -399,8 +399,18 @@ impl Plan<'_> {
         signals: &mut Signals,
     ) -> Result<i32> {
         let format = global.format;
+        // The fleet's duration includes the shared read: it is part of the run.
+        let began = Instant::now();
         let flags = self.flags(args)?;
-        let shared = args.prepare()?;
+        // The shared read runs off the runtime's thread (see `off_thread`), raced with the
+        // signals: SIGINT/SIGTERM during it exits 130 before any target has started (no
+        // session is open, nothing ran; the read left running is abandoned).
+        let owned = args.clone();
+        let prepared = super::off_thread(move || owned.prepare());
+        let shared = tokio::select! {
+            shared = prepared => shared?,
+            () = signals.recv() => return Err(Error::InterruptedIdle),
+        };
         let json = format == crate::cli::Format::Json;
         let reporters: Vec<Reporter> = (0..flags.len())
             .map(|_| Reporter::kept(json, A::VERB))
@@ -408,7 +418,6 @@ impl Plan<'_> {
         let mut ran: Vec<Option<(Ran<A::Report>, Duration)>> =
             (0..flags.len()).map(|_| None).collect();
         let mut started = vec![None::<Instant>; flags.len()];
-        let began = Instant::now();
         inflight::reset_peak();
         let mut running = FuturesUnordered::new();
         let mut interrupted = false;

@@ -159,9 +159,13 @@ pub(crate) async fn produce(
 ) -> Result<Produced<MigrateRun>> {
     // The order of the checks without --targets: the folder, the connection string, the
     // policies.
-    let catalog = catalog::load(&args.migrations.source())?;
+    // The files are read off the runtime's thread, so that a signal during a long read is
+    // heard (see `off_thread`).
+    let source = args.migrations.source();
+    let catalog = super::off_thread(move || catalog::load(&source)).await?;
     let cfg = DbConfig::from_args(&args.connect, &args.locks, Access::Write)?;
-    let loaded = Loaded::with_catalog(args, catalog)?;
+    let owned = args.clone();
+    let loaded = super::off_thread(move || Loaded::with_catalog(&owned, catalog)).await?;
     produce_loaded(args, global, progress, &cfg, &loaded).await
 }
 
@@ -267,7 +271,11 @@ impl Shown for MigrateRun {
             (false, n) => format!("applied {n} migration(s)"),
         };
         if m.creates_database {
-            text = format!("created the database, {text}");
+            // A dry run creates nothing: it would create the database.
+            text = match m.dry_run {
+                true => format!("would create the database, {text}"),
+                false => format!("created the database, {text}"),
+            };
         }
         if let Some(created) = &self.partition_create {
             let made: usize = created.tables.iter().map(|t| t.steps.len()).sum();

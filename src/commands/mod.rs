@@ -175,6 +175,23 @@ async fn drop_scratch(signals: &mut Signals) {
     }
 }
 
+/// Runs `work` (reading migration files, policies: plain blocking file I/O) on tokio's blocking
+/// pool, not on the runtime's only thread: a 30 MB migration or a stalled network mount would
+/// otherwise keep that thread, and SIGINT/SIGTERM with it, until the read ends. The caller's
+/// future yields while it waits, so [`run_until_signal`] (or the fleet's own select) sees a
+/// signal at once; the read left running is abandoned (`execute` does not wait for it).
+pub(crate) async fn off_thread<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(result) => result,
+        Err(e) => match e.try_into_panic() {
+            Ok(panic) => std::panic::resume_unwind(panic),
+            Err(e) => Err(Error::usage(format!("reading the files stopped: {e}"))),
+        },
+    }
+}
+
 /// The interrupt's message, for [`run_until_signal`] and each target of a [`fleet`].
 pub(crate) use crate::db::inflight::interrupt_error;
 

@@ -9,7 +9,9 @@ use crate::output::{self, human};
 
 /// `dhctl status` on the database `args` names.
 pub(crate) async fn produce(args: &StatusArgs) -> Result<Produced<StatusReport>> {
-    let catalog = catalog::load(&args.migrations.source())?;
+    // Off the runtime's thread, so that a signal during a long read is heard (`off_thread`).
+    let source = args.migrations.source();
+    let catalog = super::off_thread(move || catalog::load(&source)).await?;
     produce_with(args, &catalog).await
 }
 
@@ -53,7 +55,10 @@ impl Shown for StatusReport {
             format!("{} applied", c.applied),
             format!("{} pending", c.pending),
         ];
+        // Every state the target's own status line counts: an out-of-order migration is not
+        // pending (migrate refuses it without --allow-out-of-order), so it is named apart.
         for (n, what) in [
+            (c.out_of_order, "out-of-order"),
             (c.modified, "modified"),
             (c.missing, "missing"),
             (c.ahead, "ahead"),

@@ -137,7 +137,17 @@ async fn wait_blocking(
         match attempt {
             Ok(row) if row.get::<_, Option<bool>>(0).is_none() => return Err(Error::Pooled),
             Ok(_) => return Ok(true),
-            Err(e) if e.code() == Some(&SqlState::QUERY_CANCELED) => continue,
+            // statement_timeout ended this attempt, or the session's lock_timeout (set from the
+            // start, and shorter than an attempt when --lock-timeout is small) did: either way
+            // the next attempt waits again until --lock-wait is spent.
+            Err(e)
+                if matches!(
+                    e.code(),
+                    Some(&SqlState::QUERY_CANCELED | &SqlState::LOCK_NOT_AVAILABLE)
+                ) =>
+            {
+                continue
+            }
             Err(e) => return Err(Error::sql("waiting for the dhctl advisory lock", &e)),
         }
     }

@@ -37,7 +37,8 @@ pub const MIN_SERVER_VERSION: i32 = 140000;
 const CLIENT_CONNECTION_CHECK_INTERVAL: &str = "1s";
 
 /// dhctl's own session settings, as select-list items of one statement: `$1` is
-/// client_connection_check_interval, `$2` lock_timeout (NULL: leave it as it is). TimeZone,
+/// client_connection_check_interval, `$2` lock_timeout (NULL: leave it as it is; `connect`
+/// always sets it, see `open_one`). TimeZone,
 /// DateStyle, IntervalStyle and extra_float_digits are pinned so that nothing dhctl reads as
 /// text depends on the server's, the database's or a migration's settings;
 /// standard_conforming_strings so that a backslash in dhctl's own SQL literals means what it
@@ -147,7 +148,16 @@ pub async fn connect(cfg: &DbConfig, create: CreateDatabase) -> Result<Session> 
         None
     };
     loop {
-        match open(&cfg.pg, cfg.wanted(), tls.as_ref(), &cfg.tls, deadline).await {
+        match open(
+            &cfg.pg,
+            cfg.wanted(),
+            tls.as_ref(),
+            &cfg.tls,
+            deadline,
+            cfg.lock_timeout,
+        )
+        .await
+        {
             Ok(mut session) => {
                 check_server_version(&session)?;
                 session.created_database = created;
@@ -324,6 +334,7 @@ async fn open(
     tls: Option<&MakeRustlsConnect>,
     settings: &tls::TlsSettings,
     deadline: Option<Instant>,
+    lock_timeout: Duration,
 ) -> std::result::Result<Session, Tried> {
     let limit = pg
         .get_connect_timeout()
@@ -351,18 +362,19 @@ async fn open(
             None => limit,
         };
         let one = single_host(pg, i);
-        let failure = match tokio::time::timeout(limit, open_one(&one, tls, settings)).await {
-            Ok(Ok(mut session)) => match server::fit(wanted, session.server) {
-                Ok(()) => {
-                    session.host = i;
-                    return Ok(session);
-                }
-                // Dropping the session closes it; the next host may be the one.
-                Err(why) => Attempt::Unfit(why),
-            },
-            Ok(Err(err)) => Attempt::Failed(err),
-            Err(_) => Attempt::TimedOut(limit),
-        };
+        let failure =
+            match tokio::time::timeout(limit, open_one(&one, tls, settings, lock_timeout)).await {
+                Ok(Ok(mut session)) => match server::fit(wanted, session.server) {
+                    Ok(()) => {
+                        session.host = i;
+                        return Ok(session);
+                    }
+                    // Dropping the session closes it; the next host may be the one.
+                    Err(why) => Attempt::Unfit(why),
+                },
+                Ok(Err(err)) => Attempt::Failed(err),
+                Err(_) => Attempt::TimedOut(limit),
+            };
         tried.hosts.push((host_port(pg, i), failure));
     }
     Err(tried)
@@ -439,11 +451,15 @@ fn single_host(pg: &tokio_postgres::Config, i: usize) -> tokio_postgres::Config 
     one
 }
 
-/// One host: connect, then set the session up.
+/// One host: connect, then set the session up. Every session gets `lock_timeout` from the
+/// start, not only after the advisory lock: a catalog read, a size or a DEFAULT partition's
+/// row count waits for a relation lock like DDL does, and must not queue behind a session
+/// holding ACCESS EXCLUSIVE for longer than that (it fails with SQLSTATE 55P03 instead).
 async fn open_one(
     pg: &tokio_postgres::Config,
     tls: Option<&MakeRustlsConnect>,
     settings: &tls::TlsSettings,
+    lock_timeout: Duration,
 ) -> std::result::Result<Session, tokio_postgres::Error> {
     let client = match tls {
         Some(connector) => {
@@ -479,7 +495,7 @@ async fn open_one(
             ),
             &[
                 (&CLIENT_CONNECTION_CHECK_INTERVAL, Type::TEXT),
-                (&None::<String>, Type::TEXT),
+                (&Some(lock_timeout_setting(lock_timeout)), Type::TEXT),
             ],
         )
         .await?;
@@ -747,9 +763,16 @@ async fn create_database(
     let dbname = cfg.dbname().to_string();
     let mut maintenance = cfg.pg.clone();
     maintenance.dbname("postgres");
-    let session = open(&maintenance, cfg.wanted(), tls, &cfg.tls, deadline)
-        .await
-        .map_err(Create::NoHost)?;
+    let session = open(
+        &maintenance,
+        cfg.wanted(),
+        tls,
+        &cfg.tls,
+        deadline,
+        cfg.lock_timeout,
+    )
+    .await
+    .map_err(Create::NoHost)?;
     let sql = format!("CREATE DATABASE {}", ident::quote_ident(&dbname));
     match session.client.batch_execute(&sql).await {
         Ok(()) => {

@@ -1,7 +1,7 @@
 //! Where `dhctl lint` and `migrate` get what [`super::lint`] needs: the catalog, the files named
 //! on the command line, and the tables the partition policies manage. The only I/O of lint.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use super::{lint, Context, Input, Plan, Report, Target};
@@ -74,12 +74,18 @@ pub fn run(options: &Options) -> Result<Report> {
 
 /// Lints the pending migrations `migrate` is about to apply, the applied ones teaching only the
 /// schema. Names are file names, as migrate's other messages write them.
-pub fn pending(catalog: &Catalog, pending: &[i64], managed: &[String]) -> Result<Report> {
+pub fn pending(
+    catalog: &Catalog,
+    pending: &[i64],
+    managed: &[String],
+    existing: &BTreeSet<String>,
+) -> Result<Report> {
     // migrate applies what the server accepts; a statement dhctl's parser cannot read is a
     // warning there, not a reason to refuse.
     let context = Context {
         managed: managed.to_vec(),
         unparseable: super::Unparseable::Warn,
+        existing: existing.clone(),
     };
     lint_pending(catalog, pending, &context, Plan::Collect, |m| {
         m.file.clone()
@@ -93,9 +99,11 @@ pub(crate) fn pending_in(
     pending: &[i64],
     managed: &[String],
     plan: Plan,
+    existing: &BTreeSet<String>,
 ) -> Result<Report> {
     let context = Context {
         managed: managed.to_vec(),
+        existing: existing.clone(),
         ..Context::default()
     };
     lint_pending(catalog, pending, &context, plan, |m| {

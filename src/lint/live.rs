@@ -36,14 +36,27 @@ pub async fn pending_live(cfg: &DbConfig, options: &Options, small_table: u64) -
         .filter(|e| matches!(e.state, State::Pending | State::OutOfOrder))
         .map(|e| e.version)
         .collect();
+    let catalog = Arc::new(catalog);
+    let lint = |existing: BTreeSet<String>| {
+        let (catalog, pending, managed) = (Arc::clone(&catalog), pending.clone(), managed.clone());
+        let (source, plan) = (options.migrations.clone(), options.plan);
+        off_thread(move || {
+            files::pending_in(&catalog, &source, &pending, &managed, plan, &existing)
+        })
+    };
     let mut report = if pending.is_empty() {
         Report::default()
     } else {
-        let (source, plan) = (options.migrations.clone(), options.plan);
-        off_thread(move || files::pending_in(&catalog, &source, &pending, &managed, plan)).await?
+        lint(BTreeSet::new()).await?
     };
-    let names = relations(&report);
-    let sizes = table_sizes(&session.client, &names).await?;
+    let mut names = relations(&report);
+    let mut sizes = table_sizes(&session.client, &names).await?;
+    let existing = existing_behind_if_not_exists(&report, &session.client).await?;
+    if !existing.is_empty() {
+        report = lint(existing).await?;
+        names = relations(&report);
+        sizes = table_sizes(&session.client, &names).await?;
+    }
     let absent = absent(&sizes, &names, &report.created);
     weigh(
         &mut report,
@@ -109,10 +122,20 @@ pub async fn pending_weighed(
     let offline = cell
         .get_or_try_init(|| {
             let (catalog, pending, managed) = (catalog.clone(), pending.to_vec(), managed.to_vec());
-            off_thread(move || files::pending(&catalog, &pending, &managed))
+            off_thread(move || files::pending(&catalog, &pending, &managed, &BTreeSet::new()))
         })
         .await?;
     let mut report = offline.clone();
+    if let Some(client) = client {
+        // A table a pending migration creates with IF NOT EXISTS and the database already has:
+        // lint again knowing it exists (not memoized: it depends on this database).
+        let existing = existing_behind_if_not_exists(&report, client).await?;
+        if !existing.is_empty() {
+            let (catalog, pending, managed) = (catalog.clone(), pending.to_vec(), managed.to_vec());
+            report =
+                off_thread(move || files::pending(&catalog, &pending, &managed, &existing)).await?;
+        }
+    }
     let names = relations(&report);
     let (sizes, absent) = match client {
         Some(client) => {
@@ -140,6 +163,24 @@ async fn off_thread(lint: impl FnOnce() -> Result<Report> + Send + 'static) -> R
     tokio::task::spawn_blocking(lint)
         .await
         .map_err(|e| Error::usage(format!("the lint stopped: {e}")))?
+}
+
+/// The tables the report's migrations create with IF NOT EXISTS that the database already has:
+/// there the statement makes nothing, and what follows it acts on the existing (maybe large)
+/// table, which the lint must weigh like any other.
+async fn existing_behind_if_not_exists(
+    report: &Report,
+    client: &tokio_postgres::Client,
+) -> Result<BTreeSet<String>> {
+    if report.if_not_exists.is_empty() {
+        return Ok(BTreeSet::new());
+    }
+    let names: Vec<String> = report.if_not_exists.iter().cloned().collect();
+    let sizes = table_sizes(client, &names).await?;
+    Ok(names
+        .into_iter()
+        .filter(|n| sizes.contains_key(n))
+        .collect())
 }
 
 /// A table a pending statement locks that does not exist yet but a pending migration creates

@@ -190,6 +190,10 @@ pub struct Report {
     /// lint counts one that does not exist yet as empty, and any other missing name as unknown.
     #[serde(skip)]
     pub created: std::collections::BTreeSet<String>,
+    /// The tables the linted migrations create with IF NOT EXISTS, not knowing whether they
+    /// exist: a live lint that finds one in the database lints again, with it as existing.
+    #[serde(skip)]
+    pub if_not_exists: std::collections::BTreeSet<String>,
 }
 
 impl Report {
@@ -238,6 +242,9 @@ pub struct Context {
     /// Tables whose partitions a policy in partitions/ creates and drops.
     pub managed: Vec<String>,
     pub unparseable: Unparseable,
+    /// Tables the live database has (a live lint's second pass): `CREATE TABLE IF NOT EXISTS`
+    /// of one makes nothing.
+    pub existing: std::collections::BTreeSet<String>,
 }
 
 /// What a statement the parser cannot read does.
@@ -255,7 +262,7 @@ pub enum Unparseable {
 /// Lints the targets among `inputs` (in version order; the others only teach the schema).
 /// A bad allow comment in a target is an error naming file:line (exit 2).
 pub fn lint(inputs: &[Input<'_>], context: &Context, plan: Plan) -> crate::Result<Report> {
-    let mut schema = schema::Schema::new(&context.managed);
+    let mut schema = schema::Schema::new(&context.managed).with_existing(&context.existing);
     let mut report = Report {
         plan: (plan == Plan::Collect).then(Vec::new),
         ..Report::default()
@@ -291,6 +298,9 @@ pub fn lint(inputs: &[Input<'_>], context: &Context, plan: Plan) -> crate::Resul
         rules::check_section(&up, &mode, &mut schema, &mut findings, &mut steps);
         if input.target == Target::Lint {
             report.created.extend(schema.created_here().cloned());
+            report
+                .if_not_exists
+                .extend(schema.if_not_exists_here().cloned());
         }
         if !lint {
             continue;

@@ -657,16 +657,17 @@ fn learn(stmt: &ast::Stmt, schema: &mut Schema) {
                     }
                 }
             }
-            schema.create_table(
-                &table,
-                Table {
-                    partitioned: create.partition_by().is_some(),
-                    parent: create
-                        .partition_of()
-                        .and_then(|p| table_ref(p.table_name_ref())),
-                    columns,
-                },
-            );
+            let made = Table {
+                partitioned: create.partition_by().is_some(),
+                parent: create
+                    .partition_of()
+                    .and_then(|p| table_ref(p.table_name_ref())),
+                columns,
+            };
+            match create.if_not_exists() {
+                Some(_) => schema.create_table_if_not_exists(&table, made),
+                None => schema.create_table(&table, made),
+            }
         }
         // Tables made from a query (and materialized views, which can be indexed) are new too.
         ast::Stmt::CreateTableAs(create) => {

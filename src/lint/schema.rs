@@ -30,6 +30,12 @@ pub(crate) struct Schema {
     new: HashSet<String>,
     /// CHECK and FOREIGN KEY constraints the current migration added NOT VALID.
     added_not_valid: HashSet<String>,
+    /// Tables that exist in the live database before the run (a live lint that met a
+    /// `CREATE TABLE IF NOT EXISTS` of one): such a statement makes nothing.
+    existing: HashSet<String>,
+    /// Tables the current migration creates with IF NOT EXISTS while nothing says whether they
+    /// exist: a live lint looks them up.
+    if_not_exists: HashSet<String>,
 }
 
 impl Schema {
@@ -44,6 +50,33 @@ impl Schema {
     pub fn begin_migration(&mut self) {
         self.new.clear();
         self.added_not_valid.clear();
+        self.if_not_exists.clear();
+    }
+
+    /// Tables the live database already has (see `existing`).
+    pub fn with_existing(mut self, existing: &std::collections::BTreeSet<String>) -> Schema {
+        self.existing = existing.iter().cloned().collect();
+        self
+    }
+
+    /// `CREATE TABLE IF NOT EXISTS name`: nothing when an earlier migration made the table or
+    /// the live database has it (the statements after it act on that table, which may be
+    /// large); else `table` is new, and a live lint is told to look the name up.
+    pub fn create_table_if_not_exists(&mut self, name: &str, table: Table) {
+        if self.tables.contains_key(name) {
+            return;
+        }
+        if self.existing.contains(name) {
+            self.tables.insert(name.to_string(), table);
+            return;
+        }
+        self.if_not_exists.insert(name.to_string());
+        self.create_table(name, table);
+    }
+
+    /// The tables the current migration created with IF NOT EXISTS (see `if_not_exists`).
+    pub fn if_not_exists_here(&self) -> impl Iterator<Item = &String> {
+        self.if_not_exists.iter()
     }
 
     /// True when the current migration created the relation (table or index): it is empty and

@@ -228,7 +228,9 @@ pub fn status(r: &Inspection) -> String {
         }
         if let Some(d) = &t.default_partition {
             out.push_str(&format!("DEFAULT partition {}.{}:", d.schema, d.name));
-            if d.is_empty() {
+            if d.unreadable.is_some() {
+                out.push_str(" rows not countable (see the problem below)\n");
+            } else if d.is_empty() {
                 out.push_str(" empty\n");
             } else {
                 out.push('\n');

@@ -226,10 +226,7 @@ pub(super) fn check_create(
                          wanted partition {name}: {why}",
                         policy.table, default.schema, default.name
                     ),
-                    hint: format!(
-                        "grant dhctl's role SELECT on {}.{}, or drain and drop it",
-                        default.schema, default.name
-                    ),
+                    hint: unreadable_hint(&default.schema, &default.name, why),
                 });
             }
             let rows = default.rows_in(*from, *to);
@@ -364,4 +361,23 @@ pub(super) fn keep_foreign(
         }
     }
     (left, kept)
+}
+
+/// How to fix a DEFAULT partition whose rows could not be counted: a lock held by another
+/// session (the count gave up after lock_timeout, SQLSTATE 55P03) or a missing privilege.
+fn unreadable_hint(schema: &str, name: &str, why: &str) -> String {
+    if why.contains("SQLSTATE 55P03") {
+        let relation = crate::db::ident::quote_literal(&format!(
+            "{}.{}",
+            crate::db::ident::quote_ident(schema),
+            crate::db::ident::quote_ident(name)
+        ));
+        format!(
+            "another session holds a lock on {schema}.{name}; find the blocker with SELECT pid, \
+             mode, query FROM pg_locks JOIN pg_stat_activity USING (pid) WHERE relation = \
+             {relation}::regclass; retry later, or raise --lock-timeout"
+        )
+    } else {
+        format!("grant dhctl's role SELECT on {schema}.{name}, or drain and drop it")
+    }
 }

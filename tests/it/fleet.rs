@@ -647,3 +647,131 @@ fn each_target_of_a_fleet_is_linted_for_its_own_pending_migrations() {
     }
     assert_eq!(behind.history(), vec![20240101000001, 20240101000002]);
 }
+
+/// SIGINT while the fleet reads the migrations it shares (a 40 MB migration: seconds of
+/// parsing) is heard at once: exit 130 before any target has started, no summary claiming a
+/// target ran, the target's database never created. The fleet file is a FIFO, so the test knows
+/// when dhctl is past it (and its signal handlers are in place): the write returns once dhctl
+/// reads it, and the shared read comes right after.
+#[test]
+fn a_signal_during_the_shared_read_exits_130_before_any_target_starts() {
+    let line = format!("INSERT INTO big (a, b) VALUES (1, '{}');\n", "x".repeat(80));
+    let mut big = String::from("CREATE TABLE big (a int, b text);\n");
+    big.push_str(&line.repeat(40 * 1024 * 1024 / line.len()));
+    let migrations = crate::harness::migrations_with(&[("20990101000000_big.sql", &big)]);
+    drop(big);
+    let missing = format!("dhctl_t_fleetread_{}", std::process::id());
+    let file = FleetFile::fifo();
+    let child = fleet_dhctl(&file)
+        .migrations_dir(migrations.path())
+        .args(["migrate", "--no-partitions"])
+        .spawn();
+    let text = targets(&[(
+        "readtarget".into(),
+        with_dbname(&server_url(), &missing),
+        "default",
+    )]);
+    std::fs::write(file.path(), text).unwrap();
+    send_signal(&child, "-INT");
+    let (code, hung, stdout, stderr) =
+        crate::harness::wait_at_most(child, Duration::from_secs(300));
+    assert!(!hung, "{stdout} {stderr}");
+    assert_eq!(code, Some(130), "{stdout} {stderr}");
+    assert!(!stdout.contains("readtarget"), "{stdout}");
+    assert!(!stderr.contains("readtarget"), "{stderr}");
+    assert!(stderr.contains("nothing was running"), "{stderr}");
+    let mut admin = connect(&server_url());
+    let created: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM pg_database WHERE datname = $1",
+            &[&missing],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(created, 0, "the target's database was created");
+}
+
+/// The fleet's duration includes the shared read of the migrations: with a 40 MB migration the
+/// read is almost all of the run (the status of one target takes milliseconds), so the reported
+/// duration must be most of the time from the moment dhctl took the fleet file to its exit.
+/// Before the fix it was the targets' part only, a hundredth of that.
+#[test]
+fn the_fleet_duration_includes_the_shared_read() {
+    let db = TestDb::new("fleetdur");
+    let line = format!("INSERT INTO big (a, b) VALUES (1, '{}');\n", "x".repeat(80));
+    let mut big = String::from("CREATE TABLE big (a int, b text);\n");
+    big.push_str(&line.repeat(40 * 1024 * 1024 / line.len()));
+    let migrations = crate::harness::migrations_with(&[("20990101000000_big.sql", &big)]);
+    drop(big);
+    let file = FleetFile::fifo();
+    let child = fleet_dhctl(&file)
+        .migrations_dir(migrations.path())
+        .args(["status", "--format", "json"])
+        .spawn();
+    std::fs::write(
+        file.path(),
+        targets(&[("one".into(), db.url.clone(), "default")]),
+    )
+    .unwrap();
+    let from_fleet_file = std::time::Instant::now();
+    let (code, hung, stdout, stderr) =
+        crate::harness::wait_at_most(child, Duration::from_secs(300));
+    let wall = from_fleet_file.elapsed().as_secs_f64() * 1000.0;
+    assert!(!hung && code.is_some(), "{stdout} {stderr}");
+    let doc: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let reported = doc["duration_ms"].as_f64().unwrap();
+    let target = entry(&doc, "one")["duration_ms"].as_f64().unwrap();
+    assert!(
+        reported >= wall / 2.0 && reported > target,
+        "reported {reported} ms, wall {wall} ms, target {target} ms"
+    );
+}
+
+/// The summary column says what is true: an out-of-order migration is named (not left out of
+/// the counts the target's own line gives), and a dry run on a missing database says it would
+/// create it, not that it did.
+#[test]
+fn the_summary_names_out_of_order_and_a_dry_run_creates_nothing() {
+    let gap = crate::harness::migrated_without_partitions("fleetgap");
+    let fourth: i64 = gap
+        .value("SELECT version FROM refinery_schema_history ORDER BY version OFFSET 3 LIMIT 1")
+        .parse()
+        .unwrap();
+    gap.exec(&format!(
+        "DELETE FROM refinery_schema_history WHERE version = {fourth}"
+    ));
+    let file = FleetFile::new(&targets(&[("gap".into(), gap.url.clone(), "default")]));
+    let run = fleet_dhctl(&file)
+        .args(["status", "--format", "json"])
+        .run();
+    let doc = run.json();
+    let summary = entry(&doc, "gap")["summary"].as_str().unwrap().to_string();
+    assert!(summary.contains("1 out-of-order"), "{summary}");
+
+    let missing = format!("dhctl_t_fleetdry_{}", std::process::id());
+    let file = FleetFile::new(&targets(&[(
+        "new".into(),
+        with_dbname(&server_url(), &missing),
+        "default",
+    )]));
+    let run = fleet_dhctl(&file)
+        .args(["migrate", "--dry-run", "--format", "json"])
+        .run();
+    run.expect_code(0);
+    let doc = run.json();
+    let summary = entry(&doc, "new")["summary"].as_str().unwrap().to_string();
+    assert!(
+        summary.starts_with("would create the database"),
+        "{summary}"
+    );
+    assert!(!summary.contains("created"), "{summary}");
+    let mut admin = connect(&server_url());
+    let created: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM pg_database WHERE datname = $1",
+            &[&missing],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(created, 0);
+}

@@ -520,3 +520,49 @@ fn sigterm_once_it_logs(mut child: std::process::Child, started: &str) -> Option
     }
     code
 }
+
+#[test]
+fn create_table_if_not_exists_of_an_existing_large_table_hides_nothing() {
+    // audit_extra exists (made by hand) with rows: CREATE TABLE IF NOT EXISTS makes nothing,
+    // and the index after it is built on the live table, blocking its writes. The lint must
+    // weigh it like any existing table: lint --pending errs, migrate refuses.
+    let db = TestDb::new("lintifne");
+    dhctl(&db.url)
+        .args(["migrate", "--no-partitions"])
+        .run()
+        .expect_code(0);
+    db.exec(
+        "CREATE TABLE audit_extra (id int, note text); \
+         INSERT INTO audit_extra SELECT g, repeat('x', 100) FROM generate_series(1, 20000) g; \
+         ANALYZE audit_extra;",
+    );
+    let dir = migrations_with(&[(
+        "20250101000000_extra.sql",
+        "-- migrate:up\nCREATE TABLE IF NOT EXISTS audit_extra (id int, note text);\n\
+         CREATE INDEX audit_extra_id ON audit_extra (id);\n",
+    )]);
+    let pending = dhctl(&db.url)
+        .args(["lint", "--pending", "--small-table", "1MB"])
+        .migrations_dir(dir.path())
+        .run();
+    pending.expect_code(1);
+    assert!(pending.stdout.contains("audit_extra"), "{}", pending.stdout);
+    let run = dhctl(&db.url)
+        .args(["migrate", "--no-partitions", "--small-table", "1MB"])
+        .migrations_dir(dir.path())
+        .run();
+    run.expect_code(1);
+    assert_eq!(db.history().len(), 5, "nothing applied");
+    assert_eq!(
+        db.value("SELECT count(*) FROM pg_indexes WHERE indexname = 'audit_extra_id'"),
+        "0"
+    );
+
+    // On a database without the table, the same migration creates it: nothing to refuse.
+    let fresh = TestDb::new("lintifnefresh");
+    dhctl(&fresh.url)
+        .args(["migrate", "--no-partitions", "--small-table", "1MB"])
+        .migrations_dir(dir.path())
+        .run()
+        .expect_code(0);
+}

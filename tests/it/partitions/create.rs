@@ -289,3 +289,54 @@ fn status_reports_partitions_runway_and_plans() {
         "webhook_deliveries_2027_03"
     );
 }
+
+/// A DEFAULT partition locked ACCESS EXCLUSIVE by another session: create's read of its rows
+/// (before the advisory lock) gives up after --lock-timeout instead of waiting for the holder,
+/// and so do `partition status` and `status`. The holder keeps its lock throughout; the bound
+/// of 60 s is only there so a regression fails instead of hanging the suite.
+#[test]
+fn reads_before_the_advisory_lock_give_up_after_lock_timeout_on_a_locked_default() {
+    let db = migrated("pdeflock");
+    db.exec("CREATE TABLE request_logs_def PARTITION OF request_logs DEFAULT");
+    let before = bounds(&db, "request_logs");
+    let mut holder = db.client();
+    let mut tx = holder.transaction().unwrap();
+    tx.batch_execute("LOCK TABLE request_logs_def IN ACCESS EXCLUSIVE MODE")
+        .unwrap();
+    let limit = Duration::from_secs(60);
+    let create = dhctl(&db.url)
+        .args([
+            "partition",
+            "create",
+            "--now",
+            "2029-01-01T00:00:00Z",
+            "--lock-timeout",
+            "500ms",
+            "--lock-retries",
+            "0",
+        ])
+        .spawn();
+    let (code, hung, stdout, stderr) = wait_at_most(create, limit);
+    assert!(!hung, "create waited for the holder: {stdout} {stderr}");
+    assert_eq!(code, Some(2), "{stdout} {stderr}");
+    let text = format!("{stdout}{stderr}");
+    assert!(text.contains("request_logs_def"), "{text}");
+    assert!(text.contains("55P03"), "{text}");
+    assert!(text.contains("find the blocker"), "{text}");
+    for args in [
+        vec!["partition", "status", "--now", "2029-01-01T00:00:00Z"],
+        vec!["status"],
+    ] {
+        let child = dhctl(&db.url).args(&args).spawn();
+        let (code, hung, stdout, stderr) = wait_at_most(child, limit);
+        assert!(!hung, "{args:?} waited for the holder: {stdout} {stderr}");
+        assert!(code.is_some(), "{args:?}: {stdout} {stderr}");
+        if args[0] == "partition" {
+            assert!(stdout.contains("rows not countable"), "{stdout}");
+            assert!(!stdout.contains("request_logs_def: empty"), "{stdout}");
+        }
+    }
+    tx.rollback().unwrap();
+    // The other table's months were made; the locked table's were not.
+    assert_eq!(bounds(&db, "request_logs"), before);
+}
