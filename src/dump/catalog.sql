@@ -137,11 +137,18 @@ view_depth AS (
     )
     SELECT view, pg_catalog.max(depth) AS depth FROM chain GROUP BY view
 ),
+-- `opts`: every option; `unbounded`: those but start and bounds, which an identity column's
+-- definition cannot write for a sequence of another type than its column (CREATE checks them
+-- against the column's type): ALTER SEQUENCE … AS sets them later (95) from `bounds`.
 seq_opts AS (
     SELECT s.seqrelid,
            ' START WITH ' || s.seqstart || ' INCREMENT BY ' || s.seqincrement
            || ' MINVALUE ' || s.seqmin || ' MAXVALUE ' || s.seqmax
-           || ' CACHE ' || s.seqcache || CASE WHEN s.seqcycle THEN ' CYCLE' ELSE ' NO CYCLE' END AS opts
+           || ' CACHE ' || s.seqcache || CASE WHEN s.seqcycle THEN ' CYCLE' ELSE ' NO CYCLE' END AS opts,
+           ' INCREMENT BY ' || s.seqincrement
+           || ' CACHE ' || s.seqcache || CASE WHEN s.seqcycle THEN ' CYCLE' ELSE ' NO CYCLE' END AS unbounded,
+           ' START WITH ' || s.seqstart || ' RESTART WITH ' || s.seqstart
+           || ' MINVALUE ' || s.seqmin || ' MAXVALUE ' || s.seqmax AS bounds
     FROM pg_sequence s
 ),
 -- The sequence behind each identity column.
@@ -186,7 +193,9 @@ col AS (
         CASE WHEN a.attidentity IN ('a', 'd') AND iseq.seqid IS NOT NULL THEN
              'GENERATED ' || CASE a.attidentity WHEN 'a' THEN 'ALWAYS' ELSE 'BY DEFAULT' END
              || ' AS IDENTITY (SEQUENCE NAME ' || iseq.seqid::regclass::text
-             || coalesce((SELECT so.opts FROM seq_opts so WHERE so.seqrelid = iseq.seqid), '') || ')'
+             || coalesce((SELECT CASE WHEN q.seqtypid = a.atttypid THEN so.opts ELSE so.unbounded END
+                          FROM seq_opts so JOIN pg_sequence q ON q.seqrelid = so.seqrelid
+                          WHERE so.seqrelid = iseq.seqid), '') || ')'
         END AS ident) ic
     WHERE a.attnum > 0 AND NOT a.attisdropped) c
 ),
@@ -388,10 +397,11 @@ FROM rel s JOIN pg_sequence q ON q.seqrelid = s.oid JOIN seq_opts so ON so.seqre
 WHERE s.relkind = 'S' AND NOT EXISTS (SELECT 1 FROM identity_seq i WHERE i.seqid = s.oid)
 UNION ALL
 -- An identity sequence whose type is not its column's (ALTER SEQUENCE … AS, which an identity
--- column's definition cannot say).
+-- column's definition cannot say), with its start and bounds (seq_opts).
 SELECT 95, s.qname, '', '',
-       'ALTER SEQUENCE ' || s.qname || ' AS ' || pg_catalog.format_type(q.seqtypid, NULL) || ';'
+       'ALTER SEQUENCE ' || s.qname || ' AS ' || pg_catalog.format_type(q.seqtypid, NULL) || so.bounds || ';'
 FROM identity_seq i JOIN rel s ON s.oid = i.seqid JOIN pg_sequence q ON q.seqrelid = s.oid
+JOIN seq_opts so ON so.seqrelid = s.oid
 JOIN pg_attribute a ON a.attrelid = i.relid AND a.attnum = i.attnum
 WHERE q.seqtypid <> a.atttypid
 UNION ALL

@@ -564,14 +564,34 @@ fn a_partitions_own_identity_and_an_identity_sequences_type_survive() {
         "dl_ident_own",
         &format!(
             "{partition} CREATE TABLE narrow (id bigint GENERATED ALWAYS AS IDENTITY, x int); \
-             ALTER SEQUENCE narrow_id_seq AS integer;"
+             ALTER SEQUENCE narrow_id_seq AS integer; \
+             CREATE TABLE wide (id smallint GENERATED ALWAYS AS IDENTITY, x int); \
+             ALTER SEQUENCE wide_id_seq AS integer; \
+             ALTER SEQUENCE wide_id_seq START WITH 40000 RESTART MINVALUE 5;"
         ),
     );
+    // A sequence wider than its column: its bounds do not fit the column's type, so the
+    // column's definition leaves them out and ALTER SEQUENCE … AS writes them.
     assert!(
-        sql.contains("ALTER SEQUENCE public.narrow_id_seq AS integer;"),
+        sql.contains(
+            "ALTER SEQUENCE public.wide_id_seq AS integer START WITH 40000 RESTART WITH 40000 \
+             MINVALUE 5 MAXVALUE 2147483647;"
+        ),
+        "{sql}"
+    );
+    assert!(
+        sql.contains("ALTER SEQUENCE public.narrow_id_seq AS integer START WITH 1"),
         "{sql}"
     );
     let rows = same(&source, &target, IDENTITY);
+    assert!(rows.contains(&"wide.id a integer 40000".to_string()), "{rows:?}");
+    same(
+        &source,
+        &target,
+        "SELECT c.relname || ' ' || q.seqmin || ' ' || q.seqmax || ' ' || q.seqincrement || ' ' \
+         || q.seqcache || ' ' || q.seqcycle FROM pg_sequence q JOIN pg_class c ON c.oid = q.seqrelid \
+         ORDER BY 1",
+    );
     if own == "true" {
         assert!(rows.contains(&"h1.id d bigint 100".to_string()), "{rows:?}");
     }
