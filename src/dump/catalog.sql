@@ -356,6 +356,14 @@ SELECT 30, td.depth || ' 3', ty.oid::regtype::text, '',
 FROM ty_own t JOIN ty_depth td ON td.ty = t.oid JOIN pg_type ty ON ty.oid = t.oid
 WHERE t.typtype = 'd'
 UNION ALL
+-- A domain over a domain takes its base's default in CREATE DOMAIN: one whose own was dropped
+-- drops it again (key ' ': right after its CREATE DOMAIN).
+SELECT 30, td.depth || ' 3', ty.oid::regtype::text, ' ',
+       'ALTER DOMAIN ' || ty.oid::regtype::text || ' DROP DEFAULT;'
+FROM ty_own t JOIN ty_depth td ON td.ty = t.oid JOIN pg_type ty ON ty.oid = t.oid
+JOIN pg_type b ON b.oid = ty.typbasetype
+WHERE t.typtype = 'd' AND ty.typdefaultbin IS NULL AND b.typtype = 'd' AND b.typdefaultbin IS NOT NULL
+UNION ALL
 SELECT 30, td.depth || ' 3', ty.oid::regtype::text, dc.conname::text,
        'ALTER DOMAIN ' || ty.oid::regtype::text || ' ADD CONSTRAINT ' || pg_catalog.quote_ident(dc.conname)
        || ' ' || pg_catalog.pg_get_constraintdef(dc.oid) || ';'

@@ -2,7 +2,7 @@
 //! wrong, or lost something silently: each test makes a schema, dumps it, loads the dump with
 //! `psql -X -v ON_ERROR_STOP=1` into an empty database, and checks that the loaded database
 //! dumps to the same bytes and has the same catalog facts (comments, casts, typed tables,
-//! defaults, row level security, domain checks, clustering) as the source.
+//! defaults, row level security, domain checks and defaults, clustering) as the source.
 
 use crate::dump::load;
 use crate::harness::{dhctl, TestDb};
@@ -38,6 +38,9 @@ SELECT f FROM (
     UNION ALL
     SELECT 'domain check ' || c.contypid::regtype::text || ' ' || c.conname || ' validated ' || c.convalidated
     FROM pg_catalog.pg_constraint c WHERE c.contypid >= 16384
+    UNION ALL
+    SELECT 'domain default ' || t.oid::regtype::text || ' ' || coalesce(pg_catalog.pg_get_expr(t.typdefaultbin, 0), 'none')
+    FROM pg_catalog.pg_type t WHERE t.oid >= 16384 AND t.typtype = 'd'
     UNION ALL
     SELECT 'clustered ' || i.indexrelid::regclass::text FROM pg_catalog.pg_index i WHERE i.indisclustered
     UNION ALL
@@ -276,4 +279,24 @@ fn a_domain_default_that_calls_a_function_or_a_sequence_is_set_after_them() {
         &sql,
         "ALTER DOMAIN public.next_id SET DEFAULT nextval('public.ids'::regclass);",
     );
+}
+
+#[test]
+fn a_domain_over_a_domain_whose_default_was_dropped_has_none() {
+    // CREATE DOMAIN d3 AS d2 takes d2's default: d3's dropped one is dropped again.
+    let sql = round_trip(
+        "domain_drop_default",
+        "CREATE DOMAIN public.d2 AS int DEFAULT 5;
+         CREATE DOMAIN public.d3 AS public.d2;
+         ALTER DOMAIN public.d3 DROP DEFAULT;
+         CREATE DOMAIN public.d4 AS public.d3;
+         CREATE DOMAIN public.d5 AS public.d2 DEFAULT 6;
+         CREATE TABLE public.t (a public.d3, b public.d4, c public.d5);",
+    );
+    assert_contains(&sql, "ALTER DOMAIN public.d3 DROP DEFAULT;");
+    let at = |what: &str| sql.find(what).unwrap_or_else(|| panic!("{what}:\n{sql}"));
+    assert!(at("CREATE DOMAIN public.d3") < at("ALTER DOMAIN public.d3 DROP DEFAULT;"));
+    assert!(at("ALTER DOMAIN public.d3 DROP DEFAULT;") < at("CREATE DOMAIN public.d4"));
+    assert!(!sql.contains("ALTER DOMAIN public.d4 DROP DEFAULT"), "{sql}");
+    assert!(!sql.contains("ALTER DOMAIN public.d5 DROP DEFAULT"), "{sql}");
 }
