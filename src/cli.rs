@@ -670,8 +670,8 @@ pub struct DumpArgs {
 
     /// Write the dump to FILE (atomically: a reader sees the old file or the whole new one)
     /// instead of stdout. A symbolic link is written through (the link stays), but not another
-    /// user's link in a sticky world-writable folder such as /tmp; a device, FIFO, socket or
-    /// folder is refused (redirect stdout to write into one).
+    /// user's link (to the file or a folder on its path) in a sticky world-writable folder such
+    /// as /tmp; a device, FIFO, socket or folder is refused (redirect stdout to write into one).
     #[arg(long, value_name = "FILE", conflicts_with = "check")]
     pub output: Option<PathBuf>,
 

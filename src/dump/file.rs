@@ -80,6 +80,7 @@ pub fn check_output(path: &Path) -> Result<std::path::PathBuf> {
     }
     let mut target = path.to_path_buf();
     for _ in 0..=MAX_LINKS {
+        refuse_planted_links_in_folders(path, &target)?;
         let meta = match std::fs::symlink_metadata(&target) {
             Ok(meta) => meta,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -163,6 +164,70 @@ fn refuse_planted_link(path: &Path, link: &Path, meta: &std::fs::Metadata) -> Re
         ),
         "name the file itself, or a file in a folder only you can write, e.g. --output schema.sql",
     ))
+}
+
+/// [`refuse_planted_link`] for every symbolic link on the way to the folder of `target`, which
+/// is resolved one name at a time as the kernel does (`/tmp/dlink/schema.sql`, where `dlink`
+/// is another user's link to a folder, is refused like a planted link to the file itself).
+/// Stops quietly where a name does not exist or there are too many links: [`check_output`]
+/// and the write itself report those.
+#[cfg(unix)]
+fn refuse_planted_links_in_folders(path: &Path, target: &Path) -> Result<()> {
+    use std::path::{Component, PathBuf};
+    let start = folder(target);
+    let mut resolved = if start.is_absolute() {
+        PathBuf::from("/")
+    } else {
+        std::env::current_dir().map_err(|source| Error::Io {
+            path: PathBuf::from("."),
+            source,
+        })?
+    };
+    // The names still to walk, the next one last.
+    let mut pending: Vec<PathBuf> = start
+        .components()
+        .rev()
+        .map(|c| PathBuf::from(c.as_os_str()))
+        .collect();
+    let mut links = 0;
+    while let Some(name) = pending.pop() {
+        match name.components().next() {
+            Some(Component::RootDir) => resolved = PathBuf::from("/"),
+            Some(Component::ParentDir) => {
+                resolved.pop();
+            }
+            Some(Component::Normal(part)) => {
+                let next = resolved.join(part);
+                let Ok(meta) = std::fs::symlink_metadata(&next) else {
+                    return Ok(());
+                };
+                if !meta.file_type().is_symlink() {
+                    resolved = next;
+                    continue;
+                }
+                refuse_planted_link(path, &next, &meta)?;
+                links += 1;
+                let Ok(link) = std::fs::read_link(&next) else {
+                    return Ok(());
+                };
+                if links > MAX_LINKS {
+                    return Ok(());
+                }
+                pending.extend(
+                    link.components()
+                        .rev()
+                        .map(|c| PathBuf::from(c.as_os_str())),
+                );
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn refuse_planted_links_in_folders(_path: &Path, _target: &Path) -> Result<()> {
+    Ok(())
 }
 
 #[cfg(not(unix))]

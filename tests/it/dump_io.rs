@@ -521,6 +521,40 @@ fn output_refuses_a_link_another_user_planted_in_a_sticky_world_writable_folder(
     std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).unwrap();
     std::os::unix::fs::lchown(&link, Some(uid), None).unwrap();
     output(&db, &link).expect_code(0);
+    // The same rule for a link anywhere on the path: postgres's link to a folder of root's,
+    // in the sticky folder, is not followed to write a file there.
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let real = dir.path().join("etc");
+    std::fs::create_dir(&real).unwrap();
+    let dlink = shared.join("dlink");
+    std::os::unix::fs::symlink(&real, &dlink).unwrap();
+    std::os::unix::fs::lchown(&dlink, Some(uid), None).unwrap();
+    let through_folder = dlink.join("victim");
+    let run = output(&db, &through_folder);
+    run.expect_code(2);
+    assert!(run.stderr.contains("dlink"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("sticky world-writable"),
+        "{}",
+        run.stderr
+    );
+    assert!(!real.join("victim").exists());
+    // Also when the folder link is reached through a link of root's, or `..`.
+    let own = dir.path().join("own");
+    std::os::unix::fs::symlink(&shared, &own).unwrap();
+    output(&db, &own.join("dlink").join("victim")).expect_code(2);
+    output(
+        &db,
+        &shared.join("dlink").join("..").join("dlink").join("victim"),
+    )
+    .expect_code(2);
+    assert!(!real.join("victim").exists());
+    // root's own folder link is followed.
+    std::os::unix::fs::lchown(&dlink, Some(0), None).unwrap();
+    output(&db, &through_folder).expect_code(0);
+    assert!(std::fs::read_to_string(real.join("victim"))
+        .unwrap()
+        .contains("CREATE TABLE"));
 }
 
 #[cfg(target_os = "linux")]

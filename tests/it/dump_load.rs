@@ -297,6 +297,12 @@ fn a_domain_over_a_domain_whose_default_was_dropped_has_none() {
     let at = |what: &str| sql.find(what).unwrap_or_else(|| panic!("{what}:\n{sql}"));
     assert!(at("CREATE DOMAIN public.d3") < at("ALTER DOMAIN public.d3 DROP DEFAULT;"));
     assert!(at("ALTER DOMAIN public.d3 DROP DEFAULT;") < at("CREATE DOMAIN public.d4"));
-    assert!(!sql.contains("ALTER DOMAIN public.d4 DROP DEFAULT"), "{sql}");
-    assert!(!sql.contains("ALTER DOMAIN public.d5 DROP DEFAULT"), "{sql}");
+    assert!(
+        !sql.contains("ALTER DOMAIN public.d4 DROP DEFAULT"),
+        "{sql}"
+    );
+    assert!(
+        !sql.contains("ALTER DOMAIN public.d5 DROP DEFAULT"),
+        "{sql}"
+    );
 }

@@ -584,7 +584,10 @@ fn a_partitions_own_identity_and_an_identity_sequences_type_survive() {
         "{sql}"
     );
     let rows = same(&source, &target, IDENTITY);
-    assert!(rows.contains(&"wide.id a integer 40000".to_string()), "{rows:?}");
+    assert!(
+        rows.contains(&"wide.id a integer 40000".to_string()),
+        "{rows:?}"
+    );
     same(
         &source,
         &target,
