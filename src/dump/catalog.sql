@@ -481,10 +481,11 @@ WHERE x.change IS NOT NULL
 UNION ALL
 -- 70: partitions, after their parent, in bound order (the DEFAULT partition last). One of
 -- `standalone` is made as a table (with the checks it has from its parent, which ATTACH
--- requires, and its constraints of hand_named_con) and attached.
+-- requires), given its copies of its parent's primary key, unique and exclusion constraints,
+-- and attached.
 SELECT 70, pg_catalog.lpad(((SELECT pg_catalog.count(*) FROM pg_catalog.pg_partition_ancestors(t.oid)) - 1)::text, 3, '0') || ' ' || i.inhparent::regclass::text,
        CASE WHEN pg_catalog.pg_get_expr(t.relpartbound, t.oid) = 'DEFAULT' THEN '2' ELSE '1 ' || pg_catalog.pg_get_expr(t.relpartbound, t.oid) END,
-       t.qname,
+       t.qname || ' 1',
        CASE WHEN EXISTS (SELECT 1 FROM col c WHERE c.attrelid = t.oid AND c.def IS NULL) THEN NULL ELSE '' END
        || 'CREATE ' || CASE WHEN t.relpersistence = 'u' THEN 'UNLOGGED ' ELSE '' END || 'TABLE ' || t.qname
        || CASE WHEN t.oid IN (SELECT oid FROM standalone)
@@ -493,8 +494,7 @@ SELECT 70, pg_catalog.lpad(((SELECT pg_catalog.count(*) FROM pg_catalog.pg_parti
                         || ARRAY(SELECT 'CONSTRAINT ' || pg_catalog.quote_ident(con.conname) || ' ' || pg_catalog.pg_get_constraintdef(con.oid)
                                  FROM pg_constraint con
                                  WHERE con.conrelid = t.oid
-                                   AND ((con.contype = 'c' AND con.coninhcount > 0 AND con.convalidated)
-                                        OR con.oid IN (SELECT hc.oid FROM hand_named_con hc))
+                                   AND con.contype = 'c' AND con.coninhcount > 0 AND con.convalidated
                                  ORDER BY con.conname COLLATE "C"),
                         E',\n    '), '') || E'\n)'
                ELSE ' PARTITION OF ' || i.inhparent::regclass::text || ' ' || pg_catalog.pg_get_expr(t.relpartbound, t.oid) END
@@ -502,11 +502,29 @@ SELECT 70, pg_catalog.lpad(((SELECT pg_catalog.count(*) FROM pg_catalog.pg_parti
        || coalesce(' USING ' || (SELECT pg_catalog.quote_ident(am.amname) FROM pg_am am WHERE am.oid = t.relam AND am.amname <> 'heap'), '')
        || coalesce((SELECT ro.with_clause FROM relopts ro WHERE ro.oid = t.oid), '')
        || ';'
-       || CASE WHEN t.oid IN (SELECT oid FROM standalone)
-               THEN E'\nALTER TABLE ' || i.inhparent::regclass::text || ' ATTACH PARTITION ' || t.qname || ' ' || pg_catalog.pg_get_expr(t.relpartbound, t.oid) || ';'
-               ELSE '' END
 FROM tbl t JOIN pg_inherits i ON i.inhrelid = t.oid
 WHERE t.relispartition
+UNION ALL
+-- A standalone partition's copies of its parent's keys, each by ALTER TABLE (CREATE TABLE
+-- drops a unique constraint alike its primary key, and makes the primary key first) in the
+-- order its parent's are made (64: the primary key, then by name). ATTACH gives each parent
+-- constraint, in the order they were made, the first alike copy not yet taken in the order
+-- the copies were made: so each copy goes back to its own parent constraint.
+SELECT 70, pg_catalog.lpad(((SELECT pg_catalog.count(*) FROM pg_catalog.pg_partition_ancestors(t.oid)) - 1)::text, 3, '0') || ' ' || i.inhparent::regclass::text,
+       CASE WHEN pg_catalog.pg_get_expr(t.relpartbound, t.oid) = 'DEFAULT' THEN '2' ELSE '1 ' || pg_catalog.pg_get_expr(t.relpartbound, t.oid) END,
+       t.qname || ' 2 ' || CASE WHEN pc.contype = 'p' THEN '1 ' ELSE '2 ' END || pc.conname::text,
+       'ALTER TABLE ' || t.qname || ' ADD CONSTRAINT ' || pg_catalog.quote_ident(con.conname) || ' ' || pg_catalog.pg_get_constraintdef(con.oid) || ';'
+FROM tbl t JOIN pg_inherits i ON i.inhrelid = t.oid
+JOIN pg_constraint con ON con.conrelid = t.oid AND con.contype IN ('p', 'u', 'x') AND con.conparentid <> 0
+JOIN pg_constraint pc ON pc.oid = con.conparentid
+WHERE t.oid IN (SELECT oid FROM standalone)
+UNION ALL
+SELECT 70, pg_catalog.lpad(((SELECT pg_catalog.count(*) FROM pg_catalog.pg_partition_ancestors(t.oid)) - 1)::text, 3, '0') || ' ' || i.inhparent::regclass::text,
+       CASE WHEN pg_catalog.pg_get_expr(t.relpartbound, t.oid) = 'DEFAULT' THEN '2' ELSE '1 ' || pg_catalog.pg_get_expr(t.relpartbound, t.oid) END,
+       t.qname || ' 3',
+       'ALTER TABLE ' || i.inhparent::regclass::text || ' ATTACH PARTITION ' || t.qname || ' ' || pg_catalog.pg_get_expr(t.relpartbound, t.oid) || ';'
+FROM tbl t JOIN pg_inherits i ON i.inhrelid = t.oid
+WHERE t.oid IN (SELECT oid FROM standalone)
 UNION ALL
 -- 80: indexes of tables (85: of partitions, made by the partition itself, not its parent;
 -- 105: of materialized views). Indexes behind a constraint come with the constraint.

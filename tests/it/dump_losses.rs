@@ -354,7 +354,11 @@ fn a_partitions_hand_named_constraint_keeps_its_name() {
          ALTER TABLE p ATTACH PARTITION p_2 FOR VALUES FROM (2) TO (3);",
     );
     assert!(
-        sql.contains("    CONSTRAINT mine_pk PRIMARY KEY (k),\n    CONSTRAINT mine_uq UNIQUE (v, k)\n);\nALTER TABLE public.p ATTACH PARTITION public.p_2 FOR VALUES FROM (2) TO (3);"),
+        sql.contains(
+            "ALTER TABLE public.p_2 ADD CONSTRAINT mine_pk PRIMARY KEY (k);\n\n\
+             ALTER TABLE public.p_2 ADD CONSTRAINT mine_uq UNIQUE (v, k);\n\n\
+             ALTER TABLE public.p ATTACH PARTITION public.p_2 FOR VALUES FROM (2) TO (3);"
+        ),
         "{sql}"
     );
     assert!(
@@ -731,5 +735,40 @@ fn a_partitions_hand_named_foreign_key_keeps_its_name() {
         "SELECT c.conrelid::regclass || ' ' || c.conname || ' ' \
          || coalesce((SELECT p.conname::text FROM pg_constraint p WHERE p.oid = c.conparentid), '-') \
          FROM pg_constraint c WHERE c.contype = 'f' ORDER BY 1",
+    );
+}
+
+#[test]
+fn a_partitions_copies_of_alike_keys_go_back_to_their_own_parent_constraints() {
+    // p1's copies are numbered against each other (p1_k_key is p_u2's, p1_k_key1 p_u1's), so p1
+    // is made alone and attached; ATTACH gives each parent constraint the first alike copy, so
+    // the copies must be made in the order their parents are. q's two alike unique
+    // constraints' copies, made in the other order, must not swap.
+    let (source, sql, target) = round_trip(
+        "dl_alike_keys",
+        "CREATE TABLE p (k int) PARTITION BY LIST (k); \
+         ALTER TABLE p ADD CONSTRAINT p_u2 UNIQUE (k); \
+         ALTER TABLE p ADD CONSTRAINT p_u1 UNIQUE (k); \
+         ALTER TABLE p ADD CONSTRAINT p_pk PRIMARY KEY (k); \
+         CREATE TABLE p1 PARTITION OF p FOR VALUES IN (1); \
+         CREATE TABLE q (k int) PARTITION BY LIST (k); \
+         ALTER TABLE q ADD CONSTRAINT q_b UNIQUE (k); \
+         ALTER TABLE q ADD CONSTRAINT q_a UNIQUE (k); \
+         CREATE TABLE q1 PARTITION OF q FOR VALUES IN (1); \
+         CREATE TABLE q10 (k int, CONSTRAINT q10_b UNIQUE (k), CONSTRAINT q10_a UNIQUE (k)); \
+         ALTER TABLE q ATTACH PARTITION q10 FOR VALUES IN (10);",
+    );
+    assert!(sql.contains("ATTACH PARTITION public.p1 "), "{sql}");
+    let rows = same(
+        &source,
+        &target,
+        "SELECT c.conrelid::regclass || '.' || c.conname || ' ' || c.contype::text || ' of ' \
+         || coalesce(p.conname::text, '-') FROM pg_constraint c \
+         LEFT JOIN pg_constraint p ON p.oid = c.conparentid \
+         WHERE c.connamespace = 'public'::regnamespace AND c.contype IN ('p', 'u') ORDER BY 1",
+    );
+    assert!(
+        rows.contains(&"p1.p1_pkey p of p_pk".to_string()),
+        "{rows:?}"
     );
 }
