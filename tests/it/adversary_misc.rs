@@ -9,13 +9,6 @@ fn hex(n: u64) -> String {
     format!("{:016x}", (u64::from(std::process::id()) << 16) | n)
 }
 
-fn database_exists(name: &str) -> bool {
-    connect(&server_url())
-        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
-        .unwrap()
-        .is_some()
-}
-
 #[test]
 fn stale_scratch_cleanup_drops_only_marked_databases_and_survives_odd_pids() {
     let owner = Role::creator("advstale");

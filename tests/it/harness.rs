@@ -157,14 +157,7 @@ impl TestDb {
     }
 
     pub fn exists(&self) -> bool {
-        let mut admin = connect(&server_url());
-        admin
-            .query_opt(
-                "SELECT 1 FROM pg_database WHERE datname = $1",
-                &[&self.name],
-            )
-            .unwrap()
-            .is_some()
+        database_exists(&self.name)
     }
 
     /// The tables in schema public, sorted.
@@ -366,6 +359,14 @@ pub fn migrations_with(extra: &[(&str, &str)]) -> tempfile::TempDir {
 }
 
 /// Sends `signal` ("-INT", "-TERM", ...) to a running child with kill(1).
+/// Whether the test server has a database of this name.
+pub fn database_exists(name: &str) -> bool {
+    connect(&server_url())
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
+        .unwrap()
+        .is_some()
+}
+
 pub fn send_signal(child: &std::process::Child, signal: &str) {
     let status = Command::new("kill")
         .args([signal, &child.id().to_string()])
