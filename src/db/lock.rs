@@ -215,7 +215,7 @@ impl Locked {
         // Every DDL statement from here on gives up after lock_timeout instead of queueing in
         // front of the gateway's traffic (and everything queued behind it); see db::retry.
         // The same statement checks that it still reaches the backend holding the lock.
-        let ms = cfg.lock_timeout.as_millis().max(1).to_string();
+        let ms = super::lock_timeout_setting(cfg.lock_timeout);
         let pid: i32 = session
             .client
             .query_typed_one(
